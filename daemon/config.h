@@ -1,0 +1,108 @@
+/* Configuration: one file (/etc/allvarsd/allvarsd.conf) of "key = value" lines.
+ * One table of keys (config.c) drives parsing, defaults, --check-config, SIGHUP
+ * reload and the allvarsd.conf(5) man page, so they cannot drift apart.
+ *
+ * Any value may be "@file:/path" (the file's content, trailing newline
+ * stripped) or "@credential:name" ($CREDENTIALS_DIRECTORY/name, from systemd's
+ * LoadCredential=): that is how secrets are given. kafka.* keys other than
+ * kafka.embedded pass straight to librdkafka. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "profiles.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/allvarsd/allvarsd.conf"
+
+typedef enum feedback_level {
+        FEEDBACK_STATUTORY,             /* RECEIVED and ASSESSED only */
+        FEEDBACK_CONVERSATION,          /* every status (default) */
+} feedback_level;
+
+typedef struct config_kv {
+        char *key;
+        char *value;
+} config_kv;
+
+typedef struct district_profile {
+        char *district;                 /* e.g. "hisingen", lower case */
+        profile profile;                /* effective: built-in + profile.* + district.<d>.* */
+} district_profile;
+
+typedef struct config {
+        char *path;
+
+        /* kafka */
+        bool kafka_embedded;            /* kafka.embedded: librdkafka's in-process mock cluster */
+        config_kv *kafka;               /* every other kafka.* key, without the prefix */
+        size_t n_kafka;
+        char *group_id;                 /* kafka's group.id, default "allvarsd" */
+
+        /* topics */
+        char *topic_referrals;
+        char *topic_outcomes;
+        char *topic_scheduling;
+        char *topic_feedback;
+        char *topic_alerts;
+        char *topic_dead_letter;
+
+        /* database */
+        char *db_conninfo;              /* database.conninfo (may come from a credential) */
+        char *db_password;              /* database.password, merged into the connection */
+
+        /* the person key */
+        uint8_t *pepper;                /* pepper (required, from a file or credential, >= 32 bytes) */
+        size_t pepper_len;
+
+        /* rules */
+        profile profile;                /* profile.name + profile.* overrides */
+        district_profile *districts;    /* district.<d>.profile + district.<d>.* overrides */
+        size_t n_districts;
+
+        /* feedback to the police */
+        feedback_level feedback_level;
+        bool feedback_always;           /* send even when the referral did not ask */
+
+        /* pipeline */
+        unsigned batch_max_messages;
+        unsigned batch_max_wait_ms;
+        size_t max_message_bytes;
+        unsigned relay_batch;
+        unsigned relay_poll_ms;
+        bool relay_enabled;
+
+        /* lifecycle */
+        unsigned deadline_watch_interval_s;
+        unsigned retention_interval_s;
+        unsigned retention_closed_days;         /* personal data of closed cases */
+        unsigned retention_not_eligible_days;   /* personal data of NOT_ELIGIBLE referrals */
+
+        /* operations */
+        char *event_source;             /* CloudEvents ce_source, default "urn:allvarsd" */
+        char *log_target;               /* auto | journal | stderr */
+        char *log_level;                /* debug | info | notice | warning | err */
+        char *clock_file;               /* tests only: read "now" from this file */
+        char *status_file;              /* unused by default */
+} config;
+
+/* Parse a configuration file. On failure returns a negative errno and writes
+ * one line naming the file, line and key into err. */
+int config_load(const char *path, config **ret, char *err, size_t err_size);
+/* Parse from a string (tests, fuzzing); name is used in error messages. */
+int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size);
+void config_free(config *c);
+
+/* The effective profile for a referral's district ("" or unknown: the default). */
+const profile *config_profile_for(const config *c, const char *district);
+
+/* Keys whose change needs a restart, comma-separated, into buf; "" when the
+ * new configuration can be applied by SIGHUP. */
+void config_restart_needed(const config *old, const config *new, char *buf, size_t size);
+
+/* Write the effective values (secrets masked) as "key = value" lines. */
+void config_dump(const config *c, FILE *f);
+/* Write the table of keys as a roff fragment, for allvarsd.conf(5). */
+void config_write_man(FILE *f);
