@@ -1,0 +1,559 @@
+/* The Kafka consumer and the batch loop. See consumer.h for the contract.
+ *
+ * Why it is shaped this way (librdkafka 2.0.2, ../shared/NOTES.md):
+ *  - eager `range` assignment: cooperative-sticky has known hangs before 2.3;
+ *  - rd_kafka_consumer_poll() and our own batch, not consume_batch (#4208);
+ *  - offsets are assigned once, explicitly, from PostgreSQL (#5345), and every
+ *    batch fences its offsets with a compare-and-set in the same transaction,
+ *    so a message from a partition we just lost (#1359) cannot be decided twice.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "consumer.h"
+#include "log.h"
+#include "reasons.h"
+
+#define BACKOFF_MIN (100 * 1000)
+#define BACKOFF_MAX (30 * USEC_PER_SEC)
+#define EAGAIN_RETRIES 5
+
+typedef struct partition_state {
+        char *topic;
+        int32_t partition;
+        int64_t stored_next;            /* next offset as the database holds it; -1: no row */
+        int64_t pos;                    /* next offset to accept from Kafka */
+        bool valid;                     /* stored_next was read from the database */
+} partition_state;
+
+struct consumer {
+        const config *cfg;
+        store *st;
+        clock_source *clk;
+        rd_kafka_t *rk;
+        rd_kafka_queue_t *queue;
+        int pipe[2];                    /* librdkafka writes here when the queue becomes non-empty */
+
+        partition_state *parts;
+        size_t n_parts;
+
+        rd_kafka_message_t **batch;
+        size_t n_batch, cap_batch;
+        usec_t batch_started;           /* monotonic */
+
+        bool database_down;
+        bool reload_needed;             /* some partitions lack a valid position */
+        usec_t backoff;
+        usec_t retry_at;                /* monotonic */
+
+        consumer_figures fig;
+};
+
+static void set_error(consumer *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(consumer *c, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->fig.last_error, sizeof c->fig.last_error, fmt, ap);
+        va_end(ap);
+}
+
+static partition_state *part_find(consumer *c, const char *topic, int32_t partition) {
+        for (size_t i = 0; i < c->n_parts; i++)
+                if (c->parts[i].partition == partition && strcmp(c->parts[i].topic, topic) == 0)
+                        return &c->parts[i];
+        return NULL;
+}
+
+static void parts_clear(consumer *c) {
+        for (size_t i = 0; i < c->n_parts; i++)
+                free(c->parts[i].topic);
+        free(c->parts);
+        c->parts = NULL;
+        c->n_parts = 0;
+        c->fig.partitions = 0;
+}
+
+static void batch_drop(consumer *c) {
+        for (size_t i = 0; i < c->n_batch; i++)
+                rd_kafka_message_destroy(c->batch[i]);
+        c->n_batch = 0;
+}
+
+/* Read the stored positions of every partition that lacks one. Returns 0 or
+ * the store's error. Partitions are grouped by topic for store_load_offsets. */
+static int parts_load(consumer *c, bool only_invalid) {
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                if (only_invalid && p->valid)
+                        continue;
+                int64_t next;
+                int r = store_load_offsets(c->st, c->cfg->group_id, p->topic, &p->partition, 1, &next);
+                if (r < 0)
+                        return r;
+                p->stored_next = next;
+                p->pos = next < 0 ? 0 : next;
+                p->valid = true;
+        }
+        return 0;
+}
+
+static rd_kafka_topic_partition_list_t *parts_list(consumer *c, bool only_with_offsets) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->n_parts);
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+                if (only_with_offsets)
+                        tp->offset = p->stored_next < 0 ? RD_KAFKA_OFFSET_BEGINNING : p->stored_next;
+        }
+        return l;
+}
+
+static void pause_all(consumer *c) {
+        if (c->n_parts == 0)
+                return;
+        rd_kafka_topic_partition_list_t *l = parts_list(c, false);
+        rd_kafka_pause_partitions(c->rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Move every partition back to the position the database holds and resume. */
+static int parts_reseek(consumer *c) {
+        int r = parts_load(c, false);
+        if (r < 0)
+                return r;
+        if (c->n_parts == 0)
+                return 0;
+        rd_kafka_topic_partition_list_t *l = parts_list(c, true);
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 10000);
+        if (e) {
+                set_error(c, "seek: %s", rd_kafka_error_string(e));
+                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Seek to the stored offsets failed: %s",
+                           rd_kafka_error_string(e), NULL);
+                rd_kafka_error_destroy(e);
+        }
+        for (int i = 0; i < l->cnt; i++)
+                if (l->elems[i].err)
+                        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "TOPIC=%s", l->elems[i].topic,
+                                   "PARTITION=%d", (int)l->elems[i].partition,
+                                   "MESSAGE=Seek of %s [%d] failed: %s", l->elems[i].topic,
+                                   (int)l->elems[i].partition, rd_kafka_err2str(l->elems[i].err), NULL);
+        rd_kafka_resume_partitions(c->rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        c->reload_needed = false;
+        return 0;
+}
+
+static void database_lost(consumer *c, int r) {
+        if (!c->database_down)
+                log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
+                           "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying",
+                           store_last_error(c->st), NULL);
+        set_error(c, "database: %s", store_last_error(c->st));
+        c->database_down = true;
+        c->reload_needed = true;
+        for (size_t i = 0; i < c->n_parts; i++)
+                c->parts[i].valid = false;
+        pause_all(c);
+        batch_drop(c);
+        c->backoff = c->backoff ? c->backoff * 2 : BACKOFF_MIN;
+        if (c->backoff > BACKOFF_MAX)
+                c->backoff = BACKOFF_MAX;
+        c->retry_at = clock_monotonic() + c->backoff;
+}
+
+static void log_partitions(consumer *c, log_msgid id, const rd_kafka_topic_partition_list_t *l) {
+        char buf[512];
+        size_t o = 0;
+        buf[0] = 0;
+        for (int i = 0; i < l->cnt && o < sizeof buf - 64; i++)
+                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s[%d]@%lld", i ? " " : "", l->elems[i].topic,
+                                      (int)l->elems[i].partition, (long long)l->elems[i].offset);
+        log_struct(LOG_INFO, id, "PARTITIONS=%s", buf, "MESSAGE=%s %d partition(s): %s",
+                   id == MSGID_ASSIGNED ? "Assigned" : "Revoked", l->cnt, buf, NULL);
+        (void)c;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque) {
+        consumer *c = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                parts_clear(c);
+                batch_drop(c);
+                c->parts = calloc((size_t)l->cnt + 1, sizeof *c->parts);
+                if (!c->parts)
+                        abort();
+                for (int i = 0; i < l->cnt; i++) {
+                        c->parts[i].topic = strdup(l->elems[i].topic);
+                        if (!c->parts[i].topic)
+                                abort();
+                        c->parts[i].partition = l->elems[i].partition;
+                        c->parts[i].stored_next = -1;
+                }
+                c->n_parts = (size_t)l->cnt;
+                c->fig.partitions = (unsigned)l->cnt;
+
+                int r = c->database_down ? -ENOTCONN : parts_load(c, false);
+                if (r >= 0) {
+                        for (int i = 0; i < l->cnt; i++)
+                                l->elems[i].offset = c->parts[i].stored_next < 0 ? RD_KAFKA_OFFSET_BEGINNING
+                                                                                  : c->parts[i].stored_next;
+                        rd_kafka_assign(rk, l);
+                        log_partitions(c, MSGID_ASSIGNED, l);
+                } else {
+                        /* Without PostgreSQL we do not know where to start: take the
+                         * partitions (so the group settles), pause them, and seek
+                         * when the database is back. Messages before that are dropped. */
+                        rd_kafka_assign(rk, l);
+                        rd_kafka_pause_partitions(rk, l);
+                        c->reload_needed = true;
+                        if (!c->database_down)
+                                database_lost(c, r);
+                        log_partitions(c, MSGID_ASSIGNED, l);
+                }
+                c->fig.assigned_once = true;
+        } else {
+                if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+                        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Rebalance error: %s", rd_kafka_err2str(err),
+                                   NULL);
+                else
+                        log_partitions(c, MSGID_REVOKED, l);
+                /* What was not stored yet belongs to the partitions' next owner. */
+                batch_drop(c);
+                parts_clear(c);
+                rd_kafka_assign(rk, NULL);
+        }
+}
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t err_size) {
+        char e[256];
+        if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
+                snprintf(err, err_size, "kafka.%s: %s", k, e);
+                return false;
+        }
+        return true;
+}
+
+int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_source *clk, consumer **ret, char *err,
+                 size_t err_size) {
+        consumer *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->cfg = cfg;
+        c->st = st;
+        c->clk = clk;
+        c->pipe[0] = c->pipe[1] = -1;
+
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        for (size_t i = 0; i < cfg->n_kafka; i++)
+                if (!conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, err_size))
+                        goto fail_conf;
+        /* What effectively-once rests on: not overridable. */
+        if (!conf_set(conf, "group.id", cfg->group_id, err, err_size) ||
+            !conf_set(conf, "enable.auto.commit", "false", err, err_size) ||
+            !conf_set(conf, "enable.auto.offset.store", "false", err, err_size) ||
+            !conf_set(conf, "partition.assignment.strategy", "range", err, err_size) ||
+            !conf_set(conf, "auto.offset.reset", "earliest", err, err_size) ||
+            !conf_set(conf, "enable.partition.eof", "false", err, err_size) ||
+            !conf_set(conf, "client.id", "allvarsd", err, err_size))
+                goto fail_conf;
+        if (bootstrap && !conf_set(conf, "bootstrap.servers", bootstrap, err, err_size))
+                goto fail_conf;
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, c);
+
+        char e[512];
+        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        if (!c->rk) {
+                snprintf(err, err_size, "kafka consumer: %s", e);
+                goto fail_conf;
+        }
+        rd_kafka_poll_set_consumer(c->rk);
+        c->queue = rd_kafka_queue_get_consumer(c->rk);
+        if (pipe2(c->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                snprintf(err, err_size, "pipe: %m");
+                consumer_free(c);
+                return -errno;
+        }
+        rd_kafka_queue_io_event_enable(c->queue, c->pipe[1], "1", 1);
+
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
+        rd_kafka_topic_partition_list_add(topics, cfg->topic_referrals, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t rerr = rd_kafka_subscribe(c->rk, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (rerr) {
+                snprintf(err, err_size, "subscribe: %s", rd_kafka_err2str(rerr));
+                consumer_free(c);
+                return -EINVAL;
+        }
+        c->cap_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        c->batch = calloc(c->cap_batch, sizeof *c->batch);
+        if (!c->batch) {
+                consumer_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+
+fail_conf:
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return -EINVAL;
+}
+
+int consumer_fd(const consumer *c) {
+        return c->pipe[0];
+}
+
+static void drain_pipe(consumer *c) {
+        char buf[64];
+        while (read(c->pipe[0], buf, sizeof buf) > 0)
+                ;
+}
+
+static void log_message_outcome(const store_message *m) {
+        switch (m->status) {
+        case STORE_DECIDED: {
+                char reasons[256], flags[256];
+                reasons_format(reason_texts, m->reasons, reasons, sizeof reasons);
+                reasons_format(flag_texts, m->flags, flags, sizeof flags);
+                log_struct(LOG_INFO, MSGID_DECIDED, "REFERRAL_ID=%s", m->referral->referral_id, "CASE_ID=%s",
+                           m->case_id, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld",
+                           (long long)m->offset, "OUTCOME=%s", decision_outcome_code(m->outcome), "REASONS=%s",
+                           reasons, "FLAGS=%s", flags, "MESSAGE=Referral %s decided: %s%s%s%s%s",
+                           m->referral->referral_id, decision_outcome_code(m->outcome), reasons[0] ? " " : "",
+                           reasons, flags[0] ? " flags " : "", flags, NULL);
+                break;
+        }
+        case STORE_DUPLICATE:
+                log_struct(LOG_NOTICE, MSGID_DUPLICATE, "REFERRAL_ID=%s", m->referral->referral_id, "TOPIC=%s",
+                           m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld", (long long)m->offset,
+                           "MESSAGE=Referral %s seen before; ignored", m->referral->referral_id, NULL);
+                break;
+        case STORE_DEAD_LETTERED:
+                log_struct(LOG_WARNING, MSGID_DEAD_LETTER, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition,
+                           "OFFSET=%lld", (long long)m->offset, "REASON=%s", dead_letter_reason_code(m->error->reason),
+                           "MESSAGE=Message at %s [%d] offset %lld dead-lettered: %s: %s", m->topic,
+                           (int)m->partition, (long long)m->offset, dead_letter_reason_code(m->error->reason),
+                           m->error->detail, NULL);
+                break;
+        case STORE_PENDING:
+                break;
+        }
+}
+
+/* Decide and store the batch; on success advance the positions and tell Kafka. */
+static int batch_flush(consumer *c) {
+        size_t n = c->n_batch;
+        if (n == 0)
+                return 0;
+        usec_t now = clock_now(c->clk);
+
+        store_message *msgs = calloc(n, sizeof *msgs);
+        codec_referral **decoded = calloc(n, sizeof *decoded);
+        codec_error *errs = calloc(n, sizeof *errs);
+        store_offset *offs = calloc(n, sizeof *offs);
+        int r = -ENOMEM;
+        if (!msgs || !decoded || !errs || !offs)
+                goto out;
+
+        size_t n_offs = 0;
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_message_t *km = c->batch[i];
+                store_message *m = &msgs[i];
+                m->topic = rd_kafka_topic_name(km->rkt);
+                m->partition = km->partition;
+                m->offset = km->offset;
+                m->payload = km->payload;
+                m->len = km->len;
+                decoded[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
+                if (decoded[i])
+                        m->referral = codec_referral_msg(decoded[i]);
+                else
+                        m->error = &errs[i];
+
+                store_offset *o = NULL;
+                for (size_t j = 0; j < n_offs; j++)
+                        if (offs[j].partition == m->partition && strcmp(offs[j].topic, m->topic) == 0)
+                                o = &offs[j];
+                if (!o) {
+                        partition_state *p = part_find(c, m->topic, m->partition);
+                        o = &offs[n_offs++];
+                        o->topic = m->topic;
+                        o->partition = m->partition;
+                        o->expected_next = p ? p->stored_next : -1;
+                }
+                o->new_next = m->offset + 1;
+        }
+
+        store_batch_result res = {0};
+        for (int attempt = 0;; attempt++) {
+                r = store_referral_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res);
+                if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
+                        break;
+                for (size_t i = 0; i < n; i++)
+                        msgs[i].status = STORE_PENDING;
+        }
+
+        if (r == 0) {
+                c->fig.batches++;
+                c->fig.decided += res.decided;
+                c->fig.duplicates += res.duplicates;
+                c->fig.dead_lettered += res.dead_lettered;
+                c->fig.events += res.events;
+                c->fig.alerts += res.alerts;
+                rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new((int)n_offs);
+                for (size_t j = 0; j < n_offs; j++) {
+                        partition_state *p = part_find(c, offs[j].topic, offs[j].partition);
+                        if (p)
+                                p->stored_next = offs[j].new_next;
+                        rd_kafka_topic_partition_list_add(commit, offs[j].topic, offs[j].partition)->offset =
+                                offs[j].new_next;
+                }
+                /* Only for lag tools: PostgreSQL is the source of truth. */
+                rd_kafka_commit(c->rk, commit, 1);
+                rd_kafka_topic_partition_list_destroy(commit);
+                if (log_get_max_priority() >= LOG_INFO || res.dead_lettered || res.duplicates)
+                        for (size_t i = 0; i < n; i++)
+                                log_message_outcome(&msgs[i]);
+                c->backoff = 0;
+        } else if (r == -ESTALE) {
+                /* Someone else moved a position: we no longer own it, or a message
+                 * came from a partition just revoked. Believe the database. */
+                c->fig.fenced++;
+                log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
+                           "MESSAGE=Batch of %zu message(s) fenced by the stored offsets; re-reading positions", n,
+                           NULL);
+                batch_drop(c);
+                int rr = parts_reseek(c);
+                if (rr < 0)
+                        database_lost(c, rr);
+        } else {
+                /* Connection lost (the COMMIT's outcome is unknown) or another
+                 * error: nothing is acknowledged; pause, reconnect, re-read. */
+                database_lost(c, r);
+        }
+
+out:
+        for (size_t i = 0; i < n; i++)
+                codec_referral_free(decoded ? decoded[i] : NULL);
+        free(msgs);
+        free(decoded);
+        free(errs);
+        free(offs);
+        batch_drop(c);
+        return r;
+}
+
+usec_t consumer_step(consumer *c) {
+        usec_t mono = clock_monotonic();
+
+        if (c->database_down) {
+                if (mono < c->retry_at)
+                        return c->retry_at;
+                char e[256];
+                int r = store_connected(c->st) ? 0 : store_reconnect(c->st, e, sizeof e);
+                if (r >= 0)
+                        r = parts_reseek(c);
+                if (r < 0) {
+                        database_lost(c, r);
+                        return c->retry_at;
+                }
+                c->database_down = false;
+                c->backoff = 0;
+                log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
+        }
+
+        drain_pipe(c);
+        while (c->n_batch < c->cap_batch) {
+                rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
+                if (!km)
+                        break;
+                if (km->err) {
+                        if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                set_error(c, "kafka: %s", rd_kafka_message_errstr(km));
+                                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Kafka: %s",
+                                           rd_kafka_message_errstr(km), NULL);
+                        }
+                        rd_kafka_message_destroy(km);
+                        continue;
+                }
+                partition_state *p = part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
+                if (!p || !p->valid || km->offset < p->pos || c->database_down) {
+                        rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
+                        continue;
+                }
+                p->pos = km->offset + 1;
+                if (c->n_batch == 0)
+                        c->batch_started = mono;
+                c->batch[c->n_batch++] = km;
+        }
+
+        usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
+        if (c->n_batch > 0 && (c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+                batch_flush(c);
+                /* More may be waiting: come back at once. */
+                return clock_monotonic();
+        }
+        if (c->n_batch > 0)
+                return c->batch_started + wait;
+        return clock_monotonic() + USEC_PER_SEC;
+}
+
+int consumer_drain(consumer *c) {
+        /* Take what librdkafka already fetched for this batch, store it, then leave. */
+        if (!c->database_down) {
+                while (c->n_batch < c->cap_batch) {
+                        rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
+                        if (!km)
+                                break;
+                        partition_state *p = km->err ? NULL : part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
+                        if (!p || !p->valid || km->offset < p->pos) {
+                                rd_kafka_message_destroy(km);
+                                continue;
+                        }
+                        p->pos = km->offset + 1;
+                        c->batch[c->n_batch++] = km;
+                }
+                batch_flush(c);
+        }
+        batch_drop(c);
+        rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
+        if (err)
+                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Leaving the group: %s", rd_kafka_err2str(err), NULL);
+        return 0;
+}
+
+void consumer_free(consumer *c) {
+        if (!c)
+                return;
+        batch_drop(c);
+        if (c->queue) {
+                rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
+                rd_kafka_queue_destroy(c->queue);
+        }
+        if (c->rk)
+                rd_kafka_destroy(c->rk);
+        parts_clear(c);
+        free(c->batch);
+        if (c->pipe[0] >= 0)
+                close(c->pipe[0]);
+        if (c->pipe[1] >= 0)
+                close(c->pipe[1]);
+        free(c);
+}
+
+void consumer_reconfigure(consumer *c, const config *cfg) {
+        /* Batch size is fixed at start (the array); wait and limits follow the reload. */
+        c->cfg = cfg;
+}
+
+void consumer_figures_read(const consumer *c, consumer_figures *ret) {
+        *ret = c->fig;
+        ret->database_down = c->database_down;
+}

@@ -1,0 +1,449 @@
+/* allvarsd: the service. Command line, wiring, signals and the event loop.
+ *
+ * One thread runs everything: the consumer's batches, the outbox relay, the
+ * figures for systemd, signals (signalfd) and the watchdog. librdkafka fetches
+ * and produces in its own threads and wakes us through file descriptors, so
+ * the loop sleeps in poll() until something is due. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "clock.h"
+#include "config.h"
+#include "consumer.h"
+#include "identity.h"
+#include "log.h"
+#include "notify.h"
+#include "relay.h"
+#include "store.h"
+
+#ifndef ALLVARSD_VERSION
+#define ALLVARSD_VERSION "0.1.0"
+#endif
+#ifndef SCHEMAS_DIR
+#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
+#endif
+
+#define STATUS_INTERVAL  USEC_PER_SEC
+#define FIGURES_INTERVAL (5 * USEC_PER_SEC)
+#define DRAIN_FLUSH_TIMEOUT (10 * USEC_PER_SEC)
+
+typedef struct manager {
+        const char *config_path;
+        const char *schemas_dir;
+        config *cfg;
+        clock_source clk;
+        store *st;
+        consumer *cons;
+        relay *rel;
+
+        rd_kafka_t *mock_host;          /* kafka.embedded: owns the mock cluster */
+        rd_kafka_mock_cluster_t *mock;
+        char *bootstrap;                /* the embedded cluster's, or NULL */
+
+        int sigfd;
+        bool ready;
+        bool stop;
+        usec_t watchdog_usec;
+        usec_t next_watchdog;
+        usec_t next_status;
+        usec_t next_figures;
+        store_figures dbfig;
+        char state[160];
+        char last_error[512];
+} manager;
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: allvarsd [OPTIONS]\n"
+                "Decide police referrals for allvarssamtal; see allvarsd(8).\n\n"
+                "  -c, --config PATH    configuration file (default %s)\n"
+                "      --check-config   validate the configuration, print the effective values, exit\n"
+                "      --migrate        apply the database migrations, then exit\n"
+                "      --schemas DIR    where the migrations are (default %s)\n"
+                "      --version        print the version and exit\n"
+                "  -h, --help           this text\n",
+                CONFIG_DEFAULT_PATH, SCHEMAS_DIR);
+}
+
+static int log_level_parse(const char *s) {
+        static const struct {
+                const char *name;
+                int prio;
+        } levels[] = {{"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"notice", LOG_NOTICE},
+                      {"warning", LOG_WARNING}, {"err", LOG_ERR}, {"error", LOG_ERR}};
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+                if (s && strcmp(s, levels[i].name) == 0)
+                        return levels[i].prio;
+        return LOG_INFO;
+}
+
+static log_target log_target_parse(const char *s) {
+        if (s && strcmp(s, "journal") == 0)
+                return LOG_TARGET_JOURNAL;
+        if (s && strcmp(s, "stderr") == 0)
+                return LOG_TARGET_STDERR;
+        return LOG_TARGET_AUTO;
+}
+
+static void log_effective_config(const config *cfg) {
+        char buf[1024];
+        profile_describe(&cfg->profile, buf, sizeof buf);
+        log_struct(LOG_INFO, MSGID_CONFIG, "PROFILE=%s", cfg->profile.name, "PROFILE_PARAMS=%s", buf,
+                   "MESSAGE=Default profile: %s", buf, NULL);
+        for (size_t i = 0; i < cfg->n_districts; i++) {
+                profile_describe(&cfg->districts[i].profile, buf, sizeof buf);
+                log_struct(LOG_INFO, MSGID_CONFIG, "DISTRICT=%s", cfg->districts[i].district, "PROFILE=%s",
+                           cfg->districts[i].profile.name, "PROFILE_PARAMS=%s", buf,
+                           "MESSAGE=Profile for district %s: %s", cfg->districts[i].district, buf, NULL);
+        }
+        log_struct(LOG_INFO, MSGID_CONFIG, "FEEDBACK_LEVEL=%s",
+                   cfg->feedback_level == FEEDBACK_STATUTORY ? "statutory" : "conversation",
+                   "MESSAGE=Feedback to the police: level %s, %s",
+                   cfg->feedback_level == FEEDBACK_STATUTORY ? "statutory" : "conversation",
+                   cfg->feedback_always ? "always" : "when the referral asks for it", NULL);
+}
+
+static int signals_setup(manager *m) {
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        signal(SIGPIPE, SIG_IGN);
+        m->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        return m->sigfd < 0 ? -errno : 0;
+}
+
+/* kafka.embedded: librdkafka's in-process mock cluster, for trying allvarsd out. */
+static int embedded_kafka_start(manager *m) {
+        char e[256];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "client.id", "allvarsd-embedded", e, sizeof e);
+        m->mock_host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+        if (!m->mock_host) {
+                rd_kafka_conf_destroy(conf);
+                return log_error_errno(-EIO, "Embedded Kafka: %s", e);
+        }
+        m->mock = rd_kafka_mock_cluster_new(m->mock_host, 1);
+        if (!m->mock)
+                return log_error_errno(-EIO, "Embedded Kafka: cannot create the mock cluster");
+        const char *topics[] = {m->cfg->topic_referrals, m->cfg->topic_outcomes, m->cfg->topic_scheduling,
+                                m->cfg->topic_feedback, m->cfg->topic_alerts, m->cfg->topic_dead_letter};
+        for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+                rd_kafka_mock_topic_create(m->mock, topics[i], 4, 1);
+        m->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(m->mock));
+        if (!m->bootstrap)
+                return -ENOMEM;
+        log_struct(LOG_WARNING, MSGID_EMBEDDED_KAFKA, "BOOTSTRAP=%s", m->bootstrap,
+                   "MESSAGE=EMBEDDED KAFKA at %s: librdkafka's in-process mock cluster. NOT FOR PRODUCTION: "
+                   "everything in it is lost when allvarsd stops.",
+                   m->bootstrap, NULL);
+        return 0;
+}
+
+static void embedded_kafka_stop(manager *m) {
+        if (m->mock)
+                rd_kafka_mock_cluster_destroy(m->mock);
+        if (m->mock_host)
+                rd_kafka_destroy(m->mock_host);
+        m->mock = NULL;
+        m->mock_host = NULL;
+        free(m->bootstrap);
+        m->bootstrap = NULL;
+}
+
+static void status_update(manager *m, usec_t mono) {
+        consumer_figures cf = {0};
+        relay_figures rf = {0};
+        if (m->cons)
+                consumer_figures_read(m->cons, &cf);
+        if (m->rel)
+                relay_figures_read(m->rel, &rf);
+        if (m->st && mono >= m->next_figures && !cf.database_down) {
+                store_figures f;
+                if (store_figures_read(m->st, &f) == 0)
+                        m->dbfig = f;
+                m->next_figures = mono + FIGURES_INTERVAL;
+        }
+        const char *state = m->state;
+        if (cf.database_down)
+                state = "PostgreSQL unavailable, partitions paused";
+        else if (m->ready)
+                state = rf.active ? "running, relay active" : "running, relay standby";
+        const char *last = cf.last_error[0] ? cf.last_error : rf.last_error[0] ? rf.last_error : NULL;
+        notify_figures nf = {
+                .referrals_decided = cf.decided,
+                .duplicates = cf.duplicates,
+                .dead_letters = cf.dead_lettered,
+                .cases_open = m->dbfig.cases_open,
+                .outbox_backlog = m->dbfig.outbox_backlog,
+                .alerts_raised = cf.alerts,
+                .partitions_assigned = cf.partitions,
+                .state = state,
+                .last_error = last,
+        };
+        notify_status(&nf);
+}
+
+static int reload(manager *m) {
+        notify_reloading();
+        config *n = NULL;
+        char err[512];
+        int r = config_load(m->config_path, &n, err, sizeof err);
+        if (r < 0) {
+                log_struct(LOG_ERR, MSGID_RELOADED, "MESSAGE=Reload refused, keeping the running configuration: %s", err,
+                           NULL);
+                notify_ready();
+                return r;
+        }
+        char keys[512];
+        config_restart_needed(m->cfg, n, keys, sizeof keys);
+        if (keys[0]) {
+                log_struct(LOG_ERR, MSGID_RELOADED, "KEYS=%s", keys,
+                           "MESSAGE=Reload refused, keeping the running configuration: these keys need a restart: %s",
+                           keys, NULL);
+                config_free(n);
+                notify_ready();
+                return -EINVAL;
+        }
+        config *old = m->cfg;
+        m->cfg = n;
+        consumer_reconfigure(m->cons, n);
+        if (m->rel)
+                relay_reconfigure(m->rel, n);
+        log_setup(log_target_parse(n->log_target), log_level_parse(n->log_level));
+        config_free(old);
+        log_struct(LOG_NOTICE, MSGID_RELOADED, "PROFILE=%s", n->profile.name,
+                   "MESSAGE=Configuration reloaded; default profile %s version %u", n->profile.name,
+                   n->profile.version, NULL);
+        log_effective_config(n);
+        notify_ready();
+        return 0;
+}
+
+static void handle_signals(manager *m) {
+        struct signalfd_siginfo si;
+        while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGHUP)
+                        reload(m);
+                else
+                        m->stop = true;
+        }
+}
+
+/* Connect to PostgreSQL, waiting with backoff (and answering signals) until it answers. */
+static int connect_store(manager *m) {
+        usec_t backoff = 100 * 1000;
+        for (;;) {
+                char err[512];
+                int r = store_connect(m->cfg->db_conninfo, m->cfg->db_password, &m->st, err, sizeof err);
+                if (r >= 0)
+                        return 0;
+                snprintf(m->state, sizeof m->state, "waiting for PostgreSQL");
+                snprintf(m->last_error, sizeof m->last_error, "%s", err);
+                log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "MESSAGE=PostgreSQL unavailable: %s; retrying in %lld ms",
+                           err, (long long)(backoff / 1000), NULL);
+                notify_figures nf = {.state = m->state, .last_error = m->last_error};
+                notify_status(&nf);
+                struct pollfd p = {.fd = m->sigfd, .events = POLLIN};
+                poll(&p, 1, (int)(backoff / 1000));
+                handle_signals(m);
+                if (m->stop)
+                        return -ECANCELED;
+                notify_watchdog();
+                backoff = backoff * 2 > 30 * USEC_PER_SEC ? 30 * USEC_PER_SEC : backoff * 2;
+        }
+}
+
+static int run(manager *m) {
+        int r;
+        char err[512];
+
+        r = connect_store(m);
+        if (r < 0)
+                return r == -ECANCELED ? 0 : r;
+        int version = 0;
+        r = store_check_schema(m->st, &version);
+        if (r < 0)
+                return log_error_errno(r, "The database schema is version %d; this allvarsd needs version %d. "
+                                          "Run allvarsd --migrate (as the migration owner) first.",
+                                       version, STORE_SCHEMA_VERSION);
+
+        if (m->cfg->kafka_embedded) {
+                r = embedded_kafka_start(m);
+                if (r < 0)
+                        return r;
+        }
+        if (m->cfg->relay_enabled) {
+                r = relay_new(m->cfg, m->bootstrap, &m->rel, err, sizeof err);
+                if (r < 0)
+                        return log_error_errno(r, "Outbox relay: %s", err);
+        }
+        r = consumer_new(m->cfg, m->bootstrap, m->st, &m->clk, &m->cons, err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "Kafka consumer: %s", err);
+        snprintf(m->state, sizeof m->state, "joining the consumer group");
+
+        m->watchdog_usec = notify_watchdog_usec();
+        while (!m->stop) {
+                usec_t next = consumer_step(m->cons);
+                usec_t mono = clock_monotonic();
+                if (!m->ready) {
+                        consumer_figures cf;
+                        consumer_figures_read(m->cons, &cf);
+                        if (cf.assigned_once) {
+                                m->ready = true;
+                                notify_ready();
+                                log_struct(LOG_NOTICE, MSGID_STARTED, "GROUP=%s", m->cfg->group_id,
+                                           "MESSAGE=allvarsd %s ready: group %s, %u partition(s), profile %s",
+                                           ALLVARSD_VERSION, m->cfg->group_id, cf.partitions, m->cfg->profile.name,
+                                           NULL);
+                        }
+                }
+                if (m->rel) {
+                        relay_step(m->rel, 0);
+                        usec_t relay_next = mono + (usec_t)m->cfg->relay_poll_ms * 1000;
+                        if (relay_next < next)
+                                next = relay_next;
+                }
+                if (m->watchdog_usec && mono >= m->next_watchdog) {
+                        notify_watchdog();
+                        m->next_watchdog = mono + m->watchdog_usec / 2;
+                }
+                if (m->watchdog_usec && m->next_watchdog < next)
+                        next = m->next_watchdog;
+                if (mono >= m->next_status) {
+                        status_update(m, mono);
+                        m->next_status = mono + STATUS_INTERVAL;
+                }
+                if (m->next_status < next)
+                        next = m->next_status;
+
+                struct pollfd fds[4] = {
+                        {.fd = m->sigfd, .events = POLLIN},
+                        {.fd = consumer_fd(m->cons), .events = POLLIN},
+                        {.fd = m->rel ? relay_fd(m->rel) : -1, .events = POLLIN},
+                        {.fd = m->rel ? relay_producer_fd(m->rel) : -1, .events = POLLIN},
+                };
+                usec_t now = clock_monotonic();
+                int timeout = next <= now ? 0 : (int)((next - now + 999) / 1000);
+                if (poll(fds, 4, timeout) < 0 && errno != EINTR)
+                        return log_error_errno(-errno, "poll: %m");
+                if (fds[0].revents)
+                        handle_signals(m);
+        }
+
+        /* SIGTERM: finish the batch in hand, flush the producer, leave the group. */
+        notify_stopping();
+        log_struct(LOG_NOTICE, MSGID_STOPPING, "MESSAGE=Stopping: draining the current batch", NULL);
+        consumer_drain(m->cons);
+        if (m->rel) {
+                /* Publish what the last batch wrote, within the flush timeout. */
+                usec_t until = clock_monotonic() + DRAIN_FLUSH_TIMEOUT / 2;
+                store_figures f;
+                while (clock_monotonic() < until && store_figures_read(m->st, &f) == 0 && f.outbox_backlog > 0) {
+                        relay_figures rf;
+                        relay_figures_read(m->rel, &rf);
+                        if (!rf.active)
+                                break;
+                        relay_step(m->rel, 100 * 1000);
+                }
+        }
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        enum { OPT_CHECK = 256, OPT_MIGRATE, OPT_SCHEMAS, OPT_VERSION };
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},   {"check-config", no_argument, NULL, OPT_CHECK},
+                {"migrate", no_argument, NULL, OPT_MIGRATE}, {"schemas", required_argument, NULL, OPT_SCHEMAS},
+                {"version", no_argument, NULL, OPT_VERSION}, {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        manager m = {.config_path = CONFIG_DEFAULT_PATH, .schemas_dir = SCHEMAS_DIR, .sigfd = -1};
+        bool check = false, migrate = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c': m.config_path = optarg; break;
+                case OPT_CHECK: check = true; break;
+                case OPT_MIGRATE: migrate = true; break;
+                case OPT_SCHEMAS: m.schemas_dir = optarg; break;
+                case OPT_VERSION: printf("allvarsd %s\n", ALLVARSD_VERSION); return 0;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return EX_USAGE;
+                }
+        }
+        if (optind < argc) {
+                usage(stderr);
+                return EX_USAGE;
+        }
+
+        log_setup(LOG_TARGET_AUTO, LOG_INFO);
+        int r = tz_init();
+        if (r < 0) {
+                log_error_errno(r, "Cannot load the Europe/Stockholm time zone (is tzdata installed?): %m");
+                return EX_OSFILE;
+        }
+        char err[512];
+        r = config_load(m.config_path, &m.cfg, err, sizeof err);
+        if (r < 0) {
+                log_error("Configuration: %s", err);
+                return EX_CONFIG;
+        }
+        log_setup(log_target_parse(m.cfg->log_target), log_level_parse(m.cfg->log_level));
+        if (check) {
+                config_dump(m.cfg, stdout);
+                printf("# %s: OK\n", m.config_path);
+                config_free(m.cfg);
+                return 0;
+        }
+        r = clock_source_init(&m.clk, m.cfg->clock_file);
+        if (r < 0) {
+                log_error_errno(r, "clock.file: %m");
+                config_free(m.cfg);
+                return EX_CONFIG;
+        }
+        r = signals_setup(&m);
+        if (r < 0) {
+                log_error_errno(r, "signals: %m");
+                return 1;
+        }
+
+        if (migrate) {
+                r = connect_store(&m);
+                if (r >= 0) {
+                        r = store_migrate(m.st, m.schemas_dir, err, sizeof err);
+                        if (r < 0)
+                                log_error_errno(r, "Migration failed: %s", err);
+                        else
+                                log_notice("Database schema is current: %d migration(s) applied", r);
+                }
+        } else {
+                log_effective_config(m.cfg);
+                r = run(&m);
+        }
+
+        consumer_free(m.cons);
+        relay_free(m.rel, DRAIN_FLUSH_TIMEOUT / 2);
+        embedded_kafka_stop(&m);
+        store_free(m.st);
+        clock_source_done(&m.clk);
+        config_free(m.cfg);
+        if (m.sigfd >= 0)
+                close(m.sigfd);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+/* The outbox relay: publishes committed outbox rows to Kafka with the
+ * idempotent producer, as CloudEvents (binary mode: ce_* headers, key = case
+ * id, value = protobuf), and marks them sent on a delivery report without
+ * error. One relay is active across all instances: it holds a PostgreSQL
+ * session advisory lock on its own connection; the others stand by and take
+ * over when the holder's session ends. Woken by LISTEN allvarsd_outbox and a
+ * timer; never assumes outbox ids are gap-free or committed in order. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "clock.h"
+#include "config.h"
+
+#define RELAY_LOCK_KEY 0x616c6c7661727364LL     /* "allvarsd" */
+#define RELAY_NOTIFY_CHANNEL "allvarsd_outbox"
+
+typedef struct relay relay;
+
+typedef struct relay_figures {
+        bool active;                    /* holds the advisory lock */
+        uint64_t published;             /* delivery reports without error, since start */
+        uint64_t failed;                /* delivery reports with an error (retried later) */
+        uint64_t in_flight;
+        char last_error[200];
+} relay_figures;
+
+/* conninfo/password: the runtime role's connection (a second session of its own).
+ * bootstrap: "host:port,..." for the producer, or NULL to take kafka.* from cfg.
+ * Returns 0 or a negative errno with a one-line reason in err. */
+int relay_new(const config *cfg, const char *bootstrap, relay **ret, char *err, size_t err_size);
+/* Flush what is in flight (bounded by timeout), release the lock, close. */
+void relay_free(relay *r, usec_t flush_timeout);
+
+/* Do the work that is due: take the lock if free; when active, read unsent rows
+ * (oldest first, up to relay.batch), produce them, serve delivery reports and
+ * mark delivered rows sent. Never blocks longer than max_block. Returns 0 or a
+ * negative errno (database or Kafka trouble; call again later). */
+int relay_step(relay *r, usec_t max_block);
+/* File descriptors to wait on (the PostgreSQL socket for notifications); -1 if none. */
+int relay_fd(const relay *r);
+/* The producer's file descriptor that becomes readable when delivery reports wait, or -1. */
+int relay_producer_fd(const relay *r);
+void relay_figures_read(const relay *r, relay_figures *ret);
+/* Apply a reloaded configuration (batch size, poll interval). */
+void relay_reconfigure(relay *r, const config *cfg);
