@@ -58,6 +58,7 @@ typedef struct store_message {
         const void *payload;
         size_t len;
         const PoliceReferral *referral; /* decoded and valid, or NULL */
+        const CaseOutcome *outcome;     /* for store_outcome_batch: decoded and valid, or NULL */
         const codec_error *error;       /* when referral == NULL: why it is dead-lettered */
         /* outputs */
         store_message_status status;
@@ -105,3 +106,19 @@ typedef struct store_figures {
         uint64_t dead_letters;
 } store_figures;
 int store_figures_read(store *s, store_figures *ret);
+
+/* Lifecycle (store_outcomes.c): apply a batch of consumed outcome messages in
+ * one transaction, with the same offset compare-and-set as referrals. Each
+ * message is applied once by its event id (a repeat is STORE_DUPLICATE), to
+ * the case named by case_id or by the police's referral_id; an unknown case
+ * or an illegal transition is dead-lettered (STORE_DEAD_LETTERED) and the rest
+ * flow. Outcomes use store_message with `outcome` set instead of `referral`. */
+int store_outcome_batch(store *s, const config *cfg, const char *group, usec_t now,
+                        store_message *msgs, size_t n,
+                        const store_offset *offsets, size_t n_offsets,
+                        store_batch_result *ret);
+
+/* The raw libpq connection, for the modules that keep their SQL beside their
+ * logic (store_outcomes.c, deadline_watch.c, retention.c, allvarsctl). */
+struct pg_conn;
+struct pg_conn *store_pg(store *s);

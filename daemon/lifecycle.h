@@ -1,0 +1,93 @@
+/* The case state machine (DOMAIN.md "After the decision"). Pure: given a case as
+ * it is and one outcome event, the case as it becomes and what follows (feedback
+ * to the police, a new scheduling request), or a rejection with a dead-letter
+ * reason. No I/O; store_outcomes.c applies it in a transaction.
+ *
+ *   DEFERRED ──(last of: assessment recorded, clearance received)──> ELIGIBLE
+ *   ELIGIBLE ──scheduled──> SCHEDULED ──held──> HELD (closed)
+ *   ELIGIBLE|SCHEDULED ──declined──> DECLINED (closed)
+ *   any open ──cancelled──> CANCELLED (closed)
+ *   any open ──override(outcome)──> that outcome's state (audited, wins)
+ *   a NOT_ELIGIBLE referral ──override──> a case is opened
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "codec.h"
+#include "events.h"
+#include "profiles.h"
+#include "rules.h"
+
+typedef enum case_state_code {
+        CASE_NONE = 0,                  /* no case (a NOT_ELIGIBLE referral) */
+        CASE_ELIGIBLE,                  /* deadline running, nothing scheduled */
+        CASE_DEFERRED,                  /* waiting for the protective assessment and/or clearance */
+        CASE_MANUAL_REVIEW,             /* a social worker must decide (override) */
+        CASE_SCHEDULED,                 /* a meeting time is set */
+        CASE_HELD,                      /* closed: the conversation was held */
+        CASE_DECLINED,                  /* closed: the family declined */
+        CASE_CANCELLED,                 /* closed */
+        CASE_NOT_ELIGIBLE,              /* closed by an override to NOT_ELIGIBLE */
+} case_state_code;
+
+typedef struct case_state {
+        case_state_code state;
+        decision_outcome outcome;       /* the current recommendation (an override wins) */
+        bool awaiting_assessment;
+        bool awaiting_clearance;
+        bool awaiting_contact;
+        usec_t deadline;                /* 0 while deferred */
+        deadline_kind deadline_kind;
+        usec_t limit;                   /* the profile's limit */
+        usec_t protective_assessment_due;  /* 0 when none is pending */
+        usec_t scheduled_at;            /* 0 when not scheduled */
+        bool police_attending;
+        usec_t held_at;
+        usec_t closed_at;
+} case_state;
+
+typedef enum outcome_kind {
+        OUTCOME_KIND_NONE = 0,
+        OUTCOME_KIND_SCHEDULED,
+        OUTCOME_KIND_ASSESSMENT_RECORDED,
+        OUTCOME_KIND_CLEARED,
+        OUTCOME_KIND_HELD,
+        OUTCOME_KIND_DECLINED,
+        OUTCOME_KIND_CANCELLED,
+        OUTCOME_KIND_CONTACT_SUPPLIED,
+        OUTCOME_KIND_OVERRIDE,
+} outcome_kind;
+
+#define LIFECYCLE_MAX_FEEDBACK 3
+
+typedef struct lifecycle_result {
+        bool rejected;                  /* the transition is illegal: dead-letter it */
+        codec_error error;              /* DLR_ILLEGAL_TRANSITION with a detail naming state and event */
+        case_state after;
+        const char *action;             /* audit action: SCHEDULED, ASSESSMENT_RECORDED, CLEARED, HELD,
+                                         * DECLINED, CANCELLED, CONTACT_SUPPLIED, OVERRIDDEN, BECAME_ELIGIBLE */
+        bool send_scheduling;           /* emit a SchedulingRequest (became or stays ELIGIBLE with news) */
+        feedback_status feedback[LIFECYCLE_MAX_FEEDBACK];  /* statuses to send (subject to policy) */
+        size_t n_feedback;
+        decision_outcome assessment;    /* with FEEDBACK_ASSESSED after an override */
+} lifecycle_result;
+
+outcome_kind lifecycle_kind(const CaseOutcome *ev);
+const char *outcome_kind_code(outcome_kind k);       /* "CONVERSATION_SCHEDULED", ... */
+const char *case_state_code_name(case_state_code s); /* "ELIGIBLE", ... */
+int case_state_code_from_name(const char *s);        /* or -EINVAL */
+bool case_state_closed(case_state_code s);
+
+/* The case a fresh decision opens (CASE_NONE for NOT_ELIGIBLE). */
+void lifecycle_open(const decision *d, case_state *ret);
+
+/* Apply one outcome event, occurred at ev->occurred_at, processed at now.
+ * p: the profile the case was decided under (for the limit after a deferral). */
+void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const profile *p, usec_t now,
+                     lifecycle_result *ret);
+
+/* "state=SCHEDULED;outcome=ELIGIBLE;deadline=...;scheduled_at=..." for the audit trail. */
+int case_state_describe(const case_state *c, char *buf, size_t size);

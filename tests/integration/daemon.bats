@@ -1,0 +1,167 @@
+#!/usr/bin/env bats
+# allvarsd as a process against a real PostgreSQL server and librdkafka's mock
+# cluster (in a process of its own): issue 4's promises, checked end to end.
+
+load ../lib/daemon.bash
+
+setup() {
+        db_create
+        mock_start
+        daemon_conf a
+        daemon_migrate a
+}
+
+teardown() {
+        teardown_daemons
+}
+
+# outbox_sent: every outbox row has been published.
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
+
+@test "every referral is decided exactly once; duplicates ignored; poison dead-lettered while the rest flow" {
+        daemon_start a
+        daemon_ready a
+        gen --count 400 --seed 11 --duplicates 10 --malformed 20 --ids-out "$T/ids1"
+        want=$(expected_ids "$T/ids1" | wc -l)
+        wait_for 60 decided_at_least "$want"
+        wait_for 30 outbox_drained
+        check_exactly_once "$T/ids1"
+        # The partition moved past the poison: the stored positions cover every message.
+        total=$(wc -l < "$T/ids1")
+        [[ $(sql "select sum(next_offset) from allvarsd.consumer_offsets where topic='police.referrals.v1'") -eq $total ]]
+        grep -q 'DEAD_LETTER' "$T/a.log"
+        grep -q 'REASON=UNDECODABLE\|REASON=MISSING_FIELD\|REASON=EMPTY\|REASON=INVALID' "$T/a.log"
+}
+
+@test "outbox events are published once each, with stable ids and CloudEvents headers" {
+        daemon_start a
+        daemon_ready a
+        gen --count 100 --seed 12 --ids-out "$T/ids"
+        wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        wait_for 30 outbox_drained
+        "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 > "$T/events"
+        [[ $(wc -l < "$T/events") -eq $(sql "select count(*) from allvarsd.outbox") ]]
+        sed -n 's/.* ce_id=\([^ ]*\) .*/\1/p' "$T/events" | sort > "$T/published_ids"
+        sql "select event_id from allvarsd.outbox order by 1" > "$T/outbox_ids"
+        diff "$T/outbox_ids" "$T/published_ids"
+        # The key is the case id, the type names the message.
+        grep -q 'ce_type=se.allvarssamtal.v1.PoliceFeedback' "$T/events"
+        grep -q 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/events"
+        sql "select distinct key from allvarsd.outbox where topic = 'police.feedback.v1'" | sort > "$T/keys"
+        sql "select case_id::text from allvarsd.referrals where feedback_requested order by 1" > "$T/cases"
+        comm -23 "$T/keys" "$T/cases" | { ! grep -q .; }
+}
+
+@test "positions resume from PostgreSQL after a restart" {
+        daemon_start a
+        daemon_ready a
+        gen --count 150 --seed 13 --ids-out "$T/ids1"
+        wait_for 60 decided_at_least "$(expected_ids "$T/ids1" | wc -l)"
+        daemon_stop a TERM
+        [[ $DAEMON_RC -eq 0 ]]
+        gen --count 150 --first 150 --seed 13 --ids-out "$T/ids2"
+        daemon_start a
+        daemon_ready a
+        wait_for 60 decided_at_least "$(cat "$T/ids1" "$T/ids2" | awk '$1!="malformed"{print $2}' | sort -u | wc -l)"
+        sleep 1
+        check_exactly_once "$T/ids1" "$T/ids2"
+        # The second start assigned from the stored offsets, not from the beginning.
+        grep 'Assigned' "$T/a.log" | tail -1 | grep -qv '@-2 .*@-2 .*@-2 .*@-2'
+}
+
+@test "kill -9 in the middle of a stream loses nothing and decides nothing twice" {
+        daemon_start a
+        daemon_ready a
+        gen --count 3000 --seed 14 --duplicates 5 --rate 3000 --ids-out "$T/ids" &
+        gen_pid=$!
+        wait_for 30 decided_at_least 300
+        daemon_stop a KILL
+        daemon_start a
+        wait "$gen_pid"
+        wait_for 90 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        sleep 1
+        check_exactly_once "$T/ids"
+        wait_for 30 outbox_drained
+}
+
+@test "a second instance joining the group takes partitions without double decisions" {
+        daemon_conf b
+        daemon_start a
+        daemon_ready a
+        gen --count 4000 --seed 15 --rate 2000 --ids-out "$T/ids" &
+        gen_pid=$!
+        wait_for 30 decided_at_least 500
+        daemon_start b
+        daemon_ready b 60
+        wait "$gen_pid"
+        wait_for 120 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        sleep 2
+        check_exactly_once "$T/ids"
+        # Both took part: each logged an assignment with partitions after b joined.
+        grep -q 'Assigned [1-9]' "$T/b.log"
+        grep -q ' decided: ' "$T/b.log"
+}
+
+@test "SIGHUP switches the profile without leaving the group" {
+        daemon_start a
+        daemon_ready a
+        gen --count 20 --seed 16 --ids-out "$T/ids1"
+        wait_for 30 decided_at_least 20
+        daemon_conf a "profile.name = stockholm-2019"
+        kill -HUP "$(daemon_pid a)"
+        wait_for 10 grep -q 'reloaded; default profile stockholm-2019' "$T/a.log"
+        gen --count 20 --first 20 --seed 16 --ids-out "$T/ids2"
+        wait_for 30 decided_at_least 40
+        [[ $(sql "select count(*) from allvarsd.decisions where profile_name='goteborg-motion-2024'") -eq 20 ]]
+        [[ $(sql "select count(*) from allvarsd.decisions where profile_name='stockholm-2019'") -eq 20 ]]
+        # No rebalance happened: one assignment only.
+        [[ $(grep -c 'Assigned' "$T/a.log") -eq 1 ]]
+        # A reload that needs a restart is refused and the old configuration stays.
+        daemon_conf a "profile.name = stockholm-2019" "topics.referrals = other.topic"
+        kill -HUP "$(daemon_pid a)"
+        wait_for 10 grep -q 'Reload refused' "$T/a.log"
+        kill -0 "$(daemon_pid a)"
+}
+
+@test "SIGTERM drains the batch in hand, flushes and exits 0; nothing is lost" {
+        daemon_start a
+        daemon_ready a
+        gen --count 2000 --seed 17 --rate 2000 --ids-out "$T/ids" &
+        gen_pid=$!
+        wait_for 30 decided_at_least 200
+        daemon_stop a TERM
+        [[ $DAEMON_RC -eq 0 ]]
+        grep -q 'Stopping' "$T/a.log"
+        # Whatever was decided before the stop was also published.
+        outbox_drained
+        wait "$gen_pid"
+        daemon_start a
+        wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        check_exactly_once "$T/ids"
+}
+
+@test "sd_notify: READY, STATUS with figures, RELOADING, STOPPING" {
+        "$BUILD/tests/notify-listen" "$T/notify.sock" > "$T/notify.out" &
+        listener=$!
+        wait_for 5 test -S "$T/notify.sock"
+        NOTIFY_SOCKET=$T/notify.sock daemon_start a
+        daemon_ready a
+        wait_for 10 grep -q '^READY=1' "$T/notify.out"
+        gen --count 30 --seed 18 --ids-out "$T/ids"
+        wait_for 30 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        wait_for 10 grep -q "STATUS=.*$(decided_count) decided" "$T/notify.out"
+        kill -HUP "$(daemon_pid a)"
+        wait_for 10 grep -q '^RELOADING=1' "$T/notify.out"
+        grep -A1 '^RELOADING=1' "$T/notify.out" | grep -q '^MONOTONIC_USEC=[0-9]'
+        daemon_stop a TERM
+        grep -q '^STOPPING=1' "$T/notify.out"
+        kill "$listener"
+}
+
+@test "refuses to run on a schema it does not know" {
+        sql "insert into allvarsd.schema_migrations (version, name, sha256, applied_at) values (999, 'future', '', now())"
+        run "$BUILD/allvarsd" --config "$T/a.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"schema"* ]]
+}

@@ -1,0 +1,144 @@
+# Helpers for tests that run allvarsd as a process (bats). Needs a PostgreSQL
+# server in the environment (PGHOST, PGPORT, PGUSER: tests/lib/pg.sh) and the
+# build (build/ or $ALLVARS_BUILD). Kafka is either librdkafka's mock cluster in
+# a process of its own (mock_start) or a real broker ($ALLVARS_KAFKA_BOOTSTRAP).
+# Every wait is bounded; teardown_daemons stops everything a test started.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${ALLVARS_BUILD:-$ROOT/build}
+T=${BATS_TEST_TMPDIR:-$(mktemp -d)}
+
+# wait_for SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
+wait_for() {
+        local limit=$1 i
+        shift
+        for ((i = 0; i < limit * 10; i++)); do
+                if "$@" >/dev/null 2>&1; then return 0; fi
+                sleep 0.1
+        done
+        echo "timed out after ${limit}s waiting for: $*" >&2
+        return 1
+}
+
+sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+
+# db_create: a fresh database for this test, with the schema applied by the daemon.
+db_create() {
+        DB=t_$(printf '%s' "${BATS_TEST_NAME:-x}" | md5sum | cut -c1-12)_$$_$RANDOM
+        createdb "$DB"
+        head -c 48 /dev/urandom > "$T/pepper"
+}
+
+# mock_start [BROKERS]: librdkafka's mock cluster with the allvarsd topics (4 partitions).
+mock_start() {
+        mkfifo "$T/mock.in"
+        "$BUILD/tests/mock-kafka" -b "${1:-1}" -p 4 police.referrals.v1 allvarssamtal.outcomes.v1 \
+                allvarssamtal.scheduling.v1 police.feedback.v1 allvarssamtal.alerts.v1 \
+                allvarssamtal.deadletter.v1 < "$T/mock.in" > "$T/mock.out" 2> "$T/mock.err" &
+        MOCK_PID=$!
+        exec {MOCK_FD}> "$T/mock.in"
+        wait_for 10 grep -q BOOTSTRAP= "$T/mock.out"
+        KAFKA=$(sed -n 's/^BOOTSTRAP=//p' "$T/mock.out")
+}
+
+# mock_cmd LINE: send a fault-injection command to the mock cluster.
+mock_cmd() {
+        local before
+        before=$(wc -l < "$T/mock.out")
+        echo "$*" >&"$MOCK_FD"
+        wait_for 5 test "$(wc -l < "$T/mock.out")" -gt "$before"
+        tail -1 "$T/mock.out" | grep -q '^OK'
+}
+
+mock_stop() {
+        if [[ -n ${MOCK_FD:-} ]]; then exec {MOCK_FD}>&-; MOCK_FD=; fi
+        if [[ -n ${MOCK_PID:-} ]]; then wait_for 10 bash -c "! kill -0 $MOCK_PID" || kill -9 "$MOCK_PID"; MOCK_PID=; fi
+}
+
+# daemon_conf NAME [EXTRA LINES...]: write $T/NAME.conf for Kafka $KAFKA and database $DB.
+daemon_conf() {
+        local name=$1
+        shift
+        {
+                echo "kafka.bootstrap.servers = $KAFKA"
+                echo "kafka.session.timeout.ms = 6000"
+                echo "kafka.heartbeat.interval.ms = 500"
+                echo "kafka.topic.metadata.refresh.interval.ms = 2000"
+                echo "database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
+                echo "pepper = @file:$T/pepper"
+                echo "log.target = stderr"
+                echo "batch.max_wait_ms = 10"
+                echo "relay.poll_ms = 100"
+                for line in "$@"; do echo "$line"; done
+        } > "$T/$name.conf"
+}
+
+daemon_migrate() {
+        "$BUILD/allvarsd" --config "$T/$1.conf" --migrate --schemas "$ROOT/schemas"
+}
+
+# daemon_start NAME: start allvarsd with $T/NAME.conf; its log is $T/NAME.log.
+declare -gA DAEMON_PIDS=()
+daemon_start() {
+        local name=$1
+        "$BUILD/allvarsd" --config "$T/$name.conf" >> "$T/$name.log" 2>&1 &
+        DAEMON_PIDS[$name]=$!
+}
+
+daemon_pid() { echo "${DAEMON_PIDS[$1]}"; }
+
+daemon_ready() {
+        local name=$1
+        wait_for "${2:-30}" grep -q 'ready: group' "$T/$name.log"
+}
+
+# daemon_stop NAME [SIGNAL]: signal it (TERM by default) and wait; prints the exit status.
+daemon_stop() {
+        local name=$1 sig=${2:-TERM} pid=${DAEMON_PIDS[$1]:-} rc=0
+        [[ -z $pid ]] && return 0
+        kill -"$sig" "$pid" 2>/dev/null || true
+        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; echo "daemon $name did not stop" >&2; }
+        wait "$pid" || rc=$?
+        unset "DAEMON_PIDS[$name]"
+        DAEMON_RC=$rc
+        return 0
+}
+
+teardown_daemons() {
+        local n
+        for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" KILL; done
+        mock_stop
+        if [[ -n ${DB:-} ]]; then dropdb --if-exists --force "$DB" 2>/dev/null || true; fi
+}
+
+# gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).
+gen() { "$BUILD/tests/referral-gen" --bootstrap "$KAFKA" "$@"; }
+
+# expected_ids FILE: the referral ids that must be decided (valid or duplicated), sorted, unique.
+expected_ids() { awk '$1 == "valid" || $1 == "dup" { print $2 }' "$1" | sort -u; }
+malformed_count() { awk '$1 == "malformed"' "$1" | wc -l; }
+
+decided_count() { sql "select count(*) from allvarsd.decisions"; }
+
+# check_exactly_once IDSFILE...: every expected referral decided exactly once, nothing else,
+# and every malformed message dead-lettered once.
+check_exactly_once() {
+        cat "$@" | awk '$1 == "valid" || $1 == "dup" { print $2 }' | sort -u > "$T/expected"
+        sql "select referral_id from allvarsd.decisions order by 1" | sort > "$T/decided"
+        local want_bad
+        want_bad=$(cat "$@" | awk '$1 == "malformed"' | wc -l)
+        if ! diff -q "$T/expected" "$T/decided" >/dev/null; then
+                echo "decided set differs from expected:" >&2
+                diff "$T/expected" "$T/decided" | head -20 >&2
+                return 1
+        fi
+        local dup
+        # The primary key forbids two decision rows; the audit trail would show a second decision.
+        dup=$(sql "select count(*) from (select referral_id from allvarsd.audit where action = 'DECIDED'
+                   group by 1 having count(*) > 1) d")
+        [[ $dup -eq 0 ]] || { echo "$dup referrals decided more than once" >&2; return 1; }
+        local bad
+        bad=$(sql "select count(*) from allvarsd.dead_letters where source_topic = 'police.referrals.v1'")
+        [[ $bad -eq $want_bad ]] || { echo "dead letters: $bad, expected $want_bad" >&2; return 1; }
+}
