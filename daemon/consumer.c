@@ -284,6 +284,7 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
 
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
         rd_kafka_topic_partition_list_add(topics, cfg->topic_referrals, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_add(topics, cfg->topic_outcomes, RD_KAFKA_PARTITION_UA);
         rd_kafka_resp_err_t rerr = rd_kafka_subscribe(c->rk, topics);
         rd_kafka_topic_partition_list_destroy(topics);
         if (rerr) {
@@ -319,6 +320,13 @@ static void drain_pipe(consumer *c) {
 static void log_message_outcome(const store_message *m) {
         switch (m->status) {
         case STORE_DECIDED: {
+                if (m->case_outcome) {
+                        log_struct(LOG_INFO, MSGID_OUTCOME, "CASE_ID=%s", m->case_id, "EVENT_ID=%s",
+                                   m->case_outcome->event_id, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition,
+                                   "OFFSET=%lld", (long long)m->offset, "MESSAGE=Outcome %s applied to case %s",
+                                   m->case_outcome->event_id, m->case_id, NULL);
+                        break;
+                }
                 char reasons[256], flags[256];
                 reasons_format(reason_texts, m->reasons, reasons, sizeof reasons);
                 reasons_format(flag_texts, m->flags, flags, sizeof flags);
@@ -331,6 +339,12 @@ static void log_message_outcome(const store_message *m) {
                 break;
         }
         case STORE_DUPLICATE:
+                if (m->case_outcome) {
+                        log_struct(LOG_NOTICE, MSGID_DUPLICATE, "EVENT_ID=%s", m->case_outcome->event_id, "TOPIC=%s",
+                                   m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld", (long long)m->offset,
+                                   "MESSAGE=Outcome %s seen before; ignored", m->case_outcome->event_id, NULL);
+                        break;
+                }
                 log_struct(LOG_NOTICE, MSGID_DUPLICATE, "REFERRAL_ID=%s", m->referral->referral_id, "TOPIC=%s",
                            m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld", (long long)m->offset,
                            "MESSAGE=Referral %s seen before; ignored", m->referral->referral_id, NULL);
@@ -347,34 +361,38 @@ static void log_message_outcome(const store_message *m) {
         }
 }
 
-/* Decide and store the batch; on success advance the positions and tell Kafka. */
-static int batch_flush(consumer *c) {
-        size_t n = c->n_batch;
-        if (n == 0)
-                return 0;
-        usec_t now = clock_now(c->clk);
-
+/* Store the messages of one topic of the batch: referrals are decided, outcomes
+ * applied to their cases. One transaction; on success advance the positions and
+ * tell Kafka. */
+static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
         store_message *msgs = calloc(n, sizeof *msgs);
-        codec_referral **decoded = calloc(n, sizeof *decoded);
+        codec_referral **refs = calloc(n, sizeof *refs);
+        codec_outcome **outs = calloc(n, sizeof *outs);
         codec_error *errs = calloc(n, sizeof *errs);
         store_offset *offs = calloc(n, sizeof *offs);
         int r = -ENOMEM;
-        if (!msgs || !decoded || !errs || !offs)
+        if (!msgs || !refs || !outs || !errs || !offs)
                 goto out;
 
         size_t n_offs = 0;
         for (size_t i = 0; i < n; i++) {
-                rd_kafka_message_t *km = c->batch[i];
+                rd_kafka_message_t *km = batch[i];
                 store_message *m = &msgs[i];
                 m->topic = rd_kafka_topic_name(km->rkt);
                 m->partition = km->partition;
                 m->offset = km->offset;
                 m->payload = km->payload;
                 m->len = km->len;
-                decoded[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
-                if (decoded[i])
-                        m->referral = codec_referral_msg(decoded[i]);
-                else
+                if (outcomes) {
+                        outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
+                        if (outs[i])
+                                m->case_outcome = codec_outcome_msg(outs[i]);
+                } else {
+                        refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
+                        if (refs[i])
+                                m->referral = codec_referral_msg(refs[i]);
+                }
+                if (!m->referral && !m->case_outcome)
                         m->error = &errs[i];
 
                 store_offset *o = NULL;
@@ -393,7 +411,8 @@ static int batch_flush(consumer *c) {
 
         store_batch_result res = {0};
         for (int attempt = 0;; attempt++) {
-                r = store_referral_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res);
+                r = outcomes ? store_outcome_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res)
+                             : store_referral_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res);
                 if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
                         break;
                 for (size_t i = 0; i < n; i++)
@@ -402,7 +421,10 @@ static int batch_flush(consumer *c) {
 
         if (r == 0) {
                 c->fig.batches++;
-                c->fig.decided += res.decided;
+                if (outcomes)
+                        c->fig.outcomes += res.decided;
+                else
+                        c->fig.decided += res.decided;
                 c->fig.duplicates += res.duplicates;
                 c->fig.dead_lettered += res.dead_lettered;
                 c->fig.events += res.events;
@@ -418,11 +440,47 @@ static int batch_flush(consumer *c) {
                 /* Only for lag tools: PostgreSQL is the source of truth. */
                 rd_kafka_commit(c->rk, commit, 1);
                 rd_kafka_topic_partition_list_destroy(commit);
-                if (log_get_max_priority() >= LOG_INFO || res.dead_lettered || res.duplicates)
-                        for (size_t i = 0; i < n; i++)
+                for (size_t i = 0; i < n; i++)
+                        if (log_get_max_priority() >= LOG_INFO || msgs[i].status != STORE_DECIDED)
                                 log_message_outcome(&msgs[i]);
                 c->backoff = 0;
-        } else if (r == -ESTALE) {
+        }
+
+out:
+        for (size_t i = 0; i < n; i++) {
+                codec_referral_free(refs ? refs[i] : NULL);
+                codec_outcome_free(outs ? outs[i] : NULL);
+        }
+        free(msgs);
+        free(refs);
+        free(outs);
+        free(errs);
+        free(offs);
+        return r;
+}
+
+/* Store the batch, referrals before outcomes (an outcome may concern a case
+ * opened by a referral of the same batch). */
+static int batch_flush(consumer *c) {
+        size_t n = c->n_batch;
+        if (n == 0)
+                return 0;
+        usec_t now = clock_now(c->clk);
+        rd_kafka_message_t **part = calloc(n, sizeof *part);
+        int r = part ? 0 : -ENOMEM;
+        for (int pass = 0; pass < 2 && r == 0; pass++) {
+                size_t k = 0;
+                for (size_t i = 0; i < n; i++) {
+                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i]->rkt), c->cfg->topic_outcomes) == 0;
+                        if (is_outcome == (pass == 1))
+                                part[k++] = c->batch[i];
+                }
+                if (k)
+                        r = flush_topic(c, part, k, pass == 1, now);
+        }
+        free(part);
+
+        if (r == -ESTALE) {
                 /* Someone else moved a position: we no longer own it, or a message
                  * came from a partition just revoked. Believe the database. */
                 c->fig.fenced++;
@@ -433,19 +491,11 @@ static int batch_flush(consumer *c) {
                 int rr = parts_reseek(c);
                 if (rr < 0)
                         database_lost(c, rr);
-        } else {
+        } else if (r < 0) {
                 /* Connection lost (the COMMIT's outcome is unknown) or another
                  * error: nothing is acknowledged; pause, reconnect, re-read. */
                 database_lost(c, r);
         }
-
-out:
-        for (size_t i = 0; i < n; i++)
-                codec_referral_free(decoded ? decoded[i] : NULL);
-        free(msgs);
-        free(decoded);
-        free(errs);
-        free(offs);
         batch_drop(c);
         return r;
 }

@@ -21,10 +21,12 @@
 #include "clock.h"
 #include "config.h"
 #include "consumer.h"
+#include "deadline_watch.h"
 #include "identity.h"
 #include "log.h"
 #include "notify.h"
 #include "relay.h"
+#include "retention.h"
 #include "store.h"
 
 #ifndef ALLVARSD_VERSION
@@ -58,6 +60,9 @@ typedef struct manager {
         usec_t next_watchdog;
         usec_t next_status;
         usec_t next_figures;
+        usec_t next_watch;
+        usec_t next_retention;
+        uint64_t alerts;
         store_figures dbfig;
         char state[160];
         char last_error[512];
@@ -190,7 +195,7 @@ static void status_update(manager *m, usec_t mono) {
                 .dead_letters = cf.dead_lettered,
                 .cases_open = m->dbfig.cases_open,
                 .outbox_backlog = m->dbfig.outbox_backlog,
-                .alerts_raised = cf.alerts,
+                .alerts_raised = cf.alerts + m->alerts,
                 .partitions_assigned = cf.partitions,
                 .state = state,
                 .last_error = last,
@@ -268,6 +273,45 @@ static int connect_store(manager *m) {
         }
 }
 
+/* The deadline watch and the retention purge, on their intervals, on the
+ * consumer's connection (one thread: they never overlap a batch). */
+static void periodic_jobs(manager *m, usec_t mono, usec_t *next) {
+        consumer_figures cf;
+        consumer_figures_read(m->cons, &cf);
+        if (cf.database_down)
+                return;
+        if (mono >= m->next_watch) {
+                deadline_watch_result w = {0};
+                int r = deadline_watch_run(m->st, m->cfg, clock_now(&m->clk), &w);
+                if (r < 0)
+                        log_warning_errno(r, "Deadline watch: %s", store_last_error(m->st));
+                else if (w.at_risk + w.missed + w.assessment_overdue > 0) {
+                        m->alerts += w.at_risk + w.missed + w.assessment_overdue;
+                        log_struct(LOG_NOTICE, MSGID_ALERT, "AT_RISK=%u", w.at_risk, "MISSED=%u", w.missed,
+                                   "ASSESSMENT_OVERDUE=%u", w.assessment_overdue,
+                                   "MESSAGE=Deadline watch raised %u AT_RISK, %u MISSED, %u PROTECTIVE_ASSESSMENT_OVERDUE",
+                                   w.at_risk, w.missed, w.assessment_overdue, NULL);
+                }
+                m->next_watch = mono + (usec_t)m->cfg->deadline_watch_interval_s * USEC_PER_SEC;
+        }
+        if (mono >= m->next_retention) {
+                retention_result rr = {0};
+                int r = retention_run(m->st, m->cfg, clock_now(&m->clk), &rr);
+                if (r < 0)
+                        log_warning_errno(r, "Retention: %s", store_last_error(m->st));
+                else if (rr.referrals + rr.cases + rr.dead_letters > 0)
+                        log_struct(LOG_NOTICE, MSGID_PURGE, "REFERRALS=%u", rr.referrals, "CASES=%u", rr.cases,
+                                   "MESSAGE=Retention purged the personal data of %u referral(s), %u case(s), "
+                                   "%u dead letter(s)",
+                                   rr.referrals, rr.cases, rr.dead_letters, NULL);
+                m->next_retention = mono + (usec_t)m->cfg->retention_interval_s * USEC_PER_SEC;
+        }
+        if (m->next_watch < *next)
+                *next = m->next_watch;
+        if (m->next_retention < *next)
+                *next = m->next_retention;
+}
+
 static int run(manager *m) {
         int r;
         char err[512];
@@ -313,6 +357,8 @@ static int run(manager *m) {
                                            NULL);
                         }
                 }
+                if (m->ready)
+                        periodic_jobs(m, mono, &next);
                 if (m->rel) {
                         relay_step(m->rel, 0);
                         usec_t relay_next = mono + (usec_t)m->cfg->relay_poll_ms * 1000;

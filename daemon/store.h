@@ -58,7 +58,7 @@ typedef struct store_message {
         const void *payload;
         size_t len;
         const PoliceReferral *referral; /* decoded and valid, or NULL */
-        const CaseOutcome *outcome;     /* for store_outcome_batch: decoded and valid, or NULL */
+        const CaseOutcome *case_outcome; /* for store_outcome_batch: decoded and valid, or NULL */
         const codec_error *error;       /* when referral == NULL: why it is dead-lettered */
         /* outputs */
         store_message_status status;
@@ -112,7 +112,7 @@ int store_figures_read(store *s, store_figures *ret);
  * message is applied once by its event id (a repeat is STORE_DUPLICATE), to
  * the case named by case_id or by the police's referral_id; an unknown case
  * or an illegal transition is dead-lettered (STORE_DEAD_LETTERED) and the rest
- * flow. Outcomes use store_message with `outcome` set instead of `referral`. */
+ * flow. Outcomes use store_message with `case_outcome` set instead of `referral`. */
 int store_outcome_batch(store *s, const config *cfg, const char *group, usec_t now,
                         store_message *msgs, size_t n,
                         const store_offset *offsets, size_t n_offsets,

@@ -69,6 +69,15 @@ daemon_conf() {
                 echo "log.target = stderr"
                 echo "batch.max_wait_ms = 10"
                 echo "relay.poll_ms = 100"
+                if [[ -n ${TOPIC_PREFIX:-} ]]; then
+                        local t
+                        for t in referrals:police.referrals.v1 outcomes:allvarssamtal.outcomes.v1 \
+                                scheduling:allvarssamtal.scheduling.v1 feedback:police.feedback.v1 \
+                                alerts:allvarssamtal.alerts.v1 dead_letter:allvarssamtal.deadletter.v1; do
+                                echo "topics.${t%%:*} = $TOPIC_PREFIX${t#*:}"
+                        done
+                        echo "kafka.group.id = ${TOPIC_PREFIX}allvarsd"
+                fi
                 for line in "$@"; do echo "$line"; done
         } > "$T/$name.conf"
 }
@@ -113,7 +122,25 @@ teardown_daemons() {
 }
 
 # gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).
-gen() { "$BUILD/tests/referral-gen" --bootstrap "$KAFKA" "$@"; }
+gen() { "$BUILD/tests/referral-gen" --bootstrap "$KAFKA" --topic "${TOPIC_PREFIX:-}police.referrals.v1" "$@"; }
+
+# real_kafka_topics: on a real broker ($ALLVARS_KAFKA_BOOTSTRAP), this test's own
+# topics under a fresh prefix, so that tests sharing the broker do not meet.
+real_kafka_topics() {
+        KAFKA=$ALLVARS_KAFKA_BOOTSTRAP
+        TOPIC_PREFIX=e2e$RANDOM$RANDOM.
+        "$BUILD/tests/kafka-topics" "$KAFKA" create 4 "${TOPIC_PREFIX}police.referrals.v1" \
+                "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" "${TOPIC_PREFIX}allvarssamtal.scheduling.v1" \
+                "${TOPIC_PREFIX}police.feedback.v1" "${TOPIC_PREFIX}allvarssamtal.alerts.v1" \
+                "${TOPIC_PREFIX}allvarssamtal.deadletter.v1"
+}
+
+# events TOPIC...: every event on this test's output topics, one readable line each.
+events() {
+        local args=() t
+        for t in "$@"; do args+=(--topic "${TOPIC_PREFIX:-}$t"); done
+        "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 "${args[@]}"
+}
 
 # expected_ids FILE: the referral ids that must be decided (valid or duplicated), sorted, unique.
 expected_ids() { awk '$1 == "valid" || $1 == "dup" { print $2 }' "$1" | sort -u; }
@@ -139,6 +166,6 @@ check_exactly_once() {
                    group by 1 having count(*) > 1) d")
         [[ $dup -eq 0 ]] || { echo "$dup referrals decided more than once" >&2; return 1; }
         local bad
-        bad=$(sql "select count(*) from allvarsd.dead_letters where source_topic = 'police.referrals.v1'")
+        bad=$(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX:-}police.referrals.v1'")
         [[ $bad -eq $want_bad ]] || { echo "dead letters: $bad, expected $want_bad" >&2; return 1; }
 }

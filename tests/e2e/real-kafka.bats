@@ -1,0 +1,61 @@
+#!/usr/bin/env bats
+# The built daemon as a process against a real Apache Kafka broker (KRaft, from
+# the Maven Central jars: tests/lib/kafka.sh) and a real PostgreSQL server.
+
+load ../lib/daemon.bash
+
+setup() {
+        [[ -n ${ALLVARS_KAFKA_BOOTSTRAP:-} ]] || skip "no real Kafka broker (tests/run e2e starts one)"
+        db_create
+        real_kafka_topics
+        daemon_conf a
+        daemon_migrate a
+}
+
+teardown() {
+        teardown_daemons
+}
+
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
+
+@test "real broker: referrals in, decisions stored once, events out with CloudEvents headers" {
+        daemon_start a
+        daemon_ready a 60
+        gen --count 300 --seed 21 --duplicates 10 --malformed 10 --ids-out "$T/ids"
+        wait_for 90 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        wait_for 60 outbox_drained
+        check_exactly_once "$T/ids"
+
+        events allvarssamtal.scheduling.v1 police.feedback.v1 allvarssamtal.alerts.v1 \
+                allvarssamtal.deadletter.v1 > "$T/events"
+        # Exactly the outbox, each event once (a clean run has no redeliveries).
+        [[ $(wc -l < "$T/events") -eq $(sql "select count(*) from allvarsd.outbox") ]]
+        sed -n 's/.* ce_id=\([^ ]*\) .*/\1/p' "$T/events" | sort > "$T/published"
+        sql "select event_id from allvarsd.outbox order by 1" > "$T/outbox"
+        diff "$T/outbox" "$T/published"
+        # A scheduling request for every ELIGIBLE decision, keyed by its case.
+        [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/events") -eq \
+           $(sql "select count(*) from allvarsd.decisions where outcome = 'ELIGIBLE'") ]]
+        # Dead letters reach their topic too.
+        [[ $(grep -c 'ce_type=se.allvarssamtal.v1.DeadLetter' "$T/events") -eq $(malformed_count "$T/ids") ]]
+}
+
+@test "real broker: the police feedback topic carries no personal data" {
+        daemon_start a
+        daemon_ready a 60
+        gen --count 200 --seed 22 --ids-out "$T/ids"
+        wait_for 90 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        wait_for 60 outbox_drained
+        events police.feedback.v1 > "$T/feedback"
+        [[ $(wc -l < "$T/feedback") -gt 0 ]]
+        # Names, identity numbers, phone numbers, addresses and narrative words of the inputs.
+        sql "select given_name from allvarsd.referral_personal union select family_name
+             from allvarsd.referral_personal union select identity_number from allvarsd.referral_personal
+             where identity_number <> ''" > "$T/personal"
+        while read -r word; do
+                [[ -z $word ]] && continue
+                if grep -qF -- "$word" "$T/feedback"; then echo "personal data in feedback: [redacted]"; false; fi
+        done < "$T/personal"
+        ! grep -qE '070-|Storgatan|polisen|ungdomen' "$T/feedback"
+}
