@@ -39,10 +39,14 @@ typedef enum alert_kind {
         ALERT_PROTECTIVE_ASSESSMENT_OVERDUE = 3,
 } alert_kind;
 
+/* A Kafka key: the case id, or "<topic>/<partition>" for a dead letter
+ * (topic names are up to 249 characters). */
+#define EVENT_KEY_MAX 272
+
 typedef struct outbox_event {
         char event_id[UUID_STR_LEN];    /* ce_id */
         const char *topic;              /* points into the config */
-        char key[UUID_STR_LEN];         /* the case id */
+        char key[EVENT_KEY_MAX];        /* the case id; "<topic>/<partition>" for dead letters */
         const char *ce_type;
         usec_t ce_time;
         uint8_t *payload;               /* malloc'd protobuf bytes */

@@ -15,7 +15,7 @@
 #include "ids.h"
 #include "rules.h"
 
-#define STORE_SCHEMA_VERSION 1          /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 2          /* the newest migration this build knows */
 
 typedef struct store store;
 
@@ -65,6 +65,9 @@ typedef struct store_message {
         char case_id[UUID_STR_LEN];
         decision_outcome outcome;
         uint32_t reasons, flags;
+        codec_error rejection;          /* why the store dead-lettered a decoded message (an
+                                         * outcome's unknown case or illegal transition);
+                                         * error then points here */
 } store_message;
 
 /* The position of one partition: the batch moves it from expected_next (what

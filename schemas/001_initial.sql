@@ -20,7 +20,10 @@ CREATE TABLE persons (
 CREATE TABLE referrals (
         referral_id     text PRIMARY KEY,
         case_id         uuid NOT NULL UNIQUE,          -- uuid5 of referral_id, also for NOT_ELIGIBLE
-        person_key      bytea REFERENCES persons,      -- NULL when the identity number was absent or invalid
+        -- NULL when the identity number was absent or invalid. Deferred: the
+        -- batch inserts the referrals first (the insert decides which are new)
+        -- and then only the persons of the new ones, locked in key order.
+        person_key      bytea REFERENCES persons DEFERRABLE INITIALLY DEFERRED,
         marks           integer NOT NULL,              -- MARK_* (profiles.h): what the referral is about
         district        text NOT NULL,
         reported_at     timestamptz NOT NULL,
@@ -34,7 +37,8 @@ CREATE TABLE referrals (
         received_at     timestamptz NOT NULL,
         purged_at       timestamptz
 );
-CREATE INDEX referrals_person ON referrals (person_key);
+-- The history read of the batch: a person's earlier referrals and their marks.
+CREATE INDEX referrals_person ON referrals (person_key) WHERE person_key IS NOT NULL;
 
 -- PERSONAL: what identifies the child, and the raw message. Removed by the purge.
 CREATE TABLE referral_personal (

@@ -1,6 +1,6 @@
 # Shared helpers for the test scripts (bash; source it, do not run it).
 #
-#   allvars_free_port            print a free loopback TCP port (not handed out before by this shell)
+#   allvars_free_port [VAR]      a free loopback TCP port into VAR (or printed)
 #   allvars_wait SECS CMD...     run CMD every 0.2 s until it succeeds; fail after SECS seconds
 #   allvars_cleanup_add CMD...   run CMD at exit (EXIT, INT, TERM, HUP), last added first
 #   allvars_cleanup_run          run the registered cleanups now (each once)
@@ -29,17 +29,23 @@ _allvars_ports_in_use() {
         done
 }
 
-# A port below the kernel's ephemeral range (32768-60999), so that outgoing
-# connections cannot take it between our check and the server's bind; callers
-# still retry a start that fails to bind.
+# allvars_free_port [VAR]: a free loopback TCP port, into VAR (or printed). Below
+# the kernel's ephemeral range (32768-60999), so that outgoing connections cannot
+# take it between our check and the server's bind; callers still retry a start
+# that fails to bind. With VAR the port is remembered in this shell and never
+# handed out twice (a $(...) subshell cannot remember).
 allvars_free_port() {
-        local used p i
-        used=" $(_allvars_ports_in_use | tr '\n' ' ') "
-        for ((i = 0; i < 200; i++)); do
-                p=$((16384 + RANDOM % 16000))
-                [[ $used == *" $p "* || $ALLVARS_PORTS_GIVEN == *" $p "* ]] && continue
-                ALLVARS_PORTS_GIVEN+="$p "
-                echo "$p"
+        local _used _p _i
+        _used=" $(_allvars_ports_in_use | tr '\n' ' ') "
+        for ((_i = 0; _i < 200; _i++)); do
+                _p=$((16384 + RANDOM % 16000))
+                [[ $_used == *" $_p "* || $ALLVARS_PORTS_GIVEN == *" $_p "* ]] && continue
+                ALLVARS_PORTS_GIVEN+="$_p "
+                if [[ -n ${1:-} ]]; then
+                        printf -v "$1" '%s' "$_p"
+                else
+                        echo "$_p"
+                fi
                 return 0
         done
         allvars_log "no free port found"

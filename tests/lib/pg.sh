@@ -2,7 +2,11 @@
 #
 #   pg_start                  initdb a fresh cluster in a new temp dir and start it
 #   pg_stop                   stop it (fast, then immediate, then SIGKILL) and remove the dir;
-#                             safe to call twice or without pg_start
+#                             safe to call twice or without pg_start. A server inherited
+#                             through the environment (started by tests/run) is only
+#                             forgotten, never stopped: only the process (or its subshells)
+#                             that ran pg_start stops it; pg_start in such a child starts
+#                             a server of its own.
 #   pg_restart fast|immediate restart the running server (immediate = crash + recovery)
 #   pg_stop_only [fast|immediate]  stop the server, keep the data (default fast)
 #   pg_start_again            start the kept data again, same ports
@@ -67,7 +71,7 @@ _pg_launch() {
 }
 
 pg_start() {
-        if [[ -n ${ALLVARS_PG_DIR:-} ]]; then
+        if [[ -n ${ALLVARS_PG_DIR:-} && ${_ALLVARS_PG_MINE:-} == "$ALLVARS_PG_DIR" ]]; then
                 allvars_log "pg_start: a server is already running in $ALLVARS_PG_DIR"
                 return 1
         fi
@@ -75,6 +79,9 @@ pg_start() {
         bin=$(_pg_bin) || return 1
         dir=$(allvars_tmpdir allvars-pg) || return 1
         ALLVARS_PG_DIR=$dir
+        # Not exported: subshells (bats' setup_file/teardown_file) inherit it, child
+        # processes do not, so a test script's pg_stop never removes its runner's server.
+        _ALLVARS_PG_MINE=$dir
         # Traversable, so that clients of any local user reach the socket (trust
         # on 127.0.0.1 already lets them in; this is a throwaway test cluster).
         chmod 0711 "$dir"
@@ -87,7 +94,7 @@ pg_start() {
         fi
         # A port found free can still be taken before the server binds it: retry.
         for attempt in 1 2 3; do
-                port=$(allvars_free_port) || { pg_stop; return 1; }
+                allvars_free_port port || { pg_stop; return 1; }
                 cat >"$dir/data/postgresql.auto.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -124,6 +131,11 @@ EOF
 pg_stop() {
         [[ -n ${ALLVARS_PG_DIR:-} ]] || return 0
         local dir=$ALLVARS_PG_DIR pid
+        if [[ ${_ALLVARS_PG_MINE:-} != "$dir" ]]; then
+                # Inherited from the runner: forget it here, leave it running.
+                unset ALLVARS_PG_DIR ALLVARS_PG_TCP_PORT ALLVARS_PG_URI PGHOST PGPORT PGUSER PGDATABASE
+                return 0
+        fi
         if [[ -f $dir/data/postmaster.pid ]]; then
                 pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
                 _pg_ctl stop -m fast -w -t 20 >/dev/null 2>&1 ||
@@ -134,7 +146,7 @@ pg_stop() {
                 fi
         fi
         rm -rf "$dir"
-        unset ALLVARS_PG_DIR ALLVARS_PG_TCP_PORT ALLVARS_PG_URI PGHOST PGPORT PGUSER PGDATABASE
+        unset _ALLVARS_PG_MINE ALLVARS_PG_DIR ALLVARS_PG_TCP_PORT ALLVARS_PG_URI PGHOST PGPORT PGUSER PGDATABASE
         return 0
 }
 

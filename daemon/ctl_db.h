@@ -1,0 +1,173 @@
+/* allvarsctl's shared helpers for the subcommands that read and steer the
+ * database: the global options (--config, --database, --bootstrap, --json,
+ * --now), loading the configuration, connecting with libpq, printing aligned
+ * tables and records for people and JSON for scripts, and producing one
+ * message with an idempotent producer.
+ *
+ * JSON is made by PostgreSQL (json_agg, row_to_json) from the same queries that
+ * feed the tables, so the two forms cannot drift apart and no JSON encoder
+ * lives here. Output shows ids, codes and times only: it lands in terminals and
+ * tickets, so no query here selects personal data. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "clock.h"
+#include "config.h"
+
+#ifndef SCHEMAS_DIR
+#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
+#endif
+
+/* Exit codes of every subcommand. */
+#define CTL_EXIT_OK      0
+#define CTL_EXIT_FAILURE 1
+#define CTL_EXIT_USAGE   2
+
+/* ctl_getopt's answers besides a command's own option values. */
+#define CTL_OPT_HELP  (-2)              /* --help was given: usage printed */
+#define CTL_OPT_ERROR (-3)              /* a usage error: one line printed */
+
+/* PostgreSQL type oids for the parameters (pg_type.h is server-side only). */
+#define CTL_OID_BOOL        16
+#define CTL_OID_INT8        20
+#define CTL_OID_INT4        23
+#define CTL_OID_TEXT        25
+#define CTL_OID_TIMESTAMPTZ 1184
+#define CTL_OID_INT4_ARRAY  1007
+#define CTL_OID_TEXT_ARRAY  1009
+#define CTL_OID_INT8_ARRAY  1016
+
+/* SQL: a timestamptz as RFC 3339 UTC (whole seconds), and a number of seconds
+ * s >= 0 as "2d 3h", "5h 07m" or "12m". */
+#define CTL_SQL_TS(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define CTL_SQL_DURATION(s)                                                                              \
+        "(CASE WHEN (" s ") >= 86400 THEN ((" s ") / 86400)::text || 'd ' || ((" s ") % 86400 / 3600)::text " \
+        "|| 'h' WHEN (" s ") >= 3600 THEN ((" s ") / 3600)::text || 'h ' || lpad(((" s ") % 3600 / 60)::text, " \
+        "2, '0') || 'm' ELSE ((" s ") / 60)::text || 'm' END)"
+/* SQL: the case (alias a) is overdue at now: its deadline passed, not held, not closed. */
+#define CTL_SQL_OVERDUE(a, now) "(" a ".deadline < " now " AND " a ".held_at IS NULL AND " a ".closed_at IS NULL)"
+
+typedef struct ctl {
+        const char *command;            /* "status": for messages */
+        const char *usage;              /* the command's usage text, printed by --help */
+        const char *config_path;        /* --config, or NULL */
+        const char *database;           /* --database CONNINFO, or NULL */
+        const char *bootstrap;          /* --bootstrap HOST:PORT, or NULL */
+        const char *now_arg;            /* --now TIME, or NULL */
+        bool json;
+        config *cfg;                    /* after ctl_load_config: NULL when none was read */
+        PGconn *pg;                     /* after ctl_connect */
+        char now[RFC3339_MAX];          /* after ctl_connect: "now" for the queries */
+        struct option options[32];      /* the command's options and the global ones */
+} ctl;
+
+void ctl_init(ctl *c, const char *command, const char *usage);
+/* Release the connection and the configuration. */
+void ctl_done(ctl *c);
+
+/* getopt_long over the command's own options (may be NULL) and the global
+ * ones, which it handles itself. Returns a command option's value, -1 at the
+ * end (optind then indexes the first operand), CTL_OPT_HELP after printing the
+ * usage, or CTL_OPT_ERROR after printing one line. argv[0] is the command. */
+int ctl_getopt(ctl *c, int argc, char **argv, const struct option *own);
+
+/* Print "allvarsctl CMD: MESSAGE" (and, for usage errors, a pointer to --help)
+ * on stderr; return the exit code to use. */
+int ctl_usage_error(ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ctl_fail(ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a non-negative integer option value; -EINVAL when it is not one. */
+int ctl_parse_count(const char *s, long long *ret);
+
+/* Load the configuration: --config if given (it must load); else, without
+ * --database, the default file when it exists. With --database and no
+ * --config, or without a config file, nothing is loaded (c->cfg stays NULL)
+ * and the connection comes from --database or libpq's PG* environment.
+ * Returns 0 or a negative errno after printing the reason. */
+int ctl_load_config(ctl *c);
+/* ctl_load_config, then connect (read_only: every transaction read only) and
+ * settle c->now. Returns 0 or a negative errno after printing the reason. */
+int ctl_connect(ctl *c, bool read_only);
+
+/* Query parameters, all passed as text with their types given. */
+typedef struct ctl_params {
+        int n;
+        const char *values[12];
+        Oid types[12];
+        char *owned[12];                /* array literals built here, freed by ctl_params_done */
+        int n_owned;
+} ctl_params;
+void ctl_param(ctl_params *p, Oid type, const char *value);
+/* An array parameter (text[], int4[], int8[]: the type's oid) from n strings,
+ * as a PostgreSQL array literal; NULL items are SQL NULLs. */
+int ctl_param_array(ctl_params *p, Oid type, const char *const *items, size_t n);
+void ctl_params_done(ctl_params *p);
+
+/* Run a query; NULL after printing the error (one line) on failure. */
+PGresult *ctl_exec(ctl *c, const char *sql, const ctl_params *p);
+
+/* One part of a view: a query with the view's parameters. */
+typedef enum ctl_shape {
+        CTL_TABLE,                      /* rows and columns; JSON: an array of objects */
+        CTL_RECORD,                     /* one row as "label  value" lines; JSON: an object or null */
+        CTL_RECORDS,                    /* each row as a record; JSON: an array of objects */
+} ctl_shape;
+
+typedef struct ctl_section {
+        const char *key;                /* JSON key; NULL when the view is this one section */
+        const char *title;              /* heading in the human form, or NULL */
+        ctl_shape shape;
+        const char *sql;
+        const char *empty;              /* human form when there are no rows, e.g. "none" */
+        const char *hide;               /* comma-separated columns left out of the human form */
+} ctl_section;
+
+/* Print a view: with --json one JSON value made by PostgreSQL (an object keyed
+ * by the sections, or the single section's value), else each section as a
+ * titled table or record. Returns 0 or a negative errno after printing why. */
+int ctl_show(ctl *c, const ctl_section *sections, size_t n, const ctl_params *p);
+
+/* The human forms, for the few places that print a result of their own. */
+void ctl_print_table(FILE *f, const PGresult *res, const char *hide, const char *indent);
+void ctl_print_record(FILE *f, const PGresult *res, int row, const char *hide, const char *indent);
+
+/* Kafka: whether a bootstrap is known (--bootstrap or kafka.bootstrap.servers). */
+bool ctl_kafka_known(const ctl *c);
+/* A librdkafka configuration from the configuration's kafka.* keys and
+ * --bootstrap. Returns 0 or a negative errno after printing why. */
+int ctl_kafka_conf(ctl *c, rd_kafka_conf_t **ret);
+
+typedef struct ctl_delivery {
+        int32_t partition;
+        int64_t offset;
+} ctl_delivery;
+
+/* Produce one message with an idempotent producer (acks=all), flush, and check
+ * its delivery report. headers (may be NULL) is taken over. Returns 0 with
+ * where it was written, or a negative errno after printing why. */
+int ctl_produce(ctl *c, const char *topic, const void *key, size_t key_len, const void *payload, size_t len,
+                rd_kafka_headers_t *headers, ctl_delivery *ret);
+
+/* Find a referral by its case id or the police's referral id: 0 with both ids
+ * (malloc'd), -ENOENT when there is none, -EIO after printing a database error. */
+int ctl_case_resolve(ctl *c, const char *id, char **ret_referral_id, char **ret_case_id);
+
+/* Whether s is a UUID in the 8-4-4-4-12 hex form. */
+bool ctl_is_uuid(const char *s);
+
+/* The subcommands (argv[0] is the subcommand's name). */
+int ctl_status_main(int argc, char **argv);
+int ctl_cases_main(int argc, char **argv);
+int ctl_case_main(int argc, char **argv);
+int ctl_override_main(int argc, char **argv);
+int ctl_dead_letters_main(int argc, char **argv);
+int ctl_migrate_main(int argc, char **argv);
+int ctl_check_config_main(int argc, char **argv);

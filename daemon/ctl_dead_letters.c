@@ -1,0 +1,200 @@
+/* allvarsctl dead-letters: the messages allvarsd could not accept. List them,
+ * show one (never its payload: it may hold personal data), or replay one to
+ * its source topic after the cause was fixed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_db.h"
+
+static const char usage[] =
+        "Usage: allvarsctl dead-letters [list] [--limit N] [--json] [--config PATH | --database CONNINFO]\n"
+        "       allvarsctl dead-letters show ID [--json] [...]\n"
+        "       allvarsctl dead-letters replay ID [--force] [--json] [--bootstrap HOST:PORT] [...]\n"
+        "The messages allvarsd could not accept, with where they came from and why.\n\n"
+        "  list                   the latest dead letters, oldest first (the default)\n"
+        "  show ID                one dead letter; its payload is never printed (it may hold personal\n"
+        "                         data), only its size\n"
+        "  replay ID              produce the stored payload again to its source topic (key: the dead\n"
+        "                         letter's id) and mark it replayed: re-feed a message after fixing a bug\n"
+        "  --limit N              list at most N (default 50; 0: all)\n"
+        "  --force                replay a dead letter that was replayed before\n"
+        "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
+        "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
+        "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n"
+        "  --bootstrap HOST:PORT  the Kafka cluster for replay (default: kafka.bootstrap.servers)\n"
+        "  --json                 JSON, for scripts\n";
+
+/* $1 limit. */
+static const ctl_section list_section = {
+        NULL, NULL, CTL_TABLE,
+        "SELECT * FROM (SELECT d.id, " CTL_SQL_TS("d.received_at") " AS received_at,"
+        " d.source_topic || '/' || d.source_partition || '@' || d.source_offset AS source,"
+        " d.source_topic AS topic, d.source_partition AS partition, d.source_offset AS \"offset\","
+        " d.reason, d.detail, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
+        " FROM allvarsd.dead_letters d ORDER BY d.id DESC LIMIT $1) q ORDER BY id",
+        "No dead letters.", "topic,partition,offset",
+};
+
+/* $1 id. */
+static const ctl_section show_section = {
+        NULL, NULL, CTL_RECORD,
+        "SELECT d.id, d.event_id, " CTL_SQL_TS("d.received_at") " AS received_at, d.source_topic AS topic,"
+        " d.source_partition AS partition, d.source_offset AS \"offset\", d.reason, d.detail,"
+        " octet_length(d.payload) AS payload_bytes, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
+        " FROM allvarsd.dead_letters d WHERE d.id = $1",
+        NULL, NULL,
+};
+
+static int exists(ctl *c, const ctl_params *p) {
+        PGresult *res = ctl_exec(c, "SELECT 1 FROM allvarsd.dead_letters WHERE id = $1", p);
+        if (!res)
+                return -EIO;
+        int r = PQntuples(res) == 1 ? 0 : -ENOENT;
+        PQclear(res);
+        return r;
+}
+
+static int replay(ctl *c, const char *id, bool force) {
+        ctl_params p = {0};
+        ctl_param(&p, CTL_OID_INT8, id);
+        PGresult *res = ctl_exec(c,
+                                 "SELECT source_topic, payload, " CTL_SQL_TS("replayed_at") ", event_id::text"
+                                 " FROM allvarsd.dead_letters WHERE id = $1",
+                                 &p);
+        if (!res)
+                return -EIO;
+        int r = 0;
+        if (PQntuples(res) != 1) {
+                ctl_fail(c, "no dead letter %s", id);
+                r = -ENOENT;
+        } else if (PQgetisnull(res, 0, 1)) {
+                ctl_fail(c, "dead letter %s has no payload any more (purged)", id);
+                r = -ENODATA;
+        } else if (!PQgetisnull(res, 0, 2) && !force) {
+                ctl_fail(c, "dead letter %s was replayed at %s; --force replays it again", id, PQgetvalue(res, 0, 2));
+                r = -EALREADY;
+        }
+        if (r < 0) {
+                PQclear(res);
+                return r;
+        }
+        char *topic = strdup(PQgetvalue(res, 0, 0));
+        char *event_id = strdup(PQgetvalue(res, 0, 3));
+        size_t len = 0;
+        unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
+        PQclear(res);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        if (!topic || !event_id || !payload || !h) {
+                ctl_fail(c, "out of memory");
+                r = -ENOMEM;
+                goto out;
+        }
+        /* Marks the message as a replay for whoever reads the topic. */
+        rd_kafka_header_add(h, "allvarsd_replay_of", -1, event_id, -1);
+        ctl_delivery d;
+        r = ctl_produce(c, topic, id, strlen(id), payload, len, h, &d);
+        h = NULL;
+        if (r < 0)
+                goto out;
+
+        char partition[16], offset[24];
+        snprintf(partition, sizeof partition, "%d", (int)d.partition);
+        snprintf(offset, sizeof offset, "%lld", (long long)d.offset);
+        ctl_param(&p, CTL_OID_TIMESTAMPTZ, c->now);
+        ctl_param(&p, CTL_OID_INT4, partition);
+        ctl_param(&p, CTL_OID_INT8, offset);
+        res = ctl_exec(c,
+                       c->json ? "WITH u AS (UPDATE allvarsd.dead_letters SET replayed_at = $2 WHERE id = $1"
+                                 " RETURNING id, source_topic, replayed_at)"
+                                 " SELECT row_to_json(q) FROM (SELECT u.id, u.source_topic AS topic, $3 AS partition,"
+                                 " $4 AS \"offset\", " CTL_SQL_TS("u.replayed_at") " AS replayed_at FROM u) q"
+                               : "UPDATE allvarsd.dead_letters SET replayed_at = $2 WHERE id = $1 RETURNING id",
+                       &p);
+        if (!res) {
+                fprintf(stderr, "allvarsctl dead-letters: dead letter %s was replayed to %s [%s] at offset %s, "
+                                "but not marked replayed\n", id, topic, partition, offset);
+                r = -EIO;
+                goto out;
+        }
+        if (c->json)
+                printf("%s\n", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "null");
+        else
+                printf("replayed dead letter %s to %s [%s] at offset %s\n", id, topic, partition, offset);
+        PQclear(res);
+out:
+        if (h)
+                rd_kafka_headers_destroy(h);
+        PQfreemem(payload);
+        free(topic);
+        free(event_id);
+        return r;
+}
+
+int ctl_dead_letters_main(int argc, char **argv) {
+        enum { OPT_LIMIT = 1, OPT_FORCE };
+        static const struct option options[] = {
+                {"limit", required_argument, NULL, OPT_LIMIT},
+                {"force", no_argument, NULL, OPT_FORCE},
+                {NULL, 0, NULL, 0},
+        };
+        ctl c;
+        ctl_init(&c, "dead-letters", usage);
+        long long limit = 50;
+        bool limit_given = false, force = false;
+        int o;
+        while ((o = ctl_getopt(&c, argc, argv, options)) != -1) {
+                switch (o) {
+                case OPT_LIMIT:
+                        if (ctl_parse_count(optarg, &limit) < 0)
+                                return ctl_usage_error(&c, "--limit: not a number: %s", optarg);
+                        limit_given = true;
+                        break;
+                case OPT_FORCE: force = true; break;
+                case CTL_OPT_HELP: return CTL_EXIT_OK;
+                default: return CTL_EXIT_USAGE;
+                }
+        }
+        const char *action = optind < argc ? argv[optind++] : "list";
+        const char *id = NULL;
+        long long n;
+        if (strcmp(action, "list") == 0) {
+                if (force)
+                        return ctl_usage_error(&c, "--force is for replay");
+        } else if (strcmp(action, "show") == 0 || strcmp(action, "replay") == 0) {
+                if (optind >= argc)
+                        return ctl_usage_error(&c, "%s needs the id of a dead letter", action);
+                id = argv[optind++];
+                if (ctl_parse_count(id, &n) < 0)
+                        return ctl_usage_error(&c, "not a dead letter id: %s", id);
+                if (limit_given)
+                        return ctl_usage_error(&c, "--limit is for list");
+                if (force && action[0] == 's')
+                        return ctl_usage_error(&c, "--force is for replay");
+        } else
+                return ctl_usage_error(&c, "unknown action %s: list, show or replay", action);
+        if (optind < argc)
+                return ctl_usage_error(&c, "unexpected argument: %s", argv[optind]);
+
+        int r = ctl_connect(&c, action[0] != 'r');
+        if (r >= 0) {
+                ctl_params p = {0};
+                char limit_text[24];
+                snprintf(limit_text, sizeof limit_text, "%lld", limit);
+                if (action[0] == 'l') {
+                        ctl_param(&p, CTL_OID_INT8, limit > 0 ? limit_text : NULL);
+                        r = ctl_show(&c, &list_section, 1, &p);
+                } else if (action[0] == 's') {
+                        ctl_param(&p, CTL_OID_INT8, id);
+                        r = exists(&c, &p);
+                        if (r == -ENOENT)
+                                ctl_fail(&c, "no dead letter %s", id);
+                        if (r >= 0)
+                                r = ctl_show(&c, &show_section, 1, &p);
+                } else
+                        r = replay(&c, id, force);
+        }
+        ctl_done(&c);
+        return r < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
+}

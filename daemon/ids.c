@@ -1,0 +1,86 @@
+/* Stable identifiers: name-based UUIDs (RFC 4122 section 4.3, version 5,
+ * SHA-1) and the keyed person hash (HMAC-SHA-256, RFC 2104/4231).
+ *
+ * The two namespaces below are part of the data contract: every case id and
+ * event id ever stored or published was derived from them, so consumers can
+ * recompute and de-duplicate. They were generated once at random
+ * (systemd-id128 new -u) and must never change. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "ids.h"
+
+/* NS_CASE = 31575f85-488e-4d92-b478-9bc0789503b8 (never change) */
+static const uint8_t ids_ns_case[16] = {
+        0x31, 0x57, 0x5f, 0x85, 0x48, 0x8e, 0x4d, 0x92, 0xb4, 0x78, 0x9b, 0xc0, 0x78, 0x95, 0x03, 0xb8,
+};
+/* NS_EVENT = 0cba62f0-bee6-45b2-8d4c-97dfdb401a0b (never change) */
+static const uint8_t ids_ns_event[16] = {
+        0x0c, 0xba, 0x62, 0xf0, 0xbe, 0xe6, 0x45, 0xb2, 0x8d, 0x4c, 0x97, 0xdf, 0xdb, 0x40, 0x1a, 0x0b,
+};
+
+static void ids_format(const uint8_t u[static 16], char ret[static UUID_STR_LEN]) {
+        static const char hex[] = "0123456789abcdef";
+        size_t j = 0;
+        for (size_t i = 0; i < 16; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        ret[j++] = '-';
+                ret[j++] = hex[u[i] >> 4];
+                ret[j++] = hex[u[i] & 0xf];
+        }
+        ret[j] = 0;
+}
+
+/* uuid5 over the concatenation of n parts, without building the string. */
+static void ids_uuid5_parts(const uint8_t ns[static 16], const void *const *parts, const size_t *lens, size_t n,
+                            char ret[static UUID_STR_LEN]) {
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned md_len = 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) && EVP_DigestUpdate(ctx, ns, 16);
+        for (size_t i = 0; ok && i < n; i++)
+                ok = lens[i] == 0 || EVP_DigestUpdate(ctx, parts[i], lens[i]);
+        ok = ok && EVP_DigestFinal_ex(ctx, md, &md_len) && md_len >= 16;
+        EVP_MD_CTX_free(ctx);
+        /* Only an allocation failure inside libcrypto gets here; an id that is
+         * not the right one would break de-duplication silently, so stop. */
+        if (!ok)
+                abort();
+
+        md[6] = (uint8_t)((md[6] & 0x0f) | 0x50); /* RFC 4122 4.1.3: version 5 */
+        md[8] = (uint8_t)((md[8] & 0x3f) | 0x80); /* RFC 4122 4.1.1: variant 10x */
+        ids_format(md, ret);
+}
+
+void ids_uuid5(const uint8_t ns[static 16], const void *name, size_t len, char ret[static UUID_STR_LEN]) {
+        const void *parts[] = {name};
+        size_t lens[] = {len};
+        ids_uuid5_parts(ns, parts, lens, 1, ret);
+}
+
+void ids_case_id(const char *referral_id, char ret[static UUID_STR_LEN]) {
+        ids_uuid5(ids_ns_case, referral_id, strlen(referral_id), ret);
+}
+
+void ids_event_id(const char *case_id, const char *name, char ret[static UUID_STR_LEN]) {
+        const void *parts[] = {case_id, "/", name};
+        size_t lens[] = {strlen(case_id), 1, strlen(name)};
+        ids_uuid5_parts(ids_ns_event, parts, lens, 3, ret);
+}
+
+int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normalised,
+                   uint8_t ret[static PERSON_KEY_LEN]) {
+        unsigned len = 0;
+        if (!pepper || pepper_len == 0 || pepper_len > INT32_MAX || !normalised)
+                return -EIO;
+        if (!HMAC(EVP_sha256(), pepper, (int)pepper_len, (const unsigned char *)normalised, strlen(normalised), ret,
+                  &len) ||
+            len != PERSON_KEY_LEN)
+                return -EIO;
+        return 0;
+}

@@ -1,0 +1,882 @@
+/* The outbox relay. See relay.h for the contract.
+ *
+ * Why it is shaped this way (../shared/NOTES.md "The outbox relay", "librdkafka 2.0.2"):
+ *  - Each pass reads the unsent rows oldest first (sent_at IS NULL ORDER BY id)
+ *    and never remembers a "last id": a row whose transaction commits after a
+ *    higher id was published is still unsent, so the next pass finds it.
+ *  - A row is marked sent only on a delivery report without error, in bulk
+ *    (one UPDATE ... = ANY per pass). A crash between delivery and the UPDATE
+ *    publishes the row again with the same ce_id; consumers drop it by that id.
+ *  - The idempotent producer (acks=all) keeps the produce order within a
+ *    partition, and a case's events share a key, so they stay in id order. After
+ *    a failed delivery the key is held back (with backoff) until the row is
+ *    produced again, so later rows of the case do not overtake it in a new pass.
+ *    (Rows of that key already in flight can still land; that is the one
+ *    reordering left, and only after an error.)
+ *  - One active relay: a session advisory lock on the relay's own connection.
+ *    When the session ends (crash, network) the server releases the lock and a
+ *    standby takes it at its next attempt (every relay.poll_ms).
+ *  - Never blocks on Kafka: delivery reports are served with rd_kafka_poll(0)
+ *    and the main queue wakes a pipe (relay_producer_fd) through
+ *    rd_kafka_queue_io_event_enable. The PostgreSQL connection is opened with
+ *    PQconnectStart/PQconnectPoll; queries on an open connection are short
+ *    round trips.
+ *  - A fatal idempotence error (rd_kafka_fatal_error) cannot be cleared: the
+ *    producer is flushed, destroyed and recreated; its rows stay unsent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "relay.h"
+
+#define RECONNECT_MIN (100 * 1000)
+#define RECONNECT_MAX (30 * USEC_PER_SEC)
+#define KEY_BACKOFF_MIN (500 * 1000)
+#define KEY_BACKOFF_MAX (30 * USEC_PER_SEC)
+#define DEFAULT_BATCH 500
+#define DEFAULT_POLL_MS 1000
+#define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
+#define FATAL_FLUSH_MS 1000
+#define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
+#define PG_EPOCH_USEC (946684800LL * USEC_PER_SEC) /* 2000-01-01T00:00:00Z, PostgreSQL's epoch */
+
+/* One produced row awaiting its delivery report; the message's opaque. */
+typedef struct flight {
+        struct flight *prev, *next;
+        int64_t id;
+        char key[];
+} flight;
+
+/* A key held back after a failed delivery, until `until` (monotonic). */
+typedef struct key_block {
+        char *key;
+        usec_t until;
+        usec_t backoff;
+} key_block;
+
+typedef enum pg_state {
+        PG_NONE,
+        PG_CONNECTING,
+        PG_READY,
+} pg_state;
+
+struct relay {
+        const config *cfg;
+        char *bootstrap;
+
+        PGconn *pg;
+        pg_state pg_state;
+        PostgresPollingStatusType pg_polling;
+        usec_t reconnect_at;            /* monotonic */
+        usec_t reconnect_backoff;
+        bool active;
+        usec_t connect_deadline;        /* monotonic */
+        bool session_set;               /* the session's settings are applied */
+        usec_t next_lock_try;           /* monotonic */
+        bool query_due;
+        usec_t next_poll;               /* monotonic */
+
+        rd_kafka_t *rk;
+        rd_kafka_queue_t *mainq;
+        int pipe[2];
+        bool fatal;
+
+        flight flights;                 /* list head */
+        uint64_t n_flights;
+        int64_t *delivered;             /* delivered, not yet marked sent */
+        size_t n_delivered, cap_delivered;
+        key_block *blocks;
+        size_t n_blocks, cap_blocks;
+
+        relay_figures fig;
+};
+
+static void set_error(relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(relay *r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->fig.last_error, sizeof r->fig.last_error, fmt, ap);
+        va_end(ap);
+        /* One line: libpq's messages end in newlines. */
+        for (char *p = r->fig.last_error; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = *(p + 1) ? ' ' : '\0';
+}
+
+static unsigned relay_batch(const relay *r) {
+        return r->cfg->relay_batch ? r->cfg->relay_batch : DEFAULT_BATCH;
+}
+
+static usec_t relay_poll_interval(const relay *r) {
+        return (usec_t)(r->cfg->relay_poll_ms ? r->cfg->relay_poll_ms : DEFAULT_POLL_MS) * 1000;
+}
+
+/* Backpressure: rows in flight before the relay stops reading more. */
+static uint64_t flights_max(const relay *r) {
+        return (uint64_t)relay_batch(r) * 4;
+}
+
+/* ---- key blocks ---- */
+
+static key_block *block_find(relay *r, const char *key) {
+        for (size_t i = 0; i < r->n_blocks; i++)
+                if (strcmp(r->blocks[i].key, key) == 0)
+                        return &r->blocks[i];
+        return NULL;
+}
+
+static void block_remove(relay *r, key_block *b) {
+        free(b->key);
+        *b = r->blocks[--r->n_blocks];
+}
+
+static bool key_blocked(relay *r, const char *key, usec_t mono) {
+        key_block *b = block_find(r, key);
+        return b && b->until > mono;
+}
+
+static void key_block_add(relay *r, const char *key, usec_t mono) {
+        key_block *b = block_find(r, key);
+        if (b) {
+                b->backoff = b->backoff * 2 > KEY_BACKOFF_MAX ? KEY_BACKOFF_MAX : b->backoff * 2;
+                b->until = mono + b->backoff;
+                return;
+        }
+        if (r->n_blocks == r->cap_blocks) {
+                size_t cap = r->cap_blocks ? r->cap_blocks * 2 : 16;
+                key_block *v = realloc(r->blocks, cap * sizeof *v);
+                if (!v)
+                        return; /* then only the backoff is lost: the row stays unsent */
+                r->blocks = v;
+                r->cap_blocks = cap;
+        }
+        char *k = strdup(key);
+        if (!k)
+                return;
+        r->blocks[r->n_blocks++] = (key_block){.key = k, .until = mono + KEY_BACKOFF_MIN, .backoff = KEY_BACKOFF_MIN};
+}
+
+/* Forget blocks long past, e.g. of rows another relay has since published. */
+static void blocks_prune(relay *r, usec_t mono) {
+        for (size_t i = 0; i < r->n_blocks;)
+                if (r->blocks[i].until + 2 * KEY_BACKOFF_MAX < mono)
+                        block_remove(r, &r->blocks[i]);
+                else
+                        i++;
+}
+
+/* ---- flights and delivery reports ---- */
+
+static void flight_unlink(relay *r, flight *f) {
+        f->prev->next = f->next;
+        f->next->prev = f->prev;
+        r->n_flights--;
+        r->fig.in_flight = r->n_flights;
+}
+
+static void flights_free(relay *r) {
+        while (r->flights.next != &r->flights) {
+                flight *f = r->flights.next;
+                flight_unlink(r, f);
+                free(f);
+        }
+}
+
+static void delivered_push(relay *r, int64_t id) {
+        if (r->n_delivered == r->cap_delivered) {
+                size_t cap = r->cap_delivered ? r->cap_delivered * 2 : 256;
+                int64_t *v = realloc(r->delivered, cap * sizeof *v);
+                if (!v)
+                        return; /* the row stays unsent and is published again: a duplicate, not a loss */
+                r->delivered = v;
+                r->cap_delivered = cap;
+        }
+        r->delivered[r->n_delivered++] = id;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        (void)rk;
+        relay *r = opaque;
+        flight *f = m->_private;
+        if (!f)
+                return;
+        flight_unlink(r, f);
+        usec_t mono = clock_monotonic();
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                r->fig.published++;
+                delivered_push(r, f->id);
+                key_block *b = block_find(r, f->key);
+                if (b && b->until <= mono)
+                        block_remove(r, b); /* the retry went through */
+        } else {
+                /* Kept unsent; the key waits so the case's later rows do not overtake it. */
+                r->fig.failed++;
+                key_block_add(r, f->key, mono);
+                /* It may be stored all the same (POSSIBLY_PERSISTED, NOTES.md): the
+                 * retry then duplicates it under the same ce_id, never loses it. */
+                set_error(r, "delivery of outbox row %" PRId64 " to %s failed: %s", f->id,
+                          m->rkt ? rd_kafka_topic_name(m->rkt) : "?", rd_kafka_err2str(m->err));
+        }
+        free(f);
+}
+
+/* Transient errors (brokers down, ...) are retried by librdkafka and logged
+ * through on_log; they only become the last error here. Fatal ones are logged
+ * by producer_recreate. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        (void)rk;
+        relay *r = opaque;
+        if (err == RD_KAFKA_RESP_ERR__FATAL)
+                r->fatal = true;
+        set_error(r, "kafka: %s: %s", rd_kafka_err2str(err), reason);
+}
+
+/* With log.queue the producer's log lines come through rd_kafka_poll on our thread. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        (void)rk;
+        /* librdkafka logs a fatal error at LOG_EMERG, which journald would send to every terminal. */
+        if (level < LOG_ERR)
+                level = LOG_ERR;
+        if (level > log_get_max_priority())
+                return;
+        log_internal(level, 0, __FILE__, __LINE__, __func__, "librdkafka producer %s: %s", fac, buf);
+}
+
+/* ---- the producer ---- */
+
+/* Keys of consumers only (librdkafka CONFIGURATION.md, column C): the relay's
+ * producer would warn about each of them. */
+static const char *const consumer_only_keys[] = {
+        "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms",
+        "heartbeat.interval.ms", "group.protocol.type", "coordinator.query.interval.ms",
+        "max.poll.interval.ms", "enable.auto.commit", "auto.commit.enable", "auto.commit.interval.ms",
+        "enable.auto.offset.store", "queued.min.messages", "queued.max.messages.kbytes",
+        "fetch.wait.max.ms", "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes",
+        "fetch.min.bytes", "fetch.error.backoff.ms", "offset.store.method", "offset.store.path",
+        "offset.store.sync.interval.ms", "isolation.level", "enable.partition.eof", "check.crcs",
+        "auto.offset.reset", "consume.callback.max.messages",
+        /* The relay is idempotent, not transactional: it has no transactions to begin. */
+        "transactional.id",
+        NULL,
+};
+
+static bool producer_key_wanted(const char *k) {
+        for (size_t i = 0; consumer_only_keys[i]; i++)
+                if (strcmp(consumer_only_keys[i], k) == 0)
+                        return false;
+        return true;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t err_size) {
+        char e[256];
+        if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
+                snprintf(err, err_size, "kafka.%s: %s", k, e);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void producer_destroy(relay *r) {
+        if (r->mainq) {
+                rd_kafka_queue_io_event_enable(r->mainq, -1, NULL, 0);
+                rd_kafka_queue_destroy(r->mainq);
+                r->mainq = NULL;
+        }
+        if (r->rk) {
+                rd_kafka_destroy(r->rk);
+                r->rk = NULL;
+        }
+        /* No report comes for what the destroyed producer held: those rows stay unsent. */
+        flights_free(r);
+        r->fatal = false;
+}
+
+static int producer_new(relay *r, char *err, size_t err_size) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        int ret;
+        /* Defaults an operator may tune through kafka.* ... */
+        static const char *const tunable[][2] = {
+                {"message.timeout.ms", "300000"}, /* long: a timed-out message may be stored anyway (NOTES.md) */
+                {"linger.ms", "5"},
+                {"compression.type", "none"},
+                {"client.id", "allvarsd-relay"},
+        };
+        for (size_t i = 0; i < sizeof tunable / sizeof tunable[0]; i++)
+                if ((ret = conf_set(conf, tunable[i][0], tunable[i][1], err, err_size)) < 0)
+                        goto fail;
+        for (size_t i = 0; i < r->cfg->n_kafka; i++)
+                if (producer_key_wanted(r->cfg->kafka[i].key) &&
+                    (ret = conf_set(conf, r->cfg->kafka[i].key, r->cfg->kafka[i].value, err, err_size)) < 0)
+                        goto fail;
+        /* ... and what the relay's guarantees rest on: not overridable. */
+        if ((ret = conf_set(conf, "enable.idempotence", "true", err, err_size)) < 0 ||
+            (ret = conf_set(conf, "acks", "all", err, err_size)) < 0 ||
+            (ret = conf_set(conf, "log.queue", "true", err, err_size)) < 0)
+                goto fail;
+        if (r->bootstrap && (ret = conf_set(conf, "bootstrap.servers", r->bootstrap, err, err_size)) < 0)
+                goto fail;
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_conf_set_error_cb(conf, on_error);
+        rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_opaque(conf, r);
+
+        char e[512];
+        r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+        if (!r->rk) {
+                snprintf(err, err_size, "kafka producer: %s", e);
+                ret = -EINVAL;
+                goto fail;
+        }
+        rd_kafka_set_log_queue(r->rk, NULL);
+        r->mainq = rd_kafka_queue_get_main(r->rk);
+        /* Delivery reports, errors and logs wait on the main queue; it writes a
+         * byte to the pipe when it turns non-empty, so the event loop can poll it. */
+        rd_kafka_queue_io_event_enable(r->mainq, r->pipe[1], "1", 1);
+        return 0;
+fail:
+        rd_kafka_conf_destroy(conf);
+        return ret;
+}
+
+static void producer_serve(relay *r, int timeout_ms) {
+        char buf[256];
+        while (read(r->pipe[0], buf, sizeof buf) > 0)
+                ;
+        if (!r->rk)
+                return;
+        int served = rd_kafka_poll(r->rk, timeout_ms);
+        for (int i = 0; served > 0 && i < POLL_SERVE_MAX; i++)
+                served = rd_kafka_poll(r->rk, 0);
+}
+
+/* After a fatal idempotence error the producer is unusable (librdkafka
+ * INTRODUCTION.md "Idempotent Producer"): fail what it holds, start a new one. */
+static int producer_recreate(relay *r) {
+        char reason[512] = "";
+        rd_kafka_resp_err_t e = rd_kafka_fatal_error(r->rk, reason, sizeof reason);
+        set_error(r, "kafka fatal error: %s: %s; recreating the producer", rd_kafka_err2str(e), reason);
+        log_struct(LOG_ERR, MSGID_KAFKA_ERROR, "MESSAGE=Outbox relay: fatal producer error (%s: %s); recreating it",
+                   rd_kafka_err2str(e), reason, NULL);
+        rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(r->rk, FATAL_FLUSH_MS);
+        producer_serve(r, 0);
+        producer_destroy(r);
+        char err[300];
+        int ret = producer_new(r, err, sizeof err);
+        if (ret < 0)
+                set_error(r, "recreating the producer: %s", err);
+        r->query_due = true;
+        return ret;
+}
+
+/* ---- PostgreSQL ---- */
+
+static void pg_close(relay *r, const char *why) {
+        if (r->pg)
+                PQfinish(r->pg);
+        r->pg = NULL;
+        r->pg_state = PG_NONE;
+        r->session_set = false;
+        if (r->active) {
+                r->active = false;
+                r->fig.active = false;
+                log_struct(LOG_WARNING, MSGID_RELAY, "MESSAGE=Outbox relay standby: %s", why, NULL);
+        }
+        usec_t mono = clock_monotonic();
+        r->reconnect_at = mono + r->reconnect_backoff;
+        r->reconnect_backoff = r->reconnect_backoff * 2 > RECONNECT_MAX ? RECONNECT_MAX : r->reconnect_backoff * 2;
+}
+
+static void pg_start(relay *r) {
+        /* Entries before the expanded dbname are defaults the conninfo may
+         * override; those after it win (libpq PQconnectdbParams). */
+        const char *keys[12], *vals[12];
+        size_t n = 0;
+        keys[n] = "keepalives", vals[n++] = "1";
+        keys[n] = "keepalives_idle", vals[n++] = "30";
+        keys[n] = "keepalives_interval", vals[n++] = "10";
+        keys[n] = "keepalives_count", vals[n++] = "3";
+        keys[n] = "dbname", vals[n++] = r->cfg->db_conninfo ? r->cfg->db_conninfo : "";
+        if (r->cfg->db_password && r->cfg->db_password[0])
+                keys[n] = "password", vals[n++] = r->cfg->db_password;
+        keys[n] = "application_name", vals[n++] = "allvarsd-relay";
+        keys[n] = NULL, vals[n] = NULL;
+
+        r->pg = PQconnectStartParams(keys, vals, 1);
+        if (!r->pg || PQstatus(r->pg) == CONNECTION_BAD) {
+                set_error(r, "PostgreSQL: %s", r->pg ? PQerrorMessage(r->pg) : "out of memory");
+                pg_close(r, "cannot connect to PostgreSQL");
+                return;
+        }
+        r->pg_state = PG_CONNECTING;
+        r->pg_polling = PGRES_POLLING_WRITING;
+        r->connect_deadline = clock_monotonic() + CONNECT_TIMEOUT;
+}
+
+static void pg_notice_ignore(void *arg, const char *message) {
+        (void)arg;
+        (void)message;
+}
+
+static short pg_connect_events(const relay *r) {
+        return r->pg_polling == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+}
+
+/* Advance a connection attempt as far as its socket allows, without waiting. */
+static void pg_advance(relay *r) {
+        for (int i = 0; i < 32 && r->pg_state == PG_CONNECTING; i++) {
+                struct pollfd p = {.fd = PQsocket(r->pg), .events = pg_connect_events(r)};
+                if (p.fd >= 0 && poll(&p, 1, 0) == 0) {
+                        if (clock_monotonic() >= r->connect_deadline) {
+                                set_error(r, "PostgreSQL: connection attempt timed out");
+                                pg_close(r, "cannot connect to PostgreSQL");
+                        }
+                        return;
+                }
+                r->pg_polling = PQconnectPoll(r->pg);
+                if (r->pg_polling == PGRES_POLLING_FAILED) {
+                        set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+                        pg_close(r, "cannot connect to PostgreSQL");
+                        return;
+                }
+                if (r->pg_polling != PGRES_POLLING_OK)
+                        continue;
+                /* libpq would print server notices (e.g. the FATAL of a terminated
+                 * session) on stderr; errors reach last_error instead. */
+                PQsetNoticeProcessor(r->pg, pg_notice_ignore, NULL);
+                r->pg_state = PG_READY;
+                r->reconnect_backoff = RECONNECT_MIN;
+                r->next_lock_try = 0;
+        }
+}
+
+/* A failed statement: the connection's end, or an error of the statement. */
+static int pg_failed(relay *r, PGresult *res, const char *what) {
+        set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
+        if (res)
+                PQclear(res);
+        if (PQstatus(r->pg) == CONNECTION_BAD) {
+                pg_close(r, "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
+        return -EIO;
+}
+
+/* Read what the server sent: notifications, or the connection's end. */
+static int pg_consume(relay *r) {
+        if (!PQconsumeInput(r->pg)) {
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+                pg_close(r, "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
+        PGnotify *n;
+        while ((n = PQnotifies(r->pg))) {
+                r->query_due = true;
+                PQfreemem(n);
+        }
+        return 0;
+}
+
+static int try_lock(relay *r) {
+        if (!r->session_set) {
+                /* The lock lives as long as this session: let the server notice a
+                 * dead peer (host gone, network cut) in about a minute rather than
+                 * the kernel's two hours, so that a standby can take over. */
+                PGresult *res = PQexec(r->pg, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                              "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        return pg_failed(r, res, "session settings");
+                PQclear(res);
+                r->session_set = true;
+        }
+        char key[24];
+        snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
+        const char *params[1] = {key};
+        PGresult *res = PQexecParams(r->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return pg_failed(r, res, "advisory lock");
+        bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (!got)
+                return 0;
+        res = PQexec(r->pg, "LISTEN " RELAY_NOTIFY_CHANNEL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                return pg_failed(r, res, "LISTEN");
+        PQclear(res);
+        r->active = true;
+        r->fig.active = true;
+        r->query_due = true;    /* a NOTIFY sent before LISTEN is not delivered: look now */
+        log_struct(LOG_NOTICE, MSGID_RELAY, "MESSAGE=Outbox relay active: holds the advisory lock", NULL);
+        return 0;
+}
+
+/* A growing text buffer for array literals. */
+typedef struct strbuf {
+        char *s;
+        size_t n, cap;
+        bool oom;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *s, size_t len) {
+        if (b->oom)
+                return;
+        if (b->n + len + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 256;
+                while (cap < b->n + len + 1)
+                        cap *= 2;
+                char *p = realloc(b->s, cap);
+                if (!p) {
+                        b->oom = true;
+                        return;
+                }
+                b->s = p;
+                b->cap = cap;
+        }
+        memcpy(b->s + b->n, s, len);
+        b->n += len;
+        b->s[b->n] = '\0';
+}
+
+static void sb_adds(strbuf *b, const char *s) {
+        sb_add(b, s, strlen(s));
+}
+
+static void sb_add_id(strbuf *b, int64_t id) {
+        char num[24];
+        int k = snprintf(num, sizeof num, "%s%" PRId64, b->n > 1 ? "," : "", id);
+        sb_add(b, num, (size_t)k);
+}
+
+static int mark_sent(relay *r) {
+        if (r->n_delivered == 0)
+                return 0;
+        strbuf b = {0};
+        sb_adds(&b, "{");
+        for (size_t i = 0; i < r->n_delivered; i++)
+                sb_add_id(&b, r->delivered[i]);
+        sb_adds(&b, "}");
+        if (b.oom) {
+                free(b.s);
+                return -ENOMEM;
+        }
+        const char *params[1] = {b.s};
+        PGresult *res = PQexecParams(r->pg,
+                                     "UPDATE allvarsd.outbox SET sent_at = now() "
+                                     "WHERE id = ANY($1::bigint[]) AND sent_at IS NULL",
+                                     1, NULL, params, NULL, NULL, 0);
+        free(b.s);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                return pg_failed(r, res, "marking outbox rows sent");
+        PQclear(res);
+        r->n_delivered = 0;
+        return 0;
+}
+
+static int64_t be64(const char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | (uint8_t)p[i];
+        return (int64_t)v;
+}
+
+/* The array of ids to leave out: in flight, or delivered and not yet marked. */
+static void excluded_ids(relay *r, strbuf *b) {
+        sb_adds(b, "{");
+        for (flight *f = r->flights.next; f != &r->flights; f = f->next)
+                sb_add_id(b, f->id);
+        for (size_t i = 0; i < r->n_delivered; i++)
+                sb_add_id(b, r->delivered[i]);
+        sb_adds(b, "}");
+}
+
+static void blocked_keys(relay *r, usec_t mono, strbuf *b) {
+        sb_adds(b, "{");
+        bool first = true;
+        for (size_t i = 0; i < r->n_blocks; i++) {
+                if (r->blocks[i].until <= mono)
+                        continue;
+                if (!first)
+                        sb_adds(b, ",");
+                first = false;
+                sb_adds(b, "\"");
+                for (const char *p = r->blocks[i].key; *p; p++) {
+                        if (*p == '"' || *p == '\\')
+                                sb_adds(b, "\\");
+                        sb_add(b, p, 1);
+                }
+                sb_adds(b, "\"");
+        }
+        sb_adds(b, "}");
+}
+
+/* Produce one row. Returns 0, 1 when the producer's queue is full (stop this
+ * pass), or a negative errno (the row's key is held back). */
+static int produce_row(relay *r, PGresult *res, int i) {
+        int64_t id = be64(PQgetvalue(res, i, 0));
+        const char *event_id = PQgetvalue(res, i, 1);
+        const char *topic = PQgetvalue(res, i, 2);
+        const char *key = PQgetvalue(res, i, 3);
+        const char *ce_type = PQgetvalue(res, i, 4);
+        usec_t ce_time = be64(PQgetvalue(res, i, 5)) + PG_EPOCH_USEC;
+        const char *payload = PQgetvalue(res, i, 6);
+        size_t len = (size_t)PQgetlength(res, i, 6);
+
+        char time[RFC3339_MAX];
+        clock_format_rfc3339(ce_time, time);
+        size_t key_len = strlen(key);
+        flight *f = malloc(sizeof *f + key_len + 1);
+        if (!f)
+                return 1;
+        f->id = id;
+        memcpy(f->key, key, key_len + 1);
+
+        const char *source = r->cfg->event_source ? r->cfg->event_source : "urn:allvarsd";
+        /* CloudEvents Kafka protocol binding, binary content mode (NOTES.md "Event envelope"). */
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+                r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
+                RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADER("content-type", "application/protobuf", -1),
+                RD_KAFKA_V_HEADER("ce_specversion", "1.0", -1), RD_KAFKA_V_HEADER("ce_id", event_id, -1),
+                RD_KAFKA_V_HEADER("ce_type", ce_type, -1), RD_KAFKA_V_HEADER("ce_source", source, -1),
+                RD_KAFKA_V_HEADER("ce_time", time, -1), RD_KAFKA_V_OPAQUE(f), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                free(f);
+                return 1;
+        }
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                free(f);
+                r->fig.failed++;
+                key_block_add(r, key, clock_monotonic());
+                set_error(r, "producing outbox row %" PRId64 " to %s: %s", id, topic, rd_kafka_err2str(e));
+                if (e == RD_KAFKA_RESP_ERR__FATAL)
+                        r->fatal = true;
+                return -EIO;
+        }
+        f->next = &r->flights;
+        f->prev = r->flights.prev;
+        r->flights.prev->next = f;
+        r->flights.prev = f;
+        r->n_flights++;
+        r->fig.in_flight = r->n_flights;
+        return 0;
+}
+
+/* One pass: read unsent rows oldest first and produce them. */
+static int publish(relay *r, usec_t mono) {
+        unsigned limit = relay_batch(r);
+        uint64_t room = flights_max(r) - r->n_flights;
+        if (room < limit)
+                limit = (unsigned)room;
+        strbuf ids = {0}, keys = {0};
+        excluded_ids(r, &ids);
+        blocked_keys(r, mono, &keys);
+        char lim[16];
+        snprintf(lim, sizeof lim, "%u", limit);
+        if (ids.oom || keys.oom) {
+                free(ids.s);
+                free(keys.s);
+                return -ENOMEM;
+        }
+        const char *params[3] = {ids.s, keys.s, lim};
+        /* No "id > last": a lower id that commits late is still unsent here. */
+        PGresult *res = PQexecParams(r->pg,
+                                     "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
+                                     "FROM allvarsd.outbox "
+                                     "WHERE sent_at IS NULL AND id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
+                                     "ORDER BY id LIMIT $3::integer",
+                                     3, NULL, params, NULL, NULL, 1);
+        free(ids.s);
+        free(keys.s);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return pg_failed(r, res, "reading the outbox");
+        int rows = PQntuples(res), ret = 0;
+        bool full = false;
+        for (int i = 0; i < rows; i++) {
+                if (key_blocked(r, PQgetvalue(res, i, 3), mono))
+                        continue; /* an earlier row of this key failed in this pass */
+                int k = produce_row(r, res, i);
+                if (k == 1) {
+                        full = true;
+                        break;
+                }
+                if (k < 0 && ret == 0)
+                        ret = k;
+        }
+        PQclear(res);
+        /* More may wait behind a full batch. */
+        r->query_due = !full && (unsigned)rows == limit && limit > 0;
+        return ret;
+}
+
+/* ---- the step ---- */
+
+static int work(relay *r, usec_t mono) {
+        int ret = 0, k;
+
+        if (r->rk && (r->fatal || rd_kafka_fatal_error(r->rk, NULL, 0)))
+                if ((k = producer_recreate(r)) < 0)
+                        ret = k;
+        producer_serve(r, 0);
+
+        if (r->pg_state == PG_NONE && mono >= r->reconnect_at)
+                pg_start(r);
+        if (r->pg_state == PG_CONNECTING)
+                pg_advance(r);
+        if (r->pg_state != PG_READY)
+                return ret ? ret : -ENOTCONN;
+
+        if ((k = pg_consume(r)) < 0)
+                return k;
+        /* Delivered rows are marked whether or not this relay is still active. */
+        if ((k = mark_sent(r)) < 0) {
+                if (k == -ECONNRESET)
+                        return k;
+                ret = k;
+        }
+        if (!r->active && mono >= r->next_lock_try) {
+                r->next_lock_try = mono + relay_poll_interval(r);
+                if ((k = try_lock(r)) < 0)
+                        return k;
+        }
+        if (!r->active || !r->rk)
+                return ret;
+        blocks_prune(r, mono);
+        if ((r->query_due || mono >= r->next_poll) && r->n_flights < flights_max(r)) {
+                r->next_poll = mono + relay_poll_interval(r);
+                if ((k = publish(r, mono)) < 0 && ret == 0)
+                        ret = k;
+                if (k == -ECONNRESET)
+                        return k;
+                /* Hand the batch to the network now, and serve what is ready. */
+                producer_serve(r, 0);
+        }
+        return ret;
+}
+
+/* The earliest time (monotonic) at which work() has something to do without an event. */
+static usec_t next_due(const relay *r) {
+        if (r->pg_state == PG_NONE)
+                return r->reconnect_at;
+        if (r->pg_state == PG_CONNECTING)
+                return r->connect_deadline; /* or the socket, whichever comes first */
+        if (!r->active)
+                return r->next_lock_try;
+        if (r->query_due && r->n_flights < flights_max(r))
+                return 0;
+        return r->next_poll;
+}
+
+int relay_step(relay *r, usec_t max_block) {
+        usec_t start = clock_monotonic();
+        usec_t deadline = start + (max_block > 0 ? max_block : 0);
+        int ret = work(r, start);
+
+        usec_t now = clock_monotonic();
+        usec_t until = next_due(r);
+        if (until > deadline)
+                until = deadline;
+        if (now >= until)
+                return ret;
+
+        /* Wait for a delivery report, a notification, the connection's next
+         * step or the next due time. */
+        int ms = (int)((until - now + 999) / 1000);
+        struct pollfd fds[2] = {
+                {.fd = r->pipe[0], .events = POLLIN},
+                {.fd = r->pg_state != PG_NONE ? PQsocket(r->pg) : -1,
+                 .events = r->pg_state == PG_CONNECTING ? pg_connect_events(r) : POLLIN},
+        };
+        if (poll(fds, 2, ms) < 0 && errno != EINTR)
+                return ret ? ret : -errno;
+        now = clock_monotonic();
+        int k = work(r, now);
+        return k < 0 ? k : ret;
+}
+
+int relay_new(const config *cfg, const char *bootstrap, relay **ret, char *err, size_t err_size) {
+        relay *r = calloc(1, sizeof *r);
+        if (!r) {
+                snprintf(err, err_size, "out of memory");
+                return -ENOMEM;
+        }
+        r->cfg = cfg;
+        r->flights.next = r->flights.prev = &r->flights;
+        r->pipe[0] = r->pipe[1] = -1;
+        r->reconnect_backoff = RECONNECT_MIN;
+        if (bootstrap && !(r->bootstrap = strdup(bootstrap))) {
+                snprintf(err, err_size, "out of memory");
+                relay_free(r, 0);
+                return -ENOMEM;
+        }
+        if (pipe2(r->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                int e = -errno;
+                snprintf(err, err_size, "pipe: %s", strerror(-e));
+                relay_free(r, 0);
+                return e;
+        }
+        int k = producer_new(r, err, err_size);
+        if (k < 0) {
+                relay_free(r, 0);
+                return k;
+        }
+        /* The database may not answer yet: the relay stands by and retries. */
+        pg_start(r);
+        *ret = r;
+        return 0;
+}
+
+void relay_free(relay *r, usec_t flush_timeout) {
+        if (!r)
+                return;
+        if (r->rk) {
+                /* Serves the delivery reports of what is in flight. */
+                rd_kafka_flush(r->rk, (int)(flush_timeout / 1000));
+                producer_serve(r, 0);
+        }
+        if (r->pg_state == PG_READY && r->n_delivered > 0)
+                mark_sent(r);
+        producer_destroy(r);
+        /* Ending the session releases the advisory lock. */
+        if (r->pg)
+                PQfinish(r->pg);
+        for (size_t i = 0; i < r->n_blocks; i++)
+                free(r->blocks[i].key);
+        free(r->blocks);
+        free(r->delivered);
+        free(r->bootstrap);
+        if (r->pipe[0] >= 0)
+                close(r->pipe[0]);
+        if (r->pipe[1] >= 0)
+                close(r->pipe[1]);
+        free(r);
+}
+
+int relay_fd(const relay *r) {
+        return r && r->pg && r->pg_state != PG_NONE ? PQsocket(r->pg) : -1;
+}
+
+int relay_producer_fd(const relay *r) {
+        return r ? r->pipe[0] : -1;
+}
+
+void relay_figures_read(const relay *r, relay_figures *ret) {
+        *ret = r->fig;
+        ret->active = r->active;
+        ret->in_flight = r->n_flights;
+}
+
+void relay_reconfigure(relay *r, const config *cfg) {
+        /* relay.batch, relay.poll_ms and event.source are read from cfg on use. */
+        r->cfg = cfg;
+        r->query_due = true;
+}

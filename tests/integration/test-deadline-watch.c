@@ -1,0 +1,673 @@
+/* The deadline watch against a real PostgreSQL (PGHOST/PGPORT/PGUSER, e.g. from
+ * tests/lib/pg.sh): a fresh database per test with the schemas/NNN_*.sql files applied, cases
+ * set up with SQL, and the clock set by passing `now`. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <glob.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "allvarssamtal/v1/alert.pb-c.h"
+#include "allvarssamtal/v1/feedback.pb-c.h"
+#include "codec.h"
+#include "config.h"
+#include "harness.h"
+#include "deadline_watch.h"
+#include "events.h"
+#include "ids.h"
+#include "store.h"
+
+#define T0 ((usec_t)1741593600 * USEC_PER_SEC)      /* 2025-03-10T08:00:00Z, reported_at */
+#define CONFIG_NAME "test-deadline-watch"
+#define H(n) ((usec_t)(n) * USEC_PER_HOUR)
+
+/* ---- the database of one test (tests/lib/harness.h) ---- */
+
+typedef struct fixture {
+        harness_db db;
+        char pepper[64];
+        PGconn *pg;                     /* the test's own connection, for setup and checks */
+        config *cfg;
+        store *st;
+        unsigned offset;                /* source_offset of the next referral */
+} fixture;
+
+static void exec_ok(PGconn *c, const char *sql) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+                fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+}
+
+static char *read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return NULL;
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+                fwrite(chunk, 1, n, m);
+        fclose(f);
+        fclose(m);
+        return buf;
+}
+
+/* The schema files (schemas/NNN_name.sql) in order, each as one PQexec (one implicit transaction). */
+static void apply_schemas(PGconn *c) {
+        const char *dirs[] = {getenv("ALLVARS_SCHEMAS"), "schemas", "../schemas", "../../schemas"};
+        glob_t g = {0};
+        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+                if (!dirs[i])
+                        continue;
+                char pat[512];
+                snprintf(pat, sizeof pat, "%s/[0-9][0-9][0-9]_*.sql", dirs[i]);
+                if (glob(pat, 0, NULL, &g) == 0)
+                        break;
+                globfree(&g);
+                g = (glob_t){0};
+        }
+        if (g.gl_pathc == 0)
+                fail_msg("no schemas/NNN_name.sql found (run from the source tree or set ALLVARS_SCHEMAS)");
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+                char *sql = read_file(g.gl_pathv[i]);
+                assert_non_null(sql);
+                exec_ok(c, sql);
+                free(sql);
+        }
+        globfree(&g);
+}
+
+static int fixture_setup(void **state, const char *extra_config) {
+        if (!harness_pg_available())
+                fail_msg("no PostgreSQL: set PGHOST/PGPORT/PGUSER (tests/run does; or source tests/lib/pg.sh; pg_start)");
+        fixture *fx = calloc(1, sizeof *fx);
+        assert_non_null(fx);
+        *state = fx;
+        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
+        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
+        PQclear(PQexec(fx->pg, "SET client_min_messages = warning"));
+        apply_schemas(fx->pg);
+
+        /* The pepper is a secret given as a file: 48 random bytes. */
+        snprintf(fx->pepper, sizeof fx->pepper, "/tmp/allvars-pepper-XXXXXX");
+        int fd = mkstemp(fx->pepper);
+        assert_true(fd >= 0);
+        uint8_t pep[48];
+        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
+        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
+        close(fd);
+
+        char text[2048], err[512];
+        snprintf(text, sizeof text,
+                 "database.conninfo = %s\n"
+                 "pepper = @file:%s\n"
+                 "%s",
+                 fx->db.conninfo, fx->pepper, extra_config);
+        int r = config_parse_string(CONFIG_NAME, text, &fx->cfg, err, sizeof err);
+        if (r < 0)
+                fail_msg("config: %s", err);
+
+        r = store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err);
+        if (r < 0)
+                fail_msg("store_connect: %s", err);
+        return 0;
+}
+
+static int setup(void **state) {
+        return fixture_setup(state, "feedback.always = false\n");
+}
+
+static int teardown(void **state) {
+        fixture *fx = *state;
+        if (!fx)
+                return 0;
+        store_free(fx->st);
+        config_free(fx->cfg);
+        PQfinish(fx->pg);
+        if (fx->pepper[0])
+                unlink(fx->pepper);
+        if (fx->db.name[0])
+                harness_db_drop(&fx->db);
+        free(fx);
+        return 0;
+}
+
+/* ---- cases ---- */
+
+typedef struct case_spec {
+        const char *referral_id;
+        const char *state;              /* default ELIGIBLE */
+        const char *deadline_kind;      /* default CONVERSATION; "" for none */
+        const char *district;           /* default centrum */
+        const char *profile_name;       /* default goteborg-motion-2024 */
+        usec_t limit;                   /* default 48 h */
+        usec_t deadline;                /* 0: NULL */
+        usec_t protective_assessment_due; /* 0: NULL */
+        bool awaiting_assessment;
+        bool feedback_requested;
+        usec_t scheduled_at, held_at, closed_at;
+} case_spec;
+
+static char *usec_param(char buf[static 24], usec_t t) {
+        if (t == 0)
+                return NULL;
+        snprintf(buf, 24, "%lld", (long long)t);
+        return buf;
+}
+
+#define TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
+
+/* Insert a referral and its case; returns the case id in ret. */
+static void add_case(fixture *fx, const case_spec *cs, char *ret) {
+        char case_id[UUID_STR_LEN];
+        ids_case_id(cs->referral_id, case_id);
+        char off[16], reported[24], limit_s[24], deadline[24], pad[24], sched[24], held[24], closed[24];
+        snprintf(off, sizeof off, "%u", fx->offset++);
+        const char *district = cs->district ? cs->district : "centrum";
+        const char *p_ref[] = {
+                cs->referral_id, case_id, district, usec_param(reported, T0),
+                cs->feedback_requested ? "true" : "false", off,
+        };
+        PGresult *r = PQexecParams(fx->pg,
+                "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at,"
+                " feedback_requested, police_case_number, reporting_unit, source_topic, source_partition,"
+                " source_offset, received_at)"
+                " VALUES ($1, $2, 4, $3, " TS("$4") ", $5, 'PC-' || $1, 'Polisregion Väst',"
+                " 'police.referrals.v1', 0, $6, " TS("$4") ")",
+                6, NULL, p_ref, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                fail_msg("insert referral: %s", PQerrorMessage(fx->pg));
+        PQclear(r);
+
+        snprintf(limit_s, sizeof limit_s, "%lld", (long long)((cs->limit ? cs->limit : H(48)) / USEC_PER_SEC));
+        const char *dk = cs->deadline_kind ? cs->deadline_kind : "CONVERSATION";
+        const char *p_case[] = {
+                case_id,
+                cs->referral_id,
+                district,
+                cs->state ? cs->state : "ELIGIBLE",
+                cs->profile_name ? cs->profile_name : "goteborg-motion-2024",
+                limit_s,
+                usec_param(deadline, cs->deadline),
+                dk[0] ? dk : NULL,
+                usec_param(pad, cs->protective_assessment_due),
+                cs->awaiting_assessment ? "true" : "false",
+                usec_param(sched, cs->scheduled_at),
+                usec_param(held, cs->held_at),
+                usec_param(closed, cs->closed_at),
+                cs->feedback_requested ? "true" : "false",
+                usec_param(reported, T0),
+        };
+        r = PQexecParams(fx->pg,
+                "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
+                " limit_seconds, deadline, deadline_kind, protective_assessment_due, awaiting_assessment,"
+                " scheduled_at, held_at, closed_at, feedback_requested, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'DEFERRED' THEN 'DEFERRED' ELSE 'ELIGIBLE' END, $5,"
+                " $6, " TS("$7") ", $8, " TS("$9") ", $10, " TS("$11") ", " TS("$12") ", " TS("$13") ","
+                " $14, " TS("$15") ", " TS("$15") ")",
+                15, NULL, p_case, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+                fail_msg("insert case: %s", PQerrorMessage(fx->pg));
+        PQclear(r);
+        if (ret)
+                memcpy(ret, case_id, UUID_STR_LEN);
+}
+
+static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long long count(fixture *fx, const char *fmt, ...) {
+        char sql[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(sql, sizeof sql, fmt, ap);
+        va_end(ap);
+        PGresult *r = PQexec(fx->pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return n;
+}
+
+static deadline_watch_result watch(fixture *fx, usec_t now) {
+        deadline_watch_result w = {99, 99, 99};
+        int r = deadline_watch_run(fx->st, fx->cfg, now, &w);
+        if (r < 0)
+                fail_msg("deadline_watch_run: %s (%s)", strerror(-r), PQerrorMessage(fx->pg));
+        return w;
+}
+
+#define assert_watch(w, ar, mi, pa)                                     \
+        do {                                                            \
+                deadline_watch_result w_ = (w);                         \
+                assert_int_equal(w_.at_risk, (ar));                     \
+                assert_int_equal(w_.missed, (mi));                      \
+                assert_int_equal(w_.assessment_overdue, (pa));          \
+        } while (0)
+
+/* The payload of the one outbox row of a case and ce_type, decoded from hex. */
+static size_t outbox_payload(fixture *fx, const char *case_id, const char *ce_type, uint8_t *buf, size_t size) {
+        const char *p[] = {case_id, ce_type};
+        PGresult *r = PQexecParams(fx->pg,
+                "SELECT encode(payload, 'hex') FROM allvarsd.outbox WHERE key = $1 AND ce_type = $2",
+                2, NULL, p, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_int_equal(PQntuples(r), 1);
+        const char *hex = PQgetvalue(r, 0, 0);
+        size_t n = strlen(hex) / 2;
+        assert_true(n <= size);
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+                buf[i] = (uint8_t)v;
+        }
+        PQclear(r);
+        return n;
+}
+
+/* ---- tests ---- */
+
+/* AT_RISK once 75 % of the 48 h have passed with nothing scheduled (36 h after
+ * the report), not a microsecond before; once; with its outbox row, audit row
+ * and a NOTIFY to the relay. A SCHEDULED case is not at risk. */
+static void test_at_risk_at_75_percent(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN], sched_id[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-AT-RISK", .deadline = T0 + H(48), .feedback_requested = true},
+                 id);
+        add_case(fx, &(case_spec){.referral_id = "R-SCHEDULED", .state = "SCHEDULED", .deadline = T0 + H(48),
+                                  .scheduled_at = T0 + H(40)},
+                 sched_id);
+        exec_ok(fx->pg, "LISTEN allvarsd_outbox");
+
+        assert_watch(watch(fx, T0), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(36) - 1), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
+        PQconsumeInput(fx->pg);
+        PGnotify *nt = PQnotifies(fx->pg);
+        assert_null(nt);
+
+        assert_watch(watch(fx, T0 + H(36)), 1, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s' AND kind = 'AT_RISK'"
+                                   " AND due_at = '2025-03-12T08:00:00Z' AND raised_at = '2025-03-11T20:00:00Z'", id),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s' AND topic = '%s'"
+                                   " AND ce_type = '%s' AND sent_at IS NULL",
+                               id, fx->cfg->topic_alerts, CE_TYPE_ALERT),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 1);   /* no feedback for AT_RISK */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s' AND action = 'ALERT_AT_RISK'"
+                                   " AND actor_kind = 'DAEMON' AND referral_id = 'R-AT-RISK'", id),
+                         1);
+
+        uint8_t buf[1024];
+        size_t n = outbox_payload(fx, id, CE_TYPE_ALERT, buf, sizeof buf);
+        Allvarssamtal__V1__DeadlineAlert *a = allvarssamtal__v1__deadline_alert__unpack(NULL, n, buf);
+        assert_non_null(a);
+        assert_int_equal(a->kind, ALERT_AT_RISK);
+        assert_string_equal(a->case_id, id);
+        assert_int_equal(codec_timestamp_usec(a->due_at), T0 + H(48));
+        assert_int_equal(codec_timestamp_usec(a->raised_at), T0 + H(36));
+        assert_int_equal(a->deadline_kind, DEADLINE_CONVERSATION);
+        assert_string_equal(a->district, "centrum");
+        assert_string_equal(a->case_state, "ELIGIBLE");
+        allvarssamtal__v1__deadline_alert__free_unpacked(a, NULL);
+
+        /* The relay is woken, at commit. */
+        assert_int_equal(PQconsumeInput(fx->pg), 1);
+        nt = PQnotifies(fx->pg);
+        assert_non_null(nt);
+        assert_string_equal(nt->relname, "allvarsd_outbox");
+        PQfreemem(nt);
+
+        /* Once: later passes before the deadline raise nothing more. */
+        assert_watch(watch(fx, T0 + H(36)), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(47)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s'", sched_id), 0);
+}
+
+/* The fraction is the case's profile's: a district whose profile sets 50 %
+ * raises AT_RISK after 24 h; the 14-day limit of trollhattan-tuti after 10.5 days. */
+static int setup_district_fraction(void **state) {
+        return fixture_setup(state, "district.hisingen.at_risk_percent = 50\n");
+}
+
+static void test_at_risk_profile_fraction(void **state) {
+        fixture *fx = *state;
+        add_case(fx, &(case_spec){.referral_id = "R-HISINGEN", .district = "hisingen", .deadline = T0 + H(48)}, NULL);
+        add_case(fx, &(case_spec){.referral_id = "R-CENTRUM", .district = "centrum", .deadline = T0 + H(48)}, NULL);
+        /* Decided under a profile the configuration no longer names: its built-in fraction (75 %). */
+        add_case(fx, &(case_spec){.referral_id = "R-TUTI", .profile_name = "trollhattan-tuti",
+                                  .limit = H(14 * 24), .deadline = T0 + H(14 * 24)},
+                 NULL);
+
+        assert_watch(watch(fx, T0 + H(24) - 1), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(24)), 1, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c USING (case_id)"
+                                   " WHERE c.referral_id = 'R-HISINGEN'"),
+                         1);
+        assert_watch(watch(fx, T0 + H(36) - 1), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(36)), 1, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c USING (case_id)"
+                                   " WHERE c.referral_id = 'R-CENTRUM'"),
+                         1);
+        assert_watch(watch(fx, T0 + H(252) - 1), 0, 2, 0);      /* the two 48 h cases are missed meanwhile */
+        assert_watch(watch(fx, T0 + H(252)), 1, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c USING (case_id)"
+                                   " WHERE c.referral_id = 'R-TUTI' AND kind = 'AT_RISK'"),
+                         1);
+}
+
+/* MISSED at the deadline, not before; NOT_HELD_IN_TIME to the police only when
+ * the referral asked for feedback (feedback.always = false). */
+static void test_missed_with_feedback_policy(void **state) {
+        fixture *fx = *state;
+        char asked[UUID_STR_LEN], silent[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-ASKED", .deadline = T0 + H(48), .feedback_requested = true},
+                 asked);
+        add_case(fx, &(case_spec){.referral_id = "R-SILENT", .deadline = T0 + H(48), .feedback_requested = false},
+                 silent);
+
+        assert_watch(watch(fx, T0 + H(48) - 1), 2, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"), 0);
+        assert_watch(watch(fx, T0 + H(48)), 0, 2, 0);
+        assert_watch(watch(fx, T0 + H(49)), 0, 0, 0);
+
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"
+                                   " AND due_at = '2025-03-12T08:00:00Z'"),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_ALERT), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_FEEDBACK), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s' AND key = '%s'"
+                                   " AND topic = '%s'",
+                               CE_TYPE_FEEDBACK, asked, fx->cfg->topic_feedback),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'ALERT_MISSED'"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'ALERT_MISSED'"
+                                   " AND case_id = '%s' AND after LIKE '%%feedback=NOT_HELD_IN_TIME%%'", asked),
+                         1);
+
+        uint8_t buf[1024];
+        size_t n = outbox_payload(fx, asked, CE_TYPE_FEEDBACK, buf, sizeof buf);
+        Allvarssamtal__V1__PoliceFeedback *f = allvarssamtal__v1__police_feedback__unpack(NULL, n, buf);
+        assert_non_null(f);
+        assert_int_equal(f->status, FEEDBACK_NOT_HELD_IN_TIME);
+        assert_string_equal(f->referral_id, "R-ASKED");
+        assert_string_equal(f->police_case_number, "PC-R-ASKED");
+        assert_string_equal(f->case_id, asked);
+        assert_int_equal(codec_timestamp_usec(f->status_at), T0 + H(48));
+        /* The event id is the stable one named after the due time. */
+        char want[UUID_STR_LEN];
+        ids_event_id(asked, "feedback/NOT_HELD_IN_TIME/2025-03-12T08:00:00Z", want);
+        assert_string_equal(f->event_id, want);
+        allvarssamtal__v1__police_feedback__free_unpacked(f, NULL);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE event_id = '%s'", want), 1);
+
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s' AND ce_type = '%s'",
+                               silent, CE_TYPE_FEEDBACK),
+                         0);
+}
+
+static int setup_feedback_always(void **state) {
+        return fixture_setup(state, "feedback.always = true\n");
+}
+
+/* feedback.always = true: the police hear NOT_HELD_IN_TIME even when they did not ask. */
+static void test_missed_feedback_always(void **state) {
+        fixture *fx = *state;
+        char silent[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-SILENT", .deadline = T0 + H(48), .feedback_requested = false},
+                 silent);
+        assert_watch(watch(fx, T0 + H(50)), 0, 1, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s' AND key = '%s'",
+                               CE_TYPE_FEEDBACK, silent),
+                         1);
+}
+
+/* PROTECTIVE_ASSESSMENT_OVERDUE at protective_assessment_due while awaited; not
+ * when the assessment was recorded. */
+static void test_protective_assessment_overdue(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-DEFERRED", .state = "DEFERRED", .deadline_kind = "",
+                                  .protective_assessment_due = T0 + H(24), .awaiting_assessment = true,
+                                  .feedback_requested = true},
+                 id);
+        add_case(fx, &(case_spec){.referral_id = "R-ASSESSED", .state = "DEFERRED", .deadline_kind = "",
+                                  .protective_assessment_due = T0 + H(24), .awaiting_assessment = false},
+                 NULL);
+
+        assert_watch(watch(fx, T0 + H(24) - 1), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(24)), 0, 0, 1);
+        assert_watch(watch(fx, T0 + H(100)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s'"
+                                   " AND kind = 'PROTECTIVE_ASSESSMENT_OVERDUE' AND due_at = '2025-03-11T08:00:00Z'", id),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
+        /* An alert, no feedback: the police hear of deadlines missed, not of assessments. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'ALERT_PROTECTIVE_ASSESSMENT_OVERDUE'"),
+                         1);
+}
+
+/* A SCHEDULED CONVERSATION case is missed when the meeting was not held by the
+ * deadline; a SCHEDULED SUMMONS case (DS 2024:30) met its deadline with the
+ * summons; an ELIGIBLE SUMMONS case did not. HELD and other closed cases get nothing. */
+static void test_scheduled_summons_and_closed(void **state) {
+        fixture *fx = *state;
+        char conv[UUID_STR_LEN], summ_el[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-CONV", .state = "SCHEDULED", .deadline = T0 + H(48),
+                                  .scheduled_at = T0 + H(60)},
+                 conv);
+        add_case(fx, &(case_spec){.referral_id = "R-SUMMONS", .state = "SCHEDULED", .deadline_kind = "SUMMONS",
+                                  .profile_name = "ds-2024-30", .limit = H(24), .deadline = T0 + H(24),
+                                  .scheduled_at = T0 + H(60)},
+                 NULL);
+        add_case(fx, &(case_spec){.referral_id = "R-SUMMONS-EL", .deadline_kind = "SUMMONS",
+                                  .profile_name = "ds-2024-30", .limit = H(24), .deadline = T0 + H(24)},
+                 summ_el);
+        add_case(fx, &(case_spec){.referral_id = "R-HELD", .state = "HELD", .deadline = T0 + H(48),
+                                  .scheduled_at = T0 + H(20), .held_at = T0 + H(20), .closed_at = T0 + H(20),
+                                  .protective_assessment_due = T0 + H(24), .awaiting_assessment = true},
+                 NULL);
+        add_case(fx, &(case_spec){.referral_id = "R-CANCELLED", .state = "CANCELLED", .deadline = T0 + H(48),
+                                  .closed_at = T0 + H(2)},
+                 NULL);
+
+        assert_watch(watch(fx, T0 + H(100)), 0, 2, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"
+                                   " AND case_id IN ('%s', '%s')", conv, summ_el),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c USING (case_id)"
+                                   " WHERE c.referral_id IN ('R-SUMMONS', 'R-HELD', 'R-CANCELLED')"),
+                         0);
+        /* The alert tells the duty officer the state the case was in. */
+        uint8_t buf[1024];
+        size_t n = outbox_payload(fx, conv, CE_TYPE_ALERT, buf, sizeof buf);
+        Allvarssamtal__V1__DeadlineAlert *a = allvarssamtal__v1__deadline_alert__unpack(NULL, n, buf);
+        assert_non_null(a);
+        assert_int_equal(a->kind, ALERT_MISSED);
+        assert_string_equal(a->case_state, "SCHEDULED");
+        allvarssamtal__v1__deadline_alert__free_unpacked(a, NULL);
+}
+
+/* A deadline that moves (a deferral resolved, an override) is a new due time:
+ * new alerts, once each. */
+static void test_moved_deadline(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-MOVED", .deadline = T0 + H(48)}, id);
+        assert_watch(watch(fx, T0 + H(48)), 0, 1, 0);
+        char sql[256];
+        snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET deadline = deadline + interval '72 hours'"
+                                  " WHERE case_id = '%s'", id);
+        exec_ok(fx->pg, sql);
+        assert_watch(watch(fx, T0 + H(49)), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(120) - 1), 1, 0, 0);
+        assert_watch(watch(fx, T0 + H(120)), 0, 1, 0);
+        assert_watch(watch(fx, T0 + H(121)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"), 2);
+        assert_int_equal(count(fx, "SELECT count(DISTINCT event_id) FROM allvarsd.outbox"), 3);
+}
+
+/* A referral whose deadline had passed on arrival: the store raised MISSED
+ * (case_alerts row, DEADLINE_PASSED_ON_ARRIVAL); the watch does not repeat it,
+ * and raises no AT_RISK about a deadline already missed. */
+static void test_missed_on_arrival_not_repeated(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN], sql[256];
+        add_case(fx, &(case_spec){.referral_id = "R-LATE", .deadline = T0 + H(48), .feedback_requested = true}, id);
+        snprintf(sql, sizeof sql, "INSERT INTO allvarsd.case_alerts VALUES ('%s', 'MISSED', '2025-03-12T08:00:00Z',"
+                                  " '2025-03-13T08:00:00Z')", id);
+        exec_ok(fx->pg, sql);
+        assert_watch(watch(fx, T0 + H(72)), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(73)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit"), 0);
+}
+
+#define MANY 120
+
+static void add_many(fixture *fx) {
+        for (int i = 0; i < MANY; i++) {
+                char rid[32];
+                snprintf(rid, sizeof rid, "R-MANY-%03d", i);
+                /* Deadlines spread over 48 h; every third asked for feedback; some await an assessment. */
+                add_case(fx, &(case_spec){.referral_id = rid, .deadline = T0 + H(48) + (usec_t)i * 24 * 60 * USEC_PER_SEC,
+                                          .feedback_requested = i % 3 == 0,
+                                          .protective_assessment_due = i % 4 == 0 ? T0 + H(24) : 0,
+                                          .awaiting_assessment = i % 4 == 0},
+                         NULL);
+        }
+}
+
+static void check_many(fixture *fx, unsigned at_risk, unsigned missed, unsigned overdue) {
+        assert_int_equal(at_risk, MANY);
+        assert_int_equal(missed, MANY);
+        assert_int_equal(overdue, MANY / 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'AT_RISK'"), MANY);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"), MANY);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"
+                                   " WHERE kind = 'PROTECTIVE_ASSESSMENT_OVERDUE'"),
+                         MANY / 4);
+        /* Every alert once in the outbox, the feedback of the 40 that asked, one audit row each. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_ALERT),
+                         2 * MANY + MANY / 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_FEEDBACK),
+                         MANY / 3);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action LIKE 'ALERT_%%'"),
+                         2 * MANY + MANY / 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM (SELECT case_id, action FROM allvarsd.audit"
+                                   " GROUP BY 1, 2 HAVING count(*) > 1) d"),
+                         0);
+}
+
+/* Many passes over a day and a half: each alert exactly once. */
+static void test_once_over_many_runs(void **state) {
+        fixture *fx = *state;
+        add_many(fx);
+        unsigned ar = 0, mi = 0, pa = 0;
+        for (usec_t now = T0; now <= T0 + H(100); now += 7 * 60 * USEC_PER_SEC) {
+                for (int rep = 0; rep < 2; rep++) {
+                        deadline_watch_result w = watch(fx, now);
+                        ar += w.at_risk;
+                        mi += w.missed;
+                        pa += w.assessment_overdue;
+                }
+        }
+        check_many(fx, ar, mi, pa);
+}
+
+/* Two instances, each with its own connection, running the watch at the same
+ * moments: each alert exactly once between them. */
+typedef struct racer {
+        fixture *fx;
+        pthread_barrier_t *barrier;
+        store *st;
+        unsigned at_risk, missed, overdue;
+        int error;
+} racer;
+
+static void *race(void *arg) {
+        racer *rc = arg;
+        for (usec_t now = T0 + H(30); now <= T0 + H(100); now += H(2)) {
+                for (int rep = 0; rep < 3; rep++) {
+                        pthread_barrier_wait(rc->barrier);
+                        deadline_watch_result w = {0};
+                        int r = deadline_watch_run(rc->st, rc->fx->cfg, now, &w);
+                        if (r < 0 && rc->error == 0)
+                                rc->error = r;
+                        rc->at_risk += w.at_risk;
+                        rc->missed += w.missed;
+                        rc->overdue += w.assessment_overdue;
+                }
+        }
+        return NULL;
+}
+
+static void test_once_concurrent(void **state) {
+        fixture *fx = *state;
+        add_many(fx);
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
+        racer rc[2] = {{.fx = fx, .barrier = &barrier}, {.fx = fx, .barrier = &barrier}};
+        char err[512];
+        for (int i = 0; i < 2; i++)
+                if (store_connect(fx->db.conninfo, NULL, &rc[i].st, err, sizeof err) < 0)
+                        fail_msg("store_connect: %s", err);
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, race, &rc[i]), 0);
+        for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (int i = 0; i < 2; i++) {
+                store_free(rc[i].st);
+                assert_int_equal(rc[i].error, 0);
+        }
+        check_many(fx, rc[0].at_risk + rc[1].at_risk, rc[0].missed + rc[1].missed, rc[0].overdue + rc[1].overdue);
+}
+
+/* Without a connection the watch says so instead of pretending. */
+static void test_not_connected(void **state) {
+        fixture *fx = *state;
+        deadline_watch_result w = {0};
+        assert_int_equal(deadline_watch_run(NULL, fx->cfg, T0, &w), -ENOTCONN);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_at_risk_at_75_percent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_at_risk_profile_fraction, setup_district_fraction, teardown),
+                cmocka_unit_test_setup_teardown(test_missed_with_feedback_policy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_missed_feedback_always, setup_feedback_always, teardown),
+                cmocka_unit_test_setup_teardown(test_protective_assessment_overdue, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scheduled_summons_and_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_moved_deadline, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_missed_on_arrival_not_repeated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_once_over_many_runs, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_once_concurrent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_not_connected, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

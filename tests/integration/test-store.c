@@ -1,0 +1,1083 @@
+/* The store against a real PostgreSQL server (PGHOST/PGPORT/PGUSER from
+ * tests/lib/pg.sh; tests/run starts one): a fresh database per test, migrated
+ * with store_migrate, referrals built as protobuf-c structs and stored with
+ * store_referral_batch; the rows are counted with the test's own connection.
+ *
+ *   source tests/lib/pg.sh; pg_start; build/tests/test-store; pg_stop
+ *
+ * ALLVARS_STORE_BENCH_BATCHES (default 20) sets the size of the throughput run
+ * (500 referrals per batch), whose figure is printed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "codec.h"
+#include "config.h"
+#include "deadline_watch.h"
+#include "events.h"
+#include "harness.h"
+#include "identity.h"
+#include "ids.h"
+#include "rules.h"
+#include "store.h"
+
+#define T0 ((usec_t)1741593600 * USEC_PER_SEC)       /* 2025-03-10T08:00:00Z */
+#define H(n) ((usec_t)(n) * USEC_PER_HOUR)
+#define TOPIC "police.referrals.v1"
+#define GROUP "allvarsd-test"
+#define PARTS 8
+#define BATCH_MAX 600
+
+/* ---- the database of one test ---- */
+
+typedef struct fixture {
+        harness_db db;
+        char pepper_path[64];
+        PGconn *pg;                     /* the test's own connection, for checks */
+        config *cfg;
+        store *st;
+        int64_t next_offset[PARTS];     /* the next offset to hand out per partition */
+        int64_t stored[PARTS];          /* what the database holds (-1: nothing) */
+} fixture;
+
+static const char *schemas_dir(void) {
+        static char buf[1024];
+        const char *d = getenv("ALLVARS_SCHEMAS");
+        if (d && *d)
+                return d;
+        const char *root = getenv("ALLVARS_ROOT");
+        snprintf(buf, sizeof buf, "%s/schemas", root && *root ? root : ".");
+        return buf;
+}
+
+static void exec_ok(PGconn *c, const char *sql) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+                fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+}
+
+static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long long count(fixture *fx, const char *fmt, ...) {
+        char sql[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(sql, sizeof sql, fmt, ap);
+        va_end(ap);
+        PGresult *r = PQexec(fx->pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return n;
+}
+
+/* One text value of a one-row query, into buf. */
+static char *value(fixture *fx, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static char *value(fixture *fx, char *buf, size_t size, const char *fmt, ...) {
+        char sql[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(sql, sizeof sql, fmt, ap);
+        va_end(ap);
+        PGresult *r = PQexec(fx->pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+        snprintf(buf, size, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return buf;
+}
+
+static int fixture_setup(void **state, const char *extra_config) {
+        if (!harness_pg_available()) {
+                fprintf(stderr, "PGHOST is not set: source tests/lib/pg.sh and pg_start first\n");
+                return -1;
+        }
+        fixture *fx = calloc(1, sizeof *fx);
+        assert_non_null(fx);
+        for (int p = 0; p < PARTS; p++)
+                fx->stored[p] = -1;
+        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
+        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
+        exec_ok(fx->pg, "SET client_min_messages = warning");
+
+        snprintf(fx->pepper_path, sizeof fx->pepper_path, "/tmp/allvars-pepper-XXXXXX");
+        int fd = mkstemp(fx->pepper_path);
+        assert_true(fd >= 0);
+        uint8_t pep[48];
+        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
+        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
+        close(fd);
+
+        char text[2048], err[512];
+        snprintf(text, sizeof text, "database.conninfo = %s\npepper = @file:%s\n%s", fx->db.conninfo,
+                 fx->pepper_path, extra_config);
+        if (config_parse_string("test-store", text, &fx->cfg, err, sizeof err) < 0)
+                fail_msg("config: %s", err);
+        if (store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err) < 0)
+                fail_msg("store_connect: %s", err);
+        int r = store_migrate(fx->st, schemas_dir(), err, sizeof err);
+        if (r < 0)
+                fail_msg("store_migrate: %s", err);
+        *state = fx;
+        return 0;
+}
+
+static int setup(void **state) {
+        return fixture_setup(state, "");
+}
+
+static int setup_stockholm(void **state) {
+        return fixture_setup(state, "profile.name = stockholm-2019\n");
+}
+
+static int teardown(void **state) {
+        fixture *fx = *state;
+        if (!fx)
+                return 0;
+        store_free(fx->st);
+        config_free(fx->cfg);
+        PQfinish(fx->pg);
+        unlink(fx->pepper_path);
+        harness_db_drop(&fx->db);
+        free(fx);
+        return 0;
+}
+
+/* ---- referrals ---- */
+
+/* A personnummer YYYYMMDD-NNNC with its Luhn digit over YYMMDDNNN. */
+static void make_pnr(char out[14], int year, int month, int day, int serial) {
+        char d9[32];
+        snprintf(d9, sizeof d9, "%02u%02u%02u%03u", (unsigned)year % 100, (unsigned)month % 100, (unsigned)day % 100,
+                 (unsigned)serial % 1000);
+        int sum = 0;
+        for (int i = 0; i < 9; i++) {
+                int d = (d9[i] - '0') * (i % 2 == 0 ? 2 : 1);
+                sum += d > 9 ? d - 9 : d;
+        }
+        snprintf(out, 14, "%04u%02u%02u-%03u%u", (unsigned)year % 10000, (unsigned)month % 100, (unsigned)day % 100,
+                 (unsigned)serial % 1000, (unsigned)(10 - sum % 10) % 10);
+}
+
+typedef struct refspec {
+        const char *id;
+        const char *pnr;                /* NULL: a child born 2012-05-05 with serial `person` */
+        int person;
+        const char *district;
+        usec_t reported;                /* 0: T0 */
+        bool environment_only;          /* only CONCERN_INAPPROPRIATE_ENVIRONMENT (no crime) */
+        bool acute;
+        bool no_phone;
+        bool feedback;
+} refspec;
+
+typedef struct ref {
+        PoliceReferral r;
+        Allvarssamtal__V1__Person subject;
+        Google__Protobuf__Timestamp reported;
+        Allvarssamtal__V1__Guardian g[2];
+        Allvarssamtal__V1__Guardian *gp[2];
+        Allvarssamtal__V1__Concern concerns[1];
+        char id[64], pnr[32], district[32], narrative[600];
+        uint8_t *payload;
+        size_t len;
+} ref;
+
+static ref *ref_new(const refspec *s) {
+        ref *x = calloc(1, sizeof *x);
+        assert_non_null(x);
+        allvarssamtal__v1__police_referral__init(&x->r);
+        allvarssamtal__v1__person__init(&x->subject);
+        google__protobuf__timestamp__init(&x->reported);
+        snprintf(x->id, sizeof x->id, "%s", s->id);
+        if (s->pnr)
+                snprintf(x->pnr, sizeof x->pnr, "%s", s->pnr);
+        else
+                make_pnr(x->pnr, 2012, 5, 5, s->person);
+        snprintf(x->district, sizeof x->district, "%s", s->district ? s->district : "hisingen");
+        /* Personal text with quotes, backslashes and non-ASCII: it must arrive unchanged. */
+        snprintf(x->narrative, sizeof x->narrative, "Polisen träffade \"%s\" vid köpcentret; C:\\väg\n{a,b} 'x'",
+                 s->id);
+        x->r.referral_id = x->id;
+        x->r.police_case_number = "5000-K123-25";
+        codec_timestamp_set(&x->reported, s->reported ? s->reported : T0);
+        x->r.reported_at = &x->reported;
+        x->r.district = x->district;
+        x->subject.identity_number = x->pnr;
+        x->subject.given_name = "Saga";
+        x->subject.family_name = "Öberg-O'Neil";
+        x->r.subject = &x->subject;
+        for (int i = 0; i < 2; i++) {
+                allvarssamtal__v1__guardian__init(&x->g[i]);
+                x->gp[i] = &x->g[i];
+        }
+        x->g[0].name = "Anna Öberg";
+        x->g[0].phone = s->no_phone ? "" : "+46701234567";
+        x->g[0].email = "anna@example.se";
+        x->g[1].name = "Per Öberg";
+        x->g[1].postal_address = "Storgatan 1\n41101 Göteborg";
+        x->r.guardians = x->gp;
+        x->r.n_guardians = 2;
+        x->concerns[0] = s->environment_only ? ALLVARSSAMTAL__V1__CONCERN__CONCERN_INAPPROPRIATE_ENVIRONMENT
+                                             : ALLVARSSAMTAL__V1__CONCERN__CONCERN_SUSPECTED_CRIME;
+        x->r.concerns = x->concerns;
+        x->r.n_concerns = 1;
+        x->r.acute_risk = s->acute;
+        x->r.feedback_requested = s->feedback;
+        x->r.reporting_unit = "Polisregion Väst";
+        x->r.narrative = x->narrative;
+        x->len = codec_pack(&x->r.base, &x->payload);
+        assert_non_null(x->payload);
+        return x;
+}
+
+static void ref_free(ref *x) {
+        if (!x)
+                return;
+        free(x->payload);
+        free(x);
+}
+
+typedef struct batch {
+        store_message m[BATCH_MAX];
+        ref *refs[BATCH_MAX];
+        codec_error errs[BATCH_MAX];
+        size_t n;
+        store_offset off[PARTS];
+        size_t n_off;
+        store_batch_result res;
+} batch;
+
+static batch *batch_new(void) {
+        batch *b = calloc(1, sizeof *b);
+        assert_non_null(b);
+        return b;
+}
+
+static void batch_free(batch *b) {
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n; i++)
+                ref_free(b->refs[i]);
+        free(b);
+}
+
+/* Append a referral (or, with s == NULL, a poison message) at the next offset of partition. */
+static store_message *batch_add(fixture *fx, batch *b, const refspec *s, int32_t partition) {
+        assert_true(b->n < BATCH_MAX);
+        store_message *m = &b->m[b->n];
+        m->topic = TOPIC;
+        m->partition = partition;
+        m->offset = fx->next_offset[partition]++;
+        if (s) {
+                ref *x = b->refs[b->n] = ref_new(s);
+                m->payload = x->payload;
+                m->len = x->len;
+                m->referral = &x->r;
+        } else {
+                static const uint8_t junk[] = { 0xff, 0x13, 0x37, 0x00, 0x42 };
+                m->payload = junk;
+                m->len = sizeof junk;
+                b->errs[b->n] = (codec_error){ .reason = DLR_UNDECODABLE, .detail = "truncated varint in field 6" };
+                m->error = &b->errs[b->n];
+        }
+        b->n++;
+        return m;
+}
+
+/* The offsets of the batch from what the fixture believes is stored. */
+static void batch_offsets(fixture *fx, batch *b) {
+        b->n_off = 0;
+        for (size_t i = 0; i < b->n; i++) {
+                store_offset *o = NULL;
+                for (size_t j = 0; j < b->n_off; j++)
+                        if (b->off[j].partition == b->m[i].partition)
+                                o = &b->off[j];
+                if (!o) {
+                        o = &b->off[b->n_off++];
+                        o->topic = TOPIC;
+                        o->partition = b->m[i].partition;
+                        o->expected_next = fx->stored[o->partition];
+                }
+                o->new_next = b->m[i].offset + 1;
+        }
+}
+
+static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
+        if (b->n_off == 0)
+                batch_offsets(fx, b);
+        int r = store_referral_batch(st, fx->cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
+        if (r == 0)
+                for (size_t j = 0; j < b->n_off; j++)
+                        fx->stored[b->off[j].partition] = b->off[j].new_next;
+        return r;
+}
+
+static void run_ok(fixture *fx, batch *b, usec_t now) {
+        int r = run_on(fx, fx->st, b, now);
+        if (r < 0)
+                fail_msg("store_referral_batch: %s: %s", strerror(-r), store_last_error(fx->st));
+}
+
+/* Rows of every table the batch writes, to show that something wrote nothing. */
+typedef struct snapshot {
+        long long n[11];
+} snapshot;
+
+static const char *const snapshot_tables[11] = {
+        "persons", "referrals", "referral_personal", "decisions", "cases", "case_contacts",
+        "case_alerts", "audit", "outbox", "dead_letters", "consumer_offsets",
+};
+
+static snapshot snap(fixture *fx) {
+        snapshot s;
+        for (int i = 0; i < 11; i++)
+                s.n[i] = count(fx, "SELECT count(*) FROM allvarsd.%s", snapshot_tables[i]);
+        return s;
+}
+
+static void assert_same(fixture *fx, const snapshot *a) {
+        snapshot b = snap(fx);
+        for (int i = 0; i < 11; i++)
+                if (a->n[i] != b.n[i])
+                        fail_msg("%s: %lld rows, expected %lld", snapshot_tables[i], b.n[i], a->n[i]);
+}
+
+static const char *outcome_of(fixture *fx, const char *referral_id, char buf[64]) {
+        return value(fx, buf, 64, "SELECT outcome FROM allvarsd.decisions WHERE referral_id = '%s'", referral_id);
+}
+
+/* ---- tests ---- */
+
+/* A batch of referrals of every outcome, decided once: every row counted, the
+ * message outputs filled, personal text stored byte for byte, NOTIFY sent;
+ * the same batch again (next offsets) is all duplicates and writes nothing
+ * but the offsets. */
+static void test_batch_decided_once(void **state) {
+        fixture *fx = *state;
+        exec_ok(fx->pg, "LISTEN allvarsd_outbox");
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-ELIGIBLE", .person = 1, .feedback = true }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-ADULT", .pnr = "19900101-0017" }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-BAD-PNR", .pnr = "20120505-0000" }, 1);
+        batch_add(fx, b, &(refspec){ .id = "R-ACUTE", .person = 4, .acute = true }, 1);
+        batch_add(fx, b, &(refspec){ .id = "R-NO-PHONE", .person = 5, .no_phone = true, .feedback = true }, 0);
+        run_ok(fx, b, T0 + H(1));
+
+        assert_int_equal(b->res.decided, 5);
+        assert_int_equal(b->res.duplicates, 0);
+        assert_int_equal(b->res.dead_lettered, 0);
+        assert_int_equal(b->res.cases_opened, 4);               /* all but the adult */
+        assert_int_equal(b->res.alerts, 0);
+        assert_int_equal(b->res.events, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
+        assert_true(b->res.events >= 5 + 1);                    /* feedback and a scheduling request at least */
+
+        static const struct {
+                const char *id;
+                decision_outcome o;
+        } want[] = {
+                { "R-ELIGIBLE", OUTCOME_ELIGIBLE },      { "R-ADULT", OUTCOME_NOT_ELIGIBLE },
+                { "R-BAD-PNR", OUTCOME_MANUAL_REVIEW },  { "R-ACUTE", OUTCOME_DEFERRED },
+                { "R-NO-PHONE", OUTCOME_ELIGIBLE },
+        };
+        char buf[512], case_id[UUID_STR_LEN];
+        for (size_t i = 0; i < b->n; i++) {
+                store_message *m = &b->m[i];
+                assert_string_equal(b->refs[i]->id, want[i].id);
+                assert_int_equal(m->status, STORE_DECIDED);
+                assert_int_equal(m->outcome, want[i].o);
+                ids_case_id(want[i].id, case_id);
+                assert_string_equal(m->case_id, case_id);
+                assert_string_equal(outcome_of(fx, want[i].id, buf), decision_outcome_code(want[i].o));
+                assert_string_equal(value(fx, buf, sizeof buf,
+                                          "SELECT case_id FROM allvarsd.referrals WHERE referral_id = '%s'", want[i].id),
+                                    case_id);
+        }
+        assert_true(b->m[4].flags & FLAG_CONTACT_MISSING);
+        assert_true(b->m[3].reasons & REASON_PROTECTIVE_ASSESSMENT_FIRST);
+        assert_true(b->m[2].reasons & REASON_IDENTITY_INVALID);
+
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_contacts"), 8);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'DECIDED' AND actor_kind = 'DAEMON'"),
+                         5);
+        /* Persons only for valid identity numbers: the adult, the children 1, 4, 5. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.persons"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals WHERE person_key IS NULL"), 1);
+
+        /* The case rows as the lifecycle expects them. */
+        ids_case_id("R-ACUTE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s' AND state = 'DEFERRED'"
+                                   " AND awaiting_assessment AND NOT awaiting_clearance AND deadline IS NULL"
+                                   " AND protective_assessment_due = '2025-03-11T08:00:00Z'",
+                               case_id),
+                         1);
+        ids_case_id("R-ELIGIBLE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s' AND state = 'ELIGIBLE'"
+                                   " AND outcome = 'ELIGIBLE' AND deadline = '2025-03-12T08:00:00Z'"
+                                   " AND deadline_kind = 'CONVERSATION' AND limit_seconds = 172800"
+                                   " AND profile_name = 'goteborg-motion-2024' AND feedback_requested"
+                                   " AND NOT awaiting_contact AND created_at = '2025-03-10T09:00:00Z'",
+                               case_id),
+                         1);
+        ids_case_id("R-NO-PHONE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s' AND awaiting_contact",
+                               case_id),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-ELIGIBLE'"
+                                   " AND age = 12 AND reasons = '' AND prior_referrals = 0"
+                                   " AND profile_params LIKE 'name=goteborg-motion-2024;version=%%'"
+                                   " AND decided_at = '2025-03-10T09:00:00Z'"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-BAD-PNR'"
+                                   " AND reasons = 'IDENTITY_INVALID' AND age IS NULL AND deadline IS NULL"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE referral_id = 'R-ELIGIBLE'"
+                                   " AND after = 'outcome=ELIGIBLE;reasons=;flags=UNDER_15;deadline=2025-03-12T08:00:00Z'"),
+                         1);
+
+        /* Personal data and the raw message, byte for byte. */
+        assert_string_equal(value(fx, buf, sizeof buf,
+                                  "SELECT narrative FROM allvarsd.referral_personal WHERE referral_id = 'R-ADULT'"),
+                            b->refs[1]->narrative);
+        assert_string_equal(value(fx, buf, sizeof buf,
+                                  "SELECT family_name || '|' || identity_number FROM allvarsd.referral_personal"
+                                  " WHERE referral_id = 'R-ADULT'"),
+                            "Öberg-O'Neil|19900101-0017");
+        assert_int_equal(count(fx, "SELECT length(payload) FROM allvarsd.referral_personal WHERE referral_id = 'R-ACUTE'"),
+                         (long long)b->refs[3]->len);
+        assert_string_equal(value(fx, buf, sizeof buf,
+                                  "SELECT postal_address FROM allvarsd.case_contacts c JOIN allvarsd.cases USING (case_id)"
+                                  " WHERE referral_id = 'R-ELIGIBLE' AND ordinal = 2"),
+                            "Storgatan 1\n41101 Göteborg");
+        /* Outbox rows carry the case id as key and a stable event id. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox o WHERE NOT EXISTS"
+                                   " (SELECT 1 FROM allvarsd.referrals r WHERE r.case_id::text = o.key)"),
+                         0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_SCHEDULING),
+                         2);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE consumer_group = '%s'"
+                                   " AND topic = '%s' AND partition = 0",
+                               GROUP, TOPIC),
+                         3);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 1"), 2);
+
+        /* The relay is woken once the batch committed. */
+        PQconsumeInput(fx->pg);
+        PGnotify *nt = PQnotifies(fx->pg);
+        assert_non_null(nt);
+        assert_string_equal(nt->relname, "allvarsd_outbox");
+        PQfreemem(nt);
+
+        /* The same referrals again at later offsets: duplicates, nothing written. */
+        snapshot before = snap(fx);
+        batch *again = batch_new();
+        for (size_t i = 0; i < b->n; i++) {
+                store_message *m = batch_add(fx, again, &(refspec){ .id = b->refs[i]->id, .person = 77 },
+                                             b->m[i].partition);
+                (void)m;
+        }
+        run_ok(fx, again, T0 + H(2));
+        assert_int_equal(again->res.decided, 0);
+        assert_int_equal(again->res.duplicates, 5);
+        assert_int_equal(again->res.events, 0);
+        for (size_t i = 0; i < again->n; i++) {
+                assert_int_equal(again->m[i].status, STORE_DUPLICATE);
+                assert_string_equal(again->m[i].case_id, b->m[i].case_id);
+        }
+        assert_same(fx, &before);       /* the offsets moved, their rows did not multiply */
+        assert_int_equal(count(fx, "SELECT sum(next_offset) FROM allvarsd.consumer_offsets"), 10);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals WHERE received_at > '2025-03-10T09:00:00Z'"), 0);
+        batch_free(again);
+        batch_free(b);
+}
+
+/* A later copy in the same batch is the duplicate (message order); across
+ * batches the stored one wins. */
+static void test_duplicates(void **state) {
+        fixture *fx = *state;
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-2", .person = 2 }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-1", .person = 1 }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-2", .person = 3, .acute = true }, 1);   /* a changed resend */
+        batch_add(fx, b, &(refspec){ .id = "R-1", .person = 1 }, 0);
+        run_ok(fx, b, T0);
+        assert_int_equal(b->res.decided, 2);
+        assert_int_equal(b->res.duplicates, 2);
+        assert_int_equal(b->m[0].status, STORE_DECIDED);
+        assert_int_equal(b->m[1].status, STORE_DECIDED);
+        assert_int_equal(b->m[2].status, STORE_DUPLICATE);
+        assert_int_equal(b->m[3].status, STORE_DUPLICATE);
+        /* The first copy was decided: not acute, so ELIGIBLE, and its raw bytes kept. */
+        char buf[64];
+        assert_string_equal(outcome_of(fx, "R-2", buf), "ELIGIBLE");
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal WHERE referral_id = 'R-2'"
+                                   " AND length(payload) = %zu",
+                               b->refs[0]->len),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals WHERE referral_id = 'R-2' AND source_offset = 0"
+                                   " AND source_partition = 0"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit"), 2);
+        /* A duplicate does not count as history either. */
+        assert_int_equal(count(fx, "SELECT max(prior_referrals) FROM allvarsd.decisions"), 0);
+
+        long long outbox = count(fx, "SELECT count(*) FROM allvarsd.outbox");
+        batch *c = batch_new();
+        batch_add(fx, c, &(refspec){ .id = "R-1", .person = 1 }, 0);
+        batch_add(fx, c, &(refspec){ .id = "R-3", .person = 3 }, 1);
+        batch_add(fx, c, &(refspec){ .id = "R-3", .person = 3 }, 1);
+        run_ok(fx, c, T0 + H(1));
+        assert_int_equal(c->res.decided, 1);
+        assert_int_equal(c->res.duplicates, 2);
+        assert_int_equal(c->m[0].status, STORE_DUPLICATE);
+        assert_int_equal(c->m[1].status, STORE_DECIDED);
+        assert_int_equal(c->m[2].status, STORE_DUPLICATE);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 3);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), outbox + c->res.events);
+        assert_int_equal(count(fx, "SELECT count(DISTINCT key) FROM allvarsd.outbox"), 3);
+        batch_free(c);
+        batch_free(b);
+}
+
+/* A position that moved (another consumer, a rebalance) fences the whole
+ * batch: -ESTALE, nothing written, the messages left pending. */
+static void test_stale_offset(void **state) {
+        fixture *fx = *state;
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-A", .person = 1 }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-B", .person = 2 }, 0);
+        run_ok(fx, b, T0);
+        assert_int_equal(fx->stored[0], 2);
+
+        snapshot before = snap(fx);
+        /* A consumer that believes offset 1 is next (it read the table before). */
+        batch *late = batch_new();
+        batch_add(fx, late, &(refspec){ .id = "R-C", .person = 3 }, 0);
+        batch_add(fx, late, &(refspec){ .id = "R-D", .person = 4 }, 5);
+        batch_offsets(fx, late);
+        late->off[0].expected_next = 1;
+        assert_int_equal(run_on(fx, fx->st, late, T0), -ESTALE);
+        assert_same(fx, &before);
+        for (size_t i = 0; i < late->n; i++)
+                assert_int_equal(late->m[i].status, STORE_PENDING);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 0"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.consumer_offsets WHERE partition = 5"), 0);
+
+        /* "No row yet" when there is one is just as stale. */
+        late->off[0].expected_next = -1;
+        assert_int_equal(run_on(fx, fx->st, late, T0), -ESTALE);
+        assert_same(fx, &before);
+
+        /* With the right positions the same batch goes through, and the store is usable. */
+        late->off[0].expected_next = 2;
+        run_ok(fx, late, T0);
+        assert_int_equal(late->res.decided, 2);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 5"), 1);
+
+        int64_t next[3];
+        int32_t parts[3] = { 0, 5, 6 };
+        assert_int_equal(store_load_offsets(fx->st, GROUP, TOPIC, parts, 3, next), 0);
+        assert_int_equal(next[0], 3);
+        assert_int_equal(next[1], 1);
+        assert_int_equal(next[2], -1);
+        assert_int_equal(store_load_offsets(fx->st, "another-group", TOPIC, parts, 1, next), 0);
+        assert_int_equal(next[0], -1);
+        batch_free(late);
+        batch_free(b);
+}
+
+/* A poison message becomes a dead letter (row + event) while the rest of the
+ * batch is decided; the same offset again does not dead-letter twice. */
+static void test_poison_message(void **state) {
+        fixture *fx = *state;
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-BEFORE", .person = 1 }, 2);
+        batch_add(fx, b, NULL, 2);
+        batch_add(fx, b, &(refspec){ .id = "R-AFTER", .person = 2 }, 2);
+        run_ok(fx, b, T0 + H(1));
+        assert_int_equal(b->res.decided, 2);
+        assert_int_equal(b->res.dead_lettered, 1);
+        assert_int_equal(b->m[1].status, STORE_DEAD_LETTERED);
+        assert_int_equal(b->m[0].status, STORE_DECIDED);
+        assert_int_equal(b->m[2].status, STORE_DECIDED);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters WHERE source_topic = '%s'"
+                                   " AND source_partition = 2 AND source_offset = 1 AND reason = 'UNDECODABLE'"
+                                   " AND detail = 'truncated varint in field 6' AND length(payload) = 5"
+                                   " AND received_at = '2025-03-10T09:00:00Z'",
+                               TOPIC),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox o JOIN allvarsd.dead_letters d USING (event_id)"
+                                   " WHERE o.ce_type = '%s' AND o.topic = '%s' AND o.key = '%s/2'",
+                               CE_TYPE_DEAD_LETTER, fx->cfg->topic_dead_letter, TOPIC),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 2"), 3);
+
+        /* A batch of nothing but poison still moves the partition on. */
+        batch *c = batch_new();
+        batch_add(fx, c, NULL, 2);
+        run_ok(fx, c, T0 + H(2));
+        assert_int_equal(c->res.dead_lettered, 1);
+        assert_int_equal(c->res.events, 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), 2);
+        assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 2"), 4);
+
+        store_figures f;
+        assert_int_equal(store_figures_read(fx->st, &f), 0);
+        assert_int_equal(f.dead_letters, 2);
+        assert_int_equal(f.cases_open, 2);
+        assert_int_equal(f.outbox_backlog, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
+        assert_true(f.outbox_oldest > 0);
+        exec_ok(fx->pg, "UPDATE allvarsd.outbox SET sent_at = now()");
+        assert_int_equal(store_figures_read(fx->st, &f), 0);
+        assert_int_equal(f.outbox_backlog, 0);
+        assert_int_equal(f.outbox_oldest, 0);
+        batch_free(c);
+        batch_free(b);
+}
+
+/* stockholm-2019: only the first referral of a person with a suspected crime
+ * qualifies; history is read across batches and, in message order, within one.
+ * The same person written with a ten-digit number is the same person. */
+static void test_first_time_history(void **state) {
+        fixture *fx = *state;
+        char pnr_a[14], short_a[14];
+        make_pnr(pnr_a, 2010, 7, 14, 321);
+        /* YYMMDD-NNNC: the same number, ten digits. */
+        snprintf(short_a, sizeof short_a, "%s", pnr_a + 2);
+
+        batch *b1 = batch_new();
+        batch_add(fx, b1, &(refspec){ .id = "A-1", .pnr = pnr_a }, 0);
+        batch_add(fx, b1, &(refspec){ .id = "C-1", .person = 30, .environment_only = true }, 0);
+        batch_add(fx, b1, &(refspec){ .id = "B-1", .person = 20 }, 1);
+        batch_add(fx, b1, &(refspec){ .id = "B-2", .person = 20 }, 1);
+        run_ok(fx, b1, T0);
+        assert_int_equal(b1->m[0].outcome, OUTCOME_ELIGIBLE);
+        assert_int_equal(b1->m[1].outcome, OUTCOME_NOT_ELIGIBLE);
+        assert_true(b1->m[1].reasons & REASON_NO_QUALIFYING_CONCERN);
+        assert_int_equal(b1->m[2].outcome, OUTCOME_ELIGIBLE);
+        assert_false(b1->m[2].flags & FLAG_REPEAT_REFERRAL);
+        assert_int_equal(b1->m[3].outcome, OUTCOME_NOT_ELIGIBLE);       /* B-2 after B-1 in the same batch */
+        assert_true(b1->m[3].reasons & REASON_NOT_FIRST_SUSPICION);
+        assert_true(b1->m[3].flags & FLAG_REPEAT_REFERRAL);
+
+        batch *b2 = batch_new();
+        batch_add(fx, b2, &(refspec){ .id = "A-2", .pnr = short_a }, 1);
+        batch_add(fx, b2, &(refspec){ .id = "C-2", .person = 30 }, 0);
+        batch_add(fx, b2, &(refspec){ .id = "D-1", .person = 40 }, 0);
+        run_ok(fx, b2, T0 + H(1));
+        assert_int_equal(b2->m[0].outcome, OUTCOME_NOT_ELIGIBLE);
+        assert_true(b2->m[0].reasons & REASON_NOT_FIRST_SUSPICION);
+        assert_true(b2->m[0].flags & FLAG_REPEAT_REFERRAL);
+        /* C's earlier referral did not qualify: this one is the first suspicion. */
+        assert_int_equal(b2->m[1].outcome, OUTCOME_ELIGIBLE);
+        assert_true(b2->m[1].flags & FLAG_REPEAT_REFERRAL);
+        assert_int_equal(b2->m[2].outcome, OUTCOME_ELIGIBLE);
+
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'A-2'"
+                                   " AND prior_referrals = 1 AND prior_qualifying = 1 AND profile_name = 'stockholm-2019'"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'C-2'"
+                                   " AND prior_referrals = 1 AND prior_qualifying = 0"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'B-2'"
+                                   " AND prior_referrals = 1 AND prior_qualifying = 1"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(DISTINCT person_key) FROM allvarsd.referrals"
+                                   " WHERE referral_id IN ('A-1', 'A-2')"),
+                         1);
+        /* The person key is the keyed hash, never the number itself. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.persons WHERE length(person_key) = 32"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals r JOIN allvarsd.referral_personal p"
+                                   " USING (referral_id) WHERE position(convert_to(replace(p.identity_number, '-', ''),"
+                                   " 'UTF8') IN r.person_key) > 0"),
+                         0);
+        batch_free(b2);
+        batch_free(b1);
+}
+
+/* ---- two instances deciding one person at once ---- */
+
+typedef struct racer {
+        fixture *fx;
+        store *st;
+        pthread_barrier_t *barrier;
+        batch *b;
+        int r;
+} racer;
+
+static void *race(void *arg) {
+        racer *rc = arg;
+        if (rc->barrier)
+                pthread_barrier_wait(rc->barrier);
+        for (int attempt = 0; attempt < 5; attempt++) {
+                rc->r = store_referral_batch(rc->st, rc->fx->cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
+                                             rc->b->n_off, &rc->b->res);
+                if (rc->r != -EAGAIN)
+                        break;
+        }
+        return NULL;
+}
+
+static void race_two(fixture *fx, store *st[2], batch *b[2], pthread_barrier_t *barrier, void (*while_running)(fixture *)) {
+        racer rc[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+                batch_offsets(fx, b[i]);
+                rc[i] = (racer){ .fx = fx, .st = st[i], .barrier = barrier, .b = b[i] };
+                assert_int_equal(pthread_create(&th[i], NULL, race, &rc[i]), 0);
+        }
+        if (while_running)
+                while_running(fx);
+        for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+        for (int i = 0; i < 2; i++) {
+                if (rc[i].r < 0)
+                        fail_msg("racer %d: %s: %s", i, strerror(-rc[i].r), store_last_error(st[i]));
+                for (size_t j = 0; j < b[i]->n_off; j++)
+                        fx->stored[b[i]->off[j].partition] = b[i]->off[j].new_next;
+        }
+}
+
+/* Exactly one of the two referrals of the person is the first suspicion. */
+static void check_one_first(batch *b[2]) {
+        assert_int_equal(b[0]->res.decided + b[1]->res.decided, 2);
+        int eligible = 0, not_first = 0;
+        for (int i = 0; i < 2; i++) {
+                if (b[i]->m[0].outcome == OUTCOME_ELIGIBLE)
+                        eligible++;
+                if (b[i]->m[0].outcome == OUTCOME_NOT_ELIGIBLE && (b[i]->m[0].reasons & REASON_NOT_FIRST_SUSPICION))
+                        not_first++;
+        }
+        assert_int_equal(eligible, 1);
+        assert_int_equal(not_first, 1);
+}
+
+/* Wait until both racers wait for a lock, then let them go. */
+static void release_when_both_wait(fixture *fx) {
+        for (int i = 0; i < 200; i++) {
+                if (count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                              " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 2)
+                        break;
+                usleep(50 * 1000);
+        }
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                   " AND wait_event_type = 'Lock'"),
+                         2);
+        exec_ok(fx->pg, "COMMIT");
+}
+
+static void test_concurrent_same_person(void **state) {
+        fixture *fx = *state;
+        store *st[2];
+        char err[512];
+        for (int i = 0; i < 2; i++)
+                if (store_connect(fx->db.conninfo, NULL, &st[i], err, sizeof err) < 0)
+                        fail_msg("store_connect: %s", err);
+
+        /* Deterministic: the person is locked by the test while both batches
+         * reach the lock, so both have inserted their referral when the first
+         * one reads the history. */
+        char pnr[14];
+        make_pnr(pnr, 2011, 2, 3, 500);
+        identity id;
+        assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
+        uint8_t key[PERSON_KEY_LEN];
+        assert_int_equal(ids_person_key(fx->cfg->pepper, fx->cfg->pepper_len, id.normalised, key), 0);
+        const char *kv[1] = { (const char *)key };
+        int kl[1] = { PERSON_KEY_LEN }, kf[1] = { 1 };
+        PGresult *res = PQexecParams(fx->pg, "INSERT INTO allvarsd.persons (person_key) VALUES ($1)", 1, NULL, kv, kl,
+                                     kf, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        exec_ok(fx->pg, "BEGIN");
+        res = PQexecParams(fx->pg, "SELECT 1 FROM allvarsd.persons WHERE person_key = $1 FOR UPDATE", 1, NULL, kv, kl,
+                           kf, 0);
+        assert_int_equal(PQntuples(res), 1);
+        PQclear(res);
+        batch *b[2] = { batch_new(), batch_new() };
+        batch_add(fx, b[0], &(refspec){ .id = "X-1", .pnr = pnr }, 0);
+        batch_add(fx, b[1], &(refspec){ .id = "X-2", .pnr = pnr }, 1);
+        race_two(fx, st, b, NULL, release_when_both_wait);
+        check_one_first(b);
+        batch_free(b[0]);
+        batch_free(b[1]);
+
+        /* Free-running: the two start together, person by person. */
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
+        for (int round = 0; round < 15; round++) {
+                char rid[2][32];
+                batch *c[2] = { batch_new(), batch_new() };
+                for (int i = 0; i < 2; i++) {
+                        snprintf(rid[i], sizeof rid[i], "Y-%d-%d", round, i);
+                        batch_add(fx, c[i], &(refspec){ .id = rid[i], .person = 600 + round }, i);
+                }
+                race_two(fx, st, c, &barrier, NULL);
+                check_one_first(c);
+                batch_free(c[0]);
+                batch_free(c[1]);
+        }
+        pthread_barrier_destroy(&barrier);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE outcome = 'ELIGIBLE'"), 16);
+        for (int i = 0; i < 2; i++)
+                store_free(st[i]);
+}
+
+/* The deadline had passed when the referral arrived: MISSED at once, with its
+ * alert event, the police's NOT_HELD_IN_TIME and an audit row, and the
+ * deadline watch finds it already raised. */
+static void test_deadline_passed_on_arrival(void **state) {
+        fixture *fx = *state;
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-LATE", .person = 1, .feedback = true }, 0);
+        run_ok(fx, b, T0 + H(72));
+        assert_int_equal(b->m[0].outcome, OUTCOME_ELIGIBLE);
+        assert_true(b->m[0].flags & FLAG_DEADLINE_PASSED_ON_ARRIVAL);
+        assert_int_equal(b->res.alerts, 1);
+        char case_id[UUID_STR_LEN];
+        ids_case_id("R-LATE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s' AND kind = 'MISSED'"
+                                   " AND due_at = '2025-03-12T08:00:00Z' AND raised_at = '2025-03-13T08:00:00Z'",
+                               case_id),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s' AND ce_type = '%s'", case_id,
+                               CE_TYPE_ALERT),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s' AND action = 'ALERT_MISSED'"
+                                   " AND after LIKE '%%feedback=NOT_HELD_IN_TIME'",
+                               case_id),
+                         1);
+        long long outbox = count(fx, "SELECT count(*) FROM allvarsd.outbox");
+        deadline_watch_result w = { 0 };
+        assert_int_equal(deadline_watch_run(fx->st, fx->cfg, T0 + H(73), &w), 0);
+        assert_int_equal(w.missed, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), outbox);
+        batch_free(b);
+}
+
+/* The connection is killed between batches: -ECONNRESET, then reconnect
+ * (statements prepared again) and the batch goes through once. */
+static void test_connection_lost(void **state) {
+        fixture *fx = *state;
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-FIRST", .person = 1 }, 0);
+        run_ok(fx, b, T0);
+        exec_ok(fx->pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        usleep(100 * 1000);
+        batch *c = batch_new();
+        batch_add(fx, c, &(refspec){ .id = "R-SECOND", .person = 2 }, 0);
+        batch_offsets(fx, c);
+        assert_int_equal(run_on(fx, fx->st, c, T0), -ECONNRESET);
+        assert_false(store_connected(fx->st));
+        assert_non_null(strstr(store_last_error(fx->st), "connection"));
+        char err[512];
+        assert_int_equal(store_reconnect(fx->st, err, sizeof err), 0);
+        assert_true(store_connected(fx->st));
+        run_ok(fx, c, T0);
+        assert_int_equal(c->res.decided, 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
+        int version;
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+        assert_int_equal(version, STORE_SCHEMA_VERSION);
+        batch_free(c);
+        batch_free(b);
+}
+
+/* deploy/roles.sql, migrations as allvarsd_owner, the daemon as
+ * allvarsd_runtime: the runtime role decides a batch but can neither change
+ * the schema nor read what is not its own. */
+static int setup_roles(void **state) {
+        if (!harness_pg_available())
+                return -1;
+        fixture *fx = calloc(1, sizeof *fx);
+        assert_non_null(fx);
+        for (int p = 0; p < PARTS; p++)
+                fx->stored[p] = -1;
+        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
+        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
+        exec_ok(fx->pg, "SET client_min_messages = warning");
+        *state = fx;
+        return 0;
+}
+
+static void test_runtime_role(void **state) {
+        fixture *fx = *state;
+        const char *root = getenv("ALLVARS_ROOT");
+        char cmd[1536];
+        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/deploy/roles.sql' >/dev/null",
+                 fx->db.name, root && *root ? root : ".");
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(system(cmd), 0);       /* idempotent */
+        /* Something the runtime role must not read. */
+        exec_ok(fx->pg, "CREATE SCHEMA other; CREATE TABLE other.secrets (x text); INSERT INTO other.secrets VALUES ('s')");
+
+        char ci[1200], err[512];
+        store *owner;
+        snprintf(ci, sizeof ci, "%s user=allvarsd_owner", fx->db.conninfo);
+        if (store_connect(ci, NULL, &owner, err, sizeof err) < 0)
+                fail_msg("store_connect as owner: %s", err);
+        int applied = store_migrate(owner, schemas_dir(), err, sizeof err);
+        if (applied < 0)
+                fail_msg("store_migrate as owner: %s", err);
+        assert_int_equal(applied, STORE_SCHEMA_VERSION);
+        store_free(owner);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"
+                                   " AND tableowner = 'allvarsd_owner'"),
+                         count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"));
+
+        snprintf(ci, sizeof ci, "%s user=allvarsd_runtime", fx->db.conninfo);
+        if (store_connect(ci, NULL, &fx->st, err, sizeof err) < 0)
+                fail_msg("store_connect as runtime: %s", err);
+        int version;
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+        uint8_t pep[40];
+        memset(pep, 7, sizeof pep);
+        char text[2048];
+        snprintf(fx->pepper_path, sizeof fx->pepper_path, "/tmp/allvars-pepper-XXXXXX");
+        int fd = mkstemp(fx->pepper_path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
+        close(fd);
+        snprintf(text, sizeof text, "database.conninfo = %s\npepper = @file:%s\n", ci, fx->pepper_path);
+        if (config_parse_string("test-store", text, &fx->cfg, err, sizeof err) < 0)
+                fail_msg("config: %s", err);
+
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-RUNTIME", .person = 1, .feedback = true }, 0);
+        batch_add(fx, b, NULL, 0);
+        run_ok(fx, b, T0 + H(72));
+        assert_int_equal(b->res.decided, 1);
+        assert_int_equal(b->res.dead_lettered, 1);
+        assert_int_equal(b->res.alerts, 1);
+        store_figures f;
+        assert_int_equal(store_figures_read(fx->st, &f), 0);
+
+        PGconn *rt = (PGconn *)store_pg(fx->st);
+        static const char *const forbidden[] = {
+                "DROP TABLE allvarsd.referrals",
+                "ALTER TABLE allvarsd.decisions ADD COLUMN x int",
+                "CREATE TABLE allvarsd.mine (x int)",
+                "TRUNCATE allvarsd.audit",
+                "DELETE FROM allvarsd.decisions",
+                "DELETE FROM allvarsd.audit",
+                "UPDATE allvarsd.audit SET after = ''",
+                "UPDATE allvarsd.decisions SET outcome = 'ELIGIBLE'",
+                "SELECT * FROM other.secrets",
+                "CREATE TEMP TABLE t (x int)",
+                "CREATE SCHEMA mine",
+        };
+        for (size_t i = 0; i < sizeof forbidden / sizeof *forbidden; i++) {
+                PGresult *res = PQexec(rt, forbidden[i]);
+                const char *state_ = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                if (PQresultStatus(res) != PGRES_FATAL_ERROR || !state_ || strcmp(state_, "42501") != 0)
+                        fail_msg("allvarsd_runtime was allowed: %s", forbidden[i]);
+                PQclear(res);
+        }
+        /* What the purge does is allowed. */
+        exec_ok(rt, "UPDATE allvarsd.audit SET detail = '' WHERE referral_id = 'R-RUNTIME'");
+        exec_ok(rt, "DELETE FROM allvarsd.referral_personal WHERE referral_id = 'R-RUNTIME'");
+        batch_free(b);
+}
+
+/* ---- throughput ---- */
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Batches of 500 realistic referrals (some persons repeat, some duplicates,
+ * a poison message now and then), fsync on. Prints the rate; asserts that
+ * every referral was decided exactly once. */
+static void test_throughput(void **state) {
+        fixture *fx = *state;
+        const char *e = getenv("ALLVARS_STORE_BENCH_BATCHES");
+        int batches = e && *e ? atoi(e) : 20;
+        const int per = 500;
+        static const char *districts[] = { "centrum", "hisingen", "nordost", "sydvast" };
+        unsigned decided = 0, dups = 0, dead = 0;
+        double busy = 0;
+        for (int k = 0; k < batches; k++) {
+                batch *b = batch_new();
+                for (int i = 0; i < per; i++) {
+                        int n = k * per + i;
+                        char id[32];
+                        if (n % 97 == 13) {
+                                batch_add(fx, b, NULL, n % 4);
+                                continue;
+                        }
+                        /* 1 % resends of a referral of the previous batch */
+                        snprintf(id, sizeof id, "BENCH-%07d", n % 101 == 7 && n >= per ? n - per : n);
+                        batch_add(fx, b,
+                                  &(refspec){ .id = id, .person = n % 3000, .district = districts[n % 4],
+                                              .acute = n % 11 == 0, .no_phone = n % 7 == 0, .feedback = n % 2 },
+                                  n % 4);
+                }
+                batch_offsets(fx, b);
+                double t = now_s();
+                run_ok(fx, b, T0 + H(1));
+                busy += now_s() - t;
+                decided += b->res.decided;
+                dups += b->res.duplicates;
+                dead += b->res.dead_lettered;
+                batch_free(b);
+        }
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), decided);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), decided);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), dead);
+        assert_int_equal(decided + dups + dead, (unsigned)(batches * per));
+        assert_true(dups > 0);
+        long long rows = 0;
+        snapshot s = snap(fx);
+        for (int i = 0; i < 11; i++)
+                rows += s.n[i];
+        printf("store throughput: %d batches of %d in %.2f s: %.0f messages/s (%u decided, %u duplicates, "
+               "%u dead letters, %lld rows written)\n",
+               batches, per, busy, batches * per / busy, decided, dups, dead, rows);
+}
+
+int main(void) {
+        if (tz_init() < 0) {
+                fprintf(stderr, "tz_init failed\n");
+                return 1;
+        }
+        /* ALLVARS_TEST_FILTER=test_throughput: run only the tests matching a pattern. */
+        const char *filter = getenv("ALLVARS_TEST_FILTER");
+        if (filter && *filter)
+                cmocka_set_test_filter(filter);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_batch_decided_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stale_offset, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_poison_message, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_first_time_history, setup_stockholm, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_same_person, setup_stockholm, teardown),
+                cmocka_unit_test_setup_teardown(test_deadline_passed_on_arrival, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_runtime_role, setup_roles, teardown),
+                cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,727 @@
+/* The case state machine (daemon/lifecycle.c): every outcome event from every
+ * state, legal and illegal; the deferral arithmetic in exact hours; overrides. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lifecycle.h"
+
+#define T0 ((usec_t)1741593600 * USEC_PER_SEC)      /* 2025-03-10T08:00:00Z */
+#define H(n) ((usec_t)(n) * USEC_PER_HOUR)
+
+/* ---- building events ---- */
+
+typedef struct event {
+        CaseOutcome ev;
+        Allvarssamtal__V1__Actor actor;
+        Google__Protobuf__Timestamp occurred, scheduled;
+        Allvarssamtal__V1__ConversationScheduled sched;
+        Allvarssamtal__V1__ProtectiveAssessmentRecorded assessment;
+        Allvarssamtal__V1__InvestigationCleared cleared;
+        Allvarssamtal__V1__ConversationHeld held;
+        Allvarssamtal__V1__FamilyDeclined declined;
+        Allvarssamtal__V1__CaseCancelled cancelled;
+        Allvarssamtal__V1__ContactDetailsSupplied contact;
+        Allvarssamtal__V1__Guardian guardian;
+        Allvarssamtal__V1__Guardian *guardians[1];
+        Allvarssamtal__V1__DecisionOverride override;
+} event;
+
+/* An event of kind k at `at`, by the booking service (a social worker for overrides). */
+static void event_init(event *e, outcome_kind k, usec_t at) {
+        memset(e, 0, sizeof *e);
+        allvarssamtal__v1__case_outcome__init(&e->ev);
+        allvarssamtal__v1__actor__init(&e->actor);
+        google__protobuf__timestamp__init(&e->occurred);
+        google__protobuf__timestamp__init(&e->scheduled);
+        e->ev.event_id = "ev-1";
+        e->ev.case_id = "6f1c1c9e-0000-5000-8000-000000000001";
+        codec_timestamp_set(&e->occurred, at);
+        e->ev.occurred_at = &e->occurred;
+        e->actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_BOOKING_SERVICE;
+        e->actor.name = "booking";
+        e->ev.actor = &e->actor;
+        switch (k) {
+        case OUTCOME_KIND_SCHEDULED:
+                allvarssamtal__v1__conversation_scheduled__init(&e->sched);
+                codec_timestamp_set(&e->scheduled, at + H(20));
+                e->sched.scheduled_at = &e->scheduled;
+                e->sched.police_attending = true;
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_SCHEDULED;
+                e->ev.conversation_scheduled = &e->sched;
+                break;
+        case OUTCOME_KIND_ASSESSMENT_RECORDED:
+                allvarssamtal__v1__protective_assessment_recorded__init(&e->assessment);
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_PROTECTIVE_ASSESSMENT_RECORDED;
+                e->ev.protective_assessment_recorded = &e->assessment;
+                break;
+        case OUTCOME_KIND_CLEARED:
+                allvarssamtal__v1__investigation_cleared__init(&e->cleared);
+                e->actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_POLICE;
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED;
+                e->ev.investigation_cleared = &e->cleared;
+                break;
+        case OUTCOME_KIND_HELD:
+                allvarssamtal__v1__conversation_held__init(&e->held);
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD;
+                e->ev.conversation_held = &e->held;
+                break;
+        case OUTCOME_KIND_DECLINED:
+                allvarssamtal__v1__family_declined__init(&e->declined);
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_FAMILY_DECLINED;
+                e->ev.family_declined = &e->declined;
+                break;
+        case OUTCOME_KIND_CANCELLED:
+                allvarssamtal__v1__case_cancelled__init(&e->cancelled);
+                e->cancelled.reason = ALLVARSSAMTAL__V1__CANCEL_REASON__CANCEL_REASON_MOVED;
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CANCELLED;
+                e->ev.cancelled = &e->cancelled;
+                break;
+        case OUTCOME_KIND_CONTACT_SUPPLIED:
+                allvarssamtal__v1__contact_details_supplied__init(&e->contact);
+                allvarssamtal__v1__guardian__init(&e->guardian);
+                e->guardian.name = "Vårdnadshavare Ett";
+                e->guardian.phone = "+46701234567";
+                e->guardians[0] = &e->guardian;
+                e->contact.guardians = e->guardians;
+                e->contact.n_guardians = 1;
+                e->actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_POLICE;
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONTACT_DETAILS_SUPPLIED;
+                e->ev.contact_details_supplied = &e->contact;
+                break;
+        case OUTCOME_KIND_OVERRIDE:
+                allvarssamtal__v1__decision_override__init(&e->override);
+                e->override.outcome = ALLVARSSAMTAL__V1__OUTCOME__OUTCOME_ELIGIBLE;
+                e->override.reason = "the family asked for the conversation";
+                e->actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER;
+                e->actor.name = "sw-anna";
+                e->ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_OVERRIDE;
+                e->ev.override = &e->override;
+                break;
+        case OUTCOME_KIND_NONE:
+        default:
+                break;
+        }
+}
+
+static void override_init(event *e, decision_outcome o, usec_t at) {
+        event_init(e, OUTCOME_KIND_OVERRIDE, at);
+        e->override.outcome = (Allvarssamtal__V1__Outcome)o;
+}
+
+/* ---- cases ---- */
+
+static const profile *gbg(void) {
+        const profile *p = profiles_find("goteborg-motion-2024");
+        assert_non_null(p);
+        assert_int_equal(p->limit, H(48));
+        return p;
+}
+
+/* A case in state s as it would plausibly be: deadlines for the states that have them. */
+static case_state mk_case(case_state_code s) {
+        case_state c = {0};
+        c.state = s;
+        c.limit = H(48);
+        c.outcome = OUTCOME_ELIGIBLE;
+        c.deadline = T0 + H(48);
+        c.deadline_kind = DEADLINE_CONVERSATION;
+        switch (s) {
+        case CASE_NONE:
+        case CASE_NOT_ELIGIBLE:
+                c.outcome = OUTCOME_NOT_ELIGIBLE;
+                c.deadline = 0;
+                c.deadline_kind = DEADLINE_NONE;
+                if (s == CASE_NOT_ELIGIBLE)
+                        c.closed_at = T0 + H(2);
+                break;
+        case CASE_DEFERRED:
+                c.outcome = OUTCOME_DEFERRED;
+                c.deadline = 0;
+                c.deadline_kind = DEADLINE_NONE;
+                break;
+        case CASE_MANUAL_REVIEW:
+                c.outcome = OUTCOME_MANUAL_REVIEW;
+                c.deadline = 0;
+                c.deadline_kind = DEADLINE_NONE;
+                break;
+        case CASE_SCHEDULED:
+                c.scheduled_at = T0 + H(30);
+                break;
+        case CASE_HELD:
+                c.scheduled_at = T0 + H(30);
+                c.held_at = c.closed_at = T0 + H(30);
+                break;
+        case CASE_DECLINED:
+        case CASE_CANCELLED:
+                c.closed_at = T0 + H(10);
+                break;
+        case CASE_ELIGIBLE:
+        default:
+                break;
+        }
+        return c;
+}
+
+static const case_state_code all_states[] = {
+        CASE_NONE,          CASE_ELIGIBLE, CASE_DEFERRED,  CASE_MANUAL_REVIEW, CASE_SCHEDULED,
+        CASE_HELD,          CASE_DECLINED, CASE_CANCELLED, CASE_NOT_ELIGIBLE,
+};
+#define N_ALL (sizeof all_states / sizeof *all_states)
+
+static bool is_open(case_state_code s) {
+        return s == CASE_ELIGIBLE || s == CASE_DEFERRED || s == CASE_MANUAL_REVIEW || s == CASE_SCHEDULED;
+}
+
+static void expect_illegal(const lifecycle_result *r, const char *kind, case_state_code s) {
+        assert_true(r->rejected);
+        assert_int_equal(r->error.reason, DLR_ILLEGAL_TRANSITION);
+        char want[CODEC_DETAIL_MAX];
+        snprintf(want, sizeof want, "%s not allowed in state %s", kind, case_state_code_name(s));
+        if (strncmp(r->error.detail, want, strlen(want)) != 0)
+                fail_msg("detail \"%s\", want it to start with \"%s\"", r->error.detail, want);
+        assert_false(r->send_scheduling);
+        assert_int_equal(r->n_feedback, 0);
+}
+
+/* ---- the transition table, from every state ---- */
+
+static void test_scheduled_every_state(void **state) {
+        (void)state;
+        for (size_t i = 0; i < N_ALL; i++) {
+                case_state_code s = all_states[i];
+                case_state before = mk_case(s);
+                event e;
+                event_init(&e, OUTCOME_KIND_SCHEDULED, T0 + H(3));
+                lifecycle_result r;
+                lifecycle_apply(&before, &e.ev, gbg(), T0 + H(4), &r);
+                if (s == CASE_ELIGIBLE || s == CASE_SCHEDULED) {
+                        assert_false(r.rejected);
+                        assert_int_equal(r.after.state, CASE_SCHEDULED);
+                        assert_int_equal(r.after.scheduled_at, T0 + H(23));
+                        assert_true(r.after.police_attending);
+                        assert_int_equal(r.after.deadline, before.deadline);  /* the deadline stays */
+                        assert_string_equal(r.action, "SCHEDULED");
+                        assert_int_equal(r.n_feedback, 1);
+                        assert_int_equal(r.feedback[0], FEEDBACK_SCHEDULED);
+                        assert_false(r.send_scheduling);
+                        assert_int_equal(r.after.closed_at, 0);
+                } else {
+                        expect_illegal(&r, "CONVERSATION_SCHEDULED", s);
+                }
+        }
+}
+
+static void test_assessment_every_state(void **state) {
+        (void)state;
+        for (int awaiting = 0; awaiting <= 1; awaiting++)
+                for (size_t i = 0; i < N_ALL; i++) {
+                        case_state_code s = all_states[i];
+                        case_state before = mk_case(s);
+                        before.awaiting_assessment = awaiting;
+                        before.protective_assessment_due = awaiting ? T0 + H(24) : 0;
+                        event e;
+                        event_init(&e, OUTCOME_KIND_ASSESSMENT_RECORDED, T0 + H(5));
+                        lifecycle_result r;
+                        lifecycle_apply(&before, &e.ev, gbg(), T0 + H(6), &r);
+                        if (!awaiting || !is_open(s)) {
+                                expect_illegal(&r, "PROTECTIVE_ASSESSMENT_RECORDED", s);
+                                if (is_open(s))
+                                        assert_non_null(strstr(r.error.detail, "no protective assessment pending"));
+                                continue;
+                        }
+                        assert_false(r.rejected);
+                        assert_false(r.after.awaiting_assessment);
+                        assert_int_equal(r.after.protective_assessment_due, 0);
+                        assert_int_equal(r.n_feedback, 0);
+                        if (s == CASE_DEFERRED) {
+                                /* The only deferral: the case becomes ELIGIBLE now. */
+                                assert_int_equal(r.after.state, CASE_ELIGIBLE);
+                                assert_int_equal(r.after.outcome, OUTCOME_ELIGIBLE);
+                                assert_int_equal(r.after.deadline, T0 + H(5) + H(48));
+                                assert_int_equal(r.after.deadline_kind, DEADLINE_CONVERSATION);
+                                assert_string_equal(r.action, "BECAME_ELIGIBLE");
+                                assert_true(r.send_scheduling);
+                        } else {
+                                assert_int_equal(r.after.state, s);
+                                assert_int_equal(r.after.deadline, before.deadline);
+                                assert_string_equal(r.action, "ASSESSMENT_RECORDED");
+                                assert_false(r.send_scheduling);
+                        }
+                }
+}
+
+static void test_clearance_every_state(void **state) {
+        (void)state;
+        for (int awaiting = 0; awaiting <= 1; awaiting++)
+                for (size_t i = 0; i < N_ALL; i++) {
+                        case_state_code s = all_states[i];
+                        case_state before = mk_case(s);
+                        before.awaiting_clearance = awaiting;
+                        event e;
+                        event_init(&e, OUTCOME_KIND_CLEARED, T0 + H(7));
+                        lifecycle_result r;
+                        lifecycle_apply(&before, &e.ev, gbg(), T0 + H(8), &r);
+                        if (!awaiting || !is_open(s)) {
+                                expect_illegal(&r, "INVESTIGATION_CLEARED", s);
+                                if (is_open(s))
+                                        assert_non_null(strstr(r.error.detail, "no clearance pending"));
+                                continue;
+                        }
+                        assert_false(r.rejected);
+                        assert_false(r.after.awaiting_clearance);
+                        if (s == CASE_DEFERRED) {
+                                assert_int_equal(r.after.state, CASE_ELIGIBLE);
+                                assert_int_equal(r.after.deadline, T0 + H(7) + H(48));
+                                assert_string_equal(r.action, "BECAME_ELIGIBLE");
+                                assert_true(r.send_scheduling);
+                        } else {
+                                assert_int_equal(r.after.state, s);
+                                assert_string_equal(r.action, "CLEARED");
+                                assert_false(r.send_scheduling);
+                        }
+                }
+}
+
+static void test_held_every_state(void **state) {
+        (void)state;
+        for (int attended = 0; attended <= 1; attended++)
+                for (size_t i = 0; i < N_ALL; i++) {
+                        case_state_code s = all_states[i];
+                        case_state before = mk_case(s);
+                        before.police_attending = !attended;
+                        event e;
+                        event_init(&e, OUTCOME_KIND_HELD, T0 + H(31));
+                        e.held.police_attended = attended;
+                        lifecycle_result r;
+                        lifecycle_apply(&before, &e.ev, gbg(), T0 + H(32), &r);
+                        if (s != CASE_SCHEDULED && s != CASE_ELIGIBLE) {
+                                expect_illegal(&r, "CONVERSATION_HELD", s);
+                                continue;
+                        }
+                        assert_false(r.rejected);
+                        assert_int_equal(r.after.state, CASE_HELD);
+                        assert_true(case_state_closed(r.after.state));
+                        assert_int_equal(r.after.held_at, T0 + H(31));
+                        assert_int_equal(r.after.closed_at, T0 + H(31));
+                        assert_int_equal(r.after.police_attending, attended);
+                        assert_string_equal(r.action, "HELD");
+                        assert_int_equal(r.n_feedback, 1);
+                        assert_int_equal(r.feedback[0], FEEDBACK_HELD);
+                }
+}
+
+static void test_declined_every_state(void **state) {
+        (void)state;
+        for (size_t i = 0; i < N_ALL; i++) {
+                case_state_code s = all_states[i];
+                case_state before = mk_case(s);
+                event e;
+                event_init(&e, OUTCOME_KIND_DECLINED, T0 + H(9));
+                lifecycle_result r;
+                lifecycle_apply(&before, &e.ev, gbg(), T0 + H(9), &r);
+                if (s != CASE_SCHEDULED && s != CASE_ELIGIBLE) {
+                        expect_illegal(&r, "FAMILY_DECLINED", s);
+                        continue;
+                }
+                assert_false(r.rejected);
+                assert_int_equal(r.after.state, CASE_DECLINED);
+                assert_true(case_state_closed(r.after.state));
+                assert_int_equal(r.after.closed_at, T0 + H(9));
+                assert_int_equal(r.after.held_at, 0);
+                assert_string_equal(r.action, "DECLINED");
+                assert_int_equal(r.n_feedback, 1);
+                assert_int_equal(r.feedback[0], FEEDBACK_FAMILY_DECLINED);
+        }
+}
+
+static void test_cancelled_every_state(void **state) {
+        (void)state;
+        for (size_t i = 0; i < N_ALL; i++) {
+                case_state_code s = all_states[i];
+                case_state before = mk_case(s);
+                event e;
+                event_init(&e, OUTCOME_KIND_CANCELLED, T0 + H(11));
+                lifecycle_result r;
+                lifecycle_apply(&before, &e.ev, gbg(), T0 + H(11), &r);
+                if (!is_open(s)) {
+                        expect_illegal(&r, "CANCELLED", s);
+                        continue;
+                }
+                assert_false(r.rejected);
+                assert_int_equal(r.after.state, CASE_CANCELLED);
+                assert_int_equal(r.after.closed_at, T0 + H(11));
+                assert_int_equal(r.after.outcome, before.outcome);
+                assert_string_equal(r.action, "CANCELLED");
+                assert_int_equal(r.n_feedback, 1);
+                assert_int_equal(r.feedback[0], FEEDBACK_CANCELLED);
+                assert_false(r.send_scheduling);
+        }
+}
+
+static void test_contact_every_state(void **state) {
+        (void)state;
+        for (size_t i = 0; i < N_ALL; i++) {
+                case_state_code s = all_states[i];
+                case_state before = mk_case(s);
+                before.awaiting_contact = true;
+                event e;
+                event_init(&e, OUTCOME_KIND_CONTACT_SUPPLIED, T0 + H(12));
+                lifecycle_result r;
+                lifecycle_apply(&before, &e.ev, gbg(), T0 + H(12), &r);
+                if (!is_open(s)) {
+                        expect_illegal(&r, "CONTACT_DETAILS_SUPPLIED", s);
+                        continue;
+                }
+                assert_false(r.rejected);
+                assert_int_equal(r.after.state, s);
+                assert_false(r.after.awaiting_contact);
+                assert_string_equal(r.action, "CONTACT_SUPPLIED");
+                assert_int_equal(r.n_feedback, 0);
+                /* Only a case waiting for its booking gets a new scheduling request. */
+                assert_int_equal(r.send_scheduling, s == CASE_ELIGIBLE);
+        }
+}
+
+static void test_override_every_state(void **state) {
+        (void)state;
+        const decision_outcome outcomes[] = {OUTCOME_ELIGIBLE, OUTCOME_NOT_ELIGIBLE, OUTCOME_DEFERRED,
+                                             OUTCOME_MANUAL_REVIEW};
+        const case_state_code target[] = {
+                [OUTCOME_ELIGIBLE] = CASE_ELIGIBLE,
+                [OUTCOME_NOT_ELIGIBLE] = CASE_NOT_ELIGIBLE,
+                [OUTCOME_DEFERRED] = CASE_DEFERRED,
+                [OUTCOME_MANUAL_REVIEW] = CASE_MANUAL_REVIEW,
+        };
+        for (size_t o = 0; o < 4; o++)
+                for (size_t i = 0; i < N_ALL; i++) {
+                        decision_outcome out = outcomes[o];
+                        case_state_code s = all_states[i];
+                        case_state before = mk_case(s);
+                        event e;
+                        override_init(&e, out, T0 + H(13));
+                        lifecycle_result r;
+                        lifecycle_apply(&before, &e.ev, gbg(), T0 + H(13), &r);
+                        bool legal = is_open(s) || (s == CASE_NONE && out != OUTCOME_NOT_ELIGIBLE);
+                        if (!legal) {
+                                expect_illegal(&r, "OVERRIDE", s);
+                                continue;
+                        }
+                        assert_false(r.rejected);
+                        assert_int_equal(r.after.state, target[out]);
+                        assert_int_equal(r.after.outcome, out);
+                        assert_string_equal(r.action, "OVERRIDDEN");
+                        assert_int_equal(r.n_feedback, 1);
+                        assert_int_equal(r.feedback[0], FEEDBACK_ASSESSED);
+                        assert_int_equal(r.assessment, out);
+                        assert_int_equal(r.after.scheduled_at, 0);
+                        assert_int_equal(r.send_scheduling, out == OUTCOME_ELIGIBLE);
+                        assert_int_equal(case_state_closed(r.after.state), out == OUTCOME_NOT_ELIGIBLE);
+                        if (out == OUTCOME_NOT_ELIGIBLE)
+                                assert_int_equal(r.after.closed_at, T0 + H(13));
+                        else
+                                assert_int_equal(r.after.closed_at, 0);
+                        if (out == OUTCOME_ELIGIBLE) {
+                                /* Kept when the case had one, else counted from the override. */
+                                usec_t want = before.deadline ? before.deadline : T0 + H(13) + H(48);
+                                assert_int_equal(r.after.deadline, want);
+                                assert_int_equal(r.after.deadline_kind, DEADLINE_CONVERSATION);
+                        }
+                        if (out == OUTCOME_DEFERRED)
+                                assert_int_equal(r.after.deadline, 0);
+                        if (out == OUTCOME_MANUAL_REVIEW)
+                                assert_int_equal(r.after.deadline, before.deadline);
+                }
+}
+
+/* ---- particular paths ---- */
+
+/* DOMAIN.md step 4: both deferrals; ELIGIBLE only after the last, its limit from that moment. */
+static void test_deferral_both_pending(void **state) {
+        (void)state;
+        for (int order = 0; order <= 1; order++) {
+                case_state c = mk_case(CASE_DEFERRED);
+                c.awaiting_assessment = c.awaiting_clearance = true;
+                c.protective_assessment_due = T0 + H(24);
+                event first, second;
+                event_init(&first, order ? OUTCOME_KIND_CLEARED : OUTCOME_KIND_ASSESSMENT_RECORDED, T0 + H(5));
+                event_init(&second, order ? OUTCOME_KIND_ASSESSMENT_RECORDED : OUTCOME_KIND_CLEARED,
+                           T0 + H(76) + 17 * USEC_PER_SEC);
+                lifecycle_result r1, r2;
+                lifecycle_apply(&c, &first.ev, gbg(), T0 + H(5), &r1);
+                assert_false(r1.rejected);
+                assert_int_equal(r1.after.state, CASE_DEFERRED);
+                assert_int_equal(r1.after.outcome, OUTCOME_DEFERRED);
+                assert_int_equal(r1.after.deadline, 0);
+                assert_false(r1.send_scheduling);
+                assert_string_equal(r1.action, order ? "CLEARED" : "ASSESSMENT_RECORDED");
+                assert_true(order ? r1.after.awaiting_assessment : r1.after.awaiting_clearance);
+
+                /* The same event again would be refused now: nothing is pending of that kind. */
+                lifecycle_result again;
+                lifecycle_apply(&r1.after, &first.ev, gbg(), T0 + H(6), &again);
+                assert_true(again.rejected);
+
+                lifecycle_apply(&r1.after, &second.ev, gbg(), T0 + H(77), &r2);
+                assert_false(r2.rejected);
+                assert_int_equal(r2.after.state, CASE_ELIGIBLE);
+                assert_int_equal(r2.after.outcome, OUTCOME_ELIGIBLE);
+                assert_false(r2.after.awaiting_assessment);
+                assert_false(r2.after.awaiting_clearance);
+                assert_int_equal(r2.after.protective_assessment_due, 0);
+                /* 48 exact hours from the second event, to the microsecond, not from processing. */
+                assert_int_equal(r2.after.deadline, T0 + H(76) + 17 * USEC_PER_SEC + H(48));
+                assert_string_equal(r2.action, "BECAME_ELIGIBLE");
+                assert_true(r2.send_scheduling);
+        }
+}
+
+/* DOMAIN.md: 48 h after 2025-03-29T10:00:00Z is 2025-03-31T10:00:00Z, across the DST change. */
+static void test_deferral_exact_hours_over_dst(void **state) {
+        (void)state;
+        usec_t at, want;
+        assert_int_equal(clock_parse_rfc3339("2025-03-29T10:00:00Z", &at), 0);
+        assert_int_equal(clock_parse_rfc3339("2025-03-31T10:00:00Z", &want), 0);
+        case_state c = mk_case(CASE_DEFERRED);
+        c.awaiting_clearance = true;
+        event e;
+        event_init(&e, OUTCOME_KIND_CLEARED, at);
+        lifecycle_result r;
+        lifecycle_apply(&c, &e.ev, gbg(), at + H(1), &r);
+        assert_int_equal(r.after.deadline, want);
+
+        /* Under a profile with another limit and kind (TUTI: 14 days; DS 2024:30: a summons in 24 h). */
+        const profile *tuti = profiles_find("trollhattan-tuti");
+        assert_non_null(tuti);
+        lifecycle_apply(&c, &e.ev, tuti, at, &r);
+        assert_int_equal(r.after.deadline, at + 14 * USEC_PER_DAY);
+        const profile *ds = profiles_find("ds-2024-30");
+        assert_non_null(ds);
+        lifecycle_apply(&c, &e.ev, ds, at, &r);
+        assert_int_equal(r.after.deadline, at + H(24));
+        assert_int_equal(r.after.deadline_kind, DEADLINE_SUMMONS);
+}
+
+/* A NOT_ELIGIBLE referral has no case; a social worker's override opens one. */
+static void test_override_opens_case(void **state) {
+        (void)state;
+        case_state none = mk_case(CASE_NONE);
+        none.limit = 0;                 /* a referral has no case limit yet: the profile's */
+        event e;
+        override_init(&e, OUTCOME_ELIGIBLE, T0 + H(50));
+        lifecycle_result r;
+        lifecycle_apply(&none, &e.ev, gbg(), T0 + H(51), &r);
+        assert_false(r.rejected);
+        assert_int_equal(r.after.state, CASE_ELIGIBLE);
+        assert_int_equal(r.after.outcome, OUTCOME_ELIGIBLE);
+        assert_int_equal(r.after.limit, H(48));
+        assert_int_equal(r.after.deadline, T0 + H(98));
+        assert_int_equal(r.after.closed_at, 0);
+        assert_true(r.send_scheduling);
+        assert_int_equal(r.assessment, OUTCOME_ELIGIBLE);
+
+        /* The opened case then goes on like any other. */
+        event s;
+        event_init(&s, OUTCOME_KIND_SCHEDULED, T0 + H(60));
+        lifecycle_result r2;
+        lifecycle_apply(&r.after, &s.ev, gbg(), T0 + H(60), &r2);
+        assert_false(r2.rejected);
+        assert_int_equal(r2.after.state, CASE_SCHEDULED);
+
+        /* Other events for a referral without a case are refused. */
+        event h;
+        event_init(&h, OUTCOME_KIND_HELD, T0 + H(50));
+        lifecycle_apply(&none, &h.ev, gbg(), T0 + H(50), &r);
+        expect_illegal(&r, "CONVERSATION_HELD", CASE_NONE);
+}
+
+static void test_override_needs_social_worker(void **state) {
+        (void)state;
+        const Allvarssamtal__V1__ActorKind others[] = {
+                ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_DAEMON,
+                ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_POLICE,
+                ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_BOOKING_SERVICE,
+        };
+        case_state c = mk_case(CASE_MANUAL_REVIEW);
+        for (size_t i = 0; i < 3; i++) {
+                event e;
+                override_init(&e, OUTCOME_ELIGIBLE, T0 + H(1));
+                e.actor.kind = others[i];
+                lifecycle_result r;
+                lifecycle_apply(&c, &e.ev, gbg(), T0 + H(1), &r);
+                expect_illegal(&r, "OVERRIDE", CASE_MANUAL_REVIEW);
+                assert_non_null(strstr(r.error.detail, "social worker"));
+        }
+        /* The reason never reaches the result (it goes to the audit only). */
+        event e;
+        override_init(&e, OUTCOME_ELIGIBLE, T0 + H(1));
+        lifecycle_result r;
+        lifecycle_apply(&c, &e.ev, gbg(), T0 + H(1), &r);
+        assert_false(r.rejected);
+        char desc[512];
+        assert_int_equal(case_state_describe(&r.after, desc, sizeof desc), 0);
+        assert_null(strstr(desc, "family"));
+}
+
+/* Overriding a DEFERRED case to ELIGIBLE leaves the assessment pending; recording it later is legal. */
+static void test_override_keeps_pending_assessment(void **state) {
+        (void)state;
+        case_state c = mk_case(CASE_DEFERRED);
+        c.awaiting_assessment = true;
+        c.protective_assessment_due = T0 + H(24);
+        event e;
+        override_init(&e, OUTCOME_ELIGIBLE, T0 + H(2));
+        lifecycle_result r;
+        lifecycle_apply(&c, &e.ev, gbg(), T0 + H(2), &r);
+        assert_int_equal(r.after.state, CASE_ELIGIBLE);
+        assert_int_equal(r.after.deadline, T0 + H(50));
+        assert_true(r.after.awaiting_assessment);
+
+        event a;
+        event_init(&a, OUTCOME_KIND_ASSESSMENT_RECORDED, T0 + H(20));
+        lifecycle_result r2;
+        lifecycle_apply(&r.after, &a.ev, gbg(), T0 + H(20), &r2);
+        assert_false(r2.rejected);
+        assert_int_equal(r2.after.state, CASE_ELIGIBLE);
+        assert_int_equal(r2.after.deadline, T0 + H(50));    /* not moved: it was not deferred */
+        assert_false(r2.send_scheduling);
+}
+
+static void test_reschedule_and_missing_time(void **state) {
+        (void)state;
+        case_state c = mk_case(CASE_SCHEDULED);
+        event e;
+        event_init(&e, OUTCOME_KIND_SCHEDULED, T0 + H(4));
+        codec_timestamp_set(&e.scheduled, T0 + H(40));
+        e.sched.police_attending = false;
+        lifecycle_result r;
+        lifecycle_apply(&c, &e.ev, gbg(), T0 + H(4), &r);
+        assert_int_equal(r.after.scheduled_at, T0 + H(40));
+        assert_false(r.after.police_attending);
+
+        e.sched.scheduled_at = NULL;
+        lifecycle_apply(&c, &e.ev, gbg(), T0 + H(4), &r);
+        assert_true(r.rejected);
+        assert_int_equal(r.error.reason, DLR_MISSING_FIELD);
+
+        /* No change at all. */
+        event n;
+        event_init(&n, OUTCOME_KIND_NONE, T0);
+        lifecycle_apply(&c, &n.ev, gbg(), T0, &r);
+        assert_true(r.rejected);
+        assert_int_equal(lifecycle_kind(&n.ev), OUTCOME_KIND_NONE);
+        assert_int_equal(lifecycle_kind(NULL), OUTCOME_KIND_NONE);
+}
+
+static void test_open_from_decision(void **state) {
+        (void)state;
+        decision d = {0};
+        d.profile = gbg();
+        d.outcome = OUTCOME_DEFERRED;
+        d.reasons = REASON_PROTECTIVE_ASSESSMENT_FIRST | REASON_PRELIMINARY_INVESTIGATION;
+        d.protective_assessment_due = T0 + H(24);
+        d.flags = FLAG_CONTACT_MISSING;
+        case_state c;
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_DEFERRED);
+        assert_true(c.awaiting_assessment);
+        assert_true(c.awaiting_clearance);
+        assert_true(c.awaiting_contact);
+        assert_int_equal(c.protective_assessment_due, T0 + H(24));
+        assert_int_equal(c.deadline, 0);
+        assert_int_equal(c.limit, H(48));
+
+        d = (decision){0};
+        d.profile = gbg();
+        d.outcome = OUTCOME_ELIGIBLE;
+        d.deadline = T0 + H(48);
+        d.deadline_kind = DEADLINE_CONVERSATION;
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_ELIGIBLE);
+        assert_int_equal(c.deadline, T0 + H(48));
+        assert_false(c.awaiting_assessment || c.awaiting_clearance || c.awaiting_contact);
+
+        d.outcome = OUTCOME_MANUAL_REVIEW;
+        d.deadline = 0;
+        d.protective_assessment_due = T0 + H(24);
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_MANUAL_REVIEW);
+        assert_true(c.awaiting_assessment);
+
+        d.outcome = OUTCOME_NOT_ELIGIBLE;
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_NONE);
+        assert_int_equal(c.outcome, OUTCOME_NOT_ELIGIBLE);
+        assert_false(case_state_closed(c.state));
+}
+
+static void test_names(void **state) {
+        (void)state;
+        for (size_t i = 0; i < N_ALL; i++) {
+                const char *n = case_state_code_name(all_states[i]);
+                assert_int_equal(case_state_code_from_name(n), (int)all_states[i]);
+        }
+        assert_string_equal(case_state_code_name(CASE_SCHEDULED), "SCHEDULED");
+        assert_string_equal(case_state_code_name(CASE_MANUAL_REVIEW), "MANUAL_REVIEW");
+        assert_int_equal(case_state_code_from_name("scheduled"), -EINVAL);
+        assert_int_equal(case_state_code_from_name(NULL), -EINVAL);
+        assert_string_equal(outcome_kind_code(OUTCOME_KIND_HELD), "CONVERSATION_HELD");
+        assert_string_equal(outcome_kind_code(OUTCOME_KIND_CONTACT_SUPPLIED), "CONTACT_DETAILS_SUPPLIED");
+        for (outcome_kind k = OUTCOME_KIND_SCHEDULED; k <= OUTCOME_KIND_OVERRIDE; k++) {
+                event e;
+                event_init(&e, k, T0);
+                assert_int_equal(lifecycle_kind(&e.ev), k);
+        }
+}
+
+static void test_describe(void **state) {
+        (void)state;
+        case_state c = mk_case(CASE_SCHEDULED);
+        c.police_attending = true;
+        c.awaiting_assessment = c.awaiting_contact = true;
+        c.protective_assessment_due = T0 + H(24);
+        char buf[512];
+        assert_int_equal(case_state_describe(&c, buf, sizeof buf), 0);
+        assert_string_equal(buf, "state=SCHEDULED;outcome=ELIGIBLE;deadline=2025-03-12T08:00:00Z;"
+                                 "deadline_kind=CONVERSATION;awaiting=assessment,contact;"
+                                 "protective_assessment_due=2025-03-11T08:00:00Z;"
+                                 "scheduled_at=2025-03-11T14:00:00Z;police_attending=true");
+        case_state d = mk_case(CASE_DEFERRED);
+        d.awaiting_clearance = true;
+        assert_int_equal(case_state_describe(&d, buf, sizeof buf), 0);
+        assert_string_equal(buf, "state=DEFERRED;outcome=DEFERRED;awaiting=clearance");
+        case_state h = mk_case(CASE_HELD);
+        assert_int_equal(case_state_describe(&h, buf, sizeof buf), 0);
+        assert_non_null(strstr(buf, ";held_at=2025-03-11T14:00:00Z;police_attended=false;closed_at="));
+        assert_int_equal(case_state_describe(&c, buf, 20), -ENOBUFS);
+        assert_int_equal(case_state_describe(&c, buf, 90), -ENOBUFS);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_scheduled_every_state),
+                cmocka_unit_test(test_assessment_every_state),
+                cmocka_unit_test(test_clearance_every_state),
+                cmocka_unit_test(test_held_every_state),
+                cmocka_unit_test(test_declined_every_state),
+                cmocka_unit_test(test_cancelled_every_state),
+                cmocka_unit_test(test_contact_every_state),
+                cmocka_unit_test(test_override_every_state),
+                cmocka_unit_test(test_deferral_both_pending),
+                cmocka_unit_test(test_deferral_exact_hours_over_dst),
+                cmocka_unit_test(test_override_opens_case),
+                cmocka_unit_test(test_override_needs_social_worker),
+                cmocka_unit_test(test_override_keeps_pending_assessment),
+                cmocka_unit_test(test_reschedule_and_missing_time),
+                cmocka_unit_test(test_open_from_decision),
+                cmocka_unit_test(test_names),
+                cmocka_unit_test(test_describe),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
