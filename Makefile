@@ -108,6 +108,10 @@ $(BUILD)/tests/%: tests/tools/%.c $(LIB) $(TEST_HELPERS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests/lib $(LDFLAGS) -o $@ $< $(TEST_HELPERS) $(LIB) $(LDLIBS)
 
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 tests-build: all $(UNIT_TESTS) $(INTEG_TESTS) $(TOOLS)
 
 # Fuzz targets: clang + libFuzzer, always with ASan/UBSan.

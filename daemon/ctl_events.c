@@ -26,6 +26,7 @@ static void on_signal(int sig) {
 static const char *header(rd_kafka_headers_t *h, const char *name, char *buf, size_t size) {
         const void *v;
         size_t len;
+        buf[0] = 0;
         if (!h || rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
                 return "";
         snprintf(buf, size, "%.*s", (int)len, (const char *)v);

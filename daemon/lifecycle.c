@@ -269,13 +269,7 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
         feedback(r, FEEDBACK_ASSESSED);
 }
 
-void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const profile *p, usec_t now,
-                     lifecycle_result *ret) {
-        /* Times are the event's own; `now` is not needed for any rule today. */
-        (void)now;
-        lifecycle_result *r = ret;
-        *r = (lifecycle_result){0};
-        r->after = *before;
+static void apply(const case_state *before, const CaseOutcome *ev, const profile *p, lifecycle_result *r) {
         case_state *c = &r->after;
 
         outcome_kind k = lifecycle_kind(ev);
@@ -372,6 +366,20 @@ void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const prof
         case OUTCOME_KIND_NONE:
         default:
                 return;
+        }
+}
+
+void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const profile *p, usec_t now,
+                     lifecycle_result *ret) {
+        /* Times are the event's own; `now` is not needed for any rule today. */
+        (void)now;
+        *ret = (lifecycle_result){0};
+        ret->after = *before;
+        apply(before, ev, p, ret);
+        if (ret->rejected) {
+                /* A rejection changes nothing and causes nothing. */
+                codec_error e = ret->error;
+                *ret = (lifecycle_result){.rejected = true, .error = e, .after = *before};
         }
 }
 

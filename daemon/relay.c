@@ -46,13 +46,17 @@
 #define DEFAULT_BATCH 500
 #define DEFAULT_POLL_MS 1000
 #define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
-#define FATAL_FLUSH_MS 1000
+#define FATAL_FLUSH_MS 100           /* what is not reported by then stays unsent */
 #define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
 #define PG_EPOCH_USEC (946684800LL * USEC_PER_SEC) /* 2000-01-01T00:00:00Z, PostgreSQL's epoch */
 
+typedef struct flight_link {
+        struct flight_link *prev, *next;
+} flight_link;
+
 /* One produced row awaiting its delivery report; the message's opaque. */
 typedef struct flight {
-        struct flight *prev, *next;
+        flight_link link;               /* first: a flight_link * is its flight * */
         int64_t id;
         char key[];
 } flight;
@@ -91,7 +95,7 @@ struct relay {
         int pipe[2];
         bool fatal;
 
-        flight flights;                 /* list head */
+        flight_link flights;            /* list head */
         uint64_t n_flights;
         int64_t *delivered;             /* delivered, not yet marked sent */
         size_t n_delivered, cap_delivered;
@@ -108,9 +112,13 @@ static void set_error(relay *r, const char *fmt, ...) {
         vsnprintf(r->fig.last_error, sizeof r->fig.last_error, fmt, ap);
         va_end(ap);
         /* One line: libpq's messages end in newlines. */
-        for (char *p = r->fig.last_error; *p; p++)
+        char *s = r->fig.last_error;
+        for (char *p = s; *p; p++)
                 if (*p == '\n' || *p == '\r')
-                        *p = *(p + 1) ? ' ' : '\0';
+                        *p = ' ';
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == ' ')
+                s[--n] = '\0';
 }
 
 static unsigned relay_batch(const relay *r) {
@@ -178,15 +186,15 @@ static void blocks_prune(relay *r, usec_t mono) {
 /* ---- flights and delivery reports ---- */
 
 static void flight_unlink(relay *r, flight *f) {
-        f->prev->next = f->next;
-        f->next->prev = f->prev;
+        f->link.prev->next = f->link.next;
+        f->link.next->prev = f->link.prev;
         r->n_flights--;
         r->fig.in_flight = r->n_flights;
 }
 
 static void flights_free(relay *r) {
         while (r->flights.next != &r->flights) {
-                flight *f = r->flights.next;
+                flight *f = (flight *)r->flights.next;
                 flight_unlink(r, f);
                 free(f);
         }
@@ -374,7 +382,7 @@ static int producer_recreate(relay *r) {
         char err[300];
         int ret = producer_new(r, err, sizeof err);
         if (ret < 0)
-                set_error(r, "recreating the producer: %s", err);
+                set_error(r, "recreating the producer: %s", err); /* retried at the next step */
         r->query_due = true;
         return ret;
 }
@@ -592,8 +600,8 @@ static int64_t be64(const char *p) {
 /* The array of ids to leave out: in flight, or delivered and not yet marked. */
 static void excluded_ids(relay *r, strbuf *b) {
         sb_adds(b, "{");
-        for (flight *f = r->flights.next; f != &r->flights; f = f->next)
-                sb_add_id(b, f->id);
+        for (flight_link *l = r->flights.next; l != &r->flights; l = l->next)
+                sb_add_id(b, ((flight *)l)->id);
         for (size_t i = 0; i < r->n_delivered; i++)
                 sb_add_id(b, r->delivered[i]);
         sb_adds(b, "}");
@@ -662,10 +670,10 @@ static int produce_row(relay *r, PGresult *res, int i) {
                         r->fatal = true;
                 return -EIO;
         }
-        f->next = &r->flights;
-        f->prev = r->flights.prev;
-        r->flights.prev->next = f;
-        r->flights.prev = f;
+        f->link.next = &r->flights;
+        f->link.prev = r->flights.prev;
+        r->flights.prev->next = &f->link;
+        r->flights.prev = &f->link;
         r->n_flights++;
         r->fig.in_flight = r->n_flights;
         return 0;
@@ -726,6 +734,13 @@ static int work(relay *r, usec_t mono) {
         if (r->rk && (r->fatal || rd_kafka_fatal_error(r->rk, NULL, 0)))
                 if ((k = producer_recreate(r)) < 0)
                         ret = k;
+        if (!r->rk) {
+                char err[300];
+                if ((k = producer_new(r, err, sizeof err)) < 0) {
+                        set_error(r, "creating the producer: %s", err);
+                        ret = k;
+                }
+        }
         producer_serve(r, 0);
 
         if (r->pg_state == PG_NONE && mono >= r->reconnect_at)

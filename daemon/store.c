@@ -505,8 +505,25 @@ void store_pipe_end(store_pipe *p) {
                 p->res[i] = NULL;
         }
         p->n = 0;
-        if (p->s && p->s->conn && PQpipelineStatus(p->s->conn) != PQ_PIPELINE_OFF)
-                PQexitPipelineMode(p->s->conn);
+        store *s = p->s;
+        if (!s || !s->conn || PQpipelineStatus(s->conn) == PQ_PIPELINE_OFF)
+                return;
+        if (PQexitPipelineMode(s->conn))
+                return;
+        /* Statements queued without their sync (a send failed half way):
+         * finish the round trip and throw it away. */
+        if (conn_ok(s) && PQpipelineSync(s->conn)) {
+                for (int i = 0; i < 4 * STORE_PIPE_MAX + 4; i++) {
+                        PGresult *r = PQgetResult(s->conn);
+                        bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+                        PQclear(r);
+                        if (synced || (!r && !conn_ok(s)))
+                                break;
+                }
+        }
+        /* Still stuck: the session is of no further use. */
+        if (!PQexitPipelineMode(s->conn))
+                s->broken = true;
 }
 
 /* ---- migrations ---- */

@@ -58,14 +58,49 @@
 #define DESCRIBE_MAX 768
 
 /* ---- SQL ----
- * The offsets' compare-and-set, the outbox, dead letters, BEGIN, COMMIT and
- * NOTIFY are the referral batch's prepared statements (store_referrals.c), so
- * both batches do them one way. The rest is this file's own. */
+ * The offsets' compare-and-set, the outbox and the dead letters are written
+ * as store_referrals.c writes them (the same statements, kept here until the
+ * two batches share them through store_internal.h). */
+
+/* Fenced positions (NOTES.md: a revoked partition's messages may still
+ * arrive): every row must match its expected value, or the batch is stale. */
+static const char SQL_OFFSETS_CAS[] =
+        "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"
+        "                  AS v(topic, part, expected, next)),"
+        " upd AS (UPDATE allvarsd.consumer_offsets o SET next_offset = v.next, updated_at = now()"
+        "           FROM v WHERE v.expected >= 0 AND o.consumer_group = $1::text AND o.topic = v.topic"
+        "            AND o.partition = v.part AND o.next_offset = v.expected RETURNING 1),"
+        " ins AS (INSERT INTO allvarsd.consumer_offsets (consumer_group, topic, partition, next_offset)"
+        "         SELECT $1::text, v.topic, v.part, v.next FROM v WHERE v.expected < 0"
+        "         ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)";
+
+/* In the order the events were made (the relay publishes per key in id order).
+ * ON CONFLICT: a dead letter's event id is named by topic, partition and
+ * offset, so a partition re-read after a manual offset reset must not fail. */
+static const char SQL_OUTBOX[] =
+        "WITH ins AS (INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
+        "             SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
+        "               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+        "                           $6::bytea[]) WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+        "              ORDER BY u.ord"
+        "             ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
+        " SELECT count(*) FROM ins";
+
+static const char SQL_DEAD_LETTER[] =
+        "INSERT INTO allvarsd.dead_letters (event_id, source_topic, source_partition, source_offset, reason, detail,"
+        "                                   payload, received_at)"
+        " SELECT u.id::uuid, u.topic, u.part, u.off, u.reason, u.detail, u.payload, $8::timestamptz"
+        "   FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::bytea[])"
+        "        AS u(id, topic, part, off, reason, detail, payload)"
+        " ON CONFLICT DO NOTHING";
+
+static const char SQL_NOTIFY[] = "SELECT pg_notify('allvarsd_outbox', '')";   /* relay.h's channel */
 
 static const char SQL_EVENT_INSERT[] =
         "INSERT INTO allvarsd.outcome_events (event_id, case_id, kind, occurred_at, applied_at,"
         " source_topic, source_partition, source_offset)"
-        " VALUES ($1::text, $2::uuid, $3::text, $4::timestamptz, $5::timestamptz, $6::text, $7::int4, $8::int8)"
+        " VALUES ($1::text, $2::text::uuid, $3::text, $4::timestamptz, $5::timestamptz, $6::text, $7::int4, $8::int8)"
         " ON CONFLICT (event_id) DO NOTHING";
 
 static const char SQL_EVENT_DELETE[] = "DELETE FROM allvarsd.outcome_events WHERE event_id = $1::text";
@@ -79,7 +114,7 @@ static const char SQL_REFERRAL_LOCK[] =
         "       " SQL_USEC("r.received_at") ","
         "       d.outcome, d.flags, d.age, d.profile_name, " SQL_USEC("d.protective_assessment_due")
         "  FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
-        " WHERE r.case_id = $1::uuid"
+        " WHERE r.case_id = $1::text::uuid"
         "   FOR NO KEY UPDATE OF r";
 
 enum {
@@ -92,7 +127,7 @@ static const char SQL_CASE_LOCK[] =
         "       " SQL_USEC("protective_assessment_due") ", awaiting_assessment, awaiting_clearance,"
         "       awaiting_contact, " SQL_USEC("scheduled_at") ", police_attending, " SQL_USEC("held_at") ","
         "       " SQL_USEC("closed_at") ", feedback_requested"
-        "  FROM allvarsd.cases WHERE case_id = $1::uuid FOR UPDATE";
+        "  FROM allvarsd.cases WHERE case_id = $1::text::uuid FOR UPDATE";
 
 static const char SQL_CASE_UPDATE[] =
         "UPDATE allvarsd.cases SET state = $2::text, outcome = $3::text, deadline = $4::timestamptz,"
@@ -100,14 +135,14 @@ static const char SQL_CASE_UPDATE[] =
         " awaiting_clearance = $8::bool, awaiting_contact = $9::bool, scheduled_at = $10::timestamptz,"
         " police_attending = $11::bool, held_at = $12::timestamptz, closed_at = $13::timestamptz,"
         " updated_at = $14::timestamptz, revision = revision + 1"
-        " WHERE case_id = $1::uuid";
+        " WHERE case_id = $1::text::uuid";
 
 static const char SQL_CASE_INSERT[] =
         "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name, limit_seconds,"
         " deadline, deadline_kind, protective_assessment_due, awaiting_assessment, awaiting_clearance,"
         " awaiting_contact, scheduled_at, police_attending, held_at, closed_at, feedback_requested,"
         " created_at, updated_at)"
-        " VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::int8, $8::timestamptz,"
+        " VALUES ($1::text::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::int8, $8::timestamptz,"
         " $9::text, $10::timestamptz, $11::bool, $12::bool, $13::bool, $14::timestamptz, $15::bool,"
         " $16::timestamptz, $17::timestamptz, $18::bool, $19::timestamptz, $19::timestamptz)";
 
@@ -116,11 +151,11 @@ static const char SQL_PERSONAL[] =
 
 static const char SQL_CONTACTS[] =
         "SELECT ordinal, name, phone, email, postal_address FROM allvarsd.case_contacts"
-        " WHERE case_id = $1::uuid ORDER BY ordinal";
+        " WHERE case_id = $1::text::uuid ORDER BY ordinal";
 
 static const char SQL_CONTACTS_UPSERT[] =
         "INSERT INTO allvarsd.case_contacts (case_id, ordinal, name, phone, email, postal_address, supplied_at)"
-        " SELECT $1::uuid, c.ordinal, c.name, c.phone, c.email, c.address, c.at"
+        " SELECT $1::text::uuid, c.ordinal, c.name, c.phone, c.email, c.address, c.at"
         "   FROM unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])"
         "        AS c(ordinal, name, phone, email, address, at)"
         " ON CONFLICT (case_id, ordinal) DO UPDATE SET name = excluded.name, phone = excluded.phone,"
@@ -176,21 +211,6 @@ static int exec_params(store *s, const char *what, const char *sql, const store_
                                    p ? p->formats : NULL, result_format);
         if (!result_ok(r)) {
                 int err = store_fail_result(s, what, r);
-                PQclear(r);
-                return err;
-        }
-        if (ret)
-                *ret = r;
-        else
-                PQclear(r);
-        return 0;
-}
-
-static int exec_prepared(store *s, const char *stmt, const store_params *p, PGresult **ret) {
-        PGresult *r = PQexecPrepared(s->conn, stmt, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
-                                     p ? p->formats : NULL, 0);
-        if (!result_ok(r)) {
-                int err = store_fail_result(s, stmt, r);
                 PQclear(r);
                 return err;
         }
@@ -498,7 +518,7 @@ static int offsets_cas(batch *b, const char *group, const store_offset *offs, si
                 store_params_arr(&p, &part);
                 store_params_arr(&p, &expected);
                 store_params_arr(&p, &next);
-                r = exec_prepared(b->s, "av_offsets_cas", &p, &res);
+                r = exec_params(b->s, "offsets", SQL_OFFSETS_CAS, &p, 0, &res);
                 if (r >= 0 && first_count(res) != n)
                         r = store_fail(b->s, -ESTALE,
                                        "outcome batch: a partition's stored offset moved (rebalanced or another consumer)");
@@ -541,7 +561,7 @@ static int dead_letter(batch *b, store_message *m, const codec_error *err, const
                 r = store_fail(b->s, -ENOMEM, "dead letter: out of memory");
         } else {
                 store_params_ts(&p, b->now);
-                r = exec_prepared(b->s, "av_dead_letters_insert", &p, NULL);
+                r = exec_params(b->s, "dead letter", SQL_DEAD_LETTER, &p, 0, NULL);
         }
         for (size_t i = 0; i < 7; i++)
                 store_arr_free(&a[i]);
@@ -997,7 +1017,7 @@ static int write_outbox(batch *b, unsigned *ret_rows) {
                 store_params_arr(&p, &type);
                 store_params_arr(&p, &t);
                 store_params_arr(&p, &payload);
-                r = exec_prepared(b->s, "av_outbox_insert", &p, &res);
+                r = exec_params(b->s, "outbox", SQL_OUTBOX, &p, 0, &res);
                 if (r >= 0)
                         *ret_rows = first_count(res);
                 PQclear(res);
@@ -1023,9 +1043,6 @@ int store_outcome_batch(store *s, const config *cfg, const char *group, usec_t n
                 return store_fail(s, -ECONNRESET, "not connected to PostgreSQL");
         if (PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
                 return store_fail(s, -EBUSY, "outcome batch: the connection is in pipeline mode");
-        int r = store_prepare_all(s);
-        if (r < 0)
-                return r;
         /* A failed batch may have left its transaction open: never join it. */
         store_rollback(s);
         if (PQtransactionStatus(s->conn) != PQTRANS_IDLE)
@@ -1042,7 +1059,7 @@ int store_outcome_batch(store *s, const config *cfg, const char *group, usec_t n
                         msgs[i].error = NULL;
         }
 
-        r = exec_prepared(s, "av_begin", NULL, NULL);
+        int r = exec_params(s, "begin", "BEGIN ISOLATION LEVEL READ COMMITTED", NULL, 0, NULL);
         if (r >= 0)
                 r = offsets_cas(&b, group, offsets, n_offsets);
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -1064,9 +1081,9 @@ int store_outcome_batch(store *s, const config *cfg, const char *group, usec_t n
                 r = write_outbox(&b, &outbox_rows);
         /* Wake the relay; delivered at COMMIT (ARCHITECTURE.md: NOTIFY only wakes it). */
         if (r >= 0 && outbox_rows > 0)
-                r = exec_prepared(s, "av_notify", NULL, NULL);
+                r = exec_params(s, "notify", SQL_NOTIFY, NULL, 0, NULL);
         if (r >= 0)
-                r = exec_prepared(s, "av_commit", NULL, NULL);
+                r = exec_params(s, "commit", "COMMIT", NULL, 0, NULL);
         if (r < 0)
                 store_rollback(s);
         b.res.events = outbox_rows;

@@ -24,12 +24,9 @@
 #include "identity.h"
 #include "reasons.h"
 #include "store_internal.h"
-#include <time.h>
-static double T_(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec/1e9;}
-static double PROF[8];
 
 #define NOTIFY_CHANNEL "allvarsd_outbox"        /* relay.h RELAY_NOTIFY_CHANNEL */
-#define ARR_POOL 72                     /* arrays of the largest round trip (3: 61) */
+#define ARR_POOL 72                     /* arrays of the largest round trip (3: 67) */
 #define PARAMS_TEXT_MAX 1024
 
 const store_statement store_referral_statements[] = {
@@ -63,16 +60,20 @@ const store_statement store_referral_statements[] = {
           "INSERT INTO persons (person_key)"
           " SELECT k FROM unnest($1::bytea[]) AS k ORDER BY k"
           " ON CONFLICT DO NOTHING" },
-        /* In key order, so that two batches sharing persons cannot deadlock here. */
+        /* In key order (the array is sorted), so that two batches sharing
+         * persons cannot deadlock here; one index lookup per key whatever
+         * plan the statistics of the moment would suggest. */
         { "av_persons_lock",
-          "SELECT 1 FROM persons WHERE person_key = ANY($1::bytea[]) ORDER BY person_key FOR UPDATE" },
-        /* Marks of each person's stored referrals, except this batch's new ones. */
+          "SELECT 1 FROM unnest($1::bytea[]) AS u(k)"
+          " CROSS JOIN LATERAL (SELECT 1 FROM persons p WHERE p.person_key = u.k FOR UPDATE) AS l" },
+        /* The marks of each person's referrals as this transaction sees them
+         * (with its own new ones, which decide_all() takes out again). One index
+         * lookup per person, whatever the statistics say about the table. */
         { "av_history",
-          "SELECT k.i, r.marks, count(*)"
+          "SELECT k.i, h.marks, h.n"
           "  FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i)"
-          "  JOIN referrals r ON r.person_key = k.key"
-          " WHERE r.referral_id <> ALL ($2::text[])"
-          " GROUP BY k.i, r.marks" },
+          "  CROSS JOIN LATERAL (SELECT r.marks, count(*) AS n FROM referrals r"
+          "                       WHERE r.person_key = k.key GROUP BY r.marks) AS h" },
         { "av_personal_insert",
           "INSERT INTO referral_personal (referral_id, identity_number, birth_date, given_name, family_name,"
           "                               narrative, payload)"
@@ -108,20 +109,27 @@ const store_statement store_referral_statements[] = {
           "        AS u(case_id, rid, action, before, after, ord)"
           "  ORDER BY u.ord" },
         { "av_alerts_insert",
-          "WITH ins AS (INSERT INTO case_alerts (case_id, kind, due_at, raised_at)"
-          "             SELECT u.case_id::uuid, u.kind, u.due, $4::timestamptz"
-          "               FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(case_id, kind, due)"
-          "             ON CONFLICT DO NOTHING RETURNING 1)"
-          " SELECT count(*) FROM ins" },
-        /* In the order the events were made: the relay publishes by id per key. */
+          "INSERT INTO case_alerts (case_id, kind, due_at, raised_at)"
+          " SELECT u.case_id::uuid, u.kind, u.due, $4::timestamptz"
+          "   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(case_id, kind, due)"
+          " ON CONFLICT DO NOTHING" },
+        /* In the order the events were made: the relay publishes by id per key.
+         * A new referral's events are new (their ids name its case). */
         { "av_outbox_insert",
-          "WITH ins AS (INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload)"
-          "             SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
-          "               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
-          "                           $6::bytea[]) WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
-          "              ORDER BY u.ord"
-          "             ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
-          " SELECT count(*) FROM ins" },
+          "INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload)"
+          " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
+          "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])"
+          "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+          "  ORDER BY u.ord" },
+        /* A dead letter's event is named by its topic, partition and offset:
+         * a replayed offset (offsets reset by hand) must not fail the batch. */
+        { "av_outbox_insert_once",
+          "INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload)"
+          " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
+          "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])"
+          "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+          "  ORDER BY u.ord"
+          " ON CONFLICT (event_id) DO NOTHING" },
         { "av_dead_letters_insert",
           "INSERT INTO dead_letters (event_id, source_topic, source_partition, source_offset, reason, detail,"
           "                          payload, received_at)"
@@ -142,7 +150,7 @@ typedef struct item {
         bool is_new;                    /* inserted by this batch */
         bool has_key;
         int key;                        /* index into the batch's person keys, -1 */
-        int prev_same_person;           /* the previous new item of the same person, -1 */
+        int next_same_person;           /* the next new item of the same person (message order), -1 */
         uint32_t marks;
         identity id;
         uint8_t person_key[PERSON_KEY_LEN];
@@ -230,6 +238,9 @@ static int scratch_reserve(store *s, size_t n) {
                 sc->cap_items = cap;
         }
         sc->n_items = sc->n_sorted = sc->n_keys = sc->n_hist = 0;
+        /* Profiles are described afresh per batch: a reloaded configuration
+         * may put a different profile at a freed one's address. */
+        sc->n_profiles = 0;
         event_list_clear(&sc->events);
         return 0;
 }
@@ -305,7 +316,7 @@ static int item_prepare(const config *cfg, item *it) {
         ids_case_id(r->referral_id, it->case_id);
         it->marks = rules_marks(r);
         it->key = -1;
-        it->prev_same_person = -1;
+        it->next_same_person = -1;
         const char *number = r->subject ? r->subject->identity_number : "";
         civil_date on = stockholm_date(codec_timestamp_usec(r->reported_at));
         if (identity_parse(str(number), on, &it->id) == IDENTITY_VALID) {
@@ -431,21 +442,14 @@ static void collect_keys(struct store_scratch *sc) {
 static int rt_persons(store *s) {
         struct store_scratch *sc = s->scratch;
         sc->n_arrs = 0;
-        store_arr *keys = arr(sc, STORE_OID_BYTEA), *ids = arr(sc, STORE_OID_TEXT);
+        store_arr *keys = arr(sc, STORE_OID_BYTEA);
         for (size_t i = 0; i < sc->n_keys; i++)
                 store_arr_bytes(keys, sc->keys[i], PERSON_KEY_LEN);
-        for (size_t i = 0; i < sc->n_items; i++)
-                if (sc->items[i].is_new)
-                        store_arr_text(ids, sc->items[i].r->referral_id);
-        store_params pk = { 0 }, ph = { 0 };
+        store_params pk = { 0 };
         int r = store_arr_finish(keys);
-        if (r >= 0)
-                r = store_arr_finish(ids);
         if (r < 0)
                 return store_fail(s, r, "batch: out of memory");
         store_params_arr(&pk, keys);
-        store_params_arr(&ph, keys);
-        store_params_arr(&ph, ids);
 
         store_pipe p;
         if ((r = store_pipe_begin(s, &p)) < 0)
@@ -455,7 +459,7 @@ static int rt_persons(store *s) {
         if (r >= 0)
                 r = store_pipe_send(&p, "av_persons_lock", &pk, 0);
         if (r >= 0)
-                r = q_hist = store_pipe_send(&p, "av_history", &ph, 0);
+                r = q_hist = store_pipe_send(&p, "av_history", &pk, 0);
         if (r >= 0)
                 r = store_pipe_sync(&p);
         if (r < 0)
@@ -490,9 +494,10 @@ out:
         return r < 0 ? r : 0;
 }
 
-/* The history of each new referral: the stored referrals of the person, and
- * the earlier new referrals of the same person in this batch (message order). */
-static void decide_all(store *s, const config *cfg, usec_t now) {
+/* The history of each new referral: the person's referrals that the history
+ * read saw, less this one and the batch's later ones (message order); so the
+ * stored referrals and the batch's earlier ones count. */
+static int decide_all(store *s, const config *cfg, usec_t now) {
         struct store_scratch *sc = s->scratch;
         qsort(sc->hist, sc->n_hist, sizeof *sc->hist, hist_cmp);
         for (size_t k = 0, h = 0; k <= sc->n_keys; k++) {
@@ -502,6 +507,14 @@ static void decide_all(store *s, const config *cfg, usec_t now) {
         }
         for (size_t k = 0; k < sc->n_keys; k++)
                 sc->last_of_key[k] = -1;
+        for (size_t i = 0; i < sc->n_items; i++) {
+                item *it = &sc->items[i];
+                if (!it->is_new || it->key < 0)
+                        continue;
+                if (sc->last_of_key[it->key] >= 0)
+                        sc->items[sc->last_of_key[it->key]].next_same_person = (int)i;
+                sc->last_of_key[it->key] = (int)i;
+        }
 
         for (size_t i = 0; i < sc->n_items; i++) {
                 item *it = &sc->items[i];
@@ -511,21 +524,25 @@ static void decide_all(store *s, const config *cfg, usec_t now) {
                 it->h = (rules_history){ 0 };
                 if (it->key >= 0) {
                         uint32_t ftm = it->p->first_time_marks;
+                        uint64_t all = 0, qualifying = 0;
                         for (size_t h = sc->hist_start[it->key]; h < sc->hist_start[it->key + 1]; h++) {
-                                it->h.prior_referrals += sc->hist[h].count;
+                                all += sc->hist[h].count;
                                 if (sc->hist[h].marks & ftm)
-                                        it->h.prior_qualifying += sc->hist[h].count;
+                                        qualifying += sc->hist[h].count;
                         }
-                        it->prev_same_person = sc->last_of_key[it->key];
-                        for (int j = it->prev_same_person; j >= 0; j = sc->items[j].prev_same_person) {
-                                it->h.prior_referrals++;
+                        for (int j = (int)i; j >= 0; j = sc->items[j].next_same_person) {
+                                if (all == 0 || ((sc->items[j].marks & ftm) && qualifying == 0))
+                                        return store_fail(s, -EIO, "batch: the history read missed this batch's referrals");
+                                all--;
                                 if (sc->items[j].marks & ftm)
-                                        it->h.prior_qualifying++;
+                                        qualifying--;
                         }
-                        sc->last_of_key[it->key] = (int)i;
+                        it->h.prior_referrals = (uint32_t)all;
+                        it->h.prior_qualifying = (uint32_t)qualifying;
                 }
                 rules_decide(it->p, it->r, &it->h, now, &it->d);
         }
+        return 0;
 }
 
 static const char *case_state_for(decision_outcome o) {
@@ -542,10 +559,11 @@ static const char *case_state_for(decision_outcome o) {
 }
 
 /* The statements of round trip 3, their arrays and row counts. */
-enum { T_PERSONAL, T_DECISIONS, T_CASES, T_CONTACTS, T_AUDIT, T_ALERTS, T_OUTBOX, T_DEAD, T_N };
-static const char *const t_stmt[T_N] = { "av_personal_insert", "av_decisions_insert", "av_cases_insert",
-                                         "av_contacts_insert", "av_audit_insert",     "av_alerts_insert",
-                                         "av_outbox_insert",   "av_dead_letters_insert" };
+enum { T_PERSONAL, T_DECISIONS, T_CASES, T_CONTACTS, T_AUDIT, T_ALERTS, T_DEAD, T_OUTBOX, T_OUTBOX_ONCE, T_N };
+static const char *const t_stmt[T_N] = {
+        "av_personal_insert", "av_decisions_insert",    "av_cases_insert",  "av_contacts_insert",    "av_audit_insert",
+        "av_alerts_insert",   "av_dead_letters_insert", "av_outbox_insert", "av_outbox_insert_once",
+};
 static const uint32_t t_cols[T_N][14] = {
         [T_PERSONAL] = { STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT,
                          STORE_OID_TEXT, STORE_OID_BYTEA },
@@ -561,6 +579,8 @@ static const uint32_t t_cols[T_N][14] = {
         [T_ALERTS] = { STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TIMESTAMPTZ },
         [T_OUTBOX] = { STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TIMESTAMPTZ,
                        STORE_OID_BYTEA },
+        [T_OUTBOX_ONCE] = { STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_TIMESTAMPTZ,
+                            STORE_OID_BYTEA },
         [T_DEAD] = { STORE_OID_TEXT, STORE_OID_TEXT, STORE_OID_INT4, STORE_OID_INT8, STORE_OID_TEXT,
                      STORE_OID_TEXT, STORE_OID_BYTEA },
 };
@@ -574,10 +594,10 @@ typedef struct writes {
 static void writes_init(struct store_scratch *sc, writes *w) {
         *w = (writes){ 0 };
         for (int t = 0; t < T_N; t++) {
-                for (size_t c = 0; c < 14 && t_cols[t][c]; c++)
+                size_t c = 0;
+                for (; c < 14 && t_cols[t][c]; c++)
                         w->c[t][c] = arr(sc, t_cols[t][c]);
-                while (w->n_cols[t] < 14 && t_cols[t][w->n_cols[t]])
-                        w->n_cols[t]++;
+                w->n_cols[t] = c;
         }
 }
 
@@ -756,23 +776,25 @@ static int rt_write(store *s, const config *cfg, usec_t now, store_message *msgs
         for (size_t i = 0; i < sc->n_items && r >= 0; i++)
                 if (sc->items[i].is_new)
                         r = write_decided(s, cfg, now, &sc->items[i], &w, res);
+        size_t first_dead_event = sc->events.n;
         for (size_t i = 0; i < n && r >= 0; i++)
                 if (!msgs[i].referral)
                         r = write_dead_letter(s, cfg, now, &msgs[i], &w);
         if (r < 0)
                 return store_fail(s, r, "batch: building the events failed: %s", strerror(-r));
 
-        store_arr **a = w.c[T_OUTBOX];
         for (size_t i = 0; i < sc->events.n; i++) {
                 const outbox_event *e = &sc->events.v[i];
+                int t = i < first_dead_event ? T_OUTBOX : T_OUTBOX_ONCE;
+                store_arr **a = w.c[t];
                 store_arr_text(a[0], e->event_id);
                 store_arr_text(a[1], e->topic);
                 store_arr_text(a[2], e->key);
                 store_arr_text(a[3], e->ce_type);
                 store_arr_ts(a[4], e->ce_time);
                 store_arr_bytes(a[5], e->payload, e->len);
+                w.rows[t]++;
         }
-        w.rows[T_OUTBOX] = sc->events.n;
 
         store_params params[T_N] = { 0 };
         for (int t = 0; t < T_N; t++) {
@@ -781,11 +803,10 @@ static int rt_write(store *s, const config *cfg, usec_t now, store_message *msgs
                 if ((r = add_arrays(&params[t], w.c[t], w.n_cols[t])) < 0)
                         return store_fail(s, r, "batch: out of memory");
                 /* decided_at, created_at, supplied_at, at, raised_at, received_at */
-                if (t != T_PERSONAL && t != T_OUTBOX)
+                if (t != T_PERSONAL && t != T_OUTBOX && t != T_OUTBOX_ONCE)
                         store_params_ts(&params[t], now);
         }
 
-        double tb = T_();
         store_pipe p;
         if ((r = store_pipe_begin(s, &p)) < 0)
                 return r;
@@ -795,20 +816,19 @@ static int rt_write(store *s, const config *cfg, usec_t now, store_message *msgs
                 if (r >= 0 && w.rows[t])
                         r = q[t] = store_pipe_send(&p, t_stmt[t], &params[t], 0);
         }
-        if (r >= 0 && w.rows[T_OUTBOX])
+        if (r >= 0 && sc->events.n > 0)
                 r = store_pipe_send(&p, "av_notify", NULL, 0);
         if (r >= 0)
                 r = store_pipe_send(&p, "av_commit", NULL, 0);
-        double ts = T_();
         if (r >= 0)
                 r = store_pipe_sync(&p);
-        PROF[3] += ts - tb; PROF[4] += T_() - ts;
-        if (getenv("STORE_PROF")) fprintf(stderr, "  send %.3f sync %.3f\n", PROF[3], PROF[4]);
         if (r >= 0) {
-                if (q[T_OUTBOX] >= 0)
-                        res->events = (unsigned)strtoul(PQgetvalue(p.res[q[T_OUTBOX]], 0, 0), NULL, 10);
+                /* Rows inserted, without those ON CONFLICT DO NOTHING skipped. */
+                for (int t = T_OUTBOX; t <= T_OUTBOX_ONCE; t++)
+                        if (q[t] >= 0)
+                                res->events += (unsigned)strtoul(PQcmdTuples(p.res[q[t]]), NULL, 10);
                 if (q[T_ALERTS] >= 0)
-                        res->alerts = (unsigned)strtoul(PQgetvalue(p.res[q[T_ALERTS]], 0, 0), NULL, 10);
+                        res->alerts = (unsigned)strtoul(PQcmdTuples(p.res[q[T_ALERTS]]), NULL, 10);
         }
         store_pipe_end(&p);
         return r < 0 ? r : 0;
@@ -855,22 +875,17 @@ int store_referral_batch(store *s, const config *cfg, const char *group, usec_t 
                         sc->sorted[sc->n_sorted++] = it;
         }
 
-        double t0 = T_();
         r = rt_claim(s, group, now, offsets, n_offsets);
-        double t1 = T_();
         if (r >= 0) {
                 collect_keys(sc);
                 if (sc->n_keys > 0)
                         r = rt_persons(s);
         }
-        double t2 = T_();
         if (r >= 0) {
-                decide_all(s, cfg, now);
-                r = rt_write(s, cfg, now, msgs, n, &res);
+                r = decide_all(s, cfg, now);
+                if (r >= 0)
+                        r = rt_write(s, cfg, now, msgs, n, &res);
         }
-        double t3 = T_();
-        PROF[0]+=t1-t0; PROF[1]+=t2-t1; PROF[2]+=t3-t2;
-        if (getenv("STORE_PROF")) fprintf(stderr, "claim %.3f persons %.3f write %.3f\n", PROF[0], PROF[1], PROF[2]);
         event_list_clear(&sc->events);
         if (r < 0) {
                 if (r != -ECONNRESET)

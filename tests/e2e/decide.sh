@@ -6,7 +6,7 @@
 #   tests/e2e/decide.sh            (BUILD=build-san tests/e2e/decide.sh for the sanitizer build)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
-BUILD=${BUILD:-build}
+BUILD=${BUILD:-${ALLVARS_BUILD:-build}}   # tests/run sets ALLVARS_BUILD
 CTL=$BUILD/allvarsctl
 [ -x "$CTL" ] || { echo "decide.sh: $CTL not built (make)" >&2; exit 1; }
 command -v protoc >/dev/null || { echo "decide.sh: protoc not found (protobuf-compiler)" >&2; exit 1; }

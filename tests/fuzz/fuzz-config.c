@@ -6,44 +6,42 @@
  *   make fuzz && build-fuzz/fuzz/fuzz-config tests/fuzz/corpus/config/
  *
  * The seed corpus refers to @credential:pepper and @credential:db-password;
- * LLVMFuzzerInitialize provides them in a temporary $CREDENTIALS_DIRECTORY. */
+ * LLVMFuzzerInitialize provides them in $TMPDIR/allvarsd-fuzz-config-UID. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 
-static char creds[64];
+static char creds[256];
 
 static void write_credential(const char *name, const char *value) {
-        char path[128];
+        char path[300];
         snprintf(path, sizeof path, "%s/%s", creds, name);
         FILE *f = fopen(path, "we");
         if (!f || fputs(value, f) < 0 || fclose(f) != 0)
                 abort();
 }
 
-static void cleanup(void) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/pepper", creds);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/db-password", creds);
-        unlink(path);
-        rmdir(creds);
-}
-
+/* One fixed directory per user, reused: libFuzzer leaves with _Exit, so a
+ * fresh temporary directory per run would never be removed. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void)argc;
         (void)argv;
-        strcpy(creds, "/tmp/fuzz-config-XXXXXX");
-        if (!mkdtemp(creds))
+        const char *tmp = getenv("TMPDIR");
+        struct stat st;
+        snprintf(creds, sizeof creds, "%s/allvarsd-fuzz-config-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
+        if (mkdir(creds, 0700) < 0 && errno != EEXIST)
+                abort();
+        if (lstat(creds, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid())
                 abort();
         write_credential("pepper", "0123456789abcdef0123456789abcdef0123456789abcdef\n");
         write_credential("db-password", "fuzz\n");
         setenv("CREDENTIALS_DIRECTORY", creds, 1);
-        atexit(cleanup);
         return 0;
 }
 

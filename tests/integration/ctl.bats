@@ -37,6 +37,9 @@ setup() {
 
 teardown() {
         teardown_daemons
+        if [[ -n ${RT_USER:-} ]]; then
+                psql -Xq -d postgres -c "DROP ROLE IF EXISTS $RT_USER" >/dev/null 2>&1 || true
+        fi
 }
 
 # allvarsctl with the test's database and a fixed "now".
@@ -627,25 +630,21 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 @test "the runtime role (schemas/002_roles.sql) is enough for every command" {
         mock_start
         user=ctl_rt_$$_$RANDOM
+        RT_USER=$user
         # Roles are cluster-wide: create the runtime role once, race-free, and a login of our own in it.
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
 DO \$\$ BEGIN CREATE ROLE allvarsd_runtime NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $user LOGIN IN ROLE allvarsd_runtime;
 SELECT allvarsd.grant_runtime();
 EOF
-        rc=0
-        (
-                set -e
-                db="dbname=$DB user=$user"
-                ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
-                ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
-                ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
-                ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
-                ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" | grep -q '^replayed dead letter 1 '
-                ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
-        ) >/dev/null || rc=$?
-        psql -Xq -d "$DB" -c "DROP OWNED BY $user" -c "DROP ROLE $user" >/dev/null 2>&1 || true
-        [[ $rc -eq 0 ]]
+        db="dbname=$DB user=$user"
+        ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
+        ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
+        ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
+        ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
+        ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" | grep -q '^replayed dead letter 1 '
+        ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
+        [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
 }
 
 @test "check-config prints the effective values; a bad file fails with one line" {

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <glob.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,7 @@ static int teardown(void **state) {
 
 /* ---- queries ---- */
 
+static PGresult *query(fixture *fx, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static PGresult *query(fixture *fx, const char *fmt, va_list ap) {
         char sql[2048];
         vsnprintf(sql, sizeof sql, fmt, ap);
@@ -598,7 +600,7 @@ static void test_deferral_then_clearance(void **state) {
         event a, c;
         event_init(&a, EV_ASSESSMENT, "ev-assess-1", id, NULL, T0 + H(5));
         send_one(fx, &a, T0 + H(6), STORE_DECIDED);
-        assert_value(fx, "DEFERRED|f|t|<null>|<null>|2",
+        assert_value(fx, "DEFERRED|false|true|<null>|<null>|2",
                      "SELECT state || '|' || awaiting_assessment || '|' || awaiting_clearance || '|' ||"
                      " coalesce(deadline::text, '<null>') || '|' ||"
                      " coalesce(protective_assessment_due::text, '<null>') || '|' || revision"
@@ -607,7 +609,7 @@ static void test_deferral_then_clearance(void **state) {
 
         event_init(&c, EV_CLEARED, "ev-clear-1", NULL, "R-DEFER", T0 + H(30) + 7 * USEC_PER_SEC);
         send_one(fx, &c, T0 + H(31), STORE_DECIDED);
-        assert_value(fx, "ELIGIBLE|ELIGIBLE|f|f|3",
+        assert_value(fx, "ELIGIBLE|ELIGIBLE|false|false|3",
                      "SELECT state || '|' || outcome || '|' || awaiting_assessment || '|' || awaiting_clearance"
                      " || '|' || revision FROM allvarsd.cases WHERE case_id = '%s'", id);
         /* Exact: 48 h from the clearance's occurred_at, not from processing. */
@@ -671,7 +673,7 @@ static void test_contact_requested_then_supplied(void **state) {
         event_init(&e, EV_CONTACT, "ev-contact-1", NULL, "R-CONTACT", T0 + H(3));
         send_one(fx, &e, T0 + H(3), STORE_DECIDED);
 
-        assert_value(fx, "ELIGIBLE|f|2025-03-12 08:00:00+00",
+        assert_value(fx, "ELIGIBLE|false|2025-03-12 08:00:00+00",
                      "SELECT state || '|' || awaiting_contact || '|' || (deadline AT TIME ZONE 'UTC')::text || '+00'"
                      " FROM allvarsd.cases WHERE case_id = '%s'", id);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_contacts WHERE case_id = '%s'", id), 2);
@@ -735,7 +737,7 @@ static void test_scheduled_then_held(void **state) {
         assert_int_equal(out.m[0].outcome, OUTCOME_ELIGIBLE);
         assert_int_equal(out.res.decided, 2);
         assert_int_equal(out.res.events, 2);
-        assert_value(fx, "SCHEDULED|2025-03-12 00:00:00+00|f|3",
+        assert_value(fx, "SCHEDULED|2025-03-12 00:00:00+00|false|3",
                      "SELECT state || '|' || (scheduled_at AT TIME ZONE 'UTC')::text || '+00|' || police_attending"
                      " || '|' || revision FROM allvarsd.cases WHERE case_id = '%s'", id);
 
@@ -761,7 +763,7 @@ static void test_scheduled_then_held(void **state) {
 
         event_init(&h, EV_HELD, "ev-held-1", id, NULL, T0 + H(40) + H(1));
         send_one(fx, &h, T0 + H(42), STORE_DECIDED);
-        assert_value(fx, "HELD|t|2025-03-12 01:00:00+00|2025-03-12 01:00:00+00",
+        assert_value(fx, "HELD|true|2025-03-12 01:00:00+00|2025-03-12 01:00:00+00",
                      "SELECT state || '|' || police_attending || '|' || (held_at AT TIME ZONE 'UTC')::text || '+00|'"
                      " || (closed_at AT TIME ZONE 'UTC')::text || '+00' FROM allvarsd.cases WHERE case_id = '%s'",
                      id);
@@ -804,7 +806,7 @@ static void test_override_opens_case(void **state) {
         assert_int_equal(send_events(fx, evs, 1, T0 + H(7), &out), 0);
         assert_int_equal(out.m[0].status, STORE_DECIDED);
         assert_int_equal(out.res.cases_opened, 1);
-        assert_value(fx, "ELIGIBLE|ELIGIBLE|R-NOT|hisingen|goteborg-motion-2024|172800|t|1",
+        assert_value(fx, "ELIGIBLE|ELIGIBLE|R-NOT|hisingen|goteborg-motion-2024|172800|true|1",
                      "SELECT state || '|' || outcome || '|' || referral_id || '|' || district || '|' || profile_name"
                      " || '|' || limit_seconds || '|' || feedback_requested || '|' || revision"
                      " FROM allvarsd.cases WHERE case_id = '%s'", id);
@@ -887,7 +889,7 @@ static void test_illegal_dead_lettered_next_applies(void **state) {
         assert_int_equal(out.res.decided, 1);
         assert_int_equal(out.res.dead_lettered, 4);
 
-        assert_value(fx, "DEFERRED|f|DEFERRED",
+        assert_value(fx, "DEFERRED|false|DEFERRED",
                      "SELECT state || '|' || awaiting_assessment || '|' || outcome FROM allvarsd.cases"
                      " WHERE case_id = '%s'", id);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), 4);
@@ -1017,6 +1019,76 @@ static void test_statutory_feedback(void **state) {
                      " || coalesce(scheduled_at::text, '<null>') FROM allvarsd.cases WHERE case_id = '%s'", id);
 }
 
+/* Two instances apply overrides of one NOT_ELIGIBLE referral at the same
+ * moment (each on its own partition): the referral lock makes one open the
+ * case and the other override the case it finds; neither fails. */
+typedef struct racer {
+        fixture *fx;
+        store *st;
+        int32_t partition;
+        event ev;
+        store_message m;
+        store_batch_result res;
+        int ret;
+} racer;
+
+static void *race(void *arg) {
+        racer *rc = arg;
+        uint8_t *buf = NULL;
+        size_t len = codec_pack(&rc->ev.ev.base, &buf);
+        codec_error err;
+        codec_outcome *o = codec_outcome_decode(buf, len, 1 << 20, &err);
+        rc->m = (store_message){.topic = rc->fx->cfg->topic_outcomes, .partition = rc->partition, .offset = 0,
+                                .payload = buf, .len = len, .case_outcome = codec_outcome_msg(o)};
+        store_offset off = {.topic = rc->fx->cfg->topic_outcomes, .partition = rc->partition, .expected_next = -1,
+                            .new_next = 1};
+        rc->ret = store_outcome_batch(rc->st, rc->fx->cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
+        rc->m.case_outcome = NULL;
+        codec_outcome_free(o);
+        free(buf);
+        return NULL;
+}
+
+static void test_concurrent_overrides_open_once(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN];
+        add_referral(fx, &(ref_spec){.referral_id = "R-RACE", .decision = "NOT_ELIGIBLE"}, id);
+        racer rc[2] = {{.fx = fx, .partition = 1}, {.fx = fx, .partition = 2}};
+        char err[256];
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(store_connect(fx->conninfo, NULL, &rc[i].st, err, sizeof err), 0);
+                event_init(&rc[i].ev, EV_OVERRIDE, i ? "ev-race-b" : "ev-race-a", id, NULL, T0 + H(6));
+        }
+        /* Hold the referral so that both batches reach its lock before either goes on. */
+        exec_ok(fx->pg, "BEGIN");
+        exec_ok(fx->pg, "SELECT 1 FROM allvarsd.referrals WHERE referral_id = 'R-RACE' FOR UPDATE");
+        pthread_t t[2];
+        for (size_t i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, race, &rc[i]), 0);
+        for (int tries = 0; tries < 100; tries++) {
+                if (count(fx, "SELECT count(*) FROM pg_locks WHERE NOT granted") >= 2)
+                        break;
+                usleep(50 * 1000);
+        }
+        exec_ok(fx->pg, "COMMIT");
+        for (size_t i = 0; i < 2; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        for (size_t i = 0; i < 2; i++) {
+                if (rc[i].ret != 0)
+                        fail_msg("batch %zu: %d: %s", i, rc[i].ret, store_last_error(rc[i].st));
+                assert_int_equal(rc[i].m.status, STORE_DECIDED);
+                store_free(rc[i].st);
+        }
+        assert_int_equal(rc[0].res.cases_opened + rc[1].res.cases_opened, 1);
+        assert_value(fx, "ELIGIBLE|2", "SELECT state || '|' || revision FROM allvarsd.cases WHERE case_id = '%s'", id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s' AND action = 'OVERRIDDEN'",
+                               id),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s'"
+                                   " AND before LIKE 'state=NONE;%%'", id),
+                         1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_deferral_then_clearance, setup, teardown),
@@ -1027,6 +1099,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_duplicate_event_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_offset, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_statutory_feedback, setup_statutory, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_overrides_open_once, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,7 @@ typedef struct env {
         rd_kafka_mock_cluster_t *mc;
         char bootstrap[256];
         harness_db db;
-        const char *conninfo;
+        char *conninfo;                 /* db.conninfo */
         PGconn *pg;
         config cfg;
         config_kv kafka[4];

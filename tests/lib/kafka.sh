@@ -2,6 +2,8 @@
 #
 # One node in KRaft mode, broker and controller combined, from the Maven Central
 # jars named in tests/kafka/pom.xml, run with Debian's Java 17, on loopback only.
+# A short broker session (2.5 s) lets a broker restarted after SIGKILL rejoin quickly:
+# the controller must first fence the old incarnation.
 #
 #   kafka_fetch                    resolve the jars once into the cache (mvn); no-op when cached
 #   kafka_start                    format storage in a new temp dir, start, wait until ready
@@ -119,6 +121,8 @@ _kafka_launch() {
                 -Dkafka.logs.dir="$dir" \
                 kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/stdout.log" 2>&1 &
         export ALLVARS_KAFKA_PID=$!
+        # Not a job of this shell: no "Killed" notices, and no wait needed (bash reaps it).
+        disown "$ALLVARS_KAFKA_PID" 2>/dev/null
         # The pid file, not the variable, is the truth: a child process may restart the broker.
         echo "$ALLVARS_KAFKA_PID" >"$dir/kafka.pid"
         deadline=$((SECONDS + ${ALLVARS_KAFKA_START_TIMEOUT:-120}))
@@ -175,6 +179,8 @@ share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=16777216
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=2500
 EOF
                 cluster_id=$(_kafka_tool kafka.tools.StorageTool random-uuid 2>>"$dir/stdout.log") || {
                         allvars_log "StorageTool random-uuid failed"; _kafka_show_log; kafka_stop; return 1; }
@@ -211,7 +217,6 @@ _kafka_kill() {
                         allvars_wait 10 bash -c "! kill -0 $pid" || true
                 fi
         fi
-        wait "$pid" 2>/dev/null
         rm -f "$ALLVARS_KAFKA_DIR/kafka.pid"
         return 0
 }

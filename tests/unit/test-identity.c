@@ -293,7 +293,7 @@ static void test_stockholm_date(void **state) {
 static void test_stockholm_date_matches_localtime(void **state) {
         (void)state;
         uint64_t x = 88172645463325252ull;
-        for (int i = 0; i < 200000; i++) {
+        for (int i = 0; i < 100000; i++) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;

@@ -153,6 +153,7 @@ static case_state mk_case(case_state_code s) {
                 break;
         case CASE_SCHEDULED:
                 c.scheduled_at = T0 + H(30);
+                c.police_attending = true;
                 break;
         case CASE_HELD:
                 c.scheduled_at = T0 + H(30);
@@ -421,6 +422,7 @@ static void test_override_every_state(void **state) {
                         assert_int_equal(r.feedback[0], FEEDBACK_ASSESSED);
                         assert_int_equal(r.assessment, out);
                         assert_int_equal(r.after.scheduled_at, 0);
+                        assert_false(r.after.police_attending);
                         assert_int_equal(r.send_scheduling, out == OUTCOME_ELIGIBLE);
                         assert_int_equal(case_state_closed(r.after.state), out == OUTCOME_NOT_ELIGIBLE);
                         if (out == OUTCOME_NOT_ELIGIBLE)

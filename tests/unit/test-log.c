@@ -4,6 +4,8 @@
  * machine runs one. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -240,7 +242,7 @@ static const char *datagram_field(const char *d, size_t n, const char *name, int
  * journal socket, logs, and forwards each datagram to the parent through a
  * pipe (length, then bytes). Exit 77: namespaces not allowed here. */
 static int fake_journal_child(int out) {
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
                 return 77;
         if (mkdir("/run/systemd", 0755) < 0 || mkdir("/run/systemd/journal", 0755) < 0)
@@ -378,7 +380,7 @@ static int private_journald_child(void) {
         static const char journald[] = "/lib/systemd/systemd-journald";
         if (access(journald, X_OK) < 0 || access("/usr/bin/journalctl", X_OK) < 0)
                 return 77;
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
             mount("tmpfs", "/var/log", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
                 return 77;
@@ -432,6 +434,46 @@ static void test_real_journald(void **state) {
                 fail_msg("the journal entry did not appear with its fields (%d)", r);
 }
 
+/* ---- allvarsd(8) lists the catalog ---- */
+
+/* A file of the repository: $ALLVARS_ROOT, the directory above build/tests, or ".". */
+static const char *repo_path(const char *rel) {
+        static char out[PATH_MAX];
+        const char *root = getenv("ALLVARS_ROOT");
+        char exe[PATH_MAX];
+        ssize_t n;
+        if (root) {
+                snprintf(out, sizeof out, "%s/%s", root, rel);
+                return out;
+        }
+        if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
+                exe[n] = 0;
+                snprintf(out, sizeof out, "%s/%s", dirname(dirname(dirname(exe))), rel);
+                if (access(out, R_OK) == 0)
+                        return out;
+        }
+        snprintf(out, sizeof out, "%s", rel);
+        return out;
+}
+
+static void test_man_page_lists_catalog(void **state) {
+        (void)state;
+        const char *path = repo_path("deploy/allvarsd.8");
+        FILE *f = fopen(path, "re");
+        if (!f)
+                fail_msg("cannot open %s", path);
+        static char page[65536];
+        size_t n = fread(page, 1, sizeof page - 1, f);
+        page[n] = 0;
+        fclose(f);
+        for (int i = MSGID_NONE + 1; i < _MSGID_MAX; i++) {
+                char line[128];
+                snprintf(line, sizeof line, "\n.TP\n\\fB%s\\fR %s\n", log_msgid_name(i), log_msgid_string(i));
+                if (!strstr(page, line))
+                        fail_msg("%s does not list %s %s", path, log_msgid_name(i), log_msgid_string(i));
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_stderr_line_has_message_and_fields),
@@ -444,6 +486,7 @@ int main(void) {
                 cmocka_unit_test(test_auto_without_journal_stream),
                 cmocka_unit_test(test_journal_native_protocol),
                 cmocka_unit_test(test_real_journald),
+                cmocka_unit_test(test_man_page_lists_catalog),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,315 @@
+/* store_migrate and store_check_schema against a real PostgreSQL server
+ * (PGHOST/PGPORT/PGUSER from tests/lib/pg.sh): each test on a fresh, empty
+ * database, with the project's schemas/ or a copy of them in a temp dir.
+ *
+ *   source tests/lib/pg.sh; pg_start; build/tests/test-migrate; pg_stop */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+
+#include "harness.h"
+#include "store.h"
+
+typedef struct fixture {
+        harness_db db;
+        PGconn *pg;
+        store *st;
+        char dir[64];                   /* a private copy of schemas/, for tests that change it */
+} fixture;
+
+static const char *schemas_dir(void) {
+        static char buf[1024];
+        const char *d = getenv("ALLVARS_SCHEMAS");
+        if (d && *d)
+                return d;
+        const char *root = getenv("ALLVARS_ROOT");
+        snprintf(buf, sizeof buf, "%s/schemas", root && *root ? root : ".");
+        return buf;
+}
+
+static void exec_ok(PGconn *c, const char *sql) {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+                fail_msg("%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+}
+
+static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long long count(fixture *fx, const char *fmt, ...) {
+        char sql[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(sql, sizeof sql, fmt, ap);
+        va_end(ap);
+        PGresult *r = PQexec(fx->pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
+        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return n;
+}
+
+static int setup(void **state) {
+        if (!harness_pg_available()) {
+                fprintf(stderr, "PGHOST is not set: source tests/lib/pg.sh and pg_start first\n");
+                return -1;
+        }
+        fixture *fx = calloc(1, sizeof *fx);
+        assert_non_null(fx);
+        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
+        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
+        exec_ok(fx->pg, "SET client_min_messages = warning");
+        char err[512];
+        if (store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err) < 0)
+                fail_msg("store_connect: %s", err);
+        *state = fx;
+        return 0;
+}
+
+static int teardown(void **state) {
+        fixture *fx = *state;
+        if (!fx)
+                return 0;
+        store_free(fx->st);
+        PQfinish(fx->pg);
+        harness_db_drop(&fx->db);
+        if (fx->dir[0]) {
+                char cmd[128];
+                snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "could not remove %s\n", fx->dir);
+        }
+        free(fx);
+        return 0;
+}
+
+/* A private copy of schemas/ in fx->dir. */
+static void copy_schemas(fixture *fx) {
+        snprintf(fx->dir, sizeof fx->dir, "/tmp/allvars-schemas-XXXXXX");
+        assert_non_null(mkdtemp(fx->dir));
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd, "cp '%s'/[0-9][0-9][0-9]_*.sql '%s'/", schemas_dir(), fx->dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void write_file(const char *dir, const char *name, const char *text, const char *mode) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        FILE *f = fopen(path, mode);
+        assert_non_null(f);
+        fputs(text, f);
+        assert_int_equal(fclose(f), 0);
+}
+
+static int migrate(fixture *fx, const char *dir, char *err, size_t size) {
+        return store_migrate(fx->st, dir, err, size);
+}
+
+static void sha256_file(const char *path, char out[65]) {
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        assert_non_null(ctx);
+        assert_true(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL));
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+                assert_true(EVP_DigestUpdate(ctx, buf, n));
+        fclose(f);
+        unsigned char md[32];
+        unsigned len = 0;
+        assert_true(EVP_DigestFinal_ex(ctx, md, &len));
+        EVP_MD_CTX_free(ctx);
+        for (unsigned i = 0; i < len; i++)
+                snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* ---- tests ---- */
+
+/* A fresh database: no schema (ENOENT), then every migration once, recorded
+ * with its checksum; the second run applies nothing and changes nothing. */
+static void test_migrate_twice_is_noop(void **state) {
+        fixture *fx = *state;
+        int version = -1;
+        assert_int_equal(store_check_schema(fx->st, &version), -ENOENT);
+        assert_int_equal(version, 0);
+
+        char err[512] = "";
+        int r = migrate(fx, schemas_dir(), err, sizeof err);
+        if (r < 0)
+                fail_msg("store_migrate: %s", err);
+        assert_int_equal(r, STORE_SCHEMA_VERSION);
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+        assert_int_equal(version, STORE_SCHEMA_VERSION);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.schema_migrations WHERE version = 1 AND name = 'initial'"
+                                   " AND applied_at <= now()"),
+                         1);
+        char path[1200], sum[65];
+        snprintf(path, sizeof path, "%s/001_initial.sql", schemas_dir());
+        sha256_file(path, sum);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.schema_migrations WHERE version = 1 AND sha256 = '%s'",
+                               sum),
+                         1);
+
+        long long tables = count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'");
+        long long applied_at = count(fx, "SELECT (extract(epoch FROM max(applied_at)) * 1e6)::bigint"
+                                         " FROM allvarsd.schema_migrations");
+        assert_true(tables >= 14);
+        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), 0);
+        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"), tables);
+        assert_int_equal(count(fx, "SELECT (extract(epoch FROM max(applied_at)) * 1e6)::bigint"
+                                   " FROM allvarsd.schema_migrations"),
+                         applied_at);
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+}
+
+/* A database a newer build migrated is refused by the check and by migrate;
+ * an older one is refused by the check and brought up to date by migrate. */
+static void test_schema_check_refuses_unknown_version(void **state) {
+        fixture *fx = *state;
+        char err[512];
+        assert_true(migrate(fx, schemas_dir(), err, sizeof err) >= 0);
+        exec_ok(fx->pg, "INSERT INTO allvarsd.schema_migrations (version, name, sha256, applied_at)"
+                        " VALUES (999, 'future', '', now())");
+        int version = 0;
+        assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
+        assert_int_equal(version, 999);
+        assert_non_null(strstr(store_last_error(fx->st), "999"));
+        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), -EPROTO);
+        assert_non_null(strstr(err, "999"));
+
+        exec_ok(fx->pg, "DELETE FROM allvarsd.schema_migrations WHERE version >= 2");
+        assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
+        assert_int_equal(version, 1);
+        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), STORE_SCHEMA_VERSION - 1);
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+}
+
+/* A migration edited after it was applied is an error, and nothing else runs. */
+static void test_changed_checksum(void **state) {
+        fixture *fx = *state;
+        copy_schemas(fx);
+        char err[512];
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), STORE_SCHEMA_VERSION);
+        write_file(fx->dir, "001_initial.sql", "\n-- an innocent comment\n", "a");
+        write_file(fx->dir, "900_later.sql", "CREATE TABLE allvarsd.later (x int);\n", "w");
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -EPROTO);
+        assert_non_null(strstr(err, "001_initial.sql"));
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE tablename = 'later'"), 0);
+        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION);
+}
+
+/* A migration that fails half way leaves nothing behind and is not recorded;
+ * fixed, it applies. One that ends the transaction itself is refused. */
+static void test_failed_migration_rolls_back(void **state) {
+        fixture *fx = *state;
+        copy_schemas(fx);
+        write_file(fx->dir, "003_broken.sql",
+                   "CREATE TABLE allvarsd.half_done (x int);\nSELECT allvarsd.no_such_function();\n", "w");
+        char err[512];
+        int r = migrate(fx, fx->dir, err, sizeof err);
+        assert_true(r < 0);
+        assert_non_null(strstr(err, "003_broken.sql"));
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"), 0);
+        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), 2);
+        assert_true(store_connected(fx->st));
+
+        write_file(fx->dir, "003_broken.sql", "CREATE TABLE allvarsd.half_done (x int);\n", "w");
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"), 1);
+        int version;
+        assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);        /* this build knows 2 */
+        assert_int_equal(version, 3);
+
+        write_file(fx->dir, "004_commits.sql", "CREATE TABLE allvarsd.t4 (x int);\nCOMMIT;\n", "w");
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -EINVAL);
+        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), 3);
+}
+
+/* Only NNN_name.sql files count; no directory or no files is an error. */
+static void test_bad_directories(void **state) {
+        fixture *fx = *state;
+        char err[512];
+        assert_int_equal(migrate(fx, "/nonexistent/schemas", err, sizeof err), -ENOENT);
+        snprintf(fx->dir, sizeof fx->dir, "/tmp/allvars-schemas-XXXXXX");
+        assert_non_null(mkdtemp(fx->dir));
+        write_file(fx->dir, "README", "not a migration\n", "w");
+        write_file(fx->dir, "1_short.sql", "SELECT 1;\n", "w");
+        write_file(fx->dir, "002_Upper.sql", "SELECT 1;\n", "w");
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -ENOENT);
+        write_file(fx->dir, "001_one.sql", "CREATE TABLE allvarsd.one (x int);\n", "w");
+        write_file(fx->dir, "001_two.sql", "CREATE TABLE allvarsd.two (x int);\n", "w");
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "same number"));
+}
+
+/* Two migrators at once on a fresh database: each migration applied once. */
+typedef struct migrator {
+        const char *conninfo;
+        pthread_barrier_t *barrier;
+        int r;
+        char err[512];
+} migrator;
+
+static void *run_migrator(void *arg) {
+        migrator *m = arg;
+        store *st = NULL;
+        m->r = store_connect(m->conninfo, NULL, &st, m->err, sizeof m->err);
+        pthread_barrier_wait(m->barrier);
+        if (m->r >= 0)
+                m->r = store_migrate(st, schemas_dir(), m->err, sizeof m->err);
+        store_free(st);
+        return NULL;
+}
+
+static void test_concurrent_migrators(void **state) {
+        fixture *fx = *state;
+        for (int round = 0; round < 3; round++) {
+                if (round > 0)
+                        exec_ok(fx->pg, "DROP SCHEMA allvarsd CASCADE");
+                pthread_barrier_t barrier;
+                pthread_barrier_init(&barrier, NULL, 2);
+                migrator m[2] = { { .conninfo = fx->db.conninfo, .barrier = &barrier },
+                                  { .conninfo = fx->db.conninfo, .barrier = &barrier } };
+                pthread_t th[2];
+                for (int i = 0; i < 2; i++)
+                        assert_int_equal(pthread_create(&th[i], NULL, run_migrator, &m[i]), 0);
+                for (int i = 0; i < 2; i++)
+                        pthread_join(th[i], NULL);
+                pthread_barrier_destroy(&barrier);
+                for (int i = 0; i < 2; i++)
+                        if (m[i].r < 0)
+                                fail_msg("migrator %d: %s", i, m[i].err);
+                assert_int_equal(m[0].r + m[1].r, STORE_SCHEMA_VERSION);
+                assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION);
+        }
+}
+
+int main(void) {
+        const char *filter = getenv("ALLVARS_TEST_FILTER");
+        if (filter && *filter)
+                cmocka_set_test_filter(filter);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_migrate_twice_is_noop, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_schema_check_refuses_unknown_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_checksum, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
