@@ -23,6 +23,7 @@
 #include "events.h"
 #include "identity.h"
 #include "reasons.h"
+#include "lifecycle.h"
 #include "store_internal.h"
 
 #define NOTIFY_CHANNEL "allvarsd_outbox"        /* relay.h RELAY_NOTIFY_CHANNEL */
@@ -545,19 +546,6 @@ static int decide_all(store *s, const config *cfg, usec_t now) {
         return 0;
 }
 
-static const char *case_state_for(decision_outcome o) {
-        switch (o) {
-        case OUTCOME_ELIGIBLE:
-                return "ELIGIBLE";
-        case OUTCOME_DEFERRED:
-                return "DEFERRED";
-        case OUTCOME_MANUAL_REVIEW:
-                return "MANUAL_REVIEW";
-        default:
-                return NULL;            /* NOT_ELIGIBLE opens no case */
-        }
-}
-
 /* The statements of round trip 3, their arrays and row counts. */
 enum { T_PERSONAL, T_DECISIONS, T_CASES, T_CONTACTS, T_AUDIT, T_ALERTS, T_DEAD, T_OUTBOX, T_OUTBOX_ONCE, T_N };
 static const char *const t_stmt[T_N] = {
@@ -668,9 +656,12 @@ static int write_decided(store *s, const config *cfg, usec_t now, const item *it
         if (k < 0)
                 return k;
 
-        const char *state = case_state_for(d->outcome);
-        if (!state)
+        /* The case as the state machine opens it, so the two never disagree. */
+        case_state cs;
+        lifecycle_open(d, &cs);
+        if (cs.state == CASE_NONE)
                 return 0;
+        const char *state = case_state_code_name(cs.state);
         res->cases_opened++;
         a = w->c[T_CASES];
         store_arr_text(a[0], it->case_id);
@@ -682,10 +673,10 @@ static int write_decided(store *s, const config *cfg, usec_t now, const item *it
         store_arr_int8(a[6], it->p->limit / USEC_PER_SEC);
         store_arr_ts(a[7], d->deadline);
         store_arr_text(a[8], dk);
-        store_arr_ts(a[9], d->protective_assessment_due);
-        store_arr_bool(a[10], d->reasons & REASON_PROTECTIVE_ASSESSMENT_FIRST);
-        store_arr_bool(a[11], d->reasons & REASON_PRELIMINARY_INVESTIGATION);
-        store_arr_bool(a[12], d->flags & FLAG_CONTACT_MISSING);
+        store_arr_ts(a[9], cs.protective_assessment_due);
+        store_arr_bool(a[10], cs.awaiting_assessment);
+        store_arr_bool(a[11], cs.awaiting_clearance);
+        store_arr_bool(a[12], cs.awaiting_contact);
         store_arr_bool(a[13], r->feedback_requested);
         w->rows[T_CASES]++;
 

@@ -275,12 +275,22 @@ static bool relay_active(relay *r) {
         return f.active;
 }
 
+/* A NUL-terminated copy of len bytes (Kafka values are not strings). */
+static char *dupn(const void *p, size_t len) {
+        char *s = malloc(len + 1);
+        assert_non_null(s);
+        if (len)
+                memcpy(s, p, len);
+        s[len] = 0;
+        return s;
+}
+
 static char *header(rd_kafka_headers_t *h, const char *name) {
         const void *v = NULL;
         size_t len = 0;
         if (!h || rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
                 return NULL;
-        return strndup(v ? v : "", len);
+        return dupn(v, v ? len : 0);
 }
 
 /* Read both topics from the start until `want` messages came and `quiet` passed
@@ -320,8 +330,8 @@ static void consume_all(env *e, size_t want, usec_t quiet, usec_t timeout) {
                 x->topic = strdup(rd_kafka_topic_name(m->rkt));
                 x->partition = m->partition;
                 x->offset = m->offset;
-                x->key = strndup(m->key ? m->key : "", m->key_len);
-                x->value = strndup(m->payload ? m->payload : "", m->len);
+                x->key = dupn(m->key, m->key ? m->key_len : 0);
+                x->value = dupn(m->payload, m->payload ? m->len : 0);
                 rd_kafka_headers_t *h = NULL;
                 rd_kafka_message_headers(m, &h);
                 x->h_content_type = header(h, "content-type");
