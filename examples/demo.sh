@@ -29,6 +29,9 @@ pg_start
 createdb allvarsd
 
 head -c 48 /dev/urandom > "$WORK/pepper"
+# The sample referrals were reported in March 2025: the demo runs on the
+# daemon's settable clock, starting on 2025-03-10 at 12:00 UTC.
+echo 2025-03-10T12:00:00Z > "$WORK/clock"
 cat > "$WORK/allvarsd.conf" <<CONF
 # The embedded default: an in-process Kafka (not for production) and the demo's PostgreSQL.
 kafka.embedded = true
@@ -37,7 +40,11 @@ pepper = @file:$WORK/pepper
 profile.name = goteborg-motion-2024
 log.target = stderr
 batch.max_wait_ms = 20
+deadline_watch.interval_s = 1
+clock.file = $WORK/clock
 CONF
+CTL=(build/allvarsctl)
+ctl() { local c=$1; shift; "${CTL[@]}" "$c" --config "$WORK/allvarsd.conf" "$@"; }
 
 say "Creating the schema (allvarsd --migrate)"
 build/allvarsd --config "$WORK/allvarsd.conf" --migrate --schemas schemas
@@ -70,30 +77,62 @@ printf 'this is not a protobuf referral' > "$WORK/garbage.bin"
 kcat -P -b "$BOOTSTRAP" -t police.referrals.v1 -k garbage "$WORK/garbage.bin"
 echo "  (and one malformed message)"
 
-for _ in $(seq 100); do
-        d=$(psql -XAtq -d allvarsd -c "select count(*) from allvarsd.decisions")
-        [[ $d -ge $n ]] && break
-        sleep 0.1
-done
+wait_count() { # SQL EXPECTED: wait (bounded) until the query's count reaches EXPECTED
+        for _ in $(seq 150); do
+                [[ $(psql -XAtq -d allvarsd -c "$1") -ge $2 ]] && return 0
+                sleep 0.1
+        done
+        echo "timed out waiting for: $1 >= $2" >&2
+}
+wait_count "select count(*) from allvarsd.decisions" "$n"
 
-say "Decisions (recommendations; social workers decide)"
+say "Decisions on $(cat "$WORK/clock") (recommendations; social workers decide)"
 psql -Xq -d allvarsd -P pager=off -c "
 select r.referral_id, d.outcome, d.age, d.reasons, d.flags,
-       to_char(d.deadline at time zone 'UTC', 'YYYY-MM-DD HH24:MI\"Z\"') as deadline, d.deadline_kind,
-       d.profile_name as profile
+       to_char(d.deadline at time zone 'UTC', 'YYYY-MM-DD HH24:MI\"Z\"') as deadline, d.deadline_kind
   from allvarsd.decisions d join allvarsd.referrals r using (referral_id)
  order by r.referral_id"
 
+say "One decision explained, as a social worker sees it"
+ctl case PM-2025-0310-000123 | sed -n '1,/^Audit/p'
+
+say "What happens next: outcome events from the booking service, social workers and the police"
+m=0
+for f in $(for f in examples/outcomes/*.txtpb; do
+                echo "$(sed -n 's/^occurred_at { seconds: \([0-9]*\).*/\1/p' "$f") $f"
+           done | sort -n | cut -d' ' -f2); do
+        protoc --proto_path=proto --proto_path=/usr/include --encode=allvarssamtal.v1.CaseOutcome \
+                allvarssamtal/v1/outcome.proto < "$f" > "$WORK/outcome.bin"
+        kcat -P -b "$BOOTSTRAP" -t allvarssamtal.outcomes.v1 -k "$(basename "$f" .txtpb)" "$WORK/outcome.bin"
+        echo "  $(basename "$f" .txtpb)"
+        m=$((m + 1))
+done
+wait_count "select (select count(*) from allvarsd.outcome_events)
+                 + (select count(*) from allvarsd.dead_letters where source_topic like '%outcomes%')" "$m"
+
+say "Five days later (clock moved to 2025-03-15T12:00:00Z): the deadline watch raises what was missed"
+echo 2025-03-15T12:00:00Z > "$WORK/clock"
+sleep 3
+ctl cases
+
+say "The audit trail of one case"
+ctl case PM-2025-0310-000123 | sed -n '/^Audit/,$p'
+
 say "Dead letters"
-psql -Xq -d allvarsd -P pager=off -c \
-  "select source_topic, source_partition, source_offset, reason, detail from allvarsd.dead_letters"
+ctl dead-letters list
 
-say "Events published (scheduling, police feedback, alerts, dead letters)"
+say "Events published (the first 200 characters of each)"
 sleep 1
-build/allvarsctl events --bootstrap "$BOOTSTRAP" --from-beginning --idle-exit 1500
+"${CTL[@]}" events --bootstrap "$BOOTSTRAP" --from-beginning --idle-exit 1500 | cut -c1-200
+echo
+"${CTL[@]}" events --bootstrap "$BOOTSTRAP" --from-beginning --idle-exit 1500 \
+        | awk '{split($1, t, "/"); n[t[1]]++} END {for (k in n) printf "  %-32s %d events\n", k, n[k]}'
 
-say "What allvarsd logged (the journal fields, here on stderr)"
-grep -E 'DECIDED|DEAD_LETTER|ready' "$WORK/allvarsd.log" | cut -c1-220 | head -20
+say "allvarsctl status"
+ctl status --bootstrap "$BOOTSTRAP"
+
+say "What allvarsd logged (journald fields; here on stderr)"
+grep -E ' decided: |dead-lettered|applied to case|Deadline watch|ready' "$WORK/allvarsd.log" | cut -c1-200 | head -24
 
 say "Stopping allvarsd (SIGTERM drains and exits 0)"
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID"; echo "exit status $?"; DAEMON_PID=
