@@ -149,12 +149,16 @@ install: all
 	install -Dm644 deploy/allvarsd.service $(DESTDIR)$(UNITDIR)/allvarsd.service
 	install -Dm644 deploy/allvarsd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/allvarsd.conf
 	install -Dm644 deploy/allvarsd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/allvarsd.conf
-	install -Dm640 deploy/allvarsd.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf
+	install -Dm644 deploy/allvarsd.conf.example $(DESTDIR)$(PREFIX)/share/doc/allvarsd/allvarsd.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf || \
+	  install -Dm640 deploy/allvarsd.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf
 	install -d $(DESTDIR)$(PREFIX)/share/allvarsd/schemas
 	install -m644 schemas/*.sql $(DESTDIR)$(PREFIX)/share/allvarsd/schemas/
+	install -m644 deploy/roles.sql $(DESTDIR)$(PREFIX)/share/allvarsd/roles.sql
 	install -Dm644 deploy/allvarsd.8 $(DESTDIR)$(MANDIR)/man8/allvarsd.8
 	install -Dm644 deploy/allvarsctl.1 $(DESTDIR)$(MANDIR)/man1/allvarsctl.1
 	install -Dm644 deploy/allvarsd.conf.5 $(DESTDIR)$(MANDIR)/man5/allvarsd.conf.5
+	@echo "Now: systemd-sysusers allvarsd.conf; systemd-tmpfiles --create allvarsd.conf; systemctl daemon-reload"
 
 clean:
 	rm -rf build build-san build-opt build-fuzz

@@ -1,0 +1,98 @@
+/* consume-ceiling: how fast librdkafka alone reads a topic on this machine,
+ * with no processing, as the ceiling the daemon's replay is compared with.
+ *
+ *   consume-ceiling BOOTSTRAP TOPIC
+ *
+ * Reads every partition from its low to its high watermark at the start (no
+ * consumer group: assign, like the daemon after its join, with the daemon's
+ * poll call) and prints "messages=N bytes=B seconds=S per_s=R", timed from the
+ * assignment to the last message. Exit 0 when every message was read. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "clock.h"
+
+#define TIMEOUT_MS 10000
+
+int main(int argc, char **argv) {
+        if (argc != 3) {
+                fprintf(stderr, "usage: consume-ceiling BOOTSTRAP TOPIC\n");
+                return 64;
+        }
+        const char *bootstrap = argv[1], *topic = argv[2];
+        char e[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "group.id", "bench-consume-ceiling", e, sizeof e) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e) != RD_KAFKA_CONF_OK) {
+                fprintf(stderr, "consume-ceiling: %s\n", e);
+                return 1;
+        }
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        if (!rk) {
+                fprintf(stderr, "consume-ceiling: %s\n", e);
+                return 1;
+        }
+        rd_kafka_poll_set_consumer(rk);
+
+        const rd_kafka_metadata_t *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
+        rd_kafka_topic_destroy(rkt);
+        if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
+                fprintf(stderr, "consume-ceiling: no metadata for %s: %s\n", topic,
+                        err ? rd_kafka_err2str(err) : md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "?");
+                return 1;
+        }
+        int parts = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+
+        rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
+        long long total = 0;
+        for (int p = 0; p < parts; p++) {
+                int64_t lo, hi;
+                err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, TIMEOUT_MS);
+                if (err) {
+                        fprintf(stderr, "consume-ceiling: watermarks of %s [%d]: %s\n", topic, p, rd_kafka_err2str(err));
+                        return 1;
+                }
+                rd_kafka_topic_partition_list_add(list, topic, p)->offset = lo;
+                total += hi - lo;
+        }
+
+        usec_t start = clock_monotonic(), last = start;
+        err = rd_kafka_assign(rk, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err) {
+                fprintf(stderr, "consume-ceiling: assign: %s\n", rd_kafka_err2str(err));
+                return 1;
+        }
+        long long got = 0, bytes = 0;
+        while (got < total) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, TIMEOUT_MS);
+                if (!m) {
+                        fprintf(stderr, "consume-ceiling: nothing for %d s after %lld of %lld messages\n",
+                                TIMEOUT_MS / 1000, got, total);
+                        break;
+                }
+                if (m->err) {
+                        fprintf(stderr, "consume-ceiling: %s\n", rd_kafka_message_errstr(m));
+                } else {
+                        got++;
+                        bytes += (long long)m->len;
+                        last = clock_monotonic();
+                }
+                rd_kafka_message_destroy(m);
+        }
+        double secs = (double)(last - start) / 1e6;
+        printf("messages=%lld bytes=%lld seconds=%.3f per_s=%.0f\n", got, bytes, secs, secs > 0 ? (double)got / secs : 0.0);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return got == total ? 0 : 1;
+}
