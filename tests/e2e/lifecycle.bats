@@ -63,6 +63,34 @@ count_is() { [[ $(sql "$1") -eq $2 ]]; }
         grep 'SchedulingRequest' "$T/case_events" | grep -q 'deadline: 2025-03-16T09:00:00Z'
 }
 
+@test "acute risk: protective assessment first, then ELIGIBLE, declined; another case cancelled; overdue assessment alerted" {
+        referral acute-risk R-ACUTE-1
+        referral acute-risk R-ACUTE-2
+        referral preliminary-investigation R-CANCEL-1
+        wait_for 30 state_is R-ACUTE-1 DEFERRED
+        wait_for 30 state_is R-ACUTE-2 DEFERRED
+        wait_for 30 state_is R-CANCEL-1 DEFERRED
+        outcome 'event_id: "assess-1" referral_id: "R-ACUTE-1" occurred_at { seconds: 1741707600 }
+                 actor { kind: ACTOR_KIND_SOCIAL_WORKER name: "sw.berg" } protective_assessment_recorded {}'
+        wait_for 30 state_is R-ACUTE-1 ELIGIBLE
+        outcome 'event_id: "declined-1" referral_id: "R-ACUTE-1" occurred_at { seconds: 1741773600 }
+                 actor { kind: ACTOR_KIND_BOOKING_SERVICE name: "bokning" } family_declined {}'
+        outcome 'event_id: "cancel-1" referral_id: "R-CANCEL-1" occurred_at { seconds: 1742036400 }
+                 actor { kind: ACTOR_KIND_SOCIAL_WORKER name: "sw.berg" } cancelled { reason: CANCEL_REASON_MOVED }'
+        wait_for 30 state_is R-ACUTE-1 DECLINED
+        wait_for 30 state_is R-CANCEL-1 CANCELLED
+        # R-ACUTE-2's assessment (due 24 h after 2025-03-11T08:15Z) was never recorded.
+        set_clock 2025-03-12T09:00:00Z
+        wait_for 30 count_is "select count(*) from allvarsd.case_alerts
+                              where kind = 'PROTECTIVE_ASSESSMENT_OVERDUE' and case_id = '$(case_of R-ACUTE-2)'" 1
+        [[ $(sql "select count(*) from allvarsd.case_alerts where case_id = '$(case_of R-ACUTE-1)'") -eq 0 ]]
+        wait_for 30 count_is "select count(*) from allvarsd.outbox where sent_at is null" 0
+        events police.feedback.v1 allvarssamtal.alerts.v1 > "$T/events"
+        grep "key=$(case_of R-ACUTE-1)" "$T/events" | grep -q 'FEEDBACK_STATUS_FAMILY_DECLINED'
+        grep "key=$(case_of R-CANCEL-1)" "$T/events" | grep -q 'FEEDBACK_STATUS_CANCELLED'
+        grep "key=$(case_of R-ACUTE-2)" "$T/events" | grep -q 'ALERT_KIND_PROTECTIVE_ASSESSMENT_OVERDUE'
+}
+
 @test "contact requested then supplied: a new scheduling request without the letter fallback" {
         referral eligible-13-no-guardian-phone R-CONTACT-1
         wait_for 30 state_is R-CONTACT-1 ELIGIBLE

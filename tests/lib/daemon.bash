@@ -114,11 +114,19 @@ daemon_stop() {
         return 0
 }
 
+# teardown_daemons: stop what the test left running (SIGTERM, so that a
+# sanitizer build reports leaks at exit) and fail when any daemon log holds a
+# sanitizer report.
 teardown_daemons() {
-        local n
-        for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" KILL; done
+        local n rc=0
+        for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" TERM; done
         mock_stop
         if [[ -n ${DB:-} ]]; then dropdb --if-exists --force "$DB" 2>/dev/null || true; fi
+        if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log 2>/dev/null; then
+                grep -h -A30 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log | head -60 >&2
+                rc=1
+        fi
+        return $rc
 }
 
 # gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).

@@ -7,8 +7,10 @@
 #       KEYSTORE_PEM: the server's key (encrypted PKCS#8) and certificate chain in
 #       one PEM file (tests/lib/tls.bash: tls_pem_keystore); the listener uses
 #       ssl.keystore.type=PEM. The SCRAM-SHA-512 credential is created through
-#       the PLAINTEXT listener (ConfigCommand, KIP-554), and the call returns once
-#       kcat authenticates with it over TLS, verifying the broker against CA_PEM.
+#       the PLAINTEXT listener (ConfigCommand, KIP-554). The listener also takes
+#       SASL/PLAIN for the same user and password (librdkafka < 2.6.1 cannot log in
+#       to Kafka 4.x with SCRAM: librdkafka#4895). Returns once kcat logs in over
+#       TLS (PLAIN), verifying the broker against CA_PEM.
 #       Exports, besides what kafka_start exports: ALLVARS_KAFKA_TLS_PORT and
 #       ALLVARS_KAFKA_TLS_BOOTSTRAP (127.0.0.1:PORT, the SASL_SSL listener).
 #   kafka_tls_kcat CA_PEM USER PASSWORD KCAT-ARGS...
@@ -36,8 +38,9 @@ kafka_tls_start() {
                 -e "s|^listener.security.protocol.map=.*|&,SASL_SSL:SASL_SSL|" "$props" || {
                 kafka_stop; return 1; }
         cat >>"$props" <<EOF
-listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$pass";
 listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$keystore
 listener.name.sasl_ssl.ssl.key.password=$keypass
@@ -58,9 +61,8 @@ EOF
         fi
         export ALLVARS_KAFKA_TLS_PORT=$port
         export ALLVARS_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$port
-        # The credential reaches the broker through the metadata log, shortly after.
         if ! allvars_wait 30 _kafka_tls_ready "$ca" "$user" "$pass"; then
-                allvars_log "kafka_tls_start: no SCRAM login over TLS; last attempt:"
+                allvars_log "kafka_tls_start: no login over TLS; last attempt:"
                 _kafka_tls_ready "$ca" "$user" "$pass" verbose
                 _kafka_show_log
                 kafka_stop
@@ -71,15 +73,21 @@ EOF
 
 _kafka_tls_ready() {
         local out
-        out=$(timeout 10 kafka_tls_kcat "$1" "$2" "$3" -L -m 5 -X topic.metadata.refresh.interval.ms=-1 2>&1)
+        _kafka_tls_kcat_argv "$1" "$2" "$3"
+        out=$(timeout 10 "${_KAFKA_TLS_KCAT[@]}" -X sasl.mechanisms=PLAIN -L -m 5 -X topic.metadata.refresh.interval.ms=-1 2>&1)
         [[ ${4:-} == verbose ]] && printf '%s\n' "$out" | tail -n 5 >&2
         grep -q '^ *broker 1 at 127.0.0.1:' <<<"$out"
 }
 
+# The kcat command line, as an array (timeout(1) cannot run a shell function).
+_kafka_tls_kcat_argv() {
+        _KAFKA_TLS_KCAT=(kcat -b "${ALLVARS_KAFKA_TLS_BOOTSTRAP:?no TLS broker}" -X security.protocol=SASL_SSL
+                -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username="$2" -X sasl.password="$3"
+                -X ssl.ca.location="$1")
+}
+
 kafka_tls_kcat() {
-        local ca=$1 user=$2 pass=$3
+        _kafka_tls_kcat_argv "$1" "$2" "$3"
         shift 3
-        kcat -b "${ALLVARS_KAFKA_TLS_BOOTSTRAP:?no TLS broker}" -X security.protocol=SASL_SSL \
-                -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username="$user" -X sasl.password="$pass" \
-                -X ssl.ca.location="$ca" "$@"
+        "${_KAFKA_TLS_KCAT[@]}" "$@"
 }

@@ -56,16 +56,19 @@ EOF
                 -out "$out.pem" || return 1
         cat "$out.pem" "$ca/ca.pem" >"$out.chain.pem"
         rm -f "$out.csr" "$out.ext"
-        # The certificate really is what a verifying client will accept.
-        _tls_openssl verify -CAfile "$ca/ca.pem" -verify_hostname "$cn" "$out.pem"
+        # The certificate really is what a verifying client will accept for CN.
+        local check=-verify_hostname
+        [[ $cn =~ ^[0-9.]+$|: ]] && check=-verify_ip
+        _tls_openssl verify -CAfile "$ca/ca.pem" "$check" "$cn" "$out.pem"
 }
 
 tls_pem_keystore() {
         local out=${1:?tls_pem_keystore OUT PASSWORD} pass=${2:?}
-        # Kafka reads PEM keys through javax.crypto.EncryptedPrivateKeyInfo: PBES2
-        # with AES-256-CBC and HMAC-SHA256 is what Java 17 understands and OpenSSL 3 writes.
+        # Kafka decrypts PEM keys with SecretKeyFactory.getInstance(the PBE algorithm):
+        # Java 17 has no "PBES2" factory (OpenSSL 3's default), but has the PKCS#12
+        # PBEWithSHA1AndDESede. A throwaway key in a test: the cipher does not matter.
         (umask 077 && _tls_openssl pkcs8 -topk8 -in "$out.key" -out "$out.key.enc" \
-                -v2 aes-256-cbc -v2prf hmacWithSHA256 -passout "pass:$pass") || return 1
+                -v1 PBE-SHA1-3DES -passout "pass:$pass") || return 1
         (umask 077 && cat "$out.key.enc" "$out.chain.pem" >"$out.keystore.pem")
         rm -f "$out.key.enc"
 }

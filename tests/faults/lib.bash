@@ -1,0 +1,435 @@
+# Shared helpers of the fault suite (bash; source it from tests/faults/*.sh, do
+# not run it). Named .bash so that `tests/run faults`, which runs every
+# tests/faults/*.sh, does not take it for a test.
+#
+# A scenario script:
+#   source "$(dirname "$0")/lib.bash"
+#   faults_begin kill9                  # fresh database, work dir, scenario name
+#   faults_real_kafka | faults_mock_kafka
+#   faults_conf a [EXTRA CONFIG LINES]; daemon_migrate a; daemon_start a; daemon_ready a
+#   feed_start RATE                     # referral-gen runs in the background, dups + malformed
+#   ... t0=$(now_s); fault; recovery_after WHAT "$t0" ...
+#   feed_stop
+#   faults_finish                       # converge, check, measure, record; sets FAULTS_FAILED
+#   faults_exit                         # exit 1 if any check of the script failed
+#
+# Every scenario ends with the same checks against the expected set written by
+# referral-gen (--ids-out): every valid referral decided exactly once (decisions
+# and DECIDED audit rows), every malformed message dead-lettered once, the
+# outbox entirely published and nothing published that is not in it, one event
+# id per (case, event name) on the topics, every decision's events there, and
+# every case with a passed deadline or overdue assessment alerted once.
+# The figures go to tests/faults/results.json (see faults_record).
+
+set -uo pipefail
+
+FAULTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export ALLVARS_ROOT=${ALLVARS_ROOT:-$(cd "$FAULTS_DIR/../.." && pwd)}
+source "$ALLVARS_ROOT/tests/lib/pg.sh"
+source "$ALLVARS_ROOT/tests/lib/kafka.sh"
+source "$ALLVARS_ROOT/tests/lib/daemon.bash"
+
+FAULTS_RESULTS=${ALLVARS_FAULTS_RESULTS:-$FAULTS_DIR/results.json}
+FAULTS_LOGS=$ALLVARS_ROOT/build/test-logs/faults
+FAULTS_BASE=$T                  # daemon.bash made it (mktemp -d)
+FAULTS_FAILED=0                 # checks failed in this script, all scenarios
+FAULTS_DBS=()
+SCENARIO=
+GEN_PIDS=()
+FEED_PID=
+# Referrals reported long ago, so that alerts are produced all through the faults:
+# four days ago, every ELIGIBLE case arrives with its deadline (48 h) passed and
+# its MISSED alert is raised in the deciding transaction; 40 h ago, the deadline
+# is 8 h ahead and 75 % of it has passed, so the deadline watch (every second
+# here) raises AT_RISK. Acute-risk referrals of both have their protective
+# assessment overdue, also raised by the watch.
+FAULTS_REPORTED_LATE=$(date -u -d '4 days ago' +%Y-%m-%dT%H:%M:%SZ)
+FAULTS_REPORTED_AT_RISK=$(date -u -d '40 hours ago' +%Y-%m-%dT%H:%M:%SZ)
+
+for _tool in jq psql "$BUILD/allvarsd" "$BUILD/allvarsctl" "$BUILD/tests/referral-gen" "$BUILD/tests/mock-kafka"; do
+        if ! command -v "$_tool" >/dev/null 2>&1 && [[ ! -x $_tool ]]; then
+                echo "faults: $_tool is missing (make tests-build; jq and postgresql-client from make deps)" >&2
+                exit 2
+        fi
+done
+if [[ -z ${PGHOST:-} || -z ${ALLVARS_PG_DIR:-} ]]; then
+        echo "faults: no PostgreSQL server in the environment (run through tests/run faults)" >&2
+        exit 2
+fi
+
+say() { printf '%s %s\n' "$(date -u +%H:%M:%S.%N | cut -c1-12)" "$*"; }
+
+# check_fail MESSAGE: a failed check; the scenario goes on so that every figure is reported.
+check_fail() {
+        say "CHECK FAILED [$SCENARIO]: $*"
+        FAULTS_FAILED=$((FAULTS_FAILED + 1))
+        SCENARIO_FAILED=$((SCENARIO_FAILED + 1))
+}
+
+# now_s: wall clock seconds with microseconds (for recovery times).
+now_s() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+faults_cleanup() {
+        local pid n
+        touch "$T/feed.stop" 2>/dev/null
+        for pid in "${GEN_PIDS[@]}"; do
+                pkill -KILL -P "$pid" 2>/dev/null
+                kill -KILL "$pid" 2>/dev/null
+        done
+        for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" KILL; done
+        mock_stop
+        for n in "${FAULTS_DBS[@]}"; do dropdb --if-exists --force "$n" 2>/dev/null; done
+        if ((FAULTS_FAILED == 0)) && [[ -z ${ALLVARS_FAULTS_KEEP:-} ]]; then rm -rf "$FAULTS_BASE"; fi
+        return 0
+}
+allvars_cleanup_add faults_cleanup
+
+# faults_begin NAME: a scenario with its own database and work directory ($T).
+faults_begin() {
+        SCENARIO=$1
+        SCENARIO_FAILED=0
+        RECOVERIES=()
+        T=$FAULTS_BASE/$SCENARIO
+        mkdir -p "$T"
+        KAFKA= TOPIC_PREFIX= MOCK_PID= MOCK_FD=
+        db_create
+        FAULTS_DBS+=("$DB")
+        say "==== scenario $SCENARIO (database $DB, files in $T)"
+}
+
+# faults_real_kafka: this scenario's own topics on the runner's broker.
+faults_real_kafka() {
+        [[ -n ${ALLVARS_KAFKA_BOOTSTRAP:-} ]] || { echo "faults: no Kafka broker (ALLVARS_KAFKA_BOOTSTRAP)" >&2; exit 2; }
+        KAFKA=$ALLVARS_KAFKA_BOOTSTRAP
+        TOPIC_PREFIX=flt$RANDOM$RANDOM.
+        local t topics=()
+        for t in police.referrals.v1 allvarssamtal.outcomes.v1 allvarssamtal.scheduling.v1 police.feedback.v1 \
+                allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1; do
+                topics+=("$TOPIC_PREFIX$t")
+        done
+        "$BUILD/tests/kafka-topics" "$KAFKA" create 4 "${topics[@]}" >/dev/null || check_fail "cannot create the topics"
+}
+
+# faults_mock_kafka [BROKERS]: librdkafka's mock cluster in a process of its own.
+faults_mock_kafka() {
+        TOPIC_PREFIX=
+        mock_start "${1:-1}" || { check_fail "mock cluster did not start"; return 1; }
+}
+
+# faults_conf NAME [LINES...]: the daemon's configuration. PostgreSQL over TCP (the
+# relay's backend is then found by its client port), the deadline watch every second.
+faults_conf() {
+        local name=$1
+        shift
+        PGHOST=127.0.0.1 daemon_conf "$name" "deadline_watch.interval_s = 1" "log.level = info" "$@"
+}
+
+# feed_start RATE [CHUNK]: a feeder in the background that streams referrals
+# in chunks of CHUNK (default 1500) messages at RATE per second, one referral-gen
+# run per chunk with its own ids file ($T/ids.N) and seed, until feed_stop.
+# Duplicates 5 %, malformed messages 1 %. A fault can thus last as long as it
+# needs to: the stream goes on until the scenario is done with its faults.
+feed_start() {
+        local rate=$1 chunk=${2:-1500}
+        rm -f "$T/feed.stop"
+        # Each scenario its own referrals (seeds from its name).
+        FAULTS_SEED_BASE=$(($(printf '%s' "$SCENARIO" | cksum | cut -d' ' -f1) % 100000 * 1000))
+        (
+                n=0
+                while [[ ! -e $T/feed.stop ]]; do
+                        n=$((n + 1))
+                        # Odd runs: deadlines passed before arrival; even runs: at risk.
+                        reported=$FAULTS_REPORTED_LATE
+                        ((n % 2 == 0)) && reported=$FAULTS_REPORTED_AT_RISK
+                        gen --seed "$((FAULTS_SEED_BASE + n))" --count "$chunk" --rate "$rate" \
+                                --duplicates 5 --malformed 10 --reported-at "$reported" \
+                                --ids-out "$T/ids.$n" >"$T/gen.$n.out" 2>&1
+                        rc=$?
+                        ((rc == 0)) || echo "referral-gen run $n exited $rc: $(tail -n 2 "$T/gen.$n.out" | tr '\n' ' ')" >>"$T/feed.failed"
+                done
+        ) &
+        FEED_PID=$!
+        GEN_PIDS+=("$FEED_PID")
+        wait_for 20 test -s "$T/ids.1" || check_fail "the feeder did not start"
+}
+
+# feed_stop: let the chunk in progress finish (every message delivered), stop.
+feed_stop() {
+        touch "$T/feed.stop"
+        wait "$FEED_PID"
+        GEN_PIDS=()
+        if [[ -s $T/feed.failed ]]; then
+                check_fail "$(cat "$T/feed.failed")"
+        fi
+        say "stream: $(cat "$T"/ids.* | wc -l) messages in $(ls "$T"/ids.* | wc -l) referral-gen runs"
+}
+
+decided_now() { sql "select count(*) from allvarsd.decisions" 2>/dev/null || echo -1; }
+
+# recovery_after WHAT T0 [T_END [LIMIT]]: the time to recover from a fault that
+# struck at T0 and ended at T_END (default T0; both from now_s): from T0 to the
+# first decision made after T_END (decisions.decided_at, the daemon's clock when
+# it stored the batch, so a commit in flight when the fault struck does not
+# count). Waits for it (bounded) and adds it to RECOVERIES.
+recovery_after() {
+        local what=$1 t0=$2 t_end=${3:-$2} limit=${4:-90} deadline first r
+        deadline=$((SECONDS + limit))
+        while ((SECONDS < deadline)); do
+                first=$(sql "select extract(epoch from min(decided_at)) from allvarsd.decisions
+                             where decided_at > to_timestamp($t_end)" 2>/dev/null)
+                if [[ -n $first ]]; then
+                        r=$(elapsed "$t0" "$first")
+                        RECOVERIES+=("$r")
+                        say "$what: first decision $r s after the fault struck (it lasted $(elapsed "$t0" "$t_end") s)"
+                        return 0
+                fi
+                sleep 0.1
+        done
+        check_fail "$what: no decision within ${limit}s after the fault"
+        RECOVERIES+=("$limit")
+        return 1
+}
+
+# Expected figures from the ids files.
+expected_valid() { cat "$T"/ids.* | awk '$1 == "valid" || $1 == "dup" { print $2 }' | sort -u; }
+expected_malformed() { cat "$T"/ids.* | awk '$1 == "malformed"' | wc -l; }
+
+unsent() { sql "select count(*) from allvarsd.outbox where sent_at is null"; }
+
+# Cases that should have an alert and have none (deadline_watch.c's rules, with
+# the default profile's 75 % for AT_RISK).
+missing_alerts() {
+        sql "select count(*) from allvarsd.cases c where c.closed_at is null and (
+               (c.state = 'ELIGIBLE' and c.deadline > now()
+                and c.deadline - c.limit_seconds * 0.25 * interval '1 second' <= now()
+                and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
+                                and a.kind = 'AT_RISK' and a.due_at = c.deadline))
+            or (c.deadline <= now() and (c.state = 'ELIGIBLE' or (c.state = 'SCHEDULED'
+                  and c.deadline_kind is distinct from 'SUMMONS'))
+                and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
+                                and a.kind = 'MISSED' and a.due_at = c.deadline))
+            or (c.awaiting_assessment and c.protective_assessment_due <= now()
+                and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
+                                and a.kind = 'PROTECTIVE_ASSESSMENT_OVERDUE'
+                                and a.due_at = c.protective_assessment_due)))"
+}
+
+# converged: every expected referral decided, every malformed one dead-lettered,
+# no alert due unraised, the outbox published.
+converged() {
+        local want=$1 want_bad=$2
+        [[ $(decided_now) -ge $want ]] &&
+                [[ $(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX}police.referrals.v1'") -ge $want_bad ]] &&
+                [[ $(missing_alerts) -eq 0 ]] && [[ $(unsent) -eq 0 ]]
+}
+
+# faults_finish [LIMIT]: wait for the daemons to converge (bounded), then check
+# everything against the expected set and record the scenario's figures.
+faults_finish() {
+        local limit=${1:-120} want want_bad t0=$SECONDS
+        expected_valid >"$T/expected"
+        want=$(wc -l <"$T/expected")
+        want_bad=$(expected_malformed)
+        if ! wait_for "$limit" converged "$want" "$want_bad"; then
+                check_fail "not converged after ${limit}s: decided $(decided_now)/$want," \
+                        "unsent outbox rows $(unsent), cases missing an alert $(missing_alerts)"
+        else
+                say "converged in $((SECONDS - t0)) s after the stream"
+        fi
+        # Late duplicates of a delivery would land now: give the relay a moment.
+        sleep 1
+
+        local sent decided dead dup_dec lost published deliveries dup_del unexpected
+        sent=$(cat "$T"/ids.* | wc -l)
+        sql "select referral_id from allvarsd.decisions order by 1" | sort >"$T/decided"
+        decided=$(wc -l <"$T/decided")
+        lost=$(comm -23 "$T/expected" "$T/decided" | wc -l)
+        unexpected=$(comm -13 "$T/expected" "$T/decided" | wc -l)
+        ((lost == 0)) || check_fail "$lost referrals not decided, e.g. $(comm -23 "$T/expected" "$T/decided" | head -3 | tr '\n' ' ')"
+        ((unexpected == 0)) || check_fail "$unexpected decisions for referrals never sent"
+        # The primary key forbids a second decision row; the audit trail would show a
+        # second decision, and every decision has its own DECIDED row.
+        dup_dec=$(sql "select coalesce(sum(n - 1), 0) from (select count(*) n from allvarsd.audit
+                       where action = 'DECIDED' group by referral_id having count(*) > 1) d")
+        ((dup_dec == 0)) || check_fail "$dup_dec duplicate DECIDED audit rows"
+        local audited
+        audited=$(sql "select count(distinct referral_id) from allvarsd.audit a where action = 'DECIDED'
+                       and exists (select 1 from allvarsd.decisions d where d.referral_id = a.referral_id)")
+        ((audited == decided)) || check_fail "$((decided - audited)) decisions without a DECIDED audit row"
+        dead=$(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX}police.referrals.v1'")
+        if ((dead < want_bad)); then
+                lost=$((lost + want_bad - dead))
+                check_fail "dead letters: $dead, expected $want_bad"
+        elif ((dead > want_bad)); then
+                check_fail "dead letters: $dead, expected $want_bad (a valid referral dead-lettered?)"
+        fi
+
+        check_events
+        published=$EVENTS_DISTINCT
+        deliveries=$EVENTS_MESSAGES
+        dup_del=$((deliveries - published))
+
+        local rec
+        rec=$(printf '%s\n' "${RECOVERIES[@]:-0}" | sort -g | tail -n 1)
+        say "figures: sent=$sent decided=$decided dead_lettered=$dead duplicate_decisions=$dup_dec lost=$lost" \
+                "events_published=$published duplicate_deliveries=$dup_del recovery_s=$rec (each: ${RECOVERIES[*]:-none})"
+        faults_record "$SCENARIO" "$sent" "$decided" "$dead" "$dup_dec" "$lost" "$published" "$dup_del" "$rec"
+        if ((SCENARIO_FAILED > 0)); then
+                say "==== scenario $SCENARIO FAILED ($SCENARIO_FAILED checks)"
+                faults_keep_logs
+        else
+                say "==== scenario $SCENARIO passed"
+        fi
+}
+
+# check_events: the output topics against the outbox. Sets EVENTS_MESSAGES (all
+# messages read) and EVENTS_DISTINCT (distinct ce_id).
+check_events() {
+        events police.feedback.v1 allvarssamtal.scheduling.v1 allvarssamtal.alerts.v1 \
+                allvarssamtal.deadletter.v1 >"$T/events" 2>"$T/events.err"
+        EVENTS_MESSAGES=$(wc -l <"$T/events")
+        # key ce_id name: the name is what makes an event unique within its case
+        # (events.h): the feedback status, the alert kind and due time, the dead
+        # letter's source offset; one scheduling request per case here.
+        sed -n 's/^[^ ]* key=\([^ ]*\) ce_id=\([^ ]*\) ce_type=se\.allvarssamtal\.v1\.\([A-Za-z]*\) \(.*\)$/\1 \2 \3 \4/p' \
+                "$T/events" | awk '{
+                        key = $1; id = $2; type = $3; rest = $0; name = type
+                        if (type == "PoliceFeedback" && match(rest, /status: [A-Z_]+/)) name = name "/" substr(rest, RSTART + 8, RLENGTH - 8)
+                        if (type == "DeadlineAlert") {
+                                if (match(rest, /kind: [A-Z_]+/)) name = name "/" substr(rest, RSTART + 6, RLENGTH - 6)
+                                if (match(rest, /due_at: [^ ,}]+/)) name = name "/" substr(rest, RSTART + 8, RLENGTH - 8)
+                        }
+                        if (type == "DeadLetter" && match(rest, /source_offset: [0-9]+/)) name = name "/" substr(rest, RSTART + 15, RLENGTH - 15)
+                        print key, id, name
+                }' | sort -u >"$T/event_names"
+        cut -d' ' -f2 "$T/event_names" | sort -u >"$T/published_ids"
+        EVENTS_DISTINCT=$(wc -l <"$T/published_ids")
+        local parsed
+        parsed=$(sed -n 's/^[^ ]* key=[^ ]* ce_id=\([^ ]*\) .*/\1/p' "$T/events" | sort -u | wc -l)
+        ((parsed == EVENTS_DISTINCT)) || check_fail "some events could not be parsed ($parsed ids, $EVENTS_DISTINCT named)"
+
+        # Every outbox row published, nothing published that is not in the outbox.
+        sql "select event_id from allvarsd.outbox order by 1" | sort >"$T/outbox_ids"
+        local missing extra
+        missing=$(comm -23 "$T/outbox_ids" "$T/published_ids" | wc -l)
+        extra=$(comm -13 "$T/outbox_ids" "$T/published_ids" | wc -l)
+        ((missing == 0)) || check_fail "$missing outbox events never published, e.g. $(comm -23 "$T/outbox_ids" "$T/published_ids" | head -2 | tr '\n' ' ')"
+        ((extra == 0)) || check_fail "$extra published events not in the outbox"
+        # One event id per (case, event name); one name per event id.
+        local two_ids two_names
+        two_ids=$(awk '{ print $1, $3 }' "$T/event_names" | sort | uniq -d | wc -l)
+        two_names=$(awk '{ print $2 }' "$T/event_names" | sort | uniq -d | wc -l)
+        ((two_ids == 0)) || check_fail "$two_ids (case, event) pairs published under two event ids, e.g. $(awk '{ print $1, $3 }' "$T/event_names" | sort | uniq -d | head -2 | tr '\n' ' ')"
+        ((two_names == 0)) || check_fail "$two_names event ids carry two different events"
+
+        # Every decision's events: RECEIVED and ASSESSED when feedback was asked
+        # for, a scheduling request for every ELIGIBLE decision.
+        sql "select r.case_id || ' PoliceFeedback/FEEDBACK_STATUS_RECEIVED' from allvarsd.referrals r
+               join allvarsd.decisions d using (referral_id) where r.feedback_requested
+             union all
+             select r.case_id || ' PoliceFeedback/FEEDBACK_STATUS_ASSESSED' from allvarsd.referrals r
+               join allvarsd.decisions d using (referral_id) where r.feedback_requested
+             union all
+             select r.case_id || ' SchedulingRequest' from allvarsd.referrals r
+               join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'" | sort >"$T/want_events"
+        awk '{ print $1, $3 }' "$T/event_names" | sort -u >"$T/have_events"
+        missing=$(comm -23 "$T/want_events" "$T/have_events" | wc -l)
+        ((missing == 0)) || check_fail "$missing decision events missing on the topics, e.g. $(comm -23 "$T/want_events" "$T/have_events" | head -2 | tr '\n' ' ')"
+        # Every alert raised is on the alerts topic (no case missing its alerts;
+        # missing_alerts() checked that every due alert was raised).
+        sql "select case_id || ' DeadlineAlert/ALERT_KIND_' || kind from allvarsd.case_alerts" | sort -u >"$T/want_alerts"
+        awk '$3 ~ /^DeadlineAlert/ { split($3, p, "/"); print $1, p[1] "/" p[2] }' "$T/event_names" | sort -u >"$T/have_alerts"
+        missing=$(comm -23 "$T/want_alerts" "$T/have_alerts" | wc -l)
+        ((missing == 0)) || check_fail "$missing raised alerts not on the alerts topic"
+        local due
+        due=$(missing_alerts)
+        ((due == 0)) || check_fail "$due cases missing an alert that is due"
+        local alerts
+        alerts=$(wc -l <"$T/want_alerts")
+        ((alerts > 0)) || check_fail "no alert at all: the scenario should produce some"
+        say "events: $EVENTS_MESSAGES messages, $EVENTS_DISTINCT distinct ids, outbox $(wc -l <"$T/outbox_ids"), alerts $alerts"
+}
+
+# faults_record SCENARIO SENT DECIDED DEAD DUP_DECISIONS LOST PUBLISHED DUP_DELIVERIES RECOVERY_S:
+# replace this scenario's object in results.json (a JSON list), or append it.
+faults_record() {
+        local obj tmp
+        obj=$(jq -n --arg scenario "$1" --argjson sent "$2" --argjson decided "$3" --argjson dead_lettered "$4" \
+                --argjson duplicate_decisions "$5" --argjson lost "$6" --argjson events_published "$7" \
+                --argjson duplicate_deliveries "$8" --argjson recovery_s "$9" \
+                '{scenario: $scenario, sent: $sent, decided: $decided, dead_lettered: $dead_lettered,
+                  duplicate_decisions: $duplicate_decisions, lost: $lost, events_published: $events_published,
+                  duplicate_deliveries: $duplicate_deliveries, recovery_s: $recovery_s}') || {
+                check_fail "cannot build the JSON figures"
+                return 1
+        }
+        tmp=$(mktemp "$FAULTS_DIR/.results.XXXXXX") || return 1
+        if [[ -s $FAULTS_RESULTS ]] && jq -e 'type == "array"' "$FAULTS_RESULTS" >/dev/null 2>&1; then
+                jq --argjson o "$obj" 'map(select(.scenario != $o.scenario)) + [$o]' "$FAULTS_RESULTS" >"$tmp"
+        else
+                jq -n --argjson o "$obj" '[$o]' >"$tmp"
+        fi && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
+}
+
+# faults_reset_results: the first script of a run starts a new results.json.
+faults_reset_results() {
+        echo '[]' >"$FAULTS_RESULTS"
+}
+
+# faults_table: results.json as a table.
+faults_table() {
+        [[ -s $FAULTS_RESULTS ]] || { echo "(no results in $FAULTS_RESULTS)"; return 1; }
+        jq -r '["scenario", "sent", "decided", "dead-lettered", "dup. decisions", "lost", "events published",
+                "dup. deliveries", "recovery s"],
+               (.[] | [.scenario, .sent, .decided, .dead_lettered, .duplicate_decisions, .lost,
+                       .events_published, .duplicate_deliveries, .recovery_s]) | @tsv' "$FAULTS_RESULTS" |
+                awk -F'\t' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
+                              if (NF > nf) nf = NF }
+                            END { for (r = 1; r <= NR; r++) { line = ""
+                                    for (i = 1; i <= nf; i++)
+                                            line = line sprintf(i == 1 ? "%-" w[i] "s" : "  %" w[i] "s", cell[r, i])
+                                    print line } }'
+}
+
+# faults_keep_logs: the scenario's files next to the runner's logs.
+faults_keep_logs() {
+        local dest=$FAULTS_LOGS/$SCENARIO
+        mkdir -p "$dest" && cp -r "$T"/. "$dest"/ 2>/dev/null
+        say "files kept in ${dest#"$ALLVARS_ROOT"/}"
+}
+
+# The daemons' logs, when something went wrong, for the runner's tail.
+faults_show_daemon_logs() {
+        local f
+        for f in "$T"/*.log; do
+                [[ -f $f ]] || continue
+                echo "--- $(basename "$f"): warnings and errors (last 15) ---"
+                grep -E '^(warning|err|crit|alert|emerg)' "$f" | tail -n 15
+        done
+}
+
+# faults_stop_all: stop this scenario's daemons (TERM), generators and mock cluster.
+faults_stop_all() {
+        local n
+        for n in "${!DAEMON_PIDS[@]}"; do
+                daemon_stop "$n" TERM
+                ((DAEMON_RC == 0)) || check_fail "daemon $n exited $DAEMON_RC on SIGTERM"
+        done
+        mock_stop
+        if ((SCENARIO_FAILED > 0)); then faults_show_daemon_logs; fi
+}
+
+faults_exit() {
+        if ((FAULTS_FAILED > 0)); then
+                say "$FAULTS_FAILED checks failed"
+                exit 1
+        fi
+        exit 0
+}
+
+# The first scenario script of a run starts a new results.json.
+_faults_first=$(compgen -G "$FAULTS_DIR/*.sh" | sort | head -n 1)
+if [[ -n $_faults_first && $(realpath "$0") == $(realpath "$_faults_first") ]]; then
+        faults_reset_results
+fi
