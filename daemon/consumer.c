@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "consumer.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "reasons.h"
 
@@ -230,13 +231,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         }
 }
 
-static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t err_size) {
-        char e[256];
-        if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
-                snprintf(err, err_size, "kafka.%s: %s", k, e);
-                return false;
-        }
-        return true;
+/* Transient errors are retried by librdkafka; they become the last error shown. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+        (void)rk;
+        consumer *c = opaque;
+        set_error(c, "kafka: %s: %s", rd_kafka_err2str(err), reason);
+        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Kafka consumer: %s: %s", rd_kafka_err2str(err), reason,
+                   NULL);
 }
 
 int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_source *clk, consumer **ret, char *err,
@@ -251,20 +252,23 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
 
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         for (size_t i = 0; i < cfg->n_kafka; i++)
-                if (!conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, err_size))
+                if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, err_size) < 0)
                         goto fail_conf;
         /* What effectively-once rests on: not overridable. */
-        if (!conf_set(conf, "group.id", cfg->group_id, err, err_size) ||
-            !conf_set(conf, "enable.auto.commit", "false", err, err_size) ||
-            !conf_set(conf, "enable.auto.offset.store", "false", err, err_size) ||
-            !conf_set(conf, "partition.assignment.strategy", "range", err, err_size) ||
-            !conf_set(conf, "auto.offset.reset", "earliest", err, err_size) ||
-            !conf_set(conf, "enable.partition.eof", "false", err, err_size) ||
-            !conf_set(conf, "client.id", "allvarsd", err, err_size))
+        if (kafka_conf_set(conf, "group.id", cfg->group_id, err, err_size) < 0 ||
+            kafka_conf_set(conf, "enable.auto.commit", "false", err, err_size) < 0 ||
+            kafka_conf_set(conf, "enable.auto.offset.store", "false", err, err_size) < 0 ||
+            kafka_conf_set(conf, "partition.assignment.strategy", "range", err, err_size) < 0 ||
+            kafka_conf_set(conf, "auto.offset.reset", "earliest", err, err_size) < 0 ||
+            kafka_conf_set(conf, "enable.partition.eof", "false", err, err_size) < 0 ||
+            kafka_conf_set(conf, "client.id", "allvarsd", err, err_size) < 0 ||
+            kafka_conf_set(conf, "log.queue", "true", err, err_size) < 0)
                 goto fail_conf;
-        if (bootstrap && !conf_set(conf, "bootstrap.servers", bootstrap, err, err_size))
+        if (bootstrap && kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, err_size) < 0)
                 goto fail_conf;
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+        rd_kafka_conf_set_error_cb(conf, on_error);
         rd_kafka_conf_set_opaque(conf, c);
 
         char e[512];

@@ -37,6 +37,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "kafka_conf.h"
 #include "relay.h"
 
 #define RECONNECT_MIN (100 * 1000)
@@ -239,7 +240,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 /* Transient errors (brokers down, ...) are retried by librdkafka and logged
- * through on_log; they only become the last error here. Fatal ones are logged
+ * through kafka_log_cb; they only become the last error here. Fatal ones are logged
  * by producer_recreate. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
         (void)rk;
@@ -247,17 +248,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
         if (err == RD_KAFKA_RESP_ERR__FATAL)
                 r->fatal = true;
         set_error(r, "kafka: %s: %s", rd_kafka_err2str(err), reason);
-}
-
-/* With log.queue the producer's log lines come through rd_kafka_poll on our thread. */
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-        (void)rk;
-        /* librdkafka logs a fatal error at LOG_EMERG, which journald would send to every terminal. */
-        if (level < LOG_ERR)
-                level = LOG_ERR;
-        if (level > log_get_max_priority())
-                return;
-        log_internal(level, 0, __FILE__, __LINE__, __func__, "librdkafka producer %s: %s", fac, buf);
 }
 
 /* ---- the producer ---- */
@@ -283,15 +273,6 @@ static bool producer_key_wanted(const char *k) {
                 if (strcmp(consumer_only_keys[i], k) == 0)
                         return false;
         return true;
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t err_size) {
-        char e[256];
-        if (rd_kafka_conf_set(conf, k, v, e, sizeof e) != RD_KAFKA_CONF_OK) {
-                snprintf(err, err_size, "kafka.%s: %s", k, e);
-                return -EINVAL;
-        }
-        return 0;
 }
 
 static void producer_destroy(relay *r) {
@@ -320,22 +301,22 @@ static int producer_new(relay *r, char *err, size_t err_size) {
                 {"client.id", "allvarsd-relay"},
         };
         for (size_t i = 0; i < sizeof tunable / sizeof tunable[0]; i++)
-                if ((ret = conf_set(conf, tunable[i][0], tunable[i][1], err, err_size)) < 0)
+                if ((ret = kafka_conf_set(conf, tunable[i][0], tunable[i][1], err, err_size)) < 0)
                         goto fail;
         for (size_t i = 0; i < r->cfg->n_kafka; i++)
                 if (producer_key_wanted(r->cfg->kafka[i].key) &&
-                    (ret = conf_set(conf, r->cfg->kafka[i].key, r->cfg->kafka[i].value, err, err_size)) < 0)
+                    (ret = kafka_conf_set(conf, r->cfg->kafka[i].key, r->cfg->kafka[i].value, err, err_size)) < 0)
                         goto fail;
         /* ... and what the relay's guarantees rest on: not overridable. */
-        if ((ret = conf_set(conf, "enable.idempotence", "true", err, err_size)) < 0 ||
-            (ret = conf_set(conf, "acks", "all", err, err_size)) < 0 ||
-            (ret = conf_set(conf, "log.queue", "true", err, err_size)) < 0)
+        if ((ret = kafka_conf_set(conf, "enable.idempotence", "true", err, err_size)) < 0 ||
+            (ret = kafka_conf_set(conf, "acks", "all", err, err_size)) < 0 ||
+            (ret = kafka_conf_set(conf, "log.queue", "true", err, err_size)) < 0)
                 goto fail;
-        if (r->bootstrap && (ret = conf_set(conf, "bootstrap.servers", r->bootstrap, err, err_size)) < 0)
+        if (r->bootstrap && (ret = kafka_conf_set(conf, "bootstrap.servers", r->bootstrap, err, err_size)) < 0)
                 goto fail;
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_conf_set_error_cb(conf, on_error);
-        rd_kafka_conf_set_log_cb(conf, on_log);
+        rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
         rd_kafka_conf_set_opaque(conf, r);
 
         char e[512];

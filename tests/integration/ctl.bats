@@ -655,7 +655,7 @@ EOF
         [[ $status -eq 0 ]]
         grep -q '^topics.outcomes = my.outcomes$' <<<"$output"
         [[ ${lines[-1]} == "# $T/c.conf: OK" ]]
-        ! grep -q "$(od -An -tx1 "$T/pepper" | tr -d ' \n' | cut -c1-16)" <<<"$output"
+        if grep -q "$(od -An -tx1 "$T/pepper" | tr -d ' \n' | cut -c1-16)" <<<"$output"; then false; fi
         echo "no.such.key = 1" >> "$T/c.conf"
         run --separate-stderr ctl check-config --config "$T/c.conf"
         [[ $status -eq 1 && -z $output && $(wc -l <<<"$stderr") -eq 1 && $stderr == *no.such.key* ]]

@@ -6,7 +6,13 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${ALLVARS_BUILD:-$ROOT/build}
-T=${BATS_TEST_TMPDIR:-$(mktemp -d)}
+# The test's own directory: bats gives one per test; a plain script gets a
+# fresh one (removed by its own trap). Never created at bats' file load.
+if [[ -n ${BATS_TEST_TMPDIR:-} ]]; then
+        T=$BATS_TEST_TMPDIR
+elif [[ -z ${BATS_VERSION:-} && -z ${T:-} ]]; then
+        T=$(mktemp -d)
+fi
 
 # wait_for SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds.
 wait_for() {

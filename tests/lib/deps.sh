@@ -9,8 +9,10 @@
 #   libprotobuf-c-dev protobuf-c-compiler  the protobuf runtime and protoc-c code generator
 #   protobuf-compiler libprotobuf-dev   protoc (--encode for the examples) and timestamp.proto
 #   libpq-dev libsystemd-dev libssl-dev PostgreSQL client, sd_notify/journald, hashing (libcrypto)
-#   libcmocka-dev bats jq groff-base    unit/integration tests in C, process-level tests in bash,
-#                                       JSON checks of allvarsctl --json, man page checks
+#   libcmocka-dev bats jq groff-base openssl
+#                                       unit/integration tests in C, process-level tests in bash,
+#                                       JSON checks of allvarsctl --json, man page checks,
+#                                       the throwaway CA of the TLS tests
 #   postgresql-15 postgresql-client-15  server binaries for the private test/demo cluster; psql
 #   tzdata                              Europe/Stockholm for deadlines
 #   kcat                                Kafka readiness checks and event printing in tests and demo
@@ -28,7 +30,7 @@ PACKAGES=(
         build-essential pkg-config
         librdkafka-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
         libpq-dev libsystemd-dev libssl-dev
-        libcmocka-dev bats jq groff-base
+        libcmocka-dev bats jq groff-base openssl
         postgresql-15 postgresql-client-15
         tzdata kcat
         clang libclang-rt-14-dev

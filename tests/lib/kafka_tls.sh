@@ -14,7 +14,11 @@
 #       Exports, besides what kafka_start exports: ALLVARS_KAFKA_TLS_PORT and
 #       ALLVARS_KAFKA_TLS_BOOTSTRAP (127.0.0.1:PORT, the SASL_SSL listener).
 #   kafka_tls_kcat CA_PEM USER PASSWORD KCAT-ARGS...
-#       kcat over the SASL_SSL listener, verifying the broker against CA_PEM.
+#       kcat over the SASL_SSL listener, verifying the broker against CA_PEM
+#       (SCRAM-SHA-512; a later -X sasl.mechanisms=PLAIN overrides it).
+#   kafka_tls_java_login CA_PEM USER PASSWORD MECHANISM
+#       log in over the SASL_SSL listener with Kafka's own Java client (it describes
+#       USER's SCRAM credentials); 0 when that worked. About 2 s (a JVM start).
 #
 # Stop it with kafka_stop (kafka.sh). kafka.sh has no hook between writing
 # server.properties and starting the broker, so the broker is started plain
@@ -90,4 +94,29 @@ kafka_tls_kcat() {
         _kafka_tls_kcat_argv "$1" "$2" "$3"
         shift 3
         "${_KAFKA_TLS_KCAT[@]}" "$@"
+}
+
+kafka_tls_java_login() {
+        local ca=$1 user=$2 pass=$3 mech=$4 module props out rc
+        case $mech in
+        SCRAM-*) module=org.apache.kafka.common.security.scram.ScramLoginModule ;;
+        PLAIN) module=org.apache.kafka.common.security.plain.PlainLoginModule ;;
+        *) allvars_log "kafka_tls_java_login: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN"; return 2 ;;
+        esac
+        props=$(mktemp "${TMPDIR:-/tmp}/allvars-kafka-client.XXXXXX") || return 1
+        cat >"$props" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=$mech
+sasl.jaas.config=$module required username="$user" password="$pass";
+ssl.truststore.type=PEM
+ssl.truststore.location=$ca
+EOF
+        out=$(_kafka_tool kafka.admin.ConfigCommand --bootstrap-server "$ALLVARS_KAFKA_TLS_BOOTSTRAP" \
+                --command-config "$props" --describe --entity-type users --entity-name "$user" 2>&1)
+        rc=$?
+        rm -f "$props"
+        if ((rc != 0)) || ! grep -q "user-principal '$user'" <<<"$out"; then
+                printf '%s\n' "$out" | tail -n 5 >&2
+                return 1
+        fi
 }

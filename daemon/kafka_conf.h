@@ -1,0 +1,15 @@
+/* What the consumer and the relay share about librdkafka: setting a property
+ * with a clear error, and routing librdkafka's own log lines through log.h
+ * (with log.queue=true they arrive on the thread that polls). */
+#pragma once
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* rd_kafka_conf_set; on failure "kafka.KEY: reason" into err and -EINVAL. */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t err_size);
+
+/* A log callback for rd_kafka_conf_set_log_cb: the line goes to log.h, named
+ * by the client (rd_kafka_name). Never more urgent than LOG_ERR. */
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf);

@@ -1,0 +1,237 @@
+#!/usr/bin/env bats
+# No personal data leaves allvarsd through its log or its feedback to the police
+# (issue 6, Security; DOMAIN.md "Feedback to the police"; STYLE: never log
+# personal data). One full stream on the real broker and PostgreSQL of
+# tests/run e2e, with log.level=debug: several hundred generated referrals
+# (duplicates, malformed messages), the sample referrals and outcome events of
+# examples/, the deadline watch, a reload, the retention purge and a clean stop.
+# Everything the daemon writes to stderr is captured, and so is the police
+# feedback topic (raw bytes with keys and headers, and decoded by allvarsctl)
+# and the alerts topic. Then every identity number, name, guardian name, phone
+# number, e-mail, postal address, birth date and narrative word (>= 8 letters)
+# of the inputs is read back (PostgreSQL, the consumed payloads, the example
+# files) and must occur in none of the captures.
+
+load ../lib/daemon.bash
+
+PROTO=(protoc --proto_path="$ROOT/proto" --proto_path=/usr/include)
+
+setup() {
+        [[ -n ${ALLVARS_KAFKA_BOOTSTRAP:-} ]] || skip "no real Kafka broker (tests/run e2e starts one)"
+        command -v protoc >/dev/null || skip "protoc not installed"
+        db_create
+        real_kafka_topics
+        # The samples were reported in March 2025: the daemon's settable clock starts there.
+        echo 2025-03-10T12:00:00Z >"$T/clock"
+        daemon_conf a "log.level = debug" "clock.file = $T/clock" "feedback.always = true" \
+                "deadline_watch.interval_s = 1" "retention.interval_s = 1"
+        daemon_migrate a
+}
+
+teardown() {
+        teardown_daemons
+}
+
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
+count_at_least() { [[ $(sql "$1") -ge $2 ]]; }
+log_has() { grep -qE "$1" "$T/a.log"; }
+
+# The string fields that carry personal data in a PoliceReferral or CaseOutcome,
+# from protobuf text format (the example files, or protoc --decode, which escapes
+# non-ASCII bytes as octal): "FIELD<TAB>VALUE" lines, unescaped.
+PERSONAL_FIELDS='identity_number|birth_date|given_name|family_name|name|phone|email|postal_address|narrative|reason'
+text_values() {
+        local field value
+        sed -nE "s/^[[:space:]]*($PERSONAL_FIELDS): \"((\\\\.|[^\"\\\\])*)\".*/\\1\\t\\2/p" "$@" |
+                while IFS=$'\t' read -r field value; do
+                        # \ooo -> \0ooo for printf %b; then the quote escapes %b leaves alone.
+                        value=$(printf '%b' "$(sed -E 's/\\([0-7]{3})/\\0\1/g' <<<"$value")")
+                        value=${value//\\\"/\"}
+                        value=${value//\\\'/\'}
+                        printf '%s\t%s\n' "$field" "$value"
+                done
+}
+
+# Every personal value of the inputs, "KIND<TAB>VALUE", into $T/personal.
+collect_personal() {
+        {
+                sql "select 'identity_number', identity_number from allvarsd.referral_personal
+                     union select 'birth_date', birth_date from allvarsd.referral_personal
+                     union select 'given_name', given_name from allvarsd.referral_personal
+                     union select 'family_name', family_name from allvarsd.referral_personal
+                     union select 'narrative', narrative from allvarsd.referral_personal
+                     union select 'name', name from allvarsd.case_contacts
+                     union select 'phone', phone from allvarsd.case_contacts
+                     union select 'email', email from allvarsd.case_contacts
+                     union select 'postal_address', postal_address from allvarsd.case_contacts" |
+                        sed 's/|/\t/'
+                # The payloads as consumed: also the guardians of referrals that opened no case.
+                # Concatenated protobuf messages parse as one, their repeated fields appended
+                # (the wire format's merge rule): one protoc run lists every guardian.
+                sql "select encode(string_agg(payload, ''::bytea order by referral_id), 'base64')
+                     from allvarsd.referral_personal" | base64 -d >"$T/payloads.bin"
+                "${PROTO[@]}" --decode=allvarssamtal.v1.PoliceReferral allvarssamtal/v1/referral.proto \
+                        <"$T/payloads.bin" >"$T/payloads.txt"
+                text_values "$T/payloads.txt"
+                text_values "$ROOT"/examples/referrals/*.txtpb
+                # Outcomes: the guardians the police supplied, the override's free-text reason.
+                text_values "$ROOT"/examples/outcomes/*.txtpb
+        } | awk -F '\t' 'length($2) > 0' | sort -u >"$T/personal"
+}
+
+# From $T/personal, the search patterns: $T/pat.fixed (whole values and their
+# other spellings, matched anywhere) and $T/pat.words (single names and
+# narrative words, matched as whole words).
+build_patterns() {
+        local kind value d short w part
+        : >"$T/pat.fixed"
+        : >"$T/pat.words"
+        while IFS=$'\t' read -r kind value; do
+                case $kind in
+                identity_number)
+                        # As given, and as a log line might normalise it: digits only, 10 or 12.
+                        echo "$value"
+                        d=${value//[^0-9]/}
+                        short=$d
+                        ((${#d} == 12)) && short=${d:2}
+                        echo "$d"
+                        echo "$short"
+                        echo "${short:0:6}-${short:6}"
+                        echo "${short:0:6}+${short:6}"
+                        # The birth date it contains.
+                        ((${#d} == 12)) && echo "${d:0:4}-${d:4:2}-${d:6:2}"
+                        ;;
+                phone)
+                        echo "$value"
+                        d=${value//[^0-9]/}
+                        echo "$d"
+                        [[ $d == 46* ]] && echo "0${d#46}"
+                        [[ $d == 0* ]] && echo "46${d#0}"
+                        ;;
+                postal_address)
+                        echo "$value"
+                        # Each part, "Storgatan 1" and "411 01 Göteborg", is specific on its own.
+                        tr ',' '\n' <<<"$value" | sed 's/^ *//; s/ *$//' | awk 'length($0) >= 6'
+                        ;;
+                given_name | family_name) echo "$value" >>"$T/pat.words" ;;
+                name)
+                        echo "$value"
+                        # And each name in it on its own.
+                        tr ' ' '\n' <<<"$value" | awk 'length($0) >= 2' >>"$T/pat.words"
+                        ;;
+                narrative | reason)
+                        # Whole texts are long; each word of 8 letters or more is specific enough.
+                        for w in $(tr -s '[:space:][:punct:]' ' ' <<<"$value"); do
+                                ((${#w} >= 8)) && echo "$w" >>"$T/pat.words"
+                        done
+                        ;;
+                *) echo "$value" ;;
+                esac
+        done <"$T/personal" | awk 'length($0) > 0' | sort -u >"$T/pat.fixed.tmp"
+        mv "$T/pat.fixed.tmp" "$T/pat.fixed"
+        sort -u -o "$T/pat.words" "$T/pat.words"
+}
+
+# scan FILE...: no pattern occurs in any FILE. Reports where, with the value masked.
+scan() {
+        local f hits=0 out
+        for f in "$@"; do
+                [[ -s $f ]] || { echo "nothing captured in $f" >&2; return 1; }
+                out=$( { grep -a -n -o -i -F -f "$T/pat.fixed" "$f"; grep -a -n -o -i -w -F -f "$T/pat.words" "$f"; } || true)
+                if [[ -n $out ]]; then
+                        hits=$((hits + $(wc -l <<<"$out")))
+                        echo "personal data in ${f##*/}:" >&2
+                        # line:value -> line: first letter and length only
+                        awk -F: '{ v = substr($0, length($1) + 2); printf "  line %s: %s... (%d bytes)\n", $1, substr(v, 1, 1), length(v) }' \
+                                <<<"$out" | head -n 20 >&2
+                fi
+        done
+        ((hits == 0))
+}
+
+@test "no identity number, name, phone, address or narrative from the inputs in the debug log or the police feedback" {
+        daemon_start a
+        daemon_ready a 60
+
+        # The sample referrals of examples/, as examples/demo.sh sends them.
+        local f n_examples=0
+        for f in "$ROOT"/examples/referrals/*.txtpb; do
+                "${PROTO[@]}" --encode=allvarssamtal.v1.PoliceReferral allvarssamtal/v1/referral.proto \
+                        <"$f" >"$T/example.bin"
+                kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}police.referrals.v1" \
+                        -k "$(sed -n 's/^referral_id: *"\(.*\)"/\1/p' "$f")" "$T/example.bin"
+                n_examples=$((n_examples + 1))
+        done
+        gen --count 400 --seed 71 --duplicates 10 --malformed 20 --reported-at 2025-03-10T08:00:00Z \
+                --ids-out "$T/ids"
+        wait_for 90 decided_at_least "$(($(expected_ids "$T/ids" | wc -l) + n_examples))"
+
+        # The outcome examples, in the order they happened (demo.sh).
+        local n_outcomes=0
+        for f in $(for f in "$ROOT"/examples/outcomes/*.txtpb; do
+                        echo "$(sed -n 's/^occurred_at { seconds: \([0-9]*\).*/\1/p' "$f") $f"
+                   done | sort -n | cut -d' ' -f2); do
+                "${PROTO[@]}" --encode=allvarssamtal.v1.CaseOutcome allvarssamtal/v1/outcome.proto \
+                        <"$f" >"$T/outcome.bin"
+                kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" -k "$(basename "$f" .txtpb)" \
+                        "$T/outcome.bin"
+                n_outcomes=$((n_outcomes + 1))
+        done
+        wait_for 60 count_at_least "select (select count(*) from allvarsd.outcome_events)
+                + (select count(*) from allvarsd.dead_letters where source_topic like '%outcomes%')" "$n_outcomes"
+        [[ $(sql "select count(*) from allvarsd.outcome_events") -ge 6 ]]
+
+        # Read the inputs' personal data now: the retention purge below deletes some of it.
+        collect_personal
+        # The payloads decode to what the database holds (the collection itself is right).
+        local ident
+        ident=$(sql "select identity_number from allvarsd.referral_personal
+                     where identity_number <> '' order by referral_id desc limit 1")
+        grep -qF "identity_number: \"$ident\"" "$T/payloads.txt"
+
+        # Five days on: the deadline watch raises alerts (and feedback NOT_HELD_IN_TIME).
+        echo 2025-03-15T12:00:00Z >"$T/clock"
+        wait_for 30 count_at_least "select count(*) from allvarsd.case_alerts" 1
+        # A reload logs the effective configuration again.
+        kill -HUP "$(daemon_pid a)"
+        wait_for 10 log_has 'Configuration reloaded'
+        # Seven months on: the retention purge of NOT_ELIGIBLE referrals.
+        echo 2025-10-15T12:00:00Z >"$T/clock"
+        wait_for 30 log_has 'Retention purged'
+        wait_for 60 outbox_drained
+        daemon_stop a
+        [[ $DAEMON_RC -eq 0 ]]
+
+        check_exactly_once "$T/ids" <(sed -n 's/^referral_id: *"\(.*\)"/valid \1/p' "$ROOT"/examples/referrals/*.txtpb)
+
+        # The captures: the daemon's whole log, the feedback and alert topics raw
+        # (key, headers, value) and decoded.
+        local t
+        for t in police.feedback.v1 allvarssamtal.alerts.v1; do
+                kcat -C -b "$KAFKA" -t "$TOPIC_PREFIX$t" -e -q -f '%k\t%h\t%s\n' >"$T/$t.raw"
+        done
+        events police.feedback.v1 allvarssamtal.alerts.v1 >"$T/events.txt"
+        # Not vacuous: the log covers the stream, and the feedback is there for every referral.
+        local decided
+        decided=$(decided_count)
+        [[ $(grep -c ' decided: ' "$T/a.log") -ge $decided ]]
+        local line
+        for line in 'dead-lettered' 'seen before' 'Outcome .* applied to case' 'Deadline watch raised' \
+                'Configuration reloaded' 'Retention purged' 'Stopping'; do
+                log_has "$line" || { echo "the log lacks: $line" >&2; false; }
+        done
+        [[ $(grep -c . "$T/police.feedback.v1.raw") -ge $decided ]]
+        [[ $(grep -c '^police.feedback.v1\|feedback.v1/' "$T/events.txt") -ge $decided ]]
+        [[ -s $T/allvarssamtal.alerts.v1.raw ]]
+
+        build_patterns
+        # Not vacuous: the inputs' personal data is there to look for, of every kind.
+        local kind
+        for kind in identity_number birth_date given_name family_name name phone email postal_address narrative reason; do
+                [[ $(grep -c "^$kind	" "$T/personal") -ge 1 ]] || { echo "no $kind values collected" >&2; false; }
+        done
+        [[ $(wc -l <"$T/pat.fixed") -ge 500 && $(wc -l <"$T/pat.words") -ge 30 ]]
+
+        scan "$T/a.log" "$T/police.feedback.v1.raw" "$T/allvarssamtal.alerts.v1.raw" "$T/events.txt"
+}
