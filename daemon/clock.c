@@ -26,7 +26,7 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
         return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *ret_y, int *ret_m, int *ret_d) {
+void clock_civil_from_days(int64_t z, int64_t *ret_y, int *ret_m, int *ret_d) {
         z += 719468;
         int64_t era = (z >= 0 ? z : z - 146096) / 146097;
         int64_t doe = z - era * 146097;
@@ -40,7 +40,7 @@ static void civil_from_days(int64_t z, int64_t *ret_y, int *ret_m, int *ret_d) {
         *ret_d = d;
 }
 
-static int64_t floor_div(int64_t a, int64_t b) {
+int64_t clock_floor_div(int64_t a, int64_t b) {
         int64_t q = a / b;
         if ((a % b != 0) && ((a < 0) != (b < 0)))
                 q--;
@@ -62,11 +62,11 @@ char *clock_format_rfc3339(usec_t t, char buf[static RFC3339_MAX]) {
                 t = min;
         if (t > max)
                 t = max;
-        int64_t days = floor_div(t, USEC_PER_DAY);
+        int64_t days = clock_floor_div(t, USEC_PER_DAY);
         int64_t rem = t - days * USEC_PER_DAY;       /* 0 .. USEC_PER_DAY-1 */
         int64_t y;
         int m, d;
-        civil_from_days(days, &y, &m, &d);
+        clock_civil_from_days(days, &y, &m, &d);
         int64_t secs = rem / USEC_PER_SEC, frac = rem % USEC_PER_SEC;
         char *p = buf;
         p = put_digits(p, y, 4);

@@ -29,6 +29,11 @@ usec_t clock_now(clock_source *c);
 usec_t clock_realtime(void);
 usec_t clock_monotonic(void);
 
+/* Calendar arithmetic, also for identity.c: the proleptic Gregorian date of a
+ * day number (days since 1970-01-01), and a / b rounded towards minus infinity. */
+void clock_civil_from_days(int64_t days, int64_t *ret_year, int *ret_month, int *ret_day);
+int64_t clock_floor_div(int64_t a, int64_t b);
+
 /* RFC 3339 in UTC with 'Z'; fractions only when not whole seconds. Returns buf. */
 char *clock_format_rfc3339(usec_t t, char buf[static RFC3339_MAX]);
 /* Accepts "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)". Returns 0 or -EINVAL. */

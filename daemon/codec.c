@@ -289,7 +289,8 @@ static int check_guardian(check *c, const Allvarssamtal__V1__Guardian *g, const 
         return 0;
 }
 
-static int referral_validate(check *c, const Allvarssamtal__V1__PoliceReferral *r) {
+static int referral_validate(check *c, const ProtobufCMessage *msg) {
+        const Allvarssamtal__V1__PoliceReferral *r = (const Allvarssamtal__V1__PoliceReferral *)msg;
         TRY(check_id(c, r->referral_id, true, "referral_id"));
         TRY(check_text(c, r->police_case_number, MAX_SHORT, "police_case_number"));
         TRY(check_time(c, r->reported_at, true, T_2000, T_2100, "reported_at"));
@@ -350,7 +351,11 @@ static int check_size(const void *buf, size_t len, size_t max_bytes, codec_error
         return 0;
 }
 
-codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err) {
+/* The one path of every incoming message: size, decoding into an arena
+ * (message_decode), validation. NULL with err filled on any failure. */
+static codec_message *decode_checked(const ProtobufCMessageDescriptor *desc,
+                                     int (*validate)(check *c, const ProtobufCMessage *msg), const void *buf,
+                                     size_t len, size_t max_bytes, codec_error *err) {
         codec_error dummy;
         if (!err)
                 err = &dummy;
@@ -358,18 +363,23 @@ codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_by
         if (check_size(buf, len, max_bytes, err) < 0)
                 return NULL;
         codec_message *m = NULL;
-        if (!message_decode(&m, &allvarssamtal__v1__police_referral__descriptor, buf, len)) {
+        if (!message_decode(&m, desc, buf, len)) {
                 message_free(m);
                 err->reason = DLR_UNDECODABLE;
-                snprintf(err->detail, sizeof err->detail, "not a valid PoliceReferral protobuf");
+                snprintf(err->detail, sizeof err->detail, "not a valid %s protobuf", desc->short_name);
                 return NULL;
         }
         check c = {&m->a, err};
-        if (referral_validate(&c, (const Allvarssamtal__V1__PoliceReferral *)m->msg) < 0) {
+        if (validate(&c, m->msg) < 0) {
                 message_free(m);
                 return NULL;
         }
-        return (codec_referral *)m;
+        return m;
+}
+
+codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err) {
+        return (codec_referral *)decode_checked(&allvarssamtal__v1__police_referral__descriptor, referral_validate,
+                                                buf, len, max_bytes, err);
 }
 
 const Allvarssamtal__V1__PoliceReferral *codec_referral_msg(const codec_referral *r) {
@@ -380,7 +390,8 @@ void codec_referral_free(codec_referral *r) {
         message_free(r ? &r->m : NULL);
 }
 
-static int outcome_validate(check *c, const CaseOutcome *o) {
+static int outcome_validate(check *c, const ProtobufCMessage *msg) {
+        const CaseOutcome *o = (const CaseOutcome *)msg;
         TRY(check_id(c, o->event_id, true, "event_id"));
         TRY(check_id(c, o->case_id, false, "case_id"));
         TRY(check_id(c, o->referral_id, false, "referral_id"));
@@ -451,25 +462,8 @@ static int outcome_validate(check *c, const CaseOutcome *o) {
 }
 
 codec_outcome *codec_outcome_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err) {
-        codec_error dummy;
-        if (!err)
-                err = &dummy;
-        *err = (codec_error){0};
-        if (check_size(buf, len, max_bytes, err) < 0)
-                return NULL;
-        codec_message *m = NULL;
-        if (!message_decode(&m, &allvarssamtal__v1__case_outcome__descriptor, buf, len)) {
-                message_free(m);
-                err->reason = DLR_UNDECODABLE;
-                snprintf(err->detail, sizeof err->detail, "not a valid CaseOutcome protobuf");
-                return NULL;
-        }
-        check c = {&m->a, err};
-        if (outcome_validate(&c, (const CaseOutcome *)m->msg) < 0) {
-                message_free(m);
-                return NULL;
-        }
-        return (codec_outcome *)m;
+        return (codec_outcome *)decode_checked(&allvarssamtal__v1__case_outcome__descriptor, outcome_validate, buf,
+                                               len, max_bytes, err);
 }
 
 const CaseOutcome *codec_outcome_msg(const codec_outcome *o) {

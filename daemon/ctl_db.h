@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "ctl.h"                        /* the subcommands' entry points */
 
 #ifndef SCHEMAS_DIR
 #define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
@@ -162,12 +163,3 @@ int ctl_case_resolve(ctl *c, const char *id, char **ret_referral_id, char **ret_
 
 /* Whether s is a UUID in the 8-4-4-4-12 hex form. */
 bool ctl_is_uuid(const char *s);
-
-/* The subcommands (argv[0] is the subcommand's name). */
-int ctl_status_main(int argc, char **argv);
-int ctl_cases_main(int argc, char **argv);
-int ctl_case_main(int argc, char **argv);
-int ctl_override_main(int argc, char **argv);
-int ctl_dead_letters_main(int argc, char **argv);
-int ctl_migrate_main(int argc, char **argv);
-int ctl_check_config_main(int argc, char **argv);

@@ -38,6 +38,7 @@
 #include "events.h"
 #include "ids.h"
 #include "profiles.h"
+#include "store_internal.h"
 
 #define AT_RISK_FRACTION_DEFAULT 0.75   /* DOMAIN.md: 75 % of the limit */
 
@@ -248,40 +249,6 @@ static int alert_cmp(const void *a, const void *b) {
 
 /* ---- libpq ---- */
 
-static int watch_errno(PGconn *pg, const PGresult *res) {
-        if (PQstatus(pg) == CONNECTION_BAD)
-                return -ECONNRESET;
-        const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        if (!st)
-                return -EIO;
-        if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0)
-                return -EAGAIN;         /* serialization failure, deadlock: retry next round */
-        if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0)
-                return -ECONNRESET;
-        return -EIO;
-}
-
-/* Run a statement; 0 when it returned `want`, else a negative errno. *ret keeps the result on success. */
-static int watch_exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
-                      PGresult **ret) {
-        PGresult *res = n > 0 || ret ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
-        if (PQresultStatus(res) != want) {
-                int r = watch_errno(pg, res);
-                PQclear(res);
-                return r;
-        }
-        if (ret)
-                *ret = res;
-        else
-                PQclear(res);
-        return 0;
-}
-
-static void watch_rollback(PGconn *pg) {
-        if (PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE)
-                PQclear(PQexec(pg, "ROLLBACK"));
-}
-
 static usec_t field_usec(const PGresult *res, int row, int col) {
         return PQgetisnull(res, row, col) ? 0 : (usec_t)strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
@@ -349,7 +316,7 @@ static int insert_alerts(PGconn *pg, const char *now_s, watch_alert *alerts, siz
                 r = -ENOMEM;
                 goto out;
         }
-        r = watch_exec(pg, SQL_INSERT_ALERTS, 4, params, PGRES_TUPLES_OK, &res);
+        r = store_job_exec(pg, SQL_INSERT_ALERTS, 4, params, PGRES_TUPLES_OK, &res);
         if (r < 0)
                 goto out;
 
@@ -398,7 +365,7 @@ static int insert_outbox(PGconn *pg, const event_list *ev, unsigned *ret_rows) {
                         r = -ENOMEM;
                         goto out;
                 }
-        r = watch_exec(pg, SQL_INSERT_OUTBOX, 6, params, PGRES_COMMAND_OK, &res);
+        r = store_job_exec(pg, SQL_INSERT_OUTBOX, 6, params, PGRES_COMMAND_OK, &res);
         if (r < 0)
                 goto out;
         *ret_rows = (unsigned)strtoul(PQcmdTuples(res), NULL, 10);
@@ -486,13 +453,13 @@ static int write_raised(PGconn *pg, const config *cfg, const char *now_s, usec_t
                         r = -ENOMEM;
                         goto out;
                 }
-        r = watch_exec(pg, SQL_INSERT_AUDIT, 6, params, PGRES_COMMAND_OK, NULL);
+        r = store_job_exec(pg, SQL_INSERT_AUDIT, 6, params, PGRES_COMMAND_OK, NULL);
         if (r < 0)
                 goto out;
 
         /* Wake the relay; delivered at COMMIT (ARCHITECTURE.md: LISTEN/NOTIFY only wakes it). */
         if (outbox_rows > 0)
-                r = watch_exec(pg, "SELECT pg_notify('allvarsd_outbox', '')", 0, NULL, PGRES_TUPLES_OK, NULL);
+                r = store_job_exec(pg, "SELECT pg_notify('allvarsd_outbox', '')", 0, NULL, PGRES_TUPLES_OK, NULL);
 out:
         event_list_free(&ev);
         buf_done(&a_case);
@@ -508,28 +475,17 @@ int deadline_watch_run(store *s, const config *cfg, usec_t now, deadline_watch_r
         PGresult *cand = NULL;
         watch_case *cases = NULL;
         watch_alert *alerts = NULL;
+        PGconn *pg = NULL;
         char now_s[24], frac_s[32];
-        int r;
-
-        if (!s || !store_connected(s))
-                return -ENOTCONN;
-        PGconn *pg = (PGconn *)store_pg(s);
-        if (!pg || PQstatus(pg) != CONNECTION_OK)
-                return -ECONNRESET;
-        if (PQtransactionStatus(pg) != PQTRANS_IDLE)
-                return -EBUSY;          /* a caller left a transaction open: never join it */
+        int r = store_job_begin(s, &pg);
+        if (r < 0)
+                return r;
 
         snprintf(now_s, sizeof now_s, "%lld", (long long)now);
         snprintf(frac_s, sizeof frac_s, "%.17g", min_fraction(cfg));
 
-        /* JIT compiling a statement that runs every 30 s costs more than it
-         * saves (PostgreSQL 15 JITs any plan above jit_above_cost). */
-        r = watch_exec(pg, "BEGIN; SET LOCAL jit = off", 0, NULL, PGRES_COMMAND_OK, NULL);
-        if (r < 0)
-                return r;
-
         const char *cand_params[] = {now_s, frac_s};
-        r = watch_exec(pg, SQL_CANDIDATES, 2, cand_params, PGRES_TUPLES_OK, &cand);
+        r = store_job_exec(pg, SQL_CANDIDATES, 2, cand_params, PGRES_TUPLES_OK, &cand);
         if (r < 0)
                 goto fail;
 
@@ -554,7 +510,7 @@ int deadline_watch_run(store *s, const config *cfg, usec_t now, deadline_watch_r
                         goto fail;
         }
 
-        r = watch_exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL);
+        r = store_job_exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL);
         if (r < 0)
                 goto fail;
         PQclear(cand);
@@ -565,7 +521,7 @@ int deadline_watch_run(store *s, const config *cfg, usec_t now, deadline_watch_r
         return 0;
 
 fail:
-        watch_rollback(pg);
+        store_rollback(s);
         PQclear(cand);
         free(cases);
         free(alerts);

@@ -84,27 +84,8 @@ int tz_init(void) {
         return 0;
 }
 
-static civil_date civil_from_days(int64_t z) {
-        z += 719468;
-        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-        int64_t doe = z - era * 146097;
-        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        int64_t mp = (5 * doy + 2) / 153;
-        int d = (int)(doy - (153 * mp + 2) / 5 + 1);
-        int m = (int)(mp < 10 ? mp + 3 : mp - 9);
-        return (civil_date){(int)(yoe + era * 400 + (m <= 2)), m, d};
-}
-
-static int64_t floor_div(int64_t a, int64_t b) {
-        int64_t q = a / b;
-        if ((a % b != 0) && ((a < 0) != (b < 0)))
-                q--;
-        return q;
-}
-
 civil_date stockholm_date(usec_t t) {
-        int64_t secs = floor_div(t, USEC_PER_SEC);
+        int64_t secs = clock_floor_div(t, USEC_PER_SEC);
         int32_t off;
         if (tz_table_len > 0 && secs >= tz_table[0].from && secs < TZ_TABLE_TO) {
                 size_t lo = 0, hi = tz_table_len;      /* last span with from <= secs */
@@ -118,7 +99,10 @@ civil_date stockholm_date(usec_t t) {
                 off = tz_table[lo].gmtoff;
         } else
                 off = gmtoff_at(secs);
-        return civil_from_days(floor_div(secs + off, 86400));
+        int64_t year;
+        int month, day;
+        clock_civil_from_days(clock_floor_div(secs + off, 86400), &year, &month, &day);
+        return (civil_date){(int)year, month, day};
 }
 
 static bool leap_year(int y) {

@@ -289,6 +289,51 @@ void store_rollback(store *s) {
         PQclear(r);
 }
 
+/* ---- the periodic jobs' transactions ---- */
+
+static int job_errno(PGconn *pg, const PGresult *res) {
+        if (PQstatus(pg) == CONNECTION_BAD)
+                return -ECONNRESET;
+        const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (!st)
+                return -EIO;
+        if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0)
+                return -EAGAIN;
+        if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0)
+                return -ECONNRESET;
+        return -EIO;
+}
+
+int store_job_exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
+                   PGresult **ret) {
+        PGresult *res = n > 0 || ret ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+        if (PQresultStatus(res) != want) {
+                int r = job_errno(pg, res);
+                PQclear(res);
+                return r;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+int store_job_begin(store *s, PGconn **ret) {
+        if (!store_connected(s))
+                return -ENOTCONN;
+        PGconn *pg = s->conn;
+        if (PQtransactionStatus(pg) != PQTRANS_IDLE)
+                return -EBUSY;
+        int r = store_job_exec(pg, "BEGIN; SET LOCAL jit = off", 0, NULL, PGRES_COMMAND_OK, NULL);
+        if (r < 0) {
+                store_rollback(s);      /* BEGIN may have succeeded and the SET not */
+                return r;
+        }
+        *ret = pg;
+        return 0;
+}
+
 /* ---- binary array parameters ---- */
 
 #define ARR_HEADER 20                   /* ndim, flags, element type, length, lower bound */

@@ -1,7 +1,9 @@
 /* Inside the store: the connection object, error mapping, binary array
  * parameters and pipelined round trips, shared by store.c and
- * store_referrals.c (and open to the other store_*.c files). Not an interface
- * for the rest of the daemon: they use store.h. */
+ * store_referrals.c (and open to the other store_*.c files); and the
+ * transaction of the periodic jobs that keep their SQL beside their logic
+ * (deadline_watch.c, retention.c). Not an interface for the rest of the
+ * daemon: they use store.h. */
 #pragma once
 
 #include <stdbool.h>
@@ -113,6 +115,22 @@ void store_pipe_end(store_pipe *p);
 
 /* ROLLBACK whatever transaction is open, if the connection is still usable. */
 void store_rollback(store *s);
+
+/* A periodic job's transaction on the store's session, with libpq directly
+ * (no prepared statements, nothing recorded in store_last_error): "BEGIN;
+ * SET LOCAL jit = off", since JIT compiling periodic statements costs more
+ * than it saves (PostgreSQL 15 JITs any plan above jit_above_cost; measured:
+ * a purge over 50,000 referrals took 0.7 s instead of 0.05 s). 0 with the
+ * connection in *ret; -ENOTCONN without a usable session, -EBUSY when a
+ * caller left a transaction open (never join it), else as store_job_exec.
+ * After a failure in the transaction: store_rollback. */
+int store_job_begin(store *s, PGconn **ret);
+/* Run one statement of a job: 0 when it returned want (*ret, if given, keeps
+ * the result), else -EAGAIN for a serialization failure or deadlock (retry
+ * next round), -ECONNRESET when the connection is gone, -EIO otherwise.
+ * Without parameters or result, sql may hold several statements. */
+int store_job_exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
+                   PGresult **ret);
 
 /* Microseconds since the Unix epoch of a timestamptz in binary format. */
 #define STORE_PG_EPOCH_USEC ((usec_t)946684800 * 1000000)

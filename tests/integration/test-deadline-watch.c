@@ -8,13 +8,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -35,115 +32,16 @@
 /* ---- the database of one test (tests/lib/harness.h) ---- */
 
 typedef struct fixture {
-        harness_db db;
-        char pepper[64];
-        PGconn *pg;                     /* the test's own connection, for setup and checks */
-        config *cfg;
-        store *st;
+        harness_store_env h;            /* first: harness_store_setup and _teardown use it as the env */
         unsigned offset;                /* source_offset of the next referral */
 } fixture;
+_Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-}
-
-static char *read_file(const char *path) {
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return NULL;
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-                fwrite(chunk, 1, n, m);
-        fclose(f);
-        fclose(m);
-        return buf;
-}
-
-/* The schema files (schemas/NNN_name.sql) in order, each as one PQexec (one implicit transaction). */
-static void apply_schemas(PGconn *c) {
-        const char *dirs[] = {getenv("ALLVARS_SCHEMAS"), "schemas", "../schemas", "../../schemas"};
-        glob_t g = {0};
-        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-                if (!dirs[i])
-                        continue;
-                char pat[512];
-                snprintf(pat, sizeof pat, "%s/[0-9][0-9][0-9]_*.sql", dirs[i]);
-                if (glob(pat, 0, NULL, &g) == 0)
-                        break;
-                globfree(&g);
-                g = (glob_t){0};
-        }
-        if (g.gl_pathc == 0)
-                fail_msg("no schemas/NNN_name.sql found (run from the source tree or set ALLVARS_SCHEMAS)");
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-                char *sql = read_file(g.gl_pathv[i]);
-                assert_non_null(sql);
-                exec_ok(c, sql);
-                free(sql);
-        }
-        globfree(&g);
-}
-
-static int fixture_setup(void **state, const char *extra_config) {
-        if (!harness_pg_available())
-                fail_msg("no PostgreSQL: set PGHOST/PGPORT/PGUSER (tests/run does; or source tests/lib/pg.sh; pg_start)");
-        fixture *fx = calloc(1, sizeof *fx);
-        assert_non_null(fx);
-        *state = fx;
-        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
-        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
-        PQclear(PQexec(fx->pg, "SET client_min_messages = warning"));
-        apply_schemas(fx->pg);
-
-        /* The pepper is a secret given as a file: 48 random bytes. */
-        snprintf(fx->pepper, sizeof fx->pepper, "/tmp/allvars-pepper-XXXXXX");
-        int fd = mkstemp(fx->pepper);
-        assert_true(fd >= 0);
-        uint8_t pep[48];
-        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
-        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
-        close(fd);
-
-        char text[2048], err[512];
-        snprintf(text, sizeof text,
-                 "database.conninfo = %s\n"
-                 "pepper = @file:%s\n"
-                 "%s",
-                 fx->db.conninfo, fx->pepper, extra_config);
-        int r = config_parse_string(CONFIG_NAME, text, &fx->cfg, err, sizeof err);
-        if (r < 0)
-                fail_msg("config: %s", err);
-
-        r = store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err);
-        if (r < 0)
-                fail_msg("store_connect: %s", err);
-        return 0;
-}
+#define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
+#define TS(p) HARNESS_SQL_TS(p)
 
 static int setup(void **state) {
-        return fixture_setup(state, "feedback.always = false\n");
-}
-
-static int teardown(void **state) {
-        fixture *fx = *state;
-        if (!fx)
-                return 0;
-        store_free(fx->st);
-        config_free(fx->cfg);
-        PQfinish(fx->pg);
-        if (fx->pepper[0])
-                unlink(fx->pepper);
-        if (fx->db.name[0])
-                harness_db_drop(&fx->db);
-        free(fx);
-        return 0;
+        return harness_store_setup(state, sizeof(fixture), CONFIG_NAME, "feedback.always = false\n");
 }
 
 /* ---- cases ---- */
@@ -162,15 +60,6 @@ typedef struct case_spec {
         usec_t scheduled_at, held_at, closed_at;
 } case_spec;
 
-static char *usec_param(char buf[static 24], usec_t t) {
-        if (t == 0)
-                return NULL;
-        snprintf(buf, 24, "%lld", (long long)t);
-        return buf;
-}
-
-#define TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
-
 /* Insert a referral and its case; returns the case id in ret. */
 static void add_case(fixture *fx, const case_spec *cs, char *ret) {
         char case_id[UUID_STR_LEN];
@@ -179,19 +68,16 @@ static void add_case(fixture *fx, const case_spec *cs, char *ret) {
         snprintf(off, sizeof off, "%u", fx->offset++);
         const char *district = cs->district ? cs->district : "centrum";
         const char *p_ref[] = {
-                cs->referral_id, case_id, district, usec_param(reported, T0),
+                cs->referral_id, case_id, district, harness_usec_param(reported, T0),
                 cs->feedback_requested ? "true" : "false", off,
         };
-        PGresult *r = PQexecParams(fx->pg,
+        harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at,"
                 " feedback_requested, police_case_number, reporting_unit, source_topic, source_partition,"
                 " source_offset, received_at)"
                 " VALUES ($1, $2, 4, $3, " TS("$4") ", $5, 'PC-' || $1, 'Polisregion Väst',"
                 " 'police.referrals.v1', 0, $6, " TS("$4") ")",
-                6, NULL, p_ref, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                fail_msg("insert referral: %s", PQerrorMessage(fx->pg));
-        PQclear(r);
+                6, p_ref, NULL, NULL);
 
         snprintf(limit_s, sizeof limit_s, "%lld", (long long)((cs->limit ? cs->limit : H(48)) / USEC_PER_SEC));
         const char *dk = cs->deadline_kind ? cs->deadline_kind : "CONVERSATION";
@@ -202,51 +88,33 @@ static void add_case(fixture *fx, const case_spec *cs, char *ret) {
                 cs->state ? cs->state : "ELIGIBLE",
                 cs->profile_name ? cs->profile_name : "goteborg-motion-2024",
                 limit_s,
-                usec_param(deadline, cs->deadline),
+                harness_usec_param(deadline, cs->deadline),
                 dk[0] ? dk : NULL,
-                usec_param(pad, cs->protective_assessment_due),
+                harness_usec_param(pad, cs->protective_assessment_due),
                 cs->awaiting_assessment ? "true" : "false",
-                usec_param(sched, cs->scheduled_at),
-                usec_param(held, cs->held_at),
-                usec_param(closed, cs->closed_at),
+                harness_usec_param(sched, cs->scheduled_at),
+                harness_usec_param(held, cs->held_at),
+                harness_usec_param(closed, cs->closed_at),
                 cs->feedback_requested ? "true" : "false",
-                usec_param(reported, T0),
+                harness_usec_param(reported, T0),
         };
-        r = PQexecParams(fx->pg,
+        harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
                 " limit_seconds, deadline, deadline_kind, protective_assessment_due, awaiting_assessment,"
                 " scheduled_at, held_at, closed_at, feedback_requested, created_at, updated_at)"
                 " VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'DEFERRED' THEN 'DEFERRED' ELSE 'ELIGIBLE' END, $5,"
                 " $6, " TS("$7") ", $8, " TS("$9") ", $10, " TS("$11") ", " TS("$12") ", " TS("$13") ","
                 " $14, " TS("$15") ", " TS("$15") ")",
-                15, NULL, p_case, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                fail_msg("insert case: %s", PQerrorMessage(fx->pg));
-        PQclear(r);
+                15, p_case, NULL, NULL);
         if (ret)
                 memcpy(ret, case_id, UUID_STR_LEN);
 }
 
-static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long count(fixture *fx, const char *fmt, ...) {
-        char sql[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        va_end(ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return n;
-}
-
 static deadline_watch_result watch(fixture *fx, usec_t now) {
         deadline_watch_result w = {99, 99, 99};
-        int r = deadline_watch_run(fx->st, fx->cfg, now, &w);
+        int r = deadline_watch_run(fx->h.st, fx->h.cfg, now, &w);
         if (r < 0)
-                fail_msg("deadline_watch_run: %s (%s)", strerror(-r), PQerrorMessage(fx->pg));
+                fail_msg("deadline_watch_run: %s (%s)", strerror(-r), PQerrorMessage(fx->h.pg));
         return w;
 }
 
@@ -261,7 +129,7 @@ static deadline_watch_result watch(fixture *fx, usec_t now) {
 /* The payload of the one outbox row of a case and ce_type, decoded from hex. */
 static size_t outbox_payload(fixture *fx, const char *case_id, const char *ce_type, uint8_t *buf, size_t size) {
         const char *p[] = {case_id, ce_type};
-        PGresult *r = PQexecParams(fx->pg,
+        PGresult *r = PQexecParams(fx->h.pg,
                 "SELECT encode(payload, 'hex') FROM allvarsd.outbox WHERE key = $1 AND ce_type = $2",
                 2, NULL, p, NULL, NULL, 0);
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -291,14 +159,14 @@ static void test_at_risk_at_75_percent(void **state) {
         add_case(fx, &(case_spec){.referral_id = "R-SCHEDULED", .state = "SCHEDULED", .deadline = T0 + H(48),
                                   .scheduled_at = T0 + H(40)},
                  sched_id);
-        exec_ok(fx->pg, "LISTEN allvarsd_outbox");
+        harness_exec_ok(fx->h.pg, "LISTEN allvarsd_outbox");
 
         assert_watch(watch(fx, T0), 0, 0, 0);
         assert_watch(watch(fx, T0 + H(36) - 1), 0, 0, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
-        PQconsumeInput(fx->pg);
-        PGnotify *nt = PQnotifies(fx->pg);
+        PQconsumeInput(fx->h.pg);
+        PGnotify *nt = PQnotifies(fx->h.pg);
         assert_null(nt);
 
         assert_watch(watch(fx, T0 + H(36)), 1, 0, 0);
@@ -308,7 +176,7 @@ static void test_at_risk_at_75_percent(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s' AND topic = '%s'"
                                    " AND ce_type = '%s' AND sent_at IS NULL",
-                               id, fx->cfg->topic_alerts, CE_TYPE_ALERT),
+                               id, fx->h.cfg->topic_alerts, CE_TYPE_ALERT),
                          1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 1);   /* no feedback for AT_RISK */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s' AND action = 'ALERT_AT_RISK'"
@@ -329,8 +197,8 @@ static void test_at_risk_at_75_percent(void **state) {
         allvarssamtal__v1__deadline_alert__free_unpacked(a, NULL);
 
         /* The relay is woken, at commit. */
-        assert_int_equal(PQconsumeInput(fx->pg), 1);
-        nt = PQnotifies(fx->pg);
+        assert_int_equal(PQconsumeInput(fx->h.pg), 1);
+        nt = PQnotifies(fx->h.pg);
         assert_non_null(nt);
         assert_string_equal(nt->relname, "allvarsd_outbox");
         PQfreemem(nt);
@@ -347,7 +215,7 @@ static void test_at_risk_at_75_percent(void **state) {
 /* The fraction is the case's profile's: a district whose profile sets 50 %
  * raises AT_RISK after 24 h; the 14-day limit of trollhattan-tuti after 10.5 days. */
 static int setup_district_fraction(void **state) {
-        return fixture_setup(state, "district.hisingen.at_risk_percent = 50\n");
+        return harness_store_setup(state, sizeof(fixture), CONFIG_NAME, "district.hisingen.at_risk_percent = 50\n");
 }
 
 static void test_at_risk_profile_fraction(void **state) {
@@ -398,7 +266,7 @@ static void test_missed_with_feedback_policy(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_FEEDBACK), 1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s' AND key = '%s'"
                                    " AND topic = '%s'",
-                               CE_TYPE_FEEDBACK, asked, fx->cfg->topic_feedback),
+                               CE_TYPE_FEEDBACK, asked, fx->h.cfg->topic_feedback),
                          1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'ALERT_MISSED'"), 2);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'ALERT_MISSED'"
@@ -427,7 +295,7 @@ static void test_missed_with_feedback_policy(void **state) {
 }
 
 static int setup_feedback_always(void **state) {
-        return fixture_setup(state, "feedback.always = true\n");
+        return harness_store_setup(state, sizeof(fixture), CONFIG_NAME, "feedback.always = true\n");
 }
 
 /* feedback.always = true: the police hear NOT_HELD_IN_TIME even when they did not ask. */
@@ -520,7 +388,7 @@ static void test_moved_deadline(void **state) {
         char sql[256];
         snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET deadline = deadline + interval '72 hours'"
                                   " WHERE case_id = '%s'", id);
-        exec_ok(fx->pg, sql);
+        harness_exec_ok(fx->h.pg, sql);
         assert_watch(watch(fx, T0 + H(49)), 0, 0, 0);
         assert_watch(watch(fx, T0 + H(120) - 1), 1, 0, 0);
         assert_watch(watch(fx, T0 + H(120)), 0, 1, 0);
@@ -538,7 +406,7 @@ static void test_missed_on_arrival_not_repeated(void **state) {
         add_case(fx, &(case_spec){.referral_id = "R-LATE", .deadline = T0 + H(48), .feedback_requested = true}, id);
         snprintf(sql, sizeof sql, "INSERT INTO allvarsd.case_alerts VALUES ('%s', 'MISSED', '2025-03-12T08:00:00Z',"
                                   " '2025-03-13T08:00:00Z')", id);
-        exec_ok(fx->pg, sql);
+        harness_exec_ok(fx->h.pg, sql);
         assert_watch(watch(fx, T0 + H(72)), 0, 0, 0);
         assert_watch(watch(fx, T0 + H(73)), 0, 0, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 1);
@@ -614,7 +482,7 @@ static void *race(void *arg) {
                 for (int rep = 0; rep < 3; rep++) {
                         pthread_barrier_wait(rc->barrier);
                         deadline_watch_result w = {0};
-                        int r = deadline_watch_run(rc->st, rc->fx->cfg, now, &w);
+                        int r = deadline_watch_run(rc->st, rc->fx->h.cfg, now, &w);
                         if (r < 0 && rc->error == 0)
                                 rc->error = r;
                         rc->at_risk += w.at_risk;
@@ -631,10 +499,8 @@ static void test_once_concurrent(void **state) {
         pthread_barrier_t barrier;
         pthread_barrier_init(&barrier, NULL, 2);
         racer rc[2] = {{.fx = fx, .barrier = &barrier}, {.fx = fx, .barrier = &barrier}};
-        char err[512];
         for (int i = 0; i < 2; i++)
-                if (store_connect(fx->db.conninfo, NULL, &rc[i].st, err, sizeof err) < 0)
-                        fail_msg("store_connect: %s", err);
+                assert_int_equal(harness_store_connect(&fx->h.db, &rc[i].st), 0);
         pthread_t th[2];
         for (int i = 0; i < 2; i++)
                 assert_int_equal(pthread_create(&th[i], NULL, race, &rc[i]), 0);
@@ -652,22 +518,24 @@ static void test_once_concurrent(void **state) {
 static void test_not_connected(void **state) {
         fixture *fx = *state;
         deadline_watch_result w = {0};
-        assert_int_equal(deadline_watch_run(NULL, fx->cfg, T0, &w), -ENOTCONN);
+        assert_int_equal(deadline_watch_run(NULL, fx->h.cfg, T0, &w), -ENOTCONN);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_at_risk_at_75_percent, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_at_risk_profile_fraction, setup_district_fraction, teardown),
-                cmocka_unit_test_setup_teardown(test_missed_with_feedback_policy, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_missed_feedback_always, setup_feedback_always, teardown),
-                cmocka_unit_test_setup_teardown(test_protective_assessment_overdue, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_scheduled_summons_and_closed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_moved_deadline, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_missed_on_arrival_not_repeated, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_once_over_many_runs, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_once_concurrent, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_not_connected, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_at_risk_at_75_percent, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_at_risk_profile_fraction, setup_district_fraction,
+                                                harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_missed_with_feedback_policy, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_missed_feedback_always, setup_feedback_always,
+                                                harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_protective_assessment_overdue, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_scheduled_summons_and_closed, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_moved_deadline, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_missed_on_arrival_not_repeated, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_once_over_many_runs, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_once_concurrent, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_not_connected, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,58 +23,24 @@
 #include "store.h"
 
 typedef struct fixture {
-        harness_db db;
+        harness_db db;                  /* empty: each test migrates it */
         PGconn *pg;
         store *st;
+        char schemas[1024];             /* the project's schemas/ */
         char dir[64];                   /* a private copy of schemas/, for tests that change it */
 } fixture;
 
-static const char *schemas_dir(void) {
-        static char buf[1024];
-        const char *d = getenv("ALLVARS_SCHEMAS");
-        if (d && *d)
-                return d;
-        const char *root = getenv("ALLVARS_ROOT");
-        snprintf(buf, sizeof buf, "%s/schemas", root && *root ? root : ".");
-        return buf;
-}
-
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-}
-
-static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long count(fixture *fx, const char *fmt, ...) {
-        char sql[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        va_end(ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return n;
-}
+#define count(fx, ...) harness_count((fx)->pg, __VA_ARGS__)
 
 static int setup(void **state) {
-        if (!harness_pg_available()) {
-                fprintf(stderr, "PGHOST is not set: source tests/lib/pg.sh and pg_start first\n");
-                return -1;
-        }
         fixture *fx = calloc(1, sizeof *fx);
         assert_non_null(fx);
+        *state = fx;
+        harness_schemas_dir(fx->schemas, sizeof fx->schemas);
+        assert_true(harness_pg_available());
         assert_int_equal(harness_db_create(NULL, &fx->db), 0);
         assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
-        exec_ok(fx->pg, "SET client_min_messages = warning");
-        char err[512];
-        if (store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err) < 0)
-                fail_msg("store_connect: %s", err);
-        *state = fx;
+        assert_int_equal(harness_store_connect(&fx->db, &fx->st), 0);
         return 0;
 }
 
@@ -100,7 +66,7 @@ static void copy_schemas(fixture *fx) {
         snprintf(fx->dir, sizeof fx->dir, "/tmp/allvars-schemas-XXXXXX");
         assert_non_null(mkdtemp(fx->dir));
         char cmd[1200];
-        snprintf(cmd, sizeof cmd, "cp '%s'/[0-9][0-9][0-9]_*.sql '%s'/", schemas_dir(), fx->dir);
+        snprintf(cmd, sizeof cmd, "cp '%s'/[0-9][0-9][0-9]_*.sql '%s'/", fx->schemas, fx->dir);
         assert_int_equal(system(cmd), 0);
 }
 
@@ -147,7 +113,7 @@ static void test_migrate_twice_is_noop(void **state) {
         assert_int_equal(version, 0);
 
         char err[512] = "";
-        int r = migrate(fx, schemas_dir(), err, sizeof err);
+        int r = migrate(fx, fx->schemas, err, sizeof err);
         if (r < 0)
                 fail_msg("store_migrate: %s", err);
         assert_int_equal(r, STORE_SCHEMA_VERSION);
@@ -158,7 +124,7 @@ static void test_migrate_twice_is_noop(void **state) {
                                    " AND applied_at <= now()"),
                          1);
         char path[1200], sum[65];
-        snprintf(path, sizeof path, "%s/001_initial.sql", schemas_dir());
+        snprintf(path, sizeof path, "%s/001_initial.sql", fx->schemas);
         sha256_file(path, sum);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.schema_migrations WHERE version = 1 AND sha256 = '%s'",
                                sum),
@@ -168,8 +134,8 @@ static void test_migrate_twice_is_noop(void **state) {
         long long applied_at = count(fx, "SELECT (extract(epoch FROM max(applied_at)) * 1e6)::bigint"
                                          " FROM allvarsd.schema_migrations");
         assert_true(tables >= 14);
-        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), 0);
-        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), 0);
+        assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), 0);
+        assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"), tables);
         assert_int_equal(count(fx, "SELECT (extract(epoch FROM max(applied_at)) * 1e6)::bigint"
                                    " FROM allvarsd.schema_migrations"),
@@ -182,20 +148,20 @@ static void test_migrate_twice_is_noop(void **state) {
 static void test_schema_check_refuses_unknown_version(void **state) {
         fixture *fx = *state;
         char err[512];
-        assert_true(migrate(fx, schemas_dir(), err, sizeof err) >= 0);
-        exec_ok(fx->pg, "INSERT INTO allvarsd.schema_migrations (version, name, sha256, applied_at)"
+        assert_true(migrate(fx, fx->schemas, err, sizeof err) >= 0);
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.schema_migrations (version, name, sha256, applied_at)"
                         " VALUES (999, 'future', '', now())");
         int version = 0;
         assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
         assert_int_equal(version, 999);
         assert_non_null(strstr(store_last_error(fx->st), "999"));
-        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), -EPROTO);
+        assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), -EPROTO);
         assert_non_null(strstr(err, "999"));
 
-        exec_ok(fx->pg, "DELETE FROM allvarsd.schema_migrations WHERE version >= 2");
+        harness_exec_ok(fx->pg, "DELETE FROM allvarsd.schema_migrations WHERE version >= 2");
         assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
         assert_int_equal(version, 1);
-        assert_int_equal(migrate(fx, schemas_dir(), err, sizeof err), STORE_SCHEMA_VERSION - 1);
+        assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), STORE_SCHEMA_VERSION - 1);
         assert_int_equal(store_check_schema(fx->st, &version), 0);
 }
 
@@ -259,7 +225,7 @@ static void test_bad_directories(void **state) {
 
 /* Two migrators at once on a fresh database: each migration applied once. */
 typedef struct migrator {
-        const char *conninfo;
+        const fixture *fx;
         pthread_barrier_t *barrier;
         int r;
         char err[512];
@@ -268,10 +234,10 @@ typedef struct migrator {
 static void *run_migrator(void *arg) {
         migrator *m = arg;
         store *st = NULL;
-        m->r = store_connect(m->conninfo, NULL, &st, m->err, sizeof m->err);
+        m->r = store_connect(m->fx->db.conninfo, NULL, &st, m->err, sizeof m->err);
         pthread_barrier_wait(m->barrier);
         if (m->r >= 0)
-                m->r = store_migrate(st, schemas_dir(), m->err, sizeof m->err);
+                m->r = store_migrate(st, m->fx->schemas, m->err, sizeof m->err);
         store_free(st);
         return NULL;
 }
@@ -280,11 +246,10 @@ static void test_concurrent_migrators(void **state) {
         fixture *fx = *state;
         for (int round = 0; round < 3; round++) {
                 if (round > 0)
-                        exec_ok(fx->pg, "DROP SCHEMA allvarsd CASCADE");
+                        harness_exec_ok(fx->pg, "DROP SCHEMA allvarsd CASCADE");
                 pthread_barrier_t barrier;
                 pthread_barrier_init(&barrier, NULL, 2);
-                migrator m[2] = { { .conninfo = fx->db.conninfo, .barrier = &barrier },
-                                  { .conninfo = fx->db.conninfo, .barrier = &barrier } };
+                migrator m[2] = { { .fx = fx, .barrier = &barrier }, { .fx = fx, .barrier = &barrier } };
                 pthread_t th[2];
                 for (int i = 0; i < 2; i++)
                         assert_int_equal(pthread_create(&th[i], NULL, run_migrator, &m[i]), 0);

@@ -10,12 +10,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <glob.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -26,6 +24,7 @@
 #include "codec.h"
 #include "config.h"
 #include "events.h"
+#include "harness.h"
 #include "ids.h"
 #include "store.h"
 
@@ -33,205 +32,50 @@
 #define H(n) ((usec_t)(n) * USEC_PER_HOUR)
 #define GROUP "allvarsd"
 
-/* ---- the database of one test ---- */
+/* ---- the database of one test (tests/lib/harness.h) ---- */
 
 typedef struct fixture {
-        char db[64];
-        char conninfo[128];
-        char pepper[64];
-        PGconn *pg;                     /* the test's own connection, for setup and checks */
-        config *cfg;
-        store *st;
+        harness_store_env h;            /* first: harness_store_setup and _teardown use it as the env */
         int64_t stored_next;            /* partition 0's position as the consumer knows it; -1: none */
         int64_t next_offset;            /* the offset of the next message */
         unsigned referral_offset;
 } fixture;
+_Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
-static PGconn *connect_db(const char *dbname) {
-        char ci[128];
-        snprintf(ci, sizeof ci, "dbname=%s", dbname);
-        PGconn *c = PQconnectdb(ci);
-        if (PQstatus(c) != CONNECTION_OK) {
-                fprintf(stderr, "cannot connect to PostgreSQL (%s): %s"
-                                "set PGHOST/PGPORT/PGUSER (source tests/lib/pg.sh; pg_start)\n",
-                        ci, PQerrorMessage(c));
-                PQfinish(c);
-                return NULL;
-        }
-        PQclear(PQexec(c, "SET client_min_messages = warning"));
-        return c;
-}
-
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-}
-
-static char *read_file(const char *path) {
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return NULL;
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-                fwrite(chunk, 1, n, m);
-        fclose(f);
-        fclose(m);
-        return buf;
-}
-
-/* The schemas/NNN_name.sql files in order, each as one PQexec (one implicit transaction). */
-static void apply_schemas(PGconn *c) {
-        const char *dirs[] = {getenv("ALLVARS_SCHEMAS"), "schemas", "../schemas", "../../schemas"};
-        glob_t g = {0};
-        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-                if (!dirs[i])
-                        continue;
-                char pat[512];
-                snprintf(pat, sizeof pat, "%s/*.sql", dirs[i]);
-                if (glob(pat, 0, NULL, &g) == 0)
-                        break;
-                globfree(&g);
-                g = (glob_t){0};
-        }
-        if (g.gl_pathc == 0)
-                fail_msg("no schemas/*.sql found (run from the source tree or set ALLVARS_SCHEMAS)");
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-                char *sql = read_file(g.gl_pathv[i]);
-                assert_non_null(sql);
-                exec_ok(c, sql);
-                free(sql);
-        }
-        globfree(&g);
-}
-
-static int fixture_setup(void **state, const char *extra_config) {
-        fixture *fx = calloc(1, sizeof *fx);
-        assert_non_null(fx);
-        fx->stored_next = -1;
-        fx->next_offset = 100;
-        uint32_t rnd;
-        assert_int_equal(getrandom(&rnd, sizeof rnd, 0), (ssize_t)sizeof rnd);
-        snprintf(fx->db, sizeof fx->db, "t_outcomes_%d_%08x", (int)getpid(), rnd);
-
-        PGconn *admin = connect_db("postgres");
-        assert_non_null(admin);
-        char sql[256];
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s", fx->db);
-        exec_ok(admin, sql);
-        PQfinish(admin);
-
-        fx->pg = connect_db(fx->db);
-        assert_non_null(fx->pg);
-        apply_schemas(fx->pg);
-
-        snprintf(fx->pepper, sizeof fx->pepper, "/tmp/allvars-pepper-XXXXXX");
-        int fd = mkstemp(fx->pepper);
-        assert_true(fd >= 0);
-        uint8_t pep[48];
-        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
-        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
-        close(fd);
-
-        snprintf(fx->conninfo, sizeof fx->conninfo, "dbname=%s", fx->db);
-        char text[1024], err[512];
-        snprintf(text, sizeof text,
-                 "database.conninfo = %s\n"
-                 "pepper = @file:%s\n"
-                 "feedback.always = false\n"
-                 "%s",
-                 fx->conninfo, fx->pepper, extra_config ? extra_config : "");
-        int r = config_parse_string("test-outcomes", text, &fx->cfg, err, sizeof err);
-        if (r < 0)
-                fail_msg("config: %s", err);
-        r = store_connect(fx->conninfo, NULL, &fx->st, err, sizeof err);
-        if (r < 0)
-                fail_msg("store_connect: %s", err);
-        *state = fx;
-        return 0;
-}
-
-static int setup(void **state) {
-        return fixture_setup(state, NULL);
-}
-
-static int setup_statutory(void **state) {
-        return fixture_setup(state, "feedback.level = statutory\n");
-}
-
-static int teardown(void **state) {
-        fixture *fx = *state;
-        if (!fx)
-                return 0;
-        store_free(fx->st);
-        config_free(fx->cfg);
-        PQfinish(fx->pg);
-        unlink(fx->pepper);
-        PGconn *admin = connect_db("postgres");
-        if (admin) {
-                char sql[256];
-                snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", fx->db);
-                PQclear(PQexec(admin, sql));
-                PQfinish(admin);
-        }
-        free(fx);
-        return 0;
-}
-
-/* ---- queries ---- */
-
-static PGresult *query(fixture *fx, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-static PGresult *query(fixture *fx, const char *fmt, va_list ap) {
-        char sql[2048];
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        return r;
-}
-
-static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long count(fixture *fx, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        PGresult *r = query(fx, fmt, ap);
-        va_end(ap);
-        assert_int_equal(PQntuples(r), 1);
-        long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return v;
-}
-
-/* The one value of a one-row query, as text ("<null>" for NULL); static buffer per call site use. */
-static void value(fixture *fx, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void value(fixture *fx, char *buf, size_t size, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        PGresult *r = query(fx, fmt, ap);
-        va_end(ap);
-        if (PQntuples(r) != 1)
-                fail_msg("%d rows, want 1", PQntuples(r));
-        snprintf(buf, size, "%s", PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0));
-        PQclear(r);
-}
+#define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
+#define TS(p) HARNESS_SQL_TS(p)
 
 #define assert_value(fx, want, ...)                                              \
         do {                                                                     \
                 char v_[1024];                                                   \
-                value((fx), v_, sizeof v_, __VA_ARGS__);                         \
+                harness_value((fx)->h.pg, v_, sizeof v_, __VA_ARGS__);           \
                 assert_string_equal(v_, (want));                                 \
         } while (0)
+
+static int fixture_setup(void **state, const char *extra_config) {
+        if (harness_store_setup(state, sizeof(fixture), "test-outcomes", extra_config) < 0)
+                return -1;
+        fixture *fx = *state;
+        fx->stored_next = -1;
+        fx->next_offset = 100;
+        return 0;
+}
+
+static int setup(void **state) {
+        return fixture_setup(state, "feedback.always = false\n");
+}
+
+static int setup_statutory(void **state) {
+        return fixture_setup(state, "feedback.always = false\nfeedback.level = statutory\n");
+}
+
+/* ---- queries ---- */
 
 /* The payload of the outbox row with this event id (binary result: raw bytes); NULL when none. */
 static uint8_t *outbox_payload(fixture *fx, const char *event_id, size_t *ret_len) {
         const char *p[] = {event_id};
-        PGresult *r = PQexecParams(fx->pg, "SELECT payload FROM allvarsd.outbox WHERE event_id = $1::uuid", 1, NULL, p,
-                                   NULL, NULL, 1);
+        PGresult *r = PQexecParams(fx->h.pg, "SELECT payload FROM allvarsd.outbox WHERE event_id = $1::uuid", 1, NULL,
+                                   p, NULL, NULL, 1);
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
         uint8_t *buf = NULL;
         if (PQntuples(r) == 1) {
@@ -285,23 +129,6 @@ typedef struct ref_spec {
         const char *guardian_phone;     /* the referral's one guardian's phone ("" none) */
 } ref_spec;
 
-#define TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
-
-static char *usec_param(char buf[static 24], usec_t t) {
-        if (t == 0)
-                return NULL;
-        snprintf(buf, 24, "%lld", (long long)t);
-        return buf;
-}
-
-static void exec_params_ok(fixture *fx, const char *what, const char *sql, int n, const char *const *values,
-                           const int *lengths, const int *formats) {
-        PGresult *r = PQexecParams(fx->pg, sql, n, NULL, values, lengths, formats, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                fail_msg("%s: %s", what, PQerrorMessage(fx->pg));
-        PQclear(r);
-}
-
 /* A referral as the referral batch stores it: the row, its personal row with
  * the payload, its decision, and (unless NOT_ELIGIBLE) its case and contacts. */
 static void add_referral(fixture *fx, const ref_spec *rs, char ret[static UUID_STR_LEN]) {
@@ -339,40 +166,40 @@ static void add_referral(fixture *fx, const ref_spec *rs, char ret[static UUID_S
 
         char off[16], reported_s[24];
         snprintf(off, sizeof off, "%u", fx->referral_offset++);
-        const char *p_ref[] = {rs->referral_id, case_id, usec_param(reported_s, T0),
+        const char *p_ref[] = {rs->referral_id, case_id, harness_usec_param(reported_s, T0),
                                rs->feedback_requested ? "true" : "false", off};
-        exec_params_ok(fx, "referral",
-                       "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at,"
-                       " feedback_requested, police_case_number, reporting_unit, source_topic, source_partition,"
-                       " source_offset, received_at)"
-                       " VALUES ($1, $2, 4, 'hisingen', " TS("$3") ", $4, 'PC-' || $1, 'Polisregion Väst',"
-                       " 'police.referrals.v1', 0, $5, " TS("$3") ")",
-                       5, p_ref, NULL, NULL);
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at,"
+                " feedback_requested, police_case_number, reporting_unit, source_topic, source_partition,"
+                " source_offset, received_at)"
+                " VALUES ($1, $2, 4, 'hisingen', " TS("$3") ", $4, 'PC-' || $1, 'Polisregion Väst',"
+                " 'police.referrals.v1', 0, $5, " TS("$3") ")",
+                5, p_ref, NULL, NULL);
 
         const char *p_pers[] = {rs->referral_id, (const char *)payload};
         const int l_pers[] = {0, (int)plen};
         const int f_pers[] = {0, 1};
-        exec_params_ok(fx, "personal",
-                       "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date,"
-                       " given_name, family_name, narrative, payload)"
-                       " VALUES ($1, '', '2011-01-01', 'Kim', 'Testsson', 'berättelse', $2)",
-                       2, p_pers, l_pers, f_pers);
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date,"
+                " given_name, family_name, narrative, payload)"
+                " VALUES ($1, '', '2011-01-01', 'Kim', 'Testsson', 'berättelse', $2)",
+                2, p_pers, l_pers, f_pers);
         free(payload);
 
         char age[16], deadline[24], pad[24];
         snprintf(age, sizeof age, "%d", rs->age ? rs->age : 14);
         bool eligible = strcmp(dec, "ELIGIBLE") == 0;
         const char *p_dec[] = {rs->referral_id, dec, rs->awaiting_contact ? "CONTACT_MISSING" : "", age,
-                               eligible ? usec_param(deadline, rs->deadline) : NULL,
-                               eligible ? "CONVERSATION" : NULL, usec_param(pad, rs->protective_assessment_due),
-                               usec_param(reported_s, T0)};
-        exec_params_ok(fx, "dec",
-                       "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, deadline,"
-                       " deadline_kind, protective_assessment_due, profile_name, profile_version, profile_params,"
-                       " prior_referrals, prior_qualifying, decided_at)"
-                       " VALUES ($1, $2, '', $3, $4::int, " TS("$5") ", $6, " TS("$7") ", 'goteborg-motion-2024', 1,"
-                       " '', 0, 0, " TS("$8") ")",
-                       8, p_dec, NULL, NULL);
+                               eligible ? harness_usec_param(deadline, rs->deadline) : NULL,
+                               eligible ? "CONVERSATION" : NULL, harness_usec_param(pad, rs->protective_assessment_due),
+                               harness_usec_param(reported_s, T0)};
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, deadline,"
+                " deadline_kind, protective_assessment_due, profile_name, profile_version, profile_params,"
+                " prior_referrals, prior_qualifying, decided_at)"
+                " VALUES ($1, $2, '', $3, $4::int, " TS("$5") ", $6, " TS("$7") ", 'goteborg-motion-2024', 1,"
+                " '', 0, 0, " TS("$8") ")",
+                8, p_dec, NULL, NULL);
 
         const char *state = rs->state ? rs->state : (strcmp(dec, "NOT_ELIGIBLE") == 0 ? NULL : dec);
         if (!state)
@@ -381,27 +208,27 @@ static void add_referral(fixture *fx, const ref_spec *rs, char ret[static UUID_S
                                 rs->referral_id,
                                 state,
                                 dec,
-                                usec_param(deadline, rs->deadline),
+                                harness_usec_param(deadline, rs->deadline),
                                 rs->deadline ? "CONVERSATION" : NULL,
-                                usec_param(pad, rs->protective_assessment_due),
+                                harness_usec_param(pad, rs->protective_assessment_due),
                                 rs->awaiting_assessment ? "true" : "false",
                                 rs->awaiting_clearance ? "true" : "false",
                                 rs->awaiting_contact ? "true" : "false",
                                 rs->feedback_requested ? "true" : "false",
-                                usec_param(reported_s, T0)};
-        exec_params_ok(fx, "case",
-                       "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
-                       " limit_seconds, deadline, deadline_kind, protective_assessment_due, awaiting_assessment,"
-                       " awaiting_clearance, awaiting_contact, feedback_requested, created_at, updated_at)"
-                       " VALUES ($1, $2, 'hisingen', $3, $4, 'goteborg-motion-2024', 172800, " TS("$5") ", $6,"
-                       " " TS("$7") ", $8, $9, $10, $11, " TS("$12") ", " TS("$12") ")",
-                       12, p_case, NULL, NULL);
-        const char *p_con[] = {case_id, phone, usec_param(reported_s, T0)};
-        exec_params_ok(fx, "contacts",
-                       "INSERT INTO allvarsd.case_contacts (case_id, ordinal, name, phone, postal_address,"
-                       " supplied_at) VALUES ($1, 1, 'Anna Andersson', $2, 'Testgatan 1, 417 01 Göteborg',"
-                       " " TS("$3") ")",
-                       3, p_con, NULL, NULL);
+                                harness_usec_param(reported_s, T0)};
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
+                " limit_seconds, deadline, deadline_kind, protective_assessment_due, awaiting_assessment,"
+                " awaiting_clearance, awaiting_contact, feedback_requested, created_at, updated_at)"
+                " VALUES ($1, $2, 'hisingen', $3, $4, 'goteborg-motion-2024', 172800, " TS("$5") ", $6,"
+                " " TS("$7") ", $8, $9, $10, $11, " TS("$12") ", " TS("$12") ")",
+                12, p_case, NULL, NULL);
+        const char *p_con[] = {case_id, phone, harness_usec_param(reported_s, T0)};
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.case_contacts (case_id, ordinal, name, phone, postal_address,"
+                " supplied_at) VALUES ($1, 1, 'Anna Andersson', $2, 'Testgatan 1, 417 01 Göteborg',"
+                " " TS("$3") ")",
+                3, p_con, NULL, NULL);
 }
 
 /* ---- outcome events ---- */
@@ -536,22 +363,22 @@ static int send_raw(fixture *fx, event *const *evs, const char *const *raw, size
                 }
                 assert_non_null(bufs[i]);
                 store_message *m = &out->m[i];
-                m->topic = fx->cfg->topic_outcomes;
+                m->topic = fx->h.cfg->topic_outcomes;
                 m->partition = 0;
                 m->offset = fx->next_offset + (int64_t)i;
                 m->payload = bufs[i];
                 m->len = len;
-                dec[i] = codec_outcome_decode(bufs[i], len, fx->cfg->max_message_bytes, &errs[i]);
+                dec[i] = codec_outcome_decode(bufs[i], len, fx->h.cfg->max_message_bytes, &errs[i]);
                 if (dec[i])
                         m->case_outcome = codec_outcome_msg(dec[i]);
                 else
                         m->error = &errs[i];
         }
-        store_offset off = {.topic = fx->cfg->topic_outcomes, .partition = 0, .expected_next = expected_next,
+        store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = expected_next,
                             .new_next = fx->next_offset + (int64_t)n};
-        out->ret = store_outcome_batch(fx->st, fx->cfg, GROUP, now, out->m, n, &off, 1, &out->res);
+        out->ret = store_outcome_batch(fx->h.st, fx->h.cfg, GROUP, now, out->m, n, &off, 1, &out->res);
         if (out->ret < 0 && out->ret != -ESTALE)
-                fprintf(stderr, "store_outcome_batch: %s\n", store_last_error(fx->st));
+                fprintf(stderr, "store_outcome_batch: %s\n", store_last_error(fx->h.st));
         if (out->ret == 0) {
                 fx->stored_next = off.new_next;
                 fx->next_offset += (int64_t)n;
@@ -634,7 +461,7 @@ static void test_deferral_then_clearance(void **state) {
         assert_int_equal(codec_timestamp_usec(sr->created_at), T0 + H(31));
         allvarssamtal__v1__scheduling_request__free_unpacked(sr, NULL);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE topic = '%s' AND key = '%s'",
-                               fx->cfg->topic_scheduling, id),
+                               fx->h.cfg->topic_scheduling, id),
                          1);
 
         /* The audit trail: who, what, when, before and after. */
@@ -656,7 +483,7 @@ static void test_deferral_then_clearance(void **state) {
                          2);
         /* The offsets moved with the data. */
         assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE consumer_group = '%s'"
-                                   " AND topic = '%s' AND partition = 0", GROUP, fx->cfg->topic_outcomes),
+                                   " AND topic = '%s' AND partition = 0", GROUP, fx->h.cfg->topic_outcomes),
                          102);
 }
 
@@ -722,7 +549,7 @@ static void test_scheduled_then_held(void **state) {
         fixture *fx = *state;
         char id[UUID_STR_LEN];
         add_referral(fx, &(ref_spec){.referral_id = "R-HELD", .deadline = T0 + H(48), .feedback_requested = true}, id);
-        exec_ok(fx->pg, "LISTEN allvarsd_outbox");
+        harness_exec_ok(fx->h.pg, "LISTEN allvarsd_outbox");
         event s1, s2, h;
         event_init(&s1, EV_SCHEDULED, "ev-sched-1", id, NULL, T0 + H(2));
         event_init(&s2, EV_SCHEDULED, "ev-sched-2", id, NULL, T0 + H(3));
@@ -755,8 +582,8 @@ static void test_scheduled_then_held(void **state) {
         allvarssamtal__v1__police_feedback__free_unpacked(f, NULL);
 
         /* The relay is woken at commit. */
-        assert_int_equal(PQconsumeInput(fx->pg), 1);
-        PGnotify *nt = PQnotifies(fx->pg);
+        assert_int_equal(PQconsumeInput(fx->h.pg), 1);
+        PGnotify *nt = PQnotifies(fx->h.pg);
         assert_non_null(nt);
         assert_string_equal(nt->relname, "allvarsd_outbox");
         PQfreemem(nt);
@@ -901,7 +728,7 @@ static void test_illegal_dead_lettered_next_applies(void **state) {
         /* The raw payload is kept with the dead letter, for a replay. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters WHERE payload IS NOT NULL"), 4);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s' AND topic = '%s'",
-                               CE_TYPE_DEAD_LETTER, fx->cfg->topic_dead_letter),
+                               CE_TYPE_DEAD_LETTER, fx->h.cfg->topic_dead_letter),
                          4);
         /* Rejected events are not recorded as applied: a replay after a fix may apply them. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outcome_events"), 1);
@@ -909,7 +736,7 @@ static void test_illegal_dead_lettered_next_applies(void **state) {
 
         /* The DeadLetter event names the case for a known case. */
         char dl_id[UUID_STR_LEN], name[256];
-        snprintf(name, sizeof name, "%s/0/100", fx->cfg->topic_outcomes);
+        snprintf(name, sizeof name, "%s/0/100", fx->h.cfg->topic_outcomes);
         ids_event_id("deadletter", name, dl_id);
         size_t n = 0;
         uint8_t *buf = outbox_payload(fx, dl_id, &n);
@@ -980,7 +807,7 @@ static void test_stale_offset(void **state) {
         assert_int_equal(send_raw(fx, evs, NULL, 2, T0 + H(23), -1, &out), -ESTALE);
         /* As if we were behind. */
         assert_int_equal(send_raw(fx, evs, NULL, 2, T0 + H(23), 50, &out), -ESTALE);
-        assert_non_null(store_last_error(fx->st));
+        assert_non_null(store_last_error(fx->h.st));
 
         assert_value(fx, "SCHEDULED|2", "SELECT state || '|' || revision FROM allvarsd.cases WHERE case_id = '%s'", id);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outcome_events"), 1);
@@ -1038,11 +865,11 @@ static void *race(void *arg) {
         size_t len = codec_pack(&rc->ev.ev.base, &buf);
         codec_error err;
         codec_outcome *o = codec_outcome_decode(buf, len, 1 << 20, &err);
-        rc->m = (store_message){.topic = rc->fx->cfg->topic_outcomes, .partition = rc->partition, .offset = 0,
+        rc->m = (store_message){.topic = rc->fx->h.cfg->topic_outcomes, .partition = rc->partition, .offset = 0,
                                 .payload = buf, .len = len, .case_outcome = codec_outcome_msg(o)};
-        store_offset off = {.topic = rc->fx->cfg->topic_outcomes, .partition = rc->partition, .expected_next = -1,
+        store_offset off = {.topic = rc->fx->h.cfg->topic_outcomes, .partition = rc->partition, .expected_next = -1,
                             .new_next = 1};
-        rc->ret = store_outcome_batch(rc->st, rc->fx->cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
+        rc->ret = store_outcome_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
         rc->m.case_outcome = NULL;
         codec_outcome_free(o);
         free(buf);
@@ -1054,14 +881,13 @@ static void test_concurrent_overrides_open_once(void **state) {
         char id[UUID_STR_LEN];
         add_referral(fx, &(ref_spec){.referral_id = "R-RACE", .decision = "NOT_ELIGIBLE"}, id);
         racer rc[2] = {{.fx = fx, .partition = 1}, {.fx = fx, .partition = 2}};
-        char err[256];
         for (size_t i = 0; i < 2; i++) {
-                assert_int_equal(store_connect(fx->conninfo, NULL, &rc[i].st, err, sizeof err), 0);
+                assert_int_equal(harness_store_connect(&fx->h.db, &rc[i].st), 0);
                 event_init(&rc[i].ev, EV_OVERRIDE, i ? "ev-race-b" : "ev-race-a", id, NULL, T0 + H(6));
         }
         /* Hold the referral so that both batches reach its lock before either goes on. */
-        exec_ok(fx->pg, "BEGIN");
-        exec_ok(fx->pg, "SELECT 1 FROM allvarsd.referrals WHERE referral_id = 'R-RACE' FOR UPDATE");
+        harness_exec_ok(fx->h.pg, "BEGIN");
+        harness_exec_ok(fx->h.pg, "SELECT 1 FROM allvarsd.referrals WHERE referral_id = 'R-RACE' FOR UPDATE");
         pthread_t t[2];
         for (size_t i = 0; i < 2; i++)
                 assert_int_equal(pthread_create(&t[i], NULL, race, &rc[i]), 0);
@@ -1070,7 +896,7 @@ static void test_concurrent_overrides_open_once(void **state) {
                         break;
                 usleep(50 * 1000);
         }
-        exec_ok(fx->pg, "COMMIT");
+        harness_exec_ok(fx->h.pg, "COMMIT");
         for (size_t i = 0; i < 2; i++)
                 assert_int_equal(pthread_join(t[i], NULL), 0);
         for (size_t i = 0; i < 2; i++) {
@@ -1091,15 +917,15 @@ static void test_concurrent_overrides_open_once(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_deferral_then_clearance, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_contact_requested_then_supplied, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_scheduled_then_held, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_override_opens_case, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_illegal_dead_lettered_next_applies, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_duplicate_event_id, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stale_offset, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_statutory_feedback, setup_statutory, teardown),
-                cmocka_unit_test_setup_teardown(test_concurrent_overrides_open_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_deferral_then_clearance, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_contact_requested_then_supplied, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_scheduled_then_held, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_override_opens_case, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_illegal_dead_lettered_next_applies, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_duplicate_event_id, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_stale_offset, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_statutory_feedback, setup_statutory, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_overrides_open_once, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

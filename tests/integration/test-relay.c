@@ -5,8 +5,7 @@
  * commits late; produce errors, a broker outage, a fatal producer error and a
  * lost database connection leave rows unsent until they are delivered.
  *
- * Each test creates its own database (schemas/001_initial.sql applied) and
- * its own mock cluster. */
+ * Each test creates its own database with the schema and its own mock cluster. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,49 +71,6 @@ typedef struct env {
         size_t n_msgs;
 } env;
 
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *res = PQexec(c, sql);
-        ExecStatusType st = PQresultStatus(res);
-        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-        PQclear(res);
-}
-
-static long long query_ll(PGconn *c, const char *sql) {
-        PGresult *res = PQexec(c, sql);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQresultErrorMessage(res));
-        long long v = atoll(PQgetvalue(res, 0, 0));
-        PQclear(res);
-        return v;
-}
-
-static char *read_schema(void) {
-        char under_root[1024] = "";
-        if (getenv("ALLVARS_ROOT"))
-                snprintf(under_root, sizeof under_root, "%s/schemas/001_initial.sql", getenv("ALLVARS_ROOT"));
-        const char *candidates[2] = {under_root, "schemas/001_initial.sql"};
-        for (size_t i = 0; i < 2; i++) {
-                if (!candidates[i][0])
-                        continue;
-                FILE *f = fopen(candidates[i], "re");
-                if (!f)
-                        continue;
-                char *buf = NULL;
-                size_t len = 0;
-                FILE *m = open_memstream(&buf, &len);
-                char chunk[4096];
-                size_t k;
-                while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
-                        fwrite(chunk, 1, k, m);
-                fclose(f);
-                fclose(m);
-                return buf;
-        }
-        fail_msg("schemas/001_initial.sql not found (run from the source tree or set ALLVARS_ROOT)");
-        return NULL;
-}
-
 static int setup(void **state) {
         env *e = calloc(1, sizeof *e);
         assert_non_null(e);
@@ -122,15 +78,9 @@ static int setup(void **state) {
         /* A database of its own, with the schema (tests/lib/pg.sh's server). */
         if (!harness_pg_available())
                 fail_msg("no test PostgreSQL: run from tests/run, or source tests/lib/pg.sh and pg_start");
-        assert_int_equal(harness_db_create(NULL, &e->db), 0);
+        assert_int_equal(harness_schema_db_create(&e->db), 0);
         e->conninfo = e->db.conninfo;
-        e->pg = PQconnectdb(e->conninfo);
-        assert_int_equal(PQstatus(e->pg), CONNECTION_OK);
-        char *schema = read_schema();
-        exec_ok(e->pg, "BEGIN");
-        exec_ok(e->pg, schema);
-        exec_ok(e->pg, "COMMIT");
-        free(schema);
+        assert_int_equal(harness_pg_connect(e->db.name, &e->pg), 0);
 
         /* A mock cluster of three brokers, topics replicated on all three. */
         assert_int_equal(harness_mock_new(3, &e->mock), 0);
@@ -221,14 +171,12 @@ static void insert_rows(env *e, size_t n) {
 }
 
 static long long unsent(env *e) {
-        return query_ll(e->pg, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NULL");
+        return harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NULL");
 }
 
 static bool row_sent(env *e, int64_t id) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "SELECT count(*) FROM allvarsd.outbox WHERE id = %" PRId64 " AND sent_at IS NOT NULL",
-                 id);
-        return query_ll(e->pg, sql) == 1;
+        return harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox WHERE id = %" PRId64
+                                    " AND sent_at IS NOT NULL", id) == 1;
 }
 
 /* Step the relays until every row is sent and nothing is in flight. */
@@ -440,7 +388,7 @@ static void test_publishes_each_row_once_in_order(void **state) {
         consume_all(e, 40, 500 * 1000, 20 * USEC_PER_SEC);
         assert_int_equal(e->n_msgs, 40);
         check_published(e, false);
-        assert_int_equal(query_ll(e->pg, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NOT NULL"), 40);
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NOT NULL"), 40);
 
         /* Nothing is published twice by later passes. */
         run_for(&r, 1, 300 * 1000);
@@ -455,7 +403,7 @@ static void test_publishes_each_row_once_in_order(void **state) {
         row *quiet = insert_row(e, TOPIC_A, "66666666-6666-5666-8666-666666666666");
         run_for(&r, 1, 700 * 1000);
         assert_false(row_sent(e, quiet->id));
-        exec_ok(e->pg, "NOTIFY " RELAY_NOTIFY_CHANNEL);
+        harness_exec_ok(e->pg, "NOTIFY " RELAY_NOTIFY_CHANNEL);
         usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
         while (!row_sent(e, quiet->id) && clock_monotonic() < until)
                 relay_step(r, STEP);
@@ -488,9 +436,9 @@ static void test_standby_takes_over(void **state) {
         assert_int_equal(fa.published, 10);
         assert_int_equal(fb.published, 0);
         /* The lock is held by a's session, not b's. */
-        assert_int_equal(query_ll(e->pg, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                                         "WHERE l.locktype = 'advisory' AND l.granted "
-                                         "AND a.application_name = 'allvarsd-relay'"),
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                                              "WHERE l.locktype = 'advisory' AND l.granted "
+                                              "AND a.application_name = 'allvarsd-relay'"),
                          1);
 
         /* More rows while a still holds the lock; b waits. */
@@ -520,11 +468,11 @@ static void test_late_commit_of_lower_id(void **state) {
         relay *r = relay_start(e);
 
         /* t1 takes the lower id and commits last. */
-        exec_ok(t1, "BEGIN");
+        harness_exec_ok(t1, "BEGIN");
         row *low = insert_row_on(e, t1, TOPIC_A, "77777777-7777-5777-8777-777777777777");
-        exec_ok(t2, "BEGIN");
+        harness_exec_ok(t2, "BEGIN");
         row *high = insert_row_on(e, t2, TOPIC_B, "88888888-8888-5888-8888-888888888888");
-        exec_ok(t2, "COMMIT");
+        harness_exec_ok(t2, "COMMIT");
         assert_true(low->id < high->id);
         int64_t low_id = low->id, high_id = high->id;
 
@@ -534,7 +482,7 @@ static void test_late_commit_of_lower_id(void **state) {
         assert_true(row_sent(e, high_id));
         /* More passes past the higher id, then the lower one commits. */
         run_for(&r, 1, 300 * 1000);
-        exec_ok(t1, "COMMIT");
+        harness_exec_ok(t1, "COMMIT");
         run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
         assert_true(row_sent(e, low_id));
         relay_free(r, USEC_PER_SEC);
@@ -644,8 +592,8 @@ static void test_database_connection_lost(void **state) {
         run_until_sent(e, &r, 1, 20 * USEC_PER_SEC);
         assert_true(relay_active(r));
         /* The server ends the relay's session: the lock goes with it. */
-        assert_int_equal(query_ll(e->pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                         "WHERE application_name = 'allvarsd-relay'"),
+        assert_int_equal(harness_count(e->pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                              "WHERE application_name = 'allvarsd-relay'"),
                          1);
         usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
         while (relay_active(r) && clock_monotonic() < until)

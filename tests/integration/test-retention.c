@@ -9,12 +9,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -32,139 +29,21 @@
 /* ---- the database of one test (tests/lib/harness.h) ---- */
 
 typedef struct fixture {
-        harness_db db;
-        char pepper[64];
-        PGconn *pg;                     /* the test's own connection, for setup and checks */
-        config *cfg;
-        store *st;
+        harness_store_env h;            /* first: harness_store_setup and _teardown use it as the env */
         unsigned offset;                /* source_offset of the next referral */
 } fixture;
+_Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-}
-
-static char *read_file(const char *path) {
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return NULL;
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-                fwrite(chunk, 1, n, m);
-        fclose(f);
-        fclose(m);
-        return buf;
-}
-
-/* The schema files (schemas/NNN_name.sql) in order, each as one PQexec (one implicit transaction). */
-static void apply_schemas(PGconn *c) {
-        const char *dirs[] = {getenv("ALLVARS_SCHEMAS"), "schemas", "../schemas", "../../schemas"};
-        glob_t g = {0};
-        for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-                if (!dirs[i])
-                        continue;
-                char pat[512];
-                snprintf(pat, sizeof pat, "%s/[0-9][0-9][0-9]_*.sql", dirs[i]);
-                if (glob(pat, 0, NULL, &g) == 0)
-                        break;
-                globfree(&g);
-                g = (glob_t){0};
-        }
-        if (g.gl_pathc == 0)
-                fail_msg("no schemas/NNN_name.sql found (run from the source tree or set ALLVARS_SCHEMAS)");
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-                char *sql = read_file(g.gl_pathv[i]);
-                assert_non_null(sql);
-                exec_ok(c, sql);
-                free(sql);
-        }
-        globfree(&g);
-}
-
-static int fixture_setup(void **state, const char *extra_config) {
-        if (!harness_pg_available())
-                fail_msg("no PostgreSQL: set PGHOST/PGPORT/PGUSER (tests/run does; or source tests/lib/pg.sh; pg_start)");
-        fixture *fx = calloc(1, sizeof *fx);
-        assert_non_null(fx);
-        *state = fx;
-        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
-        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
-        PQclear(PQexec(fx->pg, "SET client_min_messages = warning"));
-        apply_schemas(fx->pg);
-
-        /* The pepper is a secret given as a file: 48 random bytes. */
-        snprintf(fx->pepper, sizeof fx->pepper, "/tmp/allvars-pepper-XXXXXX");
-        int fd = mkstemp(fx->pepper);
-        assert_true(fd >= 0);
-        uint8_t pep[48];
-        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
-        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
-        close(fd);
-
-        char text[2048], err[512];
-        snprintf(text, sizeof text,
-                 "database.conninfo = %s\n"
-                 "pepper = @file:%s\n"
-                 "%s",
-                 fx->db.conninfo, fx->pepper, extra_config);
-        int r = config_parse_string(CONFIG_NAME, text, &fx->cfg, err, sizeof err);
-        if (r < 0)
-                fail_msg("config: %s", err);
-
-        r = store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err);
-        if (r < 0)
-                fail_msg("store_connect: %s", err);
-        return 0;
-}
+#define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
+#define TS(p) HARNESS_SQL_TS(p)
 
 static int setup(void **state) {
-        return fixture_setup(state, "retention.closed_case_days = 30\nretention.not_eligible_days = 7\n");
+        return harness_store_setup(state, sizeof(fixture), CONFIG_NAME,
+                                   "retention.closed_case_days = 30\nretention.not_eligible_days = 7\n");
 }
-
-static int teardown(void **state) {
-        fixture *fx = *state;
-        if (!fx)
-                return 0;
-        store_free(fx->st);
-        config_free(fx->cfg);
-        PQfinish(fx->pg);
-        if (fx->pepper[0])
-                unlink(fx->pepper);
-        if (fx->db.name[0])
-                harness_db_drop(&fx->db);
-        free(fx);
-        return 0;
-}
-
-#define TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
 
 static void exec_params(fixture *fx, const char *sql, int n, const char *const *p) {
-        PGresult *r = PQexecParams(fx->pg, sql, n, NULL, p, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        PQclear(r);
-}
-
-static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long count(fixture *fx, const char *fmt, ...) {
-        char sql[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        va_end(ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return n;
+        harness_exec_params_ok(fx->h.pg, sql, n, p, NULL, NULL);
 }
 
 /* A referral as the store leaves it: the pseudonymous row, its personal row
@@ -264,9 +143,9 @@ static void add_dead_letter(fixture *fx, int64_t offset, usec_t received_at) {
 
 static retention_result purge(fixture *fx, usec_t now) {
         retention_result rr = {99, 99, 99, 99};
-        int r = retention_run(fx->st, fx->cfg, now, &rr);
+        int r = retention_run(fx->h.st, fx->h.cfg, now, &rr);
         if (r < 0)
-                fail_msg("retention_run: %s (%s)", strerror(-r), PQerrorMessage(fx->pg));
+                fail_msg("retention_run: %s (%s)", strerror(-r), PQerrorMessage(fx->h.pg));
         return rr;
 }
 
@@ -419,15 +298,15 @@ static void test_later_runs(void **state) {
 static void test_not_connected(void **state) {
         fixture *fx = *state;
         retention_result rr = {0};
-        assert_int_equal(retention_run(NULL, fx->cfg, NOW, &rr), -ENOTCONN);
+        assert_int_equal(retention_run(NULL, fx->h.cfg, NOW, &rr), -ENOTCONN);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_purges_exactly_the_old, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_second_run_purges_nothing, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_later_runs, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_not_connected, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_purges_exactly_the_old, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_second_run_purges_nothing, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_later_runs, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_not_connected, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,98 +41,27 @@
 #define PARTS 8
 #define BATCH_MAX 600
 
-/* ---- the database of one test ---- */
+/* ---- the database of one test (tests/lib/harness.h) ---- */
 
 typedef struct fixture {
-        harness_db db;
-        char pepper_path[64];
-        PGconn *pg;                     /* the test's own connection, for checks */
-        config *cfg;
-        store *st;
+        harness_store_env h;            /* first: harness_store_setup and _teardown use it as the env */
         int64_t next_offset[PARTS];     /* the next offset to hand out per partition */
         int64_t stored[PARTS];          /* what the database holds (-1: nothing) */
 } fixture;
+_Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
-static const char *schemas_dir(void) {
-        static char buf[1024];
-        const char *d = getenv("ALLVARS_SCHEMAS");
-        if (d && *d)
-                return d;
-        const char *root = getenv("ALLVARS_ROOT");
-        snprintf(buf, sizeof buf, "%s/schemas", root && *root ? root : ".");
-        return buf;
-}
+#define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
+#define value(fx, ...) harness_value((fx)->h.pg, __VA_ARGS__)
 
-static void exec_ok(PGconn *c, const char *sql) {
-        PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-                fail_msg("%s: %s", sql, PQerrorMessage(c));
-        PQclear(r);
-}
-
-static long long count(fixture *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long long count(fixture *fx, const char *fmt, ...) {
-        char sql[2048];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        va_end(ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        long long n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        return n;
-}
-
-/* One text value of a one-row query, into buf. */
-static char *value(fixture *fx, char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static char *value(fixture *fx, char *buf, size_t size, const char *fmt, ...) {
-        char sql[2048];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(sql, sizeof sql, fmt, ap);
-        va_end(ap);
-        PGresult *r = PQexec(fx->pg, sql);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-                fail_msg("%s: %s", sql, PQerrorMessage(fx->pg));
-        snprintf(buf, size, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        return buf;
+static void stored_none(fixture *fx) {
+        for (int p = 0; p < PARTS; p++)
+                fx->stored[p] = -1;
 }
 
 static int fixture_setup(void **state, const char *extra_config) {
-        if (!harness_pg_available()) {
-                fprintf(stderr, "PGHOST is not set: source tests/lib/pg.sh and pg_start first\n");
+        if (harness_store_setup(state, sizeof(fixture), "test-store", extra_config) < 0)
                 return -1;
-        }
-        fixture *fx = calloc(1, sizeof *fx);
-        assert_non_null(fx);
-        for (int p = 0; p < PARTS; p++)
-                fx->stored[p] = -1;
-        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
-        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
-        exec_ok(fx->pg, "SET client_min_messages = warning");
-
-        snprintf(fx->pepper_path, sizeof fx->pepper_path, "/tmp/allvars-pepper-XXXXXX");
-        int fd = mkstemp(fx->pepper_path);
-        assert_true(fd >= 0);
-        uint8_t pep[48];
-        assert_int_equal(getrandom(pep, sizeof pep, 0), (ssize_t)sizeof pep);
-        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
-        close(fd);
-
-        char text[2048], err[512];
-        snprintf(text, sizeof text, "database.conninfo = %s\npepper = @file:%s\n%s", fx->db.conninfo,
-                 fx->pepper_path, extra_config);
-        if (config_parse_string("test-store", text, &fx->cfg, err, sizeof err) < 0)
-                fail_msg("config: %s", err);
-        if (store_connect(fx->db.conninfo, NULL, &fx->st, err, sizeof err) < 0)
-                fail_msg("store_connect: %s", err);
-        int r = store_migrate(fx->st, schemas_dir(), err, sizeof err);
-        if (r < 0)
-                fail_msg("store_migrate: %s", err);
-        *state = fx;
+        stored_none(*state);
         return 0;
 }
 
@@ -144,19 +73,6 @@ static int setup_stockholm(void **state) {
         return fixture_setup(state, "profile.name = stockholm-2019\n");
 }
 
-static int teardown(void **state) {
-        fixture *fx = *state;
-        if (!fx)
-                return 0;
-        store_free(fx->st);
-        config_free(fx->cfg);
-        PQfinish(fx->pg);
-        unlink(fx->pepper_path);
-        harness_db_drop(&fx->db);
-        free(fx);
-        return 0;
-}
-
 /* ---- referrals ---- */
 
 /* A personnummer YYYYMMDD-NNNC with its Luhn digit over YYMMDDNNN. */
@@ -164,13 +80,8 @@ static void make_pnr(char out[14], int year, int month, int day, int serial) {
         char d9[32];
         snprintf(d9, sizeof d9, "%02u%02u%02u%03u", (unsigned)year % 100, (unsigned)month % 100, (unsigned)day % 100,
                  (unsigned)serial % 1000);
-        int sum = 0;
-        for (int i = 0; i < 9; i++) {
-                int d = (d9[i] - '0') * (i % 2 == 0 ? 2 : 1);
-                sum += d > 9 ? d - 9 : d;
-        }
-        snprintf(out, 14, "%04u%02u%02u-%03u%u", (unsigned)year % 10000, (unsigned)month % 100, (unsigned)day % 100,
-                 (unsigned)serial % 1000, (unsigned)(10 - sum % 10) % 10);
+        snprintf(out, 14, "%04u%02u%02u-%03u%d", (unsigned)year % 10000, (unsigned)month % 100, (unsigned)day % 100,
+                 (unsigned)serial % 1000, harness_luhn_digit(d9));
 }
 
 typedef struct refspec {
@@ -320,7 +231,7 @@ static void batch_offsets(fixture *fx, batch *b) {
 static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
         if (b->n_off == 0)
                 batch_offsets(fx, b);
-        int r = store_referral_batch(st, fx->cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
+        int r = store_referral_batch(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
         if (r == 0)
                 for (size_t j = 0; j < b->n_off; j++)
                         fx->stored[b->off[j].partition] = b->off[j].new_next;
@@ -328,9 +239,9 @@ static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
 }
 
 static void run_ok(fixture *fx, batch *b, usec_t now) {
-        int r = run_on(fx, fx->st, b, now);
+        int r = run_on(fx, fx->h.st, b, now);
         if (r < 0)
-                fail_msg("store_referral_batch: %s: %s", strerror(-r), store_last_error(fx->st));
+                fail_msg("store_referral_batch: %s: %s", strerror(-r), store_last_error(fx->h.st));
 }
 
 /* Rows of every table the batch writes, to show that something wrote nothing. */
@@ -369,7 +280,7 @@ static const char *outcome_of(fixture *fx, const char *referral_id, char buf[64]
  * but the offsets. */
 static void test_batch_decided_once(void **state) {
         fixture *fx = *state;
-        exec_ok(fx->pg, "LISTEN allvarsd_outbox");
+        harness_exec_ok(fx->h.pg, "LISTEN allvarsd_outbox");
         batch *b = batch_new();
         batch_add(fx, b, &(refspec){ .id = "R-ELIGIBLE", .person = 1, .feedback = true }, 0);
         batch_add(fx, b, &(refspec){ .id = "R-ADULT", .pnr = "19900101-0017" }, 0);
@@ -480,8 +391,8 @@ static void test_batch_decided_once(void **state) {
         assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 1"), 2);
 
         /* The relay is woken once the batch committed. */
-        PQconsumeInput(fx->pg);
-        PGnotify *nt = PQnotifies(fx->pg);
+        PQconsumeInput(fx->h.pg);
+        PGnotify *nt = PQnotifies(fx->h.pg);
         assert_non_null(nt);
         assert_string_equal(nt->relname, "allvarsd_outbox");
         PQfreemem(nt);
@@ -575,7 +486,7 @@ static void test_stale_offset(void **state) {
         batch_add(fx, late, &(refspec){ .id = "R-D", .person = 4 }, 5);
         batch_offsets(fx, late);
         late->off[0].expected_next = 1;
-        assert_int_equal(run_on(fx, fx->st, late, T0), -ESTALE);
+        assert_int_equal(run_on(fx, fx->h.st, late, T0), -ESTALE);
         assert_same(fx, &before);
         for (size_t i = 0; i < late->n; i++)
                 assert_int_equal(late->m[i].status, STORE_PENDING);
@@ -584,7 +495,7 @@ static void test_stale_offset(void **state) {
 
         /* "No row yet" when there is one is just as stale. */
         late->off[0].expected_next = -1;
-        assert_int_equal(run_on(fx, fx->st, late, T0), -ESTALE);
+        assert_int_equal(run_on(fx, fx->h.st, late, T0), -ESTALE);
         assert_same(fx, &before);
 
         /* With the right positions the same batch goes through, and the store is usable. */
@@ -595,11 +506,11 @@ static void test_stale_offset(void **state) {
 
         int64_t next[3];
         int32_t parts[3] = { 0, 5, 6 };
-        assert_int_equal(store_load_offsets(fx->st, GROUP, TOPIC, parts, 3, next), 0);
+        assert_int_equal(store_load_offsets(fx->h.st, GROUP, TOPIC, parts, 3, next), 0);
         assert_int_equal(next[0], 3);
         assert_int_equal(next[1], 1);
         assert_int_equal(next[2], -1);
-        assert_int_equal(store_load_offsets(fx->st, "another-group", TOPIC, parts, 1, next), 0);
+        assert_int_equal(store_load_offsets(fx->h.st, "another-group", TOPIC, parts, 1, next), 0);
         assert_int_equal(next[0], -1);
         batch_free(late);
         batch_free(b);
@@ -627,7 +538,7 @@ static void test_poison_message(void **state) {
                          1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox o JOIN allvarsd.dead_letters d USING (event_id)"
                                    " WHERE o.ce_type = '%s' AND o.topic = '%s' AND o.key = '%s/2'",
-                               CE_TYPE_DEAD_LETTER, fx->cfg->topic_dead_letter, TOPIC),
+                               CE_TYPE_DEAD_LETTER, fx->h.cfg->topic_dead_letter, TOPIC),
                          1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
         assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets WHERE partition = 2"), 3);
@@ -643,7 +554,7 @@ static void test_poison_message(void **state) {
 
         /* Offsets reset by hand: the same poison offset again is the same
          * dead letter (its row and event exist), and the batch still commits. */
-        exec_ok(fx->pg, "DELETE FROM allvarsd.consumer_offsets WHERE partition = 2");
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.consumer_offsets WHERE partition = 2");
         fx->stored[2] = -1;
         fx->next_offset[2] = 3;
         batch *replay = batch_new();
@@ -656,13 +567,13 @@ static void test_poison_message(void **state) {
         batch_free(replay);
 
         store_figures f;
-        assert_int_equal(store_figures_read(fx->st, &f), 0);
+        assert_int_equal(store_figures_read(fx->h.st, &f), 0);
         assert_int_equal(f.dead_letters, 2);
         assert_int_equal(f.cases_open, 2);
         assert_int_equal(f.outbox_backlog, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
         assert_true(f.outbox_oldest > 0);
-        exec_ok(fx->pg, "UPDATE allvarsd.outbox SET sent_at = now()");
-        assert_int_equal(store_figures_read(fx->st, &f), 0);
+        harness_exec_ok(fx->h.pg, "UPDATE allvarsd.outbox SET sent_at = now()");
+        assert_int_equal(store_figures_read(fx->h.st, &f), 0);
         assert_int_equal(f.outbox_backlog, 0);
         assert_int_equal(f.outbox_oldest, 0);
         batch_free(c);
@@ -744,7 +655,7 @@ static void *race(void *arg) {
         if (rc->barrier)
                 pthread_barrier_wait(rc->barrier);
         for (int attempt = 0; attempt < 5; attempt++) {
-                rc->r = store_referral_batch(rc->st, rc->fx->cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
+                rc->r = store_referral_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
                                              rc->b->n_off, &rc->b->res);
                 if (rc->r != -EAGAIN)
                         break;
@@ -797,16 +708,14 @@ static void release_when_both_wait(fixture *fx) {
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                    " AND wait_event_type = 'Lock'"),
                          2);
-        exec_ok(fx->pg, "COMMIT");
+        harness_exec_ok(fx->h.pg, "COMMIT");
 }
 
 static void test_concurrent_same_person(void **state) {
         fixture *fx = *state;
         store *st[2];
-        char err[512];
         for (int i = 0; i < 2; i++)
-                if (store_connect(fx->db.conninfo, NULL, &st[i], err, sizeof err) < 0)
-                        fail_msg("store_connect: %s", err);
+                assert_int_equal(harness_store_connect(&fx->h.db, &st[i]), 0);
 
         /* Deterministic: the person is locked by the test while both batches
          * reach the lock, so both have inserted their referral when the first
@@ -816,15 +725,15 @@ static void test_concurrent_same_person(void **state) {
         identity id;
         assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
         uint8_t key[PERSON_KEY_LEN];
-        assert_int_equal(ids_person_key(fx->cfg->pepper, fx->cfg->pepper_len, id.normalised, key), 0);
+        assert_int_equal(ids_person_key(fx->h.cfg->pepper, fx->h.cfg->pepper_len, id.normalised, key), 0);
         const char *kv[1] = { (const char *)key };
         int kl[1] = { PERSON_KEY_LEN }, kf[1] = { 1 };
-        PGresult *res = PQexecParams(fx->pg, "INSERT INTO allvarsd.persons (person_key) VALUES ($1)", 1, NULL, kv, kl,
+        PGresult *res = PQexecParams(fx->h.pg, "INSERT INTO allvarsd.persons (person_key) VALUES ($1)", 1, NULL, kv, kl,
                                      kf, 0);
         assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
         PQclear(res);
-        exec_ok(fx->pg, "BEGIN");
-        res = PQexecParams(fx->pg, "SELECT 1 FROM allvarsd.persons WHERE person_key = $1 FOR UPDATE", 1, NULL, kv, kl,
+        harness_exec_ok(fx->h.pg, "BEGIN");
+        res = PQexecParams(fx->h.pg, "SELECT 1 FROM allvarsd.persons WHERE person_key = $1 FOR UPDATE", 1, NULL, kv, kl,
                            kf, 0);
         assert_int_equal(PQntuples(res), 1);
         PQclear(res);
@@ -883,7 +792,7 @@ static void test_deadline_passed_on_arrival(void **state) {
                          1);
         long long outbox = count(fx, "SELECT count(*) FROM allvarsd.outbox");
         deadline_watch_result w = { 0 };
-        assert_int_equal(deadline_watch_run(fx->st, fx->cfg, T0 + H(73), &w), 0);
+        assert_int_equal(deadline_watch_run(fx->h.st, fx->h.cfg, T0 + H(73), &w), 0);
         assert_int_equal(w.missed, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), outbox);
         batch_free(b);
@@ -896,23 +805,23 @@ static void test_connection_lost(void **state) {
         batch *b = batch_new();
         batch_add(fx, b, &(refspec){ .id = "R-FIRST", .person = 1 }, 0);
         run_ok(fx, b, T0);
-        exec_ok(fx->pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        harness_exec_ok(fx->h.pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                         " WHERE datname = current_database() AND pid <> pg_backend_pid()");
         usleep(100 * 1000);
         batch *c = batch_new();
         batch_add(fx, c, &(refspec){ .id = "R-SECOND", .person = 2 }, 0);
         batch_offsets(fx, c);
-        assert_int_equal(run_on(fx, fx->st, c, T0), -ECONNRESET);
-        assert_false(store_connected(fx->st));
-        assert_non_null(strstr(store_last_error(fx->st), "connection"));
+        assert_int_equal(run_on(fx, fx->h.st, c, T0), -ECONNRESET);
+        assert_false(store_connected(fx->h.st));
+        assert_non_null(strstr(store_last_error(fx->h.st), "connection"));
         char err[512];
-        assert_int_equal(store_reconnect(fx->st, err, sizeof err), 0);
-        assert_true(store_connected(fx->st));
+        assert_int_equal(store_reconnect(fx->h.st, err, sizeof err), 0);
+        assert_true(store_connected(fx->h.st));
         run_ok(fx, c, T0);
         assert_int_equal(c->res.decided, 1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
         int version;
-        assert_int_equal(store_check_schema(fx->st, &version), 0);
+        assert_int_equal(store_check_schema(fx->h.st, &version), 0);
         assert_int_equal(version, STORE_SCHEMA_VERSION);
         batch_free(c);
         batch_free(b);
@@ -933,14 +842,14 @@ static void test_failure_rolls_back(void **state) {
         batch_add(fx, b, &(refspec){ .id = "R-BAD-TEXT", .person = 3 }, 0);
         snprintf(b->refs[1]->narrative, sizeof b->refs[1]->narrative, "Secret\xff\xfe name");
         batch_offsets(fx, b);
-        int r = run_on(fx, fx->st, b, T0);
+        int r = run_on(fx, fx->h.st, b, T0);
         assert_int_equal(r, -EIO);
-        assert_null(strstr(store_last_error(fx->st), "Secret"));
-        assert_null(strstr(store_last_error(fx->st), "0xff"));
-        assert_non_null(strstr(store_last_error(fx->st), "22021"));
+        assert_null(strstr(store_last_error(fx->h.st), "Secret"));
+        assert_null(strstr(store_last_error(fx->h.st), "0xff"));
+        assert_non_null(strstr(store_last_error(fx->h.st), "22021"));
         assert_same(fx, &before);
         assert_int_equal(b->m[0].status, STORE_PENDING);
-        assert_true(store_connected(fx->st));
+        assert_true(store_connected(fx->h.st));
 
         snprintf(b->refs[1]->narrative, sizeof b->refs[1]->narrative, "fixed");
         run_ok(fx, b, T0);
@@ -953,16 +862,13 @@ static void test_failure_rolls_back(void **state) {
  * allvarsd_runtime: the runtime role decides a batch but can neither change
  * the schema nor read what is not its own. */
 static int setup_roles(void **state) {
-        if (!harness_pg_available())
-                return -1;
         fixture *fx = calloc(1, sizeof *fx);
         assert_non_null(fx);
-        for (int p = 0; p < PARTS; p++)
-                fx->stored[p] = -1;
-        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
-        assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
-        exec_ok(fx->pg, "SET client_min_messages = warning");
         *state = fx;
+        stored_none(fx);
+        assert_true(harness_pg_available());
+        assert_int_equal(harness_db_create(NULL, &fx->h.db), 0);
+        assert_int_equal(harness_pg_connect(fx->h.db.name, &fx->h.pg), 0);
         return 0;
 }
 
@@ -971,18 +877,20 @@ static void test_runtime_role(void **state) {
         const char *root = getenv("ALLVARS_ROOT");
         char cmd[1536];
         snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/deploy/roles.sql' >/dev/null",
-                 fx->db.name, root && *root ? root : ".");
+                 fx->h.db.name, root && *root ? root : ".");
         assert_int_equal(system(cmd), 0);
         assert_int_equal(system(cmd), 0);       /* idempotent */
         /* Something the runtime role must not read. */
-        exec_ok(fx->pg, "CREATE SCHEMA other; CREATE TABLE other.secrets (x text); INSERT INTO other.secrets VALUES ('s')");
+        harness_exec_ok(fx->h.pg, "CREATE SCHEMA other; CREATE TABLE other.secrets (x text);"
+                                  " INSERT INTO other.secrets VALUES ('s')");
 
         char ci[1200], err[512];
         store *owner;
-        snprintf(ci, sizeof ci, "%s user=allvarsd_owner", fx->db.conninfo);
+        snprintf(ci, sizeof ci, "%s user=allvarsd_owner", fx->h.db.conninfo);
         if (store_connect(ci, NULL, &owner, err, sizeof err) < 0)
                 fail_msg("store_connect as owner: %s", err);
-        int applied = store_migrate(owner, schemas_dir(), err, sizeof err);
+        char dir[1024];
+        int applied = store_migrate(owner, harness_schemas_dir(dir, sizeof dir), err, sizeof err);
         if (applied < 0)
                 fail_msg("store_migrate as owner: %s", err);
         assert_int_equal(applied, STORE_SCHEMA_VERSION);
@@ -991,22 +899,13 @@ static void test_runtime_role(void **state) {
                                    " AND tableowner = 'allvarsd_owner'"),
                          count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"));
 
-        snprintf(ci, sizeof ci, "%s user=allvarsd_runtime", fx->db.conninfo);
-        if (store_connect(ci, NULL, &fx->st, err, sizeof err) < 0)
+        snprintf(ci, sizeof ci, "%s user=allvarsd_runtime", fx->h.db.conninfo);
+        if (store_connect(ci, NULL, &fx->h.st, err, sizeof err) < 0)
                 fail_msg("store_connect as runtime: %s", err);
         int version;
-        assert_int_equal(store_check_schema(fx->st, &version), 0);
-        uint8_t pep[40];
-        memset(pep, 7, sizeof pep);
-        char text[2048];
-        snprintf(fx->pepper_path, sizeof fx->pepper_path, "/tmp/allvars-pepper-XXXXXX");
-        int fd = mkstemp(fx->pepper_path);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, pep, sizeof pep), (ssize_t)sizeof pep);
-        close(fd);
-        snprintf(text, sizeof text, "database.conninfo = %s\npepper = @file:%s\n", ci, fx->pepper_path);
-        if (config_parse_string("test-store", text, &fx->cfg, err, sizeof err) < 0)
-                fail_msg("config: %s", err);
+        assert_int_equal(store_check_schema(fx->h.st, &version), 0);
+        assert_int_equal(harness_pepper_file_new(fx->h.pepper_path, sizeof fx->h.pepper_path), 0);
+        assert_int_equal(harness_config_new("test-store", ci, fx->h.pepper_path, NULL, &fx->h.cfg), 0);
 
         batch *b = batch_new();
         batch_add(fx, b, &(refspec){ .id = "R-RUNTIME", .person = 1, .feedback = true }, 0);
@@ -1016,9 +915,9 @@ static void test_runtime_role(void **state) {
         assert_int_equal(b->res.dead_lettered, 1);
         assert_int_equal(b->res.alerts, 1);
         store_figures f;
-        assert_int_equal(store_figures_read(fx->st, &f), 0);
+        assert_int_equal(store_figures_read(fx->h.st, &f), 0);
 
-        PGconn *rt = (PGconn *)store_pg(fx->st);
+        PGconn *rt = (PGconn *)store_pg(fx->h.st);
         static const char *const forbidden[] = {
                 "DROP TABLE allvarsd.referrals",
                 "ALTER TABLE allvarsd.decisions ADD COLUMN x int",
@@ -1040,8 +939,8 @@ static void test_runtime_role(void **state) {
                 PQclear(res);
         }
         /* What the purge does is allowed. */
-        exec_ok(rt, "UPDATE allvarsd.audit SET detail = '' WHERE referral_id = 'R-RUNTIME'");
-        exec_ok(rt, "DELETE FROM allvarsd.referral_personal WHERE referral_id = 'R-RUNTIME'");
+        harness_exec_ok(rt, "UPDATE allvarsd.audit SET detail = '' WHERE referral_id = 'R-RUNTIME'");
+        harness_exec_ok(rt, "DELETE FROM allvarsd.referral_personal WHERE referral_id = 'R-RUNTIME'");
         batch_free(b);
 }
 
@@ -1159,7 +1058,7 @@ static int bench_batches(void) {
 static void test_throughput(void **state) {
         fixture *fx = *state;
         int batches = bench_batches();
-        bench_run br = { .fx = fx, .st = fx->st, .batches = batches, .v = bench_build(fx, 0, batches, 0) };
+        bench_run br = { .fx = fx, .st = fx->h.st, .batches = batches, .v = bench_build(fx, 0, batches, 0) };
         bench_thread(&br);
         assert_int_equal(br.error, 0);
         unsigned total = (unsigned)(batches * BENCH_PER);
@@ -1191,12 +1090,10 @@ static void test_throughput_two_connections(void **state) {
         pthread_barrier_init(&barrier, NULL, 2);
         bench_run br[2];
         pthread_t th[2];
-        char err[512];
         for (int i = 0; i < 2; i++) {
                 br[i] = (bench_run){ .fx = fx, .batches = batches, .barrier = &barrier,
                                      .v = bench_build(fx, i, batches, 2 * i) };
-                if (store_connect(fx->db.conninfo, NULL, &br[i].st, err, sizeof err) < 0)
-                        fail_msg("store_connect: %s", err);
+                assert_int_equal(harness_store_connect(&fx->h.db, &br[i].st), 0);
         }
         for (int i = 0; i < 2; i++)
                 assert_int_equal(pthread_create(&th[i], NULL, bench_thread, &br[i]), 0);
@@ -1231,18 +1128,18 @@ int main(void) {
         if (filter && *filter)
                 cmocka_set_test_filter(filter);
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_batch_decided_once, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stale_offset, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_poison_message, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_first_time_history, setup_stockholm, teardown),
-                cmocka_unit_test_setup_teardown(test_concurrent_same_person, setup_stockholm, teardown),
-                cmocka_unit_test_setup_teardown(test_deadline_passed_on_arrival, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_connection_lost, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_runtime_role, setup_roles, teardown),
-                cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_throughput_two_connections, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_batch_decided_once, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_duplicates, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_stale_offset, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_poison_message, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_first_time_history, setup_stockholm, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_same_person, setup_stockholm, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_deadline_passed_on_arrival, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_runtime_role, setup_roles, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_throughput, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_throughput_two_connections, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,17 +2,80 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "identity.h"
+
 static const char *env_or(const char *name, const char *fallback) {
         const char *v = getenv(name);
         return v && *v ? v : fallback;
 }
+
+/* ---- files of the source tree ---- */
+
+char *harness_repo_path(const char *rel, char *buf, size_t size) {
+        const char *root = getenv("ALLVARS_ROOT");
+        if (root && *root) {
+                snprintf(buf, size, "%s/%s", root, rel);
+                return buf;
+        }
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+                exe[n] = '\0';
+                snprintf(buf, size, "%s/%s", dirname(dirname(dirname(exe))), rel); /* .../build/tests/test-x */
+                if (access(buf, R_OK) == 0)
+                        return buf;
+        }
+        snprintf(buf, size, "%s", rel);
+        return buf;
+}
+
+char *harness_schemas_dir(char *buf, size_t size) {
+        const char *d = getenv("ALLVARS_SCHEMAS");
+        if (d && *d) {
+                snprintf(buf, size, "%s", d);
+                return buf;
+        }
+        return harness_repo_path("schemas", buf, size);
+}
+
+char *harness_read_file(const char *path) {
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                fprintf(stderr, "harness: cannot open %s: %m\n", path);
+                return NULL;
+        }
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        if (!m) {
+                fclose(f);
+                return NULL;
+        }
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+                fwrite(chunk, 1, n, m);
+        bool failed = ferror(f);
+        fclose(f);
+        if (fclose(m) != 0 || failed) {
+                fprintf(stderr, "harness: cannot read %s\n", path);
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+/* ---- PostgreSQL ---- */
 
 bool harness_pg_available(void) {
         return getenv("PGHOST") != NULL;
@@ -64,20 +127,53 @@ int harness_pg_connect(const char *dbname, PGconn **ret) {
                 PQfinish(c);
                 return -ECONNREFUSED;
         }
+        /* "relation already exists, skipping" and the like are not what a test looks for. */
+        PQclear(PQexec(c, "SET client_min_messages = warning"));
         *ret = c;
         return 0;
 }
 
-static int exec_on(PGconn *c, const char *sql) {
-        PGresult *res = PQexec(c, sql);
+/* 0 when res is a success, else -EIO after printing why; clears res. */
+static int command_done(PGconn *c, PGresult *res, const char *sql) {
         ExecStatusType st = PQresultStatus(res);
         int r = 0;
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                fprintf(stderr, "harness: SQL failed: %s", PQerrorMessage(c));
+                fprintf(stderr, "harness: SQL failed: %.200s: %s", sql, PQerrorMessage(c));
                 r = -EIO;
         }
         PQclear(res);
         return r;
+}
+
+int harness_exec(PGconn *c, const char *sql) {
+        return command_done(c, PQexec(c, sql), sql);
+}
+
+int harness_exec_params(PGconn *c, const char *sql, int n, const char *const *values, const int *lengths,
+                        const int *formats) {
+        return command_done(c, PQexecParams(c, sql, n, NULL, values, lengths, formats, 0), sql);
+}
+
+int harness_vquery_row(PGconn *c, PGresult **ret, const char *fmt, va_list ap) {
+        char *sql = NULL;
+        if (vasprintf(&sql, fmt, ap) < 0)
+                return -ENOMEM;
+        PGresult *res = PQexec(c, sql);
+        int r = 0;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                fprintf(stderr, "harness: %s: %s", sql, PQerrorMessage(c));
+                r = -EIO;
+        } else if (PQntuples(res) != 1) {
+                fprintf(stderr, "harness: %s: %d rows, want 1\n", sql, PQntuples(res));
+                r = -EIO;
+        }
+        free(sql);
+        if (r < 0) {
+                PQclear(res);
+                return r;
+        }
+        *ret = res;
+        return 0;
 }
 
 /* Runs "<verb> <identifier><rest>" on the maintenance database. */
@@ -93,7 +189,7 @@ static int exec_admin(const char *verb, const char *ident, const char *rest) {
         } else if ((size_t)snprintf(sql, sizeof sql, "%s %s%s", verb, q, rest) >= sizeof sql) {
                 r = -ENAMETOOLONG;
         } else {
-                r = exec_on(c, sql);
+                r = harness_exec(c, sql);
         }
         PQfreemem(q);
         PQfinish(c);
@@ -133,6 +229,28 @@ int harness_db_create(const char *template_name, harness_db *ret) {
         return 0;
 }
 
+int harness_schema_db_create(harness_db *ret) {
+        harness_db db;
+        store *st = NULL;
+        char dir[PATH_MAX], err[512];
+        int r = harness_db_create(NULL, &db);
+        if (r < 0)
+                return r;
+        r = harness_store_connect(&db, &st);
+        if (r >= 0) {
+                r = store_migrate(st, harness_schemas_dir(dir, sizeof dir), err, sizeof err);
+                if (r < 0)
+                        fprintf(stderr, "harness: store_migrate %s: %s\n", dir, err);
+        }
+        store_free(st);
+        if (r < 0) {
+                harness_db_drop(&db);
+                return r;
+        }
+        *ret = db;
+        return 0;
+}
+
 int harness_db_drop(const harness_db *db) {
         if (!db || !db->name[0])
                 return 0;
@@ -144,10 +262,129 @@ int harness_db_exec(const harness_db *db, const char *sql) {
         int r = harness_pg_connect(db->name, &c);
         if (r < 0)
                 return r;
-        r = exec_on(c, sql);
+        r = harness_exec(c, sql);
         PQfinish(c);
         return r;
 }
+
+int harness_store_connect(const harness_db *db, store **ret) {
+        char err[512];
+        int r = store_connect(db->conninfo, NULL, ret, err, sizeof err);
+        if (r < 0)
+                fprintf(stderr, "harness: store_connect: %s\n", err);
+        return r;
+}
+
+int harness_pepper_file_new(char *path, size_t size) {
+        uint8_t pepper[48];
+        if (getrandom(pepper, sizeof pepper, 0) != (ssize_t)sizeof pepper)
+                return -EIO;
+        if ((size_t)snprintf(path, size, "/tmp/allvars-pepper-XXXXXX") >= size)
+                return -ENAMETOOLONG;
+        int fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0) {
+                path[0] = '\0';
+                return -errno;
+        }
+        int r = write(fd, pepper, sizeof pepper) == (ssize_t)sizeof pepper ? 0 : -EIO;
+        close(fd);
+        if (r < 0) {
+                unlink(path);
+                path[0] = '\0';
+        }
+        return r;
+}
+
+int harness_config_new(const char *config_name, const char *conninfo, const char *pepper_path,
+                       const char *extra_config, config **ret) {
+        char *text = NULL, err[512];
+        if (asprintf(&text, "database.conninfo = %s\npepper = @file:%s\n%s", conninfo, pepper_path,
+                     extra_config ? extra_config : "") < 0)
+                return -ENOMEM;
+        int r = config_parse_string(config_name, text, ret, err, sizeof err);
+        free(text);
+        if (r < 0)
+                fprintf(stderr, "harness: config: %s\n", err);
+        return r;
+}
+
+int harness_store_env_new(const char *config_name, const char *extra_config, harness_store_env *ret) {
+        harness_store_env e = {0};
+        int r;
+        if (!harness_pg_available()) {
+                fprintf(stderr, "harness: no PostgreSQL: set PGHOST/PGPORT/PGUSER"
+                                " (tests/run does; or source tests/lib/pg.sh; pg_start)\n");
+                return -ENXIO;
+        }
+        r = harness_schema_db_create(&e.db);
+        if (r < 0)
+                return r;
+        if ((r = harness_pg_connect(e.db.name, &e.pg)) < 0 ||
+            (r = harness_pepper_file_new(e.pepper_path, sizeof e.pepper_path)) < 0 ||
+            (r = harness_config_new(config_name, e.db.conninfo, e.pepper_path, extra_config, &e.cfg)) < 0 ||
+            (r = harness_store_connect(&e.db, &e.st)) < 0) {
+                harness_store_env_done(&e);
+                return r;
+        }
+        *ret = e;
+        return 0;
+}
+
+void harness_store_env_done(harness_store_env *e) {
+        if (!e)
+                return;
+        store_free(e->st);
+        config_free(e->cfg);
+        PQfinish(e->pg);
+        if (e->pepper_path[0])
+                unlink(e->pepper_path);
+        harness_db_drop(&e->db);
+        *e = (harness_store_env){0};
+}
+
+int harness_store_setup(void **state, size_t fixture_size, const char *config_name, const char *extra_config) {
+        /* The fixture starts with its env: a pointer to it is one to the env (C11 6.7.2.1). */
+        harness_store_env *e = calloc(1, fixture_size > sizeof *e ? fixture_size : sizeof *e);
+        *state = e;
+        if (!e || harness_store_env_new(config_name, extra_config, e) < 0) {
+                free(e);
+                *state = NULL;
+                return -1;
+        }
+        return 0;
+}
+
+int harness_store_teardown(void **state) {
+        harness_store_env *e = *state;
+        harness_store_env_done(e);
+        free(e);
+        return 0;
+}
+
+char *harness_usec_param(char buf[static 24], usec_t t) {
+        if (t == 0)
+                return NULL;
+        snprintf(buf, 24, "%lld", (long long)t);
+        return buf;
+}
+
+/* ---- identity numbers and the calendar ---- */
+
+int harness_luhn_digit(const char *nine) {
+        int sum = 0;
+        for (int i = 0; i < 9; i++) {
+                int v = (nine[i] - '0') * (i % 2 == 0 ? 2 : 1);
+                sum += v / 10 + v % 10;
+        }
+        return (10 - sum % 10) % 10;
+}
+
+int harness_tz_setup(void **state) {
+        (void)state;
+        return tz_init() == 0 ? 0 : -1;
+}
+
+/* ---- Kafka ---- */
 
 const char *harness_kafka_bootstrap(void) {
         return env_or("ALLVARS_KAFKA_BOOTSTRAP", NULL);

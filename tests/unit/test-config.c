@@ -4,7 +4,6 @@
  * step with the table of keys. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +18,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "harness.h"
 
 static char tmpdir[64];
 static char pepper_path[128];   /* 48 random-looking bytes, some NUL */
@@ -541,43 +541,6 @@ static void test_load_file(void **state) {
 
 /* ---- the man page and the example against the table ---- */
 
-/* The repository root: $ALLVARS_ROOT, the directory above build/tests (or build-san/tests), or ".". */
-static const char *repo_path(const char *rel) {
-        static char out[PATH_MAX];
-        const char *root = getenv("ALLVARS_ROOT");
-        char exe[PATH_MAX];
-        ssize_t n;
-        if (root) {
-                snprintf(out, sizeof out, "%s/%s", root, rel);
-                return out;
-        }
-        if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
-                exe[n] = 0;
-                char *d = dirname(dirname(dirname(exe))); /* .../build/tests/test-config */
-                snprintf(out, sizeof out, "%s/%s", d, rel);
-                if (access(out, R_OK) == 0)
-                        return out;
-        }
-        snprintf(out, sizeof out, "%s", rel);
-        return out;
-}
-
-static char *read_all(const char *path) {
-        FILE *f = fopen(path, "re");
-        if (!f)
-                fail_msg("cannot open %s: %m", path);
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&buf, &len);
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-                fwrite(chunk, 1, n, m);
-        fclose(f);
-        fclose(m);
-        return buf;
-}
-
 static char *man_fragment(void) {
         char *out = NULL;
         size_t len = 0;
@@ -615,7 +578,9 @@ static size_t fragment_keys(const char *frag, char keys[][128], size_t max) {
 static void test_man_page_matches_table(void **state) {
         (void)state;
         char *frag = man_fragment();
-        char *page = read_all(repo_path("deploy/allvarsd.conf.5"));
+        char path[PATH_MAX];
+        char *page = harness_read_file(harness_repo_path("deploy/allvarsd.conf.5", path, sizeof path));
+        assert_non_null(page);
         const char *b = strstr(page, MAN_BEGIN), *e = strstr(page, MAN_END);
         assert_non_null(b);
         assert_non_null(e);
@@ -652,8 +617,9 @@ static void test_man_page_matches_table(void **state) {
 static void test_example_configuration(void **state) {
         (void)state;
         char *frag = man_fragment();
-        const char *example = repo_path("deploy/allvarsd.conf.example");
-        char *text = read_all(example);
+        char example[PATH_MAX];
+        char *text = harness_read_file(harness_repo_path("deploy/allvarsd.conf.example", example, sizeof example));
+        assert_non_null(text);
         static char keys[128][128];
         size_t n = fragment_keys(frag, keys, 128);
         for (size_t i = 0; i < n; i++) {

@@ -10,26 +10,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
 #include "identity.h"
 
-/* An independent Luhn: the check digit for nine digits (Skatteverket SKV 704). */
-static int check_digit(const char *nine) {
-        int sum = 0;
-        for (int i = 0; i < 9; i++) {
-                int v = (nine[i] - '0') * (i % 2 == 0 ? 2 : 1);
-                sum += v / 10 + v % 10;
-        }
-        return (10 - sum % 10) % 10;
-}
 
 /* "YYYYMMDD-NNNC" (twelve digits) with a correct check digit; day as written. */
 static const char *pnr12(char *buf, int y, int m, int d, int serial, char sep) {
         char nine[40];
         snprintf(nine, sizeof nine, "%02d%02d%02d%03d", y % 100, m, d, serial);
         if (sep)
-                sprintf(buf, "%04d%02d%02d%c%03d%d", y, m, d, sep, serial, check_digit(nine));
+                sprintf(buf, "%04d%02d%02d%c%03d%d", y, m, d, sep, serial, harness_luhn_digit(nine));
         else
-                sprintf(buf, "%04d%02d%02d%03d%d", y, m, d, serial, check_digit(nine));
+                sprintf(buf, "%04d%02d%02d%03d%d", y, m, d, serial, harness_luhn_digit(nine));
         return buf;
 }
 
@@ -38,9 +30,9 @@ static const char *pnr10(char *buf, int y, int m, int d, int serial, char sep) {
         char nine[40];
         snprintf(nine, sizeof nine, "%02d%02d%02d%03d", y % 100, m, d, serial);
         if (sep)
-                sprintf(buf, "%02d%02d%02d%c%03d%d", y % 100, m, d, sep, serial, check_digit(nine));
+                sprintf(buf, "%02d%02d%02d%c%03d%d", y % 100, m, d, sep, serial, harness_luhn_digit(nine));
         else
-                sprintf(buf, "%02d%02d%02d%03d%d", y % 100, m, d, serial, check_digit(nine));
+                sprintf(buf, "%02d%02d%02d%03d%d", y % 100, m, d, serial, harness_luhn_digit(nine));
         return buf;
 }
 
@@ -61,8 +53,8 @@ static usec_t at(const char *rfc3339) {
 static void test_check_digit_helper(void **state) {
         (void)state;
         /* The published example numbers 19121212-1212 and 811218-9876 (Skatteverket). */
-        assert_int_equal(check_digit("121212121"), 2);
-        assert_int_equal(check_digit("811218987"), 6);
+        assert_int_equal(harness_luhn_digit("121212121"), 2);
+        assert_int_equal(harness_luhn_digit("811218987"), 6);
 }
 
 static void test_published_numbers(void **state) {
@@ -102,7 +94,7 @@ static void test_bad_check_digit(void **state) {
         for (char c = '0'; c <= '9'; c++) {
                 buf[12] = c;
                 char nine[10] = "120517382";
-                bool right = c - '0' == check_digit(nine);
+                bool right = c - '0' == harness_luhn_digit(nine);
                 assert_int_equal(identity_parse(buf, REPORT, &id), right ? IDENTITY_VALID : IDENTITY_INVALID);
         }
         /* Transposed digits are caught too. */
@@ -177,7 +169,7 @@ static void test_formats(void **state) {
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
                 assert_int_equal(identity_parse(bad[i], REPORT, &id), IDENTITY_INVALID);
         /* Ten digits read as YYMMDDNNNC: 191212-1212 has the wrong check digit (5 is right). */
-        assert_int_equal(check_digit("191212121"), 5);
+        assert_int_equal(harness_luhn_digit("191212121"), 5);
         assert_int_equal(identity_parse("1912121212", REPORT, &id), IDENTITY_INVALID);
         assert_int_equal(identity_parse("1912121215", REPORT, &id), IDENTITY_VALID);
         assert_date(id.birth, 2019, 12, 12);
@@ -310,11 +302,6 @@ static void test_stockholm_date_matches_localtime(void **state) {
         }
 }
 
-static int setup(void **state) {
-        (void)state;
-        return tz_init() == 0 ? 0 : -1;
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_check_digit_helper),
@@ -332,5 +319,5 @@ int main(void) {
                 cmocka_unit_test(test_stockholm_date),
                 cmocka_unit_test(test_stockholm_date_matches_localtime),
         };
-        return cmocka_run_group_tests(tests, setup, NULL);
+        return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }

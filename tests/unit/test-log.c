@@ -4,7 +4,6 @@
  * machine runs one. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -27,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "log.h"
 
 /* ---- stderr capture ---- */
@@ -436,42 +436,18 @@ static void test_real_journald(void **state) {
 
 /* ---- allvarsd(8) lists the catalog ---- */
 
-/* A file of the repository: $ALLVARS_ROOT, the directory above build/tests, or ".". */
-static const char *repo_path(const char *rel) {
-        static char out[PATH_MAX];
-        const char *root = getenv("ALLVARS_ROOT");
-        char exe[PATH_MAX];
-        ssize_t n;
-        if (root) {
-                snprintf(out, sizeof out, "%s/%s", root, rel);
-                return out;
-        }
-        if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
-                exe[n] = 0;
-                snprintf(out, sizeof out, "%s/%s", dirname(dirname(dirname(exe))), rel);
-                if (access(out, R_OK) == 0)
-                        return out;
-        }
-        snprintf(out, sizeof out, "%s", rel);
-        return out;
-}
-
 static void test_man_page_lists_catalog(void **state) {
         (void)state;
-        const char *path = repo_path("deploy/allvarsd.8");
-        FILE *f = fopen(path, "re");
-        if (!f)
-                fail_msg("cannot open %s", path);
-        static char page[65536];
-        size_t n = fread(page, 1, sizeof page - 1, f);
-        page[n] = 0;
-        fclose(f);
+        char path[PATH_MAX];
+        char *page = harness_read_file(harness_repo_path("deploy/allvarsd.8", path, sizeof path));
+        assert_non_null(page);
         for (int i = MSGID_NONE + 1; i < _MSGID_MAX; i++) {
                 char line[128];
                 snprintf(line, sizeof line, "\n.TP\n\\fB%s\\fR %s\n", log_msgid_name(i), log_msgid_string(i));
                 if (!strstr(page, line))
                         fail_msg("%s does not list %s %s", path, log_msgid_name(i), log_msgid_string(i));
         }
+        free(page);
 }
 
 int main(void) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "harness.h"
 #include "profiles.h"
 #include "rules.h"
 #include "allvarssamtal/v1/decision.pb-c.h"
@@ -41,21 +42,12 @@ static void set_time(Google__Protobuf__Timestamp *ts, usec_t t) {
         ts->nanos = (int32_t)(t % USEC_PER_SEC * 1000);
 }
 
-/* Luhn check digit over nine digits, computed independently of identity.c. */
-static int check_digit(const char *nine) {
-        int sum = 0;
-        for (int i = 0; i < 9; i++) {
-                int v = (nine[i] - '0') * (i % 2 == 0 ? 2 : 1);
-                sum += v / 10 + v % 10;
-        }
-        return (10 - sum % 10) % 10;
-}
 
 /* The subject's personnummer, YYYYMMDD-NNNC with a right check digit. */
 static void set_pnr(fixture *f, int y, int m, int d) {
         char nine[40];
         snprintf(nine, sizeof nine, "%02d%02d%02d%03d", y % 100, m, d, 238);
-        snprintf(f->ident, sizeof f->ident, "%04d%02d%02d-%03d%d", y, m, d, 238, check_digit(nine));
+        snprintf(f->ident, sizeof f->ident, "%04d%02d%02d-%03d%d", y, m, d, 238, harness_luhn_digit(nine));
         f->subject.identity_number = f->ident;
 }
 
@@ -861,11 +853,6 @@ static void test_codes(void **state) {
         assert_int_equal(DEADLINE_SUMMONS, ALLVARSSAMTAL__V1__DEADLINE_KIND__DEADLINE_KIND_SUMMONS);
 }
 
-static int setup(void **state) {
-        (void)state;
-        return tz_init() == 0 ? 0 : -1;
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_marks),
@@ -901,5 +888,5 @@ int main(void) {
                 cmocka_unit_test(test_profile_overrides_change_decisions),
                 cmocka_unit_test(test_codes),
         };
-        return cmocka_run_group_tests(tests, setup, NULL);
+        return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }
