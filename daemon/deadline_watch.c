@@ -196,14 +196,6 @@ typedef struct watch_alert {
         bool raised;                    /* inserted by this pass */
 } watch_alert;
 
-static deadline_kind deadline_kind_parse(const char *s) {
-        if (strcmp(s, "CONVERSATION") == 0)
-                return DEADLINE_CONVERSATION;
-        if (strcmp(s, "SUMMONS") == 0)
-                return DEADLINE_SUMMONS;
-        return DEADLINE_NONE;
-}
-
 static int alert_kind_parse(const char *s) {
         for (alert_kind k = ALERT_AT_RISK; k <= ALERT_PROTECTIVE_ASSESSMENT_OVERDUE; k++)
                 if (strcmp(s, alert_kind_code(k)) == 0)
@@ -267,7 +259,7 @@ static int collect_alerts(const config *cfg, const PGresult *cand, usec_t now, w
                         .case_id = PQgetvalue(cand, i, 0),
                         .district = PQgetvalue(cand, i, 1),
                         .state = PQgetvalue(cand, i, 2),
-                        .dk = deadline_kind_parse(PQgetvalue(cand, i, 3)),
+                        .dk = deadline_kind_from_code(PQgetvalue(cand, i, 3)),
                         .referral_id = PQgetvalue(cand, i, 9),
                         .police_case_number = PQgetvalue(cand, i, 10),
                         .feedback_requested = field_bool(cand, i, 11),

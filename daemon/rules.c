@@ -223,3 +223,11 @@ const char *deadline_kind_code(deadline_kind k) {
                 return "";
         }
 }
+
+deadline_kind deadline_kind_from_code(const char *s) {
+        if (s && strcmp(s, "CONVERSATION") == 0)
+                return DEADLINE_CONVERSATION;
+        if (s && strcmp(s, "SUMMONS") == 0)
+                return DEADLINE_SUMMONS;
+        return DEADLINE_NONE;
+}

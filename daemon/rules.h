@@ -80,3 +80,4 @@ usec_t rules_deadline_after_deferral(const profile *p, usec_t resolved_at);
 const char *decision_outcome_code(decision_outcome o);   /* "ELIGIBLE", ... */
 int decision_outcome_from_code(const char *s);           /* or -EINVAL */
 const char *deadline_kind_code(deadline_kind k);         /* "", "CONVERSATION", "SUMMONS" */
+deadline_kind deadline_kind_from_code(const char *s);    /* DEADLINE_NONE for anything else */

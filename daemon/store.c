@@ -491,6 +491,15 @@ void store_params_arr(store_params *p, const store_arr *a) {
         params_add(p, a->buf, (int)a->len);
 }
 
+void store_params_bool(store_params *p, bool v) {
+        p->scalars[p->n][0] = v ? 1 : 0;
+        params_add(p, p->scalars[p->n], 1);
+}
+
+void store_params_null(store_params *p) {
+        params_add(p, NULL, 0);
+}
+
 /* ---- pipelined round trips ---- */
 
 int store_pipe_begin(store *s, store_pipe *p) {

@@ -91,6 +91,8 @@ void store_params_int4(store_params *p, int32_t v);
 void store_params_int8(store_params *p, int64_t v);
 void store_params_ts(store_params *p, usec_t t);         /* timestamptz */
 void store_params_arr(store_params *p, const store_arr *a);
+void store_params_bool(store_params *p, bool v);
+void store_params_null(store_params *p);
 
 /* Pipelined round trips: queue prepared statements, then one sync collects
  * their results. A statement that fails aborts the rest of the round trip

@@ -172,24 +172,10 @@ static const char SQL_AUDIT[] =
 
 /* ---- parameters the shared helpers lack ---- */
 
-static void params_raw(store_params *p, const void *v, int len) {
-        if (p->n >= STORE_PARAMS_MAX)
-                abort();                /* a programming error: the statements are fixed */
-        p->values[p->n] = v;
-        p->lengths[p->n] = len;
-        p->formats[p->n] = 1;
-        p->n++;
-}
-
-static void params_bool(store_params *p, bool v) {
-        p->scalars[p->n][0] = v ? 1 : 0;
-        params_raw(p, p->scalars[p->n], 1);
-}
-
 /* A timestamptz, NULL for 0. */
 static void params_ts_null(store_params *p, usec_t t) {
         if (t == 0)
-                params_raw(p, NULL, 0);
+                store_params_null(p);
         else
                 store_params_ts(p, t);
 }
@@ -262,14 +248,6 @@ static const char *actor_kind_code(const CaseOutcome *ev) {
         case ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER: return "SOCIAL_WORKER";
         default: return "UNSPECIFIED";
         }
-}
-
-static deadline_kind deadline_kind_parse(const char *s) {
-        if (strcmp(s, "CONVERSATION") == 0)
-                return DEADLINE_CONVERSATION;
-        if (strcmp(s, "SUMMONS") == 0)
-                return DEADLINE_SUMMONS;
-        return DEADLINE_NONE;
 }
 
 /* The profile a case was decided under, with the case's own limit (when known). */
@@ -718,7 +696,7 @@ static int load_case(batch *b, outcome_ctx *c, case_state *ret, bool *ret_exists
                 case_profile(b->cfg, district, PQgetvalue(res, 0, CASE_C_PROFILE), limit_s, &c->prof);
                 ret->limit = c->prof.limit;
                 ret->deadline = field_usec(res, 0, CASE_C_DEADLINE);
-                ret->deadline_kind = deadline_kind_parse(PQgetvalue(res, 0, CASE_C_DK));
+                ret->deadline_kind = deadline_kind_from_code(PQgetvalue(res, 0, CASE_C_DK));
                 ret->protective_assessment_due = field_usec(res, 0, CASE_C_PAD);
                 ret->awaiting_assessment = field_bool(res, 0, CASE_C_AW_ASSESSMENT);
                 ret->awaiting_clearance = field_bool(res, 0, CASE_C_AW_CLEARANCE);
@@ -764,15 +742,15 @@ static int write_case(batch *b, const outcome_ctx *c, const case_state *a, bool 
         params_ts_null(&p, a->deadline);
         params_text_null(&p, a->deadline ? deadline_kind_code(a->deadline_kind) : "");
         params_ts_null(&p, a->protective_assessment_due);
-        params_bool(&p, a->awaiting_assessment);
-        params_bool(&p, a->awaiting_clearance);
-        params_bool(&p, a->awaiting_contact);
+        store_params_bool(&p, a->awaiting_assessment);
+        store_params_bool(&p, a->awaiting_clearance);
+        store_params_bool(&p, a->awaiting_contact);
         params_ts_null(&p, a->scheduled_at);
-        params_bool(&p, a->police_attending);
+        store_params_bool(&p, a->police_attending);
         params_ts_null(&p, a->held_at);
         params_ts_null(&p, a->closed_at);
         if (!exists)
-                params_bool(&p, c->feedback_requested);
+                store_params_bool(&p, c->feedback_requested);
         store_params_ts(&p, b->now);
         PGresult *res = NULL;
         int r = exec_params(b->s, exists ? "case update" : "case insert", exists ? SQL_CASE_UPDATE : SQL_CASE_INSERT,
