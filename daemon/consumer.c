@@ -251,6 +251,11 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         c->pipe[0] = c->pipe[1] = -1;
 
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        /* Defaults an operator may override with kafka.*: librdkafka prefetches
+         * up to 64 MiB by default; a few batches ahead is enough here. */
+        if (kafka_conf_set(conf, "queued.max.messages.kbytes", "8192", err, err_size) < 0 ||
+            kafka_conf_set(conf, "queued.min.messages", "20000", err, err_size) < 0)
+                goto fail_conf;
         for (size_t i = 0; i < cfg->n_kafka; i++)
                 if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, err_size) < 0)
                         goto fail_conf;

@@ -37,7 +37,7 @@
 #endif
 
 #define STATUS_INTERVAL  USEC_PER_SEC
-#define FIGURES_INTERVAL (5 * USEC_PER_SEC)
+#define FIGURES_INTERVAL (15 * USEC_PER_SEC)
 #define DRAIN_FLUSH_TIMEOUT (10 * USEC_PER_SEC)
 
 typedef struct manager {

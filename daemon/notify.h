@@ -12,7 +12,7 @@ typedef struct notify_figures {
         uint64_t duplicates;
         uint64_t dead_letters;          /* since start */
         uint64_t cases_open;            /* from the database, refreshed now and then */
-        uint64_t outbox_backlog;        /* unsent outbox rows */
+        uint64_t outbox_backlog;        /* unsent outbox rows (an upper bound; 0 exactly when none) */
         uint64_t alerts_raised;
         unsigned partitions_assigned;
         const char *state;              /* "running", "database unavailable, partitions paused", ... */

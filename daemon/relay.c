@@ -395,6 +395,7 @@ static void pg_start(relay *r) {
         keys[n] = "keepalives_idle", vals[n++] = "30";
         keys[n] = "keepalives_interval", vals[n++] = "10";
         keys[n] = "keepalives_count", vals[n++] = "3";
+        keys[n] = "options", vals[n++] = "-c jit=off";   /* short statements: JIT only costs */
         keys[n] = "dbname", vals[n++] = r->cfg->db_conninfo ? r->cfg->db_conninfo : "";
         if (r->cfg->db_password && r->cfg->db_password[0])
                 keys[n] = "password", vals[n++] = r->cfg->db_password;

@@ -104,7 +104,7 @@ int store_referral_batch(store *s, const config *cfg, const char *group, usec_t 
 /* Figures for STATUS= and `allvarsctl status`. */
 typedef struct store_figures {
         uint64_t cases_open;
-        uint64_t outbox_backlog;
+        uint64_t outbox_backlog;        /* unsent rows: an upper bound (id span), 0 exactly when none */
         usec_t outbox_oldest;           /* created_at of the oldest unsent row, 0 when none */
         uint64_t dead_letters;
 } store_figures;
