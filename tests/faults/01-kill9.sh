@@ -35,7 +35,7 @@ for ((k = 1; k <= KILLS; k++)); do
                 pause=$(rand_s 0 500)
                 say "kill $k: during the restart, $pause s after exec (kill $((k - 1))'s recovery not measured)"
         else
-                [[ -n $t0 ]] && recovery_after "kill $((k - 1))" "$t0" "$t0" 60
+                [[ -n $t0 ]] && recovery_after "kill $((k - 1))" "$t0" "$t_end" 60
                 pause=$(rand_s 200 2500)
                 say "kill $k: $pause s into decisions"
         fi
@@ -43,9 +43,12 @@ for ((k = 1; k <= KILLS; k++)); do
         t0=$(now_s)
         # (bash's "Killed" notice for its job is noise here.)
         { daemon_stop a KILL; } 2>/dev/null
+        # Dead and reaped: a decision stored after this is the successor's (one
+        # committed by the victim between t0 and the signal does not count).
+        t_end=$(now_s)
         daemon_start a
 done
-recovery_after "kill $KILLS" "$t0" "$t0" 60
+recovery_after "kill $KILLS" "$t0" "$t_end" 60
 # A few more seconds of stream after the last restart.
 sleep 2
 feed_stop

@@ -46,6 +46,22 @@ FEED_PID=
 FAULTS_REPORTED_LATE=$(date -u -d '4 days ago' +%Y-%m-%dT%H:%M:%SZ)
 FAULTS_REPORTED_AT_RISK=$(date -u -d '40 hours ago' +%Y-%m-%dT%H:%M:%SZ)
 
+# A private copy of the binaries: the whole run uses one build even when the
+# tree is rebuilt meanwhile (a relink makes a binary briefly unusable).
+_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/mock-kafka tests/kafka-topics)
+mkdir -p "$FAULTS_BASE/build/tests"
+for _b in "${_faults_bins[@]}"; do
+        for _i in 1 2 3 4 5 6 7 8 9 10; do
+                [[ -x $BUILD/$_b ]] && cp "$BUILD/$_b" "$FAULTS_BASE/build/$_b" 2>/dev/null && break
+                sleep 1
+        done
+        if [[ ! -x $FAULTS_BASE/build/$_b ]]; then
+                echo "faults: $BUILD/$_b is missing (make tests-build)" >&2
+                exit 2
+        fi
+done
+BUILD=$FAULTS_BASE/build
+
 for _tool in jq psql "$BUILD/allvarsd" "$BUILD/allvarsctl" "$BUILD/tests/referral-gen" "$BUILD/tests/mock-kafka"; do
         if ! command -v "$_tool" >/dev/null 2>&1 && [[ ! -x $_tool ]]; then
                 echo "faults: $_tool is missing (make tests-build; jq and postgresql-client from make deps)" >&2
@@ -79,7 +95,9 @@ faults_cleanup() {
         done
         for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" KILL; done
         mock_stop
-        for n in "${FAULTS_DBS[@]}"; do dropdb --if-exists --force "$n" 2>/dev/null; done
+        if [[ -z ${ALLVARS_FAULTS_KEEP:-} ]]; then
+                for n in "${FAULTS_DBS[@]}"; do dropdb --if-exists --force "$n" 2>/dev/null; done
+        fi
         if ((FAULTS_FAILED == 0)) && [[ -z ${ALLVARS_FAULTS_KEEP:-} ]]; then rm -rf "$FAULTS_BASE"; fi
         return 0
 }
@@ -98,11 +116,12 @@ faults_begin() {
         say "==== scenario $SCENARIO (database $DB, files in $T)"
 }
 
-# faults_real_kafka: this scenario's own topics on the runner's broker.
+# faults_real_kafka [PREFIX]: this scenario's own topics on the runner's broker
+# (those that exist already are kept).
 faults_real_kafka() {
         [[ -n ${ALLVARS_KAFKA_BOOTSTRAP:-} ]] || { echo "faults: no Kafka broker (ALLVARS_KAFKA_BOOTSTRAP)" >&2; exit 2; }
         KAFKA=$ALLVARS_KAFKA_BOOTSTRAP
-        TOPIC_PREFIX=flt$RANDOM$RANDOM.
+        TOPIC_PREFIX=${1:-flt$RANDOM$RANDOM.}
         local t topics=()
         for t in police.referrals.v1 allvarssamtal.outcomes.v1 allvarssamtal.scheduling.v1 police.feedback.v1 \
                 allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1; do
@@ -167,17 +186,49 @@ feed_stop() {
 
 decided_now() { sql "select count(*) from allvarsd.decisions" 2>/dev/null || echo -1; }
 
+# relay_holder: the name of the instance (DAEMON_PIDS) whose relay holds the
+# advisory lock (relay.h: RELAY_LOCK_KEY), found through its backend's client
+# port (the daemons connect over TCP, faults_conf) and the socket inode in /proc.
+relay_holder() {
+        local port hex inode n pid
+        port=$(sql "select a.client_port from pg_locks l join pg_stat_activity a on a.pid = l.pid
+                    where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database
+                    where datname = current_database()) and l.classid = $((0x616c6c76)) and l.objid = $((0x61727364))
+                    and a.application_name = 'allvarsd-relay'" 2>/dev/null)
+        [[ $port =~ ^[0-9]+$ ]] || return 1
+        printf -v hex '%04X' "$port"
+        inode=$(awk -v a="0100007F:$hex" '$2 == a { print $10; exit }' /proc/net/tcp)
+        [[ -n $inode ]] || return 1
+        for n in "${!DAEMON_PIDS[@]}"; do
+                pid=${DAEMON_PIDS[$n]}
+                if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q "socket:\[$inode\]"; then
+                        echo "$n"
+                        return 0
+                fi
+        done
+        return 1
+}
+
+# assigned_partitions NAME: the referral partitions of the instance's last assignment, "0,2".
+assigned_partitions() {
+        grep 'Assigned' "$T/$1.log" | tail -n 1 | grep -o "${TOPIC_PREFIX//./\.}police\.referrals\.v1\[[0-9]*\]" |
+                sed 's/.*\[\([0-9]*\)\]/\1/' | sort -un | paste -sd, -
+}
+
 # recovery_after WHAT T0 [T_END [LIMIT]]: the time to recover from a fault that
 # struck at T0 and ended at T_END (default T0; both from now_s): from T0 to the
 # first decision made after T_END (decisions.decided_at, the daemon's clock when
 # it stored the batch, so a commit in flight when the fault struck does not
-# count). Waits for it (bounded) and adds it to RECOVERIES.
+# count). With RECOVERY_PARTITIONS="0,2", only decisions of referrals from those
+# partitions count. Waits for it (bounded) and adds it to RECOVERIES.
 recovery_after() {
         local what=$1 t0=$2 t_end=${3:-$2} limit=${4:-90} deadline first r
         deadline=$((SECONDS + limit))
         while ((SECONDS < deadline)); do
-                first=$(sql "select extract(epoch from min(decided_at)) from allvarsd.decisions
-                             where decided_at > to_timestamp($t_end)" 2>/dev/null)
+                first=$(sql "select extract(epoch from min(d.decided_at)) from allvarsd.decisions d
+                             join allvarsd.referrals r using (referral_id)
+                             where d.decided_at > to_timestamp($t_end)
+                             ${RECOVERY_PARTITIONS:+and r.source_partition in ($RECOVERY_PARTITIONS)}" 2>/dev/null)
                 if [[ -n $first ]]; then
                         r=$(elapsed "$t0" "$first")
                         RECOVERIES+=("$r")
@@ -193,7 +244,6 @@ recovery_after() {
 
 # Expected figures from the ids files.
 expected_valid() { cat "$T"/ids.* | awk '$1 == "valid" || $1 == "dup" { print $2 }' | sort -u; }
-expected_malformed() { cat "$T"/ids.* | awk '$1 == "malformed"' | wc -l; }
 
 unsent() { sql "select count(*) from allvarsd.outbox where sent_at is null"; }
 
@@ -227,10 +277,25 @@ converged() {
 # faults_finish [LIMIT]: wait for the daemons to converge (bounded), then check
 # everything against the expected set and record the scenario's figures.
 faults_finish() {
-        local limit=${1:-120} want want_bad t0=$SECONDS
-        expected_valid >"$T/expected"
+        local limit=${1:-120} want want_bad t0=$SECONDS i
+        # The input first: every message the generator had acknowledged must be on
+        # the referrals topic. One that is not was lost before the daemon could see
+        # it (by the producer or the broker): a failed check, but not counted as
+        # lost by the daemon, and taken out of the expected set.
+        for i in 1 2 3 4 5; do
+                timeout 60 kcat -C -b "$KAFKA" -t "${TOPIC_PREFIX}police.referrals.v1" -o beginning -e -q \
+                        -f '%k\n' 2>"$T/input.err" | sort -u >"$T/input_keys" && [[ -s $T/input_keys ]] && break
+                sleep 1         # an error injected into the mock cluster and not consumed yet
+        done
+        cat "$T"/ids.* | awk '{ print $2 }' | sort -u >"$T/sent_keys"
+        comm -23 "$T/sent_keys" "$T/input_keys" >"$T/not_on_topic"
+        if [[ -s $T/not_on_topic ]]; then
+                check_fail "$(wc -l <"$T/not_on_topic") acknowledged messages are not on the referrals topic" \
+                        "(lost before the daemon; not counted as lost): $(head -3 "$T/not_on_topic" | tr '\n' ' ')"
+        fi
+        expected_valid | comm -23 - "$T/not_on_topic" >"$T/expected"
         want=$(wc -l <"$T/expected")
-        want_bad=$(expected_malformed)
+        want_bad=$(cat "$T"/ids.* | awk '$1 == "malformed" { print $2 }' | sort | comm -23 - "$T/not_on_topic" | wc -l)
         if ! wait_for "$limit" converged "$want" "$want_bad"; then
                 check_fail "not converged after ${limit}s: decided $(decided_now)/$want," \
                         "unsent outbox rows $(unsent), cases missing an alert $(missing_alerts)"
@@ -375,21 +440,6 @@ faults_record() {
 # faults_reset_results: the first script of a run starts a new results.json.
 faults_reset_results() {
         echo '[]' >"$FAULTS_RESULTS"
-}
-
-# faults_table: results.json as a table.
-faults_table() {
-        [[ -s $FAULTS_RESULTS ]] || { echo "(no results in $FAULTS_RESULTS)"; return 1; }
-        jq -r '["scenario", "sent", "decided", "dead-lettered", "dup. decisions", "lost", "events published",
-                "dup. deliveries", "recovery s"],
-               (.[] | [.scenario, .sent, .decided, .dead_lettered, .duplicate_decisions, .lost,
-                       .events_published, .duplicate_deliveries, .recovery_s]) | @tsv' "$FAULTS_RESULTS" |
-                awk -F'\t' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
-                              if (NF > nf) nf = NF }
-                            END { for (r = 1; r <= NR; r++) { line = ""
-                                    for (i = 1; i <= nf; i++)
-                                            line = line sprintf(i == 1 ? "%-" w[i] "s" : "  %" w[i] "s", cell[r, i])
-                                    print line } }'
 }
 
 # faults_keep_logs: the scenario's files next to the runner's logs.
