@@ -16,22 +16,23 @@
 #                  the generator's producer or the daemon's consumer.
 #                  Not Produce with NOT_LEADER_FOR_PARTITION: with librdkafka
 #                  2.0.2 the mock cluster then loses one message of an idempotent
-#                  producer that was reported delivered (reproduced with
-#                  referral-gen or kcat alone, no daemon; README.md), so the
-#                  expected set would be wrong; the input check below (every
-#                  generated message on the referrals topic) would catch it.
+#                  producer that was reported delivered, every time (reproduced
+#                  with referral-gen or kcat alone, no daemon; README.md). The
+#                  same happens now and then around a broker outage: the input
+#                  check (every acknowledged message on the referrals topic)
+#                  notes it and the lost input leaves the expected set.
 source "$(dirname "$0")/lib.bash"
 
 # input_back_after T: when (epoch seconds) the broker appended the first referral
 # after T (the referrals topic has LogAppendTime): the generator's own recovery,
 # which bounds the daemon's.
 input_back_after() {
-        timeout 60 kcat -C -b "$KAFKA" -t "${TOPIC_PREFIX}police.referrals.v1" -o beginning -e -q -f '%T\n' 2>/dev/null |
+        timeout 30 kcat -C -b "$KAFKA" -t "${TOPIC_PREFIX}police.referrals.v1" -o beginning -e -q -f '%T\n' 2>/dev/null |
                 awk -v t="$1" '$1 / 1000 > t { if (min == "" || $1 < min) min = $1 } END { if (min != "") printf "%.3f", min / 1000 }'
 }
 
 kafka_real() {
-        local t0 t_end back
+        local t0 t_end back mode f faults=()
         faults_begin kafka-restart
         KAFKA=$ALLVARS_KAFKA_BOOTSTRAP
         TOPIC_PREFIX=flt$RANDOM$RANDOM.
@@ -54,12 +55,18 @@ kafka_real() {
                 kafka_start_again || check_fail "the broker did not start again"
                 t_end=$(now_s)
                 recovery_after "broker restart ($mode)" "$t0" "$t_end" 90
+                faults+=("$mode $t0 $t_end")
+        done
+        sleep 2
+        feed_stop
+        # Read the input once the topic is quiet (a read right after a restart can
+        # wait long for every partition's end).
+        for f in "${faults[@]}"; do
+                read -r mode t0 t_end <<<"$f"
                 back=$(input_back_after "$t_end")
                 [[ -n $back ]] && say "broker restart ($mode): the broker was back $(elapsed "$t0" "$t_end") s" \
                         "after the fault, new referrals on the topic after $(elapsed "$t0" "$back") s"
         done
-        sleep 2
-        feed_stop
         faults_finish 120
         faults_stop_all
 }
@@ -82,6 +89,12 @@ mock_fault() {
 
 kafka_mock() {
         faults_begin kafka-mock
+        # With librdkafka 2.0.2 the mock cluster now and then loses a message of the
+        # generator's idempotent producer that was reported delivered, around a
+        # broker outage or an injected Produce error (README.md, "Findings"): such
+        # a message never reaches the daemon, so it is noted and taken out of the
+        # expected set instead of failing the scenario. On the real broker it fails.
+        FAULTS_INPUT_LOSS_OK=1
         faults_mock_kafka 3
         faults_conf a
         daemon_migrate a >/dev/null || check_fail "migration failed"

@@ -1,10 +1,9 @@
 #!/bin/bash
 # The last step of `tests/run faults`: the table of tests/faults/results.json,
-# which every scenario script filled in (faults_record). tests/run shows a
-# script's output only when it fails, so the table is also written to the
-# runner's own standard output (found as the nearest ancestor process running
-# tests/run), where it appears just before "ok faults/99-table.sh". Set
-# ALLVARS_FAULTS_TABLE_TO_RUNNER=0 to keep it in this script's log only.
+# which every scenario script filled in (faults_record). tests/run prints the
+# table itself at the end of the phase (calling this script with
+# ALLVARS_FAULTS_TABLE_TO_RUNNER=0); ALLVARS_FAULTS_TABLE_TO_RUNNER=1 also
+# writes it to the runner's own standard output from here.
 # Fails when there are no results, or a scenario lost or doubly decided a referral.
 set -uo pipefail
 FAULTS_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -58,7 +57,7 @@ out=$(
         table
 )
 echo "$out"
-if [[ ${ALLVARS_FAULTS_TABLE_TO_RUNNER:-1} != 0 ]]; then
+if [[ ${ALLVARS_FAULTS_TABLE_TO_RUNNER:-0} != 0 ]]; then
         dest=$(runner_stdout)
         if [[ -n $dest ]]; then
                 { echo "$out" | sed 's/^/     /'; } >>"$dest"
