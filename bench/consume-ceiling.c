@@ -15,6 +15,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "clock.h"
+#include "kafka_conf.h"
 
 #define TIMEOUT_MS 10000
 
@@ -41,17 +42,12 @@ int main(int argc, char **argv) {
         }
         rd_kafka_poll_set_consumer(rk);
 
-        const rd_kafka_metadata_t *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
-        rd_kafka_topic_destroy(rkt);
-        if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
-                fprintf(stderr, "consume-ceiling: no metadata for %s: %s\n", topic,
-                        err ? rd_kafka_err2str(err) : md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "?");
+        int parts = kafka_partition_count(rk, topic, TIMEOUT_MS, e, sizeof e);
+        if (parts < 1) {
+                fprintf(stderr, "%s: %s\n", "consume-ceiling", parts < 0 ? e : "topic has no partitions");
                 return 1;
         }
-        int parts = md->topics[0].partition_cnt;
-        rd_kafka_metadata_destroy(md);
+        rd_kafka_resp_err_t err;
 
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
         long long total = 0;

@@ -17,6 +17,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "clock.h"
+#include "kafka_conf.h"
 #include "allvarssamtal/v1/scheduling.pb-c.h"
 
 #define TIMEOUT_MS 10000
@@ -61,16 +62,12 @@ int main(int argc, char **argv) {
         }
         rd_kafka_poll_set_consumer(rk);
 
-        const rd_kafka_metadata_t *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
-        rd_kafka_topic_destroy(rkt);
-        if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
-                fprintf(stderr, "latency-consumer: no metadata for %s\n", topic);
+        int parts = kafka_partition_count(rk, topic, TIMEOUT_MS, e, sizeof e);
+        if (parts < 1) {
+                fprintf(stderr, "%s: %s\n", "latency-consumer", parts < 0 ? e : "topic has no partitions");
                 return 1;
         }
-        int parts = md->topics[0].partition_cnt;
-        rd_kafka_metadata_destroy(md);
+        rd_kafka_resp_err_t err;
         rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
         for (int p = 0; p < parts; p++) {
                 int64_t lo, hi;

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "describe.h"
+#include "kafka_conf.h"
 
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) {
@@ -114,19 +115,12 @@ int ctl_events_main(int argc, char **argv) {
         /* Assign every partition of the topics directly: no group, no rebalance wait. */
         rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(16);
         for (size_t i = 0; i < n_topics; i++) {
-                rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topics[i], NULL);
-                const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, 10000);
-                if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err)
-                        for (int p = 0; p < md->topics[0].partition_cnt; p++)
-                                rd_kafka_topic_partition_list_add(assign, topics[i], md->topics[0].partitions[p].id)
-                                        ->offset = from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
-                else
-                        fprintf(stderr, "allvarsctl events: topic %s: %s\n", topics[i],
-                                rd_kafka_err2str(err ? err : md && md->topic_cnt ? md->topics[0].err : err));
-                if (md)
-                        rd_kafka_metadata_destroy(md);
-                rd_kafka_topic_destroy(t);
+                int n = kafka_partition_count(rk, topics[i], 10000, e, sizeof e);
+                if (n < 0)
+                        fprintf(stderr, "allvarsctl events: %s\n", e);
+                for (int p = 0; p < n; p++)
+                        rd_kafka_topic_partition_list_add(assign, topics[i], p)->offset =
+                                from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
         }
         rd_kafka_assign(rk, assign);
         rd_kafka_topic_partition_list_destroy(assign);

@@ -13,3 +13,8 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
 /* A log callback for rd_kafka_conf_set_log_cb: the line goes to log.h, named
  * by the client (rd_kafka_name). Never more urgent than LOG_ERR. */
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
+
+/* The number of partitions of a topic, from the cluster's metadata; a negative
+ * value with a one-line reason in err when the topic is unknown or the cluster
+ * does not answer within timeout_ms. Partitions are numbered 0 .. count-1. */
+int kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t err_size);
