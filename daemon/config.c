@@ -869,7 +869,6 @@ void config_free(config *c) {
         for (size_t i = 0; i < c->n_districts; i++)
                 free(c->districts[i].district);
         free(c->districts);
-        free(c->status_file);
         free(c->path);
         free(c);
 }

@@ -85,7 +85,6 @@ typedef struct config {
         char *log_target;               /* auto | journal | stderr */
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
-        char *status_file;              /* unused by default */
 } config;
 
 /* Parse a configuration file. On failure returns a negative errno and writes
