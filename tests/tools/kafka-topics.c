@@ -3,12 +3,16 @@
  *
  *   kafka-topics BOOTSTRAP create PARTITIONS TOPIC...
  *   kafka-topics BOOTSTRAP watermarks TOPIC       (prints "PARTITION HIGH" lines)
+ *   kafka-topics BOOTSTRAP committed GROUP TOPIC  (prints "PARTITION OFFSET": the group's
+ *                                                   committed offsets, -1001 when none)
  * Exit 0 on success; an existing topic counts as success. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "kafka_conf.h"
 
 static int create(rd_kafka_t *rk, int partitions, int n, char **names) {
         rd_kafka_NewTopic_t **nt = calloc((size_t)n, sizeof *nt);
@@ -70,6 +74,35 @@ static int watermarks(rd_kafka_t *rk, const char *topic) {
         return 0;
 }
 
+static int committed(const char *bootstrap, const char *group, const char *topic) {
+        char e[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e);
+        rd_kafka_conf_set(conf, "group.id", group, e, sizeof e);
+        rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e);
+        rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        if (!c) {
+                fprintf(stderr, "kafka-topics: %s\n", e);
+                return 1;
+        }
+        int n = kafka_partition_count(c, topic, 10000, e, sizeof e);
+        int rc = n < 0;
+        if (n < 0)
+                fprintf(stderr, "kafka-topics: %s\n", e);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+        for (int p = 0; p < n; p++)
+                rd_kafka_topic_partition_list_add(l, topic, p);
+        if (n > 0 && rd_kafka_committed(c, l, 10000)) {
+                fprintf(stderr, "kafka-topics: committed offsets of %s: no answer\n", group);
+                rc = 1;
+        }
+        for (int i = 0; !rc && i < l->cnt; i++)
+                printf("%d %lld\n", (int)l->elems[i].partition, (long long)l->elems[i].offset);
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(c);
+        return rc;
+}
+
 int main(int argc, char **argv) {
         if (argc < 4) {
                 fprintf(stderr, "usage: kafka-topics BOOTSTRAP create PARTITIONS TOPIC... | watermarks TOPIC\n");
@@ -85,7 +118,9 @@ int main(int argc, char **argv) {
                 return 1;
         }
         int rc = 64;
-        if (strcmp(argv[2], "create") == 0 && argc >= 5)
+        if (strcmp(argv[2], "committed") == 0 && argc == 5)
+                rc = committed(argv[1], argv[3], argv[4]);
+        else if (strcmp(argv[2], "create") == 0 && argc >= 5)
                 rc = create(rk, atoi(argv[3]), argc - 4, argv + 4);
         else if (strcmp(argv[2], "watermarks") == 0)
                 rc = watermarks(rk, argv[3]);
