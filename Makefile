@@ -41,7 +41,7 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -Wsh
            -I$(BUILD)/gen -Idaemon $(PKG_CFLAGS)
 GEN_CFLAGS = $(filter-out -Werror -Wshadow -Wstrict-prototypes,$(CFLAGS))
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm
+LDLIBS  += $(PKG_LIBS) -lm -pthread
 
 PROTOS      := $(wildcard proto/allvarssamtal/v1/*.proto)
 PROTO_INC   := /usr/include

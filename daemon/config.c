@@ -769,6 +769,7 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
         config *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
+        atomic_init(&c->n_ref, 1);
         parser p = {.c = c, .name = name ? name : "(string)", .err = err, .err_size = err_size};
         int r = 0;
         c->path = strdup(p.name);
@@ -840,8 +841,17 @@ int config_load(const char *path, config **ret, char *err, size_t err_size) {
         return r;
 }
 
+config *config_ref(config *c) {
+        if (c)
+                atomic_fetch_add_explicit(&c->n_ref, 1, memory_order_relaxed);
+        return c;
+}
+
 void config_free(config *c) {
         if (!c)
+                return;
+        /* acq_rel: the last one out sees every other thread's reads as done. */
+        if (atomic_fetch_sub_explicit(&c->n_ref, 1, memory_order_acq_rel) > 1)
                 return;
         for (size_t i = 0; i < N_KEYS; i++) {
                 const config_key *k = &config_keys[i];

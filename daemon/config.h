@@ -8,6 +8,7 @@
  * kafka.embedded pass straight to librdkafka. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@ typedef struct district_profile {
 
 typedef struct config {
         char *path;
+        atomic_uint n_ref;              /* config_ref/config_free: threads share one config */
 
         /* kafka */
         bool kafka_embedded;            /* kafka.embedded: librdkafka's in-process mock cluster */
@@ -92,6 +94,9 @@ typedef struct config {
 int config_load(const char *path, config **ret, char *err, size_t err_size);
 /* Parse from a string (tests, fuzzing); name is used in error messages. */
 int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size);
+/* A configuration is shared by the daemon's threads: config_ref takes one more
+ * reference, config_free drops one and frees with the last. */
+config *config_ref(config *c);
 void config_free(config *c);
 
 /* The effective profile for a referral's district ("" or unknown: the default). */

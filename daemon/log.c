@@ -2,6 +2,7 @@
  * to stderr. The sink and the maximum priority are process-wide (set by
  * log_setup at start and on reload, from the main thread). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <printf.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -49,8 +50,9 @@ static const struct {
         [MSGID_BATCH_FENCED] = {"3c1b000b4c954deb9eb1d7deb4a094a4", "BATCH_FENCED"},
 };
 
-static bool log_to_journal = false;
-static int log_max_priority = LOG_INFO;
+/* Set by log_setup on the main thread (start, reload), read by every thread. */
+static atomic_bool log_to_journal = false;
+static atomic_int log_max_priority = LOG_INFO;
 
 const char *log_msgid_string(log_msgid id) {
         if ((int)id <= MSGID_NONE || id >= _MSGID_MAX || !log_catalog[id].id)

@@ -1,9 +1,12 @@
 /* allvarsd: the service. Command line, wiring, signals and the event loop.
  *
- * One thread runs everything: the consumer's batches, the outbox relay, the
- * figures for systemd, signals (signalfd) and the watchdog. librdkafka fetches
- * and produces in its own threads and wakes us through file descriptors, so
- * the loop sleeps in poll() until something is due. */
+ * Three threads of ours, each with its own PostgreSQL connection:
+ *   main    the consumer's batches, signals (signalfd), STATUS= and the watchdog;
+ *   relay   the outbox relay (relay_worker.c), woken by LISTEN and delivery reports;
+ *   jobs    the deadline watch, the retention purge and the database figures (jobs.c).
+ * so a batch never waits for the relay or a slow watch, and they never wait for
+ * a batch. librdkafka fetches and produces in its own threads and wakes us
+ * through file descriptors; every loop sleeps in poll() until something is due. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -23,11 +26,13 @@
 #include "consumer.h"
 #include "deadline_watch.h"
 #include "identity.h"
+#include "jobs.h"
 #include "log.h"
 #include "notify.h"
 #include "relay.h"
-#include "retention.h"
+#include "relay_worker.h"
 #include "store.h"
+#include "worker.h"
 
 #ifndef ALLVARSD_VERSION
 #define ALLVARSD_VERSION "0.1.0"
@@ -37,7 +42,6 @@
 #endif
 
 #define STATUS_INTERVAL  USEC_PER_SEC
-#define FIGURES_INTERVAL (15 * USEC_PER_SEC)
 #define DRAIN_FLUSH_TIMEOUT (10 * USEC_PER_SEC)
 
 typedef struct manager {
@@ -48,6 +52,10 @@ typedef struct manager {
         store *st;
         consumer *cons;
         relay *rel;
+        relay_worker *rel_worker;
+        worker *rel_thread;
+        jobs *jobs;
+        worker *jobs_thread;
 
         rd_kafka_t *mock_host;          /* kafka.embedded: owns the mock cluster */
         rd_kafka_mock_cluster_t *mock;
@@ -59,11 +67,6 @@ typedef struct manager {
         usec_t watchdog_usec;
         usec_t next_watchdog;
         usec_t next_status;
-        usec_t next_figures;
-        usec_t next_watch;
-        usec_t next_retention;
-        uint64_t alerts;
-        store_figures dbfig;
         char state[160];
         char last_error[512];
 } manager;
@@ -170,32 +173,32 @@ static void embedded_kafka_stop(manager *m) {
         m->bootstrap = NULL;
 }
 
-static void status_update(manager *m, usec_t mono) {
+static void status_update(manager *m) {
         consumer_figures cf = {0};
         relay_figures rf = {0};
+        jobs_figures jf = {0};
         if (m->cons)
                 consumer_figures_read(m->cons, &cf);
-        if (m->rel)
-                relay_figures_read(m->rel, &rf);
-        if (m->st && mono >= m->next_figures && !cf.database_down) {
-                store_figures f;
-                if (store_figures_read(m->st, &f) == 0)
-                        m->dbfig = f;
-                m->next_figures = mono + FIGURES_INTERVAL;
-        }
+        if (m->rel_worker)
+                relay_worker_figures(m->rel_worker, &rf);
+        if (m->jobs)
+                jobs_figures_read(m->jobs, &jf);
         const char *state = m->state;
         if (cf.database_down)
                 state = "PostgreSQL unavailable, partitions paused";
         else if (m->ready)
                 state = rf.active ? "running, relay active" : "running, relay standby";
-        const char *last = cf.last_error[0] ? cf.last_error : rf.last_error[0] ? rf.last_error : NULL;
+        const char *last = cf.last_error[0]   ? cf.last_error
+                           : rf.last_error[0] ? rf.last_error
+                           : jf.last_error[0] ? jf.last_error
+                                              : NULL;
         notify_figures nf = {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
-                .cases_open = m->dbfig.cases_open,
-                .outbox_backlog = m->dbfig.outbox_backlog,
-                .alerts_raised = cf.alerts + m->alerts,
+                .cases_open = jf.db.cases_open,
+                .outbox_backlog = jf.db.outbox_backlog,
+                .alerts_raised = cf.alerts + jf.alerts,
                 .partitions_assigned = cf.partitions,
                 .state = state,
                 .last_error = last,
@@ -227,8 +230,8 @@ static int reload(manager *m) {
         config *old = m->cfg;
         m->cfg = n;
         consumer_reconfigure(m->cons, n);
-        if (m->rel)
-                relay_reconfigure(m->rel, n);
+        worker_reconfigure(m->rel_thread, n);
+        worker_reconfigure(m->jobs_thread, n);
         log_setup(log_target_parse(n->log_target), log_level_parse(n->log_level));
         config_free(old);
         log_struct(LOG_NOTICE, MSGID_RELOADED, "PROFILE=%s", n->profile.name,
@@ -273,43 +276,40 @@ static int connect_store(manager *m) {
         }
 }
 
-/* The deadline watch and the retention purge, on their intervals, on the
- * consumer's connection (one thread: they never overlap a batch). */
-static void periodic_jobs(manager *m, usec_t mono, usec_t *next) {
-        consumer_figures cf;
-        consumer_figures_read(m->cons, &cf);
-        if (cf.database_down)
-                return;
-        if (mono >= m->next_watch) {
-                deadline_watch_result w = {0};
-                int r = deadline_watch_run(m->st, m->cfg, clock_now(&m->clk), &w);
-                if (r < 0)
-                        log_warning_errno(r, "Deadline watch: %s", store_last_error(m->st));
-                else if (w.at_risk + w.missed + w.assessment_overdue > 0) {
-                        m->alerts += w.at_risk + w.missed + w.assessment_overdue;
-                        log_struct(LOG_NOTICE, MSGID_ALERT, "AT_RISK=%u", w.at_risk, "MISSED=%u", w.missed,
-                                   "ASSESSMENT_OVERDUE=%u", w.assessment_overdue,
-                                   "MESSAGE=Deadline watch raised %u AT_RISK, %u MISSED, %u PROTECTIVE_ASSESSMENT_OVERDUE",
-                                   w.at_risk, w.missed, w.assessment_overdue, NULL);
-                }
-                m->next_watch = mono + (usec_t)m->cfg->deadline_watch_interval_s * USEC_PER_SEC;
-        }
-        if (mono >= m->next_retention) {
-                retention_result rr = {0};
-                int r = retention_run(m->st, m->cfg, clock_now(&m->clk), &rr);
-                if (r < 0)
-                        log_warning_errno(r, "Retention: %s", store_last_error(m->st));
-                else if (rr.referrals + rr.cases + rr.dead_letters > 0)
-                        log_struct(LOG_NOTICE, MSGID_PURGE, "REFERRALS=%u", rr.referrals, "CASES=%u", rr.cases,
-                                   "MESSAGE=Retention purged the personal data of %u referral(s), %u case(s), "
-                                   "%u dead letter(s)",
-                                   rr.referrals, rr.cases, rr.dead_letters, NULL);
-                m->next_retention = mono + (usec_t)m->cfg->retention_interval_s * USEC_PER_SEC;
-        }
-        if (m->next_watch < *next)
-                *next = m->next_watch;
-        if (m->next_retention < *next)
-                *next = m->next_retention;
+/* The periodic jobs start once the consumer has joined its group, as before
+ * they would only find work the batches left. */
+static int jobs_start(manager *m) {
+        int r = jobs_new(m->cfg, &m->jobs);
+        if (r < 0)
+                return log_error_errno(r, "Periodic jobs: %m");
+        worker_job job = jobs_job(m->jobs);
+        r = worker_start(&job, m->cfg, &m->jobs_thread);
+        if (r < 0)
+                return log_error_errno(r, "Periodic jobs: cannot start the thread: %m");
+        return 0;
+}
+
+static int relay_start(manager *m) {
+        char err[512];
+        int r = relay_new(m->cfg, m->bootstrap, &m->rel, err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "Outbox relay: %s", err);
+        r = relay_worker_new(m->rel, &m->rel_worker);
+        if (r < 0)
+                return log_error_errno(r, "Outbox relay: %m");
+        worker_job job = relay_worker_job(m->rel_worker);
+        r = worker_start(&job, m->cfg, &m->rel_thread);
+        if (r < 0)
+                return log_error_errno(r, "Outbox relay: cannot start the thread: %m");
+        return 0;
+}
+
+/* Stop the threads before what they use goes away; safe to call twice. */
+static void threads_stop(manager *m) {
+        worker_stop(m->jobs_thread);
+        m->jobs_thread = NULL;
+        worker_stop(m->rel_thread);
+        m->rel_thread = NULL;
 }
 
 static int run(manager *m) {
@@ -332,9 +332,9 @@ static int run(manager *m) {
                         return r;
         }
         if (m->cfg->relay_enabled) {
-                r = relay_new(m->cfg, m->bootstrap, &m->rel, err, sizeof err);
+                r = relay_start(m);
                 if (r < 0)
-                        return log_error_errno(r, "Outbox relay: %s", err);
+                        return r;
         }
         r = consumer_new(m->cfg, m->bootstrap, m->st, &m->clk, &m->cons, err, sizeof err);
         if (r < 0)
@@ -355,15 +355,10 @@ static int run(manager *m) {
                                            "MESSAGE=allvarsd %s ready: group %s, %u partition(s), profile %s",
                                            ALLVARSD_VERSION, m->cfg->group_id, cf.partitions, m->cfg->profile.name,
                                            NULL);
+                                r = jobs_start(m);
+                                if (r < 0)
+                                        return r;
                         }
-                }
-                if (m->ready)
-                        periodic_jobs(m, mono, &next);
-                if (m->rel) {
-                        relay_step(m->rel, 0);
-                        usec_t relay_next = mono + (usec_t)m->cfg->relay_poll_ms * 1000;
-                        if (relay_next < next)
-                                next = relay_next;
                 }
                 if (m->watchdog_usec && mono >= m->next_watchdog) {
                         notify_watchdog();
@@ -372,21 +367,19 @@ static int run(manager *m) {
                 if (m->watchdog_usec && m->next_watchdog < next)
                         next = m->next_watchdog;
                 if (mono >= m->next_status) {
-                        status_update(m, mono);
+                        status_update(m);
                         m->next_status = mono + STATUS_INTERVAL;
                 }
                 if (m->next_status < next)
                         next = m->next_status;
 
-                struct pollfd fds[4] = {
+                struct pollfd fds[2] = {
                         {.fd = m->sigfd, .events = POLLIN},
                         {.fd = consumer_fd(m->cons), .events = POLLIN},
-                        {.fd = m->rel ? relay_fd(m->rel) : -1, .events = POLLIN},
-                        {.fd = m->rel ? relay_producer_fd(m->rel) : -1, .events = POLLIN},
                 };
                 usec_t now = clock_monotonic();
                 int timeout = next <= now ? 0 : (int)((next - now + 999) / 1000);
-                if (poll(fds, 4, timeout) < 0 && errno != EINTR)
+                if (poll(fds, 2, timeout) < 0 && errno != EINTR)
                         return log_error_errno(-errno, "poll: %m");
                 if (fds[0].revents)
                         handle_signals(m);
@@ -395,19 +388,22 @@ static int run(manager *m) {
         /* SIGTERM: finish the batch in hand, flush the producer, leave the group. */
         notify_stopping();
         log_struct(LOG_NOTICE, MSGID_STOPPING, "MESSAGE=Stopping: draining the current batch", NULL);
+        worker_stop(m->jobs_thread);
+        m->jobs_thread = NULL;
         consumer_drain(m->cons);
         if (m->rel) {
-                /* Publish what the last batch wrote, within the flush timeout. */
+                /* Let the relay's thread publish what the last batch wrote, within the flush timeout. */
                 usec_t until = clock_monotonic() + DRAIN_FLUSH_TIMEOUT / 2;
                 store_figures f;
                 while (clock_monotonic() < until && store_figures_read(m->st, &f) == 0 && f.outbox_backlog > 0) {
                         relay_figures rf;
-                        relay_figures_read(m->rel, &rf);
+                        relay_worker_figures(m->rel_worker, &rf);
                         if (!rf.active)
                                 break;
-                        relay_step(m->rel, 100 * 1000);
+                        poll(NULL, 0, 50);
                 }
         }
+        threads_stop(m);
         return 0;
 }
 
@@ -483,8 +479,11 @@ int main(int argc, char **argv) {
                 r = run(&m);
         }
 
+        threads_stop(&m);
         consumer_free(m.cons);
+        relay_worker_free(m.rel_worker);
         relay_free(m.rel, DRAIN_FLUSH_TIMEOUT / 2);
+        jobs_free(m.jobs);
         embedded_kafka_stop(&m);
         store_free(m.st);
         clock_source_done(&m.clk);
