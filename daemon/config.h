@@ -71,6 +71,7 @@ typedef struct config {
         /* pipeline */
         unsigned batch_max_messages;
         unsigned batch_max_wait_ms;
+        unsigned batch_connections;     /* parallel transactions per batch, split by partition */
         size_t max_message_bytes;
         unsigned relay_batch;
         unsigned relay_poll_ms;

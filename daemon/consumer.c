@@ -18,6 +18,7 @@
 #include "codec.h"
 #include "consumer.h"
 #include "kafka_conf.h"
+#include "lanes.h"
 #include "log.h"
 #include "reasons.h"
 
@@ -52,6 +53,8 @@ struct consumer {
         bool reload_needed;             /* some partitions lack a valid position */
         usec_t backoff;
         usec_t retry_at;                /* monotonic */
+
+        lanes *lanes;                   /* the batch's connections (lane 0 is st) */
 
         consumer_figures fig;
 };
@@ -303,9 +306,11 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         }
         c->cap_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
-        if (!c->batch) {
+        int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
+        if (r < 0) {
+                snprintf(err, err_size, "batch connections: %s", strerror(-r));
                 consumer_free(c);
-                return -ENOMEM;
+                return r;
         }
         *ret = c;
         return 0;
@@ -370,101 +375,158 @@ static void log_message_outcome(const store_message *m) {
         }
 }
 
+/* One lane's part of a batch (lanes.h): its messages and its partitions' offsets. */
+typedef struct lane_work {
+        const config *cfg;
+        usec_t now;
+        bool outcomes;
+        store_message *msgs;
+        size_t n;
+        store_offset *offs;
+        size_t n_offs;
+        store_batch_result res;
+} lane_work;
+
+/* On the lane's thread: one transaction, retried on a deadlock or a
+ * serialization failure (the lanes' and other instances' transactions). */
+static int lane_store(store *st, void *arg) {
+        lane_work *w = arg;
+        int r;
+        for (int attempt = 0;; attempt++) {
+                r = w->outcomes ? store_outcome_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
+                                                      w->n_offs, &w->res)
+                                : store_referral_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
+                                                       w->n_offs, &w->res);
+                if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
+                        return r;
+                for (size_t i = 0; i < w->n; i++)
+                        w->msgs[i].status = STORE_PENDING;
+        }
+}
+
+/* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */
+static void lane_committed(consumer *c, const lane_work *w) {
+        c->fig.batches++;
+        if (w->outcomes)
+                c->fig.outcomes += w->res.decided;
+        else
+                c->fig.decided += w->res.decided;
+        c->fig.duplicates += w->res.duplicates;
+        c->fig.dead_lettered += w->res.dead_lettered;
+        c->fig.events += w->res.events;
+        c->fig.alerts += w->res.alerts;
+        rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new((int)w->n_offs);
+        for (size_t j = 0; j < w->n_offs; j++) {
+                partition_state *p = part_find(c, w->offs[j].topic, w->offs[j].partition);
+                if (p)
+                        p->stored_next = w->offs[j].new_next;
+                rd_kafka_topic_partition_list_add(commit, w->offs[j].topic, w->offs[j].partition)->offset =
+                        w->offs[j].new_next;
+        }
+        /* Only for lag tools: PostgreSQL is the source of truth. */
+        rd_kafka_commit(c->rk, commit, 1);
+        rd_kafka_topic_partition_list_destroy(commit);
+        for (size_t i = 0; i < w->n; i++)
+                if (log_get_max_priority() >= LOG_INFO || w->msgs[i].status != STORE_DECIDED)
+                        log_message_outcome(&w->msgs[i]);
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
- * applied to their cases. One transaction; on success advance the positions and
- * tell Kafka. */
+ * applied to their cases. The messages are grouped by lane (partition modulo
+ * lanes) and each lane's part is one transaction, all lanes at once; a part
+ * that committed advances its positions even when another failed (the caller
+ * then re-reads every position from the database). */
 static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
+        unsigned n_lanes = lanes_count(c->lanes);
+        rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
         store_message *msgs = calloc(n, sizeof *msgs);
         codec_referral **refs = calloc(n, sizeof *refs);
         codec_outcome **outs = calloc(n, sizeof *outs);
         codec_error *errs = calloc(n, sizeof *errs);
         store_offset *offs = calloc(n, sizeof *offs);
+        lane_work *work = calloc(n_lanes, sizeof *work);
+        void **args = calloc(n_lanes, sizeof *args);
+        int *rets = calloc(n_lanes, sizeof *rets);
         int r = -ENOMEM;
-        if (!msgs || !refs || !outs || !errs || !offs)
+        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !work || !args || !rets)
                 goto out;
 
-        size_t n_offs = 0;
-        for (size_t i = 0; i < n; i++) {
-                rd_kafka_message_t *km = batch[i];
-                store_message *m = &msgs[i];
-                m->topic = rd_kafka_topic_name(km->rkt);
-                m->partition = km->partition;
-                m->offset = km->offset;
-                m->payload = km->payload;
-                m->len = km->len;
-                if (outcomes) {
-                        outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
-                        if (outs[i])
-                                m->case_outcome = codec_outcome_msg(outs[i]);
-                } else {
-                        refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &errs[i]);
-                        if (refs[i])
-                                m->referral = codec_referral_msg(refs[i]);
-                }
-                if (!m->referral && !m->case_outcome)
-                        m->error = &errs[i];
+        /* Each lane's messages contiguous, in consumed order; a partition is in
+         * one lane only, so each lane's offsets come out contiguous too. */
+        size_t g = 0, n_offs = 0;
+        for (unsigned k = 0; k < n_lanes; k++) {
+                size_t first = g, first_off = n_offs;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned)batch[i]->partition % n_lanes == k)
+                                ordered[g++] = batch[i];
+                for (size_t i = first; i < g; i++) {
+                        rd_kafka_message_t *km = ordered[i];
+                        store_message *m = &msgs[i];
+                        m->topic = rd_kafka_topic_name(km->rkt);
+                        m->partition = km->partition;
+                        m->offset = km->offset;
+                        m->payload = km->payload;
+                        m->len = km->len;
+                        if (outcomes) {
+                                outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
+                                                               &errs[i]);
+                                if (outs[i])
+                                        m->case_outcome = codec_outcome_msg(outs[i]);
+                        } else {
+                                refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes,
+                                                                &errs[i]);
+                                if (refs[i])
+                                        m->referral = codec_referral_msg(refs[i]);
+                        }
+                        if (!m->referral && !m->case_outcome)
+                                m->error = &errs[i];
 
-                store_offset *o = NULL;
-                for (size_t j = 0; j < n_offs; j++)
-                        if (offs[j].partition == m->partition && strcmp(offs[j].topic, m->topic) == 0)
-                                o = &offs[j];
-                if (!o) {
-                        partition_state *p = part_find(c, m->topic, m->partition);
-                        o = &offs[n_offs++];
-                        o->topic = m->topic;
-                        o->partition = m->partition;
-                        o->expected_next = p ? p->stored_next : -1;
+                        store_offset *o = NULL;
+                        for (size_t j = first_off; j < n_offs; j++)
+                                if (offs[j].partition == m->partition && strcmp(offs[j].topic, m->topic) == 0)
+                                        o = &offs[j];
+                        if (!o) {
+                                partition_state *p = part_find(c, m->topic, m->partition);
+                                o = &offs[n_offs++];
+                                o->topic = m->topic;
+                                o->partition = m->partition;
+                                o->expected_next = p ? p->stored_next : -1;
+                        }
+                        o->new_next = m->offset + 1;
                 }
-                o->new_next = m->offset + 1;
+                work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
+                                      .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off};
+                args[k] = g > first ? &work[k] : NULL;
         }
 
-        store_batch_result res = {0};
-        for (int attempt = 0;; attempt++) {
-                r = outcomes ? store_outcome_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res)
-                             : store_referral_batch(c->st, c->cfg, c->cfg->group_id, now, msgs, n, offs, n_offs, &res);
-                if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
-                        break;
-                for (size_t i = 0; i < n; i++)
-                        msgs[i].status = STORE_PENDING;
-        }
+        lanes_run(c->lanes, lane_store, args, rets);
 
-        if (r == 0) {
-                c->fig.batches++;
-                if (outcomes)
-                        c->fig.outcomes += res.decided;
-                else
-                        c->fig.decided += res.decided;
-                c->fig.duplicates += res.duplicates;
-                c->fig.dead_lettered += res.dead_lettered;
-                c->fig.events += res.events;
-                c->fig.alerts += res.alerts;
-                rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new((int)n_offs);
-                for (size_t j = 0; j < n_offs; j++) {
-                        partition_state *p = part_find(c, offs[j].topic, offs[j].partition);
-                        if (p)
-                                p->stored_next = offs[j].new_next;
-                        rd_kafka_topic_partition_list_add(commit, offs[j].topic, offs[j].partition)->offset =
-                                offs[j].new_next;
-                }
-                /* Only for lag tools: PostgreSQL is the source of truth. */
-                rd_kafka_commit(c->rk, commit, 1);
-                rd_kafka_topic_partition_list_destroy(commit);
-                for (size_t i = 0; i < n; i++)
-                        if (log_get_max_priority() >= LOG_INFO || msgs[i].status != STORE_DECIDED)
-                                log_message_outcome(&msgs[i]);
+        r = 0;
+        for (unsigned k = 0; k < n_lanes; k++) {
+                if (!args[k])
+                        continue;
+                if (rets[k] == 0)
+                        lane_committed(c, &work[k]);
+                else if (r == 0 || rets[k] != -ESTALE)
+                        r = rets[k];    /* a lost connection outweighs a fenced part */
+        }
+        if (r == 0)
                 c->backoff = 0;
-        }
 
 out:
         for (size_t i = 0; i < n; i++) {
                 codec_referral_free(refs ? refs[i] : NULL);
                 codec_outcome_free(outs ? outs[i] : NULL);
         }
+        free(ordered);
         free(msgs);
         free(refs);
         free(outs);
         free(errs);
         free(offs);
+        free(work);
+        free(args);
+        free(rets);
         return r;
 }
 
@@ -598,6 +660,7 @@ void consumer_free(consumer *c) {
         }
         if (c->rk)
                 rd_kafka_destroy(c->rk);
+        lanes_free(c->lanes);
         parts_clear(c);
         free(c->batch);
         if (c->pipe[0] >= 0)

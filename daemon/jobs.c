@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "deadline_watch.h"
 #include "jobs.h"
 #include "log.h"
@@ -85,6 +87,8 @@ static bool ensure_connected(jobs *j, const config *cfg, usec_t mono) {
                 return false;
         }
         j->backoff = RECONNECT_MIN;
+        /* Told apart from the batches' sessions in pg_stat_activity. */
+        PQclear(PQexec(store_pg(j->st), "SET application_name = 'allvarsd-jobs'"));
         pthread_mutex_lock(&j->lock);
         j->fig.database_down = false;
         pthread_mutex_unlock(&j->lock);
