@@ -11,8 +11,12 @@
 # Older librdkafka (Debian 12 has 2.0.2) repeats the client nonce in the SCRAM
 # client-final-message, which Kafka 4.x rejects as invalid credentials
 # (librdkafka#4895, fixed in 2.6.1; the Java client logs in with the same
-# credential). With such a librdkafka the stream runs over SASL_SSL with PLAIN,
-# and the SCRAM test shows the failure is a clear log line, not a crash.
+# credential). With such a librdkafka the stream to the Kafka 4 broker runs over
+# SASL_SSL with PLAIN, and a test shows the SCRAM failure there is a clear log
+# line, not a crash. SCRAM itself is shown against a second broker, Kafka 3.9
+# (tests/kafka-3.9/pom.xml), which accepts that librdkafka's proof: its SASL_SSL
+# listener takes SCRAM-SHA-512 and SCRAM-SHA-256 only, so a login that works
+# there is a SCRAM login.
 
 load ../lib/daemon.bash
 source "$ROOT/tests/lib/tls.bash"
@@ -71,14 +75,21 @@ hostnossl all all 127.0.0.1/32   reject
 EOF
         pg_restart fast 3>&-
 
-        # Kafka: a broker of this file's own with a SASL_SSL listener.
+        # Kafka: brokers of this file's own with a SASL_SSL listener. First Kafka 3.9
+        # for SCRAM (set aside with kafka_park), then the Kafka 4 of every other test.
         kafka_stop
+        ALLVARS_KAFKA_POM=$ROOT/tests/kafka-3.9/pom.xml \
+                kafka_tls_start "$TLS/kafka.keystore.pem" "$(cat "$TLS/keystore-password")" "$TLS/ca/ca.pem" \
+                "$KAFKA_USER" "$(cat "$TLS/kafka-password")" SCRAM-SHA-512,SCRAM-SHA-256 3>&-
+        export SCRAM_KAFKA=$ALLVARS_KAFKA_BOOTSTRAP SCRAM_KAFKA_TLS=$ALLVARS_KAFKA_TLS_BOOTSTRAP
+        kafka_park scram
         kafka_tls_start "$TLS/kafka.keystore.pem" "$(cat "$TLS/keystore-password")" "$TLS/ca/ca.pem" \
                 "$KAFKA_USER" "$(cat "$TLS/kafka-password")" 3>&-
 }
 
 teardown_file() {
         kafka_stop
+        if kafka_unpark scram; then kafka_stop; fi
         pg_stop
 }
 
@@ -116,6 +127,32 @@ tls_conf() {
 
 # The broker takes PLAIN logins too (JAAS user_<name>), for librdkafka < 2.6.1.
 tls_kcat() { kafka_tls_kcat "$TLS/ca/ca.pem" "$KAFKA_USER" "$(cat "$TLS/kafka-password")" -X sasl.mechanisms="$MECH" "$@"; }
+
+# use_scram_broker: the rest of this test talks to the Kafka 3.9 broker (SCRAM only),
+# on topics of its own there; the PLAINTEXT listener is for the test's producer.
+use_scram_broker() {
+        ALLVARS_KAFKA_BOOTSTRAP=$SCRAM_KAFKA
+        ALLVARS_KAFKA_TLS_BOOTSTRAP=$SCRAM_KAFKA_TLS
+        real_kafka_topics
+        PLAIN_KAFKA=$KAFKA
+        MECH=SCRAM-SHA-512
+}
+
+# published_is_outbox: the events, read back over SASL_SSL ($MECH), are exactly the
+# outbox, by CloudEvents id, and every ELIGIBLE decision has its scheduling request.
+published_is_outbox() {
+        local t
+        for t in allvarssamtal.scheduling.v1 police.feedback.v1 allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1; do
+                # kcat's simple consumer reads one topic (all its partitions) per run.
+                tls_kcat -C -e -q -f '%h\n' -t "$TOPIC_PREFIX$t" || return 1
+        done >"$T/headers"
+        tr ',' '\n' <"$T/headers" | sed -n 's/^ce_id=//p' | sort >"$T/published"
+        sql "select event_id from allvarsd.outbox order by 1" >"$T/outbox"
+        [[ -s $T/outbox ]] || return 1
+        diff "$T/outbox" "$T/published" || return 1
+        [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/headers") -eq \
+           $(sql "select count(*) from allvarsd.decisions where outcome = 'ELIGIBLE'") ]]
+}
 
 outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
 decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
@@ -169,18 +206,7 @@ refute() {
         read -r total tls <<<"$conns"
         [[ $total -ge 2 && $tls -eq $total ]]
 
-        # The events, read back over SASL_SSL: exactly the outbox, by CloudEvents id.
-        local t
-        for t in allvarssamtal.scheduling.v1 police.feedback.v1 allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1; do
-                # kcat's simple consumer reads one topic (all its partitions) per run.
-                tls_kcat -C -e -q -f '%h\n' -t "$TOPIC_PREFIX$t"
-        done >"$T/headers"
-        tr ',' '\n' <"$T/headers" | sed -n 's/^ce_id=//p' | sort >"$T/published"
-        sql "select event_id from allvarsd.outbox order by 1" >"$T/outbox"
-        [[ -s $T/outbox ]]
-        diff "$T/outbox" "$T/published"
-        [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/headers") -eq \
-           $(sql "select count(*) from allvarsd.decisions where outcome = 'ELIGIBLE'") ]]
+        published_is_outbox
 
         # No TLS or authentication trouble was logged on the way.
         refute grep -qiE 'SSL error|SSL handshake|certificate verify|authentication (error|failed)' "$T/a.log"
@@ -221,7 +247,7 @@ refute() {
         refute grep -qF "$(cat "$TLS/kafka-password")" "$T/a.log"
 }
 
-@test "tls: SASL/SCRAM-SHA-512 over TLS: decisions with librdkafka >= 2.6.1; older ones fail clearly, no crash" {
+@test "tls: SASL/SCRAM-SHA-512 over TLS to Kafka 4: decisions with librdkafka >= 2.6.1; older ones fail clearly, no crash" {
         tls_conf owner owner "$TLS/ca/ca.pem" SCRAM-SHA-512
         daemon_migrate owner
         tls_conf a runtime "$TLS/ca/ca.pem" SCRAM-SHA-512
@@ -241,5 +267,53 @@ refute() {
         fi
         daemon_stop a
         [[ $DAEMON_RC -eq 0 ]]
+        refute grep -qF "$(cat "$TLS/kafka-password")" "$T/a.log"
+}
+
+@test "tls: SASL/SCRAM-SHA-512 over TLS to Kafka 3.9: referrals decided and events published, the broker verified" {
+        use_scram_broker
+        tls_conf owner owner "$TLS/ca/ca.pem" SCRAM-SHA-512
+        daemon_migrate owner
+        # The broker's certificate is checked against the test's CA and for its name
+        # (127.0.0.1 is in its subjectAltName): librdkafka >= 2.0's default, said here.
+        tls_conf a runtime "$TLS/ca/ca.pem" SCRAM-SHA-512 "kafka.ssl.endpoint.identification.algorithm = https"
+        daemon_start a
+        daemon_ready a 60
+        KAFKA=$PLAIN_KAFKA gen --count 60 --seed 63 --duplicates 5 --malformed 10 --ids-out "$T/ids"
+        wait_for 90 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        wait_for 60 outbox_drained
+        check_exactly_once "$T/ids"
+        published_is_outbox
+
+        # The listener takes SCRAM only: the stream above cannot have been a PLAIN login.
+        run tls_kcat -X sasl.mechanisms=PLAIN -L -m 5 -X topic.metadata.refresh.interval.ms=-1
+        [[ $status -ne 0 && $output == *'Unsupported SASL mechanism'* ]]
+        # SCRAM-SHA-256 with the same library and credential works too.
+        run tls_kcat -X sasl.mechanisms=SCRAM-SHA-256 -L -m 5 -X topic.metadata.refresh.interval.ms=-1
+        [[ $status -eq 0 && $output == *"broker 1 at $SCRAM_KAFKA_TLS"* ]]
+
+        refute grep -qiE 'SSL error|SSL handshake|certificate verify|authentication (error|failed)' "$T/a.log"
+        daemon_stop a
+        [[ $DAEMON_RC -eq 0 ]]
+        refute grep -qF "$(cat "$TLS/kafka-password")" "$T/a.log"
+}
+
+@test "tls: SASL/SCRAM over TLS to Kafka 3.9 with a wrong password: a clear log line, no crash" {
+        use_scram_broker
+        tls_conf owner owner "$TLS/ca/ca.pem" SCRAM-SHA-512
+        daemon_migrate owner
+        (umask 077 && openssl rand -hex 24 >"$T/wrong-kafka-password")
+        tls_conf a runtime "$TLS/ca/ca.pem" SCRAM-SHA-512 "kafka.sasl.password = @file:$T/wrong-kafka-password"
+        daemon_start a
+        wait_for 30 log_has a 'SASL authentication error.*invalid credentials.*SCRAM-SHA-512'
+        # Not a TLS problem: the broker's certificate was accepted before the SASL exchange.
+        refute log_has a 'certificate verify failed'
+        sleep 2
+        alive a
+        refute log_has a 'ready: group'
+        daemon_stop a
+        [[ $DAEMON_RC -eq 0 ]]
+        refute grep -qiE 'segfault|sanitizer|assert|core dumped' "$T/a.log"
+        refute grep -qF "$(cat "$T/wrong-kafka-password")" "$T/a.log"
         refute grep -qF "$(cat "$TLS/kafka-password")" "$T/a.log"
 }
