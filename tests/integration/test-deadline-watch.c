@@ -17,6 +17,7 @@
 
 #include "allvarssamtal/v1/alert.pb-c.h"
 #include "allvarssamtal/v1/feedback.pb-c.h"
+#include "allvarssamtal/v1/outcome.pb-c.h"
 #include "codec.h"
 #include "config.h"
 #include "harness.h"
@@ -56,6 +57,7 @@ typedef struct case_spec {
         usec_t deadline;                /* 0: NULL */
         usec_t protective_assessment_due; /* 0: NULL */
         bool awaiting_assessment;
+        bool awaiting_clearance;
         bool feedback_requested;
         usec_t scheduled_at, held_at, closed_at;
 } case_spec;
@@ -97,15 +99,16 @@ static void add_case(fixture *fx, const case_spec *cs, char *ret) {
                 harness_usec_param(closed, cs->closed_at),
                 cs->feedback_requested ? "true" : "false",
                 harness_usec_param(reported, T0),
+                cs->awaiting_clearance ? "true" : "false",
         };
         harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
                 " limit_seconds, deadline, deadline_kind, protective_assessment_due, awaiting_assessment,"
-                " scheduled_at, held_at, closed_at, feedback_requested, created_at, updated_at)"
+                " scheduled_at, held_at, closed_at, feedback_requested, created_at, updated_at, awaiting_clearance)"
                 " VALUES ($1, $2, $3, $4, CASE WHEN $4 = 'DEFERRED' THEN 'DEFERRED' ELSE 'ELIGIBLE' END, $5,"
                 " $6, " TS("$7") ", $8, " TS("$9") ", $10, " TS("$11") ", " TS("$12") ", " TS("$13") ","
-                " $14, " TS("$15") ", " TS("$15") ")",
-                15, p_case, NULL, NULL);
+                " $14, " TS("$15") ", " TS("$15") ", $16)",
+                16, p_case, NULL, NULL);
         if (ret)
                 memcpy(ret, case_id, UUID_STR_LEN);
 }
@@ -514,6 +517,249 @@ static void test_once_concurrent(void **state) {
         check_many(fx, rc[0].at_risk + rc[1].at_risk, rc[0].missed + rc[1].missed, rc[0].overdue + rc[1].overdue);
 }
 
+/* ---- the partial indexes and their marks (schemas/003_deadline_watch_indexes.sql) ---- */
+
+/* The cases each kind's index holds (its predicate, as deadline_watch.c states it). */
+#define IN_AT_RISK "c.closed_at IS NULL AND c.state = 'ELIGIBLE' AND c.at_risk_alerted_due IS DISTINCT FROM c.deadline"
+#define IN_MISSED                                                                                               \
+        "c.closed_at IS NULL AND (c.state = 'ELIGIBLE' OR (c.state = 'SCHEDULED'"                              \
+        " AND c.deadline_kind IS DISTINCT FROM 'SUMMONS')) AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
+#define IN_ASSESSMENT                                                                                           \
+        "c.closed_at IS NULL AND c.awaiting_assessment"                                                         \
+        " AND c.assessment_alerted_due IS DISTINCT FROM c.protective_assessment_due"
+
+static long long in_index(fixture *fx, const char *pred, const char *case_id) {
+        return count(fx, "SELECT count(*) FROM allvarsd.cases c WHERE %s AND c.case_id = '%s'", pred, case_id);
+}
+
+/* The row version of a case: changes with every UPDATE of the row. */
+static void case_xmin(fixture *fx, const char *case_id, char *buf, size_t size) {
+        harness_value(fx->h.pg, buf, size, "SELECT xmin::text FROM allvarsd.cases WHERE case_id = '%s'", case_id);
+}
+
+/* Each raised alert marks its case with its due time, which takes the case out
+ * of that kind's index; a pass with nothing new to raise writes no case row. */
+static void test_alerts_mark_cases(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN], x1[32], x2[32];
+        add_case(fx, &(case_spec){.referral_id = "R-MARK", .deadline = T0 + H(48),
+                                  .protective_assessment_due = T0 + H(24), .awaiting_assessment = true},
+                 id);
+        assert_int_equal(in_index(fx, IN_AT_RISK, id), 1);
+        assert_int_equal(in_index(fx, IN_MISSED, id), 1);
+        assert_int_equal(in_index(fx, IN_ASSESSMENT, id), 1);
+
+        case_xmin(fx, id, x1, sizeof x1);
+        assert_watch(watch(fx, T0 + H(23)), 0, 0, 0);
+        case_xmin(fx, id, x2, sizeof x2);
+        assert_string_equal(x1, x2);            /* nothing due: not written */
+
+        assert_watch(watch(fx, T0 + H(24)), 0, 0, 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s'"
+                                   " AND assessment_alerted_due = '2025-03-11T08:00:00Z'"
+                                   " AND at_risk_alerted_due IS NULL AND missed_alerted_due IS NULL", id),
+                         1);
+        assert_int_equal(in_index(fx, IN_ASSESSMENT, id), 0);
+
+        assert_watch(watch(fx, T0 + H(36)), 1, 0, 0);
+        assert_int_equal(in_index(fx, IN_AT_RISK, id), 0);
+        assert_int_equal(in_index(fx, IN_MISSED, id), 1);
+        case_xmin(fx, id, x1, sizeof x1);
+        assert_watch(watch(fx, T0 + H(40)), 0, 0, 0);
+        case_xmin(fx, id, x2, sizeof x2);
+        assert_string_equal(x1, x2);            /* in the at-risk window, raised and marked: not written */
+
+        assert_watch(watch(fx, T0 + H(48)), 0, 1, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s'"
+                                   " AND at_risk_alerted_due = '2025-03-12T08:00:00Z'"
+                                   " AND missed_alerted_due = '2025-03-12T08:00:00Z'"
+                                   " AND assessment_alerted_due = '2025-03-11T08:00:00Z'", id),
+                         1);
+        assert_int_equal(in_index(fx, IN_AT_RISK, id) + in_index(fx, IN_MISSED, id) + in_index(fx, IN_ASSESSMENT, id),
+                         0);
+        case_xmin(fx, id, x1, sizeof x1);
+        assert_watch(watch(fx, T0 + H(500)), 0, 0, 0);
+        case_xmin(fx, id, x2, sizeof x2);
+        assert_string_equal(x1, x2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 3);
+}
+
+/* Alerts in case_alerts that no mark records (raised by the batch on arrival,
+ * or before the upgrade to schema 3): one pass marks them, raises nothing
+ * again, and raises what is still due. */
+static void test_unmarked_alerts_marked_once(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN], id2[UUID_STR_LEN], sql[512];
+        add_case(fx, &(case_spec){.referral_id = "R-OLD", .deadline = T0 + H(48),
+                                  .protective_assessment_due = T0 + H(24), .awaiting_assessment = true},
+                 id);
+        add_case(fx, &(case_spec){.referral_id = "R-OLD-2", .deadline = T0 + H(48), .feedback_requested = true}, id2);
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO allvarsd.case_alerts VALUES ('%s', 'AT_RISK', '2025-03-12T08:00:00Z', '2025-03-11T20:00:00Z'),"
+                 " ('%s', 'MISSED', '2025-03-12T08:00:00Z', '2025-03-12T08:00:00Z'),"
+                 " ('%s', 'PROTECTIVE_ASSESSMENT_OVERDUE', '2025-03-11T08:00:00Z', '2025-03-11T08:00:00Z'),"
+                 " ('%s', 'AT_RISK', '2025-03-12T08:00:00Z', '2025-03-11T20:00:00Z')",
+                 id, id, id, id2);
+        harness_exec_ok(fx->h.pg, sql);
+
+        assert_watch(watch(fx, T0 + H(60)), 0, 1, 0);   /* R-OLD-2's MISSED only */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s'", id), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s'", id), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s'", id2), 1);
+        for (int i = 0; i < 2; i++) {
+                const char *c = i ? id2 : id;
+                assert_int_equal(in_index(fx, IN_AT_RISK, c) + in_index(fx, IN_MISSED, c) +
+                                         in_index(fx, IN_ASSESSMENT, c),
+                                 0);
+        }
+        assert_watch(watch(fx, T0 + H(61)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 2);        /* alert + feedback */
+}
+
+/* A case that leaves ELIGIBLE and comes back (an override back to ELIGIBLE
+ * drops the scheduled time) keeps its deadline: no alert is raised twice for
+ * it; one not raised yet (AT_RISK while SCHEDULED) is raised on return. */
+static void test_state_changes_keep_due_times(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN], id2[UUID_STR_LEN], sql[256];
+        add_case(fx, &(case_spec){.referral_id = "R-BACK", .deadline = T0 + H(48)}, id);
+        add_case(fx, &(case_spec){.referral_id = "R-WAS-SCHEDULED", .state = "SCHEDULED", .deadline = T0 + H(48),
+                                  .scheduled_at = T0 + H(40)},
+                 id2);
+        assert_watch(watch(fx, T0 + H(37)), 1, 0, 0);
+        snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET state = 'SCHEDULED' WHERE case_id = '%s'", id);
+        harness_exec_ok(fx->h.pg, sql);
+        assert_watch(watch(fx, T0 + H(38)), 0, 0, 0);
+        snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET state = 'ELIGIBLE', scheduled_at = NULL"
+                                  " WHERE case_id IN ('%s', '%s')", id, id2);
+        harness_exec_ok(fx->h.pg, sql);
+        assert_watch(watch(fx, T0 + H(39)), 1, 0, 0);   /* R-WAS-SCHEDULED's, at last */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s'", id2), 1);
+        assert_watch(watch(fx, T0 + H(48)), 0, 2, 0);
+        snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET state = 'MANUAL_REVIEW' WHERE case_id = '%s'", id);
+        harness_exec_ok(fx->h.pg, sql);
+        snprintf(sql, sizeof sql, "UPDATE allvarsd.cases SET state = 'ELIGIBLE' WHERE case_id = '%s'", id);
+        harness_exec_ok(fx->h.pg, sql);
+        assert_watch(watch(fx, T0 + H(50)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 4);
+}
+
+/* AT_RISK reads one deadline range per distinct limit: four limits, each case
+ * raised exactly at its own 75 %, not a microsecond before, while cases of
+ * every limit reported later (20 days) stay in the index, not yet at risk. */
+static void test_at_risk_each_limit(void **state) {
+        fixture *fx = *state;
+        static const int hours[] = {24, 48, 72, 14 * 24};
+        for (size_t i = 0; i < 4; i++) {
+                char rid[32];
+                snprintf(rid, sizeof rid, "R-LIMIT-%d", hours[i]);
+                add_case(fx, &(case_spec){.referral_id = rid, .limit = H(hours[i]), .deadline = T0 + H(hours[i])},
+                         NULL);
+                snprintf(rid, sizeof rid, "R-LATER-%d", hours[i]);
+                add_case(fx, &(case_spec){.referral_id = rid, .limit = H(hours[i]),
+                                          .deadline = T0 + H(20 * 24 + hours[i])},
+                         NULL);
+        }
+        for (size_t i = 0; i < 4; i++) {
+                usec_t at = T0 + H(hours[i]) * 3 / 4;
+                /* The 24 h case's deadline passed before the others' 75 %: MISSED, counted below. */
+                deadline_watch_result w = watch(fx, at - 1);
+                assert_int_equal(w.at_risk, 0);
+                w = watch(fx, at);
+                assert_int_equal(w.at_risk, 1);
+                assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c"
+                                           " USING (case_id) WHERE a.kind = 'AT_RISK' AND c.limit_seconds = %d",
+                                       hours[i] * 3600),
+                                 1);
+        }
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'AT_RISK'"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts a JOIN allvarsd.cases c USING (case_id)"
+                                   " WHERE c.referral_id LIKE 'R-LATER-%%'"),
+                         0);
+}
+
+/* ---- a deadline set by the lifecycle (store_outcome_batch) ---- */
+
+/* Apply INVESTIGATION_CLEARED from the police to the case of referral_id, as
+ * the consumer would: packed, decoded, one batch. */
+static void send_cleared(fixture *fx, const char *referral_id, const char *event_id, usec_t occurred, usec_t now) {
+        CaseOutcome ev = ALLVARSSAMTAL__V1__CASE_OUTCOME__INIT;
+        Allvarssamtal__V1__Actor actor = ALLVARSSAMTAL__V1__ACTOR__INIT;
+        Allvarssamtal__V1__InvestigationCleared cleared = ALLVARSSAMTAL__V1__INVESTIGATION_CLEARED__INIT;
+        Google__Protobuf__Timestamp at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        codec_timestamp_set(&at, occurred);
+        ev.event_id = (char *)event_id;
+        ev.case_id = "";
+        ev.referral_id = (char *)referral_id;
+        ev.occurred_at = &at;
+        actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_POLICE;
+        ev.actor = &actor;
+        ev.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED;
+        ev.investigation_cleared = &cleared;
+
+        uint8_t *buf = NULL;
+        size_t len = codec_pack(&ev.base, &buf);
+        assert_non_null(buf);
+        codec_error err;
+        codec_outcome *dec = codec_outcome_decode(buf, len, fx->h.cfg->max_message_bytes, &err);
+        assert_non_null(dec);
+        store_message m = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .offset = 0, .payload = buf,
+                           .len = len, .case_outcome = codec_outcome_msg(dec)};
+        store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = -1, .new_next = 1};
+        store_batch_result res = {0};
+        int r = store_outcome_batch(fx->h.st, fx->h.cfg, "allvarsd", now, &m, 1, &off, 1, &res);
+        if (r < 0)
+                fail_msg("store_outcome_batch: %s", store_last_error(fx->h.st));
+        if (m.status != STORE_DECIDED)
+                fail_msg("INVESTIGATION_CLEARED: status %d%s%s", m.status, m.error ? ": " : "",
+                         m.error ? m.error->detail : "");
+        codec_outcome_free(dec);
+        free(buf);
+}
+
+/* DOMAIN.md step 4: a deferred case becomes ELIGIBLE when the police clear
+ * it, the 48 h counted from the clearance. Its deadline is set by the
+ * lifecycle's UPDATE, after the watch has passed it over many times: its
+ * alerts come at the new times, once each. */
+static void test_deadline_after_clearance(void **state) {
+        fixture *fx = *state;
+        char id[UUID_STR_LEN];
+        add_case(fx, &(case_spec){.referral_id = "R-CLEARED", .state = "DEFERRED", .deadline_kind = "",
+                                  .awaiting_clearance = true, .feedback_requested = true},
+                 id);
+        const char *p[] = {"R-CLEARED"};
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, profile_name, profile_version,"
+                " profile_params, prior_referrals, prior_qualifying, decided_at)"
+                " VALUES ($1, 'DEFERRED', 'PENDING_INVESTIGATION', '', 'goteborg-motion-2024', 1, '', 0, 0, now())",
+                1, p, NULL, NULL);
+        for (usec_t now = T0; now <= T0 + H(100); now += H(10))
+                assert_watch(watch(fx, now), 0, 0, 0);
+
+        send_cleared(fx, "R-CLEARED", "ev-cleared", T0 + H(100), T0 + H(100));
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s' AND state = 'ELIGIBLE'"
+                                   " AND deadline = '2025-03-16T12:00:00Z'", id),
+                         1);
+        assert_int_equal(in_index(fx, IN_AT_RISK, id), 1);
+        assert_int_equal(in_index(fx, IN_MISSED, id), 1);
+
+        assert_watch(watch(fx, T0 + H(136) - 1), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(136)), 1, 0, 0);
+        assert_watch(watch(fx, T0 + H(148) - 1), 0, 0, 0);
+        assert_watch(watch(fx, T0 + H(148)), 0, 1, 0);
+        assert_watch(watch(fx, T0 + H(200)), 0, 0, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s'"
+                                   " AND due_at = '2025-03-16T12:00:00Z' AND kind IN ('AT_RISK', 'MISSED')", id),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts"), 2);
+        /* The police's NOT_HELD_IN_TIME, named after the new due time. */
+        char want[UUID_STR_LEN];
+        ids_event_id(id, "feedback/NOT_HELD_IN_TIME/2025-03-16T12:00:00Z", want);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE event_id = '%s'", want), 1);
+}
+
 /* Without a connection the watch says so instead of pretending. */
 static void test_not_connected(void **state) {
         fixture *fx = *state;
@@ -535,6 +781,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_missed_on_arrival_not_repeated, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_once_over_many_runs, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_once_concurrent, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_alerts_mark_cases, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_unmarked_alerts_marked_once, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_state_changes_keep_due_times, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_at_risk_each_limit, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_deadline_after_clearance, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_not_connected, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

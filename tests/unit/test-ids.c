@@ -1,7 +1,9 @@
 /* ids.c: UUIDv5 against RFC 4122 / Python's uuid module, the project's two
  * namespaces pinned by known ids (they must never change), and HMAC-SHA-256
- * against RFC 4231. */
+ * against RFC 4231 (ids.c computes it from the digest itself: every key
+ * length the RFC covers, and the block-size boundary). */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,6 +110,92 @@ static void test_person_key_rfc4231(void **state) {
         assert_string_equal(h, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+static void check_key(const uint8_t *key, size_t key_len, const char *text, const char *want) {
+        uint8_t out[PERSON_KEY_LEN];
+        char h[2 * PERSON_KEY_LEN + 1];
+        assert_int_equal(ids_person_key(key, key_len, text, out), 0);
+        hex(out, sizeof out, h);
+        assert_string_equal(h, want);
+}
+
+/* RFC 4231 test cases 3 and 4 (key and data of other lengths), 6 and 7 (a
+ * 131-byte key: longer than SHA-256's 64-byte block, so hashed first). Case 5
+ * truncates the output and the API has no truncation. */
+static void test_person_key_rfc4231_long_keys(void **state) {
+        (void)state;
+        uint8_t key[131];
+        char text[200];
+
+        memset(key, 0xaa, 20);
+        memset(text, 0xdd, 50);
+        text[50] = 0;
+        check_key(key, 20, text, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+
+        for (size_t i = 0; i < 25; i++)
+                key[i] = (uint8_t)(i + 1);
+        memset(text, 0xcd, 50);
+        text[50] = 0;
+        check_key(key, 25, text, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+
+        memset(key, 0xaa, sizeof key);
+        check_key(key, sizeof key, "Test Using Larger Than Block-Size Key - Hash Key First",
+                  "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+        check_key(key, sizeof key,
+                  "This is a test using a larger than block-size key and a larger than block-size data. The key "
+                  "needs to be hashed before being used by the HMAC algorithm.",
+                  "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+}
+
+/* The block-size boundary (a 64-byte key is used as is, 65 bytes are hashed)
+ * and an empty text. python3: hmac.new(b'k'*64, b'200501012384', hashlib.sha256). */
+static void test_person_key_block_boundary(void **state) {
+        (void)state;
+        uint8_t key[65];
+        memset(key, 'k', sizeof key);
+        check_key(key, 64, "200501012384", "119dcdff7a2e2cb039aeec50b4d91847bf5a255342a597a747468d3b400aadb2");
+        check_key(key, 65, "200501012384", "0d1b43cd76be0a67c81e47f337c64cab1d55b79af614df86012dec1a35d8e7ab");
+        check_key(key, 32, "", "a4ad8e340e32bf1d916005cb1dc92795148897965e36ae56c0adc357474b5372");
+}
+
+/* One thread per store connection may hash at once, the first calls racing
+ * for the digests fetched once: every thread gets the known values. */
+#define THREADS 4
+#define ROUNDS 2000
+
+static void *hash_many(void *arg) {
+        int *bad = arg;
+        uint8_t pepper[32], out[PERSON_KEY_LEN];
+        char h[2 * PERSON_KEY_LEN + 1], id[UUID_STR_LEN];
+        memset(pepper, 'p', sizeof pepper);
+        static const uint8_t ns_dns[16] = {0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1,
+                                           0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8};
+        for (int i = 0; i < ROUNDS; i++) {
+                if (ids_person_key(pepper, sizeof pepper, "200501012384", out) != 0) {
+                        (*bad)++;
+                        continue;
+                }
+                hex(out, sizeof out, h);
+                if (strcmp(h, "942db1f7220287f967f91524576c36abf945e6a14006f3d13234af493645ef27") != 0)
+                        (*bad)++;
+                ids_uuid5(ns_dns, "python.org", strlen("python.org"), id);
+                if (strcmp(id, "886313e1-3b8a-5372-9b90-0c9aee199e5d") != 0)
+                        (*bad)++;
+        }
+        return NULL;
+}
+
+static void test_person_key_threads(void **state) {
+        (void)state;
+        pthread_t th[THREADS];
+        int bad[THREADS] = {0};
+        for (int i = 0; i < THREADS; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, hash_many, &bad[i]), 0);
+        for (int i = 0; i < THREADS; i++) {
+                assert_int_equal(pthread_join(th[i], NULL), 0);
+                assert_int_equal(bad[i], 0);
+        }
+}
+
 static void test_person_key_depends_on_pepper(void **state) {
         (void)state;
         uint8_t p1[32], p2[32], a[PERSON_KEY_LEN], b[PERSON_KEY_LEN], c[PERSON_KEY_LEN];
@@ -135,6 +223,9 @@ int main(void) {
                 cmocka_unit_test(test_ids_are_stable_and_distinct),
                 cmocka_unit_test(test_person_key_rfc4231),
                 cmocka_unit_test(test_person_key_depends_on_pepper),
+                cmocka_unit_test(test_person_key_rfc4231_long_keys),
+                cmocka_unit_test(test_person_key_block_boundary),
+                cmocka_unit_test(test_person_key_threads),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
