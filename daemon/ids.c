@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "ids.h"
 
@@ -30,11 +31,12 @@ static const uint8_t ids_ns_event[16] = {
  * "implicit fetch"): 6-9 % of the daemon's main thread (bench/README.md).
  * Written only inside pthread_once, read-only after: safe from any thread. */
 static pthread_once_t ids_md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *ids_md_sha1, *ids_md_sha256;
+static EVP_MD *ids_md_sha1;
+static EVP_MAC *ids_mac_hmac;
 
 static void ids_md_fetch(void) {
         ids_md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-        ids_md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        ids_mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
 static const EVP_MD *ids_md(EVP_MD *const *which) {
@@ -93,45 +95,24 @@ void ids_event_id(const char *case_id, const char *name, char ret[static UUID_ST
         ids_uuid5_parts(ids_ns_event, parts, lens, 3, ret);
 }
 
-/* HMAC-SHA-256 as RFC 2104 section 2 defines it, on the digest fetched once:
- * H((K ^ opad) || H((K ^ ipad) || text)), K the key zero-padded to the block
- * (64 bytes), hashed first when longer. OpenSSL 3.0's HMAC() fetches the MAC
- * and the digest by name on each call (960 ns here against 250 ns); the RFC
- * 4231 vectors in tests/unit/test-ids.c pin the result. */
-#define HMAC_BLOCK 64                   /* SHA-256's block size (FIPS 180-4) */
-
+/* HMAC-SHA-256 (RFC 2104) by OpenSSL's EVP_MAC, fetched once; the digest is
+ * handed over as the fetched EVP_MD's name, which the provider finds in its
+ * method cache. OpenSSL 3.0's one-shot HMAC() fetched both on every call. */
 int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normalised,
                    uint8_t ret[static PERSON_KEY_LEN]) {
         if (!pepper || pepper_len == 0 || pepper_len > INT32_MAX || !normalised)
                 return -EIO;
-        const EVP_MD *sha256 = ids_md(&ids_md_sha256);
-        if (!sha256 || EVP_MD_get_size(sha256) != PERSON_KEY_LEN || EVP_MD_get_block_size(sha256) != HMAC_BLOCK)
+        if (pthread_once(&ids_md_once, ids_md_fetch) != 0 || !ids_mac_hmac)
                 return -EIO;
-
-        uint8_t key[HMAC_BLOCK] = {0}, pad[HMAC_BLOCK], inner[PERSON_KEY_LEN];
-        unsigned len = 0;
-        bool ok = true;
-        if (pepper_len > HMAC_BLOCK)
-                ok = EVP_Digest(pepper, pepper_len, key, &len, sha256, NULL) && len == PERSON_KEY_LEN;
-        else
-                memcpy(key, pepper, pepper_len);
-
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        ok = ok && ctx;
-        for (size_t i = 0; i < HMAC_BLOCK; i++)
-                pad[i] = key[i] ^ 0x36;
-        ok = ok && EVP_DigestInit_ex(ctx, sha256, NULL) && EVP_DigestUpdate(ctx, pad, HMAC_BLOCK) &&
-             EVP_DigestUpdate(ctx, normalised, strlen(normalised)) && EVP_DigestFinal_ex(ctx, inner, &len) &&
-             len == PERSON_KEY_LEN;
-        for (size_t i = 0; i < HMAC_BLOCK; i++)
-                pad[i] = key[i] ^ 0x5c;
-        ok = ok && EVP_DigestInit_ex(ctx, sha256, NULL) && EVP_DigestUpdate(ctx, pad, HMAC_BLOCK) &&
-             EVP_DigestUpdate(ctx, inner, sizeof inner) && EVP_DigestFinal_ex(ctx, ret, &len) &&
-             len == PERSON_KEY_LEN;
-        EVP_MD_CTX_free(ctx);
-        /* The pepper is secret; the inner hash is the identity number's keyed digest. */
-        OPENSSL_cleanse(key, sizeof key);
-        OPENSSL_cleanse(pad, sizeof pad);
-        OPENSSL_cleanse(inner, sizeof inner);
+        OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                OSSL_PARAM_construct_end(),
+        };
+        size_t len = 0;
+        EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(ids_mac_hmac);
+        bool ok = ctx && EVP_MAC_init(ctx, pepper, pepper_len, params) &&
+                  EVP_MAC_update(ctx, (const unsigned char *)normalised, strlen(normalised)) &&
+                  EVP_MAC_final(ctx, ret, &len, PERSON_KEY_LEN) && len == PERSON_KEY_LEN;
+        EVP_MAC_CTX_free(ctx);
         return ok ? 0 : -EIO;
 }

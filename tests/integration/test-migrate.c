@@ -184,26 +184,30 @@ static void test_changed_checksum(void **state) {
 static void test_failed_migration_rolls_back(void **state) {
         fixture *fx = *state;
         copy_schemas(fx);
-        write_file(fx->dir, "003_broken.sql",
+        /* The next two versions after the ones this build ships. */
+        char broken[32], commits[32];
+        snprintf(broken, sizeof broken, "%03d_broken.sql", STORE_SCHEMA_VERSION + 1);
+        snprintf(commits, sizeof commits, "%03d_commits.sql", STORE_SCHEMA_VERSION + 2);
+        write_file(fx->dir, broken,
                    "CREATE TABLE allvarsd.half_done (x int);\nSELECT allvarsd.no_such_function();\n", "w");
         char err[512];
         int r = migrate(fx, fx->dir, err, sizeof err);
         assert_true(r < 0);
-        assert_non_null(strstr(err, "003_broken.sql"));
+        assert_non_null(strstr(err, broken));
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"), 0);
-        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), 2);
+        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION);
         assert_true(store_connected(fx->st));
 
-        write_file(fx->dir, "003_broken.sql", "CREATE TABLE allvarsd.half_done (x int);\n", "w");
+        write_file(fx->dir, broken, "CREATE TABLE allvarsd.half_done (x int);\n", "w");
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 1);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"), 1);
         int version;
-        assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);        /* this build knows 2 */
-        assert_int_equal(version, 3);
+        assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);        /* newer than this build */
+        assert_int_equal(version, STORE_SCHEMA_VERSION + 1);
 
-        write_file(fx->dir, "004_commits.sql", "CREATE TABLE allvarsd.t4 (x int);\nCOMMIT;\n", "w");
+        write_file(fx->dir, commits, "CREATE TABLE allvarsd.t4 (x int);\nCOMMIT;\n", "w");
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -EINVAL);
-        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), 3);
+        assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION + 1);
 }
 
 /* Only NNN_name.sql files count; no directory or no files is an error. */

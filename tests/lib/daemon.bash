@@ -128,8 +128,8 @@ teardown_daemons() {
         for n in "${!DAEMON_PIDS[@]}"; do daemon_stop "$n" TERM; done
         mock_stop
         if [[ -n ${DB:-} ]]; then dropdb --if-exists --force "$DB" 2>/dev/null || true; fi
-        if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log 2>/dev/null; then
-                grep -h -A30 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log | head -60 >&2
+        if grep -l -E 'ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$T"/*.log 2>/dev/null; then
+                grep -h -A30 -E 'ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$T"/*.log | head -60 >&2
                 rc=1
         fi
         return $rc
