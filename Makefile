@@ -1,7 +1,6 @@
 # allvarsd — build, test, install.
 #   make            build/allvarsd and build/allvarsctl
 #   make SAN=1      the same under AddressSanitizer + UndefinedBehaviorSanitizer, in build-san/
-#   make SAN=thread the same under ThreadSanitizer, in build-tsan/
 #   make deps       install the Debian packages needed to build, test and run
 #   make test       every test (the README's second command)
 #   make demo       the main job on an embedded default (the README's first command)
@@ -19,9 +18,6 @@ OPT ?= 0
 ifeq ($(SAN),1)
   BUILD ?= build-san
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-else ifeq ($(SAN),thread)
-  BUILD ?= build-tsan
-  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else ifeq ($(OPT),1)
   BUILD ?= build-opt
   SANFLAGS :=
