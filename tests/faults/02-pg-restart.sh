@@ -2,15 +2,17 @@
 # Fault scenario 2: the PostgreSQL server restarted in the middle of a stream,
 # once with a fast shutdown (sessions terminated, transactions rolled back, a
 # checkpoint) and once immediate (a crash: no checkpoint, WAL recovery at start).
-# Each is its own run: database, topics, daemon, stream. The server stays down
+# Each is its own run: database, topics, daemon, stream, with two restarts
+# (one in the small size; ALLVARS_FAULTS_PG_RESTARTS). The server stays down
 # for PG_DOWN_S seconds (default 2) so that the daemon retries against a closed
 # port, not only a restarted one. Both the consumer's and the relay's
 # connections are cut; the daemon must reconnect, re-read its positions and go on.
 source "$(dirname "$0")/lib.bash"
 
 PG_DOWN_S=${ALLVARS_FAULTS_PG_DOWN_S:-2}
+RESTARTS=${ALLVARS_FAULTS_PG_RESTARTS:-$(by_size 1 2)}
 
-# pg_fault MODE: two restarts of the given kind during one stream.
+# pg_fault MODE: RESTARTS restarts of the given kind during one stream.
 pg_fault() {
         local mode=$1 i t0 t_end
         faults_begin "pg-restart-$mode"
@@ -20,11 +22,12 @@ pg_fault() {
         daemon_start a
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 400
-        for i in 1 2; do
-                sleep 3
+        for ((i = 1; i <= RESTARTS; i++)); do
+                sleep "$(by_size 2 3)"          # decisions flowing
                 say "restart $i: pg_ctl stop -m $mode, $PG_DOWN_S s down, start"
                 t0=$(now_s)
                 pg_stop_only "$mode" || check_fail "pg_stop_only $mode failed"
+                fault_struck
                 sleep "$PG_DOWN_S"
                 pg_start_again || check_fail "PostgreSQL did not start again"
                 t_end=$(now_s)

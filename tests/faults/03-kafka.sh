@@ -3,13 +3,16 @@
 #
 #   kafka-restart  the real broker (one KRaft node) stopped and started again:
 #                  first gracefully (SIGTERM), then killed (SIGKILL), each time
-#                  down for a moment before it starts again with the same data.
+#                  down for a moment before it starts again with the same data
+#                  (the small size only kills it; ALLVARS_FAULTS_KAFKA_RESTARTS,
+#                  a list of term and kill).
 #                  The producer of the stream (referral-gen, idempotent) waits
 #                  for it like the daemon's consumer, relay and group do.
 #   kafka-mock     librdkafka's mock cluster (3 brokers, in a process of its own),
 #                  with faults injected through tests/tools/mock-kafka.c: one
-#                  broker down and up, all three down and up, 500 ms round trips
-#                  on every broker for 4 s, and request errors: Fetch (API key 1)
+#                  broker down and up, all three down and up (each for 3 s, 2 s
+#                  in the small size), 500 ms round trips on every broker for 4 s
+#                  (2 s), and request errors: Fetch (API key 1)
 #                  answered NOT_LEADER_FOR_PARTITION (6), then Produce (0) and
 #                  Fetch answered REQUEST_TIMED_OUT (7). The errors hit whichever
 #                  client sends the next such requests: the relay's producer,
@@ -22,6 +25,13 @@
 #                  check (every acknowledged message on the referrals topic)
 #                  notes it and the lost input leaves the expected set.
 source "$(dirname "$0")/lib.bash"
+
+KAFKA_RESTARTS=${ALLVARS_FAULTS_KAFKA_RESTARTS:-$(by_size kill "term kill")}
+# kafka-mock: how long an outage and the slow round trips last, and the stream
+# between two faults.
+MOCK_DOWN_S=$(by_size 2 3)
+MOCK_RTT_S=$(by_size 2 4)
+MOCK_GAP_S=$(by_size 1 2)
 
 # input_back_after T: when (epoch seconds) the broker appended the first referral
 # after T (the referrals topic has LogAppendTime): the generator's own recovery,
@@ -46,11 +56,12 @@ kafka_real() {
         daemon_start a
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 300
-        for mode in term kill; do
-                sleep 3
+        for mode in $KAFKA_RESTARTS; do
+                sleep "$(by_size 2 3)"          # decisions flowing
                 say "broker: stop ($mode), 2 s down, start again"
                 t0=$(now_s)
                 kafka_stop_only "$mode" || check_fail "kafka_stop_only $mode failed"
+                fault_struck
                 sleep 2
                 kafka_start_again || check_fail "the broker did not start again"
                 t_end=$(now_s)
@@ -81,6 +92,7 @@ mock_fault() {
         say "mock: $what for $secs s"
         t0=$(now_s)
         for c in "${cmds[@]}"; do mock_cmd "$c" || check_fail "mock command failed: $c"; done
+        fault_struck
         sleep "$secs"
         for c in "${undo[@]}"; do mock_cmd "$c" || check_fail "mock command failed: $c"; done
         t_end=$(now_s)
@@ -102,14 +114,14 @@ kafka_mock() {
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 300
         sleep 2
-        mock_fault "broker 2 down" 3 "down 2" -- "up 2"
-        sleep 2
-        mock_fault "all brokers down" 3 "down 1" "down 2" "down 3" -- "up 1" "up 2" "up 3"
-        sleep 2
-        mock_fault "500 ms round trips" 4 "rtt 1 500" "rtt 2 500" "rtt 3 500" -- "rtt 1 0" "rtt 2 0" "rtt 3 0"
-        sleep 2
+        mock_fault "broker 2 down" "$MOCK_DOWN_S" "down 2" -- "up 2"
+        sleep "$MOCK_GAP_S"
+        mock_fault "all brokers down" "$MOCK_DOWN_S" "down 1" "down 2" "down 3" -- "up 1" "up 2" "up 3"
+        sleep "$MOCK_GAP_S"
+        mock_fault "500 ms round trips" "$MOCK_RTT_S" "rtt 1 500" "rtt 2 500" "rtt 3 500" -- "rtt 1 0" "rtt 2 0" "rtt 3 0"
+        sleep "$MOCK_GAP_S"
         mock_fault "Fetch: NOT_LEADER_FOR_PARTITION x 5" 0 "error 1 5 6" --
-        sleep 2
+        sleep "$MOCK_GAP_S"
         mock_fault "Produce and Fetch: REQUEST_TIMED_OUT x 3" 0 "error 0 3 7" "error 1 3 7" --
         sleep 2
         feed_stop

@@ -5,12 +5,17 @@
 #   (kill -9); the other must take over its partitions (after the session
 #   timeout, 6 s) and the relay lock; c joins (a rebalance to two); the relay
 #   holder is killed once more; both killed instances come back (three).
+#   The small size kills the relay holder once (before c joins), and the killed
+#   instance comes back (three); ALLVARS_FAULTS_GROUP_KILLS (1 or 2).
 # The instances have no static membership (unlike scenario 1): every change is a
 # full rebalance (eager range assignment, consumer.c). The relay holder is the
 # instance whose relay backend holds the lock (relay_holder in lib.bash).
 # Time to recover here: from the kill to the first decision of a referral from
 # a partition the killed instance had (the others go on deciding meanwhile).
 source "$(dirname "$0")/lib.bash"
+
+GROUP_KILLS=${ALLVARS_FAULTS_GROUP_KILLS:-$(by_size 1 2)}
+((GROUP_KILLS == 1 || GROUP_KILLS == 2)) || { echo "ALLVARS_FAULTS_GROUP_KILLS: 1 or 2" >&2; exit 2; }
 
 # kill_relay_holder: kill -9 the instance holding the relay lock, measure the
 # recovery of its partitions, check that another instance took the relay.
@@ -21,6 +26,7 @@ kill_relay_holder() {
         say "killing $victim: holds the relay lock and referral partitions ${parts:-none}"
         t0=$(now_s)
         { daemon_stop "$victim" KILL; } 2>/dev/null
+        fault_struck
         t_end=$(now_s)          # dead and reaped: later decisions are the others'
         # The lock goes with the killed session; a standby takes it on its next poll.
         if wait_for 30 relay_holder; then
@@ -56,16 +62,18 @@ sleep 2
 say "adding c"
 daemon_start c
 daemon_ready c 60 || check_fail "c did not become ready"
-sleep 4
+sleep "$(by_size 2 4)"
 say "instances: ${!DAEMON_PIDS[*]}"
-kill_relay_holder
-sleep 1
+if ((GROUP_KILLS == 2)); then
+        kill_relay_holder
+        sleep 1
+fi
 say "restarting ${KILLED[*]}: three instances"
 for n in "${KILLED[@]}"; do
         daemon_start "$n"
 done
 for n in "${KILLED[@]}"; do daemon_ready "$n" 60 || check_fail "$n did not become ready again"; done
-sleep 5
+sleep "$(by_size 3 5)"
 for n in "${!DAEMON_PIDS[@]}"; do say "$n has referral partitions $(assigned_partitions "$n")"; done
 feed_stop
 faults_finish 120

@@ -1,16 +1,17 @@
 #!/bin/bash
 # Fault scenario 5: the database connection dropped mid-transaction. During the
-# stream the daemon's backends are terminated with pg_terminate_backend, over
-# and over: the backend that decides (waiting until it is inside a transaction,
-# state 'active' or 'idle in transaction' with xact_start set, so that a batch,
-# a deadline watch pass or a COMMIT is cut), and every other round the relay's
-# backend as well (application_name allvarsd-relay: the lock holder's session
-# ends, so the relay loses its lock mid-publication).
+# stream the daemon's backends are terminated with pg_terminate_backend, 15
+# rounds (6 in the small size; ALLVARS_FAULTS_TERMINATE_ROUNDS): the backend that
+# decides (waiting until it is inside a transaction, state 'active' or 'idle in
+# transaction' with xact_start set, so that a batch, a deadline watch pass or a
+# COMMIT is cut), and every other round the relay's backend as well
+# (application_name allvarsd-relay: the lock holder's session ends, so the relay
+# loses its lock mid-publication).
 # The daemon must roll back, reconnect, re-read its positions and go on.
 # A full disk (a small tmpfs tablespace) is not simulated: see README.md.
 source "$(dirname "$0")/lib.bash"
 
-ROUNDS=${ALLVARS_FAULTS_TERMINATE_ROUNDS:-15}
+ROUNDS=${ALLVARS_FAULTS_TERMINATE_ROUNDS:-$(by_size 6 15)}
 
 # terminate_in_transaction: terminate the daemon's non-relay backends once one
 # of them is inside a transaction (polled for up to 2 s); prints the server's
@@ -61,6 +62,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
         out=$(terminate_in_transaction)
         t0=${out%% *}
         got=${out#* }
+        fault_struck
         [[ $got == *active* || $got == *transaction* ]] && in_xact=$((in_xact + 1))
         what="round $k: terminated $got"
         if ((k % 2 == 0)); then

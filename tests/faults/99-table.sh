@@ -12,9 +12,9 @@ RESULTS=${ALLVARS_FAULTS_RESULTS:-$FAULTS_DIR/results.json}
 # table: results.json as aligned columns (the functions of lib.bash, without
 # its setup: this script needs no server).
 table() {
-        jq -r '["scenario", "sent", "decided", "dead-lettered", "dup. decisions", "lost", "events published",
+        jq -r '["scenario", "faults", "sent", "decided", "dead-lettered", "dup. decisions", "lost", "events published",
                 "dup. deliveries", "recovery s"],
-               (.[] | [.scenario, .sent, .decided, .dead_lettered, .duplicate_decisions, .lost,
+               (.[] | [.scenario, (.faults // "?"), .sent, .decided, .dead_lettered, .duplicate_decisions, .lost,
                        .events_published, .duplicate_deliveries, .recovery_s]) | @tsv' "$RESULTS" |
                 awk -F'\t' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
                               if (NF > nf) nf = NF }
@@ -52,8 +52,10 @@ if [[ ! -s $RESULTS ]] || ! jq -e 'type == "array" and length > 0' "$RESULTS" >/
         echo "no results in $RESULTS"
         exit 1
 fi
+# The size(s) the scenarios ran at (a scenario run alone may differ from the rest).
+size=$(jq -r '[.[].size // "full"] | unique | join("+")' "$RESULTS")
 out=$(
-        echo "fault suite, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $(uname -srm)"
+        echo "fault suite, $size size, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, $(uname -srm)"
         table
 )
 echo "$out"

@@ -29,6 +29,24 @@ source "$ALLVARS_ROOT/tests/lib/pg.sh"
 source "$ALLVARS_ROOT/tests/lib/kafka.sh"
 source "$ALLVARS_ROOT/tests/lib/daemon.bash"
 
+# The size of the run: `full` (tests/run faults, make faults) or `small` (the
+# default tests/run, bounded to about 3 minutes): the same scenarios, faults and
+# checks, fewer repetitions of each fault and shorter referral-gen runs. Each
+# script's own knobs (ALLVARS_FAULTS_KILLS...) override what the size chooses.
+FAULTS_SIZE=${ALLVARS_FAULTS_SIZE:-full}
+case $FAULTS_SIZE in
+small | full) ;;
+*)
+        echo "faults: ALLVARS_FAULTS_SIZE must be small or full, not '$FAULTS_SIZE'" >&2
+        exit 2
+        ;;
+esac
+# by_size SMALL FULL: the value for this run's size.
+by_size() { if [[ $FAULTS_SIZE == small ]]; then echo "$1"; else echo "$2"; fi; }
+# Messages per referral-gen run of the stream (feed_start): feed_stop waits for
+# the run in progress, so shorter runs end a small scenario sooner.
+FAULTS_CHUNK=${ALLVARS_FAULTS_CHUNK:-$(by_size 600 1500)}
+
 FAULTS_RESULTS=${ALLVARS_FAULTS_RESULTS:-$FAULTS_DIR/results.json}
 FAULTS_LOGS=$ALLVARS_ROOT/build/test-logs/faults
 FAULTS_BASE=$T                  # daemon.bash made it (mktemp -d)
@@ -108,12 +126,13 @@ faults_begin() {
         SCENARIO=$1
         SCENARIO_FAILED=0
         RECOVERIES=()
+        FAULTS_STRUCK=0
         T=$FAULTS_BASE/$SCENARIO
         mkdir -p "$T"
         KAFKA= TOPIC_PREFIX= MOCK_PID= MOCK_FD=
         db_create
         FAULTS_DBS+=("$DB")
-        say "==== scenario $SCENARIO (database $DB, files in $T)"
+        say "==== scenario $SCENARIO, $FAULTS_SIZE size (database $DB, files in $T)"
 }
 
 # faults_real_kafka [PREFIX]: this scenario's own topics on the runner's broker
@@ -130,6 +149,10 @@ faults_real_kafka() {
         "$BUILD/tests/kafka-topics" "$KAFKA" create 4 "${topics[@]}" >/dev/null || check_fail "cannot create the topics"
 }
 
+# fault_struck: count a fault of the scenario as it strikes (results.json's
+# `faults`; a scenario in which none struck fails).
+fault_struck() { FAULTS_STRUCK=$((FAULTS_STRUCK + 1)); }
+
 # faults_mock_kafka [BROKERS]: librdkafka's mock cluster in a process of its own.
 faults_mock_kafka() {
         TOPIC_PREFIX=
@@ -145,12 +168,13 @@ faults_conf() {
 }
 
 # feed_start RATE [CHUNK]: a feeder in the background that streams referrals
-# in chunks of CHUNK (default 1500) messages at RATE per second, one referral-gen
-# run per chunk with its own ids file ($T/ids.N) and seed, until feed_stop.
+# in chunks of CHUNK (default FAULTS_CHUNK: 1500, 600 in the small size)
+# messages at RATE per second, one referral-gen run per chunk with its own ids
+# file ($T/ids.N) and seed, until feed_stop.
 # Duplicates 5 %, malformed messages 1 %. A fault can thus last as long as it
 # needs to: the stream goes on until the scenario is done with its faults.
 feed_start() {
-        local rate=$1 chunk=${2:-1500}
+        local rate=$1 chunk=${2:-$FAULTS_CHUNK}
         rm -f "$T/feed.stop"
         # Each scenario its own referrals (seeds from its name).
         FAULTS_SEED_BASE=$(($(printf '%s' "$SCENARIO" | cksum | cut -d' ' -f1) % 100000 * 1000))
@@ -341,9 +365,10 @@ faults_finish() {
         deliveries=$EVENTS_MESSAGES
         dup_del=$((deliveries - published))
 
+        ((FAULTS_STRUCK > 0)) || check_fail "no fault struck in this scenario"
         local rec
         rec=$(printf '%s\n' "${RECOVERIES[@]:-0}" | sort -g | tail -n 1)
-        say "figures: sent=$sent decided=$decided dead_lettered=$dead duplicate_decisions=$dup_dec lost=$lost" \
+        say "figures: faults=$FAULTS_STRUCK sent=$sent decided=$decided dead_lettered=$dead duplicate_decisions=$dup_dec lost=$lost" \
                 "events_published=$published duplicate_deliveries=$dup_del recovery_s=$rec (each: ${RECOVERIES[*]:-none})"
         faults_record "$SCENARIO" "$sent" "$decided" "$dead" "$dup_dec" "$lost" "$published" "$dup_del" "$rec"
         if ((SCENARIO_FAILED > 0)); then
@@ -423,13 +448,15 @@ check_events() {
 }
 
 # faults_record SCENARIO SENT DECIDED DEAD DUP_DECISIONS LOST PUBLISHED DUP_DELIVERIES RECOVERY_S:
-# replace this scenario's object in results.json (a JSON list), or append it.
+# replace this scenario's object in results.json (a JSON list), or append it;
+# with the run's size and the number of faults that struck (FAULTS_STRUCK).
 faults_record() {
         local obj tmp
-        obj=$(jq -n --arg scenario "$1" --argjson sent "$2" --argjson decided "$3" --argjson dead_lettered "$4" \
+        obj=$(jq -n --arg scenario "$1" --arg size "$FAULTS_SIZE" --argjson faults "${FAULTS_STRUCK:-0}" \
+                --argjson sent "$2" --argjson decided "$3" --argjson dead_lettered "$4" \
                 --argjson duplicate_decisions "$5" --argjson lost "$6" --argjson events_published "$7" \
                 --argjson duplicate_deliveries "$8" --argjson recovery_s "$9" \
-                '{scenario: $scenario, sent: $sent, decided: $decided, dead_lettered: $dead_lettered,
+                '{scenario: $scenario, size: $size, faults: $faults, sent: $sent, decided: $decided, dead_lettered: $dead_lettered,
                   duplicate_decisions: $duplicate_decisions, lost: $lost, events_published: $events_published,
                   duplicate_deliveries: $duplicate_deliveries, recovery_s: $recovery_s}') || {
                 check_fail "cannot build the JSON figures"
