@@ -117,7 +117,7 @@ tls_conf() {
 # The broker takes PLAIN logins too (JAAS user_<name>), for librdkafka < 2.6.1.
 tls_kcat() { kafka_tls_kcat "$TLS/ca/ca.pem" "$KAFKA_USER" "$(cat "$TLS/kafka-password")" -X sasl.mechanisms="$MECH" "$@"; }
 
-outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]; }
 decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 log_has() { grep -qE "$2" "$T/$1.log"; }
 alive() { kill -0 "$(daemon_pid "$1")" 2>/dev/null; }
@@ -176,7 +176,7 @@ refute() {
                 tls_kcat -C -e -q -f '%h\n' -t "$TOPIC_PREFIX$t"
         done >"$T/headers"
         tr ',' '\n' <"$T/headers" | sed -n 's/^ce_id=//p' | sort >"$T/published"
-        sql "select event_id from allvarsd.outbox order by 1" >"$T/outbox"
+        sql "select event_id from allvarsd.outbox_sent order by 1" >"$T/outbox"
         [[ -s $T/outbox ]]
         diff "$T/outbox" "$T/published"
         [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/headers") -eq \
