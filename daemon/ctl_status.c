@@ -43,8 +43,7 @@ static const ctl_section sections[] = {
          "SELECT b.unsent, " CTL_SQL_TS("b.oldest") " AS oldest_unsent,"
          " CASE WHEN b.oldest IS NOT NULL THEN " CTL_SQL_DURATION("greatest(t.s, 0)") " END AS oldest_age,"
          " t.s AS oldest_age_seconds"
-         " FROM (SELECT count(*) AS unsent, min(created_at) AS oldest FROM allvarsd.outbox"
-         "       WHERE sent_at IS NULL) b"
+         " FROM (SELECT count(*) AS unsent, min(created_at) AS oldest FROM allvarsd.outbox) b"
          " CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - b.oldest))::bigint AS s) t",
          NULL, "oldest_age_seconds"},
         {"dead_letters", "Dead letters", CTL_RECORD,

@@ -148,6 +148,8 @@ static const char SQL_INSERT_OUTBOX[] =
         " SELECT e.id, e.topic, e.key, e.type, " SQL_TS("e.t") ", decode(e.payload, 'hex')"
         "   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])"
         "        WITH ORDINALITY AS e(id, topic, key, type, t, payload, ord)"
+        /* delivered ones have left the outbox (schemas/004_outbox_sent.sql) */
+        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = e.id)"
         "  ORDER BY e.ord"                 /* ids in the order made: the relay publishes by id per key */
         " ON CONFLICT (event_id) DO NOTHING";
 

@@ -1,12 +1,17 @@
 /* The outbox relay. See relay.h for the contract.
  *
  * Why it is shaped this way (../shared/NOTES.md "The outbox relay", "librdkafka 2.0.2"):
- *  - Each pass reads the unsent rows oldest first (sent_at IS NULL ORDER BY id)
- *    and never remembers a "last id": a row whose transaction commits after a
- *    higher id was published is still unsent, so the next pass finds it.
+ *  - Every outbox row is unsent (schemas/004_outbox_sent.sql). Each pass reads
+ *    them oldest first (ORDER BY id, the primary key) and never remembers a
+ *    "last id": a row whose transaction commits after a higher id was
+ *    published is still there, so the next pass finds it.
  *  - A row is marked sent only on a delivery report without error, in bulk
- *    (one UPDATE ... = ANY per pass). A crash between delivery and the UPDATE
- *    publishes the row again with the same ce_id; consumers drop it by that id.
+ *    (one statement per pass): deleted from the outbox, and its record, with
+ *    the payload's size but not the payload, inserted into outbox_sent. A
+ *    delete, not an UPDATE of sent_at: the UPDATE rewrote the whole row,
+ *    payload included, and left dead index entries for the next pass to walk.
+ *    A crash between delivery and the marking publishes the row again with the
+ *    same ce_id; consumers drop it by that id.
  *  - The idempotent producer (acks=all) keeps the produce order within a
  *    partition, and a case's events share a key, so they stay in id order. After
  *    a failed delivery the key is held back (with backoff) until the row is
@@ -560,9 +565,21 @@ static int mark_sent(relay *r) {
                 return -ENOMEM;
         }
         const char *params[1] = {b.s};
+        /* A row already gone (another relay marked it) returns nothing here. An
+         * event id already in outbox_sent (re-inserted in the window that
+         * schemas/004_outbox_sent.sql describes, so published twice) is not
+         * recorded twice: the row still leaves the outbox, the marking never
+         * fails on it. */
         PGresult *res = PQexecParams(r->pg,
-                                     "UPDATE allvarsd.outbox SET sent_at = now() "
-                                     "WHERE id = ANY($1::bigint[]) AND sent_at IS NULL",
+                                     "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
+                                     "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
+                                     "                     octet_length(payload) AS payload_bytes, created_at) "
+                                     "INSERT INTO allvarsd.outbox_sent "
+                                     "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
+                                     "        sent_at) "
+                                     "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
+                                     "       d.created_at, now() FROM d "
+                                     "ON CONFLICT DO NOTHING",
                                      1, NULL, params, NULL, NULL, 0);
         free(b.s);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -682,7 +699,7 @@ static int publish(relay *r, usec_t mono) {
         PGresult *res = PQexecParams(r->pg,
                                      "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
                                      "FROM allvarsd.outbox "
-                                     "WHERE sent_at IS NULL AND id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
+                                     "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
                                      "ORDER BY id LIMIT $3::integer",
                                      3, NULL, params, NULL, NULL, 1);
         free(ids.s);

@@ -5,13 +5,15 @@
  *   - of NOT_ELIGIBLE referrals (no case) decided before now - retention.not_eligible_days;
  *   - the raw payload of dead letters received before now - retention.closed_case_days.
  * Personal data is what schemas/001_initial.sql marks PERSONAL: referral_personal
- * (identity number, names, narrative, the raw referral), case_contacts, the
- * payloads of SchedulingRequest outbox rows (names, contacts) once sent, dead
+ * (identity number, names, narrative, the raw referral), case_contacts, dead
  * letters' payloads, and audit.detail (an override's reason may name people).
  * The pseudonymous rows (referrals, decisions, cases, outcome_events, alerts,
- * the audit skeleton) stay for statistics. Unsent outbox rows are never
- * touched: the relay still has to publish them. One transaction; each purged
- * referral gets an audit row PURGED, each run a purges row. */
+ * the audit skeleton, outbox_sent) stay for statistics. The payloads of
+ * SchedulingRequest outbox rows (names, contacts) are not the purge's: a
+ * delivered row leaves the outbox and its record in outbox_sent has no payload
+ * (schemas/004_outbox_sent.sql), and an unsent one is never touched, the relay
+ * still has to publish it. One transaction; each purged referral gets an audit
+ * row PURGED, each run a purges row (outbox_purged 0: nothing left to clear). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,6 @@
 
 #include <libpq-fe.h>
 
-#include "events.h"
 #include "retention.h"
 #include "store_internal.h"
 
@@ -66,15 +67,6 @@ static const char SQL_PURGE[] =
         "        (SELECT count(*) FROM personal), (SELECT count(*) FROM contacts),"
         "        (SELECT count(*) FROM details), (SELECT count(*) FROM audited)";
 
-/* The payloads of sent scheduling requests of every purged case, this run's
- * and earlier runs' (a request still unsent at its purge is cleared once sent). */
-static const char SQL_PURGE_OUTBOX[] =
-        "UPDATE allvarsd.outbox o SET payload = '\\x'"
-        "  FROM allvarsd.referrals r"
-        " WHERE r.purged_at IS NOT NULL AND o.key = r.case_id::text"
-        "   AND o.sent_at IS NOT NULL AND o.ce_type = '" CE_TYPE_SCHEDULING "'"
-        "   AND length(o.payload) > 0";
-
 static const char SQL_PURGE_DEAD_LETTERS[] =
         "UPDATE allvarsd.dead_letters SET payload = NULL"
         " WHERE payload IS NOT NULL AND received_at < " SQL_TS("$1");
@@ -113,12 +105,6 @@ int retention_run(store *s, const config *cfg, usec_t now, retention_result *ret
         PQclear(res);
         res = NULL;
 
-        r = store_job_exec(pg, SQL_PURGE_OUTBOX, 0, NULL, PGRES_COMMAND_OK, &res);
-        if (r < 0)
-                goto fail;
-        rr.outbox_rows = cmd_rows(res);
-        res = NULL;
-
         const char *dl_params[] = {closed_s};
         r = store_job_exec(pg, SQL_PURGE_DEAD_LETTERS, 1, dl_params, PGRES_COMMAND_OK, &res);
         if (r < 0)
@@ -126,7 +112,8 @@ int retention_run(store *s, const config *cfg, usec_t now, retention_result *ret
         rr.dead_letters = cmd_rows(res);
         res = NULL;
 
-        /* The purge is itself audited (SoL 12 kap.): one row per run, also when it found nothing. */
+        /* The purge is itself audited (SoL 12 kap.): one row per run, also when it found nothing.
+         * rr.outbox_rows stays 0: no outbox payload is the purge's since schema version 3. */
         char n_ref[16], n_case[16], n_dl[16], n_ob[16];
         snprintf(n_ref, sizeof n_ref, "%u", rr.referrals);
         snprintf(n_case, sizeof n_case, "%u", rr.cases);

@@ -30,17 +30,18 @@ const store_statement store_common_statements[] = {
         { "av_load_offsets",
           "SELECT partition, next_offset FROM consumer_offsets"
           " WHERE consumer_group = $1::text AND topic = $2::text AND partition = ANY($3::int4[])" },
-        /* Cheap enough for STATUS=: the partial indexes on open cases and
-         * unsent outbox rows; dead letters are few. The oldest unsent row is
-         * the one with the lowest id (ids are not commit-ordered, close enough
-         * for a figure). */
+        /* Cheap enough for STATUS=: the partial index on open cases and the
+         * outbox's primary key (every outbox row is unsent: delivered ones
+         * move to outbox_sent); dead letters are few. The oldest unsent row
+         * is the one with the lowest id (ids are not commit-ordered, close
+         * enough for a figure). */
         { "av_figures",
           "SELECT (SELECT count(*) FROM cases WHERE closed_at IS NULL),"
-          /* an upper bound from the unsent index's ends: a full count of a
+          /* an upper bound from the primary key's ends: a full count of a
            * replay's backlog would stall the loop; 0 exactly when none is unsent */
-          "       coalesce((SELECT max(id) - min(id) + 1 FROM outbox WHERE sent_at IS NULL), 0),"
+          "       coalesce((SELECT max(id) - min(id) + 1 FROM outbox), 0),"
           "       coalesce((SELECT (extract(epoch FROM created_at) * 1000000)::int8"
-          "                   FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1), 0),"
+          "                   FROM outbox ORDER BY id LIMIT 1), 0),"
           "       (SELECT count(*) FROM dead_letters)" },
         { NULL, NULL },
 };

@@ -77,12 +77,15 @@ static const char SQL_OFFSETS_CAS[] =
 
 /* In the order the events were made (the relay publishes per key in id order).
  * ON CONFLICT: a dead letter's event id is named by topic, partition and
- * offset, so a partition re-read after a manual offset reset must not fail. */
+ * offset, so a partition re-read after a manual offset reset must not fail.
+ * NOT EXISTS: nor publish it again once delivered, when its row has left the
+ * outbox for outbox_sent (the one race left: schemas/004_outbox_sent.sql). */
 static const char SQL_OUTBOX[] =
         "WITH ins AS (INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
         "             SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
         "               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
         "                           $6::bytea[]) WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+        "              WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid)"
         "              ORDER BY u.ord"
         "             ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
         " SELECT count(*) FROM ins";

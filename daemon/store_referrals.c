@@ -123,12 +123,15 @@ const store_statement store_referral_statements[] = {
           "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
           "  ORDER BY u.ord" },
         /* A dead letter's event is named by its topic, partition and offset:
-         * a replayed offset (offsets reset by hand) must not fail the batch. */
+         * a replayed offset (offsets reset by hand) must not fail the batch,
+         * nor publish the event again once delivered (in outbox_sent; the
+         * one race left is in schemas/004_outbox_sent.sql). */
         { "av_outbox_insert_once",
           "INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload)"
           " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"
           "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])"
           "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+          "  WHERE NOT EXISTS (SELECT 1 FROM outbox_sent s WHERE s.event_id = u.id::uuid)"
           "  ORDER BY u.ord"
           " ON CONFLICT (event_id) DO NOTHING" },
         { "av_dead_letters_insert",
@@ -500,7 +503,8 @@ out:
  * stored referrals and the batch's earlier ones count. */
 static int decide_all(store *s, const config *cfg, usec_t now) {
         struct store_scratch *sc = s->scratch;
-        qsort(sc->hist, sc->n_hist, sizeof *sc->hist, hist_cmp);
+        if (sc->n_hist > 0)     /* hist is NULL until the first history row (qsort needs a pointer) */
+                qsort(sc->hist, sc->n_hist, sizeof *sc->hist, hist_cmp);
         for (size_t k = 0, h = 0; k <= sc->n_keys; k++) {
                 while (h < sc->n_hist && sc->hist[h].key < (int)k)
                         h++;

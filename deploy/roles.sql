@@ -9,8 +9,10 @@
 -- allvarsd_owner    owns the schema allvarsd and runs the migrations (DDL).
 -- allvarsd_runtime  the daemon, its outbox relay and allvarsctl: row access
 --                   only, granted table by table by the migrations
---                   (allvarsd.grant_runtime(), schemas/002_roles.sql): no DDL,
---                   no TRUNCATE, DELETE only where the retention purge needs it.
+--                   (allvarsd.grant_runtime(), schemas/002_roles.sql and
+--                   004_outbox_sent.sql): no DDL, no TRUNCATE, DELETE only where
+--                   the retention purge needs it and of the outbox rows the
+--                   relay delivered.
 -- Passwords are optional here (peer, cert or SCRAM set later with \password).
 
 DO $$

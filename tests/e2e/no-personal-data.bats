@@ -32,7 +32,7 @@ teardown() {
         teardown_daemons
 }
 
-outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]; }
 decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 count_at_least() { [[ $(sql "$1") -ge $2 ]]; }
 log_has() { grep -qE "$1" "$T/a.log"; }
@@ -202,6 +202,11 @@ scan() {
         wait_for 60 outbox_drained
         daemon_stop a
         [[ $DAEMON_RC -eq 0 ]]
+        # The delivered scheduling requests (names, contacts) left the database
+        # with their outbox rows: only their records stay, without a payload.
+        [[ $(sql "select count(*) from allvarsd.outbox_sent
+                   where ce_type = 'se.allvarssamtal.v1.SchedulingRequest'") -ge 1 ]]
+        [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]
 
         check_exactly_once "$T/ids" <(sed -n 's/^referral_id: *"\(.*\)"/valid \1/p' "$ROOT"/examples/referrals/*.txtpb)
 

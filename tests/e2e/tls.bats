@@ -147,14 +147,14 @@ published_is_outbox() {
                 tls_kcat -C -e -q -f '%h\n' -t "$TOPIC_PREFIX$t" || return 1
         done >"$T/headers"
         tr ',' '\n' <"$T/headers" | sed -n 's/^ce_id=//p' | sort >"$T/published"
-        sql "select event_id from allvarsd.outbox order by 1" >"$T/outbox"
+        sql "select event_id from allvarsd.outbox_sent order by 1" >"$T/outbox"
         [[ -s $T/outbox ]] || return 1
         diff "$T/outbox" "$T/published" || return 1
         [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/headers") -eq \
            $(sql "select count(*) from allvarsd.decisions where outcome = 'ELIGIBLE'") ]]
 }
 
-outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]; }
 decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 log_has() { grep -qE "$2" "$T/$1.log"; }
 alive() { kill -0 "$(daemon_pid "$1")" 2>/dev/null; }

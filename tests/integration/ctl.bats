@@ -122,13 +122,15 @@ INSERT INTO audit (case_id, referral_id, at, actor_kind, actor_name, action, bef
   'state=MANUAL_REVIEW;outcome=MANUAL_REVIEW', 'state=ELIGIBLE;outcome=ELIGIBLE', 'Talked to Astrid Lindgren'),
  ('00000000-0000-4000-8000-00000000000e', 'R-5', '2025-03-12T07:00:01Z', 'DAEMON', '', 'DECIDED', '',
   'outcome=NOT_ELIGIBLE', '');
-INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload, created_at, sent_at) VALUES
- ('22222222-2222-4222-8222-222222222221', 'police.feedback.v1', '00000000-0000-4000-8000-00000000000a',
-  'se.allvarssamtal.v1.PoliceFeedback', '2025-03-11T10:00:02Z', '\x01', '2025-03-11T10:00:02Z', '2025-03-11T10:00:03Z'),
+INSERT INTO outbox_sent (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at) VALUES
+ (nextval('outbox_id_seq'), '22222222-2222-4222-8222-222222222221', 'police.feedback.v1',
+  '00000000-0000-4000-8000-00000000000a', 'se.allvarssamtal.v1.PoliceFeedback', '2025-03-11T10:00:02Z', 1,
+  '2025-03-11T10:00:02Z', '2025-03-11T10:00:03Z');
+INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, payload, created_at) VALUES
  ('22222222-2222-4222-8222-222222222222', 'police.feedback.v1', '00000000-0000-4000-8000-00000000000c',
-  'se.allvarssamtal.v1.PoliceFeedback', '2025-03-12T10:30:00Z', '\x01', '2025-03-12T10:30:00Z', NULL),
+  'se.allvarssamtal.v1.PoliceFeedback', '2025-03-12T10:30:00Z', '\x01', '2025-03-12T10:30:00Z'),
  ('22222222-2222-4222-8222-222222222223', 'allvarssamtal.scheduling.v1', '00000000-0000-4000-8000-00000000000f',
-  'se.allvarssamtal.v1.SchedulingRequest', '2025-03-12T11:50:00Z', '\x01', '2025-03-12T11:50:00Z', NULL);
+  'se.allvarssamtal.v1.SchedulingRequest', '2025-03-12T11:50:00Z', '\x01', '2025-03-12T11:50:00Z');
 INSERT INTO consumer_offsets VALUES
  ('allvarsd', 'police.referrals.v1', 0, 120, '2025-03-12T11:59:00Z'),
  ('allvarsd', 'police.referrals.v1', 1, 80, '2025-03-12T11:58:00Z'),

@@ -15,8 +15,8 @@ teardown() {
         teardown_daemons
 }
 
-# outbox_sent: every outbox row has been published.
-outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox where sent_at is null") -eq 0 ]]; }
+# outbox_drained: every outbox row has been published (delivered rows move to outbox_sent).
+outbox_drained() { [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]; }
 decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 # committed_is N: the group's offsets committed to Kafka add up to N.
 committed_is() {
@@ -48,9 +48,9 @@ committed_is() {
         wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
         wait_for 30 outbox_drained
         "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 > "$T/events"
-        [[ $(wc -l < "$T/events") -eq $(sql "select count(*) from allvarsd.outbox") ]]
+        [[ $(wc -l < "$T/events") -eq $(sql "select count(*) from allvarsd.outbox_sent") ]]
         sed -n 's/.* ce_id=\([^ ]*\) .*/\1/p' "$T/events" | sort > "$T/published_ids"
-        sql "select event_id from allvarsd.outbox order by 1" > "$T/outbox_ids"
+        sql "select event_id from allvarsd.outbox_sent order by 1" > "$T/outbox_ids"
         diff "$T/outbox_ids" "$T/published_ids"
         # The key is the case id, the type names the message.
         grep -q 'ce_type=se.allvarssamtal.v1.PoliceFeedback' "$T/events"

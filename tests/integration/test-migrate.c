@@ -158,7 +158,13 @@ static void test_schema_check_refuses_unknown_version(void **state) {
         assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), -EPROTO);
         assert_non_null(strstr(err, "999"));
 
-        harness_exec_ok(fx->pg, "DELETE FROM allvarsd.schema_migrations WHERE version >= 2");
+        /* A database at version 1 (migrated by an older build). */
+        harness_exec_ok(fx->pg, "DROP SCHEMA allvarsd CASCADE");
+        copy_schemas(fx);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -f '%s'/00[2-9]_*.sql", fx->dir);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 1);
         assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
         assert_int_equal(version, 1);
         assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), STORE_SCHEMA_VERSION - 1);
@@ -184,7 +190,6 @@ static void test_changed_checksum(void **state) {
 static void test_failed_migration_rolls_back(void **state) {
         fixture *fx = *state;
         copy_schemas(fx);
-        /* The next two versions after the ones this build ships. */
         char broken[32], commits[32];
         snprintf(broken, sizeof broken, "%03d_broken.sql", STORE_SCHEMA_VERSION + 1);
         snprintf(commits, sizeof commits, "%03d_commits.sql", STORE_SCHEMA_VERSION + 2);
@@ -208,6 +213,63 @@ static void test_failed_migration_rolls_back(void **state) {
         write_file(fx->dir, commits, "CREATE TABLE allvarsd.t4 (x int);\nCOMMIT;\n", "w");
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), -EINVAL);
         assert_int_equal(count(fx, "SELECT max(version) FROM allvarsd.schema_migrations"), STORE_SCHEMA_VERSION + 1);
+}
+
+/* 004_outbox_sent.sql on a database of version 3 with events in it: the sent
+ * rows move to outbox_sent without their payloads, the unsent ones stay with
+ * theirs and their ids, sent_at and its index go, the sequence goes on. */
+static void test_outbox_sent_migration(void **state) {
+        fixture *fx = *state;
+        copy_schemas(fx);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -f '%s'/004_*.sql '%s'/00[5-9]_*.sql", fx->dir, fx->dir);
+        assert_int_equal(system(cmd), 0);
+        char err[512];
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 3);
+        /* 300 events, every third unsent; payloads of 2 KB, personal in scheduling requests. */
+        harness_exec_ok(fx->pg,
+                        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload, created_at,"
+                        "                             sent_at)"
+                        " SELECT md5('ev' || i)::uuid, 'allvarssamtal.scheduling.v1', 'case-' || (i % 7),"
+                        "        'se.allvarssamtal.v1.SchedulingRequest', '2025-03-01T00:00:00Z',"
+                        "        convert_to(repeat('Anna Andersson ', 140), 'UTF8'),"
+                        "        '2025-03-01T00:00:00Z'::timestamptz + i * interval '1 second',"
+                        "        CASE WHEN i % 3 = 0 THEN NULL"
+                        "             ELSE '2025-03-01T00:00:00Z'::timestamptz + i * interval '2 second' END"
+                        "   FROM generate_series(1, 300) AS i");
+        harness_exec_ok(fx->pg, "CREATE TABLE public.before AS SELECT * FROM allvarsd.outbox");
+
+        char dir[1024];
+        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
+                         STORE_SCHEMA_VERSION - 3);
+        int version;
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 100);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox o JOIN public.before b"
+                                   " USING (id, event_id, topic, key, ce_type, ce_time, payload, created_at)"
+                                   " WHERE b.sent_at IS NULL"),
+                         100);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent"), 200);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent s JOIN public.before b"
+                                   " USING (id, event_id, topic, key, ce_type, ce_time, created_at, sent_at)"
+                                   " WHERE s.payload_bytes = octet_length(b.payload) AND s.payload_bytes = 2100"),
+                         200);
+        assert_int_equal(count(fx, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'allvarsd'"
+                                   " AND ((table_name = 'outbox' AND column_name = 'sent_at')"
+                                   "      OR (table_name = 'outbox_sent' AND column_name = 'payload'))"),
+                         0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'outbox_unsent'"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_class WHERE relname = 'outbox'"
+                                   " AND 'autovacuum_vacuum_scale_factor=0' = ANY (reloptions)"),
+                         1);
+        /* The sent rows' payloads are not kept in a dead corner of the table either. */
+        assert_true(count(fx, "SELECT pg_relation_size('allvarsd.outbox')") <
+                    count(fx, "SELECT pg_relation_size('public.before')") / 2);
+        /* New rows continue the ids. */
+        assert_int_equal(count(fx, "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
+                                   " VALUES (md5('new')::uuid, 't', 'k', 'x', now(), '\\x00') RETURNING id"),
+                         301);
 }
 
 /* Only NNN_name.sql files count; no directory or no files is an error. */
@@ -277,6 +339,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_schema_check_refuses_unknown_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changed_checksum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_outbox_sent_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

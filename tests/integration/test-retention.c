@@ -48,8 +48,9 @@ static void exec_params(fixture *fx, const char *sql, int n, const char *const *
 
 /* A referral as the store leaves it: the pseudonymous row, its personal row
  * (identity number, names, narrative, raw payload), its decision, an audit row;
- * with a case (state, closed_at) also two guardians' contacts, the outbox rows
- * of its scheduling requests (one sent, one not) and feedback, and an
+ * with a case (state, closed_at) also two guardians' contacts, its events (a
+ * scheduling request and feedback delivered: their records in outbox_sent; a
+ * second scheduling request not yet: its outbox row, with the payload), and an
  * override's audit row whose reason names someone. */
 typedef struct referral_spec {
         const char *referral_id;
@@ -117,15 +118,19 @@ static void add_referral(fixture *fx, const referral_spec *rs) {
         ids_event_id(case_id, "scheduling/1", ev1);
         ids_event_id(case_id, "scheduling/2", ev2);
         ids_event_id(case_id, "feedback/RECEIVED", ev3);
-        const char *po[] = {case_id, ev1, ev2, ev3, decided};
         exec_params(fx,
-                "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload, sent_at)"
-                " VALUES ($2, 'allvarssamtal.scheduling.v1', $1, '" CE_TYPE_SCHEDULING "', " TS("$5") ","
-                "         '\\x4b616c6c65', " TS("$5") "),"
-                "        ($3, 'allvarssamtal.scheduling.v1', $1, '" CE_TYPE_SCHEDULING "', " TS("$5") ","
-                "         '\\x4b616c6c65', NULL),"
-                "        ($4, 'police.feedback.v1', $1, '" CE_TYPE_FEEDBACK "', " TS("$5") ", '\\x0801', " TS("$5") ")",
-                5, po);
+                "INSERT INTO allvarsd.outbox_sent (id, event_id, topic, key, ce_type, ce_time, payload_bytes,"
+                "                                  created_at, sent_at)"
+                " SELECT nextval('allvarsd.outbox_id_seq'), e.id::uuid, e.topic, $1, e.type, " TS("$4") ", 5,"
+                "        " TS("$4") ", " TS("$4")
+                "   FROM (VALUES ($2, 'allvarssamtal.scheduling.v1', '" CE_TYPE_SCHEDULING "'),"
+                "                ($3, 'police.feedback.v1', '" CE_TYPE_FEEDBACK "')) AS e(id, topic, type)",
+                4, (const char *[]){case_id, ev1, ev3, decided});
+        exec_params(fx,
+                "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
+                " VALUES ($2, 'allvarssamtal.scheduling.v1', $1, '" CE_TYPE_SCHEDULING "', " TS("$3") ","
+                "         '\\x4b616c6c65')",
+                3, (const char *[]){case_id, ev2, decided});
 }
 
 static void add_dead_letter(fixture *fx, int64_t offset, usec_t received_at) {
@@ -182,7 +187,7 @@ static void test_purges_exactly_the_old(void **state) {
         assert_int_equal(rr.referrals, 3);
         assert_int_equal(rr.cases, 2);
         assert_int_equal(rr.dead_letters, 1);
-        assert_int_equal(rr.outbox_rows, 2);    /* the sent scheduling requests of the two old cases */
+        assert_int_equal(rr.outbox_rows, 0);    /* a delivered request keeps no payload to clear */
 
         /* Personal rows: gone for the purged, all there for the rest. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal WHERE referral_id IN " PURGED_SET),
@@ -196,16 +201,12 @@ static void test_purges_exactly_the_old(void **state) {
                                    " AND referral_id IN " PURGED_SET),
                          3);
 
-        /* Outbox: sent scheduling payloads cleared; unsent rows and feedback untouched. */
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE length(payload) = 0"), 2);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE length(payload) = 0"
-                                   " AND sent_at IS NOT NULL AND ce_type = '" CE_TYPE_SCHEDULING "'"
-                                   " AND key IN (SELECT case_id::text FROM allvarsd.referrals"
-                                   "             WHERE referral_id IN ('R-OLD-HELD', 'R-OLD-CANCELLED'))"),
-                         2);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NULL"
-                                   " AND payload = '\\x4b616c6c65'"),
-                         5);
+        /* Outbox: the unsent rows untouched, payloads included (the relay still
+         * has to publish them, the purged cases' too); the records of what was
+         * sent stay, and have no payload to clear. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE payload = '\\x4b616c6c65'"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent"), 10);
 
         /* Audit: override reasons of purged cases cleared, others kept; one PURGED row each. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE detail <> ''"
@@ -235,7 +236,7 @@ static void test_purges_exactly_the_old(void **state) {
         /* The run is recorded. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.purges WHERE at = '2025-06-01T00:00:00Z'"
                                    " AND referrals_purged = 3 AND cases_purged = 2 AND dead_letters_purged = 1"
-                                   " AND outbox_purged = 2"),
+                                   " AND outbox_purged = 0"),
                          1);
 }
 
@@ -261,24 +262,31 @@ static void test_second_run_purges_nothing(void **state) {
 }
 
 /* Time passes: what was recent becomes old and is purged then; a scheduling
- * request still unsent at its case's purge loses its payload once sent. */
+ * request still unsent at its case's purge loses its payload once delivered
+ * (the relay moves it to outbox_sent), without the purge. */
 static void test_later_runs(void **state) {
         fixture *fx = *state;
         setup_world(fx);
         purge(fx, NOW);
 
-        /* The relay sends the old case's pending scheduling request after the purge. */
+        /* The relay delivers the old case's pending scheduling request after the
+         * purge (relay.c mark_sent: the row leaves the outbox, its record stays). */
+        const char *old_case = "(SELECT case_id::text FROM allvarsd.referrals WHERE referral_id = 'R-OLD-HELD')";
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = %s", old_case), 1);
         exec_params(fx,
-                "UPDATE allvarsd.outbox SET sent_at = " TS("$1")
-                " WHERE sent_at IS NULL AND key = (SELECT case_id::text FROM allvarsd.referrals"
-                "                                   WHERE referral_id = 'R-OLD-HELD')",
+                "WITH d AS (DELETE FROM allvarsd.outbox"
+                "            WHERE key = (SELECT case_id::text FROM allvarsd.referrals WHERE referral_id = 'R-OLD-HELD')"
+                "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)"
+                " INSERT INTO allvarsd.outbox_sent SELECT d.*, " TS("$1") " FROM d",
                 1, (const char *[]){"1748736000000000"});
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = %s", old_case), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent WHERE key = %s", old_case), 3);
 
         retention_result rr = purge(fx, NOW + DAYS(2));
         assert_int_equal(rr.referrals, 2);      /* R-NE-RECENT (8 days) and R-RECENT-HELD (31 days) */
         assert_int_equal(rr.cases, 1);
         assert_int_equal(rr.dead_letters, 0);
-        assert_int_equal(rr.outbox_rows, 2);    /* R-RECENT-HELD's sent request and R-OLD-HELD's late one */
+        assert_int_equal(rr.outbox_rows, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"), 3);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"
                                    " WHERE referral_id IN ('R-OPEN', 'R-NE-OVERRIDDEN', 'R-MANUAL-NO-CASE')"),
@@ -291,8 +299,10 @@ static void test_later_runs(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'PURGED'"), 5);
         /* The open cases, however old, keep everything. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_contacts"), 4);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE length(payload) = 0"), 4);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE sent_at IS NULL"), 4);
+        /* The unsent requests keep their payloads, the recently purged case's too. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE payload = '\\x4b616c6c65'"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent"), 11);
 }
 
 static void test_not_connected(void **state) {

@@ -51,6 +51,11 @@ typedef struct fixture {
 _Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
 #define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
+/* What the relay does with delivered rows (relay.c mark_sent), for them all. */
+#define SQL_DELIVER_ALL                                                                                   \
+        "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
+        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
+        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
 #define value(fx, ...) harness_value((fx)->h.pg, __VA_ARGS__)
 
 static void stored_none(fixture *fx) {
@@ -572,10 +577,26 @@ static void test_poison_message(void **state) {
         assert_int_equal(f.cases_open, 2);
         assert_int_equal(f.outbox_backlog, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
         assert_true(f.outbox_oldest > 0);
-        harness_exec_ok(fx->h.pg, "UPDATE allvarsd.outbox SET sent_at = now()");
+        harness_exec_ok(fx->h.pg, SQL_DELIVER_ALL);
         assert_int_equal(store_figures_read(fx->h.st, &f), 0);
         assert_int_equal(f.outbox_backlog, 0);
         assert_int_equal(f.outbox_oldest, 0);
+
+        /* Reset again once the events were delivered (their rows are in
+         * outbox_sent now): still not written, so not published again. */
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.consumer_offsets WHERE partition = 2");
+        fx->stored[2] = -1;
+        fx->next_offset[2] = 3;
+        replay = batch_new();
+        batch_add(fx, replay, NULL, 2);
+        run_ok(fx, replay, T0 + H(4));
+        assert_int_equal(replay->m[0].status, STORE_DEAD_LETTERED);
+        assert_int_equal(replay->res.events, 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent WHERE ce_type = '%s'",
+                               CE_TYPE_DEAD_LETTER),
+                         2);
+        batch_free(replay);
         batch_free(c);
         batch_free(b);
 }
@@ -927,6 +948,10 @@ static void test_runtime_role(void **state) {
                 "DELETE FROM allvarsd.audit",
                 "UPDATE allvarsd.audit SET after = ''",
                 "UPDATE allvarsd.decisions SET outcome = 'ELIGIBLE'",
+                /* Outbox rows are written once and deleted once; what was sent stays. */
+                "UPDATE allvarsd.outbox SET payload = ''",
+                "UPDATE allvarsd.outbox_sent SET sent_at = now()",
+                "DELETE FROM allvarsd.outbox_sent",
                 "SELECT * FROM other.secrets",
                 "CREATE TEMP TABLE t (x int)",
                 "CREATE SCHEMA mine",
@@ -941,6 +966,10 @@ static void test_runtime_role(void **state) {
         /* What the purge does is allowed. */
         harness_exec_ok(rt, "UPDATE allvarsd.audit SET detail = '' WHERE referral_id = 'R-RUNTIME'");
         harness_exec_ok(rt, "DELETE FROM allvarsd.referral_personal WHERE referral_id = 'R-RUNTIME'");
+        /* And what the relay does with delivered rows. */
+        harness_exec_ok(rt, SQL_DELIVER_ALL);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
+        assert_true(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent") >= 2);
         batch_free(b);
 }
 
