@@ -55,6 +55,8 @@ struct consumer {
         usec_t retry_at;                /* monotonic */
 
         lanes *lanes;                   /* the batch's connections (lane 0 is st) */
+        char lane_error[256];           /* why the last failed lane failed, for database_lost */
+        size_t fenced_messages;         /* of the last flush: messages of parts fenced */
 
         consumer_figures fig;
 };
@@ -154,11 +156,13 @@ static int parts_reseek(consumer *c) {
 }
 
 static void database_lost(consumer *c, int r) {
+        /* The failing connection's reason: a batch lane's, or the consumer's own. */
+        const char *why = c->lane_error[0] ? c->lane_error : store_last_error(c->st);
         if (!c->database_down)
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
-                           "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying",
-                           store_last_error(c->st), NULL);
-        set_error(c, "database: %s", store_last_error(c->st));
+                           "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
+        set_error(c, "database: %s", why);
+        c->lane_error[0] = 0;
         c->database_down = true;
         c->reload_needed = true;
         for (size_t i = 0; i < c->n_parts; i++)
@@ -507,10 +511,16 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         for (unsigned k = 0; k < n_lanes; k++) {
                 if (!args[k])
                         continue;
-                if (rets[k] == 0)
+                if (rets[k] == 0) {
                         lane_committed(c, &work[k]);
-                else if (r == 0 || rets[k] != -ESTALE)
+                        continue;
+                }
+                if (rets[k] == -ESTALE)
+                        c->fenced_messages += work[k].n;
+                if (r == 0 || rets[k] != -ESTALE) {
                         r = rets[k];    /* a lost connection outweighs a fenced part */
+                        lanes_error(c->lanes, k, c->lane_error, sizeof c->lane_error);
+                }
         }
         if (r == 0)
                 c->backoff = 0;
@@ -539,6 +549,7 @@ static int batch_flush(consumer *c) {
         if (n == 0)
                 return 0;
         usec_t now = clock_now(c->clk);
+        c->fenced_messages = 0;
         rd_kafka_message_t **part = calloc(n, sizeof *part);
         int r = part ? 0 : -ENOMEM;
         for (int pass = 0; pass < 2 && r == 0; pass++) {
@@ -555,11 +566,13 @@ static int batch_flush(consumer *c) {
 
         if (r == -ESTALE) {
                 /* Someone else moved a position: we no longer own it, or a message
-                 * came from a partition just revoked. Believe the database. */
+                 * came from a partition just revoked. Believe the database. (Parts
+                 * of the batch on other lanes may have been stored: not counted.) */
                 c->fig.fenced++;
+                c->lane_error[0] = 0;
                 log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
-                           "MESSAGE=Batch of %zu message(s) fenced by the stored offsets; re-reading positions", n,
-                           NULL);
+                           "MESSAGE=%zu message(s) of a batch of %zu fenced by the stored offsets; re-reading positions",
+                           c->fenced_messages, n, NULL);
                 batch_drop(c);
                 int rr = parts_reseek(c);
                 if (rr < 0)
@@ -587,8 +600,9 @@ usec_t consumer_step(consumer *c) {
                         database_lost(c, r);
                         return c->retry_at;
                 }
+                /* The backoff is reset by the next fully stored batch: a batch
+                 * lane that still cannot connect keeps backing off. */
                 c->database_down = false;
-                c->backoff = 0;
                 log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
         }
 
@@ -673,6 +687,8 @@ void consumer_free(consumer *c) {
 }
 
 void consumer_reconfigure(consumer *c, const config *cfg) {
+        if (!c)         /* a SIGHUP while waiting for PostgreSQL at start */
+                return;
         /* Batch size is fixed at start (the array); wait and limits follow the reload. */
         c->cfg = cfg;
 }

@@ -173,6 +173,20 @@ static usec_t jobs_step(void *userdata, const config *cfg, struct pollfd *fds, s
         return min_usec(j->next_watch, min_usec(j->next_retention, j->next_figures));
 }
 
+/* A reload that shortens an interval takes effect now, not after the run
+ * already scheduled on the old one. */
+static void jobs_reconfigure(void *userdata, const config *cfg) {
+        jobs *j = userdata;
+        usec_t mono = clock_monotonic();
+        usec_t watch = mono + (usec_t)cfg->deadline_watch_interval_s * USEC_PER_SEC;
+        usec_t retention = mono + (usec_t)cfg->retention_interval_s * USEC_PER_SEC;
+        if (watch < j->next_watch)
+                j->next_watch = watch;
+        if (retention < j->next_retention)
+                j->next_retention = retention;
+}
+
 worker_job jobs_job(jobs *j) {
-        return (worker_job){.name = "allvarsd-jobs", .userdata = j, .step = jobs_step};
+        return (worker_job){
+                .name = "allvarsd-jobs", .userdata = j, .step = jobs_step, .reconfigure = jobs_reconfigure};
 }

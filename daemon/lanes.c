@@ -18,6 +18,7 @@ typedef struct lane {
         void *arg;
         bool busy;
         int ret;
+        char err[256];                  /* why the last run failed */
 } lane;
 
 struct lanes {
@@ -31,12 +32,17 @@ struct lanes {
 };
 
 static int lane_connect(lane *ln) {
-        char err[512];
         if (ln->st && store_connected(ln->st))
                 return 0;
         if (ln->st)
-                return store_reconnect(ln->st, err, sizeof err);
-        return store_connect(ln->owner->conninfo, ln->owner->password, &ln->st, err, sizeof err);
+                return store_reconnect(ln->st, ln->err, sizeof ln->err);
+        return store_connect(ln->owner->conninfo, ln->owner->password, &ln->st, ln->err, sizeof ln->err);
+}
+
+/* On the lane's thread, after fn failed on a connected store. */
+static void lane_note_error(lane *ln, int r) {
+        if (r < 0 && ln->st)
+                snprintf(ln->err, sizeof ln->err, "%s", store_last_error(ln->st));
 }
 
 static void *lane_main(void *arg) {
@@ -52,9 +58,12 @@ static void *lane_main(void *arg) {
                 void *a = ln->arg;
                 pthread_mutex_unlock(&l->lock);
 
+                ln->err[0] = 0;
                 int r = lane_connect(ln);
-                if (r >= 0)
+                if (r >= 0) {
                         r = fn(ln->st, a);
+                        lane_note_error(ln, r);
+                }
 
                 pthread_mutex_lock(&l->lock);
                 ln->ret = r;
@@ -143,7 +152,9 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_cond_broadcast(&l->work);
         pthread_mutex_unlock(&l->lock);
 
+        l->v[0].err[0] = 0;
         rets[0] = args[0] ? fn(l->v[0].st, args[0]) : 0;
+        lane_note_error(&l->v[0], rets[0]);
 
         pthread_mutex_lock(&l->lock);
         for (unsigned k = 1; k < l->n; k++) {
@@ -153,4 +164,9 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
                         rets[k] = l->v[k].ret;
         }
         pthread_mutex_unlock(&l->lock);
+}
+
+void lanes_error(const lanes *l, unsigned k, char *buf, size_t size) {
+        /* Called after lanes_run returned: the lanes are idle, err is stable. */
+        snprintf(buf, size, "%s", l && k < l->n ? l->v[k].err : "");
 }

@@ -27,3 +27,5 @@ unsigned lanes_count(const lanes *l);
  * is not NULL, all at once; wait for all; rets[k] gets each result (0 for a
  * lane without work). A lane that cannot connect returns that error. */
 void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets);
+/* Why lane k's last run failed (its connection's or its store's last error), one line. */
+void lanes_error(const lanes *l, unsigned k, char *buf, size_t size);

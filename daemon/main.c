@@ -388,8 +388,8 @@ static int run(manager *m) {
         /* SIGTERM: finish the batch in hand, flush the producer, leave the group. */
         notify_stopping();
         log_struct(LOG_NOTICE, MSGID_STOPPING, "MESSAGE=Stopping: draining the current batch", NULL);
-        worker_stop(m->jobs_thread);
-        m->jobs_thread = NULL;
+        /* The periodic jobs finish what they are doing meanwhile (joined below). */
+        worker_request_stop(m->jobs_thread);
         consumer_drain(m->cons);
         if (m->rel) {
                 /* Let the relay's thread publish what the last batch wrote, within the flush timeout. */

@@ -99,13 +99,19 @@ void worker_reconfigure(worker *w, config *cfg) {
         worker_wake(w);
 }
 
-void worker_stop(worker *w) {
+void worker_request_stop(worker *w) {
         if (!w)
                 return;
         pthread_mutex_lock(&w->lock);
         w->stop = true;
         pthread_mutex_unlock(&w->lock);
         worker_wake(w);
+}
+
+void worker_stop(worker *w) {
+        if (!w)
+                return;
+        worker_request_stop(w);
         pthread_join(w->thread, NULL);
         config_free(w->next_cfg);
         config_free(w->cfg);

@@ -36,6 +36,8 @@ typedef struct worker_job {
 int worker_start(const worker_job *job, config *cfg, worker **ret);
 /* Hand the worker a new configuration (it takes its own reference). */
 void worker_reconfigure(worker *w, config *cfg);
+/* Ask the thread to stop after the step in progress, without waiting. */
+void worker_request_stop(worker *w);
 /* Ask the thread to stop, wait for the step in progress to end, join it and
  * free the worker. The job's userdata is the caller's. NULL is fine. */
 void worker_stop(worker *w);
