@@ -25,6 +25,7 @@
 #define BACKOFF_MIN (100 * 1000)
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
 #define EAGAIN_RETRIES 5
+#define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
 
 typedef struct partition_state {
         char *topic;
@@ -48,6 +49,7 @@ struct consumer {
         rd_kafka_message_t **batch;
         size_t n_batch, cap_batch;
         usec_t batch_started;           /* monotonic */
+        usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
         bool database_down;
         bool reload_needed;             /* some partitions lack a valid position */
@@ -260,7 +262,7 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         /* Defaults an operator may override with kafka.*: librdkafka prefetches
          * up to 64 MiB by default; a few batches ahead is enough here. */
-        if (kafka_conf_set(conf, "queued.max.messages.kbytes", "8192", err, err_size) < 0 ||
+        if (kafka_conf_set(conf, "queued.max.messages.kbytes", "4096", err, err_size) < 0 ||
             kafka_conf_set(conf, "queued.min.messages", "20000", err, err_size) < 0)
                 goto fail_conf;
         for (size_t i = 0; i < cfg->n_kafka; i++)
@@ -631,9 +633,16 @@ usec_t consumer_step(consumer *c) {
                 c->batch[c->n_batch++] = km;
         }
 
+        /* A batch begun with what arrived while the last one was being stored
+         * has waited already: store it as soon as nothing more is queued,
+         * rather than after batch.max_wait_ms more (adaptive batching, as in
+         * group commit: the batch grows with the rate times the store time). */
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
-        if (c->n_batch > 0 && (c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+        bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
+        if (c->n_batch > 0 &&
+            (behind || c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
+                c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
                 return clock_monotonic();
         }

@@ -883,6 +883,14 @@ int relay_producer_fd(const relay *r) {
         return r ? r->pipe[0] : -1;
 }
 
+short relay_fd_events(const relay *r) {
+        return r && r->pg_state == PG_CONNECTING ? pg_connect_events(r) : POLLIN;
+}
+
+usec_t relay_next_due(const relay *r) {
+        return next_due(r);
+}
+
 void relay_figures_read(const relay *r, relay_figures *ret) {
         *ret = r->fig;
         ret->active = r->active;

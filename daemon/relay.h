@@ -44,6 +44,11 @@ int relay_step(relay *r, usec_t max_block);
 int relay_fd(const relay *r);
 /* The producer's file descriptor that becomes readable when delivery reports wait, or -1. */
 int relay_producer_fd(const relay *r);
+/* The poll events to wait for on relay_fd (POLLOUT while a connection is being made). */
+short relay_fd_events(const relay *r);
+/* The monotonic time at which relay_step has work without any descriptor
+ * becoming ready (0: now, e.g. more unsent rows than one read took). */
+usec_t relay_next_due(const relay *r);
 void relay_figures_read(const relay *r, relay_figures *ret);
 /* Apply a reloaded configuration (batch size, poll interval). */
 void relay_reconfigure(relay *r, const config *cfg);

@@ -5,6 +5,8 @@
 
 #include "relay_worker.h"
 
+#define ERROR_PAUSE (100 * 1000)
+
 struct relay_worker {
         relay *rel;
         pthread_mutex_t lock;           /* guards fig */
@@ -38,7 +40,7 @@ void relay_worker_figures(relay_worker *rw, relay_figures *ret) {
 static usec_t relay_worker_step(void *userdata, const config *cfg, struct pollfd *fds, size_t *ret_n) {
         relay_worker *rw = userdata;
         /* Errors are the relay's to report (figures, log); it retries on the next step. */
-        (void)relay_step(rw->rel, 0);
+        int r = relay_step(rw->rel, 0);
         relay_figures f;
         relay_figures_read(rw->rel, &f);
         pthread_mutex_lock(&rw->lock);
@@ -48,12 +50,19 @@ static usec_t relay_worker_step(void *userdata, const config *cfg, struct pollfd
         size_t n = 0;
         int fd = relay_fd(rw->rel);
         if (fd >= 0)
-                fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+                fds[n++] = (struct pollfd){.fd = fd, .events = relay_fd_events(rw->rel)};
         fd = relay_producer_fd(rw->rel);
         if (fd >= 0)
                 fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
         *ret_n = n;
-        return clock_monotonic() + (usec_t)(cfg->relay_poll_ms ? cfg->relay_poll_ms : 100) * 1000;
+        /* The relay's own schedule (a full read means more rows wait: at once),
+         * bounded by relay.poll_ms in case a wake-up is missed. */
+        usec_t mono = clock_monotonic();
+        usec_t due = relay_next_due(rw->rel);
+        if (r < 0 && due < mono + ERROR_PAUSE)
+                due = mono + ERROR_PAUSE;       /* no busy loop on a failing step */
+        usec_t cap = mono + (usec_t)(cfg->relay_poll_ms ? cfg->relay_poll_ms : 500) * 1000;
+        return due < cap ? due : cap;
 }
 
 static void relay_worker_reconfigure(void *userdata, const config *cfg) {

@@ -36,7 +36,10 @@ LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE;
 -- What was published: pseudonymous (ids, topic, type, size, times), kept like
 -- the audit skeleton. Append only.
 CREATE TABLE outbox_sent (
-        id              bigint PRIMARY KEY,            -- the outbox row's id (outbox_id_seq)
+        -- The outbox row's id (outbox_id_seq). Not indexed: one index (event_id)
+        -- is what the relay's insert and the writers' check need, and each
+        -- index costs every delivered event a write.
+        id              bigint NOT NULL,
         event_id        uuid NOT NULL UNIQUE,          -- ce_id
         topic           text NOT NULL,
         key             text NOT NULL,                 -- the case id (or topic/partition of a dead letter)
