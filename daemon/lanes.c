@@ -81,6 +81,10 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
         lanes *l = calloc(1, sizeof *l);
         if (!l)
                 return -ENOMEM;
+        /* First, so that lanes_free may be called from here on. */
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->work, NULL);
+        pthread_cond_init(&l->done, NULL);
         l->v = calloc(n, sizeof *l->v);
         l->conninfo = strdup(cfg->db_conninfo ? cfg->db_conninfo : "");
         l->password = cfg->db_password ? strdup(cfg->db_password) : NULL;
@@ -88,9 +92,6 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
                 lanes_free(l);
                 return -ENOMEM;
         }
-        pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->work, NULL);
-        pthread_cond_init(&l->done, NULL);
         l->n = n;
         for (unsigned k = 0; k < n; k++)
                 l->v[k].owner = l;
@@ -113,20 +114,18 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
 void lanes_free(lanes *l) {
         if (!l)
                 return;
-        if (l->v) {
-                pthread_mutex_lock(&l->lock);
-                l->stop = true;
-                pthread_cond_broadcast(&l->work);
-                pthread_mutex_unlock(&l->lock);
-                for (unsigned k = 1; k < l->n; k++) {
-                        if (l->v[k].started)
-                                pthread_join(l->v[k].thread, NULL);
-                        store_free(l->v[k].st);
-                }
-                pthread_cond_destroy(&l->work);
-                pthread_cond_destroy(&l->done);
-                pthread_mutex_destroy(&l->lock);
+        pthread_mutex_lock(&l->lock);
+        l->stop = true;
+        pthread_cond_broadcast(&l->work);
+        pthread_mutex_unlock(&l->lock);
+        for (unsigned k = 1; l->v && k < l->n; k++) {
+                if (l->v[k].started)
+                        pthread_join(l->v[k].thread, NULL);
+                store_free(l->v[k].st);
         }
+        pthread_cond_destroy(&l->work);
+        pthread_cond_destroy(&l->done);
+        pthread_mutex_destroy(&l->lock);
         if (l->password)
                 explicit_bzero(l->password, strlen(l->password));
         free(l->password);
