@@ -29,7 +29,9 @@ daemon_start a
 daemon_ready a 60 || check_fail "the daemon did not become ready"
 feed_start 300
 
-wait_for 30 test "$(decided_now)" -gt 0 || check_fail "nothing decided before the first kill"
+# A function, so that the count is read on every try (not once, as "$(...)" would be).
+some_decided() { [[ $(decided_now) -gt 0 ]]; }
+wait_for 30 some_decided || check_fail "nothing decided before the first kill"
 t0=
 in_restart=0
 for ((k = 1; k <= KILLS; k++)); do

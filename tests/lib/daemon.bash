@@ -48,11 +48,13 @@ mock_start() {
 }
 
 # mock_cmd LINE: send a fault-injection command to the mock cluster.
+# (The line count is read on every try: a "$(...)" argument of wait_for would be read once.)
+_mock_lines_above() { [[ $(wc -l < "$T/mock.out") -gt $1 ]]; }
 mock_cmd() {
         local before
         before=$(wc -l < "$T/mock.out")
         echo "$*" >&"$MOCK_FD"
-        wait_for 5 test "$(wc -l < "$T/mock.out")" -gt "$before"
+        wait_for 5 _mock_lines_above "$before"
         tail -1 "$T/mock.out" | grep -q '^OK'
 }
 
