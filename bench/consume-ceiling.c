@@ -26,21 +26,11 @@ int main(int argc, char **argv) {
         }
         const char *bootstrap = argv[1], *topic = argv[2];
         char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "group.id", "bench-consume-ceiling", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e) != RD_KAFKA_CONF_OK) {
-                fprintf(stderr, "consume-ceiling: %s\n", e);
-                return 1;
-        }
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        rd_kafka_t *rk = kafka_reader_new(bootstrap, "bench-consume-ceiling", NULL, e, sizeof e);
         if (!rk) {
                 fprintf(stderr, "consume-ceiling: %s\n", e);
                 return 1;
         }
-        rd_kafka_poll_set_consumer(rk);
 
         int parts = kafka_partition_count(rk, topic, TIMEOUT_MS, e, sizeof e);
         if (parts < 1) {

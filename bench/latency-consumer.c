@@ -44,23 +44,13 @@ int main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
 
         char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
         /* Fetch responses as soon as one message is there: latency, not throughput. */
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "group.id", "bench-latency", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "100", e, sizeof e) != RD_KAFKA_CONF_OK ||
-            rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e) != RD_KAFKA_CONF_OK) {
-                fprintf(stderr, "latency-consumer: %s\n", e);
-                return 1;
-        }
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        static const char *const extra[] = {"fetch.wait.max.ms", "100", NULL};
+        rd_kafka_t *rk = kafka_reader_new(bootstrap, "bench-latency", extra, e, sizeof e);
         if (!rk) {
                 fprintf(stderr, "latency-consumer: %s\n", e);
                 return 1;
         }
-        rd_kafka_poll_set_consumer(rk);
 
         int parts = kafka_partition_count(rk, topic, TIMEOUT_MS, e, sizeof e);
         if (parts < 1) {

@@ -96,21 +96,11 @@ int ctl_events_main(int argc, char **argv) {
         }
 
         char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e) ||
-            rd_kafka_conf_set(conf, "group.id", "allvarsctl-events", e, sizeof e) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ||
-            rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e)) {
-                fprintf(stderr, "allvarsctl events: %s\n", e);
-                rd_kafka_conf_destroy(conf);
-                return 2;
-        }
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        rd_kafka_t *rk = kafka_reader_new(bootstrap, "allvarsctl-events", NULL, e, sizeof e);
         if (!rk) {
                 fprintf(stderr, "allvarsctl events: %s\n", e);
                 return 1;
         }
-        rd_kafka_poll_set_consumer(rk);
 
         /* Assign every partition of the topics directly: no group, no rebalance wait. */
         rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(16);

@@ -14,6 +14,33 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
         return 0;
 }
 
+rd_kafka_t *kafka_reader_new(const char *bootstrap, const char *group, const char *const *extra, char *err,
+                             size_t err_size) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        int r = kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, err_size);
+        if (r == 0)
+                r = kafka_conf_set(conf, "group.id", group, err, err_size);
+        if (r == 0)
+                r = kafka_conf_set(conf, "enable.auto.commit", "false", err, err_size);
+        if (r == 0)
+                r = kafka_conf_set(conf, "log_level", "3", err, err_size);
+        for (size_t i = 0; r == 0 && extra && extra[i]; i += 2)
+                r = kafka_conf_set(conf, extra[i], extra[i + 1], err, err_size);
+        if (r < 0) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        char e[256];
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                snprintf(err, err_size, "%s", e);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(rk);
+        return rk;
+}
+
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf) {
         /* librdkafka logs a fatal error at LOG_EMERG, which journald would send to every terminal. */
         if (level < LOG_ERR)

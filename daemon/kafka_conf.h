@@ -14,6 +14,14 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
  * by the client (rd_kafka_name). Never more urgent than LOG_ERR. */
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
 
+/* A consumer for tools that assign partitions themselves and commit nothing
+ * (allvarsctl events, the benchmark's readers): bootstrap, group.id, no auto
+ * commit, librdkafka's own log at errors only, then the extra key/value pairs
+ * (a NULL-terminated list, may be NULL), polled through its consumer queue.
+ * NULL with a one-line reason in err on failure. */
+rd_kafka_t *kafka_reader_new(const char *bootstrap, const char *group, const char *const *extra, char *err,
+                             size_t err_size);
+
 /* The number of partitions of a topic, from the cluster's metadata; a negative
  * value with a one-line reason in err when the topic is unknown or the cluster
  * does not answer within timeout_ms. Partitions are numbered 0 .. count-1. */

@@ -39,11 +39,6 @@ typedef struct fixture {
 _Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
 #define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
-/* What the relay does with delivered rows (relay.c mark_sent), for them all. */
-#define SQL_DELIVER_ALL                                                                                   \
-        "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
-        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
-        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
 #define TS(p) HARNESS_SQL_TS(p)
 
 static int setup(void **state) {
@@ -432,7 +427,7 @@ static void test_delivered_alert_not_written_again(void **state) {
         add_case(fx, &(case_spec){.referral_id = "R-AGAIN", .deadline = T0 + H(48), .feedback_requested = true}, id);
         assert_watch(watch(fx, T0 + H(49)), 0, 1, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 2);       /* the alert, the feedback */
-        harness_exec_ok(fx->h.pg, SQL_DELIVER_ALL);
+        harness_exec_ok(fx->h.pg, HARNESS_SQL_DELIVER_ALL);
         /* ...and the cases' marks of raised alerts with it (schema 3), so the watch looks again. */
         harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.case_alerts");
         harness_exec_ok(fx->h.pg, "UPDATE allvarsd.cases SET at_risk_alerted_due = NULL, missed_alerted_due = NULL,"

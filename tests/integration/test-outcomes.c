@@ -43,11 +43,6 @@ typedef struct fixture {
 _Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
 #define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
-/* What the relay does with delivered rows (relay.c mark_sent), for them all. */
-#define SQL_DELIVER_ALL                                                                                   \
-        "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
-        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
-        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
 #define TS(p) HARNESS_SQL_TS(p)
 
 #define assert_value(fx, want, ...)                                              \
@@ -760,7 +755,7 @@ static void test_illegal_dead_lettered_next_applies(void **state) {
         /* Offsets reset by hand once the events were delivered (moved to
          * outbox_sent): the same offsets make the same DeadLetter events, which
          * are neither written nor published again; ev-assess is a duplicate. */
-        harness_exec_ok(fx->h.pg, SQL_DELIVER_ALL);
+        harness_exec_ok(fx->h.pg, HARNESS_SQL_DELIVER_ALL);
         long long delivered = count(fx, "SELECT count(*) FROM allvarsd.outbox_sent");
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent WHERE ce_type = '%s'",
                                CE_TYPE_DEAD_LETTER),

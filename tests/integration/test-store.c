@@ -51,11 +51,6 @@ typedef struct fixture {
 _Static_assert(offsetof(fixture, h) == 0, "the env comes first");
 
 #define count(fx, ...) harness_count((fx)->h.pg, __VA_ARGS__)
-/* What the relay does with delivered rows (relay.c mark_sent), for them all. */
-#define SQL_DELIVER_ALL                                                                                   \
-        "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
-        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
-        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
 #define value(fx, ...) harness_value((fx)->h.pg, __VA_ARGS__)
 
 static void stored_none(fixture *fx) {
@@ -577,7 +572,7 @@ static void test_poison_message(void **state) {
         assert_int_equal(f.cases_open, 2);
         assert_int_equal(f.outbox_backlog, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
         assert_true(f.outbox_oldest > 0);
-        harness_exec_ok(fx->h.pg, SQL_DELIVER_ALL);
+        harness_exec_ok(fx->h.pg, HARNESS_SQL_DELIVER_ALL);
         assert_int_equal(store_figures_read(fx->h.st, &f), 0);
         assert_int_equal(f.outbox_backlog, 0);
         assert_int_equal(f.outbox_oldest, 0);
@@ -967,7 +962,7 @@ static void test_runtime_role(void **state) {
         harness_exec_ok(rt, "UPDATE allvarsd.audit SET detail = '' WHERE referral_id = 'R-RUNTIME'");
         harness_exec_ok(rt, "DELETE FROM allvarsd.referral_personal WHERE referral_id = 'R-RUNTIME'");
         /* And what the relay does with delivered rows. */
-        harness_exec_ok(rt, SQL_DELIVER_ALL);
+        harness_exec_ok(rt, HARNESS_SQL_DELIVER_ALL);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
         assert_true(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent") >= 2);
         batch_free(b);

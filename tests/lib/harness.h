@@ -103,6 +103,13 @@ void harness_store_env_done(harness_store_env *e);
 int harness_store_setup(void **state, size_t fixture_size, const char *config_name, const char *extra_config);
 int harness_store_teardown(void **state);
 
+/* SQL: what the relay does with delivered rows (relay.c mark_sent), for every
+ * outbox row: deleted, and recorded in outbox_sent (schemas/004_outbox_sent.sql). */
+#define HARNESS_SQL_DELIVER_ALL                                                                           \
+        "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
+        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
+        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
+
 /* SQL: a parameter holding microseconds since the epoch, as a timestamptz. */
 #define HARNESS_SQL_TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
 /* t as the text of such a parameter in buf; NULL (SQL NULL) for 0. */
