@@ -26,7 +26,7 @@ static const uint8_t ids_ns_event[16] = {
         0x0c, 0xba, 0x62, 0xf0, 0xbe, 0xe6, 0x45, 0xb2, 0x8d, 0x4c, 0x97, 0xdf, 0xdb, 0x40, 0x1a, 0x0b,
 };
 
-/* The digests, fetched once per process. OpenSSL 3 looks a digest up by name
+/* The digest and the MAC, fetched once per process. OpenSSL 3 looks a digest up by name
  * on every EVP_DigestInit_ex(EVP_sha1()) and every HMAC() call (the
  * "implicit fetch"): 6-9 % of the daemon's main thread (bench/README.md).
  * Written only inside pthread_once, read-only after: safe from any thread. */
@@ -39,10 +39,8 @@ static void ids_md_fetch(void) {
         ids_mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
-static const EVP_MD *ids_md(EVP_MD *const *which) {
-        if (pthread_once(&ids_md_once, ids_md_fetch) != 0)
-                return NULL;
-        return *which;
+static bool ids_fetched(void) {
+        return pthread_once(&ids_md_once, ids_md_fetch) == 0;
 }
 
 static void ids_format(const uint8_t u[static 16], char ret[static UUID_STR_LEN]) {
@@ -62,7 +60,7 @@ static void ids_uuid5_parts(const uint8_t ns[static 16], const void *const *part
                             char ret[static UUID_STR_LEN]) {
         uint8_t md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
-        const EVP_MD *sha1 = ids_md(&ids_md_sha1);
+        const EVP_MD *sha1 = ids_fetched() ? ids_md_sha1 : NULL;
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         bool ok = sha1 && ctx && EVP_DigestInit_ex(ctx, sha1, NULL) && EVP_DigestUpdate(ctx, ns, 16);
         for (size_t i = 0; ok && i < n; i++)
@@ -102,7 +100,7 @@ int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normali
                    uint8_t ret[static PERSON_KEY_LEN]) {
         if (!pepper || pepper_len == 0 || pepper_len > INT32_MAX || !normalised)
                 return -EIO;
-        if (pthread_once(&ids_md_once, ids_md_fetch) != 0 || !ids_mac_hmac)
+        if (!ids_fetched() || !ids_mac_hmac)
                 return -EIO;
         OSSL_PARAM params[] = {
                 OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
