@@ -1,0 +1,54 @@
+/* SQLSTATE classes: what the daemon does about a PostgreSQL error. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "sqlstate.h"
+
+static void test_transient(void **state) {
+        (void)state;
+        static const char *const codes[] = {"08006", "08001", "40001", "40P01", "53100", "53300",
+                                            "57014", "57P01", "57P02", "57P03", "55P03", NULL};
+        for (const char *const *c = codes; *c; c++)
+                assert_int_equal(sqlstate_classify(*c), SQLSTATE_TRANSIENT);
+        assert_int_equal(sqlstate_classify(NULL), SQLSTATE_TRANSIENT);
+        assert_int_equal(sqlstate_classify(""), SQLSTATE_TRANSIENT);
+}
+
+static void test_data(void **state) {
+        (void)state;
+        static const char *const codes[] = {"22021", "22001", "22P02", "23505", "23514", "23503", NULL};
+        for (const char *const *c = codes; *c; c++)
+                assert_int_equal(sqlstate_classify(*c), SQLSTATE_DATA);
+}
+
+static void test_deployment(void **state) {
+        (void)state;
+        static const char *const codes[] = {"28P01", "28000", "3D000", "3F000", "42501", "42P01", "42703", NULL};
+        for (const char *const *c = codes; *c; c++)
+                assert_int_equal(sqlstate_classify(*c), SQLSTATE_DEPLOYMENT);
+}
+
+static void test_other(void **state) {
+        (void)state;
+        assert_int_equal(sqlstate_classify("XX000"), SQLSTATE_OTHER);
+        assert_int_equal(sqlstate_classify("25P02"), SQLSTATE_OTHER);
+        assert_int_equal(sqlstate_classify("55000"), SQLSTATE_OTHER);  /* only 55P03 is a timeout */
+        assert_int_equal(sqlstate_classify("3D0"), SQLSTATE_TRANSIENT); /* not a code: no answer */
+        assert_string_equal(sqlstate_class_name(SQLSTATE_DATA), "data");
+        assert_string_equal(sqlstate_class_name(SQLSTATE_DEPLOYMENT), "deployment");
+        assert_string_equal(sqlstate_class_name(SQLSTATE_TRANSIENT), "transient");
+        assert_string_equal(sqlstate_class_name(SQLSTATE_OTHER), "other");
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_transient),
+                cmocka_unit_test(test_data),
+                cmocka_unit_test(test_deployment),
+                cmocka_unit_test(test_other),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
