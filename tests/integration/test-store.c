@@ -1,7 +1,7 @@
 /* The store against a real PostgreSQL server (PGHOST/PGPORT/PGUSER from
  * tests/lib/pg.sh; tests/run starts one): a fresh database per test, migrated
  * with store_migrate, referrals built as protobuf-c structs and stored with
- * store_referral_batch; the rows are counted with the test's own connection.
+ * referral_batch_store; the rows are counted with the test's own connection.
  *
  *   source tests/lib/pg.sh; pg_start; build/tests/test-store; pg_stop
  *
@@ -32,6 +32,8 @@
 #include "identity.h"
 #include "ids.h"
 #include "rules.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
 
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC)       /* 2025-03-10T08:00:00Z */
@@ -231,7 +233,7 @@ static void batch_offsets(fixture *fx, batch *b) {
 static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
         if (b->n_off == 0)
                 batch_offsets(fx, b);
-        int r = store_referral_batch(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
+        int r = referral_batch_store(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
         if (r == 0)
                 for (size_t j = 0; j < b->n_off; j++)
                         fx->stored[b->off[j].partition] = b->off[j].new_next;
@@ -241,7 +243,7 @@ static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
 static void run_ok(fixture *fx, batch *b, usec_t now) {
         int r = run_on(fx, fx->h.st, b, now);
         if (r < 0)
-                fail_msg("store_referral_batch: %s: %s", strerror(-r), store_last_error(fx->h.st));
+                fail_msg("referral_batch_store: %s: %s", strerror(-r), store_last_error(fx->h.st));
 }
 
 /* Rows of every table the batch writes, to show that something wrote nothing. */
@@ -671,7 +673,7 @@ static void *race(void *arg) {
         if (rc->barrier)
                 pthread_barrier_wait(rc->barrier);
         for (int attempt = 0; attempt < 5; attempt++) {
-                rc->r = store_referral_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
+                rc->r = referral_batch_store(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
                                              rc->b->n_off, &rc->b->res);
                 if (rc->r != -EAGAIN)
                         break;
@@ -859,7 +861,7 @@ static void test_failure_rolls_back(void **state) {
         snprintf(b->refs[1]->narrative, sizeof b->refs[1]->narrative, "Secret\xff\xfe name");
         batch_offsets(fx, b);
         int r = run_on(fx, fx->h.st, b, T0);
-        assert_int_equal(r, -EIO);
+        assert_int_equal(r, -EBADMSG);      /* batch_store finds the message (test_refused_value_dead_lettered) */
         assert_null(strstr(store_last_error(fx->h.st), "Secret"));
         assert_null(strstr(store_last_error(fx->h.st), "0xff"));
         assert_non_null(strstr(store_last_error(fx->h.st), "22021"));
