@@ -78,3 +78,7 @@ int store_rows_offsets_check(pg_session *s, const PGresult *res, size_t n);
 int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS_PARAMS]);
 /* After the sync: the outbox rows actually written (skipped ones not counted). */
 unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p);
+
+/* One round trip of its own: the rows collected, and COMMIT ("store_commit",
+ * store.h) unless commit is false. The outbox rows written in *ret_events. */
+int store_rows_write(store_rows *w, pg_session *s, usec_t now, bool commit, unsigned *ret_events);
