@@ -312,9 +312,7 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
 int deadline_watch_run(store *st, const config *cfg, usec_t now, deadline_watch_result *ret) {
         deadline_watch_result res = { 0 };
         pg_session *s = store_session(st);
-        int r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
-        if (r >= 0)
-                r = store_begin(st, watch_statements);
+        int r = store_rows_ready(st, watch_statements, true);
         if (r < 0)
                 return r;
 

@@ -365,11 +365,9 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 *ret = (store_batch_result){ 0 };
         if (!st || !cfg || !group || (n > 0 && !msgs) || (n_offsets > 0 && !offsets))
                 return -EINVAL;
-        int r = store_ready(st, store_outcome_statements);
-        if (r >= 0)
-                r = store_ready(st, store_rows_statements);
+        int r = store_rows_ready(st, store_outcome_statements, false);
         if (r < 0)
-                return r;
+                return r == -ENOTCONN ? pg_fail(store_session(st), -ECONNRESET, "not connected to PostgreSQL") : r;
 
         batch b = { .s = store_session(st), .cfg = cfg, .now = now };
         store_rows_reset(&b.rows);

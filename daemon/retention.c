@@ -74,9 +74,7 @@ static const pg_statement retention_statements[] = {
 int retention_run(store *st, const config *cfg, usec_t now, retention_result *ret) {
         retention_result rr = { 0 };
         pg_session *s = store_session(st);
-        int r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
-        if (r >= 0)
-                r = store_begin(st, retention_statements);
+        int r = store_rows_ready(st, retention_statements, true);
         if (r < 0)
                 return r;
 

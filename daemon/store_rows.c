@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "relay.h"
+#include "store.h"
 #include "store_rows.h"
 
 #define OUTBOX_COLUMNS                                                                                  \
@@ -237,4 +238,13 @@ int store_rows_write(store_rows *w, pg_session *s, usec_t now, bool commit, unsi
                 *ret_events = store_rows_events_written(w, &p);
         pg_pipe_end(&p);
         return r < 0 ? r : 0;
+}
+
+int store_rows_ready(store *st, const pg_statement *list, bool begin) {
+        if (!store_connected(st))
+                return -ENOTCONN;
+        int r = store_ready(st, store_rows_statements);
+        if (r >= 0)
+                r = begin ? store_begin(st, list) : store_ready(st, list);
+        return r;
 }

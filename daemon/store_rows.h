@@ -32,6 +32,13 @@ typedef struct store_rows {
         int q_outbox[2];
 } store_rows;
 
+struct store;
+/* Make the session ready for a transaction that writes shared rows: the
+ * statements of list (store_referrals.h, ...) and of this module prepared
+ * (store_ready); then BEGIN unless begin is false (the caller sends it in its
+ * first round trip). -ENOTCONN without a usable session. */
+int store_rows_ready(struct store *st, const pg_statement *list, bool begin);
+
 /* Start a transaction's rows (keeps the buffers). */
 void store_rows_reset(store_rows *w);
 void store_rows_free(store_rows *w);
