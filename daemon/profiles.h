@@ -1,4 +1,4 @@
-/* Policy profiles: named, versioned rule sets (DOMAIN.md "Policy profiles").
+/* Policy profiles: named, versioned rule sets (docs/domain.md "Policy profiles").
  * The four built-in profiles and their overridable parameters. */
 #pragma once
 
