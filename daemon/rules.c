@@ -88,7 +88,8 @@ static bool guardian_phone_known(const PoliceReferral *r) {
         return false;
 }
 
-/* Step 1: the birth date, or a MANUAL_REVIEW reason. */
+/* Step 1: the birth date, or a MANUAL_REVIEW reason (docs/domain.md "Age"; the choices
+ * where the sources leave room are listed at the top of this file). */
 static uint32_t resolve_birth(const PoliceReferral *r, decision *d) {
         const char *number = r->subject ? r->subject->identity_number : NULL;
         const char *birth_date = r->subject ? r->subject->birth_date : NULL;
@@ -145,25 +146,28 @@ void rules_decide(const profile *p, const PoliceReferral *r, const rules_history
                 d->outcome = OUTCOME_NOT_ELIGIBLE;
                 reasons = d->age < p->min_age ? REASON_BELOW_MIN_AGE : REASON_ABOVE_MAX_AGE;
         } else {
-                /* 3. Qualifying concern and the first-time rule (docs/domain.md "Decision", step 3). */
+                /* 3. Qualifying concern and the first-time rule. */
                 /* The profile's concerns, from its source document (docs/domain.md "Policy profiles"). */
                 if (!(d->marks & p->qualifying_marks))
                         reasons |= REASON_NO_QUALIFYING_CONCERN;
-                /* Ds 2024:30: only an offence punishable by imprisonment. */
+                /* Ds 2024:30: only an offence punishable by imprisonment (docs/domain.md "Decision", step 3). */
                 if (p->imprisonable_required && (d->marks & MARK_OFFENCE_LISTED) &&
                     !(d->marks & MARK_IMPRISONABLE_OFFENCE))
                         reasons |= REASON_NOT_IMPRISONABLE;
-                /* First suspicion only: Stockholm's assignment, Ds 2024:30, Trollhättan's TUTI. */
+                /* First suspicion only: Stockholm's assignment, Ds 2024:30, Trollhättan's TUTI
+                 * (docs/domain.md "Decision", step 3). */
                 if (p->first_time_marks != 0 && h && h->prior_qualifying > 0)
                         reasons |= REASON_NOT_FIRST_SUSPICION;
                 if (reasons) {
                         d->outcome = OUTCOME_NOT_ELIGIBLE;
                 } else {
-                        /* 4. Deferrals (docs/domain.md "Decision", step 4). */
-                        /* SoL 11 kap. 1 a §: the protective assessment comes first. */
+                        /* 4. Deferrals. */
+                        /* SoL 11 kap. 1 a §: the protective assessment comes first
+                         * (docs/domain.md "Decision", step 4; "Protective assessment"). */
                         if (r->acute_risk)
                                 reasons |= REASON_PROTECTIVE_ASSESSMENT_FIRST;
-                        /* LUL 31 §: during a preliminary investigation, the police's clearance first. */
+                        /* LUL 31 §: during a preliminary investigation, the police's clearance
+                         * first (docs/domain.md "Decision", step 4). */
                         if (r->preliminary_investigation)
                                 reasons |= REASON_PRELIMINARY_INVESTIGATION;
                         if (reasons) {
@@ -184,25 +188,25 @@ void rules_decide(const profile *p, const PoliceReferral *r, const rules_history
                 d->protective_assessment_due = reported_at + p->protective_assessment_within;
 
         bool age_known = d->age >= 0;
-        /* Flags, each with its source in docs/domain.md "Flags". */
         uint32_t flags = 0;
-        /* Stockholm's follow-up: guardians' phone numbers are often missing. */
+        /* Stockholm's follow-up: guardians' phone numbers are often missing (docs/domain.md "Flags"). */
         if (age_known && d->age < p->adult_age && !guardian_phone_known(r))
                 flags |= FLAG_CONTACT_MISSING;
-        /* Stockholm's follow-up: referrals come late; late_referral_days is the project's choice. */
+        /* Stockholm's follow-up: referrals come late; the number of days is the project's
+         * choice (docs/domain.md "Flags"). */
         if (r->incident_at && reported_at - ts_usec(r->incident_at) > p->late_referral_after)
                 flags |= FLAG_LATE_REFERRAL;
-        /* BrB 1 kap. 6 §: the age of criminal responsibility. */
+        /* BrB 1 kap. 6 §: the age of criminal responsibility (docs/domain.md "Flags"). */
         if (age_known && d->age < p->criminal_responsibility_age)
                 flags |= FLAG_UNDER_15;
-        /* The project's choice: the history is shown. */
+        /* The project's choice: the history is shown (docs/domain.md "Flags"). */
         if (h && h->prior_referrals > 0)
                 flags |= FLAG_REPEAT_REFERRAL;
-        /* The project's choice: a commitment broken on arrival is alerted at once. */
+        /* The project's choice: a commitment broken on arrival is alerted at once (docs/domain.md "Flags"). */
         if (d->outcome == OUTCOME_ELIGIBLE && d->deadline <= now)
                 flags |= FLAG_DEADLINE_PASSED_ON_ARRIVAL;
         d->flags = flags;
-        /* Ds 2024:30: guardians are summoned only for a child under 18. */
+        /* Ds 2024:30: guardians are summoned only for a child under 18 (docs/domain.md "Flags"). */
         d->summon_guardians = age_known && d->age < p->adult_age;
 }
 
