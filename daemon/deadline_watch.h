@@ -16,6 +16,6 @@ typedef struct deadline_watch_result {
 } deadline_watch_result;
 
 /* One pass over the open cases at time now. Returns 0 or a negative errno
- * (-ECONNRESET etc. as store_referral_batch). Safe to run on several instances
+ * (-ECONNRESET etc. as referral_batch_store). Safe to run on several instances
  * at once (FOR UPDATE SKIP LOCKED and the case_alerts primary key). */
 int deadline_watch_run(store *s, const config *cfg, usec_t now, deadline_watch_result *ret);

@@ -21,7 +21,7 @@
         /* BrB 1 kap. 6 §: the age of criminal responsibility */                                       \
         .criminal_responsibility_age = 15,                                                             \
         /* the project's choice, for AT_RISK */                                                        \
-        .at_risk_fraction = 0.75
+        .at_risk_fraction = PROFILE_AT_RISK_FRACTION
 
 static const profile builtin[] = {
         {
