@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "pg.h"
 

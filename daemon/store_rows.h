@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
+#include "messages.h"
 #include "codec.h"
 #include "config.h"
 #include "events.h"
