@@ -294,6 +294,7 @@ typedef struct parser {
         pending *pend;
         size_t n_pend;
         rd_kafka_conf_t *kconf;         /* to check kafka.* keys and values as the daemon will */
+        unsigned flags;                 /* CONFIG_* of config_load_flags() */
 } parser;
 
 static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -581,11 +582,54 @@ static int pending_add(parser *p, const char *district, const char *key, const c
         return 0;
 }
 
+/* The "@file:..." or "@credential:..." a key was given as (config->refs). */
+static const char *ref_get(const config *c, const char *key) {
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strcmp(c->refs[i].key, key) == 0)
+                        return c->refs[i].value;
+        return NULL;
+}
+
+static int ref_set(config *c, const char *key, const char *raw) {
+        char *v = strdup(raw);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strcmp(c->refs[i].key, key) == 0) {
+                        free(c->refs[i].value);
+                        c->refs[i].value = v;
+                        return 0;
+                }
+        config_kv *kv = realloc(c->refs, (c->n_refs + 1) * sizeof *kv);
+        if (!kv) {
+                free(v);
+                return -ENOMEM;
+        }
+        c->refs = kv;
+        kv[c->n_refs].key = strdup(key);
+        if (!kv[c->n_refs].key) {
+                free(v);
+                return -ENOMEM;
+        }
+        kv[c->n_refs++].value = v;
+        return 0;
+}
+
 static int assign(parser *p, const char *key, const char *raw) {
         const config_key *k = config_key_find(key);
         if (k && (k->flags & CF_REFERENCE_ONLY) && strncmp(raw, "@file:", 6) != 0 &&
             strncmp(raw, "@credential:", 12) != 0)
                 return fail(p, "%s: give it as @file:PATH or @credential:NAME, not in the configuration file", key);
+
+        bool is_credential = strncmp(raw, "@credential:", 12) == 0;
+        if (is_credential || strncmp(raw, "@file:", 6) == 0) {
+                int r = ref_set(p->c, key, raw);
+                if (r < 0)
+                        return r;
+                /* CONFIG_NO_CREDENTIALS: the reference stands for the value. */
+                if (is_credential && (p->flags & CONFIG_NO_CREDENTIALS))
+                        return 0;
+        }
 
         char *value = NULL;
         size_t len = 0;
@@ -766,14 +810,15 @@ static void parser_done(parser *p) {
                 rd_kafka_conf_destroy(p->kconf);
 }
 
-int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+static int parse_string(const char *name, const char *text, unsigned flags, config **ret, char *err,
+                        size_t err_size) {
         if (err && err_size > 0)
                 err[0] = 0;
         config *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         atomic_init(&c->n_ref, 1);
-        parser p = {.c = c, .name = name ? name : "(string)", .err = err, .err_size = err_size};
+        parser p = {.c = c, .name = name ? name : "(string)", .err = err, .err_size = err_size, .flags = flags};
         int r = 0;
         c->path = strdup(p.name);
         char *copy = strdup(text ? text : "");
@@ -803,10 +848,10 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
                         continue;
                 bool set = k->flags & CF_BYTES ? *(uint8_t *const *)cfield(c, k->offset) != NULL
                                                : *(char *const *)cfield(c, k->offset) != NULL;
-                if (!set)
+                if (!set && !ref_get(c, k->name))
                         r = fail(&p, "%s is required", k->name);
         }
-        if (r >= 0 && c->pepper_len < 32)
+        if (r >= 0 && c->pepper_len < 32 && c->pepper)
                 r = fail(&p, "pepper: %zu bytes; at least 32 are needed (e.g. openssl rand -hex 32)", c->pepper_len);
         if (r >= 0)
                 r = build_profiles(&p);
@@ -823,7 +868,15 @@ out:
         return 0;
 }
 
+int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+        return parse_string(name, text, 0, ret, err, err_size);
+}
+
 int config_load(const char *path, config **ret, char *err, size_t err_size) {
+        return config_load_flags(path, 0, ret, err, err_size);
+}
+
+int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size) {
         char *text = NULL;
         size_t len = 0;
         if (!path)
@@ -839,7 +892,7 @@ int config_load(const char *path, config **ret, char *err, size_t err_size) {
                 snprintf(err, err_size, "%s: contains a NUL byte: not a configuration file", path);
                 return -EINVAL;
         }
-        r = config_parse_string(path, text, ret, err, err_size);
+        r = parse_string(path, text, flags, ret, err, err_size);
         free(text);
         return r;
 }
@@ -879,6 +932,11 @@ void config_free(config *c) {
                 free(c->kafka[i].value);
         }
         free(c->kafka);
+        for (size_t i = 0; i < c->n_refs; i++) {
+                free(c->refs[i].key);
+                free(c->refs[i].value);
+        }
+        free(c->refs);
         for (size_t i = 0; i < c->n_districts; i++)
                 free(c->districts[i].district);
         free(c->districts);
@@ -1108,11 +1166,41 @@ static bool kafka_key_secret(const char *key) {
                strstr(key, "oauthbearer.config") || strstr(key, "jaas");
 }
 
+/* One key's effective value (not a pattern), secrets masked. */
+static void dump_one(const config *c, const config_key *k, FILE *f) {
+        const void *v = cfield(c, k->offset);
+        switch (k->type) {
+        case CT_STRING:
+                if (strcmp(k->name, "database.conninfo") == 0 && *(char *const *)v) {
+                        char *m = conninfo_masked(*(char *const *)v);
+                        dump_value(f, m ? m : "(secret)");
+                        free(m);
+                } else
+                        dump_value(f, *(char *const *)v);
+                break;
+        case CT_SECRET: {
+                bool set = *(const void *const *)v != NULL;
+                fputs(set ? "(secret)" : "\"\"", f);
+                break;
+        }
+        case CT_BOOL: fputs(*(const bool *)v ? "true" : "false", f); break;
+        case CT_UINT: fprintf(f, "%u", *(const unsigned *)v); break;
+        case CT_SIZE: fprintf(f, "%zu", *(const size_t *)v); break;
+        case CT_ENUM:
+                if (k->flags & CF_ENUM_STRING)
+                        dump_value(f, *(char *const *)v);
+                else
+                        fputs(k->values[*(const int *)v], f);
+                break;
+        case CT_PROFILE: fputs(c->profile.name, f); break;
+        case CT_PATTERN: break;
+        }
+}
+
 void config_dump(const config *c, FILE *f) {
         char buf[1024];
         for (size_t i = 0; i < N_KEYS; i++) {
                 const config_key *k = &config_keys[i];
-                const void *v = cfield(c, k->offset);
                 if (k->type == CT_PATTERN) {
                         if (strcmp(k->name, "kafka.<property>") == 0)
                                 for (size_t j = 0; j < c->n_kafka; j++) {
@@ -1137,34 +1225,107 @@ void config_dump(const config *c, FILE *f) {
                         continue;
                 }
                 fprintf(f, "%s = ", k->name);
-                switch (k->type) {
-                case CT_STRING:
-                        if (strcmp(k->name, "database.conninfo") == 0 && *(char *const *)v) {
-                                char *m = conninfo_masked(*(char *const *)v);
-                                dump_value(f, m ? m : "(secret)");
-                                free(m);
-                        } else
-                                dump_value(f, *(char *const *)v);
-                        break;
-                case CT_SECRET: {
-                        bool set = *(const void *const *)v != NULL;
-                        fputs(set ? "(secret)" : "\"\"", f);
-                        break;
-                }
-                case CT_BOOL: fputs(*(const bool *)v ? "true" : "false", f); break;
-                case CT_UINT: fprintf(f, "%u", *(const unsigned *)v); break;
-                case CT_SIZE: fprintf(f, "%zu", *(const size_t *)v); break;
-                case CT_ENUM:
-                        if (k->flags & CF_ENUM_STRING)
-                                dump_value(f, *(char *const *)v);
-                        else
-                                fputs(k->values[*(const int *)v], f);
-                        break;
-                case CT_PROFILE: fputs(c->profile.name, f); break;
-                case CT_PATTERN: break;
-                }
+                const char *ref = ref_get(c, k->name);
+                if (ref && strncmp(ref, "@credential:", 12) == 0 && !*(const void *const *)cfield(c, k->offset) &&
+                    (k->type == CT_SECRET || k->type == CT_STRING))
+                        /* CONFIG_NO_CREDENTIALS: not read. */
+                        fprintf(f, "(%s, not read)", ref);
+                else
+                        dump_one(c, k, f);
                 fputc('\n', f);
         }
+}
+
+/* ---- what --check-reload compares (restart-only keys) ---- */
+
+static void restart_line(FILE *f, const char *prefix, const char *key, const char *value) {
+        fprintf(f, "%s%s = ", prefix, key);
+        dump_value(f, value);
+        fputc('\n', f);
+}
+
+void config_restart_write(const config *c, FILE *f) {
+        for (size_t i = 0; i < N_KEYS; i++) {
+                const config_key *k = &config_keys[i];
+                if ((k->flags & CF_RELOADABLE) || k->type == CT_PATTERN)
+                        continue;
+                const char *ref = ref_get(c, k->name);
+                if (ref)
+                        restart_line(f, "", k->name, ref);
+                else {
+                        fprintf(f, "%s = ", k->name);
+                        dump_one(c, k, f);
+                        fputc('\n', f);
+                }
+        }
+        for (size_t i = 0; i < c->n_kafka; i++) {
+                char name[256];
+                snprintf(name, sizeof name, "kafka.%s", c->kafka[i].key);
+                const char *ref = ref_get(c, name);
+                restart_line(f, "kafka.", c->kafka[i].key,
+                             ref ? ref : kafka_key_secret(c->kafka[i].key) ? "(secret)" : c->kafka[i].value);
+        }
+        /* kafka.* credentials not read (CONFIG_NO_CREDENTIALS) are only references. */
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strncmp(c->refs[i].key, "kafka.", 6) == 0 && !kafka_get(c, c->refs[i].key + 6))
+                        restart_line(f, "", c->refs[i].key, c->refs[i].value);
+}
+
+/* The line of key in text ("key = value\n" lines), or NULL. */
+static const char *line_of(const char *text, const char *key, size_t key_len) {
+        for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, key, key_len) == 0 && strncmp(l + key_len, " = ", 3) == 0)
+                        return l;
+        return NULL;
+}
+
+static size_t line_len(const char *l) {
+        const char *e = strchr(l, '\n');
+        return e ? (size_t)(e - l) : strlen(l);
+}
+
+/* Whether the ", "-separated list in buf names key. */
+static bool list_has(const char *buf, const char *key) {
+        size_t n = strlen(key);
+        for (const char *l = buf; l && *l; l = strstr(l, ", "), l = l ? l + 2 : NULL)
+                if (strncmp(l, key, n) == 0 && (l[n] == 0 || l[n] == ','))
+                        return true;
+        return false;
+}
+
+/* Every key of a whose line is missing from b or differs there. */
+static void lines_differ(const char *a, const char *b, char *buf, size_t size) {
+        for (const char *l = a; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+                const char *eq = strstr(l, " = ");
+                size_t n = line_len(l);
+                if (!eq || (size_t)(eq - l) >= n)
+                        continue;
+                const char *o = line_of(b, l, (size_t)(eq - l));
+                if (o && line_len(o) == n && memcmp(o, l, n) == 0)
+                        continue;
+                char key[256];
+                snprintf(key, sizeof key, "%.*s", (int)(eq - l), l);
+                if (!list_has(buf, key))
+                        list_add(buf, size, "", key);
+        }
+}
+
+int config_restart_compare(const config *c, const char *running, char *buf, size_t size) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+                return -ENOMEM;
+        config_restart_write(c, f);
+        if (fclose(f) != 0) {
+                free(text);
+                return -ENOMEM;
+        }
+        buf[0] = 0;
+        lines_differ(running, text, buf, size);
+        lines_differ(text, running, buf, size);
+        free(text);
+        return buf[0] ? 1 : 0;
 }
 
 /* roff: a backslash is \e, a hyphen-minus \-, and a line may not start with
