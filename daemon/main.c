@@ -135,6 +135,9 @@ static int signals_setup(manager *m) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+#ifdef ALLVARSD_TEST_HOOKS
+        sigaddset(&mask, SIGUSR2);
+#endif
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return -errno;
         signal(SIGPIPE, SIG_IGN);
@@ -254,6 +257,16 @@ static void handle_signals(manager *m) {
         while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGHUP)
                         reload(m);
+#ifdef ALLVARSD_TEST_HOOKS
+                /* Test builds only (make's allvarsd-test-hooks, never installed):
+                 * the main loop hangs, for the watchdog test; the other threads
+                 * go on. */
+                else if (si.ssi_signo == SIGUSR2) {
+                        log_warning("TEST HOOK: SIGUSR2, stalling the main loop");
+                        for (;;)
+                                pause();
+                }
+#endif
                 else
                         m->stop = true;
         }

@@ -31,6 +31,8 @@ setup() {
         unit_load_env
 }
 
+journal_has() { unit_journal -o cat | grep -q -- "$1"; }
+
 @test "systemctl start returns after READY, with a STATUS= that says what the daemon does" {
         sd_systemctl start allvarsd.service
         [[ $(show ActiveState SubState | paste -sd' ') == "active running" ]]
@@ -48,7 +50,7 @@ setup() {
         [[ $(sql "select profile_name from allvarsd.decisions where referral_id = 'SD-START-1'") == goteborg-motion-2024 ]]
         unit_write_conf "profile.name = stockholm-2019"
         sd_systemctl reload allvarsd.service
-        sd_wait 10 bash -c "$(declare -f sd_journal); SD_PID=$SD_PID; sd_journal -u allvarsd.service -o cat | grep -q 'default profile stockholm-2019'"
+        sd_wait 10 journal_has 'default profile stockholm-2019'
         referral eligible-13-no-guardian-phone SD-RELOAD-1
         sd_wait 30 decided SD-RELOAD-1
         [[ $(sql "select profile_name from allvarsd.decisions where referral_id = 'SD-RELOAD-1'") == stockholm-2019 ]]
