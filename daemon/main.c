@@ -482,9 +482,9 @@ static char *read_text(const char *path) {
 /* --check-reload, the unit's ExecReload= before the SIGHUP: the file parses,
  * and its restart-only values are those the running daemon started with.
  * "@credential:" values are not read: systemd 252 mounts an inaccessible
- * directory over /run/credentials for ExecReload= processes (tests/e2e/
- * systemd-unit.bats shows it), and every secret is restart-only anyway: the
- * daemon reads them again itself on SIGHUP. */
+ * directory over /run/credentials for ExecReload= processes, and every secret
+ * is restart-only anyway: the daemon reads them again itself on SIGHUP.
+ * docs/design.md "systemd 252". */
 static int check_reload(const char *config_path) {
         config *cfg = NULL;
         char err[512], dbuf[PATH_MAX], path[PATH_MAX + 64], keys[1024];
