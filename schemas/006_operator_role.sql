@@ -201,9 +201,9 @@ BEGIN
         GRANT SELECT ON referrals, decisions, cases, case_alerts, outcome_events, consumer_offsets,
                         audit_trail, dead_letter_summary
                 TO allvarsd_operator;
-        -- The outbox backlog: every column but the payload (a scheduling
-        -- request's names and contacts).
-        GRANT SELECT (id, event_id, topic, key, ce_type, ce_time, created_at) ON outbox TO allvarsd_operator;
+        -- The outbox backlog (its size and age), never a payload (a
+        -- scheduling request's names and contacts).
+        GRANT SELECT (created_at) ON outbox TO allvarsd_operator;
         -- override --wait: whether its event was applied or dead-lettered.
         GRANT SELECT (id, source_topic, source_partition, source_offset, reason, detail) ON dead_letters
                 TO allvarsd_operator;

@@ -237,16 +237,46 @@ static void first_line(const char *s, char *buf, size_t size) {
         snprintf(buf, size, "%.*s", (int)strcspn(s, "\n"), s);
 }
 
-/* Prepare sql as name on c; the number of parameters, or -1 with why in err. */
+/* Whether the text uses $k (not as a prefix of $k0...). */
+static bool unused_check(const char *sql, int k) {
+        char tag[8];
+        snprintf(tag, sizeof tag, "$%d", k);
+        for (const char *p = strstr(sql, tag); p; p = strstr(p + 1, tag))
+                if (p[strlen(tag)] < '0' || p[strlen(tag)] > '9')
+                        return true;
+        return false;
+}
+
+/* Prepare sql as name on c; the number of parameters, or -1 with why in err.
+ * The types come from the text (casts); a parameter that a statement does not
+ * use at all (views share one parameter list among their sections, see
+ * ctl_show) is prepared as text. */
 static int prepare(PGconn *c, const char *name, const char *sql, char *err, size_t size) {
-        PGresult *r = PQprepare(c, name, sql, 0, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        Oid types[32] = {0};
+        int n_types = 0;
+        for (;;) {
+                PGresult *r = PQprepare(c, name, sql, n_types, types);
+                if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+                        PQclear(r);
+                        break;
+                }
+                const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                int k = 0;
+                /* 42P18 "could not determine data type of parameter $k": unused? */
+                if (st && strcmp(st, "42P18") == 0 &&
+                    sscanf(PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), "could not determine data type of parameter $%d",
+                           &k) == 1 && k > 0 && k <= 32 && types[k - 1] == 0 && !unused_check(sql, k)) {
+                        types[k - 1] = 25;      /* text */
+                        if (k > n_types)
+                                n_types = k;
+                        PQclear(r);
+                        continue;
+                }
                 first_line(PQresultErrorMessage(r), err, size);
                 PQclear(r);
                 return -1;
         }
-        PQclear(r);
-        r = PQdescribePrepared(c, name);
+        PGresult *r = PQdescribePrepared(c, name);
         int n = PQresultStatus(r) == PGRES_COMMAND_OK ? PQnparams(r) : -1;
         PQclear(r);
         return n;
@@ -382,6 +412,18 @@ static void every_grant_is_needed(void **state) {
                 if (nparams[i] < 0)
                         fail_msg("cannot prepare %s: %s", fx->stmts[i].sql, err);
         }
+        /* Only a statement that passes with every grant tells whether a grant
+         * is needed (one that fails anyway is the other test's finding). */
+        bool *passes = calloc(fx->n, sizeof *passes);
+        for (size_t i = 0; i < fx->n; i++) {
+                char name[32], st[6], err[512], set_role[80];
+                snprintf(name, sizeof name, "s%zu", i);
+                snprintf(set_role, sizeof set_role, "SET LOCAL ROLE %s", role_names[fx->stmts[i].role]);
+                must(su, "BEGIN");
+                must(su, set_role);
+                passes[i] = !explain(su, name, nparams[i], st, err, sizeof err)[0];
+                must(su, "ROLLBACK");
+        }
         int unneeded = 0;
         for (role ro = ROLE_RUNTIME; ro <= ROLE_OPERATOR; ro++) {
                 grant *g = NULL;
@@ -396,7 +438,7 @@ static void every_grant_is_needed(void **state) {
                         must(su, set_role);
                         bool needed = false;
                         for (size_t i = 0; i < fx->n && !needed; i++) {
-                                if (fx->stmts[i].role != ro)
+                                if (fx->stmts[i].role != ro || !passes[i])
                                         continue;
                                 char name[32], st[6], err[512];
                                 snprintf(name, sizeof name, "s%zu", i);
@@ -415,6 +457,7 @@ static void every_grant_is_needed(void **state) {
                 free(g);
         }
         free(nparams);
+        free(passes);
         must(su, "DEALLOCATE ALL");
         assert_int_equal(unneeded, 0);
 }
