@@ -146,8 +146,11 @@ BEGIN
         REVOKE ALL ON ALL FUNCTIONS IN SCHEMA allvarsd FROM allvarsd_runtime;
         GRANT USAGE ON SCHEMA allvarsd TO allvarsd_runtime;
 
-        -- The schema check at start (store_check_schema).
-        GRANT SELECT ON schema_migrations TO allvarsd_runtime;
+        -- The schema check at start (store_check_schema). The migrator makes
+        -- this table, before the first migration.
+        IF to_regclass('allvarsd.schema_migrations') IS NOT NULL THEN
+                GRANT SELECT ON schema_migrations TO allvarsd_runtime;
+        END IF;
         -- The referral batch: the person's row locked (FOR UPDATE needs
         -- UPDATE; persons are never changed) and the history read.
         GRANT SELECT, INSERT, UPDATE (first_seen_at) ON persons TO allvarsd_runtime;

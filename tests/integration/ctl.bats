@@ -629,24 +629,36 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $status -eq 0 ]]
 }
 
-@test "the runtime role (schemas/002_roles.sql) is enough for every command" {
+@test "the operator role (schemas/006_operator_role.sql) is enough for every command, and reads personal data only audited" {
         mock_start
-        user=ctl_rt_$$_$RANDOM
+        user=ctl_op_$$_$RANDOM
         RT_USER=$user
-        # Roles are cluster-wide: create the runtime role once, race-free, and a login of our own in it.
+        # Roles are cluster-wide: create the operator role once, race-free, and a login of our own in it.
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
-DO \$\$ BEGIN CREATE ROLE allvarsd_runtime NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
-CREATE ROLE $user LOGIN IN ROLE allvarsd_runtime;
-SELECT allvarsd.grant_runtime();
+DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
+CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
+SELECT allvarsd.grant_operator();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
-        ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" | grep -q '^replayed dead letter 1 '
+        ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" --by anna.s | grep -q '^replayed dead letter 1 '
         ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
+        # Personal data: only with --personal, and the read is in the case's audit trail.
+        run --separate-stderr ctl case R-1 --database "$db" --personal --by anna.s
+        [[ $status -eq 0 && $output == *"identity number"* ]]
+        [[ $(sql "select string_agg(actor_kind || ':' || actor_name || ' ' || action || ' ' || after, ',' order by id)
+                  from allvarsd.audit where actor_kind = 'OPERATOR'") == \
+           "OPERATOR:anna.s DEAD_LETTER_READ db_user=$user;dead_letter=1,OPERATOR:anna.s DEAD_LETTER_REPLAYED db_user=$user;dead_letter=1,OPERATOR:anna.s PERSONAL_DATA_READ db_user=$user" ]]
+        ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | map(select(.action == "PERSONAL_DATA_READ")) | length == 1'
+        # It cannot read personal tables, nor write anything, itself.
+        run psql -Xq -d "$db" -c "select identity_number from allvarsd.referral_personal"
+        [[ $status -ne 0 && $output == *"permission denied"* ]]
+        run psql -Xq -d "$db" -c "update allvarsd.cases set state = 'HELD'"
+        [[ $status -ne 0 && $output == *"permission denied"* ]]
 }
 
 @test "check-config prints the effective values; a bad file fails with one line" {
