@@ -2,6 +2,8 @@
  * district profiles it builds, over the table of keys in config_keys.c.
  * Library code: errors go into the caller's buffer, never to a log. */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +316,13 @@ static int assign(parser *p, const char *key, const char *raw) {
         if (r < 0)
                 return r;
 
+        if (k && k->offset == offsetof(config, pepper)) {
+                /* Where it came from, for the mode check of --check-config. */
+                char path[PATH_MAX];
+                free(p->c->pepper_path);
+                p->c->pepper_path = config_reference_path(key, raw, path, sizeof path, msg, sizeof msg) > 0
+                                            ? strdup(path) : NULL;
+        }
         if (k)
                 r = key_set(p, k, value, len);
         else if (strncmp(key, "kafka.", 6) == 0)
@@ -487,7 +496,7 @@ static void parser_done(parser *p) {
                 rd_kafka_conf_destroy(p->kconf);
 }
 
-int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+static int parse(const char *name, const char *text, bool client, config **ret, char *err, size_t err_size) {
         if (err && err_size > 0)
                 err[0] = 0;
         config *c = calloc(1, sizeof *c);
@@ -520,14 +529,14 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
 
         for (size_t i = 0; i < config_n_keys && r >= 0; i++) {
                 const config_key *k = &config_keys[i];
-                if (!(k->flags & CF_REQUIRED))
+                if (!(k->flags & CF_REQUIRED) || (client && k->offset == offsetof(config, pepper)))
                         continue;
                 bool set = k->flags & CF_BYTES ? *(uint8_t *const *)config_cfield(c, k->offset) != NULL
                                                : *(char *const *)config_cfield(c, k->offset) != NULL;
                 if (!set)
                         r = fail(&p, "%s is required", k->name);
         }
-        if (r >= 0 && c->pepper_len < 32)
+        if (r >= 0 && (!client || c->pepper) && c->pepper_len < 32)
                 r = fail(&p, "pepper: %zu bytes; at least 32 are needed (e.g. openssl rand -hex 32)", c->pepper_len);
         if (r >= 0)
                 r = build_profiles(&p);
@@ -544,11 +553,17 @@ out:
         return 0;
 }
 
-int config_load(const char *path, config **ret, char *err, size_t err_size) {
+int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+        return parse(name, text, false, ret, err, err_size);
+}
+
+int config_parse_string_client(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+        return parse(name, text, true, ret, err, err_size);
+}
+
+static int load(const char *path, bool client, config **ret, char *err, size_t err_size) {
         char *text = NULL;
         size_t len = 0;
-        if (!path)
-                path = CONFIG_DEFAULT_PATH;
         int r = config_read_file(path, &text, &len);
         if (r < 0) {
                 snprintf(err, err_size, "%s: cannot read: %s", path,
@@ -560,9 +575,17 @@ int config_load(const char *path, config **ret, char *err, size_t err_size) {
                 snprintf(err, err_size, "%s: contains a NUL byte: not a configuration file", path);
                 return -EINVAL;
         }
-        r = config_parse_string(path, text, ret, err, err_size);
+        r = parse(path, text, client, ret, err, err_size);
         free(text);
         return r;
+}
+
+int config_load(const char *path, config **ret, char *err, size_t err_size) {
+        return load(path ? path : CONFIG_DEFAULT_PATH, false, ret, err, err_size);
+}
+
+int config_load_client(const char *path, config **ret, char *err, size_t err_size) {
+        return load(path ? path : CTL_CONFIG_DEFAULT_PATH, true, ret, err, err_size);
 }
 
 config *config_ref(config *c) {
@@ -603,6 +626,7 @@ void config_free(config *c) {
         for (size_t i = 0; i < c->n_districts; i++)
                 free(c->districts[i].district);
         free(c->districts);
+        free(c->pepper_path);
         free(c->path);
         free(c);
 }

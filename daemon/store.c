@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "pgconn.h"
 #include "store_internal.h"
 
 /* pg_advisory_xact_lock key of the migrator: "allvarsm". Distinct from the
@@ -192,14 +193,19 @@ int store_connect(const char *conninfo, const char *password, store **ret, char 
         values[k++] = "UTF8";
         keys[k] = values[k] = NULL;
 
-        s->conn = PQconnectdbParams(keys, values, 1);
-        char buf[200];
-        if (!conn_ok(s)) {
-                snprintf(err, err_size, "%s", conn_message(s, buf, sizeof buf));
+        /* A refusal keeps the server's SQLSTATE (pgconn.h): a wrong password
+         * or a missing database is the deployment's, not an outage. */
+        char state[6], buf[400];
+        int r = pgconn_open(keys, values, 10, &s->conn, state, buf, sizeof buf);
+        if (r < 0) {
+                if (state[0])
+                        snprintf(err, err_size, "%s (SQLSTATE %s)", buf, state);
+                else
+                        snprintf(err, err_size, "%s", buf);
                 store_free(s);
-                return -ECONNREFUSED;
+                return r == -EACCES ? r : -ECONNREFUSED;
         }
-        int r = session_setup(s);
+        r = session_setup(s);
         if (r < 0) {
                 snprintf(err, err_size, "%s", s->error);
                 store_free(s);

@@ -28,6 +28,9 @@
 #define CTL_EXIT_FAILURE 1
 #define CTL_EXIT_USAGE   2
 
+/* Seconds allvarsctl waits for PostgreSQL to answer a connection. */
+#define CTL_CONNECT_TIMEOUT 10
+
 /* ctl_getopt's answers besides a command's own option values. */
 #define CTL_OPT_HELP  (-2)              /* --help was given: usage printed */
 #define CTL_OPT_ERROR (-3)              /* a usage error: one line printed */

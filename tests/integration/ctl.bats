@@ -614,14 +614,17 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         fi
         run --separate-stderr ctl status --database "host=$PGHOST port=$PGPORT dbname=${DB}_missing"
         [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == "allvarsctl status: cannot connect to PostgreSQL: "* ]]
-        # A configuration that cannot be loaded (here: no pepper) says so and points to --database.
-        echo "database.conninfo = dbname=$DB" > "$T/bad.conf"
+        # A configuration that cannot be loaded (here: an unknown key) says so and points to --database.
+        printf 'database.conninfo = dbname=%s\nno.such.key = 1\n' "$DB" > "$T/bad.conf"
         run --separate-stderr ctl status --config "$T/bad.conf"
-        [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == *"pepper"*"--database CONNINFO"* ]]
-        # With the secrets readable it works, database.conninfo and all.
+        [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == *"no.such.key"*"--database CONNINFO"* ]]
+        # allvarsctl's own file needs no pepper (the daemon's, named with --config, may have one).
+        printf 'database.conninfo = host=%s port=%s user=%s dbname=%s\n' \
+                "$PGHOST" "$PGPORT" "$PGUSER" "$DB" > "$T/good.conf"
+        run --separate-stderr ctl dead-letters --config "$T/good.conf" --json
+        [[ $status -eq 0 && $(jq length <<<"$output") -eq 2 ]]
         head -c 48 /dev/urandom > "$T/pepper"
-        printf 'database.conninfo = host=%s port=%s user=%s dbname=%s\npepper = @file:%s\n' \
-                "$PGHOST" "$PGPORT" "$PGUSER" "$DB" "$T/pepper" > "$T/good.conf"
+        echo "pepper = @file:$T/pepper" >> "$T/good.conf"
         run --separate-stderr ctl dead-letters --config "$T/good.conf" --json
         [[ $status -eq 0 && $(jq length <<<"$output") -eq 2 ]]
         # The tool only reads, except where it must write (replay).
@@ -663,8 +666,9 @@ EOF
 
 @test "check-config prints the effective values; a bad file fails with one line" {
         head -c 48 /dev/urandom > "$T/pepper"
-        printf 'database.conninfo = dbname=%s\npepper = @file:%s\ntopics.outcomes = my.outcomes\n' "$DB" "$T/pepper" \
-                > "$T/c.conf"
+        chmod 600 "$T/pepper"
+        printf 'database.conninfo = dbname=%s\npepper = @file:%s\ntopics.outcomes = my.outcomes\nkafka.bootstrap.servers = 127.0.0.1:1\n' \
+                "$DB" "$T/pepper" > "$T/c.conf"
         run --separate-stderr ctl check-config --config "$T/c.conf"
         [[ $status -eq 0 ]]
         grep -q '^topics.outcomes = my.outcomes$' <<<"$output"
