@@ -40,6 +40,7 @@
 #include "deadline_watch.h"
 #include "events.h"
 #include "ids.h"
+#include "lifecycle.h"
 #include "profiles.h"
 #include "store_internal.h"
 
@@ -55,10 +56,7 @@
  * for the current due time is marked as raised. */
 #define WATCH_AT_RISK_CASES                                                             \
         "c.closed_at IS NULL AND c.state = 'ELIGIBLE' AND c.at_risk_alerted_due IS DISTINCT FROM c.deadline"
-#define WATCH_MISSED_CASES                                                              \
-        "c.closed_at IS NULL"                                                           \
-        " AND (c.state = 'ELIGIBLE' OR (c.state = 'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS'))" \
-        " AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
+#define WATCH_MISSED_CASES CASE_SQL_OWED("c") " AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
 #define WATCH_ASSESSMENT_CASES                                                          \
         "c.closed_at IS NULL AND c.awaiting_assessment"                                 \
         " AND c.assessment_alerted_due IS DISTINCT FROM c.protective_assessment_due"
@@ -105,9 +103,7 @@ static const char SQL_CANDIDATES[] =
         "   AND ((c.state = 'ELIGIBLE' AND c.deadline > " SQL_TS("$1")
         "         AND c.deadline - c.limit_seconds * (1 - $2::float8) * interval '1 second'"
         "             <= " SQL_TS("$1") " + interval '1 second')"
-        "     OR (c.deadline <= " SQL_TS("$1")
-        "         AND (c.state = 'ELIGIBLE'"
-        "              OR (c.state = 'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS')))"
+        "     OR " CASE_SQL_OVERDUE("c", SQL_TS("$1"))
         "     OR (c.awaiting_assessment AND c.protective_assessment_due <= " SQL_TS("$1") "))"
         " ORDER BY c.case_id"
         "   FOR UPDATE OF c SKIP LOCKED";
@@ -337,7 +333,6 @@ static int collect_alerts(const config *cfg, const PGresult *cand, usec_t now, w
                 usec_t pad = field_usec(cand, i, 7);
                 bool awaiting_assessment = field_bool(cand, i, 8);
                 bool eligible = strcmp(c->state, "ELIGIBLE") == 0;
-                bool scheduled = strcmp(c->state, "SCHEDULED") == 0;
 
                 if (has_deadline && eligible && now < deadline) {
                         double f = case_fraction(cfg, c->district, profile_name);
@@ -345,9 +340,8 @@ static int collect_alerts(const config *cfg, const PGresult *cand, usec_t now, w
                         if (now >= deadline - before)
                                 alerts[n++] = (watch_alert){.c = c, .kind = ALERT_AT_RISK, .due_at = deadline};
                 }
-                /* DS 2024:30: a SUMMONS deadline is met once the summons went out (SCHEDULED). */
-                if (has_deadline && now >= deadline &&
-                    (eligible || (scheduled && c->dk != DEADLINE_SUMMONS)))
+                /* lifecycle.h: one meaning of overdue, allvarsctl's too. */
+                if (has_deadline && case_overdue(case_state_code_from_name(c->state), c->dk, deadline, now))
                         alerts[n++] = (watch_alert){.c = c, .kind = ALERT_MISSED, .due_at = deadline};
                 if (has_pad && awaiting_assessment && now >= pad)
                         alerts[n++] = (watch_alert){.c = c, .kind = ALERT_PROTECTIVE_ASSESSMENT_OVERDUE,

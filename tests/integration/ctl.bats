@@ -246,6 +246,46 @@ EOF
         no_personal_data <<<"$output"
 }
 
+@test "overdue has one meaning: a scheduled SUMMONS case past its deadline met it, as the deadline watch says" {
+        # R-7: summoned (SCHEDULED) under a SUMMONS deadline that has passed: met (DS 2024:30).
+        # R-8: the same deadline, nothing scheduled: overdue. R-9: SCHEDULED for a CONVERSATION
+        # deadline that passed without the conversation held: overdue.
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'EOF'
+SET search_path = allvarsd;
+INSERT INTO referrals (referral_id, case_id, marks, district, reported_at, feedback_requested, source_topic,
+        source_partition, source_offset, received_at)
+SELECT 'R-' || n, ('00000000-0000-4000-8000-00000000001' || n)::uuid, 1, 'angered', '2025-03-11T09:00:00Z', false,
+       'police.referrals.v1', 0, 20 + n, '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+INSERT INTO decisions SELECT 'R-' || n, 'ELIGIBLE', '', '', 15, '2025-03-12T09:00:00Z',
+       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END, NULL, 'ds-2024-30', 1, 'limit_hours=24', 0, 0,
+       '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name, limit_seconds, deadline, deadline_kind,
+        scheduled_at, feedback_requested, created_at, updated_at)
+SELECT ('00000000-0000-4000-8000-00000000001' || n)::uuid, 'R-' || n, 'angered',
+       CASE WHEN n = 8 THEN 'ELIGIBLE' ELSE 'SCHEDULED' END, 'ELIGIBLE', 'ds-2024-30', 86400, '2025-03-12T09:00:00Z',
+       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END,
+       CASE WHEN n = 8 THEN NULL ELSE timestamptz '2025-03-12T08:00:00Z' END, false,
+       '2025-03-11T09:00:01Z', '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+EOF
+        run --separate-stderr ctldb cases --overdue --district angered --json
+        [[ $status -eq 0 ]]
+        [[ $(jq -c 'map(.case_id)' <<<"$output") == \
+           '["00000000-0000-4000-8000-000000000018","00000000-0000-4000-8000-000000000019"]' ]]
+        # Its time left is not "overdue" either.
+        run --separate-stderr ctldb cases --district angered --json
+        [[ $(jq -c 'map([.case_id, .time_left])' <<<"$output") == \
+           '[["00000000-0000-4000-8000-000000000017",null],["00000000-0000-4000-8000-000000000018","overdue 3h 00m"],["00000000-0000-4000-8000-000000000019","overdue 3h 00m"]]' ]]
+        run --separate-stderr ctldb status --json
+        [[ $(jq -c '[.summary.overdue_cases, (.cases[] | select(.district == "angered") | [.state, .overdue])]' <<<"$output") == \
+           '[3,["ELIGIBLE",1],["SCHEDULED",1]]' ]]
+        # The deadline watch's MISSED alerts are due for exactly these cases: its partial
+        # index (schemas/003) holds the same ones.
+        [[ $(sql "select string_agg(case_id::text, ',' order by case_id) from allvarsd.cases c
+                  where c.district = 'angered' and c.closed_at IS NULL AND (c.state = 'ELIGIBLE' OR (c.state =
+                  'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS')) and c.deadline <= '$NOW'") == \
+           "00000000-0000-4000-8000-000000000018,00000000-0000-4000-8000-000000000019" ]]
+}
+
 @test "cases: --overdue, --district, --state and --limit filter" {
         run ctldb cases --overdue
         [[ $status -eq 0 ]]
