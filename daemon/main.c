@@ -233,7 +233,9 @@ static int reload(manager *m) {
         }
         config *old = m->cfg;
         m->cfg = n;
-        consumer_reconfigure(m->cons, n);
+        if (consumer_reconfigure(m->cons, n) < 0)
+                log_warning("Reload: out of memory for batches of batch.max_messages = %u; the batches keep their "
+                            "old size", n->batch_max_messages);
         worker_reconfigure(m->rel_thread, n);
         worker_reconfigure(m->jobs_thread, n);
         log_setup(log_target_parse(n->log_target), log_level_parse(n->log_level));
