@@ -20,10 +20,6 @@
 #include "commands.h"                   /* the subcommands' entry points */
 #include "lifecycle.h"
 
-#ifndef SCHEMAS_DIR
-#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
-#endif
-
 /* Exit codes of every subcommand. */
 #define CTL_EXIT_OK      0
 #define CTL_EXIT_FAILURE 1
