@@ -6,6 +6,7 @@
  * that only the daemon's user can read: whoever reads it can link the person
  * keys back to identity numbers. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,17 +28,20 @@ int config_check_deployment(const config *c, char *err, size_t err_size) {
                          c->path);
                 return -EINVAL;
         }
-        if (c->pepper_path) {
+        /* The file the pepper was read from (@file:PATH or @credential:NAME). */
+        const char *ref = config_ref_get(c, "pepper");
+        char path[PATH_MAX];
+        if (ref && config_reference_path("pepper", ref, path, sizeof path, err, err_size) > 0) {
                 struct stat st;
-                if (stat(c->pepper_path, &st) < 0) {
-                        snprintf(err, err_size, "pepper: cannot stat %s: %s", c->pepper_path, strerror(errno));
+                if (stat(path, &st) < 0) {
+                        snprintf(err, err_size, "pepper: cannot stat %s: %s", path, strerror(errno));
                         return -EINVAL;
                 }
                 if (st.st_mode & (S_IRWXG | S_IRWXO)) {
                         snprintf(err, err_size,
                                  "pepper: permissions %04o for %s are too open: it must not be accessible by group "
                                  "or others (chmod 600 or 400, owned by the daemon's user)",
-                                 (unsigned)(st.st_mode & 07777), c->pepper_path);
+                                 (unsigned)(st.st_mode & 07777), path);
                         return -EINVAL;
                 }
         }
