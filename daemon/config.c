@@ -89,7 +89,7 @@ static const config_key config_keys[] = {
          NULL, "Output: messages that could not be decoded or applied, with the reason and their origin."},
         {"database.conninfo", CT_STRING, OFF(db_conninfo), 0, NULL, CF_REQUIRED | CF_NONEMPTY, 0, 0, NULL,
          "The libpq connection string of the runtime role, as keyword=value pairs or a postgresql:// URI, e.g. "
-         "host=db.example.org dbname=allvarsd user=allvarsd sslmode=verify-full. A password in it is "
+         "host=db.example.org dbname=allvarsd user=allvarsd_runtime sslmode=verify-full. A password in it is "
          "masked by --check-config, but belongs in database.password."},
         {"database.password", CT_SECRET, OFF(db_password), 0, NULL, 0, 0, 0, NULL,
          "The database password, normally @credential:db-password (LoadCredential= in the unit); merged into "

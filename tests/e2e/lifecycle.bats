@@ -141,7 +141,7 @@ count_is() { [[ $(sql "$1") -eq $2 ]]; }
         referral too-old R-OVR-1 feedback
         wait_for 30 count_is "select count(*) from allvarsd.decisions where referral_id = 'R-OVR-1'" 1
         [[ -z $(state_of R-OVR-1) ]]
-        run "$BUILD/allvarsctl" override R-OVR-1 --config "$T/a.conf" --outcome ELIGIBLE \
+        run ctl_as_operator a override R-OVR-1 --outcome ELIGIBLE \
                 --reason "Utvecklingsmässigt yngre; handläggaren bedömer att samtal behövs" --by sw.lind --wait 30
         [[ $status -eq 0 ]]
         state_is R-OVR-1 ELIGIBLE
