@@ -203,3 +203,17 @@ check_exactly_once() {
         bad=$(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX:-}police.referrals.v1'")
         [[ $bad -eq $want_bad ]] || { echo "dead letters: $bad, expected $want_bad" >&2; return 1; }
 }
+
+# daemon_backends NAME: the PostgreSQL backends (pid application_name) of daemon
+# NAME, found through the client ports of its TCP sockets (its configuration
+# must reach PostgreSQL over TCP: PGHOST=127.0.0.1 daemon_conf NAME).
+daemon_backends() {
+        local pid=${DAEMON_PIDS[$1]} inodes ports
+        inodes=$(ls -l "/proc/$pid/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | paste -sd'|')
+        [[ -n $inodes ]] || return 1
+        ports=$(awk -v re="^($inodes)\$" 'NR > 1 && $10 ~ re { split($2, a, ":"); print a[2] }' /proc/net/tcp |
+                while read -r h; do echo $((16#$h)); done | paste -sd,)
+        [[ -n $ports ]] || return 1
+        sql "select pid || ' ' || application_name from pg_stat_activity where client_port in ($ports)
+             and client_addr = '127.0.0.1' and datname = current_database()"
+}
