@@ -94,15 +94,16 @@ deployed_example_role() {
         sed -n 's/^database\.conninfo *=.*[[:space:]]user=\([^[:space:]]*\).*/\1/p' "$DEPLOYED_EXAMPLE"
 }
 
-# deployed_conf OUT [KEY = VALUE...]: the example with each named key set: the
-# line that has the key (set or commented out, "#key = default") becomes
+# deployed_conf OUT [KEY = VALUE | #KEY...]: the example with each named key set:
+# the line that has the key (set or commented out, "#key = default") becomes
 # "key = value" in place; a key the example does not show is added at the end,
-# under a comment. Nothing else changes.
+# under a comment; "#KEY" comments the key's line out. Nothing else changes.
 deployed_conf() {
         local out=$1
         shift
         printf '%s\n' "$@" | awk '
                 NR == FNR {
+                        if ($0 ~ /^#[a-z]/) { off[substr($0, 2)] = 1; next }
                         if ($0 !~ /=/) next
                         k = $0; sub(/[ \t]*=.*/, "", k); sub(/^[ \t]+/, "", k)
                         if (!(k in val)) order[++n] = k
@@ -114,6 +115,7 @@ deployed_conf() {
                         if (match(k, /^#?[a-z][a-z0-9_.-]*[ \t]*=/)) {
                                 k = substr(k, 1, RLENGTH); sub(/^#/, "", k); sub(/[ \t]*=$/, "", k)
                                 if ((k in val) && !(k in done)) { print val[k]; done[k] = 1; next }
+                                if ((k in off) && $0 !~ /^#/) { print "#" $0; next }
                         }
                         print
                 }
