@@ -524,20 +524,20 @@ faults_finish() {
         # fact (decided later than its referral arrived in the same transaction,
         # or not the outcome its DECIDED audit row recorded, or that row not
         # exactly once). Counted by case.
-        {
-                awk '$3 == "PoliceFeedback/FEEDBACK_STATUS_ASSESSED" || $3 == "SchedulingRequest" { print $1, $3 }' \
-                        "$T/event_names" | sort | uniq -d | cut -d' ' -f1
-                sql "select case_id from allvarsd.cases where referral_id in
-                       (select referral_id from allvarsd.cases group by 1 having count(*) > 1)
-                     union
-                     select r.case_id from allvarsd.referrals r join allvarsd.decisions d using (referral_id)
-                       left join (select referral_id, count(*) n, min(after) after from allvarsd.audit
-                                   where action = 'DECIDED' group by 1) a using (referral_id)
-                      where d.decided_at <> r.received_at or a.n is distinct from 1
-                         or a.after not like 'outcome=' || d.outcome || ';%'"
-        } | sort -u >"$T/decided_twice"
+        awk '$3 == "PoliceFeedback/FEEDBACK_STATUS_ASSESSED" || $3 == "SchedulingRequest" { print $1, $3 }' \
+                "$T/event_names" | sort | uniq -d | cut -d' ' -f1 | sort -u >"$T/twice.events"
+        sql "select case_id from allvarsd.cases where referral_id in
+               (select referral_id from allvarsd.cases group by 1 having count(*) > 1)" | sort -u >"$T/twice.cases"
+        sql "select r.case_id from allvarsd.referrals r join allvarsd.decisions d using (referral_id)
+               left join (select referral_id, count(*) n, min(after) after from allvarsd.audit
+                           where action = 'DECIDED' group by 1) a using (referral_id)
+              where d.decided_at <> r.received_at or a.n is distinct from 1
+                 or a.after not like 'outcome=' || d.outcome || ';%'" | sort -u >"$T/twice.changed"
+        sort -u "$T/twice.events" "$T/twice.cases" "$T/twice.changed" >"$T/decided_twice"
         dup_dec=$(wc -l <"$T/decided_twice")
-        ((dup_dec == 0)) || check_fail "duplicate decisions: $dup_dec cases decided twice, e.g. $(head -3 "$T/decided_twice" | tr '\n' ' ')"
+        ((dup_dec == 0)) || check_fail "duplicate decisions: $dup_dec cases decided twice ($(wc -l <"$T/twice.events") with" \
+                "two ASSESSED or scheduling events, $(wc -l <"$T/twice.cases") with two cases, $(wc -l <"$T/twice.changed")" \
+                "with the decision changed after the fact), e.g. $(head -3 "$T/decided_twice" | tr '\n' ' ')"
         # Lost also counts what a lost referral or outcome leaves behind past its
         # decision: a decision whose events never reached the topics, an outcome
         # neither applied nor dead-lettered, a driven case not in its final state.
