@@ -46,16 +46,16 @@ stmt_replace() {
 mutate() {
         case $1 in
         dup)
-                stmt_replace av_referrals_insert 'ON CONFLICT (referral_id) DO NOTHING' \
+                stmt_replace ref_referrals_insert 'ON CONFLICT (referral_id) DO NOTHING' \
                         'ON CONFLICT (referral_id) DO UPDATE SET purged_at = referrals.purged_at' &&
-                        stmt_append av_decisions_insert 'ON CONFLICT DO NOTHING' &&
-                        stmt_append av_cases_insert 'ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at' &&
-                        stmt_append av_personal_insert 'ON CONFLICT DO NOTHING' &&
-                        stmt_append av_contacts_insert 'ON CONFLICT DO NOTHING' &&
-                        stmt_append av_outbox_insert 'ON CONFLICT (event_id) DO NOTHING'
+                        stmt_append ref_decisions_insert 'ON CONFLICT DO NOTHING' &&
+                        stmt_append ref_cases_insert 'ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at' &&
+                        stmt_append ref_personal_insert 'ON CONFLICT DO NOTHING' &&
+                        stmt_append ref_contacts_insert 'ON CONFLICT DO NOTHING' &&
+                        stmt_append rows_outbox 'ON CONFLICT (event_id) DO NOTHING'
                 ;;
         lost)
-                stmt_replace av_referrals_insert '"  ORDER BY u.id' '"  WHERE right(u.id, 1) <> '"'7'"' ORDER BY u.id'
+                stmt_replace ref_referrals_insert '"  ORDER BY u.id' '"  WHERE right(u.id, 1) <> '"'7'"' ORDER BY u.id'
                 ;;
         *) say "unknown mutant $1"; return 1 ;;
         esac
