@@ -27,7 +27,7 @@ else
 endif
 
 CC      ?= cc
-PKGS    := rdkafka libprotobuf-c libpq libsystemd libcrypto
+PKGS    := rdkafka libprotobuf-c libpq libsystemd libcrypto libmicrohttpd json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(OPT),1)

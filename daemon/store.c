@@ -15,6 +15,8 @@
 
 #include <openssl/evp.h>
 
+#include "metrics.h"
+#include "sqlstate.h"
 #include "store_internal.h"
 
 /* pg_advisory_xact_lock key of the migrator: "allvarsm". Distinct from the
@@ -93,10 +95,7 @@ static int conn_lost(store *s, const char *what) {
         return r;
 }
 
-int store_fail_result(store *s, const char *what, const PGresult *r) {
-        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-        if (!state)
-                state = "";
+static int fail_result(store *s, const char *what, const PGresult *r, const char *state) {
         /* Class 08 (connection exception) and the shutdown codes end the session. */
         if (!conn_ok(s) || !r || strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
             strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)
@@ -115,6 +114,13 @@ int store_fail_result(store *s, const char *what, const PGresult *r) {
         if (*state)
                 return store_fail(s, err, "%s: %s (SQLSTATE %s)", what, primary, state);
         return store_fail(s, err, "%s: %s", what, primary);
+}
+
+int store_fail_result(store *s, const char *what, const PGresult *r) {
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        int ret = fail_result(s, what, r, state ? state : "");
+        metrics_database_error(sqlstate_classify(state), s->error);
+        return ret;
 }
 
 static int fail_conn(store *s, const char *what) {

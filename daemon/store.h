@@ -15,7 +15,7 @@
 #include "ids.h"
 #include "rules.h"
 
-#define STORE_SCHEMA_VERSION 5          /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 7          /* the newest migration this build knows */
 
 typedef struct store store;
 

@@ -59,5 +59,8 @@ BEGIN
         IF to_regprocedure('allvarsd.grant_runtime()') IS NOT NULL THEN
                 PERFORM allvarsd.grant_runtime();
         END IF;
+        IF to_regprocedure('allvarsd.grant_instances()') IS NOT NULL THEN
+                PERFORM allvarsd.grant_instances();
+        END IF;
 END
 $$;
