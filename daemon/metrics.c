@@ -462,7 +462,7 @@ static void render_partitions(out *o) {
         } fams[] = {
                 {"allvarsd_consumer_lag_messages", "Messages behind the partition's high watermark (assigned only).",
                  true},
-                {"allvarsd_consumer_stored_offset", "The next offset to read, as stored in PostgreSQL.", false},
+                {"allvarsd_consumer_stored_offset", "The next offset to read, as stored in PostgreSQL (-1: none stored yet).", false},
         };
         char e[2 * METRICS_LABEL_MAX];
         for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {

@@ -43,9 +43,15 @@ int metrics_kafka_stats(metrics_client c, const char *json, size_t len) {
                         if (!json_object_is_type(b, json_type_object))
                                 continue;
                         metrics_broker mb = {.nodeid = (int32_t)get_int(b, "nodeid")};
-                        /* The bootstrap entries (nodeid -1) and the coordinator's
-                         * logical connection are not brokers of their own. */
-                        if (mb.nodeid < 0 || slot >= METRICS_MAX_BROKERS)
+                        /* The bootstrap entries (nodeid -1), the group coordinator's
+                         * second connection to a broker (source "logical") and the
+                         * internal ones are not brokers of their own. */
+                        json_object *src;
+                        const char *source = json_object_object_get_ex(b, "source", &src)
+                                                     ? json_object_get_string(src)
+                                                     : "";
+                        if (mb.nodeid < 0 || slot >= METRICS_MAX_BROKERS || strcmp(source, "logical") == 0 ||
+                            strcmp(source, "internal") == 0)
                                 continue;
                         mb.rtt_avg = get_usec(b, "rtt", "avg");
                         mb.rtt_p99 = get_usec(b, "rtt", "p99");
