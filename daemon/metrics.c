@@ -390,7 +390,7 @@ static const char *fmt_value(double v, char buf[static 40]) {
         if (v == floor(v) && fabs(v) < 1e15)
                 snprintf(buf, 40, "%.0f", v);
         else
-                snprintf(buf, 40, "%.9g", v);
+                snprintf(buf, 40, "%.15g", v);
         return buf;
 }
 
