@@ -202,6 +202,8 @@ static void status_update(manager *m) {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
+                .db_known = jf.have_db,
+                .db_age_s = jf.have_db ? (uint64_t)((clock_monotonic() - jf.db_read_at) / USEC_PER_SEC) : 0,
                 .cases_open = jf.db.cases_open,
                 .outbox_backlog = jf.db.outbox_backlog,
                 .alerts_raised = cf.alerts + jf.alerts,
