@@ -201,8 +201,8 @@ static void log_partitions(consumer *c, log_msgid id, const rd_kafka_topic_parti
         for (int i = 0; i < l->cnt && o < sizeof buf - 64; i++) {
                 int64_t off = l->elems[i].offset;
                 partition_state *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
-                if (id == MSGID_REVOKED && p && p->valid && p->stored_next >= 0)
-                        off = p->stored_next;
+                if (id == MSGID_REVOKED && p && p->valid)
+                        off = p->stored_next >= 0 ? p->stored_next : RD_KAFKA_OFFSET_BEGINNING;
                 o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s[%d]@%s", i ? " " : "", l->elems[i].topic,
                                       (int)l->elems[i].partition, offset_text(off, num));
         }

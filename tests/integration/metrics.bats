@@ -85,9 +85,16 @@ scrape_shows() { scrape > "$T/scrape" && [[ $(value "$1") == "$2" ]]; }
         if grep -E 'gen-41-|[0-9a-f]{8}-[0-9a-f]{4}-' "$T/scrape"; then false; fi
         # Each series once (librdkafka lists a coordinator's connection as a second broker).
         [[ -z $(grep -v '^#' "$T/scrape" | awk '{ print $1 }' | sort | uniq -d) ]]
+        # The journal's positions are readable: where each partition started
+        # (a fresh database: the beginning) and, on leaving, where it stands.
+        grep -q 'Assigned 8 partition(s): .*police.referrals.v1\[0\]@beginning' "$T/a.log"
         # Anything but GET /metrics is refused.
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/") -eq 404 ]]
         [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$MPORT/metrics") -eq 405 ]]
+        daemon_stop a
+        p0=$(sql "select next_offset from allvarsd.consumer_offsets where topic = 'police.referrals.v1' and partition = 0")
+        grep -q "Revoked 8 partition(s): .*police.referrals.v1\[0\]@$p0 " "$T/a.log"
+        if grep -E '(Assigned|Revoked) .*@-[0-9]' "$T/a.log"; then false; fi
 }
 
 @test "the daemon reports itself in allvarsd.instances: a heartbeat, the relay, and a clean stop" {
