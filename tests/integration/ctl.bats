@@ -718,6 +718,9 @@ SELECT allvarsd.grant_runtime();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
+        # check reads the instances and pg_locks too: a verdict, not UNKNOWN (3).
+        run --separate-stderr ctl check --database "$db" --now "$NOW"
+        [[ $status -eq 2 && -z $stderr ]]
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
