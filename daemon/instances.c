@@ -10,7 +10,7 @@
 
 #include "instances.h"
 #include "relay.h"
-#include "store_internal.h"
+#include "pg.h"
 
 #define SQL_TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
 
@@ -27,7 +27,7 @@ static int exec_params(store *st, const char *what, const char *sql, int n, cons
         PGresult *res = PQexecParams(store_pg(st), sql, n, NULL, params, NULL, NULL, 0);
         ExecStatusType s = PQresultStatus(res);
         if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-                int r = store_fail_result(st, what, res);
+                int r = pg_fail_result(store_session(st), what, res);
                 PQclear(res);
                 return r;
         }
@@ -97,7 +97,7 @@ int instances_figures_read(store *st, usec_t now, instances_figures *ret) {
                 return r;
         if (PQntuples(res) != 1) {
                 PQclear(res);
-                return store_fail(st, -EIO, "instance figures: no row");
+                return pg_fail(store_session(st), -EIO, "instance figures: no row");
         }
         ret->cases_overdue = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         ret->protective_overdue = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
