@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "batch.h"
+#include "cleanup.h"
 #include "consumer.h"
 #include "events.h"
 #include "kafka_conf.h"
@@ -498,6 +499,22 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The decoded messages of flush_topic, freed with it. */
+typedef struct decoded {
+        codec_referral **refs;
+        codec_outcome **outs;
+        size_t n;
+} decoded;
+
+static void decoded_free(decoded *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                codec_referral_free(d->refs ? d->refs[i] : NULL);
+                codec_outcome_free(d->outs ? d->outs[i] : NULL);
+        }
+        free(d->refs);
+        free(d->outs);
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -505,19 +522,21 @@ static void lane_committed(consumer *c, const lane_work *w) {
  * then re-reads every position from the database). */
 static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
-        store_message *msgs = calloc(n, sizeof *msgs);
-        codec_referral **refs = calloc(n, sizeof *refs);
-        codec_outcome **outs = calloc(n, sizeof *outs);
-        codec_error *errs = calloc(n, sizeof *errs);
-        store_offset *offs = calloc(n, sizeof *offs);
-        int64_t *ts = calloc(n, sizeof *ts);
-        lane_work *work = calloc(n_lanes, sizeof *work);
-        void **args = calloc(n_lanes, sizeof *args);
-        int *rets = calloc(n_lanes, sizeof *rets);
-        int r = -ENOMEM;
-        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !ts || !work || !args || !rets)
-                goto out;
+        _cleanup_free_ rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_(decoded_free) decoded dec = { .refs = calloc(n, sizeof *dec.refs),
+                                                .outs = calloc(n, sizeof *dec.outs),
+                                                .n = n };
+        _cleanup_free_ codec_error *errs = calloc(n, sizeof *errs);
+        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
+        _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
+        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
+        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
+        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !offs || !ts || !work || !args || !rets)
+                return -ENOMEM;
+        codec_referral **refs = dec.refs;
+        codec_outcome **outs = dec.outs;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -571,7 +590,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
 
         lanes_run(c->lanes, lane_store, args, rets);
 
-        r = 0;
+        int r = 0;
         for (unsigned k = 0; k < n_lanes; k++) {
                 if (!args[k])
                         continue;
@@ -588,22 +607,6 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         }
         if (r == 0)
                 c->backoff = 0;
-
-out:
-        for (size_t i = 0; i < n; i++) {
-                codec_referral_free(refs ? refs[i] : NULL);
-                codec_outcome_free(outs ? outs[i] : NULL);
-        }
-        free(ordered);
-        free(msgs);
-        free(refs);
-        free(outs);
-        free(errs);
-        free(offs);
-        free(ts);
-        free(work);
-        free(args);
-        free(rets);
         return r;
 }
 

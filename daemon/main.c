@@ -287,6 +287,11 @@ static int connect_store(manager *m) {
                 int r = store_connect(m->cfg->db_conninfo, m->cfg->db_password, &m->st, err, sizeof err);
                 if (r >= 0)
                         return 0;
+                if (r == -EACCES) {     /* refused, not unreachable: waiting cannot help */
+                        log_error("PostgreSQL refused the connection: %s. Fix db.conninfo, the password or the"
+                                  " roles (deploy/roles.sql) and start again.", err);
+                        return r;
+                }
                 snprintf(m->state, sizeof m->state, "waiting for PostgreSQL");
                 snprintf(m->last_error, sizeof m->last_error, "%s", err);
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "MESSAGE=PostgreSQL unavailable: %s; retrying in %lld ms",
@@ -374,10 +379,13 @@ static int run(manager *m) {
                 return r == -ECANCELED ? 0 : r;
         int version = 0;
         r = store_check_schema(m->st, &version);
+        if (r == -EACCES || r == -ENOENT || r == -EPROTO) {
+                log_error("%s. Fix the deployment (allvarsd --migrate as the migration owner; grants:"
+                          " deploy/roles.sql) and start again.", store_last_error(m->st));
+                return -EACCES;
+        }
         if (r < 0)
-                return log_error_errno(r, "The database schema is version %d; this allvarsd needs version %d. "
-                                          "Run allvarsd --migrate (as the migration owner) first.",
-                                       version, STORE_SCHEMA_VERSION);
+                return log_error_errno(r, "Schema check: %s", store_last_error(m->st));
 
         if (m->cfg->kafka_embedded) {
                 r = embedded_kafka_start(m);
@@ -646,5 +654,7 @@ int main(int argc, char **argv) {
         config_free(m.cfg);
         if (m.sigfd >= 0)
                 close(m.sigfd);
-        return r < 0 ? 1 : 0;
+        /* A deployment error (a refused connection, grants, the schema): EX_CONFIG,
+         * which systemd shows; waiting or restarting cannot fix it. */
+        return r == -EACCES ? EX_CONFIG : r < 0 ? 1 : 0;
 }
