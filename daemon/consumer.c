@@ -52,7 +52,8 @@ struct consumer {
         size_t n_parts;
 
         rd_kafka_message_t **batch;
-        size_t n_batch, cap_batch;
+        size_t n_batch, cap_batch;      /* in the batch; the array's size */
+        size_t max_batch;               /* batch.max_messages (<= cap_batch) */
         usec_t batch_started;           /* monotonic */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
@@ -346,7 +347,7 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
                 consumer_free(c);
                 return -EINVAL;
         }
-        c->cap_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        c->cap_batch = c->max_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
         int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
         if (r < 0) {
@@ -676,7 +677,7 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
-        while (c->n_batch < c->cap_batch) {
+        while (c->n_batch < c->max_batch) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
@@ -707,7 +708,7 @@ usec_t consumer_step(consumer *c) {
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
         bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
-            (behind || c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+            (behind || c->n_batch >= c->max_batch || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
@@ -721,7 +722,7 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (c->n_batch < c->cap_batch) {
+                while (c->n_batch < c->max_batch) {
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                         if (!km)
                                 break;
@@ -762,11 +763,22 @@ void consumer_free(consumer *c) {
         free(c);
 }
 
-void consumer_reconfigure(consumer *c, const config *cfg) {
+int consumer_reconfigure(consumer *c, const config *cfg) {
         if (!c)         /* a SIGHUP while waiting for PostgreSQL at start */
-                return;
-        /* Batch size is fixed at start (the array); wait and limits follow the reload. */
+                return 0;
         c->cfg = cfg;
+        size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        if (want > c->cap_batch) {
+                /* Called between batches, on the thread that fills the array. */
+                rd_kafka_message_t **b = realloc(c->batch, want * sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                c->batch = b;
+                c->cap_batch = want;
+        }
+        /* A smaller size applies as it is: a batch already larger is stored at once. */
+        c->max_batch = want;
+        return 0;
 }
 
 void consumer_metrics_publish(consumer *c) {

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "instances.h"
+#include "lifecycle.h"
 #include "relay.h"
 #include "pg.h"
 
@@ -77,8 +78,7 @@ int instances_stopped(store *st, const instance_self *self) {
  * one bigint shows in pg_locks as classid = its high, objid = its low 32 bits,
  * objsubid = 1 (PostgreSQL's manual, "pg_locks"). */
 static const char SQL_FIGURES[] =
-        "SELECT (SELECT count(*) FROM allvarsd.cases"
-        "         WHERE closed_at IS NULL AND held_at IS NULL AND deadline < " SQL_TS("$1") "),"
+        "SELECT (SELECT count(*) FROM allvarsd.cases c WHERE " CASE_SQL_OVERDUE("c", SQL_TS("$1")) "),"
         "       (SELECT count(*) FROM allvarsd.cases"
         "         WHERE closed_at IS NULL AND awaiting_assessment"
         "           AND protective_assessment_due < " SQL_TS("$1") "),"

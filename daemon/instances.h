@@ -40,7 +40,7 @@ int instances_heartbeat(store *st, const instance_self *self, const instance_bea
 int instances_stopped(store *st, const instance_self *self);
 
 typedef struct instances_figures {
-        uint64_t cases_overdue;                 /* deadline passed, not held, open */
+        uint64_t cases_overdue;                 /* CASE_SQL_OVERDUE (lifecycle.h), as the deadline watch means it */
         uint64_t protective_overdue;            /* protective assessment due and awaited */
         uint64_t relay_holders;                 /* sessions holding the relay's advisory lock */
 } instances_figures;

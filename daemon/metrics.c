@@ -98,7 +98,7 @@ static const metric_def defs[_M_MAX] = {
                                     "Age of the oldest unsent outbox row (0 when none), from the database."},
         [M_DB_CASES_OPEN] = {"allvarsd_cases_open", T_GAUGE, NULL, 0, 0, NULL, "Open cases, from the database."},
         [M_DB_CASES_OVERDUE] = {"allvarsd_cases_overdue", T_GAUGE, NULL, 0, 0, NULL,
-                                "Open cases past their deadline with nothing held, from the database."},
+                                "Cases past their deadline with the conversation still owed (as the deadline watch), from the database."},
         [M_DB_PROTECTIVE_OVERDUE] = {"allvarsd_protective_assessments_overdue", T_GAUGE, NULL, 0, 0, NULL,
                                      "Open cases whose protective assessment is overdue, from the database."},
         [M_DB_DEAD_LETTERS] = {"allvarsd_dead_letters_stored", T_GAUGE, NULL, 0, 0, NULL,

@@ -47,7 +47,7 @@ static const char SQL[] =
         "       (SELECT coalesce(greatest(floor(extract(epoch FROM $1 - min(created_at))), 0)::bigint, 0)"
         "          FROM allvarsd.outbox),"
         "       (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") "),"
-        "       (SELECT count(*) FROM allvarsd.dead_letters WHERE received_at > $1 - interval '1 hour'"
+        "       (SELECT count(*) FROM allvarsd.dead_letter_summary WHERE received_at > $1 - interval '1 hour'"
         "         AND received_at <= $1),"
         "       (SELECT max(greatest(w.high - o.next_offset, 0)) FILTER (WHERE w.high IS NOT NULL)"
         "          FROM allvarsd.consumer_offsets o"
