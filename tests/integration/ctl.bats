@@ -757,7 +757,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
-SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_all();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
