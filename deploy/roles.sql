@@ -75,8 +75,5 @@ BEGIN
         IF to_regprocedure('allvarsd.grant_operator()') IS NOT NULL THEN
                 PERFORM allvarsd.grant_operator();
         END IF;
-        IF to_regprocedure('allvarsd.grant_instances()') IS NOT NULL THEN
-                PERFORM allvarsd.grant_instances();
-        END IF;
 END
 $$;

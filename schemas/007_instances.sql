@@ -23,9 +23,11 @@ CREATE TABLE IF NOT EXISTS allvarsd.instances (
         error_other      text
 );
 
--- The grants of this table, one function so that deploy/roles.sql applies
--- them when the roles come after the schema: the daemon writes its own row,
--- the operator's allvarsctl reads.
+-- The grants of this table: the daemon writes its own row, the operator's
+-- allvarsctl reads. grant_runtime() and grant_operator() (schemas/006) revoke
+-- everything and grant table by table, and deploy/roles.sql runs them again
+-- when the roles come after the schema: so they take this table's grants in
+-- too, by calling version 6's grants and then grant_instances().
 CREATE OR REPLACE FUNCTION allvarsd.grant_instances() RETURNS void
         LANGUAGE plpgsql
         SET search_path = allvarsd
@@ -39,7 +41,30 @@ BEGIN
         END IF;
 END
 $$;
-
 REVOKE ALL ON FUNCTION allvarsd.grant_instances() FROM PUBLIC;
+
+ALTER FUNCTION allvarsd.grant_runtime() RENAME TO grant_runtime_v6;
+CREATE FUNCTION allvarsd.grant_runtime() RETURNS void
+        LANGUAGE plpgsql
+        SET search_path = allvarsd
+AS $$
+BEGIN
+        PERFORM allvarsd.grant_runtime_v6();
+        PERFORM allvarsd.grant_instances();
+END
+$$;
+REVOKE ALL ON FUNCTION allvarsd.grant_runtime() FROM PUBLIC;
+
+ALTER FUNCTION allvarsd.grant_operator() RENAME TO grant_operator_v6;
+CREATE FUNCTION allvarsd.grant_operator() RETURNS void
+        LANGUAGE plpgsql
+        SET search_path = allvarsd
+AS $$
+BEGIN
+        PERFORM allvarsd.grant_operator_v6();
+        PERFORM allvarsd.grant_instances();
+END
+$$;
+REVOKE ALL ON FUNCTION allvarsd.grant_operator() FROM PUBLIC;
 
 SELECT allvarsd.grant_instances();
