@@ -695,11 +695,11 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
         case_id=$(sql "select case_id from allvarsd.cases where closed_at is null order by case_id limit 1")
         [[ -n $case_id ]]
-        run --separate-stderr ctl override "$case_id" --config "$T/a.conf" --outcome NOT_ELIGIBLE \
+        run --separate-stderr ctl_as_operator a override "$case_id" --outcome NOT_ELIGIBLE \
                 --reason "Handled in another case" --by anna.s --wait 60
         [[ $status -eq 0 ]] || { echo "$output $stderr"; cat "$T/a.log"; false; }
         [[ ${lines[1]} == "applied at "*": the case is now NOT_ELIGIBLE (outcome NOT_ELIGIBLE)" ]]
-        run ctl case "$case_id" --config "$T/a.conf" --json
+        run ctl_as_operator a case "$case_id" --json
         [[ $(jq -r .case.outcome <<<"$output") == NOT_ELIGIBLE ]]
         [[ $(jq -c '[.audit[] | select(.action == "OVERRIDDEN") | [.who, .reason_recorded]]' <<<"$output") == \
                 '[["SOCIAL_WORKER:anna.s",true]]' ]]
