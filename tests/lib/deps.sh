@@ -22,6 +22,10 @@
 #                                       the real Apache Kafka broker for end-to-end tests: Java 17
 #                                       runs it, maven fetches its jars from Maven Central (HTTPS)
 #   systemd                             systemd-analyze (unit checks), the runtime of the service
+#   nodejs npm                          the contract checks (tests/contract): buf and the AsyncAPI
+#                                       parser come from the npm registry, pinned by
+#                                       tests/contract/package-lock.json; npm only when no npm is
+#                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 set -euo pipefail
@@ -37,7 +41,9 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
+        nodejs
 )
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
