@@ -483,6 +483,7 @@ const char *dead_letter_reason_code(dead_letter_reason r) {
         case DLR_TIMESTAMP_OUT_OF_RANGE: return "TIMESTAMP_OUT_OF_RANGE";
         case DLR_UNKNOWN_CASE: return "UNKNOWN_CASE";
         case DLR_ILLEGAL_TRANSITION: return "ILLEGAL_TRANSITION";
+        case DLR_WRONG_KEY: return "WRONG_KEY";
         }
         return "UNSPECIFIED";
 }

@@ -26,6 +26,7 @@ typedef enum dead_letter_reason {
         DLR_TIMESTAMP_OUT_OF_RANGE = 8,
         DLR_UNKNOWN_CASE = 9,
         DLR_ILLEGAL_TRANSITION = 10,
+        DLR_WRONG_KEY = 11,
 } dead_letter_reason;
 
 #define CODEC_DETAIL_MAX 200

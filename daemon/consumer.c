@@ -439,6 +439,25 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The key rule (docs/contract.md "Keys"): an outcome's Kafka key is its case's
+ * id, so that all of a case's events are on one partition, in order. Another key
+ * is a dead letter on the first message of a misconfigured producer, not a
+ * reordering weeks later. */
+static bool outcome_key_ok(const CaseOutcome *o, const rd_kafka_message_t *km, codec_error *err) {
+        int r = ids_outcome_key_check(o->case_id, o->referral_id, km->key, km->key_len);
+        if (r == 0)
+                return true;
+        if (r == -EBADMSG) {
+                err->reason = DLR_WRONG_KEY;
+                snprintf(err->detail, sizeof err->detail, "the key is not the case id %s",
+                         *o->case_id ? "of case_id" : "computed from referral_id");
+        } else {
+                err->reason = DLR_INVALID_FIELD;
+                snprintf(err->detail, sizeof err->detail, "case_id and referral_id name different cases");
+        }
+        return false;
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -478,7 +497,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         if (outcomes) {
                                 outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
                                                                &errs[i]);
-                                if (outs[i])
+                                if (outs[i] && outcome_key_ok(codec_outcome_msg(outs[i]), km, &errs[i]))
                                         m->case_outcome = codec_outcome_msg(outs[i]);
                         } else {
                                 refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes,

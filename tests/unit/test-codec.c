@@ -743,9 +743,9 @@ static void test_reason_codes(void **state) {
         static const char *const codes[] = {
                 NULL,          "EMPTY",        "OVERSIZED",    "UNDECODABLE",           "MISSING_FIELD",
                 "INVALID_FIELD", "UNKNOWN_ENUM", "INVALID_TEXT", "TIMESTAMP_OUT_OF_RANGE", "UNKNOWN_CASE",
-                "ILLEGAL_TRANSITION",
+                "ILLEGAL_TRANSITION", "WRONG_KEY",
         };
-        for (int r = DLR_EMPTY; r <= DLR_ILLEGAL_TRANSITION; r++) {
+        for (int r = DLR_EMPTY; r <= DLR_WRONG_KEY; r++) {
                 assert_string_equal(dead_letter_reason_code((dead_letter_reason)r), codes[r]);
                 /* Numbers as in the proto. */
                 const ProtobufCEnumValue *v =
