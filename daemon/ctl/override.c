@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include "codec.h"
-#include "ctl_db.h"
+#include "common.h"
 #include "ids.h"
+#include "kafka.h"
 
 #define OUTCOMES_TOPIC_DEFAULT "allvarssamtal.outcomes.v1"  /* outcome.proto's topic */
 #define CE_TYPE_CASE_OUTCOME   "se.allvarssamtal.v1.CaseOutcome"

@@ -15,7 +15,7 @@
 
 #include "clock.h"
 #include "codec.h"
-#include "ctl.h"
+#include "commands.h"
 #include "profiles.h"
 #include "reasons.h"
 #include "rules.h"
