@@ -471,6 +471,23 @@ void codec_outcome_free(codec_outcome *o) {
         message_free(o ? &o->m : NULL);
 }
 
+void codec_message_id(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len, size_t max_bytes,
+                      char ret[static CODEC_ID_MAX + 1]) {
+        ret[0] = '\0';
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, 1);
+        if (!buf || len == 0 || len > max_bytes || !f || f->type != PROTOBUF_C_TYPE_STRING ||
+            f->label == PROTOBUF_C_LABEL_REPEATED)
+                return;
+        codec_message *m = NULL;
+        if (message_decode(&m, desc, buf, len)) {
+                const char *id = *(const char *const *)(const void *)((const char *)m->msg + f->offset);
+                size_t n = id ? strlen(id) : 0;
+                if (n > 0 && n <= CODEC_ID_MAX && n == wire_length(&m->a, id) && printable_ascii(id))
+                        memcpy(ret, id, n + 1);
+        }
+        message_free(m);
+}
+
 const char *dead_letter_reason_code(dead_letter_reason r) {
         switch (r) {
         case DLR_EMPTY: return "EMPTY";

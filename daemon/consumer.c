@@ -458,6 +458,27 @@ static bool outcome_key_ok(const CaseOutcome *o, const rd_kafka_message_t *km, c
         return false;
 }
 
+/* What the producer knows message km by, for its dead letter (DeadLetter's
+ * source_* fields) and a replay: its key, its headers, and its own id, also when
+ * it failed validation (then read into id). */
+static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, const codec_outcome *out,
+                      const codec_referral *ref, store_message *m, char id[static CODEC_ID_MAX + 1]) {
+        m->key = km->key;
+        m->key_len = km->key ? km->key_len : 0;
+        rd_kafka_headers_t *h = NULL;
+        m->headers = rd_kafka_message_headers(km, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? h : NULL;
+        if (out)
+                m->source_event_id = codec_outcome_msg(out)->event_id;
+        else if (ref)
+                m->source_event_id = codec_referral_msg(ref)->referral_id;
+        else {
+                codec_message_id(outcomes ? &allvarssamtal__v1__case_outcome__descriptor
+                                          : &allvarssamtal__v1__police_referral__descriptor,
+                                 km->payload, km->len, c->cfg->max_message_bytes, id);
+                m->source_event_id = id[0] ? id : NULL;
+        }
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -470,12 +491,13 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         codec_referral **refs = calloc(n, sizeof *refs);
         codec_outcome **outs = calloc(n, sizeof *outs);
         codec_error *errs = calloc(n, sizeof *errs);
+        char (*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
         store_offset *offs = calloc(n, sizeof *offs);
         lane_work *work = calloc(n_lanes, sizeof *work);
         void **args = calloc(n_lanes, sizeof *args);
         int *rets = calloc(n_lanes, sizeof *rets);
         int r = -ENOMEM;
-        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !work || !args || !rets)
+        if (!ordered || !msgs || !refs || !outs || !errs || !ids || !offs || !work || !args || !rets)
                 goto out;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
@@ -507,6 +529,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         }
                         if (!m->referral && !m->case_outcome)
                                 m->error = &errs[i];
+                        source_of(c, km, outcomes, outs[i], refs[i], m, ids[i]);
 
                         store_offset *o = NULL;
                         for (size_t j = first_off; j < n_offs; j++)
@@ -556,6 +579,7 @@ out:
         free(refs);
         free(outs);
         free(errs);
+        free(ids);
         free(offs);
         free(work);
         free(args);
