@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "batch.h"
 #include "consumer.h"
 #include "kafka_conf.h"
 #include "lanes.h"
@@ -24,7 +25,6 @@
 
 #define BACKOFF_MIN (100 * 1000)
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
-#define EAGAIN_RETRIES 5
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
 
 typedef struct partition_state {
@@ -160,10 +160,20 @@ static int parts_reseek(consumer *c) {
 static void database_lost(consumer *c, int r) {
         /* The failing connection's reason: a batch lane's, or the consumer's own. */
         const char *why = c->lane_error[0] ? c->lane_error : store_last_error(c->st);
-        if (!c->database_down)
+        if (r == -EACCES) {
+                /* Not an outage: the role, a grant or the schema is wrong (sqlstate.h
+                 * "deployment"). Said every time it recurs, until an operator fixes it. */
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
-                           "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
-        set_error(c, "database: %s", why);
+                           "MESSAGE=PostgreSQL refused the daemon's statement (%s): fix the deployment"
+                           " (roles and grants: deploy/roles.sql, allvarsd --migrate); partitions paused, retrying",
+                           why, NULL);
+                set_error(c, "deployment: %s", why);
+        } else {
+                if (!c->database_down)
+                        log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
+                                   "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
+                set_error(c, "database: %s", why);
+        }
         c->lane_error[0] = 0;
         c->database_down = true;
         c->reload_needed = true;
@@ -395,21 +405,12 @@ typedef struct lane_work {
         store_batch_result res;
 } lane_work;
 
-/* On the lane's thread: one transaction, retried on a deadlock or a
- * serialization failure (the lanes' and other instances' transactions). */
+/* On the lane's thread: one transaction (batch.h: retried on a deadlock or a
+ * serialization failure, a message PostgreSQL refuses dead-lettered). */
 static int lane_store(store *st, void *arg) {
         lane_work *w = arg;
-        int r;
-        for (int attempt = 0;; attempt++) {
-                r = w->outcomes ? store_outcome_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
-                                                      w->n_offs, &w->res)
-                                : store_referral_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
-                                                       w->n_offs, &w->res);
-                if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
-                        return r;
-                for (size_t i = 0; i < w->n; i++)
-                        w->msgs[i].status = STORE_PENDING;
-        }
+        return batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
+                           &w->res);
 }
 
 /* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */

@@ -11,7 +11,7 @@
 #define PROFILE_DEFAULTS                                                       \
         .version = 1, .protective_assessment_within = 24 * USEC_PER_HOUR,      \
         .late_referral_after = 14 * USEC_PER_DAY, .adult_age = 18,             \
-        .criminal_responsibility_age = 15, .at_risk_fraction = 0.75
+        .criminal_responsibility_age = 15, .at_risk_fraction = PROFILE_AT_RISK_FRACTION
 
 static const profile builtin[] = {
         {

@@ -46,6 +46,9 @@ typedef struct profile {
 
 #define PROFILE_DEFAULT "goteborg-motion-2024"
 
+/* AT_RISK after 75 % of the limit, unless a profile says otherwise. */
+#define PROFILE_AT_RISK_FRACTION 0.75
+
 /* Built-in profiles, in a fixed order. */
 size_t profiles_builtin_count(void);
 const profile *profiles_builtin(size_t i);

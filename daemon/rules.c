@@ -86,9 +86,7 @@ static bool guardian_phone_known(const PoliceReferral *r) {
 
 /* Step 1: the birth date, or a MANUAL_REVIEW reason. */
 static uint32_t resolve_birth(const PoliceReferral *r, decision *d) {
-        const char *number = r->subject ? r->subject->identity_number : NULL;
         const char *birth_date = r->subject ? r->subject->birth_date : NULL;
-        identity_parse(number, d->report_date, &d->id);
 
         civil_date bd;
         bool bd_usable = birth_date && *birth_date && civil_date_parse(birth_date, &bd) &&
@@ -114,13 +112,26 @@ static uint32_t resolve_birth(const PoliceReferral *r, decision *d) {
         }
 }
 
+void rules_identity(const PoliceReferral *r, identity *ret) {
+        const char *number = r->subject ? r->subject->identity_number : NULL;
+        identity_parse(number, stockholm_date(ts_usec(r->reported_at)), ret);
+}
+
 void rules_decide(const profile *p, const PoliceReferral *r, const rules_history *h, usec_t now,
                   decision *ret) {
+        identity id;
+        rules_identity(r, &id);
+        rules_decide_parsed(p, r, &id, h, now, ret);
+}
+
+void rules_decide_parsed(const profile *p, const PoliceReferral *r, const identity *id, const rules_history *h,
+                         usec_t now, decision *ret) {
         decision *d = ret;
         memset(d, 0, sizeof *d);
         d->profile = p;
         d->age = -1;
         d->marks = rules_marks(r);
+        d->id = *id;
 
         usec_t reported_at = ts_usec(r->reported_at);
         d->report_date = stockholm_date(reported_at);

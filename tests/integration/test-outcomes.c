@@ -1,4 +1,4 @@
-/* The lifecycle's transaction (store_outcome_batch) against a real PostgreSQL
+/* The lifecycle's transaction (outcome_batch_store) against a real PostgreSQL
  * (PGHOST/PGPORT/PGUSER, e.g. from tests/lib/pg.sh): a fresh database per test
  * with the schemas/NNN_name.sql files applied, referrals, decisions and cases set up with SQL,
  * outcome events packed and decoded as the consumer does, and the clock set by
@@ -26,6 +26,8 @@
 #include "events.h"
 #include "harness.h"
 #include "ids.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
 
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC)      /* 2025-03-10T08:00:00Z, reported_at */
@@ -376,9 +378,9 @@ static int send_raw(fixture *fx, event *const *evs, const char *const *raw, size
         }
         store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = expected_next,
                             .new_next = fx->next_offset + (int64_t)n};
-        out->ret = store_outcome_batch(fx->h.st, fx->h.cfg, GROUP, now, out->m, n, &off, 1, &out->res);
+        out->ret = outcome_batch_store(fx->h.st, fx->h.cfg, GROUP, now, out->m, n, &off, 1, &out->res);
         if (out->ret < 0 && out->ret != -ESTALE)
-                fprintf(stderr, "store_outcome_batch: %s\n", store_last_error(fx->h.st));
+                fprintf(stderr, "outcome_batch_store: %s\n", store_last_error(fx->h.st));
         if (out->ret == 0) {
                 fx->stored_next = off.new_next;
                 fx->next_offset += (int64_t)n;
@@ -886,7 +888,7 @@ static void *race(void *arg) {
                                 .payload = buf, .len = len, .case_outcome = codec_outcome_msg(o)};
         store_offset off = {.topic = rc->fx->h.cfg->topic_outcomes, .partition = rc->partition, .expected_next = -1,
                             .new_next = 1};
-        rc->ret = store_outcome_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
+        rc->ret = outcome_batch_store(rc->st, rc->fx->h.cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
         rc->m.case_outcome = NULL;
         codec_outcome_free(o);
         free(buf);
