@@ -1,11 +1,12 @@
 /* The Kafka consumer and the batch loop. See consumer.h for the contract.
  *
- * Why it is shaped this way (librdkafka 2.0.2, ../shared/NOTES.md):
- *  - eager `range` assignment: cooperative-sticky has known hangs before 2.3;
- *  - rd_kafka_consumer_poll() and our own batch, not consume_batch (#4208);
- *  - offsets are assigned once, explicitly, from PostgreSQL (#5345), and every
+ * Why it is shaped this way (docs/design.md "The consumer", "Effectively once"):
+ *  - eager `range` assignment: cooperative-sticky has known hangs before 2.3
+ *    (librdkafka #4783, #4527, #4381, #4686);
+ *  - rd_kafka_consumer_poll() and our own batch, not consume_batch (librdkafka #4208);
+ *  - offsets are assigned once, explicitly, from PostgreSQL (librdkafka #5345), and every
  *    batch fences its offsets with a compare-and-set in the same transaction,
- *    so a message from a partition we just lost (#1359) cannot be decided twice.
+ *    so a message from a partition we just lost (librdkafka #1359) cannot be decided twice.
  */
 #include <errno.h>
 #include <stdarg.h>

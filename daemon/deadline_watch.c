@@ -1,4 +1,4 @@
-/* The deadline watch (docs/domain.md "After the decision: the case"). One pass is one transaction:
+/* The deadline watch (docs/domain.md "Deadline watch"). One pass is one transaction:
  *   1. one SELECT of the open cases that may be due for an alert, locked
  *      FOR UPDATE SKIP LOCKED (another instance holding a case has it this round);
  *      read through partial indexes, so its cost follows the cases due, not

@@ -1,4 +1,4 @@
-/* The deadline watch (docs/domain.md "After the decision: the case"): AT_RISK when the profile's
+/* The deadline watch (docs/domain.md "Deadline watch"): AT_RISK when the profile's
  * share of the limit (75 %) has passed with nothing scheduled, MISSED when the
  * deadline passed and the conversation (or, for a SUMMONS deadline, the summons)
  * did not happen, PROTECTIVE_ASSESSMENT_OVERDUE when the assessment is late.

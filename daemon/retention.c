@@ -1,4 +1,4 @@
-/* Retention (gallring; docs/domain.md "Known realities"). A
+/* Retention (gallring; docs/domain.md "Retention"). A
  * social services file is deleted five years after its last entry (SoL 12 kap.
  * 1-2 §§, 2001:453); allvarsd removes the personal data on its own schedule:
  *   - of cases closed before now - retention.closed_case_days;

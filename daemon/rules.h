@@ -1,4 +1,4 @@
-/* The decision (DOMAIN.md "Decision"). Pure: no I/O, no logging, no clock of its
+/* The decision (docs/domain.md "Decision"). Pure: no I/O, no logging, no clock of its
  * own, no allocation. Input a decoded, validated referral, the person's history,
  * the effective profile and the current time; output a decision. */
 #pragma once

@@ -19,10 +19,6 @@
 #include "config.h"
 #include "commands.h"                   /* the subcommands' entry points */
 
-#ifndef SCHEMAS_DIR
-#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
-#endif
-
 /* Exit codes of every subcommand. */
 #define CTL_EXIT_OK      0
 #define CTL_EXIT_FAILURE 1

@@ -78,7 +78,7 @@ int ctl_produce(ctl *c, const char *topic, const void *key, size_t key_len, cons
                         rd_kafka_headers_destroy(headers);
                 return r;
         }
-        /* Exactly one copy, written to every in-sync replica (NOTES.md: producer). */
+        /* Exactly one copy, written to every in-sync replica (docs/design.md "The producer"). */
         if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err) ||
             rd_kafka_conf_set(conf, "acks", "all", err, sizeof err)) {
                 ctl_fail(c, "Kafka: %s", err);

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
                 usage(stdout);
                 return 0;
         }
-        /* Ages and report dates are on the Europe/Stockholm calendar (DOMAIN.md "Age"). */
+        /* Ages and report dates are on the Europe/Stockholm calendar (docs/domain.md "Age"). */
         int r = tz_init();
         if (r < 0) {
                 fprintf(stderr, "allvarsctl: the time zone Europe/Stockholm is not available (is tzdata installed?)\n");

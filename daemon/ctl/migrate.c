@@ -6,6 +6,10 @@
 #include "common.h"
 #include "store.h"
 
+#ifndef SCHEMAS_DIR
+#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
+#endif
+
 static const char migrate_usage[] =
         "Usage: allvarsctl migrate [--schemas DIR] [--config PATH | --database CONNINFO]\n"
         "Apply the database migrations that are not applied yet, like allvarsd --migrate (run it as the\n"

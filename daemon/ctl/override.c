@@ -226,7 +226,7 @@ int ctl_override_main(int argc, char **argv) {
 
         const char *topic = c.cfg && c.cfg->topic_outcomes ? c.cfg->topic_outcomes : OUTCOMES_TOPIC_DEFAULT;
         rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-        /* CloudEvents Kafka binding, binary mode (NOTES.md). */
+        /* CloudEvents Kafka binding, binary mode (docs/design.md "The event envelope"). */
         if (add_header(h, "content-type", "application/protobuf") < 0 || add_header(h, "ce_specversion", "1.0") < 0 ||
             add_header(h, "ce_id", event_id) < 0 || add_header(h, "ce_type", CE_TYPE_CASE_OUTCOME) < 0 ||
             add_header(h, "ce_source", CE_SOURCE) < 0 || add_header(h, "ce_time", c.now) < 0) {

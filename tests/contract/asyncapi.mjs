@@ -6,8 +6,8 @@
 //      -o IMAGE.json`), a Kafka key, and on outgoing topics the CloudEvents headers.
 //   3. Every .proto file's "// Topic: NAME" header names the address of the channel
 //      that carries its message.
-//   4. README's topic table (between the topics markers) is the one this document
-//      makes; --write puts it there instead of checking.
+//   4. docs/contract.md's topic table (between the topics markers) is the one this
+//      document makes; --write puts it there instead of checking.
 // Prints one line per problem; exits 1 on any.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -107,21 +107,21 @@ for (const [file, address] of topicOfFile) {
 const begin = '<!-- topics: generated from proto/asyncapi.yaml by tests/contract/asyncapi.sh --write -->';
 const end = '<!-- end of topics -->';
 const table = ['| topic (default name) | direction | message | key | for |', '|---|---|---|---|---|', ...rows].join('\n');
-const readmePath = join(root, 'README.md');
+const readmePath = join(root, 'docs/contract.md');
 const readme = readFileSync(readmePath, 'utf8');
 const b = readme.indexOf(begin), e = readme.indexOf(end);
 if (b < 0 || e < b) {
-        problem(`README.md: the markers of the topic table are missing`);
+        problem(`docs/contract.md: the markers of the topic table are missing`);
 } else {
         const current = readme.slice(b + begin.length, e).trim();
         if (flag === '--write') {
                 writeFileSync(readmePath, `${readme.slice(0, b + begin.length)}\n\n${table}\n\n${readme.slice(e)}`);
-                console.log('README.md: topic table written');
+                console.log('docs/contract.md: topic table written');
         } else if (current !== table) {
-                problem(`README.md: the topic table differs from proto/asyncapi.yaml (tests/contract/asyncapi.sh --write); expected:\n${table}`);
+                problem(`docs/contract.md: the topic table differs from proto/asyncapi.yaml (tests/contract/asyncapi.sh --write); expected:\n${table}`);
         }
 }
 
 problems.forEach((p) => console.log(p));
 if (problems.length) process.exit(1);
-console.log(`proto/asyncapi.yaml: valid AsyncAPI ${doc.asyncapi}, ${rows.length} topics, README's table agrees`);
+console.log(`proto/asyncapi.yaml: valid AsyncAPI ${doc.asyncapi}, ${rows.length} topics, the table of docs/contract.md agrees`);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # proto/asyncapi.yaml is a valid AsyncAPI 3.0 document whose messages are the
-# contract's protobuf messages, and README's topic table is the one it makes
-# (tests/contract/asyncapi.mjs says what is checked). With --write: put the table
-# into README.md instead of checking it.
+# contract's protobuf messages, and the topic table of docs/contract.md is the one
+# it makes (tests/contract/asyncapi.mjs says what is checked). With --write: put
+# the table into docs/contract.md instead of checking it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export ALLVARS_ROOT=$ROOT

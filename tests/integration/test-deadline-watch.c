@@ -742,7 +742,7 @@ static void send_cleared(fixture *fx, const char *referral_id, const char *event
         free(buf);
 }
 
-/* DOMAIN.md step 4: a deferred case becomes ELIGIBLE when the police clear
+/* docs/domain.md "Decision", step 4: a deferred case becomes ELIGIBLE when the police clear
  * it, the 48 h counted from the clearance. Its deadline is set by the
  * lifecycle's UPDATE, after the watch has passed it over many times: its
  * alerts come at the new times, once each. */

@@ -417,7 +417,7 @@ static void send_one(fixture *fx, event *e, usec_t now, store_message_status wan
 
 /* ---- tests ---- */
 
-/* DOMAIN.md step 4: both deferrals pending; the assessment first, then the
+/* docs/domain.md "Decision", step 4: both deferrals pending; the assessment first, then the
  * police's clearance (addressed by their referral id). ELIGIBLE only then,
  * the 48 h counted from the clearance, and the scheduling request goes out. */
 static void test_deferral_then_clearance(void **state) {
@@ -846,7 +846,7 @@ static void test_stale_offset(void **state) {
         assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets"), 103);
 }
 
-/* At the statutory level the police hear ASSESSED only (DOMAIN.md "Feedback to the police"). */
+/* At the statutory level the police hear ASSESSED only (docs/domain.md "Feedback to the police"). */
 static void test_statutory_feedback(void **state) {
         fixture *fx = *state;
         char id[UUID_STR_LEN];
