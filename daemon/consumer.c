@@ -441,7 +441,7 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
-/* The key rule (docs/contract.md "Keys"): an outcome's Kafka key is its case's
+/* The key rule (docs/contract.md "Keys and ids"): an outcome's Kafka key is its case's
  * id, so that all of a case's events are on one partition, in order. Another key
  * is a dead letter on the first message of a misconfigured producer, not a
  * reordering weeks later. */

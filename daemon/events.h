@@ -133,7 +133,7 @@ typedef struct scheduling_info {
 } scheduling_info;
 int events_scheduling(const config *cfg, const scheduling_info *info, usec_t now, event_list *out);
 
-/* A withdrawal of the case's scheduling request (docs/contract.md "Withdrawals"),
+/* A withdrawal of the case's scheduling request (docs/contract.md "Requests and withdrawals"),
  * at the case's revision after the change that caused it, which happened at `at`.
  * Event id from (case, "scheduling/withdrawn/<revision>"). */
 int events_scheduling_withdrawn(const config *cfg, const char *case_id, const char *district, uint64_t revision,

@@ -12,7 +12,7 @@
 
 /* The case id of a referral: uuid5(NS_CASE, referral_id). */
 void ids_case_id(const char *referral_id, char ret[static UUID_STR_LEN]);
-/* The key rule (docs/contract.md "Keys"): every event about a case, in and out,
+/* The key rule (docs/contract.md "Keys and ids"): every event about a case, in and out,
  * has the case id as its Kafka key. An outcome names its case by case_id or by the
  * police's referral_id (empty strings when absent; one of them is set). Returns 0
  * when key (key_len bytes, NULL when the message had none) is that case's id;

@@ -49,7 +49,7 @@
  *   PROTECTIVE_ASSESSMENT_RECORDED(do_not_summon): the assessment found that
  *       summoning the family would put the child at risk: the case goes to
  *       MANUAL_REVIEW (a social worker decides how to go on), no summons.
- * Withdrawals (docs/contract.md "Withdrawals"): a scheduling request is in force
+ * Withdrawals (docs/contract.md "Requests and withdrawals"): a scheduling request is in force
  * while the case is ELIGIBLE or SCHEDULED. A change that leaves those states
  * withdraws it, with the reason: CANCELLED, FAMILY_DECLINED, HELD, NOT_ELIGIBLE
  * (an override), ON_HOLD (an override to DEFERRED or MANUAL_REVIEW),

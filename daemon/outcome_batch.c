@@ -41,7 +41,7 @@ typedef struct outcome_ctx {
         contacts contacts;
         profile prof;
         bool feedback_requested;
-        uint64_t revision;              /* the case's after this event (docs/contract.md "Withdrawals") */
+        uint64_t revision;              /* the case's after this event (docs/contract.md "Requests and withdrawals") */
 } outcome_ctx;
 
 static void ctx_free(outcome_ctx *c) {
@@ -229,7 +229,7 @@ static int add_scheduling(batch *b, outcome_ctx *c, const case_state *a, schedul
         return 0;
 }
 
-/* The request in force is withdrawn (docs/contract.md "Withdrawals"), in this
+/* The request in force is withdrawn (docs/contract.md "Requests and withdrawals"), in this
  * transaction, at the case's new revision. */
 static int add_withdrawal(batch *b, const outcome_ctx *c, withdrawal_reason reason) {
         int r = events_scheduling_withdrawn(b->cfg, c->case_id, c->ref.district, c->revision, reason, c->at, b->now,

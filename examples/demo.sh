@@ -97,7 +97,7 @@ say "One decision explained, as a social worker sees it"
 ctl case PM-2025-0310-000123 | sed -n '1,/^Audit/p'
 
 say "What happens next: outcome events from the booking service, social workers and the police"
-# The key of every outcome is its case id (docs/contract.md "Keys"): the case_id
+# The key of every outcome is its case id (docs/contract.md "Keys and ids"): the case_id
 # the event names, or the one computed from the police's referral id
 # (examples/case-id), so that a case's events stay on one partition, in order.
 outcome_key() {

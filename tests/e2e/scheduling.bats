@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # The scheduling topic as the booking service consumes it (docs/contract.md
-# "Withdrawals"): the built daemon, a real Kafka broker and PostgreSQL drive a
+# "Requests and withdrawals"): the built daemon, a real Kafka broker and PostgreSQL drive a
 # case down each path; then, reading allvarssamtal.scheduling.v1 from the start
 # and telling the two messages apart by ce_type, the last message of each case
 # says what the booking service must do, and the revisions of a case's messages

@@ -137,9 +137,8 @@ teardown_daemons() {
         return $rc
 }
 
-# gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).
 # outcome_key TEXT: the Kafka key of a CaseOutcome in text format (docs/contract.md
-# "Keys"): its case_id, or the case id of its referral_id (examples/case-id).
+# "Keys and ids"): its case_id, or the case id of its referral_id (examples/case-id).
 outcome_key() {
         local key
         key=$(sed -n 's/.*case_id: *"\([^"]*\)".*/\1/p' <<<"$1" | head -n 1)
@@ -147,6 +146,7 @@ outcome_key() {
         echo "$key"
 }
 
+# gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).
 gen() { "$BUILD/tests/referral-gen" --bootstrap "$KAFKA" --topic "${TOPIC_PREFIX:-}police.referrals.v1" "$@"; }
 
 # real_kafka_topics: on a real broker ($ALLVARS_KAFKA_BOOTSTRAP), this test's own
