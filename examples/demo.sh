@@ -151,6 +151,15 @@ echo
 "${CTL[@]}" events --bootstrap "$BOOTSTRAP" --from-beginning --idle-exit 1500 \
         | awk '{split($1, t, "/"); n[t[1]]++} END {for (k in n) printf "  %-32s %d events\n", k, n[k]}'
 
+say "What the booking service is to do: the last scheduling message of each case"
+echo "(the highest revision wins: a request, an updated request, or a withdrawal with its reason)"
+"${CTL[@]}" events --bootstrap "$BOOTSTRAP" --topic allvarssamtal.scheduling.v1 --from-beginning --idle-exit 1500 |
+        awk '{ key = $2; sub(/^key=/, "", key); type = $4; sub(/^ce_type=se.allvarssamtal.v1./, "", type)
+               rev = ""; if (match($0, /revision: [0-9]+/)) rev = substr($0, RSTART + 10, RLENGTH - 10)
+               what = ""; if (match($0, /(kind: SCHEDULING_REQUEST_KIND|reason: WITHDRAWAL_REASON)_[A-Z_]+/)) what = substr($0, RSTART, RLENGTH)
+               last[key] = sprintf("  %s  %-19s revision %s  %s", key, type, rev, what) }
+             END { for (k in last) print last[k] }' | sort
+
 say "allvarsctl status"
 ctl status --bootstrap "$BOOTSTRAP"
 
