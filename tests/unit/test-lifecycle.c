@@ -702,8 +702,8 @@ static void test_withdrawals_every_state(void **state) {
                                         case CASE_HELD: want = WITHDRAWAL_HELD; break;
                                         case CASE_NOT_ELIGIBLE: want = WITHDRAWAL_NOT_ELIGIBLE; break;
                                         default:
-                                                want = kinds[k] == OUTCOME_KIND_ASSESSMENT_RECORDED &&
-                                                                       k < sizeof kinds / sizeof *kinds
+                                                want = k < sizeof kinds / sizeof *kinds &&
+                                                                       kinds[k] == OUTCOME_KIND_ASSESSMENT_RECORDED
                                                                ? WITHDRAWAL_PROTECTIVE_ASSESSMENT
                                                                : WITHDRAWAL_ON_HOLD;
                                         }
