@@ -88,13 +88,38 @@ typedef struct config {
         char *log_target;               /* auto | journal | stderr */
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
+
+        config_kv *refs;                /* keys given as "@file:..." or "@credential:...", as written */
+        size_t n_refs;
 } config;
 
 /* Parse a configuration file. On failure returns a negative errno and writes
  * one line naming the file, line and key into err. */
 int config_load(const char *path, config **ret, char *err, size_t err_size);
+enum {
+        /* "@credential:NAME" values are not read: the reference stands for the
+         * value (--check-reload: systemd 252 hides the credentials from
+         * ExecReload=; they are restart-only anyway). */
+        CONFIG_NO_CREDENTIALS = 1 << 0,
+        /* allvarsctl's file: the pepper is not required (config_load_client). */
+        CONFIG_CLIENT = 1 << 1,
+};
+int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size);
 /* Parse from a string (tests, fuzzing); name is used in error messages. */
 int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size);
+/* allvarsctl's configuration (CTL_CONFIG_DEFAULT_PATH): the same keys, of
+ * which it uses database.*, kafka.*, topics.* and clock.file; the pepper is
+ * not required (an operator has no business reading it). */
+#define CTL_CONFIG_DEFAULT_PATH "/etc/allvarsd/allvarsctl.conf"
+int config_load_client(const char *path, config **ret, char *err, size_t err_size);
+int config_parse_string_client(const char *name, const char *text, config **ret, char *err, size_t err_size);
+
+/* What --check-config adds to parsing, for a configuration about to be
+ * deployed (config_check.c): a Kafka to connect to (kafka.bootstrap.servers,
+ * or kafka.embedded = true), and a pepper file that only its owner can read
+ * (mode 0600 or 0400, as ssh wants of a private key). 0, or -EINVAL with one
+ * line naming the fix in err. */
+int config_check_deployment(const config *c, char *err, size_t err_size);
 /* A configuration is shared by the daemon's threads: config_ref takes one more
  * reference, config_free drops one and frees with the last. */
 config *config_ref(config *c);
@@ -106,6 +131,15 @@ const profile *config_profile_for(const config *c, const char *district);
 /* Keys whose change needs a restart, comma-separated, into buf; "" when the
  * new configuration can be applied by SIGHUP. */
 void config_restart_needed(const config *old, const config *new, char *buf, size_t size);
+
+/* The restart-only keys as "key = value" lines, a value given as @file: or
+ * @credential: as that reference (never its content), other secrets masked:
+ * what the running daemon writes to its runtime directory at start. */
+void config_restart_write(const config *c, FILE *f);
+/* Compare c's restart-only keys with such a text: the keys that differ,
+ * comma-separated, into buf; returns 1 when some differ, 0 when none, or a
+ * negative errno. */
+int config_restart_compare(const config *c, const char *running, char *buf, size_t size);
 
 /* Write the effective values (secrets masked) as "key = value" lines. */
 void config_dump(const config *c, FILE *f);

@@ -14,12 +14,21 @@
 -- decoded. NULL for the rows written before this version.
 --
 -- No grants change: allvarsd_runtime holds INSERT on dead_letters for the whole
--- table (schemas/005_outcome_reject_grant.sql) and SELECT on every table, which
--- cover the new columns; so does a role granted SELECT on the tables
--- (allvarsd_operator).
+-- table and SELECT on every table (schemas/006_operator_role.sql), which cover the
+-- new columns; allvarsd_operator reads them through dead_letter_summary, whose
+-- SELECT grant a CREATE OR REPLACE keeps.
 
 ALTER TABLE allvarsd.dead_letters
         ADD COLUMN source_key bytea,
         ADD COLUMN source_headers bytea,
         ADD COLUMN source_ce_id text,
         ADD COLUMN source_event_id text;
+
+-- What allvarsctl reads of a dead letter (schemas/006_operator_role.sql): the
+-- summary gains the new columns at its end (its grants stay); the payload is
+-- still read only through read_dead_letter_payload().
+CREATE OR REPLACE VIEW allvarsd.dead_letter_summary AS
+        SELECT id, event_id, source_topic, source_partition, source_offset, reason, detail,
+               octet_length(payload) AS payload_bytes, received_at, replayed_at,
+               source_key, source_headers, source_ce_id, source_event_id
+          FROM allvarsd.dead_letters;
