@@ -22,7 +22,7 @@ static void trim_end(char *p) {
                 p[--n] = 0;
 }
 
-static int vfail(pg_session *s, int err, const char *fmt, va_list ap) {
+__attribute__((format(printf, 3, 0))) static int vfail(pg_session *s, int err, const char *fmt, va_list ap) {
         vsnprintf(s->error, sizeof s->error, fmt, ap);
         one_line(s->error);
         trim_end(s->error);
