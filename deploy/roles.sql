@@ -75,5 +75,8 @@ BEGIN
         IF to_regprocedure('allvarsd.grant_operator()') IS NOT NULL THEN
                 PERFORM allvarsd.grant_operator();
         END IF;
+        IF to_regprocedure('allvarsd.grant_instances()') IS NOT NULL THEN
+                PERFORM allvarsd.grant_instances();
+        END IF;
 END
 $$;
