@@ -9,6 +9,9 @@
 #   libprotobuf-c-dev protobuf-c-compiler  the protobuf runtime and protoc-c code generator
 #   protobuf-compiler libprotobuf-dev   protoc (--encode for the examples) and timestamp.proto
 #   libpq-dev libsystemd-dev libssl-dev PostgreSQL client, sd_notify/journald, hashing (libcrypto)
+#   libmicrohttpd-dev libjson-c-dev     the Prometheus endpoint's HTTP server; librdkafka's statistics (JSON)
+#   prometheus curl                     promtool (check metrics/rules, the alert rules' unit tests) and the
+#                                       Prometheus server the metrics test scrapes with; curl scrapes by hand
 #   libcmocka-dev bats jq groff-base openssl
 #                                       unit/integration tests in C, process-level tests in bash,
 #                                       JSON checks of allvarsctl --json, man page checks,
@@ -25,6 +28,10 @@
 #                                       the systemd 252 the e2e tests boot in a namespace (tests/lib/systemd.bash)
 #   debhelper dpkg-dev lintian apt      make deb (dpkg-buildpackage, dh compat 13 with dh_installsysusers)
 #                                       and its lintian check; apt installs the package in tests/e2e/systemd-deb.bats
+#   nodejs npm                          the contract checks (tests/contract): buf and the AsyncAPI
+#                                       parser come from the npm registry, pinned by
+#                                       tests/contract/package-lock.json; npm only when no npm is
+#                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 set -euo pipefail
@@ -32,7 +39,7 @@ set -euo pipefail
 PACKAGES=(
         build-essential pkg-config
         librdkafka-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-        libpq-dev libsystemd-dev libssl-dev
+        libpq-dev libsystemd-dev libssl-dev libmicrohttpd-dev libjson-c-dev prometheus curl
         libcmocka-dev bats jq groff-base openssl
         postgresql-15 postgresql-client-15
         tzdata kcat
@@ -41,7 +48,9 @@ PACKAGES=(
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
         debhelper dpkg-dev lintian apt
+        nodejs
 )
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
