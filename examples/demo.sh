@@ -27,7 +27,7 @@ trap cleanup EXIT
 say "Starting a private PostgreSQL"
 pg_start
 
-# As deployed (README "Setting it up"; tests/lib/deployed.bash): the superuser
+# As deployed (README "Running it with systemd"; tests/lib/deployed.bash): the superuser
 # only creates the database and runs deploy/roles.sql; allvarsd_owner migrates;
 # the daemon runs as the example configuration's role (allvarsd_runtime) with
 # its secrets as credentials; allvarsctl as the operator's role.

@@ -32,6 +32,7 @@ setup() {
 }
 
 teardown() {
+        [[ -z ${NOTIFY_PID:-} ]] || kill "$NOTIFY_PID" 2>/dev/null || true
         teardown_daemons
 }
 
@@ -197,7 +198,9 @@ ctl_every_subcommand() {
                         <"$f" >"$T/decide.bin"
                 "$BUILD/allvarsctl" decide --now 2025-03-10T12:00:00Z --explain "$T/decide.bin" >>"$T/ctl.decide.txt" 2>&1
         done
-        ctl_as_operator a check-config >"$T/ctl.check-config.txt" 2>&1
+        # (The operator's file has no pepper, and the operator may not migrate: their
+        # refusals are output to scan too.)
+        ctl_as_operator a check-config >"$T/ctl.check-config.txt" 2>&1 || true
         ctl_as_operator a migrate --schemas "$ROOT/schemas" >"$T/ctl.migrate.txt" 2>&1 || true
 }
 

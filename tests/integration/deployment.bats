@@ -50,6 +50,9 @@ setup() {
         printf '%s\n' "$OPERATOR_PW" > "$T/operator.pw"
         chmod 600 "$T/runtime.pw" "$T/operator.pw" "$T/pepper"
         KAFKA=127.0.0.1:1       # replaced by mock_start where a test needs Kafka
+        # The pepper as systemd hands it over (the example's @credential:pepper).
+        export CREDENTIALS_DIRECTORY
+        CREDENTIALS_DIRECTORY=$(deployed_credentials allvarsd_runtime)
         runtime_conf a
         # The owner migrates (on the socket, as the DBA's shell would).
         "$BUILD/allvarsd" --config "$T/a.conf" --migrate --schemas "$ROOT/schemas" \
@@ -61,12 +64,12 @@ teardown() {
         teardown_daemons
 }
 
-# runtime_conf NAME [LINES...]: the daemon's configuration, as allvarsd_runtime over TCP.
+# runtime_conf NAME [LINES...]: the daemon's configuration (the example's role,
+# allvarsd_runtime) over TCP, its password from a file.
 runtime_conf() {
         local name=$1
         shift
-        daemon_conf "$name" "database.conninfo = host=127.0.0.1 port=$PGPORT dbname=$DB user=allvarsd_runtime" \
-                "database.password = @file:$T/runtime.pw" "pepper = @file:$T/pepper" "$@"
+        PGHOST=127.0.0.1 daemon_conf "$name" "database.password = @file:$T/runtime.pw" "$@"
 }
 
 # ctl_conf NAME [DBNAME [PASSWORD_FILE]]: allvarsctl's own file, as allvarsd_operator over TCP.
@@ -247,17 +250,18 @@ ctl_all_fail() {
                 echo "kafka.embedded = true" >> "$T/nokafka.conf"
                 # shellcheck disable=SC2086
                 $prog --config "$T/nokafka.conf" | tail -1 | grep -q ': OK$'
-                # A pepper readable by group or others: the mode, and the expected one.
-                chmod 640 "$T/pepper"
+                # A pepper (the credential the example names) readable by group or others:
+                # the mode, and the expected one.
+                chmod 640 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 fails_at_once 5 "permissions 0640" $prog --config "$T/a.conf"
                 [[ $output == *"chmod 600 or 400"* ]]
-                chmod 604 "$T/pepper"
+                chmod 604 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 fails_at_once 5 "permissions 0604" $prog --config "$T/a.conf"
-                chmod 400 "$T/pepper"
+                chmod 400 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 $prog --config "$T/a.conf" | tail -1 | grep -q ': OK$'
-                chmod 600 "$T/pepper"
+                chmod 600 "$CREDENTIALS_DIRECTORY/pepper"
         done
 }
