@@ -415,6 +415,22 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
                 TRY(check_time(c, o->conversation_scheduled->scheduled_at, true, T_2000, T_2100,
                                "conversation_scheduled.scheduled_at"));
                 break;
+        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD: {
+                const Allvarssamtal__V1__ConversationHeld *h = o->conversation_held;
+                for (size_t i = 0; h && i < h->n_participants; i++)
+                        if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__participant__descriptor,
+                                                                  (int)h->participants[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.participants[%zu] is not a known Participant", i);
+                for (size_t i = 0; h && i < h->n_follow_up; i++)
+                        if (h->follow_up[i] == ALLVARSSAMTAL__V1__FOLLOW_UP__FOLLOW_UP_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__follow_up__descriptor,
+                                                                  (int)h->follow_up[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.follow_up[%zu] is not a known FollowUp", i);
+                break;
+        }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CANCELLED:
                 if (o->cancelled &&
                     !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__cancel_reason__descriptor,
@@ -451,7 +467,6 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_PROTECTIVE_ASSESSMENT_RECORDED:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED:
-        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_FAMILY_DECLINED:
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE__NOT_SET:
