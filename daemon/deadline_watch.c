@@ -149,7 +149,7 @@ static const pg_statement watch_statements[] = {
           "       AND NOT EXISTS (SELECT 1 FROM allvarsd.cases c WHERE c.case_id = d.case_id)"
           "     ORDER BY d.case_id"
           "       FOR UPDATE SKIP LOCKED)"
-          "UPDATE allvarsd.assessment_duties d SET alerted_due = d.due_at"
+          "UPDATE allvarsd.assessment_duties d SET alerted_due = d.due_at, alerted_at = $1::timestamptz"
           "  FROM due, allvarsd.referrals r"
           " WHERE d.case_id = due.case_id AND r.referral_id = d.referral_id"
           " RETURNING d.case_id::text, d.district, r.referral_id, r.police_case_number, r.feedback_requested,"

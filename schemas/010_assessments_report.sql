@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS assessment_duties (
         due_at          timestamptz NOT NULL,          -- reported_at + protective_assessment_hours
         recorded_at     timestamptz,                   -- the PROTECTIVE_ASSESSMENT_RECORDED event's occurred_at
         alerted_due     timestamptz,                   -- due_at once PROTECTIVE_ASSESSMENT_OVERDUE was raised
+        alerted_at      timestamptz,                   -- when it was raised
         created_at      timestamptz NOT NULL
 );
 COMMENT ON TABLE assessment_duties IS
@@ -54,7 +55,7 @@ CREATE INDEX IF NOT EXISTS outcome_events_case ON outcome_events (case_id, kind,
 DO $$
 BEGIN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
-                GRANT SELECT, INSERT, UPDATE (recorded_at, alerted_due) ON assessment_duties TO allvarsd_runtime;
+                GRANT SELECT, INSERT, UPDATE (recorded_at, alerted_due, alerted_at) ON assessment_duties TO allvarsd_runtime;
         END IF;
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
                 GRANT SELECT ON assessment_duties TO allvarsd_operator;
