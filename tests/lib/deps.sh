@@ -24,6 +24,8 @@
 #   systemd                             systemd-analyze (unit checks), the runtime of the service
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
+#   chromium                            renders `allvarsctl report --format html` headless in the
+#                                       report test (its SVG charts: bars and labels, a screenshot)
 set -euo pipefail
 
 PACKAGES=(
@@ -37,6 +39,7 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
+        chromium
 )
 
 missing=()

@@ -1,0 +1,506 @@
+/* allvarsctl report: the follow-up figures of docs/domain.md "Follow-up
+ * report", per district and period, in one query over the pseudonymous tables
+ * (referrals, decisions, cases, case_alerts, outcome_events,
+ * assessment_duties: what the retention purge keeps, so the report is the same
+ * before and after it), then small counts suppressed here before any format
+ * sees them (report_suppress). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "report.h"
+
+static const char report_usage[] =
+        "Usage: allvarsctl report --from DATE --to DATE [--district D] [--by month|week|quarter]\n"
+        "                         [--format text|csv|json|html] [--output FILE]\n"
+        "                         [--config PATH | --database CONNINFO] [--now TIME]\n"
+        "The follow-up figures per district and period of the referrals reported from DATE to DATE\n"
+        "(inclusive, Europe/Stockholm dates): decisions, conversations held and in time, hours to the\n"
+        "conversation, police and guardians present, deferrals, missing contact details, late\n"
+        "referrals, protective assessments on time, what the conversations led to, and new referrals\n"
+        "within 6 and 12 months (descriptive, not causal). Counts of 1-4 are shown as <5, and other\n"
+        "cells hidden (..) so that no hidden count can be derived. Pseudonymous tables only.\n\n"
+        "  --from DATE, --to DATE  the first and last report dates (YYYY-MM-DD)\n"
+        "  --district D           only district D\n"
+        "  --by PERIOD            month (default), week (ISO) or quarter\n"
+        "  --format F             text (default), csv, json, or html (one self-contained file)\n"
+        "  --output FILE          write to FILE instead of standard output\n"
+        "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
+        "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
+        "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n"
+        "  --now TIME             count the 6 and 12 months as of this RFC 3339 time (default: now)\n";
+
+#define C(key, label, section, total, part) { key, label, section, RK_COUNT, total, part, -1, -1, NULL }
+#define S(key, label, section, num, den) { key, label, section, RK_SHARE, -1, 0, num, den, NULL }
+#define HRS(key, label, section, n) { key, label, section, RK_HOURS, -1, 0, -1, -1, n }
+
+/* Indexes into this table are the relations: keep them in step. */
+const report_figure report_figures[] = {
+        /* 0 */ C("referrals", "Referrals (orosanmälningar)", "Referrals", -1, 0),
+        /* 1 */ C("eligible", "Decided ELIGIBLE", "Referrals", 0, 'A'),
+        /* 2 */ C("not_eligible", "Decided NOT_ELIGIBLE", "Referrals", 0, 'A'),
+        /* 3 */ C("deferred", "Decided DEFERRED", "Referrals", 0, 'A'),
+        /* 4 */ C("manual_review", "Decided MANUAL_REVIEW", "Referrals", 0, 'A'),
+        /* 5 */ C("profile_goteborg_motion_2024", "Profile goteborg-motion-2024", "Referrals", 0, 'B'),
+        /* 6 */ C("profile_stockholm_2019", "Profile stockholm-2019", "Referrals", 0, 'B'),
+        /* 7 */ C("profile_ds_2024_30", "Profile ds-2024-30", "Referrals", 0, 'B'),
+        /* 8 */ C("profile_trollhattan_tuti", "Profile trollhattan-tuti", "Referrals", 0, 'B'),
+        /* 9 */ C("profile_other", "Profile other", "Referrals", 0, 'B'),
+        /* 10 */ C("ne_below_min_age", "Below the profile's ages", "Reasons for NOT_ELIGIBLE", 2, 0),
+        /* 11 */ C("ne_above_max_age", "Above the profile's ages", "Reasons for NOT_ELIGIBLE", 2, 0),
+        /* 12 */ C("ne_no_qualifying_concern", "No qualifying concern", "Reasons for NOT_ELIGIBLE", 2, 0),
+        /* 13 */ C("ne_not_imprisonable", "No offence punishable by imprisonment", "Reasons for NOT_ELIGIBLE", 2, 0),
+        /* 14 */ C("ne_not_first_suspicion", "Not the first suspicion", "Reasons for NOT_ELIGIBLE", 2, 0),
+        /* 15 */ C("held", "Conversations held (allvarssamtal)", "Conversations", 0, 0),
+        /* 16 */ C("held_in_time", "Held within the profile's limit", "Conversations", 15, 0),
+        /* 17 */ S("held_in_time_share", "Held within the limit, share of held", "Conversations", 16, 15),
+        /* 18 */ HRS("hours_to_conversation_median", "Hours from police report to conversation, median",
+                     "Conversations", "hours_n"),
+        /* 19 */ HRS("hours_to_conversation_p90", "Hours from police report to conversation, 90th percentile",
+                     "Conversations", "hours_n"),
+        /* 20 */ C("not_held_in_time", "Not held in time (MISSED)", "Conversations", 0, 0),
+        /* 21 */ C("declined", "Family declined", "Conversations", 0, 0),
+        /* 22 */ C("cancelled", "Cancelled", "Conversations", 0, 0),
+        /* 23 */ C("police_present", "Police present", "Conversations", 15, 0),
+        /* 24 */ S("police_present_share", "Police present, share of held", "Conversations", 23, 15),
+        /* 25 */ C("guardians_present", "Guardians present (vårdnadshavare)", "Conversations", 15, 0),
+        /* 26 */ S("guardians_present_share", "Guardians present, share of held", "Conversations", 25, 15),
+        /* 27 */ C("deferred_assessment", "Deferred for a protective assessment", "Deferrals", 3, 0),
+        /* 28 */ HRS("assessment_deferral_hours_median", "Hours until the assessment was recorded, median",
+                     "Deferrals", "assessment_deferral_n"),
+        /* 29 */ C("deferred_investigation", "Deferred for a preliminary investigation", "Deferrals", 3, 0),
+        /* 30 */ HRS("investigation_deferral_hours_median", "Hours until cleared by the police, median", "Deferrals",
+                     "investigation_deferral_n"),
+        /* 31 */ C("contact_missing", "Without a guardian's phone number", "Contact details and timing", 0, 0),
+        /* 32 */ HRS("contact_hours_median", "Hours until contact details were supplied, median",
+                     "Contact details and timing", "contact_n"),
+        /* 33 */ C("late_referrals", "Late referrals (incident long before the report)", "Contact details and timing",
+                   0, 0),
+        /* 34 */ C("assessments_due", "Protective assessments due (children with acute risk)",
+                   "Protective assessments (skyddsbedömning)", 0, 0),
+        /* 35 */ C("assessments_on_time", "Recorded on time", "Protective assessments (skyddsbedömning)", 34, 'C'),
+        /* 36 */ C("assessments_late", "Recorded late", "Protective assessments (skyddsbedömning)", 34, 'C'),
+        /* 37 */ C("assessments_not_recorded", "Not recorded", "Protective assessments (skyddsbedömning)", 34, 'C'),
+        /* 38 */ S("assessments_on_time_share", "Recorded on time, share of due",
+                   "Protective assessments (skyddsbedömning)", 35, 34),
+        /* 39 */ C("assessments_without_case", "Due without a conversation case (NOT_ELIGIBLE)",
+                   "Protective assessments (skyddsbedömning)", 34, 0),
+        /* 40 */ C("follow_none", "Nothing further", "What held conversations led to", 15, 0),
+        /* 41 */ C("follow_advice_support", "Advice and support (råd och stöd)", "What held conversations led to", 15,
+                   0),
+        /* 42 */ C("follow_open_care", "Open care (öppenvård)", "What held conversations led to", 15, 0),
+        /* 43 */ C("follow_investigation", "Investigation opened (SoL 11 kap. 1 §)", "What held conversations led to",
+                   15, 0),
+        /* 44 */ C("follow_other", "Other", "What held conversations led to", 15, 0),
+        /* 45 */ C("held_children_6m", "Held: children followed 6 months", "New referrals (descriptive, not causal)",
+                   -1, 0),
+        /* 46 */ C("held_rereferred_6m", "Held: with a new referral within 6 months",
+                   "New referrals (descriptive, not causal)", 45, 0),
+        /* 47 */ S("held_rereferred_6m_share", "Held: share with a new referral within 6 months",
+                   "New referrals (descriptive, not causal)", 46, 45),
+        /* 48 */ C("not_held_children_6m", "Eligible, not held: children followed 6 months",
+                   "New referrals (descriptive, not causal)", -1, 0),
+        /* 49 */ C("not_held_rereferred_6m", "Eligible, not held: with a new referral within 6 months",
+                   "New referrals (descriptive, not causal)", 48, 0),
+        /* 50 */ S("not_held_rereferred_6m_share", "Eligible, not held: share with a new referral within 6 months",
+                   "New referrals (descriptive, not causal)", 49, 48),
+        /* 51 */ C("held_children_12m", "Held: children followed 12 months", "New referrals (descriptive, not causal)",
+                   -1, 0),
+        /* 52 */ C("held_rereferred_12m", "Held: with a new referral within 12 months",
+                   "New referrals (descriptive, not causal)", 51, 0),
+        /* 53 */ S("held_rereferred_12m_share", "Held: share with a new referral within 12 months",
+                   "New referrals (descriptive, not causal)", 52, 51),
+        /* 54 */ C("not_held_children_12m", "Eligible, not held: children followed 12 months",
+                   "New referrals (descriptive, not causal)", -1, 0),
+        /* 55 */ C("not_held_rereferred_12m", "Eligible, not held: with a new referral within 12 months",
+                   "New referrals (descriptive, not causal)", 54, 0),
+        /* 56 */ S("not_held_rereferred_12m_share", "Eligible, not held: share with a new referral within 12 months",
+                   "New referrals (descriptive, not causal)", 55, 54),
+};
+const size_t report_n_figures = sizeof report_figures / sizeof report_figures[0];
+
+int report_figure_index(const char *key) {
+        for (size_t i = 0; i < report_n_figures; i++)
+                if (strcmp(report_figures[i].key, key) == 0)
+                        return (int)i;
+        return -1;
+}
+
+/* $1 from, $2 to (Stockholm dates, inclusive), $3 district or NULL, $4 month|week|quarter, $5 now.
+ * One pass: the period's referrals by the range scan of referrals_reported,
+ * each with its decision, case, duty, MISSED alert and outcome events (hash
+ * joins), then one row per district and period. The new-referral lookups run
+ * only for the children followed (referrals_person_reported). */
+static const char report_sql[] =
+        "WITH r AS ("
+        "  SELECT r.case_id, r.referral_id, r.person_key, r.district, r.reported_at,"
+        "         date_trunc($4::text, r.reported_at AT TIME ZONE 'Europe/Stockholm') AS period"
+        "    FROM allvarsd.referrals r"
+        "   WHERE r.reported_at >= ($1::date::timestamp AT TIME ZONE 'Europe/Stockholm')"
+        "     AND r.reported_at < (($2::date + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')"
+        "     AND ($3::text IS NULL OR r.district = $3::text)),"
+        " ev AS ("
+        "  SELECT e.case_id,"
+        "         min(e.occurred_at) FILTER (WHERE e.kind = 'PROTECTIVE_ASSESSMENT_RECORDED') AS assessed_at,"
+        "         min(e.occurred_at) FILTER (WHERE e.kind = 'INVESTIGATION_CLEARED') AS cleared_at,"
+        "         min(e.occurred_at) FILTER (WHERE e.kind = 'CONTACT_DETAILS_SUPPLIED') AS contact_at,"
+        "         min(e.occurred_at) FILTER (WHERE e.kind = 'CONVERSATION_SCHEDULED') AS scheduled_at,"
+        "         coalesce(bool_or('GUARDIANS' = ANY (e.participants)), false) AS guardians,"
+        "         coalesce(bool_or('NONE' = ANY (e.follow_up)), false) AS f_none,"
+        "         coalesce(bool_or('ADVICE_SUPPORT' = ANY (e.follow_up)), false) AS f_advice,"
+        "         coalesce(bool_or('OPEN_CARE' = ANY (e.follow_up)), false) AS f_open_care,"
+        "         coalesce(bool_or('INVESTIGATION' = ANY (e.follow_up)), false) AS f_investigation,"
+        "         coalesce(bool_or('OTHER' = ANY (e.follow_up)), false) AS f_other"
+        "    FROM allvarsd.outcome_events e"
+        "   WHERE e.case_id IN (SELECT case_id FROM r)"
+        "   GROUP BY e.case_id),"
+        " x AS ("
+        "  SELECT r.district, r.period, r.person_key, r.reported_at, d.outcome, d.reasons, d.flags,"
+        "         d.profile_name, d.protective_assessment_due AS pad, c.case_id IS NOT NULL AS has_case, c.state,"
+        "         c.deadline, c.deadline_kind, c.held_at, c.closed_at, c.police_attending, m.case_id IS NOT NULL AS missed,"
+        "         ev.assessed_at, ev.cleared_at, ev.contact_at, ev.scheduled_at,"
+        "         coalesce(ev.guardians, false) AS guardians, coalesce(ev.f_none, false) AS f_none,"
+        "         coalesce(ev.f_advice, false) AS f_advice, coalesce(ev.f_open_care, false) AS f_open_care,"
+        "         coalesce(ev.f_investigation, false) AS f_investigation, coalesce(ev.f_other, false) AS f_other,"
+        "         extract(epoch FROM c.held_at - r.reported_at) / 3600 AS hours,"
+        "         c.held_at IS NOT NULL AND r.person_key IS NOT NULL AS followed_held,"
+        "         c.deadline IS NOT NULL AND c.held_at IS NULL AND r.person_key IS NOT NULL"
+        "           AND (c.closed_at IS NOT NULL OR c.deadline < $5::timestamptz) AS followed_not_held,"
+        "         coalesce(c.held_at, c.deadline) AS anchor"
+        "    FROM r"
+        "    JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
+        "    LEFT JOIN allvarsd.cases c ON c.case_id = r.case_id"
+        "    LEFT JOIN (SELECT DISTINCT a.case_id FROM allvarsd.case_alerts a WHERE a.kind = 'MISSED') m"
+        "           ON m.case_id = r.case_id"
+        "    LEFT JOIN ev ON ev.case_id = r.case_id),"
+        " f AS ("
+        "  SELECT x.*,"
+        "         CASE WHEN (x.followed_held OR x.followed_not_held)"
+        "                   AND x.anchor + interval '6 months' <= $5::timestamptz THEN"
+        "           EXISTS (SELECT 1 FROM allvarsd.referrals n WHERE n.person_key = x.person_key"
+        "                     AND n.reported_at > x.anchor AND n.reported_at <= x.anchor + interval '6 months') END"
+        "           AS again_6m,"
+        "         CASE WHEN (x.followed_held OR x.followed_not_held)"
+        "                   AND x.anchor + interval '12 months' <= $5::timestamptz THEN"
+        "           EXISTS (SELECT 1 FROM allvarsd.referrals n WHERE n.person_key = x.person_key"
+        "                     AND n.reported_at > x.anchor AND n.reported_at <= x.anchor + interval '12 months') END"
+        "           AS again_12m"
+        "    FROM x)"
+        "SELECT district,"
+        "       CASE $4::text WHEN 'week' THEN to_char(period, 'IYYY-\"W\"IW')"
+        "                     WHEN 'quarter' THEN to_char(period, 'YYYY-\"Q\"Q') ELSE to_char(period, 'YYYY-MM') END"
+        "         AS period,"
+        "       count(*) AS referrals,"
+        "       count(*) FILTER (WHERE outcome = 'ELIGIBLE') AS eligible,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE') AS not_eligible,"
+        "       count(*) FILTER (WHERE outcome = 'DEFERRED') AS deferred,"
+        "       count(*) FILTER (WHERE outcome = 'MANUAL_REVIEW') AS manual_review,"
+        "       count(*) FILTER (WHERE profile_name = 'goteborg-motion-2024') AS profile_goteborg_motion_2024,"
+        "       count(*) FILTER (WHERE profile_name = 'stockholm-2019') AS profile_stockholm_2019,"
+        "       count(*) FILTER (WHERE profile_name = 'ds-2024-30') AS profile_ds_2024_30,"
+        "       count(*) FILTER (WHERE profile_name = 'trollhattan-tuti') AS profile_trollhattan_tuti,"
+        "       count(*) FILTER (WHERE profile_name NOT IN ('goteborg-motion-2024', 'stockholm-2019', 'ds-2024-30',"
+        "                                                   'trollhattan-tuti')) AS profile_other,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE' AND reasons LIKE '%BELOW_MIN_AGE%') AS ne_below_min_age,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE' AND reasons LIKE '%ABOVE_MAX_AGE%') AS ne_above_max_age,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE' AND reasons LIKE '%NO_QUALIFYING_CONCERN%')"
+        "         AS ne_no_qualifying_concern,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE' AND reasons LIKE '%NOT_IMPRISONABLE%') AS ne_not_imprisonable,"
+        "       count(*) FILTER (WHERE outcome = 'NOT_ELIGIBLE' AND reasons LIKE '%NOT_FIRST_SUSPICION%')"
+        "         AS ne_not_first_suspicion,"
+        "       count(held_at) AS held,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND deadline IS NOT NULL"
+        "                          AND CASE WHEN deadline_kind = 'SUMMONS' THEN coalesce(scheduled_at, held_at) <= deadline"
+        "                                   ELSE held_at <= deadline END) AS held_in_time,"
+        "       percentile_cont(0.5) WITHIN GROUP (ORDER BY hours) FILTER (WHERE held_at IS NOT NULL)"
+        "         AS hours_to_conversation_median,"
+        "       percentile_cont(0.9) WITHIN GROUP (ORDER BY hours) FILTER (WHERE held_at IS NOT NULL)"
+        "         AS hours_to_conversation_p90,"
+        "       count(held_at) AS hours_n,"
+        "       count(*) FILTER (WHERE missed) AS not_held_in_time,"
+        "       count(*) FILTER (WHERE state = 'DECLINED') AS declined,"
+        "       count(*) FILTER (WHERE state = 'CANCELLED') AS cancelled,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND police_attending) AS police_present,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND guardians) AS guardians_present,"
+        "       count(*) FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PROTECTIVE_ASSESSMENT_FIRST%')"
+        "         AS deferred_assessment,"
+        "       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM assessed_at - reported_at) / 3600)"
+        "         FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PROTECTIVE_ASSESSMENT_FIRST%'"
+        "                 AND assessed_at IS NOT NULL) AS assessment_deferral_hours_median,"
+        "       count(*) FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PROTECTIVE_ASSESSMENT_FIRST%'"
+        "                          AND assessed_at IS NOT NULL) AS assessment_deferral_n,"
+        "       count(*) FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PRELIMINARY_INVESTIGATION%')"
+        "         AS deferred_investigation,"
+        "       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM cleared_at - reported_at) / 3600)"
+        "         FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PRELIMINARY_INVESTIGATION%'"
+        "                 AND cleared_at IS NOT NULL) AS investigation_deferral_hours_median,"
+        "       count(*) FILTER (WHERE outcome = 'DEFERRED' AND reasons LIKE '%PRELIMINARY_INVESTIGATION%'"
+        "                          AND cleared_at IS NOT NULL) AS investigation_deferral_n,"
+        "       count(*) FILTER (WHERE flags LIKE '%CONTACT_MISSING%') AS contact_missing,"
+        "       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM contact_at - reported_at) / 3600)"
+        "         FILTER (WHERE flags LIKE '%CONTACT_MISSING%' AND contact_at IS NOT NULL) AS contact_hours_median,"
+        "       count(*) FILTER (WHERE flags LIKE '%CONTACT_MISSING%' AND contact_at IS NOT NULL) AS contact_n,"
+        "       count(*) FILTER (WHERE flags LIKE '%LATE_REFERRAL%') AS late_referrals,"
+        "       count(pad) AS assessments_due,"
+        "       count(*) FILTER (WHERE assessed_at <= pad) AS assessments_on_time,"
+        "       count(*) FILTER (WHERE assessed_at > pad) AS assessments_late,"
+        "       count(*) FILTER (WHERE pad IS NOT NULL AND assessed_at IS NULL) AS assessments_not_recorded,"
+        "       count(*) FILTER (WHERE pad IS NOT NULL AND NOT has_case) AS assessments_without_case,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND f_none) AS follow_none,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND f_advice) AS follow_advice_support,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND f_open_care) AS follow_open_care,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND f_investigation) AS follow_investigation,"
+        "       count(*) FILTER (WHERE held_at IS NOT NULL AND f_other) AS follow_other,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_held AND again_6m IS NOT NULL) AS held_children_6m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_held AND again_6m) AS held_rereferred_6m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_not_held AND again_6m IS NOT NULL)"
+        "         AS not_held_children_6m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_not_held AND again_6m) AS not_held_rereferred_6m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_held AND again_12m IS NOT NULL) AS held_children_12m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_held AND again_12m) AS held_rereferred_12m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_not_held AND again_12m IS NOT NULL)"
+        "         AS not_held_children_12m,"
+        "       count(DISTINCT person_key) FILTER (WHERE followed_not_held AND again_12m) AS not_held_rereferred_12m"
+        "  FROM f"
+        " GROUP BY district, period"
+        " ORDER BY district, period";
+
+/* ---- suppression ---- */
+
+static bool shown(const report_cell *c) {
+        return c->available && !report_cell_hidden(c);
+}
+
+/* The smallest shown non-zero count among the figures matching (partition
+ * group, or subset of total), other than `except`; -1 when none. */
+static int smallest_shown(const report_row *row, char group, int total, int except) {
+        int best = -1;
+        for (size_t i = 0; i < report_n_figures; i++) {
+                const report_figure *f = &report_figures[i];
+                if ((int)i == except || f->kind != RK_COUNT || f->partition != group || f->total != total)
+                        continue;
+                const report_cell *c = &row->cells[i];
+                if (!shown(c) || c->value <= 0)
+                        continue;
+                if (best < 0 || c->value < row->cells[best].value)
+                        best = (int)i;
+        }
+        return best;
+}
+
+/* One round of secondary suppression; true when it hid something. */
+static bool secondary_round(report_row *row) {
+        bool changed = false;
+        for (size_t t = 0; t < report_n_figures; t++) {
+                const report_cell *tc = &row->cells[t];
+                /* A partition whose total is shown: one hidden part would be the
+                 * total less the others, so a second part is hidden with it. */
+                for (char g = 'A'; g <= 'Z'; g++) {
+                        int hidden = 0, n = 0, last = -1;
+                        for (size_t i = 0; i < report_n_figures; i++) {
+                                const report_figure *f = &report_figures[i];
+                                if (f->kind != RK_COUNT || f->partition != g || f->total != (int)t)
+                                        continue;
+                                n++;
+                                if (report_cell_hidden(&row->cells[i]))
+                                        hidden++, last = (int)i;
+                        }
+                        if (n == 0 || hidden != 1 || !shown(tc))
+                                continue;
+                        int k = smallest_shown(row, g, (int)t, last);
+                        if (k >= 0) {
+                                row->cells[k].secondary = true;
+                                changed = true;
+                        }
+                }
+                /* A subset shown beside its shown total: their difference, if 1-4,
+                 * is a small count in plain sight; the subset is hidden. */
+                for (size_t i = 0; i < report_n_figures; i++) {
+                        const report_figure *f = &report_figures[i];
+                        if (f->kind != RK_COUNT || f->partition || f->total != (int)t)
+                                continue;
+                        report_cell *c = &row->cells[i];
+                        double diff = tc->value - c->value;
+                        if (shown(tc) && shown(c) && diff >= 1 && diff < REPORT_MIN_COUNT) {
+                                c->secondary = true;
+                                changed = true;
+                        }
+                }
+        }
+        return changed;
+}
+
+void report_suppress(report_row *row) {
+        for (size_t i = 0; i < report_n_figures; i++) {
+                report_cell *c = &row->cells[i];
+                c->primary = c->secondary = false;
+                if (report_figures[i].kind == RK_COUNT) {
+                        c->available = true;
+                        c->primary = c->value >= 1 && c->value < REPORT_MIN_COUNT;
+                }
+        }
+        while (secondary_round(row))
+                ;
+        /* Shares of shown counts only; statistics of hours over 5 values or more. */
+        for (size_t i = 0; i < report_n_figures; i++) {
+                const report_figure *f = &report_figures[i];
+                report_cell *c = &row->cells[i];
+                if (f->kind == RK_SHARE) {
+                        const report_cell *num = &row->cells[f->num], *den = &row->cells[f->den];
+                        c->available = shown(num) && shown(den) && den->value > 0;
+                        c->value = c->available ? num->value / den->value : 0;
+                }
+        }
+}
+
+/* ---- the query ---- */
+
+static int fetch(ctl *c, report *rep) {
+        ctl_params p = {0};
+        ctl_param(&p, CTL_OID_TEXT, rep->from);
+        ctl_param(&p, CTL_OID_TEXT, rep->to);
+        ctl_param(&p, CTL_OID_TEXT, rep->district);
+        ctl_param(&p, CTL_OID_TEXT, rep->by);
+        ctl_param(&p, CTL_OID_TIMESTAMPTZ, c->now);
+        PGresult *res = ctl_exec(c, report_sql, &p);
+        ctl_params_done(&p);
+        if (!res)
+                return -EIO;
+        int n = PQntuples(res);
+        int col[report_n_figures + 1], ncol[report_n_figures + 1];
+        for (size_t i = 0; i < report_n_figures; i++) {
+                col[i] = PQfnumber(res, report_figures[i].key);
+                ncol[i] = report_figures[i].n_column ? PQfnumber(res, report_figures[i].n_column) : -1;
+        }
+        rep->rows = calloc((size_t)n + 1, sizeof *rep->rows);
+        if (!rep->rows) {
+                PQclear(res);
+                return -ENOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+                report_row *row = &rep->rows[rep->n_rows++];
+                row->district = strdup(PQgetvalue(res, i, 0));
+                row->period = strdup(PQgetvalue(res, i, 1));
+                row->cells = calloc(report_n_figures, sizeof *row->cells);
+                if (!row->district || !row->period || !row->cells) {
+                        PQclear(res);
+                        return -ENOMEM;
+                }
+                for (size_t k = 0; k < report_n_figures; k++) {
+                        report_cell *cell = &row->cells[k];
+                        if (col[k] < 0 || PQgetisnull(res, i, col[k]))
+                                continue;
+                        cell->value = strtod(PQgetvalue(res, i, col[k]), NULL);
+                        if (report_figures[k].kind == RK_HOURS)
+                                cell->available = ncol[k] >= 0 &&
+                                                  strtod(PQgetvalue(res, i, ncol[k]), NULL) >= REPORT_MIN_COUNT;
+                }
+                report_suppress(row);
+        }
+        PQclear(res);
+        return 0;
+}
+
+static void report_free(report *rep) {
+        for (size_t i = 0; i < rep->n_rows; i++) {
+                free(rep->rows[i].district);
+                free(rep->rows[i].period);
+                free(rep->rows[i].cells);
+        }
+        free(rep->rows);
+}
+
+static bool valid_date(const char *s) {
+        struct tm tm = {0};
+        const char *end = s ? strptime(s, "%Y-%m-%d", &tm) : NULL;
+        return end && *end == '\0' && strlen(s) == 10;
+}
+
+int ctl_report_main(int argc, char **argv) {
+        enum { OPT_FROM = 1, OPT_TO, OPT_DISTRICT, OPT_BY, OPT_FORMAT, OPT_OUTPUT };
+        static const struct option options[] = {
+                {"from", required_argument, NULL, OPT_FROM},
+                {"to", required_argument, NULL, OPT_TO},
+                {"district", required_argument, NULL, OPT_DISTRICT},
+                {"by", required_argument, NULL, OPT_BY},
+                {"format", required_argument, NULL, OPT_FORMAT},
+                {"output", required_argument, NULL, OPT_OUTPUT},
+                {NULL, 0, NULL, 0},
+        };
+        static const struct {
+                const char *name;
+                int (*write)(FILE *f, const report *r);
+        } formats[] = {
+                {"text", report_write_text},
+                {"csv", report_write_csv},
+                {"json", report_write_json},
+                {"html", report_write_html},
+        };
+        ctl c;
+        ctl_init(&c, "report", report_usage);
+        report rep = {.by = "month"};
+        const char *output = NULL;
+        int format = 0;
+        int o;
+        while ((o = ctl_getopt(&c, argc, argv, options)) != -1) {
+                switch (o) {
+                case OPT_FROM: rep.from = optarg; break;
+                case OPT_TO: rep.to = optarg; break;
+                case OPT_DISTRICT: rep.district = optarg; break;
+                case OPT_BY:
+                        if (strcmp(optarg, "month") != 0 && strcmp(optarg, "week") != 0 &&
+                            strcmp(optarg, "quarter") != 0)
+                                return ctl_usage_error(&c, "--by: month, week or quarter, not %s", optarg);
+                        rep.by = optarg;
+                        break;
+                case OPT_FORMAT:
+                        format = -1;
+                        for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+                                if (strcmp(optarg, formats[i].name) == 0)
+                                        format = (int)i;
+                        if (format < 0)
+                                return ctl_usage_error(&c, "--format: text, csv, json or html, not %s", optarg);
+                        break;
+                case OPT_OUTPUT: output = optarg; break;
+                case CTL_OPT_HELP: return CTL_EXIT_OK;
+                default: return CTL_EXIT_USAGE;
+                }
+        }
+        if (optind < argc)
+                return ctl_usage_error(&c, "unexpected argument: %s", argv[optind]);
+        if (!rep.from || !rep.to)
+                return ctl_usage_error(&c, "--from and --to are required");
+        if (!valid_date(rep.from) || !valid_date(rep.to))
+                return ctl_usage_error(&c, "--from and --to take a date, YYYY-MM-DD");
+        if (c.json)
+                return ctl_usage_error(&c, "--json: use --format json");
+
+        int r = ctl_connect(&c, true);
+        if (r >= 0) {
+                snprintf(rep.generated_at, sizeof rep.generated_at, "%s", c.now);
+                r = fetch(&c, &rep);
+                if (r == -ENOMEM)
+                        ctl_fail(&c, "out of memory");
+        }
+        if (r >= 0) {
+                FILE *f = output ? fopen(output, "we") : stdout;
+                if (!f) {
+                        r = -errno;
+                        ctl_fail(&c, "cannot write %s: %s", output, strerror(-r));
+                } else {
+                        r = formats[format].write(f, &rep);
+                        if (fflush(f) != 0 && r >= 0)
+                                r = -errno;
+                        if (output && fclose(f) != 0 && r >= 0)
+                                r = -errno;
+                        if (r < 0)
+                                ctl_fail(&c, "cannot write the report: %s", strerror(-r));
+                }
+        }
+        report_free(&rep);
+        ctl_done(&c);
+        return r < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
+}
