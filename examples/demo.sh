@@ -118,6 +118,11 @@ ctl cases
 say "The audit trail of one case"
 ctl case PM-2025-0310-000123 | sed -n '/^Audit/,$p'
 
+say "The follow-up report of the demo data (allvarsctl report: counts of 1-4 are shown as <5)"
+ctl report --from 2025-03-01 --to 2025-03-31 --format text | sed -n '1,/^  Reasons/p' | head -20
+ctl report --from 2025-03-01 --to 2025-03-31 --format html --output "$ROOT/examples/report-sample.html"
+echo "  The whole report, with its charts: examples/report-sample.html (one self-contained file)"
+
 say "Dead letters"
 ctl dead-letters list
 
