@@ -162,6 +162,9 @@ install: all
 	install -Dm644 deploy/allvarsd.conf.example $(DESTDIR)$(PREFIX)/share/doc/allvarsd/allvarsd.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf || \
 	  install -Dm640 deploy/allvarsd.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf
+	install -Dm644 deploy/allvarsctl.conf.example $(DESTDIR)$(PREFIX)/share/doc/allvarsd/allvarsctl.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsctl.conf || \
+	  install -Dm644 deploy/allvarsctl.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsctl.conf
 	install -d $(DESTDIR)$(PREFIX)/share/allvarsd/schemas
 	install -m644 schemas/*.sql $(DESTDIR)$(PREFIX)/share/allvarsd/schemas/
 	install -m644 deploy/roles.sql $(DESTDIR)$(PREFIX)/share/allvarsd/roles.sql

@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "batch.h"
+#include "cleanup.h"
 #include "consumer.h"
 #include "kafka_conf.h"
 #include "lanes.h"
@@ -48,7 +49,8 @@ struct consumer {
         size_t n_parts;
 
         rd_kafka_message_t **batch;
-        size_t n_batch, cap_batch;
+        size_t n_batch, cap_batch;      /* in the batch; the array's size */
+        size_t max_batch;               /* batch.max_messages (<= cap_batch) */
         usec_t batch_started;           /* monotonic */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
@@ -321,7 +323,7 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
                 consumer_free(c);
                 return -EINVAL;
         }
-        c->cap_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        c->cap_batch = c->max_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
         int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
         if (r < 0) {
@@ -441,6 +443,22 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The decoded messages of flush_topic, freed with it. */
+typedef struct decoded {
+        codec_referral **refs;
+        codec_outcome **outs;
+        size_t n;
+} decoded;
+
+static void decoded_free(decoded *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                codec_referral_free(d->refs ? d->refs[i] : NULL);
+                codec_outcome_free(d->outs ? d->outs[i] : NULL);
+        }
+        free(d->refs);
+        free(d->outs);
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -448,18 +466,20 @@ static void lane_committed(consumer *c, const lane_work *w) {
  * then re-reads every position from the database). */
 static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
-        store_message *msgs = calloc(n, sizeof *msgs);
-        codec_referral **refs = calloc(n, sizeof *refs);
-        codec_outcome **outs = calloc(n, sizeof *outs);
-        codec_error *errs = calloc(n, sizeof *errs);
-        store_offset *offs = calloc(n, sizeof *offs);
-        lane_work *work = calloc(n_lanes, sizeof *work);
-        void **args = calloc(n_lanes, sizeof *args);
-        int *rets = calloc(n_lanes, sizeof *rets);
-        int r = -ENOMEM;
-        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !work || !args || !rets)
-                goto out;
+        _cleanup_free_ rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_(decoded_free) decoded dec = { .refs = calloc(n, sizeof *dec.refs),
+                                                .outs = calloc(n, sizeof *dec.outs),
+                                                .n = n };
+        _cleanup_free_ codec_error *errs = calloc(n, sizeof *errs);
+        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
+        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
+        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
+        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !offs || !work || !args || !rets)
+                return -ENOMEM;
+        codec_referral **refs = dec.refs;
+        codec_outcome **outs = dec.outs;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -511,7 +531,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
 
         lanes_run(c->lanes, lane_store, args, rets);
 
-        r = 0;
+        int r = 0;
         for (unsigned k = 0; k < n_lanes; k++) {
                 if (!args[k])
                         continue;
@@ -528,21 +548,6 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         }
         if (r == 0)
                 c->backoff = 0;
-
-out:
-        for (size_t i = 0; i < n; i++) {
-                codec_referral_free(refs ? refs[i] : NULL);
-                codec_outcome_free(outs ? outs[i] : NULL);
-        }
-        free(ordered);
-        free(msgs);
-        free(refs);
-        free(outs);
-        free(errs);
-        free(offs);
-        free(work);
-        free(args);
-        free(rets);
         return r;
 }
 
@@ -611,7 +616,7 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
-        while (c->n_batch < c->cap_batch) {
+        while (c->n_batch < c->max_batch) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
@@ -642,7 +647,7 @@ usec_t consumer_step(consumer *c) {
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
         bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
-            (behind || c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+            (behind || c->n_batch >= c->max_batch || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
@@ -656,7 +661,7 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (c->n_batch < c->cap_batch) {
+                while (c->n_batch < c->max_batch) {
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                         if (!km)
                                 break;
@@ -697,11 +702,22 @@ void consumer_free(consumer *c) {
         free(c);
 }
 
-void consumer_reconfigure(consumer *c, const config *cfg) {
+int consumer_reconfigure(consumer *c, const config *cfg) {
         if (!c)         /* a SIGHUP while waiting for PostgreSQL at start */
-                return;
-        /* Batch size is fixed at start (the array); wait and limits follow the reload. */
+                return 0;
         c->cfg = cfg;
+        size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        if (want > c->cap_batch) {
+                /* Called between batches, on the thread that fills the array. */
+                rd_kafka_message_t **b = realloc(c->batch, want * sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                c->batch = b;
+                c->cap_batch = want;
+        }
+        /* A smaller size applies as it is: a batch already larger is stored at once. */
+        c->max_batch = want;
+        return 0;
 }
 
 void consumer_figures_read(const consumer *c, consumer_figures *ret) {

@@ -27,9 +27,9 @@ static const char usage[] =
 /* $1 now, $2 topics, $3 partitions, $4 high watermarks (NULL: unknown). */
 static const ctl_section sections[] = {
         {"summary", NULL, CTL_RECORD,
-         "SELECT " CTL_SQL_TS("$1") " AS at,"
+         "SELECT " CTL_SQL_TS("$1::timestamptz") " AS at,"
          " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"
-         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue_cases",
+         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue_cases",
          NULL, NULL},
         {"consumers", "Consumer positions", CTL_TABLE,
          "SELECT o.consumer_group AS \"group\", o.topic, o.partition, o.next_offset,"
@@ -37,7 +37,7 @@ static const ctl_section sections[] = {
          " CASE WHEN w.high IS NOT NULL THEN greatest(w.high - o.next_offset, 0) END AS lag,"
          " " CTL_SQL_TS("o.updated_at") " AS updated_at"
          " FROM allvarsd.consumer_offsets o"
-         " LEFT JOIN unnest($2, $3, $4) AS w(topic, partition, high)"
+         " LEFT JOIN unnest($2::text[], $3::int4[], $4::int8[]) AS w(topic, partition, high)"
          "  ON w.topic = o.topic AND w.partition = o.partition"
          " ORDER BY o.consumer_group, o.topic, o.partition",
          "none", NULL},
@@ -46,23 +46,24 @@ static const ctl_section sections[] = {
          " CASE WHEN b.oldest IS NOT NULL THEN " CTL_SQL_DURATION("greatest(t.s, 0)") " END AS oldest_age,"
          " t.s AS oldest_age_seconds"
          " FROM (SELECT count(*) AS unsent, min(created_at) AS oldest FROM allvarsd.outbox) b"
-         " CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - b.oldest))::bigint AS s) t",
+         " CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1::timestamptz - b.oldest))::bigint AS s) t",
          NULL, "oldest_age_seconds"},
         {"dead_letters", "Dead letters", CTL_RECORD,
          "SELECT count(*) AS total,"
-         " count(*) FILTER (WHERE received_at > $1 - interval '24 hours') AS last_24h,"
+         " count(*) FILTER (WHERE received_at > $1::timestamptz - interval '24 hours') AS last_24h,"
          " count(*) FILTER (WHERE replayed_at IS NULL) AS not_replayed,"
          " " CTL_SQL_TS("max(received_at)") " AS latest"
-         " FROM allvarsd.dead_letters",
+         " FROM allvarsd.dead_letter_summary",
          NULL, NULL},
         {"cases", "Cases by district and state", CTL_TABLE,
          "SELECT c.district, c.state, count(*) AS cases,"
-         " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue"
+         " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue"
          " FROM allvarsd.cases c GROUP BY c.district, c.state ORDER BY c.district, c.state",
          "none", NULL},
         {"alerts", "Alerts raised in the last 24 hours", CTL_TABLE,
          "SELECT kind, count(*) AS alerts FROM allvarsd.case_alerts"
-         " WHERE raised_at > $1 - interval '24 hours' AND raised_at <= $1 GROUP BY kind ORDER BY kind",
+         " WHERE raised_at > $1::timestamptz - interval '24 hours' AND raised_at <= $1::timestamptz"
+         " GROUP BY kind ORDER BY kind",
          "none", NULL},
 };
 
