@@ -33,20 +33,22 @@ setup() {
                 psql -Xq1 -v ON_ERROR_STOP=1 -d "$DB" -f "$f" >/dev/null
         done
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/tests/integration/report-fixture.sql" >/dev/null
-        # The report's reader: SELECT on the pseudonymous tables, nothing else
-        # (no referral_personal, case_contacts, audit, dead_letters, outbox).
+        # The report's reader as deployed: a login in allvarsd_operator, with what
+        # the migrations grant that role (schemas/010_assessments_report.sql:
+        # the pseudonymous tables, never referral_personal, case_contacts or
+        # the audit's free text). Roles are cluster-wide: the role once, race-free.
         OP_USER=report_op_$$_$RANDOM
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
-CREATE ROLE $OP_USER LOGIN;
-GRANT USAGE ON SCHEMA allvarsd TO $OP_USER;
-GRANT SELECT ON allvarsd.referrals, allvarsd.decisions, allvarsd.cases, allvarsd.case_alerts,
-        allvarsd.outcome_events, allvarsd.assessment_duties TO $OP_USER;
+DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
+CREATE ROLE $OP_USER LOGIN IN ROLE allvarsd_operator;
+GRANT CONNECT ON DATABASE "$DB" TO $OP_USER;
+SELECT allvarsd.grant_operator();
 EOF
 }
 
 teardown() {
         if [[ -n ${OP_USER:-} ]]; then
-                psql -Xq -d "$DB" -c "DROP OWNED BY $OP_USER" >/dev/null 2>&1 || true
+                psql -Xq -d "$DB" -c "REVOKE CONNECT ON DATABASE \"$DB\" FROM $OP_USER" >/dev/null 2>&1 || true
                 psql -Xq -d postgres -c "DROP ROLE IF EXISTS $OP_USER" >/dev/null 2>&1 || true
         fi
 }
@@ -132,8 +134,16 @@ def hidden: . == null or . == "<5";
 @test "report: the same before and after the retention purge" {
         report --format csv > "$T/before.csv"
         report --format json > "$T/before.json"
-        daemon_conf purge "kafka.embedded = true" "retention.closed_case_days = 1" "retention.not_eligible_days = 1"
-        sed -i '/^kafka.bootstrap.servers/d' "$T/purge.conf"
+        # The daemon's purge (daemon/retention.c), one pass, as of NOW.
+        chmod 600 "$T/pepper"
+        cat > "$T/purge.conf" <<EOF
+kafka.embedded = true
+database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB
+pepper = @file:$T/pepper
+log.target = stderr
+retention.closed_case_days = 1
+retention.not_eligible_days = 1
+EOF
         run "$BUILD/tests/retention-run" "$T/purge.conf" "$NOW"
         echo "$output"
         [[ $status -eq 0 ]]
@@ -160,7 +170,7 @@ def hidden: . == null or . == "<5";
         [[ $without -ge 5 ]]
 }
 
-@test "report: the operator's role is enough; personal tables are not needed" {
+@test "report: the operator's role (allvarsd_operator) is enough; it cannot read personal data" {
         run --separate-stderr report --format csv
         [[ $status -eq 0 ]]
         # The role cannot read personal data: the report never touched it.
