@@ -31,6 +31,9 @@ pg_start
 # only creates the database and runs deploy/roles.sql; allvarsd_owner migrates;
 # the daemon runs as the example configuration's role (allvarsd_runtime) with
 # its secrets as credentials; allvarsctl as the operator's role.
+# allvarsctl runs as the operator's role (schemas/006_operator_role.sql): the
+# runtime role no longer reads the audit trail.
+export ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 # shellcheck source=../tests/lib/deployed.bash
 source tests/lib/deployed.bash
 BUILD=$ROOT/build
