@@ -88,6 +88,8 @@ typedef struct config {
         char *log_target;               /* auto | journal | stderr */
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
+        char *metrics_listen;           /* "" (off) or ADDRESS:PORT of the Prometheus endpoint */
+        bool metrics_allow_remote;      /* accept an address other than loopback */
 
         config_kv *refs;                /* keys given as "@file:..." or "@credential:...", as written */
         size_t n_refs;

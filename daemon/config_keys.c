@@ -101,6 +101,13 @@ const config_key config_keys[] = {
          36500, NULL, "Days after which the personal data of NOT_ELIGIBLE referrals are purged."},
         {"event.source", CT_STRING, OFF(event_source), 0, "urn:allvarsd", CF_RELOADABLE | CF_NONEMPTY, 0, 0, NULL,
          "The CloudEvents ce_source of every published event, e.g. urn:allvarsd:goteborg."},
+        {"metrics.listen", CT_STRING, OFF(metrics_listen), 0, "", 0, 0, 0, NULL,
+         "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9187 or [::1]:9187 (numeric "
+         "addresses only). Empty (the default): no endpoint. Only loopback addresses are accepted unless "
+         "metrics.allow_remote is true; put a TLS-terminating proxy in front for remote scrapes."},
+        {"metrics.allow_remote", CT_BOOL, OFF(metrics_allow_remote), 0, "false", 0, 0, 0, NULL,
+         "Accept a metrics.listen address other than loopback. The figures hold no personal data, but they "
+         "tell the volume of referrals."},
         {"log.target", CT_ENUM, OFF(log_target), 0, "auto", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_targets,
          "auto (journald when stderr is connected to it, else stderr), journal or stderr."},
         {"log.level", CT_ENUM, OFF(log_level), 0, "info", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_levels,

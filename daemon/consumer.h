@@ -47,3 +47,6 @@ void consumer_free(consumer *c);
  * keep their old size, the rest applies. */
 int consumer_reconfigure(consumer *c, const config *cfg);
 void consumer_figures_read(const consumer *c, consumer_figures *ret);
+/* Per-partition positions and lag, partitions assigned and the database's
+ * availability into the metrics registry (metrics.h); the consumer's thread. */
+void consumer_metrics_publish(consumer *c);

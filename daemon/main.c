@@ -30,16 +30,16 @@
 #include "identity.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "relay.h"
 #include "relay_worker.h"
 #include "sqlstate.h"
 #include "store.h"
+#include "version.h"
 #include "worker.h"
 
-#ifndef ALLVARSD_VERSION
-#define ALLVARSD_VERSION "0.1.0"
-#endif
 #ifndef SCHEMAS_DIR
 #define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
 #endif
@@ -63,6 +63,7 @@ typedef struct manager {
         worker *rel_thread;
         jobs *jobs;
         worker *jobs_thread;
+        metrics_http *metrics;
 
         rd_kafka_t *mock_host;          /* kafka.embedded: owns the mock cluster */
         rd_kafka_mock_cluster_t *mock;
@@ -196,6 +197,10 @@ static void status_update(manager *m) {
                 relay_worker_figures(m->rel_worker, &rf);
         if (m->jobs)
                 jobs_figures_read(m->jobs, &jf);
+        if (m->cons)
+                consumer_metrics_publish(m->cons);
+        metrics_set(M_RELAY_LOCK_HELD, 0, rf.active ? 1 : 0);
+        metrics_set(M_RELAY_IN_FLIGHT, 0, (double)rf.in_flight);
         const char *state = m->state;
         if (cf.database_down)
                 state = "PostgreSQL unavailable, partitions paused";
@@ -209,6 +214,8 @@ static void status_update(manager *m) {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
+                .db_known = jf.have_db,
+                .db_age_s = jf.have_db ? (uint64_t)((clock_monotonic() - jf.db_read_at) / USEC_PER_SEC) : 0,
                 .cases_open = jf.db.cases_open,
                 .outbox_backlog = jf.db.outbox_backlog,
                 .alerts_raised = cf.alerts + jf.alerts,
@@ -342,9 +349,35 @@ static void threads_stop(manager *m) {
         m->rel_thread = NULL;
 }
 
+/* The topics' names and the build for the metrics; the endpoint when
+ * metrics.listen is set (a restart-only key). */
+static int metrics_start(manager *m) {
+        const config *c = m->cfg;
+        metrics_set_topic(MT_REFERRALS, c->topic_referrals);
+        metrics_set_topic(MT_OUTCOMES, c->topic_outcomes);
+        metrics_set_topic(MT_SCHEDULING, c->topic_scheduling);
+        metrics_set_topic(MT_FEEDBACK, c->topic_feedback);
+        metrics_set_topic(MT_ALERTS, c->topic_alerts);
+        metrics_set_topic(MT_DEAD_LETTER, c->topic_dead_letter);
+        metrics_set_build(ALLVARSD_VERSION, STORE_SCHEMA_VERSION);
+        metrics_set(M_START_TIME, 0, (double)clock_realtime() / USEC_PER_SEC);
+        if (!c->metrics_listen || !c->metrics_listen[0])
+                return 0;
+        char err[300];
+        int r = metrics_http_start(c->metrics_listen, c->metrics_allow_remote, &m->metrics, err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err);
+        log_info("Metrics at http://%s/metrics", c->metrics_listen);
+        return 0;
+}
+
 static int run(manager *m) {
         int r;
         char err[512];
+
+        r = metrics_start(m);
+        if (r < 0)
+                return r;
 
         r = connect_store(m);
         if (r < 0)
@@ -652,6 +685,7 @@ int main(int argc, char **argv) {
         }
 
         threads_stop(&m);
+        metrics_http_stop(m.metrics);
         consumer_free(m.cons);
         relay_worker_free(m.rel_worker);
         relay_free(m.rel, DRAIN_FLUSH_TIMEOUT / 2);

@@ -75,5 +75,11 @@ BEGIN
         IF to_regprocedure('allvarsd.grant_operator()') IS NOT NULL THEN
                 PERFORM allvarsd.grant_operator();
         END IF;
+        IF to_regprocedure('allvarsd.grant_instances()') IS NOT NULL THEN
+                PERFORM allvarsd.grant_instances();
+        END IF;
+        IF to_regprocedure('allvarsd.grant_assessment_duties()') IS NOT NULL THEN
+                PERFORM allvarsd.grant_assessment_duties();
+        END IF;
 END
 $$;

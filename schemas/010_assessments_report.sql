@@ -15,7 +15,7 @@
 -- 3. The report reads the pseudonymous tables by reported_at, a person's
 --    later referrals, and each case's outcome events.
 --
--- Needs 001_initial.sql and the grant functions of 006_operator_role.sql.
+-- Self-contained: needs only 001_initial.sql. Safe to run again.
 
 SET LOCAL search_path = allvarsd;
 
@@ -35,6 +35,8 @@ COMMENT ON TABLE assessment_duties IS
 -- The deadline watch (deadline_watch.c): the duties not yet recorded nor alerted.
 CREATE INDEX IF NOT EXISTS assessment_duties_watch ON assessment_duties (due_at)
         WHERE recorded_at IS NULL AND alerted_due IS NULL;
+-- The overdue figure of the periodic jobs (instances.c): the duties not recorded.
+CREATE INDEX IF NOT EXISTS assessment_duties_pending ON assessment_duties (due_at) WHERE recorded_at IS NULL;
 
 ALTER TABLE outcome_events
         ADD COLUMN IF NOT EXISTS participants text[],  -- CONVERSATION_HELD: CHILD, GUARDIANS, POLICE, SOCIAL_SERVICES
@@ -49,101 +51,27 @@ CREATE INDEX IF NOT EXISTS referrals_person_reported ON referrals (person_key, r
         WHERE person_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outcome_events_case ON outcome_events (case_id, kind, occurred_at);
 
--- The roles' grants (schemas/006_operator_role.sql) with assessment_duties:
--- the functions again, each starting from nothing, so that deploy/roles.sql
--- applies the same when the roles come after the schema. The report reads
--- only tables the operator could read already, and this one.
-CREATE OR REPLACE FUNCTION allvarsd.grant_runtime() RETURNS void
+-- The grants of the new table, one function (as 007_instances.sql) so that
+-- deploy/roles.sql applies them when the roles come after the schema, after
+-- grant_runtime() and grant_operator() have started those roles from nothing:
+-- the daemon writes the duties (referral batch), records them (outcome batch)
+-- and locks and marks them (deadline watch); allvarsctl (case, report) reads.
+-- The report reads nothing else the operator could not read already.
+CREATE OR REPLACE FUNCTION allvarsd.grant_assessment_duties() RETURNS void
         LANGUAGE plpgsql
         SET search_path = allvarsd
 AS $$
 BEGIN
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
-                RETURN;
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
+                GRANT SELECT, INSERT, UPDATE (recorded_at, alerted_due, alerted_at) ON assessment_duties
+                        TO allvarsd_runtime;
         END IF;
-
-        REVOKE ALL ON ALL TABLES IN SCHEMA allvarsd FROM allvarsd_runtime;
-        REVOKE ALL ON ALL SEQUENCES IN SCHEMA allvarsd FROM allvarsd_runtime;
-        REVOKE ALL ON ALL FUNCTIONS IN SCHEMA allvarsd FROM allvarsd_runtime;
-        GRANT USAGE ON SCHEMA allvarsd TO allvarsd_runtime;
-
-        -- The schema check at start (store_check_schema). The migrator makes
-        -- this table, before the first migration.
-        IF to_regclass('allvarsd.schema_migrations') IS NOT NULL THEN
-                GRANT SELECT ON schema_migrations TO allvarsd_runtime;
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
+                GRANT SELECT ON assessment_duties TO allvarsd_operator;
         END IF;
-        -- The referral batch: the person's row locked (FOR UPDATE needs
-        -- UPDATE; persons are never changed) and the history read.
-        GRANT SELECT, INSERT, UPDATE (first_seen_at) ON persons TO allvarsd_runtime;
-        -- Pseudonymous rows stay as written; the purge only marks them.
-        GRANT SELECT, INSERT, UPDATE (purged_at) ON referrals TO allvarsd_runtime;
-        -- Personal rows: written by the batch, read by the lifecycle for a
-        -- scheduling request, deleted by the retention purge.
-        GRANT SELECT, INSERT, DELETE ON referral_personal TO allvarsd_runtime;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON case_contacts TO allvarsd_runtime;
-        GRANT SELECT, INSERT ON decisions TO allvarsd_runtime;
-        -- Cases move through the lifecycle and the deadline watch.
-        GRANT SELECT, INSERT, UPDATE ON cases TO allvarsd_runtime;
-        GRANT SELECT, INSERT ON case_alerts TO allvarsd_runtime;
-        -- The protective assessments owed without a case: written by the
-        -- referral batch, recorded by the outcome batch, alerted (locked and
-        -- marked) by the deadline watch.
-        GRANT SELECT, INSERT, UPDATE (recorded_at, alerted_due, alerted_at) ON assessment_duties TO allvarsd_runtime;
-        -- An outcome event is recorded before the lifecycle decides and taken
-        -- back, in the same transaction, when it is rejected.
-        GRANT SELECT, INSERT, DELETE ON outcome_events TO allvarsd_runtime;
-        -- The audit is append only; the purge clears an override's free text.
-        GRANT SELECT, INSERT, UPDATE (detail) ON audit TO allvarsd_runtime;
-        GRANT USAGE ON SEQUENCE audit_id_seq TO allvarsd_runtime;
-        -- The outbox is a queue: written by the batches and the watch, read
-        -- and emptied by the relay, which records what it delivered.
-        GRANT SELECT, INSERT, DELETE ON outbox TO allvarsd_runtime;
-        GRANT USAGE ON SEQUENCE outbox_id_seq TO allvarsd_runtime;
-        GRANT SELECT, INSERT ON outbox_sent TO allvarsd_runtime;
-        -- Offsets by compare-and-set.
-        GRANT SELECT, INSERT, UPDATE ON consumer_offsets TO allvarsd_runtime;
-        -- Dead letters are written once; the purge clears their payload.
-        GRANT SELECT, INSERT, UPDATE (payload) ON dead_letters TO allvarsd_runtime;
-        GRANT USAGE ON SEQUENCE dead_letters_id_seq TO allvarsd_runtime;
-        GRANT INSERT ON purges TO allvarsd_runtime;
-        GRANT USAGE ON SEQUENCE purges_id_seq TO allvarsd_runtime;
 END
 $$;
-REVOKE ALL ON FUNCTION allvarsd.grant_runtime() FROM PUBLIC;
 
--- allvarsctl: status, cases, case, dead-letters, override --wait, report.
-CREATE OR REPLACE FUNCTION allvarsd.grant_operator() RETURNS void
-        LANGUAGE plpgsql
-        SET search_path = allvarsd
-AS $$
-BEGIN
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
-                RETURN;
-        END IF;
+REVOKE ALL ON FUNCTION allvarsd.grant_assessment_duties() FROM PUBLIC;
 
-        REVOKE ALL ON ALL TABLES IN SCHEMA allvarsd FROM allvarsd_operator;
-        REVOKE ALL ON ALL SEQUENCES IN SCHEMA allvarsd FROM allvarsd_operator;
-        REVOKE ALL ON ALL FUNCTIONS IN SCHEMA allvarsd FROM allvarsd_operator;
-        GRANT USAGE ON SCHEMA allvarsd TO allvarsd_operator;
-
-        GRANT SELECT ON referrals, decisions, cases, case_alerts, outcome_events, consumer_offsets,
-                        audit_trail, dead_letter_summary
-                TO allvarsd_operator;
-        -- case (a NOT_ELIGIBLE child's assessment) and report.
-        GRANT SELECT ON assessment_duties TO allvarsd_operator;
-        -- The outbox backlog (its size and age), never a payload (a
-        -- scheduling request's names and contacts).
-        GRANT SELECT (created_at) ON outbox TO allvarsd_operator;
-        -- override --wait: whether its event was applied or dead-lettered.
-        GRANT SELECT (id, source_topic, source_partition, source_offset, reason, detail) ON dead_letters
-                TO allvarsd_operator;
-
-        GRANT EXECUTE ON FUNCTION read_personal_data(text, text), read_dead_letter_payload(bigint, text),
-                                  mark_dead_letter_replayed(bigint, timestamptz, text)
-                TO allvarsd_operator;
-END
-$$;
-REVOKE ALL ON FUNCTION allvarsd.grant_operator() FROM PUBLIC;
-
-SELECT allvarsd.grant_runtime();
-SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_assessment_duties();

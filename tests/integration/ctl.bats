@@ -160,24 +160,31 @@ at             2025-03-12T12:00:00Z
 open cases     4
 overdue cases  1
 
+Instances (decided and dead-lettered: since each one started)
+  none
+
+Outbox relay
+  lock holders  0
+  held by       -
+
 Consumer positions
   GROUP     TOPIC                      PARTITION  NEXT OFFSET  HIGH WATERMARK  LAG  UPDATED AT
   allvarsd  allvarssamtal.outcomes.v1          0            5               -    -  2025-03-12T11:00:00Z
   allvarsd  police.referrals.v1                0          120               -    -  2025-03-12T11:59:00Z
   allvarsd  police.referrals.v1                1           80               -    -  2025-03-12T11:58:00Z
 
-Outbox
+Outbox (database)
   unsent         2
   oldest unsent  2025-03-12T10:30:00Z
   oldest age     1h 30m
 
-Dead letters
+Dead letters (database)
   total         2
   last 24h      1
   not replayed  1
   latest        2025-03-12T09:00:00Z
 
-Cases by district and state
+Cases by district and state (database)
   DISTRICT  STATE      CASES  OVERDUE
   centrum   ELIGIBLE       1        1
   centrum   SCHEDULED      1        0
@@ -189,8 +196,75 @@ Alerts raised in the last 24 hours
   KIND     ALERTS
   AT_RISK       1
   MISSED        1
+
+Last database error of each class (running instances)
+  none
 EOF
         [[ -z $stderr ]]
+}
+
+# instances: two instances as the daemon's heartbeat writes them; one running
+# (relay active, a deployment error), one stopped an hour ago.
+instances() {
+        sql "INSERT INTO allvarsd.instances (instance_id, host, pid, version, started_at, heartbeat_at, stopped_at,
+                     relay_active, partitions, decided, dead_lettered, error_deployment)
+             VALUES ('h1:10:1', 'h1', 10, '0.1.0', '2025-03-12T08:00:00Z', now() - interval '5 seconds', NULL,
+                     true, 4, 1200, 3, 'batch: permission denied for table cases (SQLSTATE 42501)'),
+                    ('h2:20:1', 'h2', 20, '0.1.0', '2025-03-11T08:00:00Z', now() - interval '1 hour',
+                     now() - interval '1 hour', false, 0, 7, 0, NULL)"
+}
+
+@test "status: each instance as it reports itself, the relay's holder, the last error of each class" {
+        instances
+        run --separate-stderr ctldb status
+        [[ $status -eq 0 ]]
+        echo "$output"
+        grep -Eq '^  h1 +10 +0\.1\.0 +2025-03-12T08:00:00Z +[5-9] +running +active +4 +1200 +3$' <<<"$output"
+        grep -Eq '^  h2 +20 +0\.1\.0 +2025-03-11T08:00:00Z +36[0-9][0-9] +stopped +standby +0 +7 +0$' <<<"$output"
+        grep -q '^  held by       h1 pid 10$' <<<"$output"
+        grep -Eq '^  h1 +10 +deployment +batch: permission denied for table cases \(SQLSTATE 42501\)$' <<<"$output"
+        run --separate-stderr ctldb status --json
+        [[ $(jq -c '[.instances[] | [.host, .state, .relay, .decided_since_start]]' <<<"$output") == \
+                '[["h1","running","active",1200],["h2","stopped","standby",7]]' ]]
+        [[ $(jq -c '.errors' <<<"$output") == \
+                '[{"host":"h1","pid":10,"class":"deployment","error":"batch: permission denied for table cases (SQLSTATE 42501)"}]' ]]
+}
+
+# ---------------------------------------------------------------------------- check
+
+@test "check: monitoring-plugins exit codes, one line, performance data" {
+        # The fixture: no instance, no relay, an unsent event 1h 30m old, one overdue case.
+        run --separate-stderr ctldb check
+        [[ $status -eq 2 && ${#lines[@]} -eq 1 ]]
+        [[ $output == "ALLVARSD CRITICAL - no running instance (no heartbeat in 60 s); no instance holds the outbox relay; oldest unsent event 5400 s old; 1 open case(s) past their deadline | instances=0;;1:;0; relay_holders=0;;1:;0; outbox_age=5400s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
+        # A running instance, a session that holds the relay's lock, the outbox
+        # empty: a WARNING for the overdue case.
+        instances
+        sql "DELETE FROM allvarsd.outbox"
+        psql -XAtq -d "$DB" -c "SELECT pg_advisory_lock(x'616c6c7661727364'::bigint)" -c "SELECT pg_sleep(30)" >/dev/null &
+        locker=$!
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d $DB -c \"select count(*) from pg_locks where locktype = 'advisory' and granted\") -eq 1 ]]"
+        run --separate-stderr ctldb check
+        st=$status out=$output
+        # Thresholds as options; "off" turns one off.
+        run --separate-stderr ctldb check --overdue-warning off
+        st2=$status out2=$output
+        run --separate-stderr ctldb check --overdue-warning off --overdue-critical 0
+        st3=$status
+        kill "$locker"; wait "$locker" 2>/dev/null || true
+        [[ $st -eq 1 && $out == "ALLVARSD WARNING - 1 open case(s) past their deadline | instances=1;;1:;0; relay_holders=1;;1:;0; outbox_age=0s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
+        [[ $st2 -eq 0 && $out2 == "ALLVARSD OK - 1 instance(s) running, relay held, outbox oldest 0 s, 1 overdue, 0 dead letter(s) in the last hour, lag unknown | "* ]]
+        [[ $st3 -eq 2 ]]
+        # UNKNOWN: wrong options, or a database that cannot be read.
+        run --separate-stderr ctldb check --lag-warning many
+        [[ $status -eq 3 && $output == "ALLVARSD UNKNOWN - bad options" ]]
+        run --separate-stderr ctl check --database "dbname=${DB}_none"
+        [[ $status -eq 3 && $output == "ALLVARSD UNKNOWN - cannot read the database (see stderr)" ]]
+}
+
+@test "--version prints the version" {
+        run ctl --version
+        [[ $status -eq 0 && $output =~ ^allvarsctl\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 }
 
 @test "status --json: the same figures as JSON" {
@@ -228,6 +302,9 @@ EOF
                 "[[$part,1,3,2]]" ]]
         run ctldb status --bootstrap "$KAFKA"
         grep -Eq "^  allvarsd  police.referrals.v1 +$part +1 +3 +2  $NOW\$" <<<"$output"
+        # check takes the largest lag against its thresholds.
+        run --separate-stderr ctldb check --bootstrap "$KAFKA" --lag-warning 1 --lag-critical 5
+        [[ $status -eq 2 && $output == *"; a partition 2 messages behind; "*" lag=2;1;5;0; "* ]]
 }
 
 # ---------------------------------------------------------------------------- cases
@@ -705,6 +782,9 @@ SELECT allvarsd.grant_operator();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
+        # check reads the instances and pg_locks too: a verdict, not UNKNOWN (3).
+        run --separate-stderr ctl check --database "$db" --now "$NOW"
+        [[ $status -eq 2 && -z $stderr ]]
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
