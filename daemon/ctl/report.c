@@ -1,9 +1,10 @@
 /* allvarsctl report: the follow-up figures of docs/domain.md "Follow-up
  * report", per district and period, in one query over the pseudonymous tables
- * (referrals, decisions, cases, case_alerts, outcome_events,
- * assessment_duties: what the retention purge keeps, so the report is the same
- * before and after it), then small counts suppressed here before any format
- * sees them (report_suppress). */
+ * (referrals, decisions, cases, case_alerts, outcome_events: what the
+ * retention purge keeps, so the report is the same before and after it; a
+ * protective assessment's due time is the decision's, whether or not a case
+ * was opened, and its recording an outcome event), then small counts
+ * suppressed here before any format sees them (report_suppress). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

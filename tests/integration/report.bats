@@ -34,15 +34,17 @@ setup() {
         done
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/tests/integration/report-fixture.sql" >/dev/null
         # The report's reader as deployed: a login in allvarsd_operator, with what
-        # the migrations grant that role (schemas/010_assessments_report.sql:
-        # the pseudonymous tables, never referral_personal, case_contacts or
-        # the audit's free text). Roles are cluster-wide: the role once, race-free.
+        # the migrations grant that role, in deploy/roles.sql's order (the
+        # pseudonymous tables, never referral_personal, case_contacts or the
+        # audit's free text). Roles are cluster-wide: the role once, race-free.
         OP_USER=report_op_$$_$RANDOM
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $OP_USER LOGIN IN ROLE allvarsd_operator;
 GRANT CONNECT ON DATABASE "$DB" TO $OP_USER;
 SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_instances();
+SELECT allvarsd.grant_assessment_duties();
 EOF
 }
 
