@@ -779,6 +779,8 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
 SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_instances();
+SELECT allvarsd.grant_assessment_duties();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
