@@ -51,13 +51,12 @@ CREATE INDEX IF NOT EXISTS referrals_person_reported ON referrals (person_key, r
         WHERE person_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outcome_events_case ON outcome_events (case_id, kind, occurred_at);
 
--- The grants of the new table, one function (as 007_instances.sql) so that
--- deploy/roles.sql applies them when the roles come after the schema, after
--- grant_runtime() and grant_operator() have started those roles from nothing:
--- the daemon writes the duties (referral batch), records them (outcome batch)
--- and locks and marks them (deadline watch); allvarsctl (case, report) reads.
--- The report reads nothing else the operator could not read already.
-CREATE OR REPLACE FUNCTION allvarsd.grant_assessment_duties() RETURNS void
+-- The grants of the new table as grant_v010_assessment_duties(), which
+-- grant_all() (007_instances.sql; deploy/roles.sql calls it too) applies
+-- after the base sets: the daemon writes the duties (referral batch), records
+-- them (outcome batch), locks and marks them (deadline watch); `allvarsctl
+-- case` reads them. The report reads only tables the operator read already.
+CREATE OR REPLACE FUNCTION allvarsd.grant_v010_assessment_duties() RETURNS void
         LANGUAGE plpgsql
         SET search_path = allvarsd
 AS $$
@@ -72,6 +71,6 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION allvarsd.grant_assessment_duties() FROM PUBLIC;
+REVOKE ALL ON FUNCTION allvarsd.grant_v010_assessment_duties() FROM PUBLIC;
 
-SELECT allvarsd.grant_assessment_duties();
+SELECT allvarsd.grant_all();

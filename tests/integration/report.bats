@@ -42,9 +42,7 @@ setup() {
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $OP_USER LOGIN IN ROLE allvarsd_operator;
 GRANT CONNECT ON DATABASE "$DB" TO $OP_USER;
-SELECT allvarsd.grant_operator();
-SELECT allvarsd.grant_instances();
-SELECT allvarsd.grant_assessment_duties();
+SELECT allvarsd.grant_all();
 EOF
 }
 
