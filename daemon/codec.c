@@ -422,6 +422,10 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD: {
                 const Allvarssamtal__V1__ConversationHeld *h = o->conversation_held;
+                if (h) {
+                        TRY(check_count(c, h->n_participants, LIM_HELD_PARTICIPANTS, "conversation_held.participants"));
+                        TRY(check_count(c, h->n_follow_up, LIM_HELD_FOLLOW_UP, "conversation_held.follow_up"));
+                }
                 for (size_t i = 0; h && i < h->n_participants; i++)
                         if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_UNSPECIFIED ||
                             !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__participant__descriptor,
