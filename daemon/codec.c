@@ -420,6 +420,26 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
                 TRY(check_time(c, o->conversation_scheduled->scheduled_at, LIM_SCHEDULED_AT,
                                "conversation_scheduled.scheduled_at"));
                 break;
+        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD: {
+                const Allvarssamtal__V1__ConversationHeld *h = o->conversation_held;
+                if (h) {
+                        TRY(check_count(c, h->n_participants, LIM_HELD_PARTICIPANTS, "conversation_held.participants"));
+                        TRY(check_count(c, h->n_follow_up, LIM_HELD_FOLLOW_UP, "conversation_held.follow_up"));
+                }
+                for (size_t i = 0; h && i < h->n_participants; i++)
+                        if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__participant__descriptor,
+                                                                  (int)h->participants[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.participants[%zu] is not a known Participant", i);
+                for (size_t i = 0; h && i < h->n_follow_up; i++)
+                        if (h->follow_up[i] == ALLVARSSAMTAL__V1__FOLLOW_UP__FOLLOW_UP_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__follow_up__descriptor,
+                                                                  (int)h->follow_up[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.follow_up[%zu] is not a known FollowUp", i);
+                break;
+        }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CANCELLED:
                 if (o->cancelled)
                         TRY(check_enum(c, (int)o->cancelled->reason, LIM_CANCELLED_REASON, "cancelled.reason"));
@@ -448,7 +468,6 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_PROTECTIVE_ASSESSMENT_RECORDED:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED:
-        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_FAMILY_DECLINED:
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE__NOT_SET:

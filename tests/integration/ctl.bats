@@ -433,6 +433,7 @@ deadline                   2025-03-13T10:00:00Z
 deadline kind              CONVERSATION
 time left                  in 22h 00m
 protective assessment due  -
+assessed at                -
 scheduled at               -
 police attending           no
 held at                    -
@@ -462,8 +463,8 @@ Alerts raised
   none
 
 Outcome events applied
-  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT
-  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z
+  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT            PARTICIPANTS  FOLLOW UP
+  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z  -             -
 
 Audit trail
   AT                    WHO                   ACTION            CHANGE
@@ -504,6 +505,26 @@ EOF
         grep -q '^outcome                    NOT_ELIGIBLE$' <<<"$output"
         grep -q '^  code  ABOVE_MAX_AGE$' <<<"$output"
         grep -q '^  2025-03-12T07:00:01Z  DAEMON  DECIDED  - -> outcome=NOT_ELIGIBLE$' <<<"$output"
+}
+
+@test "case: a held conversation's participants and follow-up; a NOT_ELIGIBLE child's protective assessment" {
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'EOF'
+INSERT INTO allvarsd.outcome_events (event_id, case_id, kind, occurred_at, applied_at, source_topic, source_partition,
+        source_offset, participants, follow_up)
+VALUES ('ev-held', '00000000-0000-4000-8000-00000000000d', 'CONVERSATION_HELD', '2025-03-09T10:00:00Z',
+        '2025-03-09T10:00:01Z', 'allvarssamtal.outcomes.v1', 0, 7, '{CHILD,GUARDIANS,SOCIAL_SERVICES}', '{OPEN_CARE}');
+INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, alerted_due, alerted_at, created_at)
+VALUES ('00000000-0000-4000-8000-00000000000e', 'R-5', 'sydvast', '2025-03-13T07:00:00Z', '2025-03-13T07:00:00Z',
+        '2025-03-13T07:00:04Z', '2025-03-12T07:00:01Z');
+EOF
+        run ctldb case R-4
+        [[ $status -eq 0 ]]
+        grep -Eq '^  ev-held +CONVERSATION_HELD +2025-03-09T10:00:00Z +2025-03-09T10:00:01Z +CHILD,GUARDIANS,SOCIAL_SERVICES +OPEN_CARE$' <<<"$output"
+        run ctldb case R-5
+        [[ $status -eq 0 ]]
+        grep -q '^protective assessment due  2025-03-13T07:00:00Z$' <<<"$output"
+        grep -q '^waiting for                protective assessment$' <<<"$output"
+        grep -Eq '^  PROTECTIVE_ASSESSMENT_OVERDUE +2025-03-13T07:00:00Z +2025-03-13T07:00:04Z$' <<<"$output"
 }
 
 @test "case --json: one object made by PostgreSQL, with no personal data" {

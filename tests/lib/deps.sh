@@ -34,6 +34,8 @@
 #                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
+#   chromium                            renders `allvarsctl report --format html` headless in the
+#                                       report test (its SVG charts: bars and labels, a screenshot)
 set -euo pipefail
 
 PACKAGES=(
@@ -49,6 +51,7 @@ PACKAGES=(
         systemd procps iproute2 passwd util-linux coreutils
         debhelper dpkg-dev lintian apt
         nodejs
+        chromium
 )
 command -v npm >/dev/null || PACKAGES+=(npm)
 
