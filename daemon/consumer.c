@@ -26,6 +26,7 @@
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
 #define EAGAIN_RETRIES 5
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
+#define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
 
 typedef struct partition_state {
         char *topic;
@@ -33,6 +34,8 @@ typedef struct partition_state {
         int64_t stored_next;            /* next offset as the database holds it; -1: no row */
         int64_t pos;                    /* next offset to accept from Kafka */
         bool valid;                     /* stored_next was read from the database */
+        bool seek_pending;              /* paused: its seek to pos failed; nothing accepted until it succeeds */
+        bool fresh;                     /* the next message is the first since an assignment or a seek */
 } partition_state;
 
 struct consumer {
@@ -55,10 +58,15 @@ struct consumer {
         bool reload_needed;             /* some partitions lack a valid position */
         usec_t backoff;
         usec_t retry_at;                /* monotonic */
+        usec_t seek_backoff;
+        usec_t seek_retry_at;           /* monotonic: when to retry the partitions whose seek failed */
 
         lanes *lanes;                   /* the batch's connections (lane 0 is st) */
         char lane_error[256];           /* why the last failed lane failed, for database_lost */
         size_t fenced_messages;         /* of the last flush: messages of parts fenced */
+
+        consumer_seek_fn seek_fault;    /* tests only: stands in for rd_kafka_seek_partitions */
+        void *seek_fault_arg;
 
         consumer_figures fig;
 };
@@ -130,6 +138,79 @@ static void pause_all(consumer *c) {
         rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Where a partition's next message is: its position, or the topic's start
+ * when the database has none and nothing was read yet. */
+static int64_t part_target(const partition_state *p) {
+        return p->stored_next < 0 && p->pos == 0 ? RD_KAFKA_OFFSET_BEGINNING : p->pos;
+}
+
+static bool part_has_position(const partition_state *p) {
+        return p->stored_next >= 0 || p->pos > 0;
+}
+
+static void seek_failed(consumer *c, partition_state *p, const char *why) {
+        set_error(c, "seek %s [%d]: %s", p->topic, (int)p->partition, why);
+        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                   "OFFSET=%lld", (long long)p->pos,
+                   "MESSAGE=Seek of %s [%d] to offset %lld failed: %s; partition paused, retrying", p->topic,
+                   (int)p->partition, (long long)p->pos, why, NULL);
+        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(one, p->topic, p->partition);
+        rd_kafka_pause_partitions(c->rk, one);
+        rd_kafka_topic_partition_list_destroy(one);
+        p->seek_pending = true;
+}
+
+/* Seek the partitions (all, those whose last seek failed, or only `only`) to
+ * their positions and resume those that moved. A partition whose seek failed
+ * stays paused and is retried with a backoff: resumed, it would go on from
+ * wherever librdkafka had fetched to, past messages never stored. Returns how
+ * many failed. */
+static size_t parts_seek(consumer *c, bool only_pending, partition_state *only) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->n_parts + 1);
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                if ((only_pending && !p->seek_pending) || (only && p != only))
+                        continue;
+                rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = part_target(p);
+        }
+        size_t failed = 0;
+        if (l->cnt == 0) {
+                rd_kafka_topic_partition_list_destroy(l);
+                return 0;
+        }
+        rd_kafka_error_t *e = c->seek_fault ? c->seek_fault(c->seek_fault_arg, l)
+                                            : rd_kafka_seek_partitions(c->rk, l, 10000);
+        rd_kafka_topic_partition_list_t *moved = rd_kafka_topic_partition_list_new(l->cnt);
+        for (int i = 0; i < l->cnt; i++) {
+                partition_state *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
+                if (!p)
+                        continue;
+                if (e || l->elems[i].err) {
+                        seek_failed(c, p, e ? rd_kafka_error_string(e) : rd_kafka_err2str(l->elems[i].err));
+                        failed++;
+                        continue;
+                }
+                p->seek_pending = false;
+                p->fresh = true;
+                rd_kafka_topic_partition_list_add(moved, p->topic, p->partition);
+        }
+        if (e)
+                rd_kafka_error_destroy(e);
+        if (moved->cnt)
+                rd_kafka_resume_partitions(c->rk, moved);
+        rd_kafka_topic_partition_list_destroy(moved);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (failed) {
+                c->seek_backoff = c->seek_backoff ? c->seek_backoff * 2 : BACKOFF_MIN;
+                if (c->seek_backoff > BACKOFF_MAX)
+                        c->seek_backoff = BACKOFF_MAX;
+                c->seek_retry_at = clock_monotonic() + c->seek_backoff;
+        } else if (only_pending)
+                c->seek_backoff = 0;
+        return failed;
+}
+
 /* Move every partition back to the position the database holds and resume. */
 static int parts_reseek(consumer *c) {
         int r = parts_load(c, false);
@@ -137,22 +218,7 @@ static int parts_reseek(consumer *c) {
                 return r;
         if (c->n_parts == 0)
                 return 0;
-        rd_kafka_topic_partition_list_t *l = parts_list(c, true);
-        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 10000);
-        if (e) {
-                set_error(c, "seek: %s", rd_kafka_error_string(e));
-                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Seek to the stored offsets failed: %s",
-                           rd_kafka_error_string(e), NULL);
-                rd_kafka_error_destroy(e);
-        }
-        for (int i = 0; i < l->cnt; i++)
-                if (l->elems[i].err)
-                        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "TOPIC=%s", l->elems[i].topic,
-                                   "PARTITION=%d", (int)l->elems[i].partition,
-                                   "MESSAGE=Seek of %s [%d] failed: %s", l->elems[i].topic,
-                                   (int)l->elems[i].partition, rd_kafka_err2str(l->elems[i].err), NULL);
-        rd_kafka_resume_partitions(c->rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        parts_seek(c, false, NULL);
         c->reload_needed = false;
         return 0;
 }
@@ -204,6 +270,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                                 abort();
                         c->parts[i].partition = l->elems[i].partition;
                         c->parts[i].stored_next = -1;
+                        c->parts[i].fresh = true;
                 }
                 c->n_parts = (size_t)l->cnt;
                 c->fig.partitions = (unsigned)l->cnt;
@@ -588,6 +655,65 @@ static int batch_flush(consumer *c) {
         return r;
 }
 
+/* The first message of a partition is above its position: were the offsets
+ * between never handed to us, or are they gone from Kafka? Returns true to
+ * take the message, false to drop it (the partition is read again from its
+ * position, or paused). */
+static bool gap_seen(consumer *c, partition_state *p, int64_t offset) {
+        if (!p->fresh) {
+                /* Within a run of messages: ours to explain (a batch dropped
+                 * after librdkafka had fetched past it) or Kafka's (a
+                 * transaction marker). Read again from the position; what
+                 * comes first after the seek tells. */
+                log_struct(LOG_DEBUG, MSGID_KAFKA_ERROR, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                           "MESSAGE=%s [%d]: offset %lld after %lld; seeking back", p->topic, (int)p->partition,
+                           (long long)offset, (long long)p->pos - 1, NULL);
+                parts_seek(c, false, p);
+                return false;
+        }
+        int64_t lo = -1, hi = -1;
+        rd_kafka_resp_err_t err =
+                rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi, WATERMARK_TIMEOUT_MS);
+        if (err) {
+                /* Cannot tell now: take nothing past the position, try again later. */
+                seek_failed(c, p, rd_kafka_err2str(err));
+                c->seek_backoff = c->seek_backoff ? c->seek_backoff : BACKOFF_MIN;
+                c->seek_retry_at = clock_monotonic() + c->seek_backoff;
+                return false;
+        }
+        if (lo <= p->pos) {
+                /* Kafka still has the offsets in between: compacted away, or
+                 * transaction markers. Allowed, counted. */
+                c->fig.gaps_explained++;
+                log_struct(LOG_DEBUG, MSGID_PARTITION_GAP, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                           "MESSAGE=%s [%d]: offsets %lld-%lld skipped by Kafka (compaction or transaction markers)",
+                           p->topic, (int)p->partition, (long long)p->pos, (long long)offset - 1, NULL);
+                return true;
+        }
+        /* Gone: retention, deleted records or an offset reset moved the log
+         * start past our position. The messages there were never decided. */
+        int64_t to = lo < offset ? lo : offset;
+        bool is_new = false;
+        int r = store_partition_gap(c->st, c->cfg, c->cfg->group_id, p->topic, p->partition, p->pos, to, lo,
+                                    clock_now(c->clk), &is_new);
+        if (r < 0) {
+                database_lost(c, r);
+                return false;
+        }
+        c->fig.gaps_lost++;
+        c->fig.offsets_lost += (uint64_t)(to - p->pos);
+        set_error(c, "%s [%d]: offsets %lld-%lld gone from Kafka before they were read", p->topic, (int)p->partition,
+                  (long long)p->pos, (long long)to - 1);
+        log_struct(LOG_ERR, MSGID_PARTITION_GAP, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                   "OFFSET=%lld", (long long)p->pos, "GAP_FROM=%lld", (long long)p->pos, "GAP_TO=%lld",
+                   (long long)to, "MESSAGE=%s [%d]: offsets %lld-%lld were gone from Kafka (log start %lld) before "
+                   "they were read; never decided%s",
+                   p->topic, (int)p->partition, (long long)p->pos, (long long)to - 1, (long long)lo,
+                   is_new ? "; alert raised" : " (recorded before)", NULL);
+        /* allvarsd_partition_gaps_total: the metrics module reads fig.gaps_lost. */
+        return true;
+}
+
 usec_t consumer_step(consumer *c) {
         usec_t mono = clock_monotonic();
 
@@ -607,6 +733,10 @@ usec_t consumer_step(consumer *c) {
                 c->database_down = false;
                 log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
         }
+        if (c->seek_retry_at && mono >= c->seek_retry_at) {
+                c->seek_retry_at = 0;
+                parts_seek(c, true, NULL);
+        }
 
         drain_pipe(c);
         while (c->n_batch < c->cap_batch) {
@@ -623,10 +753,15 @@ usec_t consumer_step(consumer *c) {
                         continue;
                 }
                 partition_state *p = part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
-                if (!p || !p->valid || km->offset < p->pos || c->database_down) {
+                if (!p || !p->valid || p->seek_pending || km->offset < p->pos || c->database_down) {
                         rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
                         continue;
                 }
+                if (km->offset > p->pos && part_has_position(p) && !gap_seen(c, p, km->offset)) {
+                        rd_kafka_message_destroy(km);
+                        continue;
+                }
+                p->fresh = false;
                 p->pos = km->offset + 1;
                 if (c->n_batch == 0)
                         c->batch_started = mono;
@@ -659,7 +794,8 @@ int consumer_drain(consumer *c) {
                         if (!km)
                                 break;
                         partition_state *p = km->err ? NULL : part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
-                        if (!p || !p->valid || km->offset < p->pos) {
+                        /* A gap is left to the next owner to tell. */
+                        if (!p || !p->valid || p->seek_pending || km->offset != p->pos) {
                                 rd_kafka_message_destroy(km);
                                 continue;
                         }
@@ -700,6 +836,15 @@ void consumer_reconfigure(consumer *c, const config *cfg) {
                 return;
         /* Batch size is fixed at start (the array); wait and limits follow the reload. */
         c->cfg = cfg;
+}
+
+void consumer_set_seek_fault(consumer *c, consumer_seek_fn fn, void *arg) {
+        c->seek_fault = fn;
+        c->seek_fault_arg = arg;
+}
+
+rd_kafka_t *consumer_kafka(consumer *c) {
+        return c->rk;
 }
 
 void consumer_figures_read(const consumer *c, consumer_figures *ret) {

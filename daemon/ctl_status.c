@@ -1,5 +1,5 @@
 /* allvarsctl status: how far the consumers are (and how far behind, when Kafka
- * is known), the outbox backlog, dead letters, cases by district and state, and
+ * is known), the gaps in their input, the outbox backlog, dead letters, cases by district and state, and
  * the alerts of the last day. */
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@ static const char usage[] =
         "Usage: allvarsctl status [--json] [--config PATH | --database CONNINFO] [--bootstrap HOST:PORT]\n"
         "                         [--now TIME]\n"
         "Consumer positions per partition (and the lag, when Kafka is known from kafka.bootstrap.servers\n"
-        "or --bootstrap), the outbox backlog and the age of its oldest unsent event, dead letters, cases\n"
+        "or --bootstrap), gaps in the input (messages gone from Kafka before they were read), the outbox backlog and the age of its oldest unsent event, dead letters, cases\n"
         "by district and state, and the alerts raised in the last 24 hours.\n\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists);\n"
         "                         its database.* keys give the connection\n"
@@ -57,6 +57,12 @@ static const ctl_section sections[] = {
          "SELECT c.district, c.state, count(*) AS cases,"
          " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue"
          " FROM allvarsd.cases c GROUP BY c.district, c.state ORDER BY c.district, c.state",
+         "none", NULL},
+        {"partition_gaps", "Gaps: input gone from Kafka before it was read, never decided", CTL_TABLE,
+         "SELECT g.consumer_group AS \"group\", g.topic, g.partition, g.from_offset,"
+         " g.to_offset - 1 AS to_offset, g.to_offset - g.from_offset AS messages,"
+         " " CTL_SQL_TS("g.detected_at") " AS detected_at"
+         " FROM allvarsd.partition_gaps g ORDER BY g.detected_at DESC, g.topic, g.partition LIMIT 50",
          "none", NULL},
         {"alerts", "Alerts raised in the last 24 hours", CTL_TABLE,
          "SELECT kind, count(*) AS alerts FROM allvarsd.case_alerts"

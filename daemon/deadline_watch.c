@@ -498,6 +498,8 @@ static int write_raised(PGconn *pg, const config *cfg, const char *now_s, usec_t
                 case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE:
                         res->assessment_overdue++;
                         break;
+                case ALERT_PARTITION_GAP:       /* the consumer's, not the watch's */
+                        break;
                 }
 
                 buf_elem(&a_case, a->c->case_id);

@@ -37,6 +37,7 @@ typedef enum alert_kind {
         ALERT_AT_RISK = 1,
         ALERT_MISSED = 2,
         ALERT_PROTECTIVE_ASSESSMENT_OVERDUE = 3,
+        ALERT_PARTITION_GAP = 4,        /* for operators: input gone before it was read */
 } alert_kind;
 
 /* A Kafka key: the case id, or "<topic>/<partition>" for a dead letter
@@ -112,6 +113,12 @@ int events_scheduling(const config *cfg, const scheduling_info *info, usec_t now
 int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t due_at,
                  deadline_kind dk, const char *district, const char *case_state,
                  usec_t now, event_list *out);
+
+/* Input messages gone from Kafka before they were read: the offsets [from, to)
+ * of topic's partition. Keyed "<topic>/<partition>"; event id from (topic,
+ * partition, from): once per gap. */
+int events_partition_gap(const config *cfg, const char *topic, int32_t partition, int64_t from, int64_t to,
+                         usec_t now, event_list *out);
 
 /* A dead letter; event id from (topic, partition, offset). case_id may be NULL. */
 int events_dead_letter(const config *cfg, const char *topic, int32_t partition, int64_t offset,

@@ -15,7 +15,7 @@
 #include "ids.h"
 #include "rules.h"
 
-#define STORE_SCHEMA_VERSION 5          /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 9          /* the newest migration this build knows */
 
 typedef struct store store;
 
@@ -100,6 +100,15 @@ int store_referral_batch(store *s, const config *cfg, const char *group, usec_t 
                          store_message *msgs, size_t n,
                          const store_offset *offsets, size_t n_offsets,
                          store_batch_result *ret);
+
+/* A gap in an input partition (consumer.c): the offsets [from, to) that Kafka
+ * no longer had (its log start was log_start) when the consumer came to read
+ * them. Records it in partition_gaps with the operators' alert in the outbox,
+ * in one transaction of its own; once per partition and first offset
+ * (*ret_new false when it was recorded before). 0 or a negative errno
+ * (-ECONNRESET: the connection broke). */
+int store_partition_gap(store *s, const config *cfg, const char *group, const char *topic, int32_t partition,
+                        int64_t from, int64_t to, int64_t log_start, usec_t now, bool *ret_new);
 
 /* Figures for STATUS= and `allvarsctl status`. */
 typedef struct store_figures {

@@ -153,6 +153,8 @@ no_personal_data() {
 # ---------------------------------------------------------------------------- status
 
 @test "status: positions, outbox, dead letters, cases by district and state, alerts of the last day" {
+        sql "INSERT INTO allvarsd.partition_gaps VALUES ('allvarsd', 'police.referrals.v1', 1, 40, 44, 44,
+             '2025-03-12T09:30:00Z')"
         run --separate-stderr ctldb status
         [[ $status -eq 0 ]]
         diff -u - <(printf '%s\n' "$output") <<'EOF'
@@ -184,6 +186,10 @@ Cases by district and state
   hisingen  DEFERRED       1        0
   hisingen  ELIGIBLE       1        0
   nordost   HELD           1        0
+
+Gaps: input gone from Kafka before it was read, never decided
+  GROUP     TOPIC                PARTITION  FROM OFFSET  TO OFFSET  MESSAGES  DETECTED AT
+  allvarsd  police.referrals.v1          1           40         43         4  2025-03-12T09:30:00Z
 
 Alerts raised in the last 24 hours
   KIND     ALERTS
