@@ -26,6 +26,7 @@
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
 #define EAGAIN_RETRIES 5
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
+#define SEEK_TIMEOUT_MS 5000
 #define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
 
 typedef struct partition_state {
@@ -179,9 +180,12 @@ static size_t parts_seek(consumer *c, bool only_pending, partition_state *only) 
                 rd_kafka_topic_partition_list_destroy(l);
                 return 0;
         }
+        /* Resumed first: librdkafka 2.0.2 does not finish a seek of a paused
+         * partition (it times out). Nothing is taken meanwhile: this thread
+         * is in the seek, and what was fetched before it is discarded. */
+        rd_kafka_resume_partitions(c->rk, l);
         rd_kafka_error_t *e = c->seek_fault ? c->seek_fault(c->seek_fault_arg, l)
-                                            : rd_kafka_seek_partitions(c->rk, l, 10000);
-        rd_kafka_topic_partition_list_t *moved = rd_kafka_topic_partition_list_new(l->cnt);
+                                            : rd_kafka_seek_partitions(c->rk, l, SEEK_TIMEOUT_MS);
         for (int i = 0; i < l->cnt; i++) {
                 partition_state *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
                 if (!p)
@@ -193,13 +197,9 @@ static size_t parts_seek(consumer *c, bool only_pending, partition_state *only) 
                 }
                 p->seek_pending = false;
                 p->fresh = true;
-                rd_kafka_topic_partition_list_add(moved, p->topic, p->partition);
         }
         if (e)
                 rd_kafka_error_destroy(e);
-        if (moved->cnt)
-                rd_kafka_resume_partitions(c->rk, moved);
-        rd_kafka_topic_partition_list_destroy(moved);
         rd_kafka_topic_partition_list_destroy(l);
         if (failed) {
                 c->seek_backoff = c->seek_backoff ? c->seek_backoff * 2 : BACKOFF_MIN;

@@ -177,3 +177,49 @@ committed_is() {
         [[ $status -ne 0 ]]
         [[ $output == *"schema"* ]]
 }
+
+@test "non-dumpable: another process of the daemon's own user cannot read its memory or environment" {
+        # Run as the unprivileged test user, so that only the dumpable flag
+        # stands between the daemon and a process of that same user.
+        source "$ROOT/tests/lib/common.sh"
+        user=$(allvars_test_user)
+        D=$(mktemp -d)
+        cp "$T/pepper" "$D/pepper"
+        sed "s|@file:$T/pepper|@file:$D/pepper|" "$T/a.conf" > "$D/a.conf"
+        chown -R "$user" "$D"
+        setpriv --reuid="$user" --regid="$user" --clear-groups "$BUILD/allvarsd" --config "$D/a.conf" \
+                >> "$T/a.log" 2>&1 &
+        DAEMON_PIDS[a]=$!
+        daemon_ready a
+        pid=$(daemon_pid a)
+        # /proc/PID/environ and mem belong to root for a non-dumpable process.
+        [[ $(stat -c %U "/proc/$pid/environ") == root ]]
+        run setpriv --reuid="$user" --regid="$user" --clear-groups cat "/proc/$pid/environ"
+        [[ $status -ne 0 ]]
+        run setpriv --reuid="$user" --regid="$user" --clear-groups head -c 1 "/proc/$pid/mem"
+        [[ $status -ne 0 ]]
+        daemon_stop a TERM
+        rm -rf "$D"
+}
+
+@test "watchdog: batch sessions time out (lock_timeout) below half the interval, handled, no abort" {
+        # WATCHDOG_USEC=3 s: statement and lock timeouts of 1 s.
+        WATCHDOG_USEC=3000000 daemon_start a
+        daemon_ready a
+        gen --count 5 --seed 19 --ids-out "$T/ids1"
+        wait_for 30 decided_at_least 5
+        # Hold the offsets' lock for 6 s in another session: the next batch waits for it.
+        psql -Xq -d "$DB" -c "BEGIN; LOCK TABLE allvarsd.consumer_offsets IN ACCESS EXCLUSIVE MODE;
+                              SELECT pg_sleep(6); COMMIT" >/dev/null &
+        locker=$!
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d '$DB' -c \"select count(*) from pg_locks l join pg_class c
+                on c.oid = l.relation where c.relname = 'consumer_offsets' and l.mode = 'AccessExclusiveLock'
+                and l.granted\") -eq 1 ]]"
+        gen --count 5 --first 5 --seed 19 --ids-out "$T/ids2"
+        wait_for 10 grep -q 'lock timeout' "$T/a.log"
+        wait "$locker"
+        # Handled as a lost batch: retried once the lock is gone, nothing lost, still running.
+        wait_for 60 decided_at_least 10
+        check_exactly_once "$T/ids1" "$T/ids2"
+        kill -0 "$(daemon_pid a)"
+}
