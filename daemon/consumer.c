@@ -27,7 +27,21 @@
 #define EAGAIN_RETRIES 5
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
 #define SEEK_TIMEOUT_MS 5000
+/* A batch is stored when its payloads and their decoded forms reach this
+ * (or batch.max_messages): with one message's decoding bounded by the codec
+ * (CODEC_DECODE_BUDGET), a batch of hostile messages stays within the
+ * daemon's memory target whatever the count. */
+#define CONSUMER_BATCH_MAX_BYTES (8u << 20)
 #define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
+
+/* A consumed message, decoded when it joins the batch, so that the batch is
+ * bounded by the memory it takes and not only by its count. */
+typedef struct batch_entry {
+        rd_kafka_message_t *km;
+        codec_referral *referral;       /* decoded and valid, or NULL */
+        codec_outcome *outcome;         /* decoded and valid, or NULL */
+        codec_error error;              /* when neither: why it is dead-lettered */
+} batch_entry;
 
 typedef struct partition_state {
         char *topic;
@@ -50,8 +64,9 @@ struct consumer {
         partition_state *parts;
         size_t n_parts;
 
-        rd_kafka_message_t **batch;
+        batch_entry *batch;
         size_t n_batch, cap_batch;
+        size_t batch_bytes;             /* payloads and their decoded forms */
         usec_t batch_started;           /* monotonic */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
@@ -97,9 +112,32 @@ static void parts_clear(consumer *c) {
 }
 
 static void batch_drop(consumer *c) {
-        for (size_t i = 0; i < c->n_batch; i++)
-                rd_kafka_message_destroy(c->batch[i]);
+        for (size_t i = 0; i < c->n_batch; i++) {
+                codec_referral_free(c->batch[i].referral);
+                codec_outcome_free(c->batch[i].outcome);
+                rd_kafka_message_destroy(c->batch[i].km);
+        }
         c->n_batch = 0;
+        c->batch_bytes = 0;
+}
+
+static bool batch_full(const consumer *c) {
+        return c->n_batch >= c->cap_batch || c->batch_bytes >= CONSUMER_BATCH_MAX_BYTES;
+}
+
+/* Decode km and add it to the batch (which takes it over). */
+static void batch_add(consumer *c, rd_kafka_message_t *km) {
+        batch_entry *e = &c->batch[c->n_batch++];
+        *e = (batch_entry){.km = km};
+        size_t decoded = 0;
+        if (strcmp(rd_kafka_topic_name(km->rkt), c->cfg->topic_outcomes) == 0) {
+                e->outcome = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_outcome_mem(e->outcome);
+        } else {
+                e->referral = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_referral_mem(e->referral);
+        }
+        c->batch_bytes += km->len + decoded;
 }
 
 /* Read the stored positions of every partition that lacks one. Returns 0 or
@@ -511,19 +549,16 @@ static void lane_committed(consumer *c, const lane_work *w) {
  * lanes) and each lane's part is one transaction, all lanes at once; a part
  * that committed advances its positions even when another failed (the caller
  * then re-reads every position from the database). */
-static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
+static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
+        batch_entry **ordered = calloc(n, sizeof *ordered);
         store_message *msgs = calloc(n, sizeof *msgs);
-        codec_referral **refs = calloc(n, sizeof *refs);
-        codec_outcome **outs = calloc(n, sizeof *outs);
-        codec_error *errs = calloc(n, sizeof *errs);
         store_offset *offs = calloc(n, sizeof *offs);
         lane_work *work = calloc(n_lanes, sizeof *work);
         void **args = calloc(n_lanes, sizeof *args);
         int *rets = calloc(n_lanes, sizeof *rets);
         int r = -ENOMEM;
-        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !work || !args || !rets)
+        if (!ordered || !msgs || !offs || !work || !args || !rets)
                 goto out;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
@@ -532,29 +567,22 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         for (unsigned k = 0; k < n_lanes; k++) {
                 size_t first = g, first_off = n_offs;
                 for (size_t i = 0; i < n; i++)
-                        if ((unsigned)batch[i]->partition % n_lanes == k)
+                        if ((unsigned)batch[i]->km->partition % n_lanes == k)
                                 ordered[g++] = batch[i];
                 for (size_t i = first; i < g; i++) {
-                        rd_kafka_message_t *km = ordered[i];
+                        rd_kafka_message_t *km = ordered[i]->km;
                         store_message *m = &msgs[i];
                         m->topic = rd_kafka_topic_name(km->rkt);
                         m->partition = km->partition;
                         m->offset = km->offset;
                         m->payload = km->payload;
                         m->len = km->len;
-                        if (outcomes) {
-                                outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
-                                                               &errs[i]);
-                                if (outs[i])
-                                        m->case_outcome = codec_outcome_msg(outs[i]);
-                        } else {
-                                refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes,
-                                                                &errs[i]);
-                                if (refs[i])
-                                        m->referral = codec_referral_msg(refs[i]);
-                        }
-                        if (!m->referral && !m->case_outcome)
-                                m->error = &errs[i];
+                        if (ordered[i]->outcome)
+                                m->case_outcome = codec_outcome_msg(ordered[i]->outcome);
+                        else if (ordered[i]->referral)
+                                m->referral = codec_referral_msg(ordered[i]->referral);
+                        else
+                                m->error = &ordered[i]->error;
 
                         store_offset *o = NULL;
                         for (size_t j = first_off; j < n_offs; j++)
@@ -595,15 +623,8 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                 c->backoff = 0;
 
 out:
-        for (size_t i = 0; i < n; i++) {
-                codec_referral_free(refs ? refs[i] : NULL);
-                codec_outcome_free(outs ? outs[i] : NULL);
-        }
         free(ordered);
         free(msgs);
-        free(refs);
-        free(outs);
-        free(errs);
         free(offs);
         free(work);
         free(args);
@@ -619,14 +640,14 @@ static int batch_flush(consumer *c) {
                 return 0;
         usec_t now = clock_now(c->clk);
         c->fenced_messages = 0;
-        rd_kafka_message_t **part = calloc(n, sizeof *part);
+        batch_entry **part = calloc(n, sizeof *part);
         int r = part ? 0 : -ENOMEM;
         for (int pass = 0; pass < 2 && r == 0; pass++) {
                 size_t k = 0;
                 for (size_t i = 0; i < n; i++) {
-                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i]->rkt), c->cfg->topic_outcomes) == 0;
+                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i].km->rkt), c->cfg->topic_outcomes) == 0;
                         if (is_outcome == (pass == 1))
-                                part[k++] = c->batch[i];
+                                part[k++] = &c->batch[i];
                 }
                 if (k)
                         r = flush_topic(c, part, k, pass == 1, now);
@@ -739,7 +760,7 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
-        while (c->n_batch < c->cap_batch) {
+        while (!batch_full(c)) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
@@ -765,7 +786,7 @@ usec_t consumer_step(consumer *c) {
                 p->pos = km->offset + 1;
                 if (c->n_batch == 0)
                         c->batch_started = mono;
-                c->batch[c->n_batch++] = km;
+                batch_add(c, km);
         }
 
         /* A batch begun with what arrived while the last one was being stored
@@ -775,7 +796,7 @@ usec_t consumer_step(consumer *c) {
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
         bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
-            (behind || c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+            (behind || batch_full(c) || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
@@ -789,7 +810,7 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (c->n_batch < c->cap_batch) {
+                while (!batch_full(c)) {
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                         if (!km)
                                 break;
@@ -800,7 +821,7 @@ int consumer_drain(consumer *c) {
                                 continue;
                         }
                         p->pos = km->offset + 1;
-                        c->batch[c->n_batch++] = km;
+                        batch_add(c, km);
                 }
                 batch_flush(c);
         }
