@@ -50,10 +50,10 @@ GEN_C       := $(BUILD)/gen/google/protobuf/timestamp.pb-c.c \
 GEN_H       := $(GEN_C:.c=.h)
 GEN_O       := $(GEN_C:.c=.o)
 
-# daemon/main.c is allvarsd, daemon/ctl*.c is allvarsctl; everything else is the core library.
-LIB_SRCS    := $(filter-out daemon/main.c daemon/ctl%.c,$(wildcard daemon/*.c))
+# daemon/main.c is allvarsd, daemon/ctl/*.c is allvarsctl; every other daemon/*.c is the core library.
+LIB_SRCS    := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 LIB_O       := $(patsubst daemon/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
-CTL_O       := $(patsubst daemon/%.c,$(BUILD)/obj/%.o,$(wildcard daemon/ctl*.c))
+CTL_O       := $(patsubst daemon/%.c,$(BUILD)/obj/%.o,$(wildcard daemon/ctl/*.c))
 LIB         := $(BUILD)/liballvars.a
 
 UNIT_TESTS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test-*.c))
@@ -77,8 +77,8 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c $(GEN_H)
 	$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: daemon/%.c $(GEN_H) $(wildcard daemon/*.h)
-	@mkdir -p $(BUILD)/obj
+$(BUILD)/obj/%.o: daemon/%.c $(GEN_H) $(wildcard daemon/*.h daemon/ctl/*.h)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_O) $(GEN_O)

@@ -1,6 +1,6 @@
 /* Benchmark of the rules engine: decode a varied set of referrals once, then
  * time rules_decide over ~5M iterations with each built-in profile, on one
- * core. Prints decisions per second (issue 2: at least 1,000,000). Also times
+ * core. Prints decisions per second (the target: at least 1,000,000). Also times
  * codec_referral_decode, for reference.
  *
  *   make OPT=1 && build-opt/bench/bench-rules [ITERATIONS] */

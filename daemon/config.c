@@ -1,189 +1,23 @@
-/* Configuration: one table of keys drives parsing, defaults, validation,
- * config_dump (--check-config), SIGHUP reload (config_restart_needed) and the
- * key list of allvarsd.conf(5) (config_write_man), so they cannot drift
- * apart. Library code: errors go into the caller's buffer, never to a log. */
-#include <ctype.h>
+/* Configuration: the parser of allvarsd.conf ("key = value" lines) and the
+ * district profiles it builds, over the table of keys in config_keys.c.
+ * Library code: errors go into the caller's buffer, never to a log. */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
-#include "config.h"
-
-#define CONFIG_FILE_MAX (1024 * 1024)   /* a configuration or secret file larger than this is a mistake */
-
-typedef enum config_type {
-        CT_STRING,
-        CT_BOOL,
-        CT_UINT,                        /* unsigned */
-        CT_SIZE,                        /* size_t, with an optional K, M or G suffix */
-        CT_ENUM,                        /* one word of a list; an int index, or the word (CF_ENUM_STRING) */
-        CT_SECRET,                      /* a string (or bytes, CF_BYTES) never printed */
-        CT_PROFILE,                     /* profile.name: a built-in profile */
-        CT_PATTERN,                     /* documentation of a family of keys (kafka.<property>, ...) */
-} config_type;
-
-enum {
-        CF_RELOADABLE = 1 << 0,         /* SIGHUP applies it; otherwise a change needs a restart */
-        CF_REQUIRED = 1 << 1,
-        CF_NONEMPTY = 1 << 2,
-        CF_REFERENCE_ONLY = 1 << 3,     /* only @file: or @credential:, never in the file itself */
-        CF_BYTES = 1 << 4,              /* uint8_t * at offset, its size_t length at offset_len */
-        CF_ENUM_STRING = 1 << 5,
-        CF_TOPIC = 1 << 6,
-};
-
-typedef struct config_key {
-        const char *name;
-        config_type type;
-        size_t offset;
-        size_t offset_len;
-        const char *def;                /* the default as written in the file; NULL: none */
-        unsigned flags;
-        uint64_t min, max;              /* CT_UINT, CT_SIZE; CF_BYTES: min is the least length */
-        const char *const *values;      /* CT_ENUM */
-        const char *doc;
-} config_key;
-
-/* In the order of feedback_level. */
-static const char *const feedback_levels[] = {"statutory", "conversation", NULL};
-static const char *const log_targets[] = {"auto", "journal", "stderr", NULL};
-static const char *const log_levels[] = {"debug", "info", "notice", "warning", "err", "error", NULL};
-_Static_assert(FEEDBACK_STATUTORY == 0 && FEEDBACK_CONVERSATION == 1, "feedback_levels[] order");
-_Static_assert(sizeof(feedback_level) == sizeof(int), "CT_ENUM stores an int");
-
-#define OFF(f) offsetof(config, f)
-
-static const config_key config_keys[] = {
-        {"kafka.embedded", CT_BOOL, OFF(kafka_embedded), 0, "false", 0, 0, 0, NULL,
-         "Start librdkafka's in-process mock cluster instead of connecting to brokers. For trying allvarsd out "
-         "and for tests only, never in production: the daemon says so loudly in its log."},
-        {"kafka.group.id", CT_STRING, OFF(group_id), 0, "allvarsd", CF_NONEMPTY, 0, 0, NULL,
-         "The Kafka consumer group. It is also the name under which the consumed offsets are stored in "
-         "PostgreSQL, so every instance of one deployment must use the same group."},
-        {"kafka.<property>", CT_PATTERN, 0, 0, NULL, 0, 0, 0, NULL,
-         "Any other librdkafka property, passed through unchanged without the kafka. prefix (see librdkafka's "
-         "CONFIGURATION.md): bootstrap.servers, security.protocol, ssl.*, sasl.* and so on. Secrets such as "
-         "sasl.password can be given as @credential:NAME. Properties that effectively-once rests on "
-         "(enable.auto.commit, enable.auto.offset.store, auto.offset.reset, partition.assignment.strategy, "
-         "enable.partition.eof, enable.idempotence, acks, log.queue) are set by allvarsd and refused here."},
-        {"topics.referrals", CT_STRING, OFF(topic_referrals), 0, "police.referrals.v1", CF_TOPIC, 0, 0, NULL,
-         "Input: the police's referrals (allvarssamtal.v1.PoliceReferral)."},
-        {"topics.outcomes", CT_STRING, OFF(topic_outcomes), 0, "allvarssamtal.outcomes.v1", CF_TOPIC, 0, 0, NULL,
-         "Input: case outcome events from the booking service, social workers and the police "
-         "(allvarssamtal.v1.CaseOutcome)."},
-        {"topics.scheduling", CT_STRING, OFF(topic_scheduling), 0, "allvarssamtal.scheduling.v1", CF_TOPIC, 0, 0,
-         NULL, "Output: scheduling requests to the booking service."},
-        {"topics.feedback", CT_STRING, OFF(topic_feedback), 0, "police.feedback.v1", CF_TOPIC, 0, 0, NULL,
-         "Output: feedback to the police (status codes only)."},
-        {"topics.alerts", CT_STRING, OFF(topic_alerts), 0, "allvarssamtal.alerts.v1", CF_TOPIC, 0, 0, NULL,
-         "Output: deadline alerts (AT_RISK, MISSED, PROTECTIVE_ASSESSMENT_OVERDUE)."},
-        {"topics.dead_letter", CT_STRING, OFF(topic_dead_letter), 0, "allvarssamtal.deadletter.v1", CF_TOPIC, 0, 0,
-         NULL, "Output: messages that could not be decoded or applied, with the reason and their origin."},
-        {"database.conninfo", CT_STRING, OFF(db_conninfo), 0, NULL, CF_REQUIRED | CF_NONEMPTY, 0, 0, NULL,
-         "The libpq connection string of the runtime role, as keyword=value pairs or a postgresql:// URI, e.g. "
-         "host=db.example.org dbname=allvarsd user=allvarsd sslmode=verify-full. A password in it is "
-         "masked by --check-config, but belongs in database.password."},
-        {"database.password", CT_SECRET, OFF(db_password), 0, NULL, 0, 0, 0, NULL,
-         "The database password, normally @credential:db-password (LoadCredential= in the unit); merged into "
-         "the connection. Optional: peer, certificate or .pgpass authentication need none."},
-        {"pepper", CT_SECRET, OFF(pepper), OFF(pepper_len), NULL,
-         CF_REQUIRED | CF_REFERENCE_ONLY | CF_BYTES, 32, 0, NULL,
-         "The secret key of the person hash (HMAC-SHA-256 of the identity number), at least 32 bytes, only as "
-         "@file:PATH or @credential:NAME (e.g. openssl rand -hex 32 > pepper). Never change it: "
-         "persons would no longer match their history."},
-        {"profile.name", CT_PROFILE, 0, 0, PROFILE_DEFAULT, CF_RELOADABLE, 0, 0, NULL,
-         "The default policy profile: goteborg-motion-2024, stockholm-2019, ds-2024-30 or trollhattan-tuti."},
-        {"profile.<parameter>", CT_PATTERN, 0, 0, NULL, CF_RELOADABLE, 0, 0, NULL,
-         "Override one parameter of the default profile: min_age, max_age, limit_hours, "
-         "protective_assessment_hours, late_referral_days, first_time (true/false), adult_age, "
-         "criminal_responsibility_age, at_risk_percent, version. Raise version with any override, so that "
-         "decisions under the changed rules can be told apart."},
-        {"district.<name>.profile", CT_PATTERN, 0, 0, NULL, CF_RELOADABLE, 0, 0, NULL,
-         "The profile of one district (a referral's district field, matched without regard to case). A district "
-         "on the default profile's name starts from the default profile with its profile.* overrides; on another "
-         "profile, from that built-in profile."},
-        {"district.<name>.<parameter>", CT_PATTERN, 0, 0, NULL, CF_RELOADABLE, 0, 0, NULL,
-         "Override one parameter (as profile.<parameter>) for that district only."},
-        {"feedback.level", CT_ENUM, OFF(feedback_level), 0, "conversation", CF_RELOADABLE, 0, 0, feedback_levels,
-         "What the police are told: statutory (RECEIVED and ASSESSED only, SoL 14 kap. 1 b \\(sc) or "
-         "conversation (every status, so that they can take part in the meeting)."},
-        {"feedback.always", CT_BOOL, OFF(feedback_always), 0, "false", CF_RELOADABLE, 0, 0, NULL,
-         "Send feedback even when the referral did not ask for it."},
-        {"batch.max_messages", CT_UINT, OFF(batch_max_messages), 0, "500", CF_RELOADABLE, 1, 100000, NULL,
-         "The most messages decided and stored in one PostgreSQL transaction."},
-        {"batch.max_wait_ms", CT_UINT, OFF(batch_max_wait_ms), 0, "20", CF_RELOADABLE, 0, 60000, NULL,
-         "How long a batch waits for more messages before it is stored."},
-        {"batch.connections", CT_UINT, OFF(batch_connections), 0, "2", 0, 1, 16, NULL,
-         "PostgreSQL connections that store a batch in parallel, one transaction each, the batch split by "
-         "partition (partition modulo connections), so that the database can use more than one core."},
-        {"limits.max_message_bytes", CT_SIZE, OFF(max_message_bytes), 0, "1048576", CF_RELOADABLE, 1024,
-         256 * 1024 * 1024, NULL, "Larger input messages are dead-lettered without being decoded (K, M, G suffixes "
-         "allowed)."},
-        {"relay.enabled", CT_BOOL, OFF(relay_enabled), 0, "true", 0, 0, 0, NULL,
-         "Run the outbox relay in this instance. One relay is active at a time across instances (an advisory "
-         "lock); the others stand by."},
-        {"relay.batch", CT_UINT, OFF(relay_batch), 0, "1000", CF_RELOADABLE, 1, 100000, NULL,
-         "The most outbox rows the relay reads at once."},
-        {"relay.poll_ms", CT_UINT, OFF(relay_poll_ms), 0, "500", CF_RELOADABLE, 1, 3600000, NULL,
-         "How often the relay looks for unsent rows when not woken by a notification."},
-        {"deadline_watch.interval_s", CT_UINT, OFF(deadline_watch_interval_s), 0, "30", CF_RELOADABLE, 1, 86400,
-         NULL, "How often the deadline watch looks for cases at risk, missed deadlines and overdue protective "
-         "assessments."},
-        {"retention.interval_s", CT_UINT, OFF(retention_interval_s), 0, "3600", CF_RELOADABLE, 1, 604800, NULL,
-         "How often the retention purge runs."},
-        {"retention.closed_case_days", CT_UINT, OFF(retention_closed_days), 0, "1825", CF_RELOADABLE, 1, 36500,
-         NULL, "Days after a case closed when its personal data are purged; five years by default (SoL 12 kap. "
-         "1-2 \\(sc\\(sc, gallring of social services files)."},
-        {"retention.not_eligible_days", CT_UINT, OFF(retention_not_eligible_days), 0, "180", CF_RELOADABLE, 1,
-         36500, NULL, "Days after which the personal data of NOT_ELIGIBLE referrals are purged."},
-        {"event.source", CT_STRING, OFF(event_source), 0, "urn:allvarsd", CF_RELOADABLE | CF_NONEMPTY, 0, 0, NULL,
-         "The CloudEvents ce_source of every published event, e.g. urn:allvarsd:goteborg."},
-        {"log.target", CT_ENUM, OFF(log_target), 0, "auto", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_targets,
-         "auto (journald when stderr is connected to it, else stderr), journal or stderr."},
-        {"log.level", CT_ENUM, OFF(log_level), 0, "info", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_levels,
-         "The least important messages logged: debug, info, notice, warning or err. At notice and above, "
-         "single decisions are not logged."},
-        {"clock.file", CT_STRING, OFF(clock_file), 0, "", 0, 0, 0, NULL,
-         "Tests only: read the current time (RFC 3339) from this file instead of the system clock."},
-};
-
-#define N_KEYS (sizeof config_keys / sizeof config_keys[0])
-
-/* librdkafka properties the daemon sets itself (consumer.c, relay.c): what
- * effectively-once rests on. Refused rather than silently overridden. */
-static const char *const kafka_fixed[] = {
-        "enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store", "auto.offset.reset",
-        "partition.assignment.strategy", "enable.partition.eof", "enable.idempotence", "acks",
-        "request.required.acks", "log.queue", NULL,
-};
+#include "config_internal.h"
 
 /* ---- small helpers ---- */
 
-static void *field(config *c, size_t off) {
-        return (char *)c + off;
-}
-
-static const void *cfield(const config *c, size_t off) {
-        return (const char *)c + off;
-}
-
 static const config_key *config_key_find(const char *name) {
-        for (size_t i = 0; i < N_KEYS; i++)
+        for (size_t i = 0; i < config_n_keys; i++)
                 if (config_keys[i].type != CT_PATTERN && strcmp(config_keys[i].name, name) == 0)
                         return &config_keys[i];
         return NULL;
-}
-
-static bool is_blank(char ch) {
-        return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
 }
 
 static bool key_char_valid(unsigned char ch) {
@@ -210,71 +44,6 @@ static bool strv_contains(const char *const *v, const char *s) {
                         return true;
         return false;
 }
-
-/* Read a regular file, at most CONFIG_FILE_MAX bytes; NUL-terminated (the
- * content may hold NULs itself: *ret_len is the true length). O_NONBLOCK and
- * the S_ISREG check keep a FIFO or device from blocking the daemon. */
-static int read_regular_file(const char *path, char **ret, size_t *ret_len) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        struct stat st;
-        if (fstat(fd, &st) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                close(fd);
-                return S_ISDIR(st.st_mode) ? -EISDIR : -EBADFD;
-        }
-        if (st.st_size > CONFIG_FILE_MAX) {
-                close(fd);
-                return -EFBIG;
-        }
-        size_t cap = (size_t)st.st_size + 1, len = 0;
-        char *buf = malloc(cap + 1);
-        if (!buf) {
-                close(fd);
-                return -ENOMEM;
-        }
-        for (;;) {
-                if (len == cap) {
-                        /* The file grew while we read it; bounded still. */
-                        if (cap > CONFIG_FILE_MAX) {
-                                free(buf);
-                                close(fd);
-                                return -EFBIG;
-                        }
-                        char *p = realloc(buf, cap * 2 + 1);
-                        if (!p) {
-                                free(buf);
-                                close(fd);
-                                return -ENOMEM;
-                        }
-                        buf = p;
-                        cap *= 2;
-                }
-                ssize_t n = read(fd, buf + len, cap - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int r = -errno;
-                        free(buf);
-                        close(fd);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-        }
-        close(fd);
-        buf[len] = 0;
-        *ret = buf;
-        *ret_len = len;
-        return 0;
-}
-
 /* ---- the parser's state ---- */
 
 typedef struct pending {
@@ -311,56 +80,6 @@ static int fail(parser *p, const char *fmt, ...) {
         }
         return -EINVAL;
 }
-
-/* "@file:PATH" and "@credential:NAME" are replaced by what they point to,
- * trailing newline stripped. Anything else is taken as written. */
-static int resolve_value(parser *p, const char *key, const char *value, char **ret, size_t *ret_len) {
-        char path[PATH_MAX];
-        const char *what;
-        if (strncmp(value, "@file:", 6) == 0) {
-                what = value + 6;
-                if (!*what)
-                        return fail(p, "%s: @file: needs a path", key);
-                if (strlen(what) >= sizeof path)
-                        return fail(p, "%s: path too long", key);
-                strcpy(path, what);
-        } else if (strncmp(value, "@credential:", 12) == 0) {
-                what = value + 12;
-                /* systemd.exec(5) "Credentials": plain names inside $CREDENTIALS_DIRECTORY. */
-                if (!*what || strchr(what, '/') || strcmp(what, ".") == 0 || strcmp(what, "..") == 0)
-                        return fail(p, "%s: \"%s\" is not a credential name", key, what);
-                const char *dir = getenv("CREDENTIALS_DIRECTORY");
-                if (!dir || !*dir)
-                        return fail(p,
-                                    "%s: @credential:%s, but $CREDENTIALS_DIRECTORY is not set "
-                                    "(LoadCredential=%s:... in the unit)",
-                                    key, what, what);
-                if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, what) >= sizeof path)
-                        return fail(p, "%s: path too long", key);
-        } else {
-                *ret = strdup(value);
-                if (!*ret)
-                        return -ENOMEM;
-                *ret_len = strlen(value);
-                return 0;
-        }
-        char *buf = NULL;
-        size_t len = 0;
-        int r = read_regular_file(path, &buf, &len);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return fail(p, "%s: cannot read %s: %s", key, path,
-                            r == -EBADFD ? "not a regular file" : strerror(-r));
-        if (len > 0 && buf[len - 1] == '\n')
-                buf[--len] = 0;
-        if (len > 0 && buf[len - 1] == '\r')
-                buf[--len] = 0;
-        *ret = buf;
-        *ret_len = len;
-        return 0;
-}
-
 static int parse_uint64(const char *s, uint64_t *ret) {
         uint64_t v = 0;
         if (!*s)
@@ -431,7 +150,7 @@ static int key_set(parser *p, const config_key *k, const char *value, size_t len
                 if ((k->flags & CF_TOPIC) && !topic_name_valid(value))
                         return fail(p, "%s: \"%s\" is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)",
                                     k->name, value);
-                return replace_string(field(c, k->offset), value);
+                return replace_string(config_field(c, k->offset), value);
         case CT_SECRET:
                 if (k->flags & CF_BYTES) {
                         uint8_t *b = malloc(len + 1);
@@ -439,20 +158,20 @@ static int key_set(parser *p, const config_key *k, const char *value, size_t len
                                 return -ENOMEM;
                         memcpy(b, value, len);
                         b[len] = 0;
-                        uint8_t **slot = field(c, k->offset);
+                        uint8_t **slot = config_field(c, k->offset);
                         if (*slot)
-                                explicit_bzero(*slot, *(size_t *)field(c, k->offset_len));
+                                explicit_bzero(*slot, *(size_t *)config_field(c, k->offset_len));
                         free(*slot);
                         *slot = b;
-                        *(size_t *)field(c, k->offset_len) = len;
+                        *(size_t *)config_field(c, k->offset_len) = len;
                         return 0;
                 }
-                char **slot = field(c, k->offset);
+                char **slot = config_field(c, k->offset);
                 if (*slot)
                         explicit_bzero(*slot, strlen(*slot));
                 return replace_string(slot, value);
         case CT_BOOL:
-                if (parse_bool(value, field(c, k->offset)) < 0)
+                if (parse_bool(value, config_field(c, k->offset)) < 0)
                         return fail(p, "%s: \"%s\" is not a boolean (true or false)", k->name, value);
                 return 0;
         case CT_UINT:
@@ -460,7 +179,7 @@ static int key_set(parser *p, const config_key *k, const char *value, size_t len
                 if (r < 0 || v < k->min || v > k->max)
                         return fail(p, "%s: \"%s\" is not a whole number from %llu to %llu", k->name, value,
                                     (unsigned long long)k->min, (unsigned long long)k->max);
-                *(unsigned *)field(c, k->offset) = (unsigned)v;
+                *(unsigned *)config_field(c, k->offset) = (unsigned)v;
                 return 0;
         case CT_SIZE: {
                 char digits[32];
@@ -480,7 +199,7 @@ static int key_set(parser *p, const config_key *k, const char *value, size_t len
                 if (r < 0 || v > k->max / mult || v * mult < k->min)
                         return fail(p, "%s: \"%s\" is not a size from %llu to %llu bytes", k->name, value,
                                     (unsigned long long)k->min, (unsigned long long)k->max);
-                *(size_t *)field(c, k->offset) = (size_t)(v * mult);
+                *(size_t *)config_field(c, k->offset) = (size_t)(v * mult);
                 return 0;
         }
         case CT_ENUM:
@@ -488,8 +207,8 @@ static int key_set(parser *p, const config_key *k, const char *value, size_t len
                         if (strcmp(k->values[i], value) != 0)
                                 continue;
                         if (k->flags & CF_ENUM_STRING)
-                                return replace_string(field(c, k->offset), value);
-                        *(int *)field(c, k->offset) = (int)i;
+                                return replace_string(config_field(c, k->offset), value);
+                        *(int *)config_field(c, k->offset) = (int)i;
                         return 0;
                 }
                 {
@@ -520,7 +239,7 @@ static int kafka_set(parser *p, const char *key, const char *value, size_t len) 
                 return fail(p, "kafka.: a librdkafka property name must follow");
         if (memchr(value, 0, len))
                 return fail(p, "kafka.%s: the value contains a NUL byte", key);
-        if (strv_contains(kafka_fixed, key))
+        if (strv_contains(config_kafka_fixed, key))
                 return fail(p, "kafka.%s: set by allvarsd itself (effectively-once rests on it); remove this line", key);
         if (!p->kconf) {
                 p->kconf = rd_kafka_conf_new();
@@ -587,9 +306,11 @@ static int assign(parser *p, const char *key, const char *raw) {
             strncmp(raw, "@credential:", 12) != 0)
                 return fail(p, "%s: give it as @file:PATH or @credential:NAME, not in the configuration file", key);
 
-        char *value = NULL;
+        char *value = NULL, msg[512];
         size_t len = 0;
-        int r = resolve_value(p, key, raw, &value, &len);
+        int r = config_resolve_value(key, raw, &value, &len, msg, sizeof msg);
+        if (r == -EINVAL)
+                return fail(p, "%s", msg);
         if (r < 0)
                 return r;
 
@@ -623,7 +344,7 @@ static int assign(parser *p, const char *key, const char *raw) {
 /* One line: blank, "# comment", or "key = value" (value trimmed, or in double
  * quotes with \" \\ \n \t escapes). */
 static int parse_line(parser *p, char *s) {
-        while (is_blank(*s))
+        while (config_is_blank(*s))
                 s++;
         if (!*s || *s == '#')
                 return 0;
@@ -631,7 +352,7 @@ static int parse_line(parser *p, char *s) {
         if (!eq)
                 return fail(p, "expected \"key = value\"");
         char *kend = eq;
-        while (kend > s && is_blank(kend[-1]))
+        while (kend > s && config_is_blank(kend[-1]))
                 kend--;
         *kend = 0;
         if (!*s)
@@ -641,10 +362,10 @@ static int parse_line(parser *p, char *s) {
                         return fail(p, "\"%s\" is not a key (letters, digits, '.', '_', '-')", s);
 
         char *v = eq + 1;
-        while (is_blank(*v))
+        while (config_is_blank(*v))
                 v++;
         char *vend = v + strlen(v);
-        while (vend > v && is_blank(vend[-1]))
+        while (vend > v && config_is_blank(vend[-1]))
                 vend--;
         *vend = 0;
         if (*v == '"') {
@@ -782,7 +503,7 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
                 goto out;
         }
 
-        for (size_t i = 0; i < N_KEYS && r >= 0; i++)
+        for (size_t i = 0; i < config_n_keys && r >= 0; i++)
                 if (config_keys[i].def)
                         r = key_set(&p, &config_keys[i], config_keys[i].def, strlen(config_keys[i].def));
 
@@ -797,12 +518,12 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
                 goto out;
         p.line = 0;
 
-        for (size_t i = 0; i < N_KEYS && r >= 0; i++) {
+        for (size_t i = 0; i < config_n_keys && r >= 0; i++) {
                 const config_key *k = &config_keys[i];
                 if (!(k->flags & CF_REQUIRED))
                         continue;
-                bool set = k->flags & CF_BYTES ? *(uint8_t *const *)cfield(c, k->offset) != NULL
-                                               : *(char *const *)cfield(c, k->offset) != NULL;
+                bool set = k->flags & CF_BYTES ? *(uint8_t *const *)config_cfield(c, k->offset) != NULL
+                                               : *(char *const *)config_cfield(c, k->offset) != NULL;
                 if (!set)
                         r = fail(&p, "%s is required", k->name);
         }
@@ -828,7 +549,7 @@ int config_load(const char *path, config **ret, char *err, size_t err_size) {
         size_t len = 0;
         if (!path)
                 path = CONFIG_DEFAULT_PATH;
-        int r = read_regular_file(path, &text, &len);
+        int r = config_read_file(path, &text, &len);
         if (r < 0) {
                 snprintf(err, err_size, "%s: cannot read: %s", path,
                          r == -EBADFD ? "not a regular file" : strerror(-r));
@@ -856,19 +577,19 @@ void config_free(config *c) {
         /* acq_rel: the last one out sees every other thread's reads as done. */
         if (atomic_fetch_sub_explicit(&c->n_ref, 1, memory_order_acq_rel) > 1)
                 return;
-        for (size_t i = 0; i < N_KEYS; i++) {
+        for (size_t i = 0; i < config_n_keys; i++) {
                 const config_key *k = &config_keys[i];
                 bool owns_string = k->type == CT_STRING || (k->type == CT_ENUM && (k->flags & CF_ENUM_STRING)) ||
                                    (k->type == CT_SECRET && !(k->flags & CF_BYTES));
                 if (owns_string) {
-                        char **s = field(c, k->offset);
+                        char **s = config_field(c, k->offset);
                         if (*s && k->type == CT_SECRET)
                                 explicit_bzero(*s, strlen(*s));
                         free(*s);
                 } else if (k->type == CT_SECRET) {
-                        uint8_t **b = field(c, k->offset);
+                        uint8_t **b = config_field(c, k->offset);
                         if (*b)
-                                explicit_bzero(*b, *(size_t *)field(c, k->offset_len));
+                                explicit_bzero(*b, *(size_t *)config_field(c, k->offset_len));
                         free(*b);
                 }
         }
@@ -898,342 +619,4 @@ const profile *config_profile_for(const config *c, const char *district) {
                 if (strcmp(c->districts[i].district, folded) == 0)
                         return &c->districts[i].profile;
         return &c->profile;
-}
-
-/* ---- comparison (SIGHUP) ---- */
-
-static bool str_eq(const char *a, const char *b) {
-        return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool key_equal(const config_key *k, const config *a, const config *b) {
-        switch (k->type) {
-        case CT_STRING: return str_eq(*(char *const *)cfield(a, k->offset), *(char *const *)cfield(b, k->offset));
-        case CT_BOOL: return *(const bool *)cfield(a, k->offset) == *(const bool *)cfield(b, k->offset);
-        case CT_UINT: return *(const unsigned *)cfield(a, k->offset) == *(const unsigned *)cfield(b, k->offset);
-        case CT_SIZE: return *(const size_t *)cfield(a, k->offset) == *(const size_t *)cfield(b, k->offset);
-        case CT_ENUM:
-                if (k->flags & CF_ENUM_STRING)
-                        return str_eq(*(char *const *)cfield(a, k->offset), *(char *const *)cfield(b, k->offset));
-                return *(const int *)cfield(a, k->offset) == *(const int *)cfield(b, k->offset);
-        case CT_SECRET:
-                if (k->flags & CF_BYTES) {
-                        size_t la = *(const size_t *)cfield(a, k->offset_len), lb = *(const size_t *)cfield(b, k->offset_len);
-                        const uint8_t *pa = *(uint8_t *const *)cfield(a, k->offset), *pb = *(uint8_t *const *)cfield(b, k->offset);
-                        return la == lb && (la == 0 || (pa && pb && memcmp(pa, pb, la) == 0));
-                }
-                return str_eq(*(char *const *)cfield(a, k->offset), *(char *const *)cfield(b, k->offset));
-        case CT_PROFILE:
-        case CT_PATTERN: return true;
-        }
-        return true;
-}
-
-static const char *kafka_get(const config *c, const char *key) {
-        for (size_t i = 0; i < c->n_kafka; i++)
-                if (strcmp(c->kafka[i].key, key) == 0)
-                        return c->kafka[i].value;
-        return NULL;
-}
-
-static void list_add(char *buf, size_t size, const char *prefix, const char *name) {
-        size_t n = strlen(buf);
-        if (n + 1 >= size)
-                return;
-        snprintf(buf + n, size - n, "%s%s%s", n ? ", " : "", prefix, name);
-}
-
-void config_restart_needed(const config *old, const config *new, char *buf, size_t size) {
-        if (!buf || size == 0)
-                return;
-        buf[0] = 0;
-        for (size_t i = 0; i < N_KEYS; i++) {
-                const config_key *k = &config_keys[i];
-                if (!(k->flags & CF_RELOADABLE) && k->type != CT_PATTERN && !key_equal(k, old, new))
-                        list_add(buf, size, "", k->name);
-        }
-        /* kafka.*: the consumer and producer are built once; any change is a restart. */
-        for (size_t i = 0; i < old->n_kafka; i++)
-                if (!str_eq(old->kafka[i].value, kafka_get(new, old->kafka[i].key)))
-                        list_add(buf, size, "kafka.", old->kafka[i].key);
-        for (size_t i = 0; i < new->n_kafka; i++)
-                if (!kafka_get(old, new->kafka[i].key))
-                        list_add(buf, size, "kafka.", new->kafka[i].key);
-}
-
-/* ---- output ---- */
-
-/* The conninfo with its password masked, as libpq would read it (libpq's
- * conninfo_parse and conninfo_uri_parse_options): "password = 'a\\'b'" in
- * keyword/value form, "postgresql://user:secret@host/db?password=..." as a
- * URI. What cannot be read cleanly is masked as a whole. Returns a string to
- * free, or NULL. */
-/* libpq percent-decodes the keywords of URI parameters too. */
-static bool uri_param_is_password(const char *s, size_t n) {
-        char kw[16];
-        size_t j = 0;
-        for (size_t i = 0; i < n && s[i] != '=' && j < sizeof kw - 1; i++) {
-                if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
-                        char hex[3] = {s[i + 1], s[i + 2], 0};
-                        kw[j++] = (char)strtol(hex, NULL, 16);
-                        i += 2;
-                } else
-                        kw[j++] = s[i];
-        }
-        kw[j] = 0;
-        return strcmp(kw, "password") == 0;
-}
-
-static char *conninfo_mask_once(const char *s) {
-        char *out = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&out, &len);
-        if (!f)
-                return NULL;
-        bool ok = true;
-        if (strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0) {
-                const char *auth = strstr(s, "://") + 3;
-                /* libpq: user info runs to an '@' met before any '/'. */
-                const char *at = strpbrk(auth, "@/");
-                const char *colon = at && *at == '@' ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-                if (colon) {
-                        fwrite(s, 1, (size_t)(colon - s) + 1, f);
-                        fputs("(secret)", f);
-                        s = at;
-                }
-                const char *q = strchr(s, '?');
-                if (q) {
-                        fwrite(s, 1, (size_t)(q - s), f);
-                        s = q;
-                        while (*s) {
-                                /* s is at '?' or '&': one parameter up to the next '&' */
-                                size_t n = strcspn(s + 1, "&");
-                                fputc(*s, f);
-                                if (uri_param_is_password(s + 1, n))
-                                        fputs("password=(secret)", f);
-                                else
-                                        fwrite(s + 1, 1, n, f);
-                                s += 1 + n;
-                        }
-                } else
-                        fputs(s, f);
-        } else {
-                while (*s && ok) {
-                        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v')
-                                fputc(*s++, f);
-                        if (!*s)
-                                break;
-                        const char *kw = s;
-                        while (*s && *s != '=' && !strchr(" \t\n\r\f\v", *s))
-                                s++;
-                        size_t kwlen = (size_t)(s - kw);
-                        const char *e = s;
-                        while (*e && strchr(" \t\n\r\f\v", *e))
-                                e++;
-                        if (*e != '=' || kwlen == 0) {
-                                ok = false;
-                                break;
-                        }
-                        for (e++; *e && strchr(" \t\n\r\f\v", *e);)
-                                e++;
-                        const char *v = e;
-                        if (*v == '\'') {
-                                for (v++; *v && *v != '\''; v++)
-                                        if (*v == '\\' && v[1])
-                                                v++;
-                                if (!*v) {
-                                        ok = false;
-                                        break;
-                                }
-                                v++;
-                        } else
-                                for (; *v && !strchr(" \t\n\r\f\v", *v); v++)
-                                        if (*v == '\\' && v[1])
-                                                v++;
-                        fwrite(kw, 1, (size_t)(e - kw), f);
-                        if (kwlen == 8 && strncmp(kw, "password", 8) == 0)
-                                fputs("(secret)", f);
-                        else
-                                fwrite(e, 1, (size_t)(v - e), f);
-                        /* libpq starts the next keyword right after a closing quote: say so with a blank. */
-                        if (*v && !strchr(" \t\n\r\f\v", *v))
-                                fputc(' ', f);
-                        s = v;
-                }
-        }
-        if (fclose(f) != 0 || !ok) {
-                free(out);
-                return ok ? NULL : strdup("(secret: not a connection string libpq can read)");
-        }
-        return out;
-}
-
-/* Masked once more, the result must not change; when it does, the string is
- * one where our reading and libpq's might differ: mask it as a whole. */
-static char *conninfo_masked(const char *s) {
-        static const char whole[] = "(secret: not a connection string libpq can read)";
-        char *a = conninfo_mask_once(s);
-        char *b = a ? conninfo_mask_once(a) : NULL;
-        if (a && b && strcmp(a, b) != 0) {
-                free(a);
-                a = strdup(whole);
-        }
-        free(b);
-        return a;
-}
-
-static void dump_value(FILE *f, const char *s) {
-        bool quote = !s || !*s || is_blank(*s) || is_blank(s[strlen(s) - 1]) || strpbrk(s, "\"\\\n\t") != NULL;
-        if (!quote) {
-                fputs(s, f);
-                return;
-        }
-        fputc('"', f);
-        for (; s && *s; s++) {
-                if (*s == '"' || *s == '\\')
-                        fprintf(f, "\\%c", *s);
-                else if (*s == '\n')
-                        fputs("\\n", f);
-                else if (*s == '\t')
-                        fputs("\\t", f);
-                else
-                        fputc(*s, f);
-        }
-        fputc('"', f);
-}
-
-/* librdkafka properties that hold secrets (CONFIGURATION.md). */
-static bool kafka_key_secret(const char *key) {
-        return strstr(key, "password") || strstr(key, "secret") || strstr(key, "key.pem") ||
-               strstr(key, "oauthbearer.config") || strstr(key, "jaas");
-}
-
-void config_dump(const config *c, FILE *f) {
-        char buf[1024];
-        for (size_t i = 0; i < N_KEYS; i++) {
-                const config_key *k = &config_keys[i];
-                const void *v = cfield(c, k->offset);
-                if (k->type == CT_PATTERN) {
-                        if (strcmp(k->name, "kafka.<property>") == 0)
-                                for (size_t j = 0; j < c->n_kafka; j++) {
-                                        fprintf(f, "kafka.%s = ", c->kafka[j].key);
-                                        if (kafka_key_secret(c->kafka[j].key))
-                                                fputs("(secret)", f);
-                                        else
-                                                dump_value(f, c->kafka[j].value);
-                                        fputc('\n', f);
-                                }
-                        else if (strcmp(k->name, "profile.<parameter>") == 0) {
-                                profile_describe(&c->profile, buf, sizeof buf);
-                                fprintf(f, "# effective default profile: %s\n", buf);
-                        } else if (strcmp(k->name, "district.<name>.profile") == 0)
-                                for (size_t j = 0; j < c->n_districts; j++) {
-                                        fprintf(f, "district.%s.profile = %s\n", c->districts[j].district,
-                                                c->districts[j].profile.name);
-                                        profile_describe(&c->districts[j].profile, buf, sizeof buf);
-                                        fprintf(f, "# effective profile of district %s: %s\n",
-                                                c->districts[j].district, buf);
-                                }
-                        continue;
-                }
-                fprintf(f, "%s = ", k->name);
-                switch (k->type) {
-                case CT_STRING:
-                        if (strcmp(k->name, "database.conninfo") == 0 && *(char *const *)v) {
-                                char *m = conninfo_masked(*(char *const *)v);
-                                dump_value(f, m ? m : "(secret)");
-                                free(m);
-                        } else
-                                dump_value(f, *(char *const *)v);
-                        break;
-                case CT_SECRET: {
-                        bool set = *(const void *const *)v != NULL;
-                        fputs(set ? "(secret)" : "\"\"", f);
-                        break;
-                }
-                case CT_BOOL: fputs(*(const bool *)v ? "true" : "false", f); break;
-                case CT_UINT: fprintf(f, "%u", *(const unsigned *)v); break;
-                case CT_SIZE: fprintf(f, "%zu", *(const size_t *)v); break;
-                case CT_ENUM:
-                        if (k->flags & CF_ENUM_STRING)
-                                dump_value(f, *(char *const *)v);
-                        else
-                                fputs(k->values[*(const int *)v], f);
-                        break;
-                case CT_PROFILE: fputs(c->profile.name, f); break;
-                case CT_PATTERN: break;
-                }
-                fputc('\n', f);
-        }
-}
-
-/* roff: a backslash is \e, a hyphen-minus \-, and a line may not start with
- * a control character; <placeholders> are set in italics. */
-static void man_text(FILE *f, const char *s, bool at_line_start) {
-        if (at_line_start && (*s == '.' || *s == '\''))
-                fputs("\\&", f);
-        for (; *s; s++) {
-                if (*s == '\\' && s[1] == '(') {
-                        /* a roff special character written in the doc string, e.g. \(sc */
-                        fputc('\\', f);
-                        continue;
-                }
-                if (*s == '\\')
-                        fputs("\\e", f);
-                else if (*s == '-')
-                        fputs("\\-", f);
-                else if (*s == '<') {
-                        const char *end = strchr(s, '>');
-                        if (!end) {
-                                fputc('<', f);
-                                continue;
-                        }
-                        fputs("\\fI", f);
-                        fwrite(s + 1, 1, (size_t)(end - s - 1), f);
-                        fputs("\\fR", f);
-                        s = end;
-                } else
-                        fputc(*s, f);
-        }
-}
-
-void config_write_man(FILE *f) {
-        for (size_t i = 0; i < N_KEYS; i++) {
-                const config_key *k = &config_keys[i];
-                fputs(".TP\n.B ", f);
-                man_text(f, k->name, false);
-                fputc('\n', f);
-                switch (k->type) {
-                case CT_STRING: fputs(k->flags & CF_TOPIC ? "A Kafka topic name" : "A string", f); break;
-                case CT_BOOL: fputs("A boolean (true, false, yes, no, on, off, 1, 0)", f); break;
-                case CT_UINT:
-                        fprintf(f, "A whole number from %llu to %llu", (unsigned long long)k->min,
-                                (unsigned long long)k->max);
-                        break;
-                case CT_SIZE:
-                        fprintf(f, "A size in bytes from %llu to %llu", (unsigned long long)k->min,
-                                (unsigned long long)k->max);
-                        break;
-                case CT_ENUM:
-                        fputs("One of", f);
-                        for (size_t j = 0; k->values[j]; j++)
-                                fprintf(f, "%s \\fB%s\\fR", j ? "," : "", k->values[j]);
-                        break;
-                case CT_SECRET: fputs("A secret, never printed", f); break;
-                case CT_PROFILE: fputs("A profile name", f); break;
-                case CT_PATTERN: fputs("A family of keys", f); break;
-                }
-                if (k->flags & CF_REQUIRED)
-                        fputs("; required", f);
-                if (k->def && *k->def) {
-                        fputs("; default \\fB", f);
-                        man_text(f, k->def, false);
-                        fputs("\\fR", f);
-                } else if (k->def)
-                        fputs("; empty by default", f);
-                fputs((k->flags & CF_RELOADABLE) ? "; reloadable (SIGHUP).\n.br\n" : "; a change needs a restart.\n.br\n",
-                      f);
-                man_text(f, k->doc, true);
-                fputc('\n', f);
-        }
 }

@@ -1,5 +1,5 @@
 /* Configuration: one file (/etc/allvarsd/allvarsd.conf) of "key = value" lines.
- * One table of keys (config.c) drives parsing, defaults, --check-config, SIGHUP
+ * One table of keys (config_keys.c) drives parsing, defaults, --check-config, SIGHUP
  * reload and the allvarsd.conf(5) man page, so they cannot drift apart.
  *
  * Any value may be "@file:/path" (the file's content, trailing newline

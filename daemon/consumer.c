@@ -1,11 +1,12 @@
 /* The Kafka consumer and the batch loop. See consumer.h for the contract.
  *
- * Why it is shaped this way (librdkafka 2.0.2, ../shared/NOTES.md):
- *  - eager `range` assignment: cooperative-sticky has known hangs before 2.3;
- *  - rd_kafka_consumer_poll() and our own batch, not consume_batch (#4208);
- *  - offsets are assigned once, explicitly, from PostgreSQL (#5345), and every
+ * Why it is shaped this way (docs/design.md "The consumer", "Effectively once"):
+ *  - eager `range` assignment: cooperative-sticky has known hangs before 2.3
+ *    (librdkafka #4783, #4527, #4381, #4686);
+ *  - rd_kafka_consumer_poll() and our own batch, not consume_batch (librdkafka #4208);
+ *  - offsets are assigned once, explicitly, from PostgreSQL (librdkafka #5345), and every
  *    batch fences its offsets with a compare-and-set in the same transaction,
- *    so a message from a partition we just lost (#1359) cannot be decided twice.
+ *    so a message from a partition we just lost (librdkafka #1359) cannot be decided twice.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "batch.h"
 #include "consumer.h"
 #include "kafka_conf.h"
 #include "lanes.h"
@@ -24,7 +26,6 @@
 
 #define BACKOFF_MIN (100 * 1000)
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
-#define EAGAIN_RETRIES 5
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
 #define SEEK_TIMEOUT_MS 5000
 /* A batch is stored when its payloads and their decoded forms reach this
@@ -264,10 +265,20 @@ static int parts_reseek(consumer *c) {
 static void database_lost(consumer *c, int r) {
         /* The failing connection's reason: a batch lane's, or the consumer's own. */
         const char *why = c->lane_error[0] ? c->lane_error : store_last_error(c->st);
-        if (!c->database_down)
+        if (r == -EACCES) {
+                /* Not an outage: the role, a grant or the schema is wrong (sqlstate.h
+                 * "deployment"). Said every time it recurs, until an operator fixes it. */
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
-                           "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
-        set_error(c, "database: %s", why);
+                           "MESSAGE=PostgreSQL refused the daemon's statement (%s): fix the deployment"
+                           " (roles and grants: deploy/roles.sql, allvarsd --migrate); partitions paused, retrying",
+                           why, NULL);
+                set_error(c, "deployment: %s", why);
+        } else {
+                if (!c->database_down)
+                        log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
+                                   "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
+                set_error(c, "database: %s", why);
+        }
         c->lane_error[0] = 0;
         c->database_down = true;
         c->reload_needed = true;
@@ -500,21 +511,12 @@ typedef struct lane_work {
         store_batch_result res;
 } lane_work;
 
-/* On the lane's thread: one transaction, retried on a deadlock or a
- * serialization failure (the lanes' and other instances' transactions). */
+/* On the lane's thread: one transaction (batch.h: retried on a deadlock or a
+ * serialization failure, a message PostgreSQL refuses dead-lettered). */
 static int lane_store(store *st, void *arg) {
         lane_work *w = arg;
-        int r;
-        for (int attempt = 0;; attempt++) {
-                r = w->outcomes ? store_outcome_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
-                                                      w->n_offs, &w->res)
-                                : store_referral_batch(st, w->cfg, w->cfg->group_id, w->now, w->msgs, w->n, w->offs,
-                                                       w->n_offs, &w->res);
-                if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
-                        return r;
-                for (size_t i = 0; i < w->n; i++)
-                        w->msgs[i].status = STORE_PENDING;
-        }
+        return batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
+                           &w->res);
 }
 
 /* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */

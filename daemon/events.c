@@ -100,8 +100,8 @@ static bool feedback_is_request(feedback_status s) {
 }
 
 bool events_feedback_wanted(const config *cfg, feedback_status status, bool feedback_requested) {
-        /* DOMAIN.md "Feedback to the police": SoL 14 kap. 1 b § (SFS 2025:400)
-         * covers RECEIVED and ASSESSED; the rest only at the conversation level. */
+        /* SoL 14 kap. 1 b § (SFS 2025:400) covers RECEIVED and ASSESSED; the rest
+         * only at the conversation level (docs/domain.md "Feedback to the police"). */
         if (cfg->feedback_level == FEEDBACK_STATUTORY && status != FEEDBACK_RECEIVED && status != FEEDBACK_ASSESSED)
                 return false;
         /* A request is something social services need from the police, not feedback. */
@@ -124,7 +124,7 @@ int events_feedback(const config *cfg, const feedback_ref *ref, feedback_status 
         ids_event_id(ref->case_id, name, event_id);
 
         /* Ids, the status code, times and (ASSESSED) the outcome code: nothing of
-         * the assessment and no personal data (SoL 14 kap. 1 b §, DOMAIN.md). */
+         * the assessment and no personal data (SoL 14 kap. 1 b §; docs/domain.md "Feedback to the police"). */
         Allvarssamtal__V1__PoliceFeedback fb = ALLVARSSAMTAL__V1__POLICE_FEEDBACK__INIT;
         Google__Protobuf__Timestamp status_at = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
         Google__Protobuf__Timestamp meeting = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -176,7 +176,7 @@ int events_scheduling(const config *cfg, const scheduling_info *info, usec_t now
         sr.summon_guardians = info->summon_guardians;
         sr.n_guardians = info->n_guardians;
         sr.guardians = (Allvarssamtal__V1__Guardian **)info->guardians;
-        /* DOMAIN.md CONTACT_MISSING: a child's guardians without a phone are summoned by letter. */
+        /* CONTACT_MISSING: a child's guardians without a phone are summoned by letter (docs/domain.md "Flags"). */
         sr.letter_fallback = info->summon_guardians && !guardians_have_phone(info->guardians, info->n_guardians);
         /* The model: the police take part in the conversation where they can. */
         sr.invite_police = true;
@@ -202,11 +202,13 @@ int events_for_decision(const config *cfg, const PoliceReferral *r, const decisi
         int ret = events_feedback(cfg, &ref, FEEDBACK_RECEIVED, 0, 0, "feedback/RECEIVED", now, out);
         if (ret >= 0)
                 ret = events_feedback(cfg, &ref, FEEDBACK_ASSESSED, d->outcome, 0, "feedback/ASSESSED", now, out);
-        /* Requests only for a case that was opened: NOT_ELIGIBLE opens none (DOMAIN.md "the case"). */
+        /* Requests only for a case that was opened: NOT_ELIGIBLE opens none
+         * (docs/domain.md "After the decision: the case"). */
         if (ret >= 0 && d->outcome != OUTCOME_NOT_ELIGIBLE && (d->flags & FLAG_CONTACT_MISSING))
                 ret = events_feedback(cfg, &ref, FEEDBACK_CONTACT_INFO_REQUESTED, 0, 0,
                                       "feedback/CONTACT_INFO_REQUESTED", now, out);
-        /* DOMAIN.md step 4: during a preliminary investigation the police are asked for clearance. */
+        /* During a preliminary investigation the police are asked for clearance (LUL 31 §;
+         * docs/domain.md "Decision", step 4). */
         if (ret >= 0 && d->outcome == OUTCOME_DEFERRED && (d->reasons & REASON_PRELIMINARY_INVESTIGATION))
                 ret = events_feedback(cfg, &ref, FEEDBACK_CLEARANCE_REQUESTED, 0, 0, "feedback/CLEARANCE_REQUESTED",
                                       now, out);

@@ -88,7 +88,7 @@ static bool ensure_connected(jobs *j, const config *cfg, usec_t mono) {
         }
         j->backoff = RECONNECT_MIN;
         /* Told apart from the batches' sessions in pg_stat_activity. */
-        PQclear(PQexec(store_pg(j->st), "SET application_name = 'allvarsd-jobs'"));
+        PQclear(PQexec((PGconn *)store_pg(j->st), "SET application_name = 'allvarsd-jobs'"));
         pthread_mutex_lock(&j->lock);
         j->fig.database_down = false;
         pthread_mutex_unlock(&j->lock);

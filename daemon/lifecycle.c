@@ -1,5 +1,5 @@
-/* The case state machine (DOMAIN.md "After the decision: the case", "Feedback
- * to the police"; issue 5). Pure: no I/O, no clock, no allocation.
+/* The case state machine (docs/domain.md "The case lifecycle", "Feedback to the
+ * police"). Pure: no I/O, no clock, no allocation.
  *
  * The rules (decided by the lead; keep them). "open" is ELIGIBLE, DEFERRED,
  * MANUAL_REVIEW or SCHEDULED; "closed" is HELD, DECLINED, CANCELLED or
@@ -17,8 +17,8 @@
  *       only while awaiting_clearance (else illegal: "no clearance pending");
  *       clears awaiting_clearance.
  *       For both: a DEFERRED case with no deferral left becomes ELIGIBLE with
- *       deadline = occurred_at + limit (rules_deadline_after_deferral; DOMAIN.md
- *       step 4: "counted from that moment", exact hours), action
+ *       deadline = occurred_at + limit (rules_deadline_after_deferral; docs/domain.md
+ *       "Decision", step 4: counted from that moment, exact hours), action
  *       BECAME_ELIGIBLE, and a scheduling request goes out.
  *   CONVERSATION_HELD(police_attended)
  *       SCHEDULED|ELIGIBLE -> HELD, held_at = closed_at = occurred_at;
@@ -31,8 +31,8 @@
  *       any open state, no change of state; clears awaiting_contact (the store
  *       keeps the guardians in case_contacts). An ELIGIBLE case (not yet
  *       scheduled) gets a new scheduling request with the new details.
- *   OVERRIDE(outcome, reason), by a SOCIAL_WORKER only (DOMAIN.md: "a social
- *       worker's override"; any other actor is illegal), from any open state
+ *   OVERRIDE(outcome, reason), by a SOCIAL_WORKER only (docs/domain.md "The
+ *       case lifecycle"; any other actor is illegal), from any open state
  *       or from NONE (a NOT_ELIGIBLE referral: the store opens the case):
  *         ELIGIBLE      state ELIGIBLE; the deadline is kept if the case has
  *                       one, else occurred_at + limit; a scheduling request.
@@ -158,7 +158,7 @@ void lifecycle_open(const decision *d, case_state *ret) {
                 break;
         case OUTCOME_NOT_ELIGIBLE:
         default:
-                /* DOMAIN.md: a decision that is not NOT_ELIGIBLE opens a case. */
+                /* A decision that is not NOT_ELIGIBLE opens a case (docs/domain.md "After the decision: the case"). */
                 ret->state = CASE_NONE;
                 ret->protective_assessment_due = 0;
                 return;
@@ -203,7 +203,7 @@ static void deferral_resolved(lifecycle_result *r, const profile *p, usec_t at) 
                 return;
         c->state = CASE_ELIGIBLE;
         c->outcome = OUTCOME_ELIGIBLE;
-        /* DOMAIN.md step 4: the limit starts when the last deferral is resolved. */
+        /* The limit starts when the last deferral is resolved (docs/domain.md "Decision", step 4). */
         c->deadline = p ? rules_deadline_after_deferral(p, at) : at + c->limit;
         c->deadline_kind = deadline_kind_of(c, p);
         r->action = "BECAME_ELIGIBLE";
@@ -214,7 +214,7 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
                            const profile *p, usec_t at) {
         case_state *c = &r->after;
         const Allvarssamtal__V1__DecisionOverride *ov = ev->override;
-        /* DOMAIN.md: the override is a social worker's; the codec requires the name. */
+        /* The override is a social worker's (docs/domain.md "The case lifecycle"); the codec requires the name. */
         if (!ev->actor || ev->actor->kind != ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER) {
                 illegal(r, OUTCOME_KIND_OVERRIDE, before->state, "only a social worker may override");
                 return;

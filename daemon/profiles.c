@@ -1,5 +1,6 @@
-/* The four built-in policy profiles of DOMAIN.md "Policy profiles" and their
- * overridable parameters. */
+/* The four built-in policy profiles and their overridable parameters. Each
+ * rule's line names its source document; docs/domain.md "Policy profiles" and
+ * "Parameters and their defaults" explain them. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,61 +9,70 @@
 
 #include "profiles.h"
 
-#define PROFILE_DEFAULTS                                                       \
-        .version = 1, .protective_assessment_within = 24 * USEC_PER_HOUR,      \
-        .late_referral_after = 14 * USEC_PER_DAY, .adult_age = 18,             \
-        .criminal_responsibility_age = 15, .at_risk_fraction = 0.75
+/* The same for every built-in profile (docs/domain.md "Parameters and their defaults"). */
+#define PROFILE_DEFAULTS                                                                               \
+        .version = 1,                                                                                  \
+        /* SoL 11 kap. 1 a §: "genast"; 24 h in practice */                                            \
+        .protective_assessment_within = 24 * USEC_PER_HOUR,                                            \
+        /* the project's choice, for LATE_REFERRAL */                                                  \
+        .late_referral_after = 14 * USEC_PER_DAY,                                                      \
+        /* Ds 2024:30: guardians are summoned for a child under 18 */                                  \
+        .adult_age = 18,                                                                               \
+        /* BrB 1 kap. 6 §: the age of criminal responsibility */                                       \
+        .criminal_responsibility_age = 15,                                                             \
+        /* the project's choice, for AT_RISK */                                                        \
+        .at_risk_fraction = PROFILE_AT_RISK_FRACTION
 
 static const profile builtin[] = {
         {
-                /* Göteborg, motion Handling 2024 nr 135: ages 10-17, any of the three
-                 * concerns, no first-time rule, conversation held within 48 h. */
+                /* Göteborg, motion Handling 2024 nr 135 (docs/domain.md "Policy profiles"). */
                 .name = "goteborg-motion-2024",
-                .min_age = 10,
+                .min_age = 10,                                  /* the motion: ages 10-17 */
                 .max_age = 17,
+                /* the motion: any of the three concerns */
                 .qualifying_marks = MARK_INAPPROPRIATE_ENVIRONMENT | MARK_CRIMINAL_BEHAVIOUR | MARK_SUSPECTED_CRIME,
-                .first_time_marks = 0,
+                .first_time_marks = 0,                          /* the motion: no first-time rule */
                 .imprisonable_required = false,
-                .limit = 48 * USEC_PER_HOUR,
+                .limit = 48 * USEC_PER_HOUR,                    /* the motion: the conversation within 48 h */
                 .deadline_kind = DEADLINE_CONVERSATION,
                 PROFILE_DEFAULTS,
         },
         {
-                /* Stockholm budget assignment 2019-2022 "allvarssamtal inom 48 timmar":
-                 * 0-20, first suspicion of a crime, conversation within 48 h. */
+                /* Stockholm's budget assignment 2019-2022 "allvarssamtal inom 48 timmar"
+                 * (docs/domain.md "Policy profiles"). */
                 .name = "stockholm-2019",
-                .min_age = 0,
+                .min_age = 0,                                   /* the assignment: ages 0-20 */
                 .max_age = 20,
-                .qualifying_marks = MARK_SUSPECTED_CRIME,
-                .first_time_marks = MARK_SUSPECTED_CRIME,
+                .qualifying_marks = MARK_SUSPECTED_CRIME,       /* the assignment: a suspected crime */
+                .first_time_marks = MARK_SUSPECTED_CRIME,       /* the assignment: the first suspicion only */
                 .imprisonable_required = false,
-                .limit = 48 * USEC_PER_HOUR,
+                .limit = 48 * USEC_PER_HOUR,                    /* the assignment: the conversation within 48 h */
                 .deadline_kind = DEADLINE_CONVERSATION,
                 PROFILE_DEFAULTS,
         },
         {
-                /* DS 2024:30: 0-20, first suspicion of an offence punishable by
-                 * imprisonment, summons sent within 24 h. */
+                /* The proposal Ds 2024:30 (docs/domain.md "Policy profiles"). */
                 .name = "ds-2024-30",
-                .min_age = 0,
+                .min_age = 0,                                   /* Ds 2024:30: ages 0-20 */
                 .max_age = 20,
-                .qualifying_marks = MARK_IMPRISONABLE_OFFENCE,
-                .first_time_marks = MARK_IMPRISONABLE_OFFENCE,
-                .imprisonable_required = true,
-                .limit = 24 * USEC_PER_HOUR,
+                .qualifying_marks = MARK_IMPRISONABLE_OFFENCE,  /* Ds 2024:30: punishable by imprisonment */
+                .first_time_marks = MARK_IMPRISONABLE_OFFENCE,  /* Ds 2024:30: the first suspicion only */
+                .imprisonable_required = true,                  /* Ds 2024:30: say NOT_IMPRISONABLE */
+                .limit = 24 * USEC_PER_HOUR,                    /* Ds 2024:30: the summons within 24 h */
                 .deadline_kind = DEADLINE_SUMMONS,
                 PROFILE_DEFAULTS,
         },
         {
-                /* Trollhättan's TUTI (cited in the Hisingen answer): 9-17, suspected
-                 * crime or criminal behaviour, first time, conversation within 14 days. */
+                /* Trollhättan's TUTI, cited in Hisingen's answer to the Göteborg motion
+                 * (docs/domain.md "Policy profiles"). */
                 .name = "trollhattan-tuti",
-                .min_age = 9,
+                .min_age = 9,                                   /* TUTI: ages 9-17 */
                 .max_age = 17,
+                /* TUTI: a suspected crime or criminal behaviour, the first time only */
                 .qualifying_marks = MARK_SUSPECTED_CRIME | MARK_CRIMINAL_BEHAVIOUR,
                 .first_time_marks = MARK_SUSPECTED_CRIME | MARK_CRIMINAL_BEHAVIOUR,
                 .imprisonable_required = false,
-                .limit = 14 * USEC_PER_DAY,
+                .limit = 14 * USEC_PER_DAY,                     /* TUTI: the conversation within 14 days */
                 .deadline_kind = DEADLINE_CONVERSATION,
                 PROFILE_DEFAULTS,
         },
@@ -163,7 +173,8 @@ int profile_set(profile *p, const char *key, const char *value) {
                 bool b;
                 if (parse_bool(value, &b) < 0)
                         return -EINVAL;
-                /* First time means: no earlier referral that qualified under this profile. */
+                /* First time: no earlier referral that qualified under this profile
+                 * (docs/domain.md "Policy profiles"). */
                 p->first_time_marks = b ? p->qualifying_marks : 0;
                 return 0;
         }

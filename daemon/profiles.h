@@ -1,4 +1,4 @@
-/* Policy profiles: named, versioned rule sets (DOMAIN.md "Policy profiles").
+/* Policy profiles: named, versioned rule sets (docs/domain.md "Policy profiles").
  * The four built-in profiles and their overridable parameters. */
 #pragma once
 
@@ -45,6 +45,10 @@ typedef struct profile {
 } profile;
 
 #define PROFILE_DEFAULT "goteborg-motion-2024"
+
+/* AT_RISK after 75 % of the limit, unless a profile says otherwise (the project's
+ * choice, docs/domain.md "Deadline watch"). */
+#define PROFILE_AT_RISK_FRACTION 0.75
 
 /* Built-in profiles, in a fixed order. */
 size_t profiles_builtin_count(void);

@@ -1,6 +1,6 @@
 /* The outbox relay. See relay.h for the contract.
  *
- * Why it is shaped this way (../shared/NOTES.md "The outbox relay", "librdkafka 2.0.2"):
+ * Why it is shaped this way (docs/design.md "The outbox relay", "The producer"):
  *  - Every outbox row is unsent (schemas/004_outbox_sent.sql). Each pass reads
  *    them oldest first (ORDER BY id, the primary key) and never remembers a
  *    "last id": a row whose transaction commits after a higher id was
@@ -236,7 +236,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 /* Kept unsent; the key waits so the case's later rows do not overtake it. */
                 r->fig.failed++;
                 key_block_add(r, f->key, mono);
-                /* It may be stored all the same (POSSIBLY_PERSISTED, NOTES.md): the
+                /* It may be stored all the same (POSSIBLY_PERSISTED, docs/design.md "The producer"): the
                  * retry then duplicates it under the same ce_id, never loses it. */
                 set_error(r, "delivery of outbox row %" PRId64 " to %s failed: %s", f->id,
                           m->rkt ? rd_kafka_topic_name(m->rkt) : "?", rd_kafka_err2str(m->err));
@@ -300,7 +300,8 @@ static int producer_new(relay *r, char *err, size_t err_size) {
         int ret;
         /* Defaults an operator may tune through kafka.* ... */
         static const char *const tunable[][2] = {
-                {"message.timeout.ms", "300000"}, /* long: a timed-out message may be stored anyway (NOTES.md) */
+                /* long: a timed-out message may be stored anyway (docs/design.md "The producer") */
+                {"message.timeout.ms", "300000"},
                 {"linger.ms", "5"},
                 {"compression.type", "none"},
                 {"client.id", "allvarsd-relay"},
@@ -648,7 +649,7 @@ static int produce_row(relay *r, PGresult *res, int i) {
         memcpy(f->key, key, key_len + 1);
 
         const char *source = r->cfg->event_source ? r->cfg->event_source : "urn:allvarsd";
-        /* CloudEvents Kafka protocol binding, binary content mode (NOTES.md "Event envelope"). */
+        /* CloudEvents Kafka protocol binding, binary content mode (docs/design.md "The event envelope"). */
         rd_kafka_resp_err_t e = rd_kafka_producev(
                 r->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
                 RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -1,7 +1,10 @@
-/* The decision: DOMAIN.md "Decision", evaluated in its order; the outcome is the
- * first step that applies and `reasons` lists every reason of that step.
+/* The decision: docs/domain.md "Decision", evaluated in its order; the outcome
+ * is the first step that applies and `reasons` lists every reason of that step.
+ * Each rule's line below names its source (the law, the proposal or the
+ * municipal decision) and the section of docs/domain.md that explains it.
  *
- * Interpretations where DOMAIN.md leaves room (chosen by the lead; keep them):
+ * Interpretations where the sources leave room (project choices, documented in
+ * docs/domain.md "Age", "Decision", "Flags"; keep them):
  * Step 1, identity and age:
  *  - a usable birth_date is a real YYYY-MM-DD date not after the report date;
  *    a birth_date that is not usable counts as absent;
@@ -57,7 +60,8 @@ uint32_t rules_marks(const PoliceReferral *r) {
                 default:
                         break;
                 }
-        /* DOMAIN.md: a suspected crime is CONCERN_SUSPECTED_CRIME or at least one listed offence. */
+        /* A suspected crime is CONCERN_SUSPECTED_CRIME or at least one listed offence
+         * (docs/domain.md "Policy profiles"). */
         if (r->n_offences > 0)
                 m |= MARK_SUSPECTED_CRIME | MARK_OFFENCE_LISTED;
         for (size_t i = 0; i < r->n_offences; i++)
@@ -84,11 +88,10 @@ static bool guardian_phone_known(const PoliceReferral *r) {
         return false;
 }
 
-/* Step 1: the birth date, or a MANUAL_REVIEW reason. */
+/* Step 1: the birth date, or a MANUAL_REVIEW reason (docs/domain.md "Age"; the choices
+ * where the sources leave room are listed at the top of this file). */
 static uint32_t resolve_birth(const PoliceReferral *r, decision *d) {
-        const char *number = r->subject ? r->subject->identity_number : NULL;
         const char *birth_date = r->subject ? r->subject->birth_date : NULL;
-        identity_parse(number, d->report_date, &d->id);
 
         civil_date bd;
         bool bd_usable = birth_date && *birth_date && civil_date_parse(birth_date, &bd) &&
@@ -114,18 +117,32 @@ static uint32_t resolve_birth(const PoliceReferral *r, decision *d) {
         }
 }
 
+void rules_identity(const PoliceReferral *r, identity *ret) {
+        const char *number = r->subject ? r->subject->identity_number : NULL;
+        identity_parse(number, stockholm_date(ts_usec(r->reported_at)), ret);
+}
+
 void rules_decide(const profile *p, const PoliceReferral *r, const rules_history *h, usec_t now,
                   decision *ret) {
+        identity id;
+        rules_identity(r, &id);
+        rules_decide_parsed(p, r, &id, h, now, ret);
+}
+
+void rules_decide_parsed(const profile *p, const PoliceReferral *r, const identity *id, const rules_history *h,
+                         usec_t now, decision *ret) {
         decision *d = ret;
         memset(d, 0, sizeof *d);
         d->profile = p;
         d->age = -1;
         d->marks = rules_marks(r);
+        d->id = *id;
 
         usec_t reported_at = ts_usec(r->reported_at);
         d->report_date = stockholm_date(reported_at);
 
-        /* 1. Identity and age. */
+        /* 1. Identity and age: the personnummer's birth date (folkbokföringslagen 18 §, 18 a §),
+         * whole years on the Stockholm date (docs/domain.md "Age"). */
         uint32_t reasons = resolve_birth(r, d);
         if (reasons == 0)
                 d->age = civil_date_age(d->birth, d->report_date);
@@ -135,30 +152,40 @@ void rules_decide(const profile *p, const PoliceReferral *r, const rules_history
         if (reasons) {
                 d->outcome = OUTCOME_MANUAL_REVIEW;
         } else if (d->age < p->min_age || d->age > p->max_age) {
-                /* 2. Age outside the profile. */
+                /* 2. Age outside the profile's ages, from its source document
+                 * (docs/domain.md "Policy profiles"). */
                 d->outcome = OUTCOME_NOT_ELIGIBLE;
                 reasons = d->age < p->min_age ? REASON_BELOW_MIN_AGE : REASON_ABOVE_MAX_AGE;
         } else {
                 /* 3. Qualifying concern and the first-time rule. */
+                /* The profile's concerns, from its source document (docs/domain.md "Policy profiles"). */
                 if (!(d->marks & p->qualifying_marks))
                         reasons |= REASON_NO_QUALIFYING_CONCERN;
+                /* Ds 2024:30: only an offence punishable by imprisonment (docs/domain.md "Decision", step 3). */
                 if (p->imprisonable_required && (d->marks & MARK_OFFENCE_LISTED) &&
                     !(d->marks & MARK_IMPRISONABLE_OFFENCE))
                         reasons |= REASON_NOT_IMPRISONABLE;
+                /* First suspicion only: Stockholm's assignment, Ds 2024:30, Trollhättan's TUTI
+                 * (docs/domain.md "Decision", step 3). */
                 if (p->first_time_marks != 0 && h && h->prior_qualifying > 0)
                         reasons |= REASON_NOT_FIRST_SUSPICION;
                 if (reasons) {
                         d->outcome = OUTCOME_NOT_ELIGIBLE;
                 } else {
-                        /* 4. Deferrals: protective assessment first; LUL 31 § clearance. */
+                        /* 4. Deferrals. */
+                        /* SoL 11 kap. 1 a §: the protective assessment comes first
+                         * (docs/domain.md "Decision", step 4; "Protective assessment"). */
                         if (r->acute_risk)
                                 reasons |= REASON_PROTECTIVE_ASSESSMENT_FIRST;
+                        /* LUL 31 §: during a preliminary investigation, the police's clearance
+                         * first (docs/domain.md "Decision", step 4). */
                         if (r->preliminary_investigation)
                                 reasons |= REASON_PRELIMINARY_INVESTIGATION;
                         if (reasons) {
                                 d->outcome = OUTCOME_DEFERRED;
                         } else {
-                                /* 5. Eligible; the limit runs from reported_at in exact hours. */
+                                /* 5. Eligible; the profile's limit runs from reported_at in exact
+                                 * hours (docs/domain.md "Policy profiles"). */
                                 d->outcome = OUTCOME_ELIGIBLE;
                                 d->deadline = reported_at + p->limit;
                                 d->deadline_kind = p->deadline_kind;
@@ -167,25 +194,35 @@ void rules_decide(const profile *p, const PoliceReferral *r, const rules_history
         }
         d->reasons = reasons;
 
+        /* SoL 11 kap. 1 a §: "genast", with any outcome (docs/domain.md "Protective assessment"). */
         if (r->acute_risk)
                 d->protective_assessment_due = reported_at + p->protective_assessment_within;
 
         bool age_known = d->age >= 0;
         uint32_t flags = 0;
+        /* Stockholm's follow-up: guardians' phone numbers are often missing (docs/domain.md "Flags"). */
         if (age_known && d->age < p->adult_age && !guardian_phone_known(r))
                 flags |= FLAG_CONTACT_MISSING;
+        /* Stockholm's follow-up: referrals come late; the number of days is the project's
+         * choice (docs/domain.md "Flags"). */
         if (r->incident_at && reported_at - ts_usec(r->incident_at) > p->late_referral_after)
                 flags |= FLAG_LATE_REFERRAL;
+        /* BrB 1 kap. 6 §: the age of criminal responsibility (docs/domain.md "Flags"). */
         if (age_known && d->age < p->criminal_responsibility_age)
                 flags |= FLAG_UNDER_15;
+        /* The project's choice: the history is shown (docs/domain.md "Flags"). */
         if (h && h->prior_referrals > 0)
                 flags |= FLAG_REPEAT_REFERRAL;
+        /* The project's choice: a commitment broken on arrival is alerted at once (docs/domain.md "Flags"). */
         if (d->outcome == OUTCOME_ELIGIBLE && d->deadline <= now)
                 flags |= FLAG_DEADLINE_PASSED_ON_ARRIVAL;
         d->flags = flags;
+        /* Ds 2024:30: guardians are summoned only for a child under 18 (docs/domain.md "Flags"). */
         d->summon_guardians = age_known && d->age < p->adult_age;
 }
 
+/* The limit counted from the moment the last deferral is resolved (the project's
+ * choice, docs/domain.md "Decision", step 4). */
 usec_t rules_deadline_after_deferral(const profile *p, usec_t resolved_at) {
         return resolved_at + p->limit;
 }

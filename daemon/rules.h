@@ -1,4 +1,4 @@
-/* The decision (DOMAIN.md "Decision"). Pure: no I/O, no logging, no clock of its
+/* The decision (docs/domain.md "Decision"). Pure: no I/O, no logging, no clock of its
  * own, no allocation. Input a decoded, validated referral, the person's history,
  * the effective profile and the current time; output a decision. */
 #pragma once
@@ -73,6 +73,13 @@ uint32_t rules_marks(const PoliceReferral *r);
 /* Decide. r must have passed codec validation (reported_at and subject set). */
 void rules_decide(const profile *p, const PoliceReferral *r, const rules_history *h,
                   usec_t now, decision *ret);
+
+/* The subject's identity number parsed on the Stockholm date of reported_at,
+ * as rules_decide parses it: for a caller that needs it before the decision
+ * (the person key) and then decides with rules_decide_parsed, parsing once. */
+void rules_identity(const PoliceReferral *r, identity *ret);
+void rules_decide_parsed(const profile *p, const PoliceReferral *r, const identity *id,
+                         const rules_history *h, usec_t now, decision *ret);
 
 /* The conversation limit of a case whose deferrals were all resolved at `resolved_at`. */
 usec_t rules_deadline_after_deferral(const profile *p, usec_t resolved_at);

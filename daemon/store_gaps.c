@@ -2,87 +2,68 @@
  * consumer came to read them. See store.h (store_partition_gap) and
  * schemas/009_partition_gaps.sql. */
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 
+#include "cleanup.h"
 #include "events.h"
-#include "store_internal.h"
+#include "store.h"
+#include "store_rows.h"
 
-#define SQL_TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
+static const pg_statement gap_statements[] = {
+        { "gap_insert",
+          "INSERT INTO allvarsd.partition_gaps (consumer_group, topic, partition, from_offset, to_offset,"
+          "                                     log_start, detected_at)"
+          " VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::int8, $6::int8, $7::timestamptz)"
+          " ON CONFLICT DO NOTHING RETURNING 1" },
+        { NULL, NULL },
+};
 
-static const char SQL_INSERT_GAP[] =
-        "INSERT INTO allvarsd.partition_gaps (consumer_group, topic, partition, from_offset, to_offset, log_start,"
-        "                                     detected_at)"
-        " VALUES ($1, $2, $3::int, $4::bigint, $5::bigint, $6::bigint, " SQL_TS("$7") ")"
-        " ON CONFLICT DO NOTHING RETURNING 1";
-
-/* Delivered alerts have left the outbox (schemas/004_outbox_sent.sql). */
-static const char SQL_INSERT_ALERT[] =
-        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
-        " SELECT $1::uuid, $2, $3, $4, " SQL_TS("$5") ", decode($6, 'hex')"
-        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = $1::uuid)"
-        " ON CONFLICT (event_id) DO NOTHING";
-
-static char *hex_of(const uint8_t *v, size_t len) {
-        static const char digits[] = "0123456789abcdef";
-        char *h = malloc(2 * len + 1);
-        if (!h)
-                return NULL;
-        for (size_t i = 0; i < len; i++) {
-                h[2 * i] = digits[v[i] >> 4];
-                h[2 * i + 1] = digits[v[i] & 15];
-        }
-        h[2 * len] = 0;
-        return h;
-}
-
-int store_partition_gap(store *s, const config *cfg, const char *group, const char *topic, int32_t partition,
+int store_partition_gap(store *st, const config *cfg, const char *group, const char *topic, int32_t partition,
                         int64_t from, int64_t to, int64_t log_start, usec_t now, bool *ret_new) {
-        event_list events = {0};
-        int r = events_partition_gap(cfg, topic, partition, from, to, now, &events);
-        if (r < 0)
-                return store_fail(s, r, "partition gap: cannot build the alert");
-        const outbox_event *e = &events.v[0];
-        char *payload = hex_of(e->payload, e->len);
-        if (!payload) {
-                event_list_free(&events);
-                return store_fail(s, -ENOMEM, "partition gap: out of memory");
-        }
-        char part[16], f[24], t[24], ls[24], at[24], ce_time[24];
-        snprintf(part, sizeof part, "%" PRId32, partition);
-        snprintf(f, sizeof f, "%" PRId64, from);
-        snprintf(t, sizeof t, "%" PRId64, to);
-        snprintf(ls, sizeof ls, "%" PRId64, log_start);
-        snprintf(at, sizeof at, "%" PRId64, (int64_t)now);
-        snprintf(ce_time, sizeof ce_time, "%" PRId64, (int64_t)e->ce_time);
-        const char *gap[] = {group, topic, part, f, t, ls, at};
-        const char *alert[] = {e->event_id, e->topic, e->key, e->ce_type, ce_time, payload};
-
-        PGconn *pg;
-        PGresult *res = NULL;
+        pg_session *s = store_session(st);
+        event_list ev = { 0 };
+        store_rows rows = { 0 };
         bool inserted = false;
-        r = store_job_begin(s, &pg);
-        if (r >= 0)
-                r = store_job_exec(pg, SQL_INSERT_GAP, 7, gap, PGRES_TUPLES_OK, &res);
-        if (r >= 0) {
-                inserted = PQntuples(res) > 0;
-                PQclear(res);
-                /* Once per gap: a restart that finds it again raises no second alert. */
-                if (inserted)
-                        r = store_job_exec(pg, SQL_INSERT_ALERT, 6, alert, PGRES_COMMAND_OK, NULL);
-        }
-        if (r >= 0)
-                r = store_job_exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL);
-        free(payload);
-        event_list_free(&events);
+        int r = events_partition_gap(cfg, topic, partition, from, to, now, &ev);
         if (r < 0) {
-                store_rollback(s);
-                if (r == -ECONNRESET)
-                        s->broken = true;
-                return store_fail(s, r, "partition gap: recording it failed");
+                event_list_free(&ev);
+                return pg_fail(s, r, "partition gap: cannot build the alert");
         }
-        if (ret_new)
+        r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
+        if (r >= 0)
+                r = store_begin(st, gap_statements);
+        if (r >= 0) {
+                pg_params p = { 0 };
+                pg_params_text(&p, group);
+                pg_params_text(&p, topic);
+                pg_params_int4(&p, partition);
+                pg_params_int8(&p, from);
+                pg_params_int8(&p, to);
+                pg_params_int8(&p, log_start);
+                pg_params_ts(&p, now);
+                _cleanup_pqclear_ PGresult *res = NULL;
+                r = pg_exec(s, "gap_insert", &p, 0, &res);
+                inserted = r >= 0 && PQntuples(res) > 0;
+        }
+        /* Once per gap: a restart that finds it again raises no second alert. */
+        if (r >= 0 && inserted) {
+                store_rows_reset(&rows);
+                store_rows_events(&rows, &ev, 0, true);
+                pg_params params[ROWS_PARAMS];
+                pg_pipe p;
+                r = pg_pipe_begin(s, &p);
+                if (r >= 0)
+                        r = store_rows_send(&rows, &p, now, params);
+                if (r >= 0)
+                        r = pg_pipe_sync(&p);
+                pg_pipe_end(&p);
+        }
+        if (r >= 0)
+                r = store_commit(st);
+        if (r < 0)
+                store_rollback(st);
+        store_rows_free(&rows);
+        event_list_free(&ev);
+        if (r >= 0 && ret_new)
                 *ret_new = inserted;
-        return 0;
+        return r;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Issue 5 end to end: the built daemon, a real Kafka broker and a real
+# The case lifecycle end to end (docs/domain.md "The case lifecycle"): the built daemon, a real Kafka broker and a real
 # PostgreSQL server drive cases through every path of the state machine, with
 # the daemon's clock set by the test (clock.file).
 

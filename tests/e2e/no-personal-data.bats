@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # No personal data leaves allvarsd through its log or its feedback to the police
-# (issue 6, Security; DOMAIN.md "Feedback to the police"; STYLE: never log
+# (docs/domain.md "Feedback to the police"; the project's rule: never log
 # personal data). One full stream on the real broker and PostgreSQL of
 # tests/run e2e, with log.level=debug: several hundred generated referrals
 # (duplicates, malformed messages), the sample referrals and outcome events of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# allvarsd over TLS (issue 6, Security): PostgreSQL with sslmode=verify-full and a
+# allvarsd over TLS: PostgreSQL with sslmode=verify-full and a
 # SCRAM password from a file, Kafka over SASL_SSL, against a throwaway CA made
 # here. The file starts its own servers (the shared ones from tests/run have no
 # TLS): a PostgreSQL cluster (tests/lib/pg.sh) that takes TCP connections only

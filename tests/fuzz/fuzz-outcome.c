@@ -67,7 +67,7 @@ static void check(const case_state *b, const CaseOutcome *ev, const profile *p, 
         if (r->send_scheduling)
                 CHECK(r->after.state == CASE_ELIGIBLE);
         if (b->state == CASE_DEFERRED && r->after.state == CASE_ELIGIBLE && k != OUTCOME_KIND_OVERRIDE) {
-                /* DOMAIN.md step 4: counted from the moment the last deferral was resolved. */
+                /* Counted from the moment the last deferral was resolved (docs/domain.md "Decision", step 4). */
                 CHECK(r->after.deadline == at + p->limit);
                 CHECK(r->send_scheduling);
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# allvarsctl for operators and social workers (issue 5), against a real
+# allvarsctl for operators and social workers, against a real
 # PostgreSQL server (PGHOST/PGPORT/PGUSER from tests/lib/pg.sh; started here when
 # not given) and, for override and replay, librdkafka's mock cluster in a
 # process of its own (tests/tools/mock-kafka.c). Each test gets a database of

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # allvarsd as a process against a real PostgreSQL server and librdkafka's mock
-# cluster (in a process of its own): issue 4's promises, checked end to end.
+# cluster (in a process of its own): the service's promises (README "Running it with
+# systemd", "Effectively once"), checked end to end.
 
 load ../lib/daemon.bash
 

@@ -24,6 +24,8 @@
 #include "deadline_watch.h"
 #include "events.h"
 #include "ids.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
 
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC)      /* 2025-03-10T08:00:00Z, reported_at */
@@ -701,7 +703,7 @@ static void test_at_risk_each_limit(void **state) {
                          0);
 }
 
-/* ---- a deadline set by the lifecycle (store_outcome_batch) ---- */
+/* ---- a deadline set by the lifecycle (outcome_batch_store) ---- */
 
 /* Apply INVESTIGATION_CLEARED from the police to the case of referral_id, as
  * the consumer would: packed, decoded, one batch. */
@@ -730,9 +732,9 @@ static void send_cleared(fixture *fx, const char *referral_id, const char *event
                            .len = len, .case_outcome = codec_outcome_msg(dec)};
         store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = -1, .new_next = 1};
         store_batch_result res = {0};
-        int r = store_outcome_batch(fx->h.st, fx->h.cfg, "allvarsd", now, &m, 1, &off, 1, &res);
+        int r = outcome_batch_store(fx->h.st, fx->h.cfg, "allvarsd", now, &m, 1, &off, 1, &res);
         if (r < 0)
-                fail_msg("store_outcome_batch: %s", store_last_error(fx->h.st));
+                fail_msg("outcome_batch_store: %s", store_last_error(fx->h.st));
         if (m.status != STORE_DECIDED)
                 fail_msg("INVESTIGATION_CLEARED: status %d%s%s", m.status, m.error ? ": " : "",
                          m.error ? m.error->detail : "");
@@ -740,7 +742,7 @@ static void send_cleared(fixture *fx, const char *referral_id, const char *event
         free(buf);
 }
 
-/* DOMAIN.md step 4: a deferred case becomes ELIGIBLE when the police clear
+/* docs/domain.md "Decision", step 4: a deferred case becomes ELIGIBLE when the police clear
  * it, the 48 h counted from the clearance. Its deadline is set by the
  * lifecycle's UPDATE, after the watch has passed it over many times: its
  * alerts come at the new times, once each. */

@@ -1,4 +1,4 @@
-/* The lifecycle's transaction (store_outcome_batch) against a real PostgreSQL
+/* The lifecycle's transaction (outcome_batch_store) against a real PostgreSQL
  * (PGHOST/PGPORT/PGUSER, e.g. from tests/lib/pg.sh): a fresh database per test
  * with the schemas/NNN_name.sql files applied, referrals, decisions and cases set up with SQL,
  * outcome events packed and decoded as the consumer does, and the clock set by
@@ -26,6 +26,8 @@
 #include "events.h"
 #include "harness.h"
 #include "ids.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
 
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC)      /* 2025-03-10T08:00:00Z, reported_at */
@@ -376,9 +378,9 @@ static int send_raw(fixture *fx, event *const *evs, const char *const *raw, size
         }
         store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = expected_next,
                             .new_next = fx->next_offset + (int64_t)n};
-        out->ret = store_outcome_batch(fx->h.st, fx->h.cfg, GROUP, now, out->m, n, &off, 1, &out->res);
+        out->ret = outcome_batch_store(fx->h.st, fx->h.cfg, GROUP, now, out->m, n, &off, 1, &out->res);
         if (out->ret < 0 && out->ret != -ESTALE)
-                fprintf(stderr, "store_outcome_batch: %s\n", store_last_error(fx->h.st));
+                fprintf(stderr, "outcome_batch_store: %s\n", store_last_error(fx->h.st));
         if (out->ret == 0) {
                 fx->stored_next = off.new_next;
                 fx->next_offset += (int64_t)n;
@@ -414,7 +416,7 @@ static void send_one(fixture *fx, event *e, usec_t now, store_message_status wan
 
 /* ---- tests ---- */
 
-/* DOMAIN.md step 4: both deferrals pending; the assessment first, then the
+/* docs/domain.md "Decision", step 4: both deferrals pending; the assessment first, then the
  * police's clearance (addressed by their referral id). ELIGIBLE only then,
  * the 48 h counted from the clearance, and the scheduling request goes out. */
 static void test_deferral_then_clearance(void **state) {
@@ -841,7 +843,7 @@ static void test_stale_offset(void **state) {
         assert_int_equal(count(fx, "SELECT next_offset FROM allvarsd.consumer_offsets"), 103);
 }
 
-/* At the statutory level the police hear ASSESSED only (DOMAIN.md "Feedback to the police"). */
+/* At the statutory level the police hear ASSESSED only (docs/domain.md "Feedback to the police"). */
 static void test_statutory_feedback(void **state) {
         fixture *fx = *state;
         char id[UUID_STR_LEN];
@@ -886,7 +888,7 @@ static void *race(void *arg) {
                                 .payload = buf, .len = len, .case_outcome = codec_outcome_msg(o)};
         store_offset off = {.topic = rc->fx->h.cfg->topic_outcomes, .partition = rc->partition, .expected_next = -1,
                             .new_next = 1};
-        rc->ret = store_outcome_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
+        rc->ret = outcome_batch_store(rc->st, rc->fx->h.cfg, GROUP, T0 + H(7), &rc->m, 1, &off, 1, &rc->res);
         rc->m.case_outcome = NULL;
         codec_outcome_free(o);
         free(buf);

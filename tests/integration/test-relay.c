@@ -31,6 +31,8 @@
 #include "events.h"
 #include "harness.h"
 #include "relay.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
 
 #define TOPIC_A "t.feedback"
@@ -706,7 +708,7 @@ static int store_dead_letter(store *st, const config *cfg, int64_t offset, int64
                            .payload = junk, .len = sizeof junk - 1, .error = &err};
         store_offset o = {.topic = "t.outcomes", .partition = 0, .expected_next = expected_next,
                           .new_next = offset + 1};
-        return store_outcome_batch(st, cfg, "relay-test", clock_realtime(), &m, 1, &o, 1, res);
+        return outcome_batch_store(st, cfg, "relay-test", clock_realtime(), &m, 1, &o, 1, res);
 }
 
 /* A replay after the event was delivered (offsets reset by hand, the deadline
@@ -725,7 +727,7 @@ static void test_delivered_event_is_not_published_again(void **state) {
 
         store_batch_result res;
         if (store_dead_letter(st, cfg, 5, -1, &res) < 0)
-                fail_msg("store_outcome_batch: %s", store_last_error(st));
+                fail_msg("outcome_batch_store: %s", store_last_error(st));
         assert_int_equal(res.dead_lettered, 1);
         assert_int_equal(res.events, 1);
         char event_id[40], id[24];
@@ -742,7 +744,7 @@ static void test_delivered_event_is_not_published_again(void **state) {
 
         /* The same offset read again: nothing new in the outbox, so nothing to publish. */
         if (store_dead_letter(st, cfg, 5, 6, &res) < 0)
-                fail_msg("store_outcome_batch (replay): %s", store_last_error(st));
+                fail_msg("outcome_batch_store (replay): %s", store_last_error(st));
         assert_int_equal(res.dead_lettered, 1);
         assert_int_equal(res.events, 0);
         assert_int_equal(unsent(e), 0);

@@ -1,7 +1,7 @@
 /* The store against a real PostgreSQL server (PGHOST/PGPORT/PGUSER from
  * tests/lib/pg.sh; tests/run starts one): a fresh database per test, migrated
  * with store_migrate, referrals built as protobuf-c structs and stored with
- * store_referral_batch; the rows are counted with the test's own connection.
+ * referral_batch_store; the rows are counted with the test's own connection.
  *
  *   source tests/lib/pg.sh; pg_start; build/tests/test-store; pg_stop
  *
@@ -32,7 +32,10 @@
 #include "identity.h"
 #include "ids.h"
 #include "rules.h"
+#include "outcome_batch.h"
+#include "referral_batch.h"
 #include "store.h"
+#include "batch.h"
 
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC)       /* 2025-03-10T08:00:00Z */
 #define H(n) ((usec_t)(n) * USEC_PER_HOUR)
@@ -231,7 +234,7 @@ static void batch_offsets(fixture *fx, batch *b) {
 static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
         if (b->n_off == 0)
                 batch_offsets(fx, b);
-        int r = store_referral_batch(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
+        int r = referral_batch_store(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
         if (r == 0)
                 for (size_t j = 0; j < b->n_off; j++)
                         fx->stored[b->off[j].partition] = b->off[j].new_next;
@@ -241,7 +244,7 @@ static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
 static void run_ok(fixture *fx, batch *b, usec_t now) {
         int r = run_on(fx, fx->h.st, b, now);
         if (r < 0)
-                fail_msg("store_referral_batch: %s: %s", strerror(-r), store_last_error(fx->h.st));
+                fail_msg("referral_batch_store: %s: %s", strerror(-r), store_last_error(fx->h.st));
 }
 
 /* Rows of every table the batch writes, to show that something wrote nothing. */
@@ -671,7 +674,7 @@ static void *race(void *arg) {
         if (rc->barrier)
                 pthread_barrier_wait(rc->barrier);
         for (int attempt = 0; attempt < 5; attempt++) {
-                rc->r = store_referral_batch(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
+                rc->r = referral_batch_store(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
                                              rc->b->n_off, &rc->b->res);
                 if (rc->r != -EAGAIN)
                         break;
@@ -811,6 +814,28 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(deadline_watch_run(fx->h.st, fx->h.cfg, T0 + H(73), &w), 0);
         assert_int_equal(w.missed, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), outbox);
+
+        /* The same alert raised by the watch instead (its case_alerts row and
+         * marks gone, as after a restore): the same event ids and audit text,
+         * so exactly-once delivery holds whichever raises it. */
+        harness_exec_ok(fx->h.pg, "CREATE TABLE arrival AS SELECT o.event_id, o.ce_type FROM allvarsd.outbox o"
+                                  " WHERE o.ce_type = '" CE_TYPE_ALERT "' OR o.event_id IN (SELECT event_id"
+                                  " FROM allvarsd.outbox WHERE ce_type = '" CE_TYPE_FEEDBACK "'"
+                                  " ORDER BY id DESC LIMIT 1)");
+        harness_exec_ok(fx->h.pg, "CREATE TABLE arrival_audit AS SELECT before, after FROM allvarsd.audit"
+                                  " WHERE action = 'ALERT_MISSED'");
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.outbox; DELETE FROM allvarsd.case_alerts;"
+                                  " DELETE FROM allvarsd.audit WHERE action = 'ALERT_MISSED';"
+                                  " UPDATE allvarsd.cases SET missed_alerted_due = NULL");
+        assert_int_equal(deadline_watch_run(fx->h.st, fx->h.cfg, T0 + H(74), &w), 0);
+        assert_int_equal(w.missed, 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 2);    /* the alert, NOT_HELD_IN_TIME */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox o JOIN arrival a"
+                                   " ON a.event_id = o.event_id AND a.ce_type = o.ce_type"),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit u JOIN arrival_audit a"
+                                   " ON a.before = u.before AND a.after = u.after WHERE u.action = 'ALERT_MISSED'"),
+                         1);
         batch_free(b);
 }
 
@@ -859,7 +884,7 @@ static void test_failure_rolls_back(void **state) {
         snprintf(b->refs[1]->narrative, sizeof b->refs[1]->narrative, "Secret\xff\xfe name");
         batch_offsets(fx, b);
         int r = run_on(fx, fx->h.st, b, T0);
-        assert_int_equal(r, -EIO);
+        assert_int_equal(r, -EBADMSG);      /* batch_store finds the message (test_refused_value_dead_lettered) */
         assert_null(strstr(store_last_error(fx->h.st), "Secret"));
         assert_null(strstr(store_last_error(fx->h.st), "0xff"));
         assert_non_null(strstr(store_last_error(fx->h.st), "22021"));
@@ -888,40 +913,19 @@ static int setup_roles(void **state) {
         return 0;
 }
 
+static void deploy_as_documented(fixture *fx);
+
 static void test_runtime_role(void **state) {
         fixture *fx = *state;
-        const char *root = getenv("ALLVARS_ROOT");
-        char cmd[1536];
-        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/deploy/roles.sql' >/dev/null",
-                 fx->h.db.name, root && *root ? root : ".");
-        assert_int_equal(system(cmd), 0);
-        assert_int_equal(system(cmd), 0);       /* idempotent */
         /* Something the runtime role must not read. */
         harness_exec_ok(fx->h.pg, "CREATE SCHEMA other; CREATE TABLE other.secrets (x text);"
                                   " INSERT INTO other.secrets VALUES ('s')");
-
-        char ci[1200], err[512];
-        store *owner;
-        snprintf(ci, sizeof ci, "%s user=allvarsd_owner", fx->h.db.conninfo);
-        if (store_connect(ci, NULL, &owner, err, sizeof err) < 0)
-                fail_msg("store_connect as owner: %s", err);
-        char dir[1024];
-        int applied = store_migrate(owner, harness_schemas_dir(dir, sizeof dir), err, sizeof err);
-        if (applied < 0)
-                fail_msg("store_migrate as owner: %s", err);
-        assert_int_equal(applied, STORE_SCHEMA_VERSION);
-        store_free(owner);
+        deploy_as_documented(fx);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"
                                    " AND tableowner = 'allvarsd_owner'"),
                          count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"));
-
-        snprintf(ci, sizeof ci, "%s user=allvarsd_runtime", fx->h.db.conninfo);
-        if (store_connect(ci, NULL, &fx->h.st, err, sizeof err) < 0)
-                fail_msg("store_connect as runtime: %s", err);
         int version;
         assert_int_equal(store_check_schema(fx->h.st, &version), 0);
-        assert_int_equal(harness_pepper_file_new(fx->h.pepper_path, sizeof fx->h.pepper_path), 0);
-        assert_int_equal(harness_config_new("test-store", ci, fx->h.pepper_path, NULL, &fx->h.cfg), 0);
 
         batch *b = batch_new();
         batch_add(fx, b, &(refspec){ .id = "R-RUNTIME", .person = 1, .feedback = true }, 0);
@@ -1145,6 +1149,126 @@ static void test_throughput_two_connections(void **state) {
                2 * batches, BENCH_PER, wall, total / wall, client * 1e6 / total, server * 1e6 / total);
 }
 
+/* ---- PostgreSQL's errors by class (pg.h, batch.h) ---- */
+
+static int store_batch(fixture *fx, store *st, batch *b, usec_t now) {
+        if (b->n_off == 0)
+                batch_offsets(fx, b);
+        int r = batch_store(st, fx->h.cfg, GROUP, now, false, b->m, b->n, b->off, b->n_off, &b->res);
+        if (r == 0)
+                for (size_t j = 0; j < b->n_off; j++)
+                        fx->stored[b->off[j].partition] = b->off[j].new_next;
+        return r;
+}
+
+/* A value PostgreSQL refuses (a constraint a DBA added; text that is not
+ * UTF-8): that message is a dead letter naming the SQLSTATE and the statement,
+ * never the value; the rest of the batch is stored and both partitions move on. */
+static void test_refused_value_dead_lettered(void **state) {
+        fixture *fx = *state;
+        harness_exec_ok(fx->h.pg, "ALTER TABLE allvarsd.referrals ADD CONSTRAINT no_test_district"
+                                  " CHECK (district <> 'Forbidden-district')");
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-FIRST", .person = 1 }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-CONSTRAINT", .person = 2, .district = "Forbidden-district" }, 0);
+        batch_add(fx, b, &(refspec){ .id = "R-NOT-UTF8", .person = 3 }, 1);
+        snprintf(b->refs[2]->narrative, sizeof b->refs[2]->narrative, "Secret\xff\xfe name");
+        batch_add(fx, b, &(refspec){ .id = "R-LAST", .person = 4 }, 1);
+        assert_int_equal(store_batch(fx, fx->h.st, b, T0), 0);
+        assert_int_equal(b->res.decided, 2);
+        assert_int_equal(b->res.dead_lettered, 2);
+        assert_int_equal(b->m[0].status, STORE_DECIDED);
+        assert_int_equal(b->m[3].status, STORE_DECIDED);
+        assert_int_equal(b->m[1].status, STORE_DEAD_LETTERED);
+        assert_int_equal(b->m[2].status, STORE_DEAD_LETTERED);
+        assert_non_null(strstr(b->m[1].error->detail, "SQLSTATE 23514 in ref_referrals_insert"));
+        assert_non_null(strstr(b->m[2].error->detail, "SQLSTATE 22021 in ref_personal_insert"));
+        assert_null(strstr(b->m[1].error->detail, "Forbidden"));
+        assert_null(strstr(b->m[2].error->detail, "Secret"));
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters WHERE reason = 'INVALID_FIELD'"
+                                   " AND detail LIKE 'refused by PostgreSQL: SQLSTATE 2____ in ref\\_%%'"),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters WHERE detail LIKE '%%Forbidden%%'"
+                                   " OR detail LIKE '%%Secret%%'"),
+                         0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.consumer_offsets"
+                                   " WHERE (partition = 0 AND next_offset = 2) OR (partition = 1 AND next_offset = 2)"),
+                         2);
+        /* The partition moves on: the next batch stores from where this one ended. */
+        batch *c = batch_new();
+        batch_add(fx, c, &(refspec){ .id = "R-NEXT", .person = 5 }, 0);
+        assert_int_equal(store_batch(fx, fx->h.st, c, T0), 0);
+        assert_int_equal(c->res.decided, 1);
+        batch_free(c);
+        batch_free(b);
+}
+
+/* The database, roles.sql and the migrations as deployed; fx->h.st the
+ * runtime role's session and fx->h.cfg its configuration. */
+static void deploy_as_documented(fixture *fx) {
+        const char *root = getenv("ALLVARS_ROOT");
+        char cmd[1536];
+        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/deploy/roles.sql' >/dev/null",
+                 fx->h.db.name, root && *root ? root : ".");
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(system(cmd), 0);       /* idempotent */
+        char ci[1200], err[512];
+        store *owner;
+        snprintf(ci, sizeof ci, "%s user=allvarsd_owner", fx->h.db.conninfo);
+        if (store_connect(ci, NULL, &owner, err, sizeof err) < 0)
+                fail_msg("store_connect as owner: %s", err);
+        char dir[1024];
+        int applied = store_migrate(owner, harness_schemas_dir(dir, sizeof dir), err, sizeof err);
+        if (applied < 0)
+                fail_msg("store_migrate as owner: %s", err);
+        assert_int_equal(applied, STORE_SCHEMA_VERSION);
+        store_free(owner);
+        snprintf(ci, sizeof ci, "%s user=allvarsd_runtime", fx->h.db.conninfo);
+        if (store_connect(ci, NULL, &fx->h.st, err, sizeof err) < 0)
+                fail_msg("store_connect as runtime: %s", err);
+        assert_int_equal(harness_pepper_file_new(fx->h.pepper_path, sizeof fx->h.pepper_path), 0);
+        assert_int_equal(harness_config_new("test-store", ci, fx->h.pepper_path, NULL, &fx->h.cfg), 0);
+}
+
+/* A grant taken away while running: a deployment error (the operator must act),
+ * told apart from an outage; nothing written; stored again once it is back. */
+static void test_revoked_grant(void **state) {
+        fixture *fx = *state;
+        deploy_as_documented(fx);
+        harness_exec_ok(fx->h.pg, "REVOKE INSERT ON allvarsd.audit FROM allvarsd_runtime");
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-GRANT", .person = 1 }, 0);
+        assert_int_equal(store_batch(fx, fx->h.st, b, T0), -EACCES);
+        assert_int_equal(pg_last_class(store_session(fx->h.st)), SQLSTATE_DEPLOYMENT);
+        assert_non_null(strstr(store_last_error(fx->h.st), "SQLSTATE 42501"));
+        assert_true(store_connected(fx->h.st));
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), 0);
+        harness_exec_ok(fx->h.pg, "GRANT INSERT ON allvarsd.audit TO allvarsd_runtime");
+        assert_int_equal(store_batch(fx, fx->h.st, b, T0), 0);
+        assert_int_equal(b->res.decided, 1);
+        batch_free(b);
+}
+
+/* The server restarted under a session (its backend terminated): transient,
+ * the batch is stored once the session is back. */
+static void test_server_restart_transient(void **state) {
+        fixture *fx = *state;
+        harness_exec_ok(fx->h.pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                  " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        usleep(100 * 1000);
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "R-RESTART", .person = 1 }, 0);
+        assert_int_equal(store_batch(fx, fx->h.st, b, T0), -ECONNRESET);
+        assert_int_equal(pg_last_class(store_session(fx->h.st)), SQLSTATE_TRANSIENT);
+        char err[512];
+        assert_int_equal(store_reconnect(fx->h.st, err, sizeof err), 0);
+        assert_int_equal(store_batch(fx, fx->h.st, b, T0), 0);
+        assert_int_equal(b->res.decided, 1);
+        batch_free(b);
+}
+
 int main(void) {
         if (tz_init() < 0) {
                 fprintf(stderr, "tz_init failed\n");
@@ -1165,6 +1289,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_runtime_role, setup_roles, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_refused_value_dead_lettered, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_revoked_grant, setup_roles, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_server_restart_transient, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_throughput, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_throughput_two_connections, setup, harness_store_teardown),
         };

@@ -1,4 +1,4 @@
-/* config.c: the parser, defaults, errors with file and line, secrets from
+/* config*.c: the parser, defaults, errors with file and line, secrets from
  * files and credentials, kafka.* pass-through, profiles per district, SIGHUP
  * comparison, the dump, and that allvarsd.conf(5) and the example stay in
  * step with the table of keys. */

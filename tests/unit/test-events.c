@@ -1,5 +1,5 @@
 /* events.c: which events a decision causes, their payloads decoded back field
- * by field, the feedback policy (DOMAIN.md "Feedback to the police"), no
+ * by field, the feedback policy (docs/domain.md "Feedback to the police"), no
  * personal data in feedback, and stable, distinct event ids. */
 #include <stdarg.h>
 #include <stddef.h>

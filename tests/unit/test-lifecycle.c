@@ -444,7 +444,7 @@ static void test_override_every_state(void **state) {
 
 /* ---- particular paths ---- */
 
-/* DOMAIN.md step 4: both deferrals; ELIGIBLE only after the last, its limit from that moment. */
+/* docs/domain.md "Decision", step 4: both deferrals; ELIGIBLE only after the last, its limit from that moment. */
 static void test_deferral_both_pending(void **state) {
         (void)state;
         for (int order = 0; order <= 1; order++) {
@@ -484,7 +484,7 @@ static void test_deferral_both_pending(void **state) {
         }
 }
 
-/* DOMAIN.md: 48 h after 2025-03-29T10:00:00Z is 2025-03-31T10:00:00Z, across the DST change. */
+/* docs/domain.md "Policy profiles": 48 h after 2025-03-29T10:00:00Z is 2025-03-31T10:00:00Z, across the DST change. */
 static void test_deferral_exact_hours_over_dst(void **state) {
         (void)state;
         usec_t at, want;

@@ -1,4 +1,4 @@
-/* The built-in profiles (DOMAIN.md "Policy profiles") and their overrides. */
+/* The built-in profiles (docs/domain.md "Policy profiles") and their overrides. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

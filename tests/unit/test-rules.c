@@ -1,5 +1,5 @@
-/* The rules engine: every step of DOMAIN.md "Decision", every row of its
- * profile and flag tables, for each of the four profiles, and the edges. */
+/* The rules engine: every step of docs/domain.md "Decision", every row of its
+ * profile and flag tables ("Policy profiles", "Flags"), for each of the four profiles, and the edges. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,13 +1,10 @@
-/* allvarsctl's shared helpers for the subcommands that read and steer the
- * database: the global options (--config, --database, --bootstrap, --json,
- * --now), loading the configuration, connecting with libpq, printing aligned
- * tables and records for people and JSON for scripts, and producing one
- * message with an idempotent producer.
+/* allvarsctl's plumbing, shared by its subcommands: the global options
+ * (--config, --database, --bootstrap, --json, --now), loading the
+ * configuration, connecting with libpq, query parameters, and finding a case.
+ * Printing is in print.h, Kafka in kafka.h.
  *
- * JSON is made by PostgreSQL (json_agg, row_to_json) from the same queries that
- * feed the tables, so the two forms cannot drift apart and no JSON encoder
- * lives here. Output shows ids, codes and times only: it lands in terminals and
- * tickets, so no query here selects personal data. */
+ * Output shows ids, codes and times only: it lands in terminals and tickets,
+ * so no query of allvarsctl selects personal data. */
 #pragma once
 
 #include <stdbool.h>
@@ -17,15 +14,10 @@
 
 #include <getopt.h>
 #include <libpq-fe.h>
-#include <librdkafka/rdkafka.h>
 
 #include "clock.h"
 #include "config.h"
-#include "ctl.h"                        /* the subcommands' entry points */
-
-#ifndef SCHEMAS_DIR
-#define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
-#endif
+#include "commands.h"                   /* the subcommands' entry points */
 
 /* Exit codes of every subcommand. */
 #define CTL_EXIT_OK      0
@@ -53,6 +45,20 @@
         "(CASE WHEN (" s ") >= 86400 THEN ((" s ") / 86400)::text || 'd ' || ((" s ") % 86400 / 3600)::text " \
         "|| 'h' WHEN (" s ") >= 3600 THEN ((" s ") / 3600)::text || 'h ' || lpad(((" s ") % 3600 / 60)::text, " \
         "2, '0') || 'm' ELSE ((" s ") / 60)::text || 'm' END)"
+/* SQL: the seconds until the deadline of the case (alias c) at now, while it is
+ * neither held nor closed; as "in 2d 3h" or "overdue 12m" (t.s: those seconds). */
+#define CTL_SQL_SECONDS_LEFT(now) \
+        "CASE WHEN c.held_at IS NULL AND c.closed_at IS NULL THEN floor(extract(epoch FROM c.deadline - " now \
+        "))::bigint END"
+#define CTL_SQL_TIME_LEFT                                                                                  \
+        "CASE WHEN t.s >= 0 THEN 'in ' || " CTL_SQL_DURATION("t.s") " WHEN t.s < 0 THEN 'overdue ' || " \
+        CTL_SQL_DURATION("-t.s") " END"
+/* SQL: the decision's (alias d) flags and what the case (c) still waits for, as codes. */
+#define CTL_SQL_CASE_FLAGS                                                                                 \
+        "nullif(concat_ws(',', nullif(d.flags, ''),"                                                    \
+        " CASE WHEN c.awaiting_assessment THEN 'AWAITING_ASSESSMENT' END,"                               \
+        " CASE WHEN c.awaiting_clearance THEN 'AWAITING_CLEARANCE' END,"                                 \
+        " CASE WHEN c.awaiting_contact THEN 'AWAITING_CONTACT' END), '')"
 /* SQL: the case (alias a) is overdue at now: its deadline passed, not held, not closed. */
 #define CTL_SQL_OVERDUE(a, now) "(" a ".deadline < " now " AND " a ".held_at IS NULL AND " a ".closed_at IS NULL)"
 
@@ -115,47 +121,13 @@ void ctl_params_done(ctl_params *p);
 /* Run a query; NULL after printing the error (one line) on failure. */
 PGresult *ctl_exec(ctl *c, const char *sql, const ctl_params *p);
 
-/* One part of a view: a query with the view's parameters. */
-typedef enum ctl_shape {
-        CTL_TABLE,                      /* rows and columns; JSON: an array of objects */
-        CTL_RECORD,                     /* one row as "label  value" lines; JSON: an object or null */
-        CTL_RECORDS,                    /* each row as a record; JSON: an array of objects */
-} ctl_shape;
+/* Refuse the global options a command does not use (--json, --bootstrap,
+ * --now): returns 0, or the exit code after printing the usage error. */
+int ctl_only_connection_options(ctl *c);
 
-typedef struct ctl_section {
-        const char *key;                /* JSON key; NULL when the view is this one section */
-        const char *title;              /* heading in the human form, or NULL */
-        ctl_shape shape;
-        const char *sql;
-        const char *empty;              /* human form when there are no rows, e.g. "none" */
-        const char *hide;               /* comma-separated columns left out of the human form */
-} ctl_section;
-
-/* Print a view: with --json one JSON value made by PostgreSQL (an object keyed
- * by the sections, or the single section's value), else each section as a
- * titled table or record. Returns 0 or a negative errno after printing why. */
-int ctl_show(ctl *c, const ctl_section *sections, size_t n, const ctl_params *p);
-
-/* The human forms, for the few places that print a result of their own. */
-void ctl_print_table(FILE *f, const PGresult *res, const char *hide, const char *indent);
-void ctl_print_record(FILE *f, const PGresult *res, int row, const char *hide, const char *indent);
-
-/* Kafka: whether a bootstrap is known (--bootstrap or kafka.bootstrap.servers). */
-bool ctl_kafka_known(const ctl *c);
-/* A librdkafka configuration from the configuration's kafka.* keys and
- * --bootstrap. Returns 0 or a negative errno after printing why. */
-int ctl_kafka_conf(ctl *c, rd_kafka_conf_t **ret);
-
-typedef struct ctl_delivery {
-        int32_t partition;
-        int64_t offset;
-} ctl_delivery;
-
-/* Produce one message with an idempotent producer (acks=all), flush, and check
- * its delivery report. headers (may be NULL) is taken over. Returns 0 with
- * where it was written, or a negative errno after printing why. */
-int ctl_produce(ctl *c, const char *topic, const void *key, size_t key_len, const void *payload, size_t len,
-                rd_kafka_headers_t *headers, ctl_delivery *ret);
+/* libpq's notice processor that drops the server's NOTICEs ("schema already
+ * exists, skipping"): they are not for the operator. */
+void ctl_drop_notice(void *arg, const char *message);
 
 /* Find a referral by its case id or the police's referral id: 0 with both ids
  * (malloc'd), -ENOENT when there is none, -EIO after printing a database error. */

@@ -1,10 +1,10 @@
 /* allvarsctl: the operator's and developer's tool. A subcommand dispatcher:
- * each subcommand lives in daemon/ctl_<name>.c with its entry point in ctl.h;
+ * each subcommand lives in daemon/ctl/<name>.c with its entry point in commands.h;
  * add it to the table below. */
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
+#include "commands.h"
 #include "identity.h"
 
 static const ctl_command commands[] = {
@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
                 usage(stdout);
                 return 0;
         }
-        /* Ages and report dates are on the Europe/Stockholm calendar (DOMAIN.md "Age"). */
+        /* Ages and report dates are on the Europe/Stockholm calendar (docs/domain.md "Age"). */
         int r = tz_init();
         if (r < 0) {
                 fprintf(stderr, "allvarsctl: the time zone Europe/Stockholm is not available (is tzdata installed?)\n");

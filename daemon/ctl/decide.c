@@ -1,5 +1,5 @@
 /* allvarsctl decide: run the rules engine on one binary-encoded PoliceReferral
- * and print the decision as eight key=value lines (issue 2):
+ * and print the decision as eight key=value lines:
  *
  *   allvarsctl decide [--profile NAME] [--set KEY=VALUE]... [--now RFC3339]
  *                     [--prior-referrals N] [--prior-qualifying N] [--explain] [FILE]
@@ -15,7 +15,7 @@
 
 #include "clock.h"
 #include "codec.h"
-#include "ctl.h"
+#include "commands.h"
 #include "profiles.h"
 #include "reasons.h"
 #include "rules.h"

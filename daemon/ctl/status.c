@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_db.h"
+#include "common.h"
+#include "kafka.h"
+#include "print.h"
 
 static const char usage[] =
         "Usage: allvarsctl status [--json] [--config PATH | --database CONNINFO] [--bootstrap HOST:PORT]\n"

@@ -1,6 +1,5 @@
-/* allvarsctl cases: one line per case, with its deadline and the time left;
- * allvarsctl case ID: one case (or referral) in full: the decision explained in
- * words, deadlines, alerts, outcome events and the audit trail.
+/* allvarsctl case ID: one case (or referral) in full: the decision explained
+ * in words, deadlines, alerts, outcome events and the audit trail.
  *
  * Ids, codes and times only: no identity numbers, names, contact details,
  * narratives or free-text override reasons are selected here. */
@@ -9,105 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl_db.h"
+#include "common.h"
 #include "lifecycle.h"
+#include "print.h"
 #include "reasons.h"
-
-/* The time until the deadline ($now), while the case is neither held nor closed. */
-#define SQL_SECONDS_LEFT(now) \
-        "CASE WHEN c.held_at IS NULL AND c.closed_at IS NULL THEN floor(extract(epoch FROM c.deadline - " now \
-        "))::bigint END"
-#define SQL_TIME_LEFT                                                                                   \
-        "CASE WHEN t.s >= 0 THEN 'in ' || " CTL_SQL_DURATION("t.s") " WHEN t.s < 0 THEN 'overdue ' || " \
-        CTL_SQL_DURATION("-t.s") " END"
-/* The decision's flags and what the case still waits for, as codes. */
-#define SQL_CASE_FLAGS                                                                                  \
-        "nullif(concat_ws(',', nullif(d.flags, ''),"                                                    \
-        " CASE WHEN c.awaiting_assessment THEN 'AWAITING_ASSESSMENT' END,"                               \
-        " CASE WHEN c.awaiting_clearance THEN 'AWAITING_CLEARANCE' END,"                                 \
-        " CASE WHEN c.awaiting_contact THEN 'AWAITING_CONTACT' END), '')"
-
-static const char cases_usage[] =
-        "Usage: allvarsctl cases [--overdue] [--district D] [--state S] [--limit N] [--json]\n"
-        "                        [--config PATH | --database CONNINFO] [--now TIME]\n"
-        "One line per case: case id, district, state, outcome, deadline (UTC), deadline kind, the time\n"
-        "left or overdue, and flags: open cases first, the nearest deadline first.\n\n"
-        "  --overdue              only cases whose deadline passed without the conversation held\n"
-        "                         and that are not closed\n"
-        "  --district D           only district D (any case)\n"
-        "  --state S              only state S (ELIGIBLE, DEFERRED, MANUAL_REVIEW, SCHEDULED, HELD,\n"
-        "                         DECLINED, CANCELLED, NOT_ELIGIBLE)\n"
-        "  --limit N              at most N cases (default 1000; 0: all)\n"
-        "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
-        "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
-        "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n"
-        "  --now TIME             count time left as of this RFC 3339 time (default: clock.file, else now)\n"
-        "  --json                 a JSON array, for scripts\n";
-
-/* $1 now, $2 overdue only, $3 district, $4 state, $5 limit. */
-static const ctl_section cases_section = {
-        NULL, NULL, CTL_TABLE,
-        "SELECT c.case_id, c.district, c.state, c.outcome, " CTL_SQL_TS("c.deadline") " AS deadline,"
-        " c.deadline_kind, " SQL_TIME_LEFT " AS time_left, t.s AS seconds_left, " SQL_CASE_FLAGS " AS flags"
-        " FROM allvarsd.cases c JOIN allvarsd.decisions d ON d.referral_id = c.referral_id"
-        " CROSS JOIN LATERAL (SELECT " SQL_SECONDS_LEFT("$1") " AS s) t"
-        " WHERE ($2 IS NOT TRUE OR " CTL_SQL_OVERDUE("c", "$1") ")"
-        " AND ($3 IS NULL OR lower(c.district) = lower($3))"
-        " AND ($4 IS NULL OR c.state = $4)"
-        " ORDER BY c.closed_at IS NOT NULL, c.deadline NULLS LAST, c.created_at, c.case_id LIMIT $5",
-        "No cases.", "seconds_left",
-};
-
-int ctl_cases_main(int argc, char **argv) {
-        enum { OPT_OVERDUE = 1, OPT_DISTRICT, OPT_STATE, OPT_LIMIT };
-        static const struct option options[] = {
-                {"overdue", no_argument, NULL, OPT_OVERDUE},
-                {"district", required_argument, NULL, OPT_DISTRICT},
-                {"state", required_argument, NULL, OPT_STATE},
-                {"limit", required_argument, NULL, OPT_LIMIT},
-                {NULL, 0, NULL, 0},
-        };
-        ctl c;
-        ctl_init(&c, "cases", cases_usage);
-        bool overdue = false;
-        const char *district = NULL, *state = NULL;
-        long long limit = 1000;
-        int o;
-        while ((o = ctl_getopt(&c, argc, argv, options)) != -1) {
-                switch (o) {
-                case OPT_OVERDUE: overdue = true; break;
-                case OPT_DISTRICT: district = optarg; break;
-                case OPT_STATE:
-                        if (case_state_code_from_name(optarg) < 0 || strcmp(optarg, "NONE") == 0)
-                                return ctl_usage_error(&c, "--state: unknown state %s", optarg);
-                        state = optarg;
-                        break;
-                case OPT_LIMIT:
-                        if (ctl_parse_count(optarg, &limit) < 0)
-                                return ctl_usage_error(&c, "--limit: not a number: %s", optarg);
-                        break;
-                case CTL_OPT_HELP: return CTL_EXIT_OK;
-                default: return CTL_EXIT_USAGE;
-                }
-        }
-        if (optind < argc)
-                return ctl_usage_error(&c, "unexpected argument: %s", argv[optind]);
-
-        int r = ctl_connect(&c, true);
-        if (r >= 0) {
-                char limit_text[24];
-                snprintf(limit_text, sizeof limit_text, "%lld", limit);
-                ctl_params p = {0};
-                ctl_param(&p, CTL_OID_TIMESTAMPTZ, c.now);
-                ctl_param(&p, CTL_OID_BOOL, overdue ? "true" : "false");
-                ctl_param(&p, CTL_OID_TEXT, district);
-                ctl_param(&p, CTL_OID_TEXT, state);
-                ctl_param(&p, CTL_OID_INT8, limit > 0 ? limit_text : NULL);
-                r = ctl_show(&c, &cases_section, 1, &p);
-        }
-        ctl_done(&c);
-        return r < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
-}
 
 static const char case_usage[] =
         "Usage: allvarsctl case ID [--json] [--config PATH | --database CONNINFO] [--now TIME]\n"
@@ -137,7 +41,7 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("r.reported_at") " AS reported_at, " CTL_SQL_TS("r.incident_at") " AS incident_at,"
          " " CTL_SQL_TS("r.received_at") " AS received_at, " CTL_SQL_TS("d.decided_at") " AS decided_at,"
          " " CTL_SQL_TS("c.deadline") " AS deadline, c.deadline_kind,"
-         " " SQL_TIME_LEFT " AS time_left, t.s AS seconds_left,"
+         " " CTL_SQL_TIME_LEFT " AS time_left, t.s AS seconds_left,"
          " " CTL_SQL_TS("c.protective_assessment_due") " AS protective_assessment_due,"
          " " CTL_SQL_TS("c.scheduled_at") " AS scheduled_at, c.police_attending,"
          " " CTL_SQL_TS("c.held_at") " AS held_at, " CTL_SQL_TS("c.closed_at") " AS closed_at,"
@@ -150,7 +54,7 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("r.purged_at") " AS personal_data_purged_at"
          " FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
          " LEFT JOIN allvarsd.cases c ON c.referral_id = r.referral_id"
-         " CROSS JOIN LATERAL (SELECT " SQL_SECONDS_LEFT("$2") " AS s) t"
+         " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$2") " AS s) t"
          " WHERE r.referral_id = $1",
          NULL, "seconds_left"},
         {"reasons", "Reasons", CTL_RECORDS, SQL_EXPLAINED("reasons", "$3", "$4", "$5"), "none", NULL},
@@ -196,27 +100,6 @@ static int param_texts(ctl_params *p, const reason_text *table) {
         for (size_t k = 0; k < 3 && r >= 0; k++)
                 r = ctl_param_array(p, CTL_OID_TEXT_ARRAY, col + k * n, n);
         free(col);
-        return r;
-}
-
-int ctl_case_resolve(ctl *c, const char *id, char **ret_referral_id, char **ret_case_id) {
-        ctl_params p = {0};
-        ctl_param(&p, CTL_OID_TEXT, id);
-        ctl_param(&p, CTL_OID_TEXT, ctl_is_uuid(id) ? id : NULL);
-        PGresult *res = ctl_exec(c,
-                                 "SELECT referral_id, case_id::text FROM allvarsd.referrals"
-                                 " WHERE referral_id = $1 OR case_id = $2::uuid"
-                                 " ORDER BY referral_id = $1 DESC LIMIT 1",
-                                 &p);
-        if (!res)
-                return -EIO;
-        int r = -ENOENT;
-        if (PQntuples(res) == 1) {
-                *ret_referral_id = strdup(PQgetvalue(res, 0, 0));
-                *ret_case_id = strdup(PQgetvalue(res, 0, 1));
-                r = *ret_referral_id && *ret_case_id ? 0 : -ENOMEM;
-        }
-        PQclear(res);
         return r;
 }
 

@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include "codec.h"
-#include "ctl_db.h"
+#include "common.h"
 #include "ids.h"
+#include "kafka.h"
 
 #define OUTCOMES_TOPIC_DEFAULT "allvarssamtal.outcomes.v1"  /* outcome.proto's topic */
 #define CE_TYPE_CASE_OUTCOME   "se.allvarssamtal.v1.CaseOutcome"
@@ -225,7 +226,7 @@ int ctl_override_main(int argc, char **argv) {
 
         const char *topic = c.cfg && c.cfg->topic_outcomes ? c.cfg->topic_outcomes : OUTCOMES_TOPIC_DEFAULT;
         rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-        /* CloudEvents Kafka binding, binary mode (NOTES.md). */
+        /* CloudEvents Kafka binding, binary mode (docs/design.md "The event envelope"). */
         if (add_header(h, "content-type", "application/protobuf") < 0 || add_header(h, "ce_specversion", "1.0") < 0 ||
             add_header(h, "ce_id", event_id) < 0 || add_header(h, "ce_type", CE_TYPE_CASE_OUTCOME) < 0 ||
             add_header(h, "ce_source", CE_SOURCE) < 0 || add_header(h, "ce_time", c.now) < 0) {

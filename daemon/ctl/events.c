@@ -14,7 +14,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "clock.h"
-#include "ctl.h"
+#include "commands.h"
 #include "describe.h"
 #include "kafka_conf.h"
 

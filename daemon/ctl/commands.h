@@ -1,6 +1,7 @@
-/* allvarsctl: one binary, one subcommand per daemon/ctl_<name>.c. Each
+/* allvarsctl: one binary, one subcommand per daemon/ctl/<name>.c. Each
  * subcommand has an entry point here, called with argv[0] = the subcommand's
- * name, returning the process exit code; ctl.c dispatches through one table. */
+ * name, returning the process exit code; main.c dispatches through one table.
+ * Their plumbing is in common.h, print.h and kafka.h. */
 #pragma once
 
 typedef struct ctl_command {
@@ -9,11 +10,11 @@ typedef struct ctl_command {
         const char *summary;            /* one line for `allvarsctl --help` */
 } ctl_command;
 
-/* Run the rules on one encoded PoliceReferral (ctl_decide.c). */
+/* Run the rules on one encoded PoliceReferral (decide.c). */
 int ctl_decide_main(int argc, char **argv);
-/* Print the events of allvarsd's output topics (ctl_events.c). */
+/* Print the events of allvarsd's output topics (events.c). */
 int ctl_events_main(int argc, char **argv);
-/* The database subcommands (their helpers are in ctl_db.h). */
+/* The database subcommands. */
 int ctl_status_main(int argc, char **argv);
 int ctl_cases_main(int argc, char **argv);
 int ctl_case_main(int argc, char **argv);

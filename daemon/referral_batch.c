@@ -1,0 +1,503 @@
+/* The referral batch (referral_batch.h): decode -> identity (once) ->
+ * history -> rules -> events -> lifecycle, and the rows that record it. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alerts.h"
+#include "events.h"
+#include "identity.h"
+#include "lifecycle.h"
+#include "reasons.h"
+#include "referral_batch.h"
+#include "store_referrals.h"
+#include "store_rows.h"
+
+#define PARAMS_TEXT_MAX 1024
+
+/* One referral message of the batch. */
+typedef struct item {
+        store_message *m;
+        const PoliceReferral *r;
+        size_t idx;                     /* message order */
+        bool first;                     /* the first copy of its referral id in the batch */
+        bool is_new;                    /* inserted by this batch */
+        bool has_key;
+        int key;                        /* index into the batch's person keys, -1 */
+        int next_same_person;           /* the next new item of the same person (message order), -1 */
+        uint32_t marks;
+        identity id;                    /* parsed once, here; rules_decide gets it */
+        uint8_t person_key[PERSON_KEY_LEN];
+        char case_id[UUID_STR_LEN];
+        rules_history h;
+        decision d;
+        const profile *p;
+} item;
+
+typedef struct history_row {
+        int key;
+        uint32_t marks;
+        uint32_t count;
+} history_row;
+
+typedef struct profile_text {
+        const profile *p;
+        char params[PARAMS_TEXT_MAX];
+} profile_text;
+
+/* One batch's work: freed at its end. */
+typedef struct batch {
+        const config *cfg;
+        usec_t now;
+        item *items;
+        size_t n_items;
+        item **sorted;                  /* the first copies, by referral_id */
+        size_t n_sorted;
+        uint8_t (*keys)[PERSON_KEY_LEN];
+        size_t n_keys;
+        int *last_of_key;
+        history_row *hist;
+        size_t n_hist, cap_hist;
+        size_t *hist_start;             /* rows of key k: hist[hist_start[k] .. hist_start[k + 1]) */
+        profile_text *profiles;
+        size_t n_profiles, cap_profiles;
+        event_list events;
+        referral_rows rows;
+        store_rows shared;
+        store_batch_result res;
+} batch;
+
+static void batch_free(batch *b) {
+        free(b->items);
+        free(b->sorted);
+        free(b->keys);
+        free(b->last_of_key);
+        free(b->hist);
+        free(b->hist_start);
+        free(b->profiles);
+        event_list_free(&b->events);
+        referral_rows_free(&b->rows);
+        store_rows_free(&b->shared);
+}
+
+static int batch_init(batch *b, const config *cfg, usec_t now, size_t n) {
+        *b = (batch){ .cfg = cfg, .now = now };
+        size_t cap = n ? n : 1;
+        b->items = calloc(cap, sizeof *b->items);
+        b->sorted = calloc(cap, sizeof *b->sorted);
+        b->keys = calloc(cap, sizeof *b->keys);
+        b->last_of_key = calloc(cap, sizeof *b->last_of_key);
+        b->hist_start = calloc(cap + 1, sizeof *b->hist_start);
+        referral_rows_reset(&b->rows);
+        store_rows_reset(&b->shared);
+        if (!b->items || !b->sorted || !b->keys || !b->last_of_key || !b->hist_start)
+                return -ENOMEM;
+        return 0;
+}
+
+static const char *str(const char *s) {
+        return s ? s : "";
+}
+
+/* The profile's parameters as stored with each decision, described once per batch. */
+static const char *profile_params(batch *b, const profile *p) {
+        for (size_t i = 0; i < b->n_profiles; i++)
+                if (b->profiles[i].p == p)
+                        return b->profiles[i].params;
+        if (b->n_profiles == b->cap_profiles) {
+                size_t cap = b->cap_profiles ? b->cap_profiles * 2 : 8;
+                profile_text *v = realloc(b->profiles, cap * sizeof *v);
+                if (!v)
+                        return NULL;
+                b->profiles = v;
+                b->cap_profiles = cap;
+        }
+        profile_text *t = &b->profiles[b->n_profiles++];
+        t->p = p;
+        profile_describe(p, t->params, sizeof t->params);       /* truncated at worst */
+        return t->params;
+}
+
+static int item_by_id(const void *a, const void *b) {
+        const item *x = *(item *const *)a, *y = *(item *const *)b;
+        int c = strcmp(x->r->referral_id, y->r->referral_id);
+        if (c)
+                return c;
+        return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int id_to_item(const void *key, const void *elem) {
+        return strcmp(key, (*(item *const *)elem)->r->referral_id);
+}
+
+static int key_cmp(const void *a, const void *b) {
+        return memcmp(a, b, PERSON_KEY_LEN);
+}
+
+static int hist_cmp(const void *a, const void *b) {
+        const history_row *x = a, *y = b;
+        return (x->key > y->key) - (x->key < y->key);
+}
+
+/* The referral as far as the batch needs it before the decision: case id,
+ * marks, the identity parsed on the Stockholm date of reported_at (the one
+ * parse: rules_decide gets it), and the person key. */
+static int item_prepare(const config *cfg, item *it) {
+        const PoliceReferral *r = it->r;
+        ids_case_id(r->referral_id, it->case_id);
+        it->marks = rules_marks(r);
+        it->key = -1;
+        it->next_same_person = -1;
+        rules_identity(r, &it->id);
+        if (it->id.status == IDENTITY_VALID) {
+                int k = ids_person_key(cfg->pepper, cfg->pepper_len, it->id.normalised, it->person_key);
+                if (k < 0)
+                        return k;
+                it->has_key = true;
+        }
+        return 0;
+}
+
+static int mark_new(void *ctx, const char *referral_id) {
+        batch *b = ctx;
+        item **hit = bsearch(referral_id, b->sorted, b->n_sorted, sizeof *b->sorted, id_to_item);
+        if (!hit)
+                return -EIO;
+        (*hit)->is_new = true;
+        return 0;
+}
+
+static int add_history(void *ctx, size_t key, uint32_t marks, uint32_t count) {
+        batch *b = ctx;
+        if (b->n_hist == b->cap_hist) {
+                size_t cap = b->cap_hist ? b->cap_hist * 2 : 64;
+                history_row *h = realloc(b->hist, cap * sizeof *h);
+                if (!h)
+                        return -ENOMEM;
+                b->hist = h;
+                b->cap_hist = cap;
+        }
+        b->hist[b->n_hist++] = (history_row){ .key = (int)key, .marks = marks, .count = count };
+        return 0;
+}
+
+/* The referrals of round trip 1: the first copy of each id, in id order. */
+static void claim_rows(batch *b) {
+        for (size_t i = 0; i < b->n_sorted; i++) {
+                const item *it = b->sorted[i];
+                const PoliceReferral *ref = it->r;
+                referral_rows_referral(&b->rows, &(referral_row){
+                                                         .referral_id = ref->referral_id,
+                                                         .case_id = it->case_id,
+                                                         .person_key = it->has_key ? it->person_key : NULL,
+                                                         .marks = it->marks,
+                                                         .district = str(ref->district),
+                                                         .reported_at = codec_timestamp_usec(ref->reported_at),
+                                                         .incident_at = codec_timestamp_usec(ref->incident_at),
+                                                         .feedback_requested = ref->feedback_requested,
+                                                         .police_case_number = str(ref->police_case_number),
+                                                         .reporting_unit = str(ref->reporting_unit),
+                                                         .topic = it->m->topic,
+                                                         .partition = it->m->partition,
+                                                         .offset = it->m->offset,
+                                                 });
+        }
+}
+
+/* The distinct person keys of the new referrals, sorted; each item's index. */
+static void collect_keys(batch *b) {
+        for (size_t i = 0; i < b->n_items; i++) {
+                item *it = &b->items[i];
+                if (it->is_new && it->has_key)
+                        memcpy(b->keys[b->n_keys++], it->person_key, PERSON_KEY_LEN);
+        }
+        qsort(b->keys, b->n_keys, PERSON_KEY_LEN, key_cmp);
+        size_t u = 0;
+        for (size_t i = 0; i < b->n_keys; i++)
+                if (u == 0 || memcmp(b->keys[u - 1], b->keys[i], PERSON_KEY_LEN) != 0)
+                        memmove(b->keys[u++], b->keys[i], PERSON_KEY_LEN);
+        b->n_keys = u;
+        for (size_t i = 0; i < b->n_items; i++) {
+                item *it = &b->items[i];
+                if (!it->is_new || !it->has_key)
+                        continue;
+                uint8_t(*k)[PERSON_KEY_LEN] = bsearch(it->person_key, b->keys, b->n_keys, PERSON_KEY_LEN, key_cmp);
+                assert(k);
+                it->key = (int)(k - b->keys);
+        }
+}
+
+/* The history of each new referral: the person's referrals that the history
+ * read saw, less this one and the batch's later ones (message order); so the
+ * stored referrals and the batch's earlier ones count. */
+static int decide_all(batch *b) {
+        if (b->n_hist > 0)      /* hist is NULL until the first history row (qsort needs a pointer) */
+                qsort(b->hist, b->n_hist, sizeof *b->hist, hist_cmp);
+        for (size_t k = 0, h = 0; k <= b->n_keys; k++) {
+                while (h < b->n_hist && b->hist[h].key < (int)k)
+                        h++;
+                b->hist_start[k] = h;
+        }
+        for (size_t k = 0; k < b->n_keys; k++)
+                b->last_of_key[k] = -1;
+        for (size_t i = 0; i < b->n_items; i++) {
+                item *it = &b->items[i];
+                if (!it->is_new || it->key < 0)
+                        continue;
+                if (b->last_of_key[it->key] >= 0)
+                        b->items[b->last_of_key[it->key]].next_same_person = (int)i;
+                b->last_of_key[it->key] = (int)i;
+        }
+
+        for (size_t i = 0; i < b->n_items; i++) {
+                item *it = &b->items[i];
+                if (!it->is_new)
+                        continue;
+                it->p = config_profile_for(b->cfg, it->r->district);
+                it->h = (rules_history){ 0 };
+                if (it->key >= 0) {
+                        uint32_t ftm = it->p->first_time_marks;
+                        uint64_t all = 0, qualifying = 0;
+                        for (size_t h = b->hist_start[it->key]; h < b->hist_start[it->key + 1]; h++) {
+                                all += b->hist[h].count;
+                                if (b->hist[h].marks & ftm)
+                                        qualifying += b->hist[h].count;
+                        }
+                        for (int j = (int)i; j >= 0; j = b->items[j].next_same_person) {
+                                if (all == 0 || ((b->items[j].marks & ftm) && qualifying == 0))
+                                        return -EPROTO; /* the history read missed this batch's referrals */
+                                all--;
+                                if (b->items[j].marks & ftm)
+                                        qualifying--;
+                        }
+                        it->h.prior_referrals = (uint32_t)all;
+                        it->h.prior_qualifying = (uint32_t)qualifying;
+                }
+                rules_decide_parsed(it->p, it->r, &it->id, &it->h, b->now, &it->d);
+        }
+        return 0;
+}
+
+/* The rows of one decided referral, and its events. */
+static int write_decided(batch *b, const item *it) {
+        const config *cfg = b->cfg;
+        const PoliceReferral *r = it->r;
+        const decision *d = &it->d;
+        const char *rid = r->referral_id;
+        const Allvarssamtal__V1__Person *subj = r->subject;
+        char reasons[512], flags[512], deadline[RFC3339_MAX] = "";
+        reasons_format(reason_texts, d->reasons, reasons, sizeof reasons);
+        reasons_format(flag_texts, d->flags, flags, sizeof flags);
+        if (d->deadline)
+                clock_format_rfc3339(d->deadline, deadline);
+        const char *params = profile_params(b, it->p);
+        if (!params)
+                return -ENOMEM;
+        const char *dk = d->deadline_kind != DEADLINE_NONE ? deadline_kind_code(d->deadline_kind) : NULL;
+
+        referral_rows_personal(&b->rows, &(personal_row){
+                                                 .referral_id = rid,
+                                                 .identity_number = subj ? str(subj->identity_number) : "",
+                                                 .birth_date = subj ? str(subj->birth_date) : "",
+                                                 .given_name = subj ? str(subj->given_name) : "",
+                                                 .family_name = subj ? str(subj->family_name) : "",
+                                                 .narrative = str(r->narrative),
+                                                 .payload = it->m->payload,
+                                                 .len = it->m->len,
+                                         });
+        referral_rows_decision(&b->rows, &(decision_row){
+                                                 .referral_id = rid,
+                                                 .outcome = decision_outcome_code(d->outcome),
+                                                 .reasons = reasons,
+                                                 .flags = flags,
+                                                 .age = d->age,
+                                                 .deadline = d->deadline,
+                                                 .deadline_kind = dk,
+                                                 .protective_assessment_due = d->protective_assessment_due,
+                                                 .profile_name = it->p->name,
+                                                 .profile_version = it->p->version,
+                                                 .profile_params = params,
+                                                 .prior_referrals = it->h.prior_referrals,
+                                                 .prior_qualifying = it->h.prior_qualifying,
+                                         });
+
+        char after[1400];
+        snprintf(after, sizeof after, "outcome=%s;reasons=%s;flags=%s;deadline=%s", decision_outcome_code(d->outcome),
+                 reasons, flags, deadline);
+        store_rows_audit(&b->shared, &(audit_entry){ .case_id = it->case_id,
+                                                     .referral_id = rid,
+                                                     .at = b->now,
+                                                     .actor_kind = "DAEMON",
+                                                     .action = "DECIDED",
+                                                     .after = after });
+
+        int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
+        if (k < 0)
+                return k;
+
+        /* The case as the state machine opens it, so the two never disagree. */
+        case_state cs;
+        lifecycle_open(d, &cs);
+        if (cs.state == CASE_NONE)
+                return 0;
+        const char *state = case_state_code_name(cs.state);
+        b->res.cases_opened++;
+        referral_rows_case(&b->rows, &(case_row){
+                                             .case_id = it->case_id,
+                                             .referral_id = rid,
+                                             .district = str(r->district),
+                                             .state = state,
+                                             .outcome = decision_outcome_code(d->outcome),
+                                             .profile_name = it->p->name,
+                                             .limit_seconds = it->p->limit / USEC_PER_SEC,
+                                             .deadline = d->deadline,
+                                             .deadline_kind = dk,
+                                             .protective_assessment_due = cs.protective_assessment_due,
+                                             .awaiting_assessment = cs.awaiting_assessment,
+                                             .awaiting_clearance = cs.awaiting_clearance,
+                                             .awaiting_contact = cs.awaiting_contact,
+                                             .feedback_requested = r->feedback_requested,
+                                     });
+        for (size_t g = 0; g < r->n_guardians; g++) {
+                const Allvarssamtal__V1__Guardian *gd = r->guardians[g];
+                if (gd)
+                        referral_rows_contact(&b->rows, it->case_id, (int32_t)g + 1, str(gd->name), str(gd->phone),
+                                              str(gd->email), str(gd->postal_address));
+        }
+
+        /* The deadline passed before the referral reached us: MISSED now, as
+         * the deadline watch would raise it (alerts.h), so that it finds it raised. */
+        if ((d->flags & FLAG_DEADLINE_PASSED_ON_ARRIVAL) && d->deadline) {
+                referral_rows_alert(&b->rows, it->case_id, alert_kind_code(ALERT_MISSED), d->deadline);
+                const alert_case ac = {
+                        .case_id = it->case_id,
+                        .referral_id = rid,
+                        .police_case_number = str(r->police_case_number),
+                        .district = str(r->district),
+                        .state = state,
+                        .deadline_kind = d->deadline_kind,
+                        .feedback_requested = r->feedback_requested,
+                };
+                return alert_raise(cfg, &ac, ALERT_MISSED, d->deadline, b->now, &b->events, &b->shared);
+        }
+        return 0;
+}
+
+/* Everything but the referrals themselves, then round trip 3. */
+static int write_all(pg_session *s, batch *b, store_message *msgs, size_t n, bool commit) {
+        int r = 0;
+        for (size_t i = 0; i < b->n_items && r >= 0; i++)
+                if (b->items[i].is_new)
+                        r = write_decided(b, &b->items[i]);
+        if (r >= 0)
+                store_rows_events(&b->shared, &b->events, 0, false);
+        size_t first_dead = b->events.n;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (msgs[i].referral)
+                        continue;
+                static const codec_error unknown = { .reason = DLR_UNDECODABLE, .detail = "no reason given" };
+                r = store_rows_dead_letter(&b->shared, b->cfg, b->now, &msgs[i], msgs[i].error ? msgs[i].error : &unknown,
+                                           NULL, &b->events);
+        }
+        if (r < 0)
+                return pg_fail(s, r, "batch: building the events failed: %s", strerror(-r));
+        store_rows_events(&b->shared, &b->events, first_dead, true);
+        return store_referrals_write(s, &b->rows, &b->shared, b->now, commit, &b->res.events, &b->res.alerts);
+}
+
+static int run(store *st, const config *cfg, const char *group, usec_t now, store_message *msgs, size_t n,
+               const store_offset *offsets, size_t n_offsets, bool commit, store_batch_result *ret) {
+        if (ret)
+                *ret = (store_batch_result){ 0 };
+        for (size_t i = 0; i < n; i++) {
+                msgs[i].status = STORE_PENDING;
+                msgs[i].case_id[0] = 0;
+                msgs[i].outcome = 0;
+                msgs[i].reasons = msgs[i].flags = 0;
+        }
+        int r = store_ready(st, store_referral_statements);
+        if (r >= 0)
+                r = store_ready(st, store_rows_statements);
+        if (r < 0)
+                return r;
+        pg_session *s = store_session(st);
+        batch b;
+        if ((r = batch_init(&b, cfg, now, n)) < 0) {
+                batch_free(&b);
+                return pg_fail(s, r, "batch: out of memory");
+        }
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (!msgs[i].referral)
+                        continue;
+                item *it = &b.items[b.n_items++];
+                *it = (item){ .m = &msgs[i], .r = msgs[i].referral, .idx = i };
+                if ((r = item_prepare(cfg, it)) < 0)
+                        r = pg_fail(s, r, "batch: person key failed");
+        }
+        /* A later copy of a referral id in the same batch is a duplicate. */
+        for (size_t i = 0; i < b.n_items; i++)
+                b.sorted[i] = &b.items[i];
+        qsort(b.sorted, b.n_items, sizeof *b.sorted, item_by_id);
+        for (size_t i = 0; i < b.n_items; i++) {
+                item *it = b.sorted[i];
+                it->first = i == 0 || strcmp(b.sorted[i - 1]->r->referral_id, it->r->referral_id) != 0;
+                if (it->first)
+                        b.sorted[b.n_sorted++] = it;
+        }
+        if (r >= 0) {
+                claim_rows(&b);
+                r = store_referrals_claim(s, &b.rows, &b.shared, group, now, offsets, n_offsets, mark_new, &b);
+        }
+        if (r >= 0) {
+                collect_keys(&b);
+                if (b.n_keys > 0)
+                        r = store_referrals_history(s, &b.rows, (const uint8_t(*)[PERSON_KEY_LEN])b.keys, b.n_keys,
+                                                    add_history, &b);
+        }
+        if (r >= 0 && (r = decide_all(&b)) < 0)
+                r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
+        if (r >= 0)
+                r = write_all(s, &b, msgs, n, commit);
+        if (r < 0 || !commit) {
+                if (r != -ECONNRESET)
+                        store_rollback(st);
+                batch_free(&b);
+                return r;
+        }
+
+        for (size_t i = 0; i < b.n_items; i++) {
+                const item *it = &b.items[i];
+                store_message *m = it->m;
+                memcpy(m->case_id, it->case_id, UUID_STR_LEN);
+                if (it->is_new) {
+                        m->status = STORE_DECIDED;
+                        m->outcome = it->d.outcome;
+                        m->reasons = it->d.reasons;
+                        m->flags = it->d.flags;
+                        b.res.decided++;
+                } else {
+                        m->status = STORE_DUPLICATE;
+                        b.res.duplicates++;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!msgs[i].referral) {
+                        msgs[i].status = STORE_DEAD_LETTERED;
+                        b.res.dead_lettered++;
+                }
+        if (ret)
+                *ret = b.res;
+        batch_free(&b);
+        return 0;
+}
+
+int referral_batch_store(store *s, const config *cfg, const char *group, usec_t now, store_message *msgs, size_t n,
+                         const store_offset *offsets, size_t n_offsets, store_batch_result *ret) {
+        return run(s, cfg, group, now, msgs, n, offsets, n_offsets, true, ret);
+}
+
+int referral_batch_try(store *s, const config *cfg, const char *group, usec_t now, store_message *m) {
+        return run(s, cfg, group, now, m, 1, NULL, 0, false, NULL);
+}

@@ -1,0 +1,36 @@
+/* The referral batch: where a consumed referral is decided. For each message:
+ * decoded (by the consumer) -> the identity parsed once (identity.h: birth
+ * date, the person key) -> the person's history, read under the person's
+ * lock -> rules_decide under the district's profile -> the events of the
+ * decision (events.h) -> the case as the lifecycle opens it (lifecycle.h);
+ * the rows go to PostgreSQL through store_referrals.h and store_rows.h, all
+ * in one transaction with the partitions' offsets (compare-and-set). */
+#pragma once
+
+#include <stddef.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "config.h"
+#include "store.h"
+
+/* Decide and store a batch of referral messages in one transaction:
+ *   1. compare-and-set every partition's offset (fenced: -ESTALE, nothing written);
+ *   2. insert the referrals (ON CONFLICT DO NOTHING: duplicates);
+ *   3. lock the persons (FOR UPDATE, ordered) and read their history;
+ *   4. decide with rules_decide under config_profile_for(district);
+ *   5. write decisions, cases, contacts, audit, outbox events, the alert of
+ *      DEADLINE_PASSED_ON_ARRIVAL, and dead letters; COMMIT.
+ * Returns 0; -ESTALE when an offset moved (reload offsets, re-seek);
+ * -EAGAIN on a serialization failure or deadlock (retry the batch);
+ * -ECONNRESET when the connection broke (outcome unknown: reconnect, reload
+ * offsets, re-seek); -EBADMSG when PostgreSQL refused a value of a message
+ * (batch_store finds which); another negative errno otherwise (nothing written). */
+int referral_batch_store(store *s, const config *cfg, const char *group, usec_t now,
+                         store_message *msgs, size_t n,
+                         const store_offset *offsets, size_t n_offsets,
+                         store_batch_result *ret);
+
+/* The same for one message alone, without offsets, rolled back: 0, or the
+ * error storing it would cause (batch_store: which message PostgreSQL refused). */
+int referral_batch_try(store *s, const config *cfg, const char *group, usec_t now, store_message *m);

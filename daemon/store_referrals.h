@@ -1,0 +1,112 @@
+/* The referral tables: referrals, persons and their history, referral_personal,
+ * decisions, cases, case_contacts and case_alerts. Typed rows in, PostgreSQL
+ * out: what goes in a row is decided by referral_batch.c. A batch is one READ
+ * COMMITTED transaction in three pipelined round trips, whatever its size:
+ *
+ *   1. store_referrals_claim: BEGIN; the offsets' compare-and-set
+ *      (store_rows.h); INSERT the referrals in referral_id order ON CONFLICT
+ *      DO NOTHING RETURNING the new ones;
+ *   2. store_referrals_history: the persons of the new referrals, INSERT ON
+ *      CONFLICT DO NOTHING, locked FOR UPDATE in key order, then (a new
+ *      statement, so a new snapshot that sees what a concurrent batch
+ *      committed while we waited for the lock) their history;
+ *   3. store_referrals_write: personal rows, decisions, cases, contacts,
+ *      alerts, then the shared rows (store_rows.h); COMMIT.
+ *
+ * Every statement takes its rows as arrays in PostgreSQL's binary format
+ * (unnest), so 500 referrals cost the same three round trips as 5. Two
+ * instances deciding referrals of one person serialise on the persons row:
+ * the second reads the first's referral as history. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "pg.h"
+#include "store_rows.h"
+
+extern const pg_statement store_referral_statements[];
+
+enum {
+        RT_REFERRALS, RT_PERSONAL, RT_DECISIONS, RT_CASES, RT_CONTACTS, RT_ALERTS, RT_N,
+        RT_COLS_MAX = 14,
+};
+
+/* The rows of one batch, column by column. */
+typedef struct referral_rows {
+        pg_arr c[RT_N][RT_COLS_MAX];
+        unsigned rows[RT_N];
+        pg_arr keys;                    /* the persons of round trip 2 */
+        int q_alerts;                   /* the alerts' statement in round trip 3, -1 */
+} referral_rows;
+
+void referral_rows_reset(referral_rows *w);
+void referral_rows_free(referral_rows *w);
+
+typedef struct referral_row {
+        const char *referral_id, *case_id;
+        const uint8_t *person_key;      /* PERSON_KEY_LEN bytes, NULL: unknown identity */
+        uint32_t marks;
+        const char *district;
+        usec_t reported_at, incident_at;
+        bool feedback_requested;
+        const char *police_case_number, *reporting_unit;
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+} referral_row;
+void referral_rows_referral(referral_rows *w, const referral_row *r);
+
+typedef struct personal_row {
+        const char *referral_id, *identity_number, *birth_date, *given_name, *family_name, *narrative;
+        const void *payload;
+        size_t len;
+} personal_row;
+void referral_rows_personal(referral_rows *w, const personal_row *r);
+
+typedef struct decision_row {
+        const char *referral_id, *outcome, *reasons, *flags;
+        int age;                        /* -1: unknown */
+        usec_t deadline;                /* 0: none */
+        const char *deadline_kind;      /* NULL: none */
+        usec_t protective_assessment_due;
+        const char *profile_name;
+        uint32_t profile_version;
+        const char *profile_params;
+        uint32_t prior_referrals, prior_qualifying;
+} decision_row;
+void referral_rows_decision(referral_rows *w, const decision_row *r);
+
+typedef struct case_row {
+        const char *case_id, *referral_id, *district, *state, *outcome, *profile_name;
+        int64_t limit_seconds;
+        usec_t deadline;
+        const char *deadline_kind;
+        usec_t protective_assessment_due;
+        bool awaiting_assessment, awaiting_clearance, awaiting_contact, feedback_requested;
+} case_row;
+void referral_rows_case(referral_rows *w, const case_row *r);
+
+void referral_rows_contact(referral_rows *w, const char *case_id, int32_t ordinal, const char *name,
+                           const char *phone, const char *email, const char *postal_address);
+void referral_rows_alert(referral_rows *w, const char *case_id, const char *kind, usec_t due_at);
+
+/* Round trip 1. For each referral the batch inserted (new: not seen before),
+ * is_new(ctx, referral_id) is called; a negative return ends the batch.
+ * -ESTALE when a partition's offset moved. */
+int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, const char *group, usec_t now,
+                          const store_offset *offsets, size_t n_offsets,
+                          int (*is_new)(void *ctx, const char *referral_id), void *ctx);
+
+/* Round trip 2, for the sorted distinct person keys (n > 0). For every
+ * (person, marks) group of the history: row(ctx, key index, marks, count). */
+int store_referrals_history(pg_session *s, referral_rows *w, const uint8_t (*keys)[PERSON_KEY_LEN], size_t n,
+                            int (*row)(void *ctx, size_t key, uint32_t marks, uint32_t count), void *ctx);
+
+/* Round trip 3: everything collected, the shared rows, and COMMIT unless
+ * commit is false (a trial: the caller rolls back). The outbox rows and
+ * alerts actually written in *ret_events, *ret_alerts. */
+int store_referrals_write(pg_session *s, referral_rows *w, store_rows *shared, usec_t now, bool commit,
+                          unsigned *ret_events, unsigned *ret_alerts);

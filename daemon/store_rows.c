@@ -1,0 +1,224 @@
+/* The rows every transaction shares (store_rows.h). */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "relay.h"
+#include "store_rows.h"
+
+#define OUTBOX_COLUMNS                                                                                  \
+        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"                 \
+        " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"                                    \
+        "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])" \
+        "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
+
+const pg_statement store_rows_statements[] = {
+        { "rows_offsets_cas",
+          "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"
+          "                  AS v(topic, part, expected, next)),"
+          " upd AS (UPDATE allvarsd.consumer_offsets o SET next_offset = v.next, updated_at = now()"
+          "           FROM v WHERE v.expected >= 0 AND o.consumer_group = $1::text AND o.topic = v.topic"
+          "            AND o.partition = v.part AND o.next_offset = v.expected RETURNING 1),"
+          " ins AS (INSERT INTO allvarsd.consumer_offsets (consumer_group, topic, partition, next_offset)"
+          "         SELECT $1::text, v.topic, v.part, v.next FROM v WHERE v.expected < 0"
+          "         ON CONFLICT DO NOTHING RETURNING 1)"
+          " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)" },
+        /* In the order the events were made: the relay publishes by id per key. */
+        { "rows_outbox", OUTBOX_COLUMNS "  ORDER BY u.ord" },
+        /* An event made again (its id names what it is about: a dead letter's
+         * topic, partition and offset; an alert's case and due time; an
+         * outcome's event id) must not fail the transaction, nor be published
+         * again once delivered (then in outbox_sent; the one race left is in
+         * schemas/004_outbox_sent.sql). */
+        { "rows_outbox_once",
+          OUTBOX_COLUMNS
+          "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid)"
+          "  ORDER BY u.ord"
+          " ON CONFLICT (event_id) DO NOTHING" },
+        { "rows_audit",
+          "INSERT INTO allvarsd.audit (case_id, referral_id, at, actor_kind, actor_name, action, before, after,"
+          "                            detail)"
+          " SELECT a.case_id::uuid, a.referral_id, a.at, a.kind, a.name, a.action, a.before, a.after, a.detail"
+          "   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
+          "               $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
+          "        AS a(case_id, referral_id, at, kind, name, action, before, after, detail, ord)"
+          "  ORDER BY a.ord" },
+        { "rows_dead_letters",
+          "INSERT INTO allvarsd.dead_letters (event_id, source_topic, source_partition, source_offset, reason,"
+          "                                   detail, payload, received_at)"
+          " SELECT u.id::uuid, u.topic, u.part, u.off, u.reason, u.detail, u.payload, $8::timestamptz"
+          "   FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::bytea[])"
+          "        AS u(id, topic, part, off, reason, detail, payload)"
+          " ON CONFLICT DO NOTHING" },
+        /* Wakes the relay; delivered at COMMIT, and only then (docs/design.md
+         * "The outbox relay": NOTIFY only wakes it, the table is the truth). */
+        { "rows_notify", "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')" },
+        { NULL, NULL },
+};
+
+static const uint32_t audit_oids[ROWS_AUDIT_COLS] = { PG_OID_TEXT, PG_OID_TEXT, PG_OID_TIMESTAMPTZ,
+                                                      PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
+                                                      PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT };
+static const uint32_t outbox_oids[ROWS_OUTBOX_COLS] = { PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
+                                                        PG_OID_TEXT, PG_OID_TIMESTAMPTZ, PG_OID_BYTEA };
+static const uint32_t dead_oids[ROWS_DEAD_COLS] = { PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4, PG_OID_INT8,
+                                                    PG_OID_TEXT, PG_OID_TEXT, PG_OID_BYTEA };
+static const uint32_t offset_oids[ROWS_OFFSET_COLS] = { PG_OID_TEXT, PG_OID_INT4, PG_OID_INT8, PG_OID_INT8 };
+
+static void reset_cols(pg_arr *a, const uint32_t *oids, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                pg_arr_reset(&a[i], oids[i]);
+}
+
+static void free_cols(pg_arr *a, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                pg_arr_free(&a[i]);
+}
+
+void store_rows_reset(store_rows *w) {
+        reset_cols(w->audit, audit_oids, ROWS_AUDIT_COLS);
+        reset_cols(w->outbox[0], outbox_oids, ROWS_OUTBOX_COLS);
+        reset_cols(w->outbox[1], outbox_oids, ROWS_OUTBOX_COLS);
+        reset_cols(w->dead, dead_oids, ROWS_DEAD_COLS);
+        reset_cols(w->offsets, offset_oids, ROWS_OFFSET_COLS);
+        w->n_audit = w->n_outbox[0] = w->n_outbox[1] = w->n_dead = w->n_offsets = 0;
+        w->q_outbox[0] = w->q_outbox[1] = -1;
+}
+
+void store_rows_free(store_rows *w) {
+        if (!w)
+                return;
+        free_cols(w->audit, ROWS_AUDIT_COLS);
+        free_cols(w->outbox[0], ROWS_OUTBOX_COLS);
+        free_cols(w->outbox[1], ROWS_OUTBOX_COLS);
+        free_cols(w->dead, ROWS_DEAD_COLS);
+        free_cols(w->offsets, ROWS_OFFSET_COLS);
+}
+
+static const char *or_empty(const char *s) {
+        return s ? s : "";
+}
+
+void store_rows_audit(store_rows *w, const audit_entry *e) {
+        assert(e->action && e->actor_kind);
+        pg_arr *a = w->audit;
+        pg_arr_text(&a[0], e->case_id);
+        pg_arr_text(&a[1], e->referral_id);
+        pg_arr_ts(&a[2], e->at);
+        pg_arr_text(&a[3], e->actor_kind);
+        pg_arr_text(&a[4], or_empty(e->actor_name));
+        pg_arr_text(&a[5], e->action);
+        pg_arr_text(&a[6], or_empty(e->before));
+        pg_arr_text(&a[7], or_empty(e->after));
+        pg_arr_text(&a[8], or_empty(e->detail));
+        w->n_audit++;
+}
+
+void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool once) {
+        pg_arr *a = w->outbox[once];
+        for (size_t i = from; i < ev->n; i++) {
+                const outbox_event *e = &ev->v[i];
+                pg_arr_text(&a[0], e->event_id);
+                pg_arr_text(&a[1], e->topic);
+                pg_arr_text(&a[2], e->key);
+                pg_arr_text(&a[3], e->ce_type);
+                pg_arr_ts(&a[4], e->ce_time);
+                pg_arr_bytes(&a[5], e->payload, e->len);
+                w->n_outbox[once]++;
+        }
+}
+
+int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
+                           const codec_error *err, const char *case_id, event_list *ev) {
+        size_t first = ev->n;
+        int r = events_dead_letter(cfg, m->topic, m->partition, m->offset, err, case_id, now, ev);
+        if (r < 0)
+                return r;
+        assert(ev->n == first + 1);     /* a dead letter always has its event */
+        pg_arr *a = w->dead;
+        pg_arr_text(&a[0], ev->v[first].event_id);
+        pg_arr_text(&a[1], m->topic);
+        pg_arr_int4(&a[2], m->partition);
+        pg_arr_int8(&a[3], m->offset);
+        pg_arr_text(&a[4], dead_letter_reason_code(err->reason));
+        pg_arr_text(&a[5], err->detail);
+        if (m->payload && m->len <= cfg->max_message_bytes)
+                pg_arr_bytes(&a[6], m->payload, m->len);
+        else
+                pg_arr_null(&a[6]);
+        w->n_dead++;
+        return 0;
+}
+
+static int add_cols(pg_params *p, pg_arr *a, size_t n) {
+        int r = 0;
+        for (size_t i = 0; i < n; i++)
+                if (pg_params_arr(p, &a[i]) < 0)
+                        r = -ENOMEM;
+        return r;
+}
+
+int store_rows_send_offsets(store_rows *w, pg_pipe *p, const char *group, const store_offset *offs, size_t n,
+                            pg_params *params) {
+        pg_arr *a = w->offsets;
+        for (size_t i = 0; i < n; i++) {
+                pg_arr_text(&a[0], offs[i].topic);
+                pg_arr_int4(&a[1], offs[i].partition);
+                pg_arr_int8(&a[2], offs[i].expected_next < 0 ? -1 : offs[i].expected_next);
+                pg_arr_int8(&a[3], offs[i].new_next);
+        }
+        w->n_offsets = (unsigned)n;
+        *params = (pg_params){ 0 };
+        pg_params_text(params, group);
+        if (add_cols(params, a, ROWS_OFFSET_COLS) < 0)
+                return pg_fail(p->s, -ENOMEM, "offsets: out of memory");
+        return pg_pipe_send(p, "rows_offsets_cas", params, 0);
+}
+
+int store_rows_offsets_check(pg_session *s, const PGresult *res, size_t n) {
+        if (strtoull(PQgetvalue(res, 0, 0), NULL, 10) != n)
+                return pg_fail(s, -ESTALE, "batch: a partition's stored offset moved (rebalanced or another consumer)");
+        return 0;
+}
+
+int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS_PARAMS]) {
+        int r = 0;
+        w->q_outbox[0] = w->q_outbox[1] = -1;
+        for (size_t i = 0; i < ROWS_PARAMS; i++)
+                params[i] = (pg_params){ 0 };
+        if (w->n_audit > 0) {
+                if (add_cols(&params[0], w->audit, ROWS_AUDIT_COLS) < 0)
+                        return pg_fail(p->s, -ENOMEM, "audit: out of memory");
+                if ((r = pg_pipe_send(p, "rows_audit", &params[0], 0)) < 0)
+                        return r;
+        }
+        if (w->n_dead > 0) {
+                if (add_cols(&params[1], w->dead, ROWS_DEAD_COLS) < 0)
+                        return pg_fail(p->s, -ENOMEM, "dead letters: out of memory");
+                pg_params_ts(&params[1], now);
+                if ((r = pg_pipe_send(p, "rows_dead_letters", &params[1], 0)) < 0)
+                        return r;
+        }
+        static const char *const stmt[2] = { "rows_outbox", "rows_outbox_once" };
+        for (int once = 0; once < 2; once++) {
+                if (w->n_outbox[once] == 0)
+                        continue;
+                if (add_cols(&params[2 + once], w->outbox[once], ROWS_OUTBOX_COLS) < 0)
+                        return pg_fail(p->s, -ENOMEM, "outbox: out of memory");
+                if ((r = w->q_outbox[once] = pg_pipe_send(p, stmt[once], &params[2 + once], 0)) < 0)
+                        return r;
+        }
+        if (w->n_outbox[0] + w->n_outbox[1] > 0 && (r = pg_pipe_send(p, "rows_notify", NULL, 0)) < 0)
+                return r;
+        return 0;
+}
+
+unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p) {
+        unsigned n = 0;
+        for (int once = 0; once < 2; once++)
+                if (w->q_outbox[once] >= 0 && p->res[w->q_outbox[once]])
+                        n += pg_cmd_rows(p->res[w->q_outbox[once]]);
+        return n;
+}

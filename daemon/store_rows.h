@@ -1,0 +1,80 @@
+/* The rows every transaction shares, written in one place: the offsets'
+ * compare-and-set, outbox rows (the events), audit rows, dead letters, and the
+ * NOTIFY that wakes the relay. The referral and outcome batches, the deadline
+ * watch and retention collect their rows here and queue them on their round
+ * trip (pg.h); the statements are prepared once per session. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "codec.h"
+#include "config.h"
+#include "events.h"
+#include "pg.h"
+
+extern const pg_statement store_rows_statements[];
+
+enum { ROWS_AUDIT_COLS = 9, ROWS_OUTBOX_COLS = 6, ROWS_DEAD_COLS = 7, ROWS_OFFSET_COLS = 4 };
+
+typedef struct store_rows {
+        pg_arr audit[ROWS_AUDIT_COLS];
+        unsigned n_audit;
+        pg_arr outbox[2][ROWS_OUTBOX_COLS];      /* [0] new events, [1] once: events that may exist already */
+        unsigned n_outbox[2];
+        pg_arr dead[ROWS_DEAD_COLS];
+        unsigned n_dead;
+        pg_arr offsets[ROWS_OFFSET_COLS];
+        unsigned n_offsets;
+        /* the statements queued by store_rows_send, -1 when none */
+        int q_outbox[2];
+} store_rows;
+
+/* Start a transaction's rows (keeps the buffers). */
+void store_rows_reset(store_rows *w);
+void store_rows_free(store_rows *w);
+
+/* One audit row. actor_kind "DAEMON" for the daemon's own entries; before,
+ * after and detail are never NULL in the table ("" when none). */
+typedef struct audit_entry {
+        const char *case_id;            /* may be NULL */
+        const char *referral_id;
+        usec_t at;
+        const char *actor_kind;
+        const char *actor_name;         /* NULL: "" */
+        const char *action;
+        const char *before, *after, *detail;    /* NULL: "" */
+} audit_entry;
+void store_rows_audit(store_rows *w, const audit_entry *e);
+
+/* The outbox rows of events v[from..ev->n). once: an event made again (a
+ * replayed offset, the deadline watch, an outcome retried) is skipped while
+ * in the outbox and once delivered (in outbox_sent); without it, the events
+ * must be new (a new referral's: their ids name its new case). */
+void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool once);
+
+/* A dead letter: its DeadLetter event (events_dead_letter, appended to ev;
+ * the caller writes it with store_rows_events, once) and its dead_letters row with the payload (not when over
+ * cfg->max_message_bytes: the table is not a blob store). case_id may be NULL. */
+int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
+                           const codec_error *err, const char *case_id, event_list *ev);
+
+/* The compare-and-set of the partitions' offsets: a just-revoked partition's
+ * messages can still arrive (librdkafka #1359), so every partition must be
+ * where this consumer last saw it, or nothing is written (docs/design.md
+ * "Effectively once").
+ * Queue it on p; after the sync, store_rows_offsets_check on its result. */
+int store_rows_send_offsets(store_rows *w, pg_pipe *p, const char *group, const store_offset *offs, size_t n,
+                            pg_params *params);
+/* -ESTALE when a partition's stored offset moved (recorded in the session). */
+int store_rows_offsets_check(pg_session *s, const PGresult *res, size_t n);
+
+/* Queue the audit, outbox and dead-letter rows collected, and the NOTIFY when
+ * there are events, on p. params must hold room for ROWS_PARAMS entries and
+ * live until the sync. received_at of dead letters is now. */
+#define ROWS_PARAMS 4
+int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS_PARAMS]);
+/* After the sync: the outbox rows actually written (skipped ones not counted). */
+unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p);
