@@ -123,6 +123,11 @@ static void log_effective_config(const config *cfg) {
                    "MESSAGE=Feedback to the police: level %s, %s",
                    cfg->feedback_level == FEEDBACK_STATUTORY ? "statutory" : "conversation",
                    cfg->feedback_always ? "always" : "when the referral asks for it", NULL);
+        if (cfg->insecure_allow_plaintext)
+                log_struct(LOG_WARNING, MSGID_CONFIG, "INSECURE=allow_plaintext",
+                           "MESSAGE=insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka is not enforced, and "
+                           "certificate and host name checks may be off; for a test network only",
+                           NULL);
 }
 
 static int signals_setup(manager *m) {

@@ -24,13 +24,20 @@ static const char usage[] =
         "  --now TIME             count ages as of this RFC 3339 time (default: clock.file, else now)\n"
         "  --json                 one JSON object, for scripts\n";
 
+#define SUMMARY_SQL                                                                                              \
+        "SELECT " CTL_SQL_TS("$1") " AS at,"                                                                     \
+        " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"                          \
+        " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue_cases"
+
+/* With insecure.allow_plaintext = true in the configuration: said first. */
+static const ctl_section summary_insecure = {
+        "summary", NULL, CTL_RECORD,
+        SUMMARY_SQL ", 'insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced' AS transport",
+        NULL, NULL};
+
 /* $1 now, $2 topics, $3 partitions, $4 high watermarks (NULL: unknown). */
 static const ctl_section sections[] = {
-        {"summary", NULL, CTL_RECORD,
-         "SELECT " CTL_SQL_TS("$1") " AS at,"
-         " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"
-         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue_cases",
-         NULL, NULL},
+        {"summary", NULL, CTL_RECORD, SUMMARY_SQL, NULL, NULL},
         {"consumers", "Consumer positions", CTL_TABLE,
          "SELECT o.consumer_group AS \"group\", o.topic, o.partition, o.next_offset,"
          " w.high AS high_watermark,"
@@ -175,8 +182,12 @@ int ctl_status_main(int argc, char **argv) {
                 r = ctl_param_array(&p, CTL_OID_INT8_ARRAY, (const char *const *)w.high, w.n);
         if (r == -ENOMEM)
                 ctl_fail(&c, "out of memory");
+        ctl_section shown[sizeof sections / sizeof sections[0]];
+        memcpy(shown, sections, sizeof shown);
+        if (c.cfg && c.cfg->insecure_allow_plaintext)
+                shown[0] = summary_insecure;
         if (r >= 0)
-                r = ctl_show(&c, sections, sizeof sections / sizeof sections[0], &p);
+                r = ctl_show(&c, shown, sizeof shown / sizeof shown[0], &p);
         ctl_params_done(&p);
         watermarks_free(&w);
         ctl_done(&c);

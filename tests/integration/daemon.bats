@@ -224,3 +224,36 @@ committed_is() {
         check_exactly_once "$T/ids1" "$T/ids2"
         kill -0 "$(daemon_pid a)"
 }
+
+@test "TLS enforced: a remote server without verified TLS is refused; insecure.allow_plaintext warns and shows" {
+        # Refused before anything is contacted: PostgreSQL, then Kafka, then a verification turned off.
+        grep -v '^database.conninfo' "$T/a.conf" > "$T/remote.conf"
+        echo "database.conninfo = host=192.0.2.1 dbname=allvarsd sslmode=require" >> "$T/remote.conf"
+        run "$BUILD/allvarsd" --config "$T/remote.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"sslmode=verify-full"*"insecure.allow_plaintext"* ]]
+        daemon_conf k "kafka.bootstrap.servers = broker.example.org:9092"
+        sed -i '0,/^kafka.bootstrap.servers/{/^kafka.bootstrap.servers/d}' "$T/k.conf"
+        run "$BUILD/allvarsd" --check-config --config "$T/k.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"kafka.security.protocol"* ]]
+        daemon_conf v "kafka.enable.ssl.certificate.verification = false"
+        run "$BUILD/allvarsctl" status --config "$T/v.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"certificates"* ]]
+        daemon_conf n "kafka.ssl.endpoint.identification.algorithm = none"
+        run "$BUILD/allvarsd" --check-config --config "$T/n.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"host names"* ]]
+
+        # The explicit key: it runs, warns at start, and allvarsctl status says so.
+        daemon_conf a "insecure.allow_plaintext = true" "kafka.enable.ssl.certificate.verification = false"
+        daemon_start a
+        daemon_ready a
+        grep -q 'warning insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka is not enforced' "$T/a.log"
+        run "$BUILD/allvarsctl" status --config "$T/a.conf"
+        [[ $status -eq 0 ]]
+        [[ $output == *"transport"*"insecure.allow_plaintext = true"* ]]
+        run "$BUILD/allvarsctl" status --config "$T/a.conf" --json
+        [[ $(jq -r .summary.transport <<<"$output") == "insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced" ]]
+}
