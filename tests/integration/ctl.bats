@@ -72,7 +72,7 @@ INSERT INTO referrals (referral_id, case_id, person_key, marks, district, report
  ('R-6', '00000000-0000-4000-8000-00000000000f', NULL, 1, 'centrum', '2025-03-12T10:00:00Z', NULL, false, '', '',
   'police.referrals.v1', 1, 15, '2025-03-12T10:00:01Z');
 INSERT INTO referral_personal VALUES
- ('R-1', '201001012384', '2010-01-01', 'Astrid', 'Lindgren', 'A secret narrative about Astrid', '\xdeadbeef');
+ ('R-1', '201001012384', '2010-01-01', 'Testina', 'Exempelsson', 'A secret narrative about Testina', '\xdeadbeef');
 INSERT INTO decisions VALUES
  ('R-1', 'ELIGIBLE', '', 'CONTACT_MISSING', 15, '2025-03-13T10:00:00Z', 'CONVERSATION', NULL, 'goteborg-motion-2024', 1,
   'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-11T10:00:02Z'),
@@ -104,8 +104,8 @@ INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name,
  ('00000000-0000-4000-8000-00000000000f', 'R-6', 'centrum', 'SCHEDULED', 'ELIGIBLE', 'goteborg-motion-2024', 172800,
   '2025-03-14T10:00:00Z', 'CONVERSATION', NULL, false, false, false, '2025-03-13T14:00:00Z', false, NULL, NULL, false,
   '2025-03-12T10:00:01Z', '2025-03-12T11:00:00Z', 2);
-INSERT INTO case_contacts VALUES ('00000000-0000-4000-8000-00000000000a', 1, 'Karin Lindgren', '+46701234567',
-  'karin@example.se', 'Storgatan 1', '2025-03-11T12:00:00Z');
+INSERT INTO case_contacts VALUES ('00000000-0000-4000-8000-00000000000a', 1, 'Provmamma Exempelsson', '+46701234567',
+  'provmamma@example.se', 'Storgatan 1', '2025-03-11T12:00:00Z');
 INSERT INTO case_alerts VALUES
  ('00000000-0000-4000-8000-00000000000b', 'AT_RISK', '2025-03-11T20:00:00Z', '2025-03-11T20:00:05Z'),
  ('00000000-0000-4000-8000-00000000000b', 'MISSED', '2025-03-12T08:00:00Z', '2025-03-12T08:00:05Z'),
@@ -119,7 +119,7 @@ INSERT INTO audit (case_id, referral_id, at, actor_kind, actor_name, action, bef
  ('00000000-0000-4000-8000-00000000000a', 'R-1', '2025-03-11T12:00:00Z', 'POLICE', '', 'CONTACT_SUPPLIED',
   'state=ELIGIBLE;contact=missing', 'state=ELIGIBLE', ''),
  ('00000000-0000-4000-8000-00000000000a', 'R-1', '2025-03-11T13:00:00Z', 'SOCIAL_WORKER', 'anna.s', 'OVERRIDDEN',
-  'state=MANUAL_REVIEW;outcome=MANUAL_REVIEW', 'state=ELIGIBLE;outcome=ELIGIBLE', 'Talked to Astrid Lindgren'),
+  'state=MANUAL_REVIEW;outcome=MANUAL_REVIEW', 'state=ELIGIBLE;outcome=ELIGIBLE', 'Talked to Testina Exempelsson'),
  ('00000000-0000-4000-8000-00000000000e', 'R-5', '2025-03-12T07:00:01Z', 'DAEMON', '', 'DECIDED', '',
   'outcome=NOT_ELIGIBLE', '');
 INSERT INTO outbox_sent (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at) VALUES
@@ -147,7 +147,7 @@ EOF
 
 # No output of any command may carry R-1's personal data or payload bytes.
 no_personal_data() {
-        ! grep -Eiq 'astrid|lindgren|201001012384|2010-01-01|narrative|karin|46701234567|example\.se|storgatan|deadbeef|talked to' "$@"
+        ! grep -Eiq 'testina|exempelsson|201001012384|2010-01-01|narrative|provmamma|46701234567|example\.se|storgatan|deadbeef|talked to' "$@"
 }
 
 # ---------------------------------------------------------------------------- status
@@ -489,7 +489,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 
 @test "override: a CaseOutcome from the social worker on the outcomes topic, keyed by the case id" {
         mock_start
-        run --separate-stderr ctldb override R-1 --outcome MANUAL_REVIEW --reason "Needs a closer look" \
+        run --separate-stderr ctldb override R-1 --outcome MANUAL_REVIEW --reason-file <(echo "Needs a closer look") \
                 --by anna.s --bootstrap "$KAFKA"
         [[ $status -eq 0 ]]
         [[ $output =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]
@@ -505,28 +505,37 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         # occurred_at is "now" (here: --now).
         [[ $line == *"occurred_at: $NOW"* ]]
 
-        # By case id, with a fresh event id each time.
-        run ctldb override 00000000-0000-4000-8000-00000000000e --outcome ELIGIBLE --reason "Age was wrong" \
-                --by bo.k --bootstrap "$KAFKA"
+        # By case id, with a fresh event id each time; the reason on standard input.
+        run ctldb override 00000000-0000-4000-8000-00000000000e --outcome ELIGIBLE \
+                --by bo.k --bootstrap "$KAFKA" < <(echo "Age was wrong")
         [[ $status -eq 0 && $output != "$id" ]]
         outcome_events > "$T/events"
         [[ $(wc -l < "$T/events") -eq 2 ]]
-        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE' "$T/events"
+        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE, reason: "Age was wrong"' "$T/events"
 }
 
 @test "override: unknown cases and bad arguments send nothing" {
         mock_start
-        run --separate-stderr ctldb override R-404 --outcome ELIGIBLE --reason x --by a --bootstrap "$KAFKA"
+        run --separate-stderr ctldb override R-404 --outcome ELIGIBLE --reason-file <(echo x) --by a --bootstrap "$KAFKA"
         [[ $status -eq 1 && $stderr == "allvarsctl override: no case or referral with the id R-404" ]]
-        for args in "R-1 --outcome MAYBE --reason x --by a" "R-1 --reason x --by a" "R-1 --outcome ELIGIBLE --by a" \
-                "R-1 --outcome ELIGIBLE --reason x" "--outcome ELIGIBLE --reason x --by a" \
-                "R-1 --outcome ELIGIBLE --reason x --by a --wait soon" "R-1 R-2 --outcome ELIGIBLE --reason x --by a"; do
+        for args in "R-1 --outcome MAYBE --reason-file /dev/null --by a" "R-1 --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason-file /dev/null" "--outcome ELIGIBLE --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason-file /dev/null --by a --wait soon" \
+                "R-1 R-2 --outcome ELIGIBLE --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason x --by a"; do
                 # shellcheck disable=SC2086
                 run --separate-stderr ctldb override $args --bootstrap "$KAFKA"
                 [[ $status -eq 2 && -z $output && $(wc -l <<<"$stderr") -eq 1 ]] || { echo "$args: $status $stderr"; false; }
         done
-        # A blank reason is refused by the daemon's own validation, before sending.
-        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason "  " --by a --bootstrap "$KAFKA"
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason-file /nonexistent --by a --bootstrap "$KAFKA"
+        [[ $status -eq 1 && $stderr == *"/nonexistent: No such file"* ]]
+        # Never on the command line (/proc/PID/cmdline, the shell's history).
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason "Free text" --by a --bootstrap "$KAFKA"
+        [[ $status -eq 2 && $stderr == *"not on the command line"* ]]
+        # A blank reason (standard input here is empty) is refused by the daemon's own validation, before sending.
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason-file <(printf '  \n') --by a --bootstrap "$KAFKA"
+        [[ $status -eq 2 && $stderr == *"override.reason is required"* ]]
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --by a --bootstrap "$KAFKA" < /dev/null
         [[ $status -eq 2 && $stderr == *"override.reason is required"* ]]
         [[ -z $(outcome_events) ]]
 }
@@ -534,7 +543,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 @test "override --wait: reports applied, rejected, or not applied in time" {
         mock_start
         # allvarsd's part is played by SQL here: it records the event once it sees it.
-        ctldb override R-1 --outcome MANUAL_REVIEW --reason "Check" --by anna.s --bootstrap "$KAFKA" --wait 20 \
+        ctldb override R-1 --outcome MANUAL_REVIEW --reason-file <(echo Check) --by anna.s --bootstrap "$KAFKA" --wait 20 \
                 > "$T/out" 2> "$T/err" &
         pid=$!
         wait_for 10 grep -q . "$T/out"
@@ -550,7 +559,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ ! -s $T/err ]]
 
         # Rejected: a dead letter at the event's position.
-        ctldb override R-4 --outcome ELIGIBLE --reason "Reopen" --by anna.s --bootstrap "$KAFKA" --wait 20 --json \
+        ctldb override R-4 --outcome ELIGIBLE --reason-file <(echo Reopen) --by anna.s --bootstrap "$KAFKA" --wait 20 --json \
                 > "$T/out" 2> "$T/err" &
         pid=$!
         wait_for 10 outcome_has_key 00000000-0000-4000-8000-00000000000d
@@ -568,7 +577,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         grep -q '^allvarsctl override: rejected by allvarsd: ILLEGAL_TRANSITION: OVERRIDE in state HELD (dead letter 3)$' "$T/err"
 
         # Nobody applies it.
-        run --separate-stderr ctldb override R-2 --outcome ELIGIBLE --reason "x" --by a --bootstrap "$KAFKA" --wait 1
+        run --separate-stderr ctldb override R-2 --outcome ELIGIBLE --reason-file <(echo x) --by a --bootstrap "$KAFKA" --wait 1
         [[ $status -eq 1 && ${#lines[@]} -eq 1 && $stderr == *"not applied within 1 s"* ]]
 }
 
@@ -585,7 +594,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         case_id=$(sql "select case_id from allvarsd.cases where closed_at is null order by case_id limit 1")
         [[ -n $case_id ]]
         run --separate-stderr ctl override "$case_id" --config "$T/a.conf" --outcome NOT_ELIGIBLE \
-                --reason "Handled in another case" --by anna.s --wait 60
+                --reason-file <(echo "Handled in another case") --by anna.s --wait 60
         [[ $status -eq 0 ]] || { echo "$output $stderr"; cat "$T/a.log"; false; }
         [[ ${lines[1]} == "applied at "*": the case is now NOT_ELIGIBLE (outcome NOT_ELIGIBLE)" ]]
         run ctl case "$case_id" --config "$T/a.conf" --json
@@ -651,7 +660,7 @@ EOF
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
         ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" | grep -q '^replayed dead letter 1 '
-        ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
+        ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason-file <(echo x) --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
 }
 
