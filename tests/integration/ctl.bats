@@ -501,7 +501,14 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $line == *"event_id: \"$id\""* ]]
         [[ $line == *'case_id: "00000000-0000-4000-8000-00000000000a"'* ]]
         [[ $line == *'actor: {kind: ACTOR_KIND_SOCIAL_WORKER, name: "anna.s"}'* ]]
-        [[ $line == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: "Needs a closer look"}'* ]]
+        # The reason is free text about a child: masked unless shown on purpose (and audited).
+        [[ $line == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: (personal)}'* ]]
+        [[ $line != *"Needs a closer look"* ]]
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic allvarssamtal.outcomes.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB"
+        [[ $status -eq 0 && $output == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: "Needs a closer look"}'* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN' and actor_kind = 'OPERATOR'
+                  and case_id = '00000000-0000-4000-8000-00000000000a' and detail like '%ce_id=$id'") -eq 1 ]]
         # occurred_at is "now" (here: --now).
         [[ $line == *"occurred_at: $NOW"* ]]
 
@@ -511,7 +518,44 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $status -eq 0 && $output != "$id" ]]
         outcome_events > "$T/events"
         [[ $(wc -l < "$T/events") -eq 2 ]]
-        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE, reason: "Age was wrong"' "$T/events"
+        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE, reason: (personal)' "$T/events"
+        ctl events --bootstrap "$KAFKA" --topic allvarssamtal.outcomes.v1 --from-beginning --idle-exit 1500 \
+                --show-personal-data --database "dbname=$DB" | grep -q 'reason: "Age was wrong"'
+}
+
+@test "events: personal data masked by default; shown only to a role that may, audited; errors exit non-zero" {
+        mock_start
+        gen --count 3 --seed 31 --ids-out "$T/ids"
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning --idle-exit 1500
+        [[ $status -eq 0 && ${#lines[@]} -eq 3 ]]
+        # The input topics are decoded too; names, identity numbers, contacts and the narrative masked.
+        [[ $output == *'ce_type= {referral_id: "gen-31-'* ]]
+        [[ $output == *'given_name: (personal)'* && $output == *'narrative: (personal)'* ]]
+        ! grep -Eq '(given_name|family_name|identity_number|birth_date|name|phone|postal_address|narrative): "' <<<"$output"
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --json
+        [[ $status -eq 0 && $(jq -r .topic <<<"${lines[0]}") == police.referrals.v1 ]]
+        [[ $(jq -r .message <<<"${lines[0]}") == *'given_name: (personal)'* ]]
+
+        # Shown: only with a connection whose role may read the personal rows, each case audited first.
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB"
+        [[ $status -eq 0 && ${#lines[@]} -eq 3 && $output == *'given_name: "'* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
+        RT_USER=ctl_ev_$$_$RANDOM
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE ROLE $RT_USER LOGIN; GRANT USAGE ON SCHEMA allvarsd TO $RT_USER;
+                GRANT SELECT ON allvarsd.cases TO $RT_USER" >/dev/null
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB user=$RT_USER"
+        [[ $status -eq 1 && -z $output && $stderr == *"may not read personal data"* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
+
+        # Usage errors exit 2; an unreachable cluster exits 1 (a missing topic: tests/e2e/real-kafka.bats,
+        # the mock cluster creates every topic asked for).
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --idle-exit abc
+        [[ $status -eq 2 && $stderr == *"--idle-exit"* ]]
+        run --separate-stderr ctl events --bootstrap 127.0.0.1:1 --idle-exit 100
+        [[ $status -eq 1 ]]
 }
 
 @test "override: unknown cases and bad arguments send nothing" {
