@@ -6,6 +6,7 @@
 #   make demo       the main job on an embedded default (the README's first command)
 #   make bench      the benchmark;  make faults  the fault-injection suite
 #   make install    binaries, unit, man pages, example configuration (DESTDIR, PREFIX)
+#   make deb        the Debian package, build/deb/allvarsd_<version>_<arch>.deb (deploy/debian/)
 
 PREFIX     ?= /usr
 SYSCONFDIR ?= /etc
@@ -61,7 +62,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard test
 TEST_HELPERS:= $(patsubst tests/lib/%.c,$(BUILD)/tests/lib/%.o,$(wildcard tests/lib/*.c))
 TOOLS       := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
 
-.PHONY: all deps test test-unit demo bench faults fuzz install clean check-tools
+.PHONY: all deps test test-unit demo bench faults fuzz install deb clean check-tools
 .SECONDARY:
 
 all: $(BUILD)/allvarsd $(BUILD)/allvarsctl
@@ -75,11 +76,11 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	protoc-c --proto_path=proto --proto_path=$(PROTO_INC) --c_out=$(BUILD)/gen $<
 
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c $(GEN_H)
-	$(CC) $(GEN_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(GEN_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: daemon/%.c $(GEN_H) $(wildcard daemon/*.h daemon/ctl/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_O) $(GEN_O)
 	rm -f $@
@@ -89,6 +90,15 @@ $(BUILD)/allvarsd: $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/allvarsctl: $(CTL_O) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests only, never installed: allvarsd with ALLVARSD_TEST_HOOKS (SIGUSR2 stalls
+# the main loop, for the watchdog test of tests/e2e/systemd-deb.bats).
+$(BUILD)/obj/main-test-hooks.o: daemon/main.c $(GEN_H) $(wildcard daemon/*.h)
+	@mkdir -p $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DALLVARSD_TEST_HOOKS -c -o $@ $<
+
+$(BUILD)/allvarsd-test-hooks: $(BUILD)/obj/main-test-hooks.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Tests: one binary per tests/{unit,integration}/test-*.c, on cmocka.
@@ -112,7 +122,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(BUILD)/bench
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-tests-build: all $(UNIT_TESTS) $(INTEG_TESTS) $(TOOLS)
+tests-build: all $(UNIT_TESTS) $(INTEG_TESTS) $(TOOLS) $(BUILD)/allvarsd-test-hooks
 
 # Fuzz targets: clang + libFuzzer, always with ASan/UBSan.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
@@ -158,7 +168,23 @@ install: all
 	install -Dm644 deploy/allvarsd.8 $(DESTDIR)$(MANDIR)/man8/allvarsd.8
 	install -Dm644 deploy/allvarsctl.1 $(DESTDIR)$(MANDIR)/man1/allvarsctl.1
 	install -Dm644 deploy/allvarsd.conf.5 $(DESTDIR)$(MANDIR)/man5/allvarsd.conf.5
+	install -Dm644 deploy/allvarsd.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/allvarsd.catalog
 	@echo "Now: systemd-sysusers allvarsd.conf; systemd-tmpfiles --create allvarsd.conf; systemctl daemon-reload"
+
+# The Debian package: the sources and deploy/debian/ copied into a build tree
+# (the checkout is never written to), then dpkg-buildpackage with debhelper.
+DEB_TREE := build/deb
+DEB_VERSION := $(shell dpkg-parsechangelog -l deploy/debian/changelog -S Version 2>/dev/null)
+deb:
+	@v=$$(sed -n 's/^#define ALLVARSD_VERSION "\(.*\)"/\1/p' daemon/main.c); \
+	  test "$$v" = "$(DEB_VERSION)" || { echo "deploy/debian/changelog says $(DEB_VERSION), daemon/main.c $$v" >&2; exit 1; }
+	rm -rf $(DEB_TREE)
+	mkdir -p $(DEB_TREE)/allvarsd
+	cp -a Makefile README.md daemon proto schemas deploy $(DEB_TREE)/allvarsd/
+	cp -a deploy/debian $(DEB_TREE)/allvarsd/debian
+	cd $(DEB_TREE)/allvarsd && DEB_BUILD_OPTIONS="parallel=$$(nproc) $(DEB_BUILD_OPTIONS)" dpkg-buildpackage -b -us -uc
+	lintian --fail-on error,warning $(DEB_TREE)/allvarsd_$(DEB_VERSION)_*.deb
+	@ls $(DEB_TREE)/allvarsd_$(DEB_VERSION)_*.deb
 
 clean:
 	rm -rf build build-san build-opt build-fuzz

@@ -63,6 +63,7 @@ typedef struct parser {
         pending *pend;
         size_t n_pend;
         rd_kafka_conf_t *kconf;         /* to check kafka.* keys and values as the daemon will */
+        unsigned flags;                 /* CONFIG_* of config_load_flags() */
 } parser;
 
 static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -300,11 +301,54 @@ static int pending_add(parser *p, const char *district, const char *key, const c
         return 0;
 }
 
+const char *config_ref_get(const config *c, const char *key) {
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strcmp(c->refs[i].key, key) == 0)
+                        return c->refs[i].value;
+        return NULL;
+}
+
+/* Remember that key was given as raw ("@file:..." or "@credential:..."). */
+static int ref_set(config *c, const char *key, const char *raw) {
+        char *v = strdup(raw);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strcmp(c->refs[i].key, key) == 0) {
+                        free(c->refs[i].value);
+                        c->refs[i].value = v;
+                        return 0;
+                }
+        config_kv *kv = realloc(c->refs, (c->n_refs + 1) * sizeof *kv);
+        if (!kv) {
+                free(v);
+                return -ENOMEM;
+        }
+        c->refs = kv;
+        kv[c->n_refs].key = strdup(key);
+        if (!kv[c->n_refs].key) {
+                free(v);
+                return -ENOMEM;
+        }
+        kv[c->n_refs++].value = v;
+        return 0;
+}
+
 static int assign(parser *p, const char *key, const char *raw) {
         const config_key *k = config_key_find(key);
         if (k && (k->flags & CF_REFERENCE_ONLY) && strncmp(raw, "@file:", 6) != 0 &&
             strncmp(raw, "@credential:", 12) != 0)
                 return fail(p, "%s: give it as @file:PATH or @credential:NAME, not in the configuration file", key);
+
+        bool is_credential = strncmp(raw, "@credential:", 12) == 0;
+        if (is_credential || strncmp(raw, "@file:", 6) == 0) {
+                int r = ref_set(p->c, key, raw);
+                if (r < 0)
+                        return r;
+                /* CONFIG_NO_CREDENTIALS: the reference stands for the value. */
+                if (is_credential && (p->flags & CONFIG_NO_CREDENTIALS))
+                        return 0;
+        }
 
         char *value = NULL, msg[512];
         size_t len = 0;
@@ -487,14 +531,15 @@ static void parser_done(parser *p) {
                 rd_kafka_conf_destroy(p->kconf);
 }
 
-int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+static int parse_string(const char *name, const char *text, unsigned flags, config **ret, char *err,
+                        size_t err_size) {
         if (err && err_size > 0)
                 err[0] = 0;
         config *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
         atomic_init(&c->n_ref, 1);
-        parser p = {.c = c, .name = name ? name : "(string)", .err = err, .err_size = err_size};
+        parser p = {.c = c, .name = name ? name : "(string)", .err = err, .err_size = err_size, .flags = flags};
         int r = 0;
         c->path = strdup(p.name);
         char *copy = strdup(text ? text : "");
@@ -524,10 +569,10 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
                         continue;
                 bool set = k->flags & CF_BYTES ? *(uint8_t *const *)config_cfield(c, k->offset) != NULL
                                                : *(char *const *)config_cfield(c, k->offset) != NULL;
-                if (!set)
+                if (!set && !config_ref_get(c, k->name))
                         r = fail(&p, "%s is required", k->name);
         }
-        if (r >= 0 && c->pepper_len < 32)
+        if (r >= 0 && c->pepper_len < 32 && c->pepper)
                 r = fail(&p, "pepper: %zu bytes; at least 32 are needed (e.g. openssl rand -hex 32)", c->pepper_len);
         if (r >= 0)
                 r = build_profiles(&p);
@@ -544,7 +589,15 @@ out:
         return 0;
 }
 
+int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+        return parse_string(name, text, 0, ret, err, err_size);
+}
+
 int config_load(const char *path, config **ret, char *err, size_t err_size) {
+        return config_load_flags(path, 0, ret, err, err_size);
+}
+
+int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size) {
         char *text = NULL;
         size_t len = 0;
         if (!path)
@@ -560,7 +613,7 @@ int config_load(const char *path, config **ret, char *err, size_t err_size) {
                 snprintf(err, err_size, "%s: contains a NUL byte: not a configuration file", path);
                 return -EINVAL;
         }
-        r = config_parse_string(path, text, ret, err, err_size);
+        r = parse_string(path, text, flags, ret, err, err_size);
         free(text);
         if (r < 0)
                 return r;
@@ -610,6 +663,11 @@ void config_free(config *c) {
                 free(c->kafka[i].value);
         }
         free(c->kafka);
+        for (size_t i = 0; i < c->n_refs; i++) {
+                free(c->refs[i].key);
+                free(c->refs[i].value);
+        }
+        free(c->refs);
         for (size_t i = 0; i < c->n_districts; i++)
                 free(c->districts[i].district);
         free(c->districts);

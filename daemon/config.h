@@ -89,12 +89,22 @@ typedef struct config {
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
         bool insecure_allow_plaintext;  /* insecure.allow_plaintext: TLS not enforced (config_transport.c) */
+
+        config_kv *refs;                /* keys given as "@file:..." or "@credential:...", as written */
+        size_t n_refs;
 } config;
 
 /* Parse a configuration file. On failure returns a negative errno and writes
  * one line naming the file, line and key into err. Unlike config_parse_string
  * it also checks config_check_transport (-EPERM). */
 int config_load(const char *path, config **ret, char *err, size_t err_size);
+enum {
+        /* "@credential:NAME" values are not read: the reference stands for the
+         * value (--check-reload: systemd 252 hides the credentials from
+         * ExecReload=; they are restart-only anyway). */
+        CONFIG_NO_CREDENTIALS = 1 << 0,
+};
+int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size);
 /* Parse from a string (tests, fuzzing); name is used in error messages. */
 int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size);
 /* A configuration is shared by the daemon's threads: config_ref takes one more
@@ -115,6 +125,15 @@ int config_check_transport(const config *c, char *err, size_t err_size);
 /* Keys whose change needs a restart, comma-separated, into buf; "" when the
  * new configuration can be applied by SIGHUP. */
 void config_restart_needed(const config *old, const config *new, char *buf, size_t size);
+
+/* The restart-only keys as "key = value" lines, a value given as @file: or
+ * @credential: as that reference (never its content), other secrets masked:
+ * what the running daemon writes to its runtime directory at start. */
+void config_restart_write(const config *c, FILE *f);
+/* Compare c's restart-only keys with such a text: the keys that differ,
+ * comma-separated, into buf; returns 1 when some differ, 0 when none, or a
+ * negative errno. */
+int config_restart_compare(const config *c, const char *running, char *buf, size_t size);
 
 /* Write the effective values (secrets masked) as "key = value" lines. */
 void config_dump(const config *c, FILE *f);

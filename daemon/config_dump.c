@@ -1,7 +1,9 @@
 /* The configuration's output: config_dump (--check-config; secrets and the
- * password of the conninfo masked) and config_write_man (the key list of
- * allvarsd.conf(5)). */
+ * password of the conninfo masked), config_restart_write and _compare (the
+ * restart-only values for --check-reload) and config_write_man (the key list
+ * of allvarsd.conf(5)). */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,11 +156,41 @@ static bool kafka_key_secret(const char *key) {
                strstr(key, "oauthbearer.config") || strstr(key, "jaas");
 }
 
+/* One key's effective value (not a pattern), secrets masked. */
+static void dump_one(const config *c, const config_key *k, FILE *f) {
+        const void *v = config_cfield(c, k->offset);
+        switch (k->type) {
+        case CT_STRING:
+                if (strcmp(k->name, "database.conninfo") == 0 && *(char *const *)v) {
+                        char *m = conninfo_masked(*(char *const *)v);
+                        dump_value(f, m ? m : "(secret)");
+                        free(m);
+                } else
+                        dump_value(f, *(char *const *)v);
+                break;
+        case CT_SECRET: {
+                bool set = *(const void *const *)v != NULL;
+                fputs(set ? "(secret)" : "\"\"", f);
+                break;
+        }
+        case CT_BOOL: fputs(*(const bool *)v ? "true" : "false", f); break;
+        case CT_UINT: fprintf(f, "%u", *(const unsigned *)v); break;
+        case CT_SIZE: fprintf(f, "%zu", *(const size_t *)v); break;
+        case CT_ENUM:
+                if (k->flags & CF_ENUM_STRING)
+                        dump_value(f, *(char *const *)v);
+                else
+                        fputs(k->values[*(const int *)v], f);
+                break;
+        case CT_PROFILE: fputs(c->profile.name, f); break;
+        case CT_PATTERN: break;
+        }
+}
+
 void config_dump(const config *c, FILE *f) {
         char buf[1024];
         for (size_t i = 0; i < config_n_keys; i++) {
                 const config_key *k = &config_keys[i];
-                const void *v = config_cfield(c, k->offset);
                 if (k->type == CT_PATTERN) {
                         if (strcmp(k->name, "kafka.<property>") == 0)
                                 for (size_t j = 0; j < c->n_kafka; j++) {
@@ -183,34 +215,124 @@ void config_dump(const config *c, FILE *f) {
                         continue;
                 }
                 fprintf(f, "%s = ", k->name);
-                switch (k->type) {
-                case CT_STRING:
-                        if (strcmp(k->name, "database.conninfo") == 0 && *(char *const *)v) {
-                                char *m = conninfo_masked(*(char *const *)v);
-                                dump_value(f, m ? m : "(secret)");
-                                free(m);
-                        } else
-                                dump_value(f, *(char *const *)v);
-                        break;
-                case CT_SECRET: {
-                        bool set = *(const void *const *)v != NULL;
-                        fputs(set ? "(secret)" : "\"\"", f);
-                        break;
-                }
-                case CT_BOOL: fputs(*(const bool *)v ? "true" : "false", f); break;
-                case CT_UINT: fprintf(f, "%u", *(const unsigned *)v); break;
-                case CT_SIZE: fprintf(f, "%zu", *(const size_t *)v); break;
-                case CT_ENUM:
-                        if (k->flags & CF_ENUM_STRING)
-                                dump_value(f, *(char *const *)v);
-                        else
-                                fputs(k->values[*(const int *)v], f);
-                        break;
-                case CT_PROFILE: fputs(c->profile.name, f); break;
-                case CT_PATTERN: break;
-                }
+                const char *ref = config_ref_get(c, k->name);
+                if (ref && strncmp(ref, "@credential:", 12) == 0 && !*(const void *const *)config_cfield(c, k->offset) &&
+                    (k->type == CT_SECRET || k->type == CT_STRING))
+                        /* CONFIG_NO_CREDENTIALS: not read. */
+                        fprintf(f, "(%s, not read)", ref);
+                else
+                        dump_one(c, k, f);
                 fputc('\n', f);
         }
+}
+
+/* ---- what --check-reload compares (restart-only keys) ---- */
+
+/* ---- helpers of the restart record ---- */
+
+static const char *kafka_get(const config *c, const char *key) {
+        for (size_t i = 0; i < c->n_kafka; i++)
+                if (strcmp(c->kafka[i].key, key) == 0)
+                        return c->kafka[i].value;
+        return NULL;
+}
+
+static void list_add(char *buf, size_t size, const char *name) {
+        size_t n = strlen(buf);
+        if (n + 1 >= size)
+                return;
+        snprintf(buf + n, size - n, "%s%s", n ? ", " : "", name);
+}
+
+
+static void restart_line(FILE *f, const char *prefix, const char *key, const char *value) {
+        fprintf(f, "%s%s = ", prefix, key);
+        dump_value(f, value);
+        fputc('\n', f);
+}
+
+void config_restart_write(const config *c, FILE *f) {
+        for (size_t i = 0; i < config_n_keys; i++) {
+                const config_key *k = &config_keys[i];
+                if ((k->flags & CF_RELOADABLE) || k->type == CT_PATTERN)
+                        continue;
+                const char *ref = config_ref_get(c, k->name);
+                if (ref)
+                        restart_line(f, "", k->name, ref);
+                else {
+                        fprintf(f, "%s = ", k->name);
+                        dump_one(c, k, f);
+                        fputc('\n', f);
+                }
+        }
+        for (size_t i = 0; i < c->n_kafka; i++) {
+                char name[256];
+                snprintf(name, sizeof name, "kafka.%s", c->kafka[i].key);
+                const char *ref = config_ref_get(c, name);
+                restart_line(f, "kafka.", c->kafka[i].key,
+                             ref ? ref : kafka_key_secret(c->kafka[i].key) ? "(secret)" : c->kafka[i].value);
+        }
+        /* kafka.* credentials not read (CONFIG_NO_CREDENTIALS) are only references. */
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strncmp(c->refs[i].key, "kafka.", 6) == 0 && !kafka_get(c, c->refs[i].key + 6))
+                        restart_line(f, "", c->refs[i].key, c->refs[i].value);
+}
+
+/* The line of key in text ("key = value\n" lines), or NULL. */
+static const char *line_of(const char *text, const char *key, size_t key_len) {
+        for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+                if (strncmp(l, key, key_len) == 0 && strncmp(l + key_len, " = ", 3) == 0)
+                        return l;
+        return NULL;
+}
+
+static size_t line_len(const char *l) {
+        const char *e = strchr(l, '\n');
+        return e ? (size_t)(e - l) : strlen(l);
+}
+
+/* Whether the ", "-separated list in buf names key. */
+static bool list_has(const char *buf, const char *key) {
+        size_t n = strlen(key);
+        for (const char *l = buf; l && *l; l = strstr(l, ", "), l = l ? l + 2 : NULL)
+                if (strncmp(l, key, n) == 0 && (l[n] == 0 || l[n] == ','))
+                        return true;
+        return false;
+}
+
+/* Every key of a whose line is missing from b or differs there. */
+static void lines_differ(const char *a, const char *b, char *buf, size_t size) {
+        for (const char *l = a; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+                const char *eq = strstr(l, " = ");
+                size_t n = line_len(l);
+                if (!eq || (size_t)(eq - l) >= n)
+                        continue;
+                const char *o = line_of(b, l, (size_t)(eq - l));
+                if (o && line_len(o) == n && memcmp(o, l, n) == 0)
+                        continue;
+                char key[256];
+                snprintf(key, sizeof key, "%.*s", (int)(eq - l), l);
+                if (!list_has(buf, key))
+                        list_add(buf, size, key);
+        }
+}
+
+int config_restart_compare(const config *c, const char *running, char *buf, size_t size) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+                return -ENOMEM;
+        config_restart_write(c, f);
+        if (fclose(f) != 0) {
+                free(text);
+                return -ENOMEM;
+        }
+        buf[0] = 0;
+        lines_differ(running, text, buf, size);
+        lines_differ(text, running, buf, size);
+        free(text);
+        return buf[0] ? 1 : 0;
 }
 
 /* roff: a backslash is \e, a hyphen-minus \-, and a line may not start with

@@ -71,3 +71,5 @@ int config_read_file(const char *path, char **ret, size_t *ret_len);
  * line beginning with the key in err, or -ENOMEM. */
 int config_resolve_value(const char *key, const char *value, char **ret, size_t *ret_len, char *err,
                          size_t err_size);
+/* The "@file:..." or "@credential:..." that key was given as, or NULL (config.c). */
+const char *config_ref_get(const config *c, const char *key);

@@ -18,6 +18,7 @@
 
 #include "codec.h"
 #include "batch.h"
+#include "cleanup.h"
 #include "consumer.h"
 #include "kafka_conf.h"
 #include "lanes.h"
@@ -553,15 +554,14 @@ static void lane_committed(consumer *c, const lane_work *w) {
  * then re-reads every position from the database). */
 static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        batch_entry **ordered = calloc(n, sizeof *ordered);
-        store_message *msgs = calloc(n, sizeof *msgs);
-        store_offset *offs = calloc(n, sizeof *offs);
-        lane_work *work = calloc(n_lanes, sizeof *work);
-        void **args = calloc(n_lanes, sizeof *args);
-        int *rets = calloc(n_lanes, sizeof *rets);
-        int r = -ENOMEM;
+        _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
+        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
+        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
         if (!ordered || !msgs || !offs || !work || !args || !rets)
-                goto out;
+                return -ENOMEM;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -606,7 +606,7 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
 
         lanes_run(c->lanes, lane_store, args, rets);
 
-        r = 0;
+        int r = 0;
         for (unsigned k = 0; k < n_lanes; k++) {
                 if (!args[k])
                         continue;
@@ -623,14 +623,6 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         }
         if (r == 0)
                 c->backoff = 0;
-
-out:
-        free(ordered);
-        free(msgs);
-        free(offs);
-        free(work);
-        free(args);
-        free(rets);
         return r;
 }
 

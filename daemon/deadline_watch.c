@@ -235,7 +235,7 @@ static void arrs_free(pg_arr (*a)[3]) {
 
 /* Insert the alerts; mark those actually inserted (raised). */
 static int insert_alerts(pg_session *s, usec_t now, watch_alert *alerts, size_t n) {
-        _cleanup_(arrs_free) pg_arr a[3] = { { 0 } };
+        _cleanup_(arrs_free) pg_arr a[3] = { 0 };
         pg_arr_reset(&a[0], PG_OID_TEXT);
         pg_arr_reset(&a[1], PG_OID_TEXT);
         pg_arr_reset(&a[2], PG_OID_TIMESTAMPTZ);
@@ -308,25 +308,13 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
         }
         /* delivered ones have left the outbox: written once (store_rows.h) */
         store_rows_events(&rows, &ev, 0, true);
-        pg_params params[ROWS_PARAMS];
-        pg_pipe p;
-        int r = pg_pipe_begin(s, &p);
-        if (r >= 0)
-                r = store_rows_send(&rows, &p, now, params);
-        if (r >= 0)
-                r = pg_pipe_send(&p, "store_commit", NULL, 0);
-        if (r >= 0)
-                r = pg_pipe_sync(&p);
-        pg_pipe_end(&p);
-        return r;
+        return store_rows_write(&rows, s, now, true, NULL);
 }
 
 int deadline_watch_run(store *st, const config *cfg, usec_t now, deadline_watch_result *ret) {
         deadline_watch_result res = { 0 };
         pg_session *s = store_session(st);
-        int r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
-        if (r >= 0)
-                r = store_begin(st, watch_statements);
+        int r = store_rows_ready(st, watch_statements, true);
         if (r < 0)
                 return r;
 

@@ -1,7 +1,7 @@
 /* The case state machine (docs/domain.md "The case lifecycle"). Pure: given a case as
  * it is and one outcome event, the case as it becomes and what follows (feedback
  * to the police, a new scheduling request), or a rejection with a dead-letter
- * reason. No I/O; store_outcomes.c applies it in a transaction.
+ * reason. No I/O; outcome_batch.c applies it in a transaction.
  *
  *   DEFERRED ──(last of: assessment recorded, clearance received)──> ELIGIBLE
  *   ELIGIBLE ──scheduled──> SCHEDULED ──held──> HELD (closed)

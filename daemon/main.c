@@ -9,6 +9,7 @@
  * through file descriptors; every loop sleeps in poll() until something is due. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,6 +45,10 @@
 #endif
 
 #define STATUS_INTERVAL  USEC_PER_SEC
+/* In the unit's RuntimeDirectory=: the restart-only values the daemon started
+ * with, which --check-reload (ExecReload=) compares the edited file with. */
+#define RUNTIME_DIR_DEFAULT "/run/allvarsd"
+#define RESTART_RECORD "restart-only.conf"
 #define DRAIN_FLUSH_TIMEOUT (10 * USEC_PER_SEC)
 
 typedef struct manager {
@@ -80,6 +85,7 @@ static void usage(FILE *f) {
                 "Decide police referrals for allvarssamtal; see allvarsd(8).\n\n"
                 "  -c, --config PATH    configuration file (default %s)\n"
                 "      --check-config   validate the configuration, print the effective values, exit\n"
+                "      --check-reload   check the file as a reload would take it (ExecReload=), exit\n"
                 "      --migrate        apply the database migrations, then exit\n"
                 "      --schemas DIR    where the migrations are (default %s)\n"
                 "      --version        print the version and exit\n"
@@ -136,6 +142,9 @@ static int signals_setup(manager *m) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+#ifdef ALLVARSD_TEST_HOOKS
+        sigaddset(&mask, SIGUSR2);
+#endif
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return -errno;
         signal(SIGPIPE, SIG_IGN);
@@ -255,6 +264,16 @@ static void handle_signals(manager *m) {
         while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGHUP)
                         reload(m);
+#ifdef ALLVARSD_TEST_HOOKS
+                /* Test builds only (make's allvarsd-test-hooks, never installed):
+                 * the main loop hangs, for the watchdog test; the other threads
+                 * go on. */
+                else if (si.ssi_signo == SIGUSR2) {
+                        log_warning("TEST HOOK: SIGUSR2, stalling the main loop");
+                        for (;;)
+                                pause();
+                }
+#endif
                 else
                         m->stop = true;
         }
@@ -268,6 +287,11 @@ static int connect_store(manager *m) {
                 int r = store_connect(m->cfg->db_conninfo, m->cfg->db_password, &m->st, err, sizeof err);
                 if (r >= 0)
                         return 0;
+                if (r == -EACCES) {     /* refused, not unreachable: waiting cannot help */
+                        log_error("PostgreSQL refused the connection: %s. Fix db.conninfo, the password or the"
+                                  " roles (deploy/roles.sql) and start again.", err);
+                        return r;
+                }
                 snprintf(m->state, sizeof m->state, "waiting for PostgreSQL");
                 snprintf(m->last_error, sizeof m->last_error, "%s", err);
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "MESSAGE=PostgreSQL unavailable: %s; retrying in %lld ms",
@@ -380,10 +404,13 @@ static int run(manager *m) {
                 return r == -ECANCELED ? 0 : r;
         int version = 0;
         r = store_check_schema(m->st, &version);
+        if (r == -EACCES || r == -ENOENT || r == -EPROTO) {
+                log_error("%s. Fix the deployment (allvarsd --migrate as the migration owner; grants:"
+                          " deploy/roles.sql) and start again.", store_last_error(m->st));
+                return -EACCES;
+        }
         if (r < 0)
-                return log_error_errno(r, "The database schema is version %d; this allvarsd needs version %d. "
-                                          "Run allvarsd --migrate (as the migration owner) first.",
-                                       version, STORE_SCHEMA_VERSION);
+                return log_error_errno(r, "Schema check: %s", store_last_error(m->st));
 
         if (m->cfg->kafka_embedded) {
                 r = embedded_kafka_start(m);
@@ -408,7 +435,10 @@ static int run(manager *m) {
                         consumer_figures cf;
                         consumer_figures_read(m->cons, &cf);
                         if (cf.assigned_once) {
+                                /* STATUS= first, so that READY=1 is never seen with a stale one. */
                                 m->ready = true;
+                                status_update(m);
+                                m->next_status = mono + STATUS_INTERVAL;
                                 notify_ready();
                                 log_struct(LOG_NOTICE, MSGID_STARTED, "GROUP=%s", m->cfg->group_id,
                                            "MESSAGE=allvarsd %s ready: group %s, %u partition(s), profile %s",
@@ -466,21 +496,112 @@ static int run(manager *m) {
         return 0;
 }
 
+/* $RUNTIME_DIRECTORY (its first path), or where the unit puts it. */
+static const char *runtime_dir(char *buf, size_t size) {
+        const char *d = getenv("RUNTIME_DIRECTORY");
+        if (!d || !*d)
+                return RUNTIME_DIR_DEFAULT;
+        snprintf(buf, size, "%.*s", (int)strcspn(d, ":"), d);
+        return buf;
+}
+
+/* Under systemd (RUNTIME_DIRECTORY set): write the restart-only values for
+ * --check-reload. Without it, a reload check refuses, the safe way round. */
+static void restart_record_write(const config *cfg) {
+        char dbuf[PATH_MAX], path[PATH_MAX + 64], tmp[PATH_MAX + 128];
+        if (!getenv("RUNTIME_DIRECTORY"))
+                return;
+        const char *dir = runtime_dir(dbuf, sizeof dbuf);
+        snprintf(path, sizeof path, "%s/" RESTART_RECORD, dir);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "we");
+        if (!f) {
+                log_warning_errno(-errno, "Cannot write %s (systemctl reload will refuse): %m", tmp);
+                return;
+        }
+        fprintf(f, "# The restart-only values allvarsd (PID %d) started with; --check-reload compares.\n",
+                (int)getpid());
+        config_restart_write(cfg, f);
+        if (fclose(f) != 0 || rename(tmp, path) < 0) {
+                log_warning_errno(-errno, "Cannot write %s (systemctl reload will refuse): %m", path);
+                unlink(tmp);
+        }
+}
+
+static char *read_text(const char *path) {
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return NULL;
+        char *text = NULL;
+        size_t size = 0;
+        ssize_t n = getdelim(&text, &size, 0, f);
+        int e = errno;
+        fclose(f);
+        if (n < 0) {
+                free(text);
+                errno = n < 0 && e ? e : EIO;
+                return NULL;
+        }
+        return text;
+}
+
+/* --check-reload, the unit's ExecReload= before the SIGHUP: the file parses,
+ * and its restart-only values are those the running daemon started with.
+ * "@credential:" values are not read: systemd 252 mounts an inaccessible
+ * directory over /run/credentials for ExecReload= processes, and every secret
+ * is restart-only anyway: the daemon reads them again itself on SIGHUP.
+ * docs/design.md "systemd 252". */
+static int check_reload(const char *config_path) {
+        config *cfg = NULL;
+        char err[512], dbuf[PATH_MAX], path[PATH_MAX + 64], keys[1024];
+        int r = config_load_flags(config_path, CONFIG_NO_CREDENTIALS, &cfg, err, sizeof err);
+        if (r < 0) {
+                log_struct(LOG_ERR, MSGID_RELOADED, "MESSAGE=Reload refused: %s", err, NULL);
+                return EX_CONFIG;
+        }
+        snprintf(path, sizeof path, "%s/" RESTART_RECORD, runtime_dir(dbuf, sizeof dbuf));
+        char *running = read_text(path);
+        if (!running) {
+                log_struct(LOG_ERR, MSGID_RELOADED,
+                           "MESSAGE=Reload refused: cannot read what the running daemon started with, %s: %s", path,
+                           strerror(errno), NULL);
+                config_free(cfg);
+                return EX_NOINPUT;
+        }
+        r = config_restart_compare(cfg, running, keys, sizeof keys);
+        free(running);
+        if (r != 0) {
+                if (r > 0)
+                        log_struct(LOG_ERR, MSGID_RELOADED, "KEYS=%s", keys,
+                                   "MESSAGE=Reload refused: these keys need a restart (systemctl restart allvarsd): %s",
+                                   keys, NULL);
+                config_free(cfg);
+                return r > 0 ? EX_CONFIG : EX_OSERR;
+        }
+        printf("%s: OK for a reload; restart-only keys as the running daemon's; @credential: values not read "
+               "(the daemon reads them on SIGHUP)\n",
+               config_path);
+        config_free(cfg);
+        return 0;
+}
+
 int main(int argc, char **argv) {
-        enum { OPT_CHECK = 256, OPT_MIGRATE, OPT_SCHEMAS, OPT_VERSION };
+        enum { OPT_CHECK = 256, OPT_CHECK_RELOAD, OPT_MIGRATE, OPT_SCHEMAS, OPT_VERSION };
         static const struct option options[] = {
                 {"config", required_argument, NULL, 'c'},   {"check-config", no_argument, NULL, OPT_CHECK},
+                {"check-reload", no_argument, NULL, OPT_CHECK_RELOAD},
                 {"migrate", no_argument, NULL, OPT_MIGRATE}, {"schemas", required_argument, NULL, OPT_SCHEMAS},
                 {"version", no_argument, NULL, OPT_VERSION}, {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         manager m = {.config_path = CONFIG_DEFAULT_PATH, .schemas_dir = SCHEMAS_DIR, .sigfd = -1};
-        bool check = false, migrate = false;
+        bool check = false, check_reload_only = false, migrate = false;
         int c;
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'c': m.config_path = optarg; break;
                 case OPT_CHECK: check = true; break;
+                case OPT_CHECK_RELOAD: check_reload_only = true; break;
                 case OPT_MIGRATE: migrate = true; break;
                 case OPT_SCHEMAS: m.schemas_dir = optarg; break;
                 case OPT_VERSION: printf("allvarsd %s\n", ALLVARSD_VERSION); return 0;
@@ -511,6 +632,8 @@ int main(int argc, char **argv) {
                 log_error_errno(r, "Cannot load the Europe/Stockholm time zone (is tzdata installed?): %m");
                 return EX_OSFILE;
         }
+        if (check_reload_only)
+                return check_reload(m.config_path);
         char err[512];
         r = config_load(m.config_path, &m.cfg, err, sizeof err);
         if (r < 0) {
@@ -547,6 +670,7 @@ int main(int argc, char **argv) {
                 }
         } else {
                 log_effective_config(m.cfg);
+                restart_record_write(m.cfg);
                 r = run(&m);
         }
 
@@ -561,5 +685,7 @@ int main(int argc, char **argv) {
         config_free(m.cfg);
         if (m.sigfd >= 0)
                 close(m.sigfd);
-        return r < 0 ? 1 : 0;
+        /* A deployment error (a refused connection, grants, the schema): EX_CONFIG,
+         * which systemd shows; waiting or restarting cannot fix it. */
+        return r == -EACCES ? EX_CONFIG : r < 0 ? 1 : 0;
 }

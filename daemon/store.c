@@ -54,6 +54,27 @@ static int session_setup(store *s) {
         return ret;
 }
 
+/* libpq gives no SQLSTATE for a failed connection. The server's refusals
+ * (28: authentication, a role without LOGIN; 3D000: no such database) come
+ * with its FATAL message; of those, only a full server (53300) and one
+ * starting up or shutting down (57P03) are worth waiting for. Messages as
+ * PostgreSQL writes them with lc_messages in English (C or en_*): under
+ * another language a refusal is waited for like an outage, as before. */
+static bool refused_by_server(PGconn *c) {
+        if (PQconnectionNeedsPassword(c))
+                return true;
+        const char *m = PQerrorMessage(c);
+        if (!m || !strstr(m, "FATAL:"))
+                return false;
+        static const char *const transient[] = { "too many", "remaining connection slots",
+                                                 "starting up", "shutting down", "recovery mode",
+                                                 "not yet accepting connections" };
+        for (size_t i = 0; i < sizeof transient / sizeof *transient; i++)
+                if (strstr(m, transient[i]))
+                        return false;
+        return true;
+}
+
 int store_connect(const char *conninfo, const char *password, store **ret, char *err, size_t err_size) {
         store *s = calloc(1, sizeof *s);
         if (!s) {
@@ -89,8 +110,9 @@ int store_connect(const char *conninfo, const char *password, store **ret, char 
         char buf[200];
         if (!pg_connected(&s->pg)) {
                 snprintf(err, err_size, "%s", pg_conn_message(&s->pg, buf, sizeof buf));
+                bool refused = s->pg.conn && refused_by_server(s->pg.conn);
                 store_free(s);
-                return -ECONNREFUSED;
+                return refused ? -EACCES : -ECONNREFUSED;
         }
         int r = session_setup(s);
         if (r < 0) {

@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "pg.h"
 
@@ -20,7 +19,9 @@
 typedef struct store store;
 
 /* Connect with a libpq conninfo string (password merged in when given).
- * Returns 0, or -ECONNREFUSED with a one-line reason in err. */
+ * Returns 0, or with a one-line reason in err: -EACCES when the server
+ * refused (authentication, no such role or database: the deployment),
+ * -ECONNREFUSED when it could not be reached or was busy (retry). */
 int store_connect(const char *conninfo, const char *password, store **ret, char *err, size_t err_size);
 void store_free(store *s);
 bool store_connected(const store *s);

@@ -100,7 +100,7 @@ static void produce(fixture *fx, const void *p, size_t len) {
 /* A valid referral GAP-<n> (a child of 12, a suspected crime), produced and
  * flushed on its own: one message set in the mock's log. */
 static void produce_referral(fixture *fx, int n, bool flush) {
-        PoliceReferral r = ALLVARSSAMTAL__V1__POLICE_REFERRAL__INIT;
+        Allvarssamtal__V1__PoliceReferral r = ALLVARSSAMTAL__V1__POLICE_REFERRAL__INIT;
         Allvarssamtal__V1__Person subject = ALLVARSSAMTAL__V1__PERSON__INIT;
         Google__Protobuf__Timestamp reported = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
         Allvarssamtal__V1__Concern concern = ALLVARSSAMTAL__V1__CONCERN__CONCERN_SUSPECTED_CRIME;

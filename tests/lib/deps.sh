@@ -21,7 +21,10 @@
 #   openjdk-17-jre-headless maven ca-certificates
 #                                       the real Apache Kafka broker for end-to-end tests: Java 17
 #                                       runs it, maven fetches its jars from Maven Central (HTTPS)
-#   systemd                             systemd-analyze (unit checks), the runtime of the service
+#   systemd                             systemd-analyze (unit checks), the runtime of the service, and
+#                                       the systemd 252 the e2e tests boot in a namespace (tests/lib/systemd.bash)
+#   debhelper dpkg-dev lintian apt      make deb (dpkg-buildpackage, dh compat 13 with dh_installsysusers)
+#                                       and its lintian check; apt installs the package in tests/e2e/systemd-deb.bats
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 set -euo pipefail
@@ -37,6 +40,7 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
+        debhelper dpkg-dev lintian apt
 )
 
 missing=()

@@ -406,6 +406,94 @@ static void test_restart_needed(void **state) {
         config_free(a);
 }
 
+static char *restart_record(const config *c) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+        assert_non_null(f);
+        config_restart_write(c, f);
+        fclose(f);
+        return out;
+}
+
+/* --check-reload: the file parsed without reading credentials, compared with
+ * what the running daemon (which read them) wrote at start. */
+static void test_restart_record(void **state) {
+        (void)state;
+        char dir[128], path[256], buf[512], text[1024];
+        snprintf(dir, sizeof dir, "%s/creds-reload", tmpdir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        snprintf(path, sizeof path, "%s/pepper", dir);
+        write_file(path, "ppppppppppppppppppppppppppppppppppppppppp", 40);
+        snprintf(path, sizeof path, "%s/db", dir);
+        write_file(path, "the-db-password\n", 16);
+        const char *running_text = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+                                   "database.password = @credential:db\npepper = @credential:pepper\n"
+                                   "kafka.bootstrap.servers = k1:9092\nkafka.sasl.password = @credential:kp\n"
+                                   "topics.alerts = a1\nprofile.name = stockholm-2019\n";
+        /* The daemon: credentials read. */
+        setenv("CREDENTIALS_DIRECTORY", dir, 1);
+        snprintf(path, sizeof path, "%s/kp", dir);
+        write_file(path, "kafka-secret", 12);
+        config *running = NULL;
+        assert_int_equal(config_parse_string("t.conf", running_text, &running, err, sizeof err), 0);
+        char *record = restart_record(running);
+        /* References, never contents; reloadable keys left out. */
+        assert_null(strstr(record, "the-db-password"));
+        assert_null(strstr(record, "kafka-secret"));
+        assert_null(strstr(record, "pppp"));
+        assert_non_null(strstr(record, "database.password = @credential:db\n"));
+        assert_non_null(strstr(record, "pepper = @credential:pepper\n"));
+        assert_non_null(strstr(record, "kafka.sasl.password = @credential:kp\n"));
+        assert_non_null(strstr(record, "topics.alerts = a1\n"));
+        assert_null(strstr(record, "profile.name"));
+        unsetenv("CREDENTIALS_DIRECTORY");
+
+        /* The check: no credentials directory at all, same file: nothing differs. */
+        snprintf(path, sizeof path, "%s/t.conf", tmpdir);
+        write_file(path, running_text, strlen(running_text));
+        config *c = NULL;
+        assert_int_equal(config_load(path, &c, err, sizeof err), -EINVAL);
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
+        assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 0);
+        assert_string_equal(buf, "");
+        config_free(c);
+
+        /* A reloadable change passes; restart-only changes are named, added and removed keys too. */
+        snprintf(text, sizeof text, "%s%s", running_text, "profile.name = ds-2024-30\nbatch.max_messages = 7\n");
+        write_file(path, text, strlen(text));
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
+        assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 0);
+        config_free(c);
+        snprintf(text, sizeof text, "%s%s", running_text,
+                 "topics.alerts = a2\npepper = @credential:pepper2\nkafka.linger.ms = 5\nbatch.connections = 3\n");
+        write_file(path, text, strlen(text));
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
+        assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
+        assert_string_equal(buf, "topics.alerts, pepper, batch.connections, kafka.linger.ms");
+        config_free(c);
+        const char *no_sasl = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+                              "database.password = @credential:db\npepper = @credential:pepper\n"
+                              "kafka.bootstrap.servers = k1:9092\ntopics.alerts = a1\n";
+        write_file(path, no_sasl, strlen(no_sasl));
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
+        assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
+        assert_string_equal(buf, "kafka.sasl.password");
+        config_free(c);
+
+        /* Still checked without credentials: a broken value, a missing required key. */
+        snprintf(text, sizeof text, "%s%s", running_text, "profile.name = nope\n");
+        write_file(path, text, strlen(text));
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "unknown profile \"nope\""));
+        const char *no_pepper = "database.conninfo = host=db\n";
+        write_file(path, no_pepper, strlen(no_pepper));
+        assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "pepper is required"));
+        free(record);
+        config_free(running);
+}
+
 static char *dump(const config *c) {
         char *out = NULL;
         size_t len = 0;
@@ -745,6 +833,7 @@ int main(void) {
                 cmocka_unit_test(test_profiles),
                 cmocka_unit_test(test_district_profiles),
                 cmocka_unit_test(test_restart_needed),
+                cmocka_unit_test(test_restart_record),
                 cmocka_unit_test(test_dump_masks_secrets),
                 cmocka_unit_test(test_dump_reads_back),
                 cmocka_unit_test(test_load_file),
