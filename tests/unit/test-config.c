@@ -427,9 +427,11 @@ static void test_restart_record(void **state) {
         write_file(path, "ppppppppppppppppppppppppppppppppppppppppp", 40);
         snprintf(path, sizeof path, "%s/db", dir);
         write_file(path, "the-db-password\n", 16);
-        const char *running_text = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+        const char *running_text = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime"
+                                   " sslmode=verify-full\n"
                                    "database.password = @credential:db\npepper = @credential:pepper\n"
-                                   "kafka.bootstrap.servers = k1:9092\nkafka.sasl.password = @credential:kp\n"
+                                   "kafka.bootstrap.servers = k1:9092\nkafka.security.protocol = SASL_SSL\n"
+                                   "kafka.sasl.password = @credential:kp\n"
                                    "topics.alerts = a1\nprofile.name = stockholm-2019\n";
         /* The daemon: credentials read. */
         setenv("CREDENTIALS_DIRECTORY", dir, 1);
@@ -472,9 +474,10 @@ static void test_restart_record(void **state) {
         assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
         assert_string_equal(buf, "topics.alerts, pepper, batch.connections, kafka.linger.ms");
         config_free(c);
-        const char *no_sasl = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+        const char *no_sasl = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime sslmode=verify-full\n"
                               "database.password = @credential:db\npepper = @credential:pepper\n"
-                              "kafka.bootstrap.servers = k1:9092\ntopics.alerts = a1\n";
+                              "kafka.bootstrap.servers = k1:9092\nkafka.security.protocol = SASL_SSL\n"
+                              "topics.alerts = a1\n";
         write_file(path, no_sasl, strlen(no_sasl));
         assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
         assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
