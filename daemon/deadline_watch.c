@@ -302,7 +302,8 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
                 case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE:
                         res->assessment_overdue++;
                         break;
-                case ALERT_PARTITION_GAP:       /* the consumer's, not the watch's */
+                case ALERT_PARTITION_GAP:       /* the consumer's and the relay's, not the watch's */
+                case ALERT_EVENT_UNDELIVERABLE:
                         break;
                 }
         }

@@ -30,3 +30,30 @@ BEGIN
         END IF;
 END
 $$;
+
+-- Events the brokers refuse for good (larger than they accept): the relay
+-- takes the row out of the outbox (so that the case's later events go on),
+-- keeps its record here without the payload, and writes a DeadLetter and an
+-- EVENT_UNDELIVERABLE alert of the case in its place (relay_dead.c).
+CREATE TABLE allvarsd.outbox_undeliverable (
+        id              bigint PRIMARY KEY,     -- the outbox row's id
+        event_id        uuid NOT NULL,
+        topic           text NOT NULL,
+        key             text NOT NULL,
+        ce_type         text NOT NULL,
+        payload_bytes   integer NOT NULL,
+        created_at      timestamptz NOT NULL,
+        failed_at       timestamptz NOT NULL,
+        error           text NOT NULL           -- librdkafka's error name, e.g. MSG_SIZE_TOO_LARGE
+);
+
+DO $$
+BEGIN
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
+                GRANT SELECT, INSERT ON allvarsd.outbox_undeliverable TO allvarsd_runtime;
+        END IF;
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
+                GRANT SELECT ON allvarsd.outbox_undeliverable TO allvarsd_operator;
+        END IF;
+END
+$$;
