@@ -117,7 +117,7 @@ static void test_capped_and_deduplicated(void **state) {
         contacts c = { 0 };
         static Allvarssamtal__V1__Guardian g[32];
         static Allvarssamtal__V1__Guardian *gp[32];
-        static char names[32][32];
+        static char names[32][64];
         int dropped = 0;
         for (int round = 0; round < 19; round++) {
                 for (int i = 0; i < 32; i++) {
