@@ -256,6 +256,7 @@ committed_is() {
         [[ $output == *"transport"*"insecure.allow_plaintext = true"* ]]
         run "$BUILD/allvarsctl" status --config "$T/a.conf" --json
         [[ $(jq -r .summary.transport <<<"$output") == "insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced" ]]
+}
 
 # deploy_documented: $DB made again the documented way (roles.sql, migrations as
 # allvarsd_owner) and $T/rt.conf for the daemon as allvarsd_runtime.
