@@ -2,6 +2,8 @@
 # The built daemon as a process against a real Apache Kafka broker (KRaft, from
 # the Maven Central jars: tests/lib/kafka.sh) and a real PostgreSQL server.
 
+bats_require_minimum_version 1.5.0
+
 load ../lib/daemon.bash
 
 setup() {
