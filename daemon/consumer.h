@@ -49,5 +49,12 @@ typedef rd_kafka_error_t *(*consumer_seek_fn)(void *arg, rd_kafka_topic_partitio
 void consumer_set_seek_fault(consumer *c, consumer_seek_fn fn, void *arg);
 rd_kafka_t *consumer_kafka(consumer *c);
 
-void consumer_reconfigure(consumer *c, const config *cfg);
+/* Apply a reloaded configuration between two batches: batch.max_messages,
+ * batch.max_wait_ms and the limits take effect with the next batch (the batch
+ * array grows when needed). -ENOMEM when it could not grow: the batches then
+ * keep their old size, the rest applies. */
+int consumer_reconfigure(consumer *c, const config *cfg);
 void consumer_figures_read(const consumer *c, consumer_figures *ret);
+/* Per-partition positions and lag, partitions assigned and the database's
+ * availability into the metrics registry (metrics.h); the consumer's thread. */
+void consumer_metrics_publish(consumer *c);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "pg.h"
 
 /* ---- errors ---- */
@@ -22,6 +23,7 @@ static void trim_end(char *p) {
                 p[--n] = 0;
 }
 
+static int vfail(pg_session *s, int err, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static int vfail(pg_session *s, int err, const char *fmt, va_list ap) {
         vsnprintf(s->error, sizeof s->error, fmt, ap);
         one_line(s->error);
@@ -76,7 +78,7 @@ static int errno_of(const char *state) {
         return -EIO;
 }
 
-int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
+static int fail_result(pg_session *s, const char *what, const PGresult *r) {
         const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         if (!state)
                 state = "";
@@ -99,6 +101,14 @@ int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
                          : pg_fail(s, err, "%s: %s", what, primary);
         snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state);
         snprintf(s->failed, sizeof s->failed, "%s", what);
+        return ret;
+}
+
+/* Every failure is counted by its class, and kept as the class's last error
+ * (metrics.h: the metrics and the instance's heartbeat). */
+int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
+        int ret = fail_result(s, what, r);
+        metrics_database_error(sqlstate_classify(s->sqlstate), s->error);
         return ret;
 }
 

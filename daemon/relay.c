@@ -46,8 +46,11 @@
 #include "log.h"
 #include "pg.h"
 #include "kafka_conf.h"
+#include "metrics.h"
+#include "metrics_kafka.h"
 #include "relay.h"
 #include "relay_dead.h"
+#include "sqlstate.h"
 
 #define RECONNECT_MIN (100 * 1000)
 #define RECONNECT_MAX (30 * USEC_PER_SEC)
@@ -65,6 +68,8 @@ typedef struct flight_link {
 typedef struct flight {
         flight_link link;               /* first: a flight_link * is its flight * */
         int64_t id;
+        usec_t created;                 /* the outbox row's created_at (realtime) */
+        int topic;                      /* metrics_topic, or -1 */
         char key[];
 } flight;
 
@@ -193,6 +198,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         usec_t mono = clock_monotonic();
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 r->fig.published++;
+                metrics_inc(M_EVENTS_PUBLISHED, (unsigned)f->topic);
+                metrics_observe(H_PUBLISH_LATENCY, (double)(clock_realtime() - f->created) / USEC_PER_SEC);
                 delivered_push(r, f->id);
                 key_blocks_delivered(&r->blocks, f->key, mono);
         } else if (relay_dead_error(m->err)) {
@@ -200,6 +207,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         } else {
                 /* Kept unsent; the key waits so the case's later rows do not overtake it. */
                 r->fig.failed++;
+                metrics_inc(M_EVENT_DELIVERY_FAILURES, (unsigned)f->topic);
                 key_blocks_hold(&r->blocks, f->key, mono);
                 /* It may be stored all the same (POSSIBLY_PERSISTED, docs/design.md "The producer"): the
                  * retry then duplicates it under the same ce_id, never loses it. */
@@ -284,6 +292,8 @@ static int producer_new(relay *r, char *err, size_t err_size) {
             (ret = kafka_conf_set(conf, "log.queue", "true", err, err_size)) < 0)
                 goto fail;
         if (r->bootstrap && (ret = kafka_conf_set(conf, "bootstrap.servers", r->bootstrap, err, err_size)) < 0)
+                goto fail;
+        if ((ret = metrics_kafka_enable(conf, MC_PRODUCER, r->cfg, err, err_size)) < 0)
                 goto fail;
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_conf_set_error_cb(conf, on_error);
@@ -424,6 +434,8 @@ static void pg_advance(relay *r) {
 /* A failed statement: the connection's end, or an error of the statement. */
 static int pg_failed(relay *r, PGresult *res, const char *what) {
         set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
+        metrics_database_error(sqlstate_classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL),
+                               r->fig.last_error);
         if (res)
                 PQclear(res);
         if (PQstatus(r->pg) == CONNECTION_BAD) {
@@ -550,6 +562,7 @@ static int produce_row(relay *r, PGresult *res, int i) {
         usec_t ce_time = be64(PQgetvalue(res, i, 5)) + PG_EPOCH_USEC;
         const char *payload = PQgetvalue(res, i, 6);
         size_t len = (size_t)PQgetlength(res, i, 6);
+        usec_t created = be64(PQgetvalue(res, i, 7)) + PG_EPOCH_USEC;
 
         char time[RFC3339_MAX];
         clock_format_rfc3339(ce_time, time);
@@ -558,6 +571,8 @@ static int produce_row(relay *r, PGresult *res, int i) {
         if (!f)
                 return 1;
         f->id = id;
+        f->created = created;
+        f->topic = metrics_topic_of(topic);
         memcpy(f->key, key, key_len + 1);
 
         const char *source = r->cfg->event_source ? r->cfg->event_source : "urn:allvarsd";
@@ -613,7 +628,7 @@ static int publish(relay *r, usec_t mono) {
         pg_params_int4(&p, (int32_t)limit);
         /* No "id > last": a lower id that commits late is still unsent here. */
         PGresult *res = exec_params(r,
-                                    "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
+                                    "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at "
                                     "FROM allvarsd.outbox "
                                     "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
                                     "ORDER BY id LIMIT $3::integer",

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgconn.h"
 #include "store.h"
 
 struct store {
@@ -54,27 +55,6 @@ static int session_setup(store *s) {
         return ret;
 }
 
-/* libpq gives no SQLSTATE for a failed connection. The server's refusals
- * (28: authentication, a role without LOGIN; 3D000: no such database) come
- * with its FATAL message; of those, only a full server (53300) and one
- * starting up or shutting down (57P03) are worth waiting for. Messages as
- * PostgreSQL writes them with lc_messages in English (C or en_*): under
- * another language a refusal is waited for like an outage, as before. */
-static bool refused_by_server(PGconn *c) {
-        if (PQconnectionNeedsPassword(c))
-                return true;
-        const char *m = PQerrorMessage(c);
-        if (!m || !strstr(m, "FATAL:"))
-                return false;
-        static const char *const transient[] = { "too many", "remaining connection slots",
-                                                 "starting up", "shutting down", "recovery mode",
-                                                 "not yet accepting connections" };
-        for (size_t i = 0; i < sizeof transient / sizeof *transient; i++)
-                if (strstr(m, transient[i]))
-                        return false;
-        return true;
-}
-
 int store_connect(const char *conninfo, const char *password, store **ret, char *err, size_t err_size) {
         store *s = calloc(1, sizeof *s);
         if (!s) {
@@ -106,15 +86,19 @@ int store_connect(const char *conninfo, const char *password, store **ret, char 
         values[k++] = "UTF8";
         keys[k] = values[k] = NULL;
 
-        s->pg.conn = PQconnectdbParams(keys, values, 1);
-        char buf[200];
-        if (!pg_connected(&s->pg)) {
-                snprintf(err, err_size, "%s", pg_conn_message(&s->pg, buf, sizeof buf));
-                bool refused = s->pg.conn && refused_by_server(s->pg.conn);
+        /* A refusal keeps the server's SQLSTATE (pgconn.h): a wrong password
+         * or a missing database is the deployment's, not an outage. */
+        char state[6], buf[400];
+        int r = pgconn_open(keys, values, 10, &s->pg.conn, state, buf, sizeof buf);
+        if (r < 0) {
+                if (state[0])
+                        snprintf(err, err_size, "%s (SQLSTATE %s)", buf, state);
+                else
+                        snprintf(err, err_size, "%s", buf);
                 store_free(s);
-                return refused ? -EACCES : -ECONNREFUSED;
+                return r == -EACCES ? r : -ECONNREFUSED;
         }
-        int r = session_setup(s);
+        r = session_setup(s);
         if (r < 0) {
                 snprintf(err, err_size, "%s", s->pg.error);
                 store_free(s);

@@ -18,10 +18,11 @@
 
 typedef struct store store;
 
-/* Connect with a libpq conninfo string (password merged in when given).
- * Returns 0, or with a one-line reason in err: -EACCES when the server
- * refused (authentication, no such role or database: the deployment),
- * -ECONNREFUSED when it could not be reached or was busy (retry). */
+/* Connect with a libpq conninfo string (password merged in when given),
+ * waiting at most 10 s. Returns 0; -EACCES when the server refused for a
+ * reason of the deployment (sqlstate.h: a wrong password, an unknown role or
+ * database), -ECONNREFUSED otherwise; a one-line reason in err, ending in
+ * "(SQLSTATE XXXXX)" when the server gave one (sqlstate_in_text). */
 int store_connect(const char *conninfo, const char *password, store **ret, char *err, size_t err_size);
 void store_free(store *s);
 bool store_connected(const store *s);

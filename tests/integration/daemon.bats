@@ -33,6 +33,11 @@ committed_is() {
         wait_for 60 decided_at_least "$want"
         wait_for 30 outbox_drained
         check_exactly_once "$T/ids1"
+        # As deployed: every session of the daemon (batches, relay, jobs) is the
+        # runtime role's, and the schema is the owner's.
+        [[ $(sql "select string_agg(distinct usename, ',') from pg_stat_activity
+                  where datname = current_database() and application_name like 'allvarsd%'") == allvarsd_runtime ]]
+        [[ $(sql "select nspowner::regrole from pg_namespace where nspname = 'allvarsd'") == allvarsd_owner ]]
         # The partition moved past the poison: the stored positions cover every message.
         total=$(wc -l < "$T/ids1")
         [[ $(sql "select sum(next_offset) from allvarsd.consumer_offsets where topic='police.referrals.v1'") -eq $total ]]
@@ -174,7 +179,7 @@ committed_is() {
 
 @test "refuses to run on a schema it does not know" {
         sql "insert into allvarsd.schema_migrations (version, name, sha256, applied_at) values (999, 'future', '', now())"
-        run "$BUILD/allvarsd" --config "$T/a.conf"
+        run deployed_run "$T/a.conf" "$BUILD/allvarsd" --config "$T/a.conf"
         [[ $status -ne 0 ]]
         [[ $output == *"schema"* ]]
 }

@@ -27,6 +27,7 @@
 #include "consumer.h"
 #include "harness.h"
 #include "log.h"
+#include "metrics.h"
 
 #define TOPIC "police.referrals.v1"
 #define T0 ((usec_t)1741593600 * USEC_PER_SEC) /* 2025-03-10T08:00:00Z */
@@ -53,6 +54,7 @@ static int setup(void **state) {
         harness_mock_topic(fx->mock, TOPIC, 1);
         harness_mock_topic(fx->mock, "allvarssamtal.outcomes.v1", 1);
         clock_source_init(&fx->clk, NULL);
+        metrics_set_topic(MT_REFERRALS, TOPIC);
         return 0;
 }
 
@@ -248,6 +250,7 @@ static void test_data_gone_is_a_gap(void **state) {
         consumer_figures f = figures(fx);
         assert_int_equal(f.gaps_lost, 1);
         assert_int_equal(f.offsets_lost, 4);
+        assert_int_equal(metrics_counter_value(M_PARTITION_GAPS, MT_REFERRALS), 1);     /* allvarsd_partition_gaps_total */
         /* What came after the gap flowed: junk dead-lettered, the referral decided. */
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'GAP-14'"), 1);
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.dead_letters"), 5);
