@@ -189,12 +189,13 @@ committed_is() {
         # stands between the daemon and a process of that same user.
         source "$ROOT/tests/lib/common.sh"
         user=$(allvars_test_user)
+        creds=$(deployed_credentials "$(deployed_conf_role "$T/a.conf")")
         D=$(mktemp -d)
-        cp "$T/pepper" "$D/pepper"
-        sed "s|@file:$T/pepper|@file:$D/pepper|" "$T/a.conf" > "$D/a.conf"
+        cp "$T/a.conf" "$D/a.conf"
+        cp -r "$creds" "$D/creds"
         chown -R "$user" "$D"
-        setpriv --reuid="$user" --regid="$user" --clear-groups "$BUILD/allvarsd" --config "$D/a.conf" \
-                >> "$T/a.log" 2>&1 &
+        CREDENTIALS_DIRECTORY=$D/creds setpriv --reuid="$user" --regid="$user" --clear-groups \
+                "$BUILD/allvarsd" --config "$D/a.conf" >> "$T/a.log" 2>&1 &
         DAEMON_PIDS[a]=$!
         daemon_ready a
         pid=$(daemon_pid a)
@@ -232,22 +233,21 @@ committed_is() {
 
 @test "TLS enforced: a remote server without verified TLS is refused; insecure.allow_plaintext warns and shows" {
         # Refused before anything is contacted: PostgreSQL, then Kafka, then a verification turned off.
-        grep -v '^database.conninfo' "$T/a.conf" > "$T/remote.conf"
-        echo "database.conninfo = host=192.0.2.1 dbname=allvarsd sslmode=require" >> "$T/remote.conf"
-        run "$BUILD/allvarsd" --config "$T/remote.conf"
+        creds=$(deployed_credentials "$(deployed_conf_role "$T/a.conf")")
+        daemon_conf r "database.conninfo = host=192.0.2.1 dbname=allvarsd user=allvarsd_runtime sslmode=require"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --config "$T/r.conf"
         [[ $status -ne 0 ]]
         [[ $output == *"sslmode=verify-full"*"insecure.allow_plaintext"* ]]
         daemon_conf k "kafka.bootstrap.servers = broker.example.org:9092"
-        sed -i '0,/^kafka.bootstrap.servers/{/^kafka.bootstrap.servers/d}' "$T/k.conf"
-        run "$BUILD/allvarsd" --check-config --config "$T/k.conf"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --check-config --config "$T/k.conf"
         [[ $status -ne 0 ]]
         [[ $output == *"kafka.security.protocol"* ]]
         daemon_conf v "kafka.enable.ssl.certificate.verification = false"
-        run "$BUILD/allvarsctl" status --config "$T/v.conf"
+        run ctl_as_operator v status
         [[ $status -ne 0 ]]
         [[ $output == *"certificates"* ]]
         daemon_conf n "kafka.ssl.endpoint.identification.algorithm = none"
-        run "$BUILD/allvarsd" --check-config --config "$T/n.conf"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --check-config --config "$T/n.conf"
         [[ $status -ne 0 ]]
         [[ $output == *"host names"* ]]
 
@@ -256,10 +256,12 @@ committed_is() {
         daemon_start a
         daemon_ready a
         grep -q 'warning insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka is not enforced' "$T/a.log"
-        run "$BUILD/allvarsctl" status --config "$T/a.conf"
-        [[ $status -eq 0 ]]
+        # (The configuration's flag, the test's superuser connection.)
+        db="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsctl" status --config "$T/a.conf" --database "$db"
+        [[ $status -eq 0 ]] || { echo "$output"; false; }
         [[ $output == *"transport"*"insecure.allow_plaintext = true"* ]]
-        run "$BUILD/allvarsctl" status --config "$T/a.conf" --json
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsctl" status --config "$T/a.conf" --database "$db" --json
         [[ $(jq -r .summary.transport <<<"$output") == "insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced" ]]
 }
 
