@@ -605,6 +605,46 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The key rule (docs/contract.md "Keys and ids"): an outcome's Kafka key is its
+ * case's id, so that all of a case's events are on one partition, in order.
+ * Another key is a dead letter on the first message of a misconfigured producer,
+ * not a reordering weeks later. */
+static bool outcome_key_ok(const CaseOutcome *o, const rd_kafka_message_t *km, codec_error *err) {
+        int r = ids_outcome_key_check(o->case_id, o->referral_id, km->key, km->key_len);
+        if (r == 0)
+                return true;
+        if (r == -EBADMSG) {
+                err->reason = DLR_WRONG_KEY;
+                snprintf(err->detail, sizeof err->detail, "the key is not the case id %s",
+                         *o->case_id ? "of case_id" : "computed from referral_id");
+        } else {
+                err->reason = DLR_INVALID_FIELD;
+                snprintf(err->detail, sizeof err->detail, "case_id and referral_id name different cases");
+        }
+        return false;
+}
+
+/* What the producer knows message km by, for its dead letter (DeadLetter's
+ * source_* fields) and a replay: its key, its headers, and its own id, also when
+ * it failed validation (then read into id). */
+static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, const codec_outcome *out,
+                      const codec_referral *ref, store_message *m, char id[static CODEC_ID_MAX + 1]) {
+        m->key = km->key;
+        m->key_len = km->key ? km->key_len : 0;
+        rd_kafka_headers_t *h = NULL;
+        m->headers = rd_kafka_message_headers(km, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? h : NULL;
+        if (out)
+                m->source_event_id = codec_outcome_msg(out)->event_id;
+        else if (ref)
+                m->source_event_id = codec_referral_msg(ref)->referral_id;
+        else {
+                codec_message_id(outcomes ? &allvarssamtal__v1__case_outcome__descriptor
+                                          : &allvarssamtal__v1__police_referral__descriptor,
+                                 km->payload, km->len, c->cfg->max_message_bytes, id);
+                m->source_event_id = id[0] ? id : NULL;
+        }
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -614,12 +654,13 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         unsigned n_lanes = lanes_count(c->lanes);
         _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
         _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
         _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
         _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
         _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
         _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
-        if (!ordered || !msgs || !offs || !ts || !work || !args || !rets)
+        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets)
                 return -ENOMEM;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
@@ -639,12 +680,14 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
                         m->payload = km->payload;
                         m->len = km->len;
                         ts[i] = rd_kafka_message_timestamp(km, NULL);
-                        if (ordered[i]->outcome)
-                                m->case_outcome = codec_outcome_msg(ordered[i]->outcome);
-                        else if (ordered[i]->referral)
-                                m->referral = codec_referral_msg(ordered[i]->referral);
-                        else
-                                m->error = &ordered[i]->error;
+                        batch_entry *e = ordered[i];
+                        if (e->outcome && outcome_key_ok(codec_outcome_msg(e->outcome), km, &e->error))
+                                m->case_outcome = codec_outcome_msg(e->outcome);
+                        else if (e->referral)
+                                m->referral = codec_referral_msg(e->referral);
+                        if (!m->referral && !m->case_outcome)
+                                m->error = &e->error;
+                        source_of(c, km, outcomes, e->outcome, e->referral, m, ids[i]);
 
                         store_offset *o = NULL;
                         for (size_t j = first_off; j < n_offs; j++)

@@ -44,8 +44,8 @@ static const char SQL_HEARTBEAT[] =
         "  DELETE FROM allvarsd.instances WHERE heartbeat_at < now() - interval '" INSTANCES_FORGET_AFTER "')"
         " INSERT INTO allvarsd.instances (instance_id, host, pid, version, started_at, heartbeat_at, relay_active,"
         "   partitions, decided, dead_lettered, error_transient, error_data, error_deployment, error_other)"
-        " VALUES ($1, $2, $3::integer, $4, " SQL_TS("$5") ", now(), $6::boolean, $7::integer, $8::bigint,"
-        "   $9::bigint, nullif($10, ''), nullif($11, ''), nullif($12, ''), nullif($13, ''))"
+        " VALUES ($1::text, $2::text, $3::integer, $4::text, " SQL_TS("$5") ", now(), $6::boolean, $7::integer, $8::bigint,"
+        "   $9::bigint, nullif($10::text, ''), nullif($11::text, ''), nullif($12::text, ''), nullif($13::text, ''))"
         " ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL,"
         "   relay_active = EXCLUDED.relay_active, partitions = EXCLUDED.partitions, decided = EXCLUDED.decided,"
         "   dead_lettered = EXCLUDED.dead_lettered, error_transient = EXCLUDED.error_transient,"
@@ -70,7 +70,7 @@ int instances_stopped(store *st, const instance_self *self) {
         const char *params[1] = {self->id};
         return exec_params(st, "instance stopped",
                            "UPDATE allvarsd.instances SET stopped_at = now(), relay_active = false"
-                           " WHERE instance_id = $1",
+                           " WHERE instance_id = $1::text",
                            1, params, NULL);
 }
 

@@ -46,6 +46,15 @@
  *       before; this corrects it. The reason is the store's business (audit
  *       detail only); it never reaches the result. From a closed state, and
  *       NOT_ELIGIBLE over a referral that is NOT_ELIGIBLE already: illegal.
+ *   PROTECTIVE_ASSESSMENT_RECORDED(do_not_summon): the assessment found that
+ *       summoning the family would put the child at risk: the case goes to
+ *       MANUAL_REVIEW (a social worker decides how to go on), no summons.
+ * Withdrawals (docs/contract.md "Requests and withdrawals"): a scheduling request is in force
+ * while the case is ELIGIBLE or SCHEDULED. A change that leaves those states
+ * withdraws it, with the reason: CANCELLED, FAMILY_DECLINED, HELD, NOT_ELIGIBLE
+ * (an override), ON_HOLD (an override to DEFERRED or MANUAL_REVIEW),
+ * PROTECTIVE_ASSESSMENT (do_not_summon). The store publishes the withdrawal in
+ * the transaction of the change, at the case's new revision.
  * Anything else is illegal: DLR_ILLEGAL_TRANSITION with a detail such as
  * "CONVERSATION_HELD not allowed in state DEFERRED" (codes only, never data).
  * Pending flags (awaiting_*) stay as they were when a case closes: they say
@@ -214,6 +223,7 @@ static void deferral_resolved(lifecycle_result *r, const profile *p, usec_t at) 
         c->deadline_kind = deadline_kind_of(c, p);
         r->action = "BECAME_ELIGIBLE";
         r->send_scheduling = true;
+        r->scheduling_kind = SCHEDULING_DEFERRAL_RESOLVED;
 }
 
 static void apply_override(lifecycle_result *r, const case_state *before, const CaseOutcome *ev,
@@ -252,6 +262,7 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
                         c->deadline_kind = deadline_kind_of(before, p);
                 }
                 r->send_scheduling = true;
+                r->scheduling_kind = SCHEDULING_OVERRIDDEN;
                 break;
         case OUTCOME_DEFERRED:
                 c->state = CASE_DEFERRED;
@@ -313,6 +324,15 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 c->awaiting_assessment = false;
                 c->protective_assessment_due = 0;
                 r->action = "ASSESSMENT_RECORDED";
+                if (ev->protective_assessment_recorded && ev->protective_assessment_recorded->do_not_summon) {
+                        /* No summons: a social worker decides; the deadline is kept as
+                         * with an override to MANUAL_REVIEW. */
+                        c->state = CASE_MANUAL_REVIEW;
+                        c->outcome = OUTCOME_MANUAL_REVIEW;
+                        c->scheduled_at = 0;
+                        c->police_attending = false;
+                        return;
+                }
                 deferral_resolved(r, p, at);
                 return;
         case OUTCOME_KIND_CLEARED:
@@ -365,6 +385,7 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 r->action = "CONTACT_SUPPLIED";
                 /* A summons not yet booked goes out again with the new details. */
                 r->send_scheduling = before->state == CASE_ELIGIBLE;
+                r->scheduling_kind = SCHEDULING_CONTACT_DETAILS_UPDATED;
                 return;
         case OUTCOME_KIND_OVERRIDE:
                 apply_override(r, before, ev, p, at);
@@ -372,6 +393,26 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
         case OUTCOME_KIND_NONE:
         default:
                 return;
+        }
+}
+
+static bool request_in_force(case_state_code s) {
+        return s == CASE_ELIGIBLE || s == CASE_SCHEDULED;
+}
+
+/* Why a request in force no longer is. */
+static withdrawal_reason withdrawal_of(const lifecycle_result *r) {
+        switch (r->after.state) {
+        case CASE_CANCELLED: return WITHDRAWAL_CANCELLED;
+        case CASE_DECLINED: return WITHDRAWAL_FAMILY_DECLINED;
+        case CASE_HELD: return WITHDRAWAL_HELD;
+        case CASE_NOT_ELIGIBLE: return WITHDRAWAL_NOT_ELIGIBLE;
+        case CASE_MANUAL_REVIEW:
+                return strcmp(r->action, "ASSESSMENT_RECORDED") == 0 ? WITHDRAWAL_PROTECTIVE_ASSESSMENT
+                                                                     : WITHDRAWAL_ON_HOLD;
+        case CASE_DEFERRED:
+        default:
+                return WITHDRAWAL_ON_HOLD;
         }
 }
 
@@ -386,7 +427,10 @@ void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const prof
                 /* A rejection changes nothing and causes nothing. */
                 codec_error e = ret->error;
                 *ret = (lifecycle_result){.rejected = true, .error = e, .after = *before};
+                return;
         }
+        if (request_in_force(before->state) && !request_in_force(ret->after.state))
+                ret->withdrawal = withdrawal_of(ret);
 }
 
 static int put_time(char *buf, size_t size, size_t *n, const char *key, usec_t t) {

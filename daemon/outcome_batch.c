@@ -41,6 +41,7 @@ typedef struct outcome_ctx {
         contacts contacts;
         profile prof;
         bool feedback_requested;
+        uint64_t revision;              /* the case's after this event (docs/contract.md "Requests and withdrawals") */
 } outcome_ctx;
 
 static void ctx_free(outcome_ctx *c) {
@@ -161,7 +162,10 @@ static int load_case(batch *b, outcome_ctx *c, case_state *ret, bool *ret_exists
                 ret->held_at = sc.held_at;
                 ret->closed_at = sc.closed_at;
                 c->feedback_requested = sc.feedback_requested;
+                /* The UPDATE adds one (store_case_write). */
+                c->revision = (uint64_t)(sc.revision > 0 ? sc.revision : 0) + 1;
         } else {
+                c->revision = CASE_FIRST_REVISION; /* the INSERT's default */
                 /* A NOT_ELIGIBLE referral: what its decision said, for an override to open the case. */
                 int oc = decision_outcome_from_code(c->ref.outcome);
                 ret->state = CASE_NONE;
@@ -192,7 +196,7 @@ static int write_case(batch *b, const outcome_ctx *c, const case_state *a, bool 
         return store_case_write(b->s, c->case_id, a, exists ? NULL : &ins, b->now);
 }
 
-static int add_scheduling(batch *b, outcome_ctx *c, const case_state *a) {
+static int add_scheduling(batch *b, outcome_ctx *c, const case_state *a, scheduling_kind kind) {
         int r = load_contacts(b, c);
         if (r >= 0)
                 r = load_personal(b, c);
@@ -216,10 +220,22 @@ static int add_scheduling(batch *b, outcome_ctx *c, const case_state *a) {
                 .police_reporting_unit = c->ref.reporting_unit,
                 .profile = &c->prof,
                 .name = name,
+                .revision = c->revision,
+                .kind = kind,
         };
         r = events_scheduling(b->cfg, &info, b->now, &b->events);
         if (r < 0)
                 return pg_fail(b->s, r, "scheduling event: %s", strerror(-r));
+        return 0;
+}
+
+/* The request in force is withdrawn (docs/contract.md "Requests and withdrawals"), in this
+ * transaction, at the case's new revision. */
+static int add_withdrawal(batch *b, const outcome_ctx *c, withdrawal_reason reason) {
+        int r = events_scheduling_withdrawn(b->cfg, c->case_id, c->ref.district, c->revision, reason, c->at, b->now,
+                                            &b->events);
+        if (r < 0)
+                return pg_fail(b->s, r, "withdrawal event: %s", strerror(-r));
         return 0;
 }
 
@@ -346,7 +362,9 @@ static int apply_outcome(batch *b, store_message *m, outcome_ctx *c) {
                 if (r < 0)
                         return r;
         }
-        if (lr.send_scheduling && (r = add_scheduling(b, c, &lr.after)) < 0)
+        if (lr.send_scheduling && (r = add_scheduling(b, c, &lr.after, lr.scheduling_kind)) < 0)
+                return r;
+        if (lr.withdrawal != WITHDRAWAL_NONE && (r = add_withdrawal(b, c, lr.withdrawal)) < 0)
                 return r;
         r = add_feedback(b, c, &lr);
         if (r >= 0)

@@ -13,7 +13,7 @@ enum {
 enum {
         CASE_C_STATE, CASE_C_OUTCOME, CASE_C_PROFILE, CASE_C_LIMIT, CASE_C_DEADLINE, CASE_C_DK, CASE_C_PAD,
         CASE_C_AW_ASSESSMENT, CASE_C_AW_CLEARANCE, CASE_C_AW_CONTACT, CASE_C_SCHEDULED, CASE_C_POLICE,
-        CASE_C_HELD, CASE_C_CLOSED, CASE_C_FEEDBACK,
+        CASE_C_HELD, CASE_C_CLOSED, CASE_C_FEEDBACK, CASE_C_REVISION,
 };
 
 const pg_statement store_outcome_statements[] = {
@@ -35,7 +35,8 @@ const pg_statement store_outcome_statements[] = {
           "SELECT state, outcome, profile_name, limit_seconds, " PG_SQL_USEC("deadline") ","
           "       coalesce(deadline_kind, ''), " PG_SQL_USEC("protective_assessment_due") ","
           "       awaiting_assessment, awaiting_clearance, awaiting_contact, " PG_SQL_USEC("scheduled_at") ","
-          "       police_attending, " PG_SQL_USEC("held_at") ", " PG_SQL_USEC("closed_at") ", feedback_requested"
+          "       police_attending, " PG_SQL_USEC("held_at") ", " PG_SQL_USEC("closed_at") ", feedback_requested,"
+          "       revision"
           "  FROM allvarsd.cases WHERE case_id = $1::text::uuid FOR UPDATE" },
         { "out_case_update",
           "UPDATE allvarsd.cases SET state = $2::text, outcome = $3::text, deadline = $4::timestamptz,"
@@ -151,6 +152,7 @@ int store_case_lock(pg_session *s, const char *case_id, stored_case *ret) {
         ret->held_at = pg_field_usec(x, 0, CASE_C_HELD);
         ret->closed_at = pg_field_usec(x, 0, CASE_C_CLOSED);
         ret->feedback_requested = pg_field_bool(x, 0, CASE_C_FEEDBACK);
+        ret->revision = pg_field_int(x, 0, CASE_C_REVISION);
         return 1;
 }
 

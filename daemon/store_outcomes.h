@@ -46,6 +46,7 @@ typedef struct stored_case {
         int64_t limit_seconds;
         usec_t deadline, protective_assessment_due, scheduled_at, held_at, closed_at;
         bool awaiting_assessment, awaiting_clearance, awaiting_contact, police_attending, feedback_requested;
+        int64_t revision;               /* store_case_write makes it revision + 1 */
 } stored_case;
 /* 1 with the row, 0 when the referral has no case. */
 int store_case_lock(pg_session *s, const char *case_id, stored_case *ret);

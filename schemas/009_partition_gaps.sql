@@ -20,16 +20,6 @@ CREATE TABLE allvarsd.partition_gaps (
         CHECK (to_offset > from_offset)
 );
 
-DO $$
-BEGIN
-        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
-                GRANT SELECT, INSERT ON allvarsd.partition_gaps TO allvarsd_runtime;
-        END IF;
-        IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
-                GRANT SELECT ON allvarsd.partition_gaps TO allvarsd_operator;
-        END IF;
-END
-$$;
 
 -- Events the brokers refuse for good (larger than they accept): the relay
 -- takes the row out of the outbox (so that the case's later events go on),
@@ -47,13 +37,23 @@ CREATE TABLE allvarsd.outbox_undeliverable (
         error           text NOT NULL           -- librdkafka's error name, e.g. MSG_SIZE_TOO_LARGE
 );
 
-DO $$
+-- The grants, as schema 7 keeps them (schemas/007_instances.sql): a
+-- grant_vNNN_<table>() that grant_all() applies after the base sets, for
+-- deploy/roles.sql and the migrations alike. The daemon records gaps and
+-- undeliverable events; the operator's allvarsctl status reads the gaps.
+CREATE OR REPLACE FUNCTION allvarsd.grant_v009_partition_gaps() RETURNS void
+        LANGUAGE plpgsql
+        SET search_path = allvarsd
+AS $$
 BEGIN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
-                GRANT SELECT, INSERT ON allvarsd.outbox_undeliverable TO allvarsd_runtime;
+                GRANT SELECT, INSERT ON partition_gaps, outbox_undeliverable TO allvarsd_runtime;
         END IF;
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
-                GRANT SELECT ON allvarsd.outbox_undeliverable TO allvarsd_operator;
+                GRANT SELECT ON partition_gaps, outbox_undeliverable TO allvarsd_operator;
         END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION allvarsd.grant_v009_partition_gaps() FROM PUBLIC;
+
+SELECT allvarsd.grant_all();

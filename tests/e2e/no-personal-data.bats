@@ -228,7 +228,7 @@ ctl_every_subcommand() {
                    done | sort -n | cut -d' ' -f2); do
                 "${PROTO[@]}" --encode=allvarssamtal.v1.CaseOutcome allvarssamtal/v1/outcome.proto \
                         <"$f" >"$T/outcome.bin"
-                kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" -k "$(basename "$f" .txtpb)" \
+                kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" -k "$(outcome_key "$(cat "$f")")" \
                         "$T/outcome.bin"
                 n_outcomes=$((n_outcomes + 1))
         done

@@ -135,12 +135,16 @@ INSERT INTO consumer_offsets VALUES
  ('allvarsd', 'police.referrals.v1', 0, 120, '2025-03-12T11:59:00Z'),
  ('allvarsd', 'police.referrals.v1', 1, 80, '2025-03-12T11:58:00Z'),
  ('allvarsd', 'allvarssamtal.outcomes.v1', 0, 5, '2025-03-12T11:00:00Z');
+-- Dead letter 1 as schema 8 keeps it: the key, the headers (header_blob.h: one
+-- header ce_id = "ce-77") and the ce_id; 2 as written before (NULLs).
 INSERT INTO dead_letters (id, event_id, source_topic, source_partition, source_offset, reason, detail, payload,
-        received_at, replayed_at) VALUES
+        received_at, replayed_at, source_key, source_headers, source_ce_id, source_event_id) VALUES
  (1, '33333333-3333-4333-8333-333333333331', 'police.referrals.v1', 2, 17, 'UNDECODABLE',
-  'the message is not a PoliceReferral', '\xdeadbeef', '2025-03-12T09:00:00Z', NULL),
+  'the message is not a PoliceReferral', '\xdeadbeef', '2025-03-12T09:00:00Z', NULL,
+  'PM-1', '\x000563655f69640000000563652d3737', 'ce-77', NULL),
  (2, '33333333-3333-4333-8333-333333333332', 'allvarssamtal.outcomes.v1', 0, 3, 'ILLEGAL_TRANSITION',
-  'CONVERSATION_HELD in state DEFERRED', NULL, '2025-03-10T12:00:00Z', '2025-03-11T09:00:00Z');
+  'CONVERSATION_HELD in state DEFERRED', NULL, '2025-03-10T12:00:00Z', '2025-03-11T09:00:00Z',
+  NULL, NULL, NULL, NULL);
 SELECT setval('dead_letters_id_seq', 2);
 EOF
 }
@@ -549,20 +553,23 @@ EOF
         run --separate-stderr ctldb dead-letters show 1
         [[ $status -eq 0 ]]
         diff -u - <(printf '%s\n' "$output") <<'EOF'
-id             1
-event id       33333333-3333-4333-8333-333333333331
-received at    2025-03-12T09:00:00Z
-topic          police.referrals.v1
-partition      2
-offset         17
-reason         UNDECODABLE
-detail         the message is not a PoliceReferral
-payload bytes  4
-replayed at    -
+id               1
+event id         33333333-3333-4333-8333-333333333331
+received at      2025-03-12T09:00:00Z
+topic            police.referrals.v1
+partition        2
+offset           17
+reason           UNDECODABLE
+detail           the message is not a PoliceReferral
+payload bytes    4
+replayed at      -
+source key       PM-1
+source ce id     ce-77
+source event id  -
 EOF
         no_personal_data <<<"$output"
         run ctldb dead-letters show 2 --json
-        [[ $(jq -c . <<<"$output") == '{"id":2,"event_id":"33333333-3333-4333-8333-333333333332","received_at":"2025-03-10T12:00:00Z","topic":"allvarssamtal.outcomes.v1","partition":0,"offset":3,"reason":"ILLEGAL_TRANSITION","detail":"CONVERSATION_HELD in state DEFERRED","payload_bytes":null,"replayed_at":"2025-03-11T09:00:00Z"}' ]]
+        [[ $(jq -c . <<<"$output") == '{"id":2,"event_id":"33333333-3333-4333-8333-333333333332","received_at":"2025-03-10T12:00:00Z","topic":"allvarssamtal.outcomes.v1","partition":0,"offset":3,"reason":"ILLEGAL_TRANSITION","detail":"CONVERSATION_HELD in state DEFERRED","payload_bytes":null,"replayed_at":"2025-03-11T09:00:00Z","source_key":null,"source_ce_id":null,"source_event_id":null}' ]]
         run ctldb dead-letters list --json
         [[ $(jq -c '[.[] | [.id, .topic, .partition, .offset, .reason]]' <<<"$output") == \
                 '[[1,"police.referrals.v1",2,17,"UNDECODABLE"],[2,"allvarssamtal.outcomes.v1",0,3,"ILLEGAL_TRANSITION"]]' ]]
@@ -571,7 +578,7 @@ EOF
         [[ $status -eq 1 && $stderr == "allvarsctl dead-letters: no dead letter 9" ]]
 }
 
-@test "dead-letters replay: the stored payload goes back to its topic, once unless forced" {
+@test "dead-letters replay: the stored payload goes back to its topic with its key and headers, once unless forced" {
         mock_start
         run --separate-stderr ctldb dead-letters replay 1 --bootstrap "$KAFKA"
         [[ $status -eq 0 ]]
@@ -580,7 +587,8 @@ EOF
         [[ $(sql "select replayed_at = '$NOW' from allvarsd.dead_letters where id = 1") == t ]]
         ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning --idle-exit 1500 > "$T/events"
         [[ $(wc -l < "$T/events") -eq 1 ]]
-        LC_ALL=C grep -aq "^police.referrals.v1/$part@0 key=1 .*<4 bytes" "$T/events"
+        # With its original key and headers (ce_id), not the dead letter's id.
+        LC_ALL=C grep -aq "^police.referrals.v1/$part@0 key=PM-1 ce_id=ce-77 .*<4 bytes" "$T/events"
         # Once replayed, again only with --force.
         run --separate-stderr ctldb dead-letters replay 1 --bootstrap "$KAFKA"
         [[ $status -eq 1 && $stderr == *"was replayed at 2025-03-12T12:00:00Z; --force replays it again" ]]
@@ -816,7 +824,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
-SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_all();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
@@ -825,7 +833,7 @@ EOF
         [[ $status -eq 2 && -z $stderr ]]
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
-        ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
+        ctl dead-letters show 1 --database "$db" | grep -Eq '^payload bytes +4$'
         ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" --by anna.s | grep -q '^replayed dead letter 1 '
         ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason-file <(echo x) --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]

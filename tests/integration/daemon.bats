@@ -298,13 +298,14 @@ deploy_documented() {
 
 @test "at start, a database that refuses the daemon is one clear line and exit status 78 (EX_CONFIG)" {
         daemon_conf nodb "database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=${DB}_missing"
-        run timeout 20 "$BUILD/allvarsd" --config "$T/nodb.conf"
+        run env CREDENTIALS_DIRECTORY="$(deployed_credentials allvarsd_runtime)" \
+                timeout 20 "$BUILD/allvarsd" --config "$T/nodb.conf"
         [[ $status -eq 78 ]]
         [[ $output == *"PostgreSQL refused the connection"*"does not exist"*"Fix"* ]]
         [[ $output != *unavailable* ]]
         deploy_documented
         sql "revoke select on allvarsd.schema_migrations from allvarsd_runtime"
-        run timeout 20 "$BUILD/allvarsd" --config "$T/rt.conf"
+        run deployed_run "$T/rt.conf" timeout 20 "$BUILD/allvarsd" --config "$T/rt.conf"
         [[ $status -eq 78 ]]
         [[ $output == *"schema_migrations"*"Fix the deployment"* ]]
 }

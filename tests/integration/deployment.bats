@@ -65,10 +65,8 @@ teardown() {
 runtime_conf() {
         local name=$1
         shift
-        daemon_conf "$name" "$@"
-        sed -i "s|^database.conninfo = .*|database.conninfo = host=127.0.0.1 port=$PGPORT dbname=$DB user=allvarsd_runtime|" \
-                "$T/$name.conf"
-        echo "database.password = @file:$T/runtime.pw" >> "$T/$name.conf"
+        daemon_conf "$name" "database.conninfo = host=127.0.0.1 port=$PGPORT dbname=$DB user=allvarsd_runtime" \
+                "database.password = @file:$T/runtime.pw" "pepper = @file:$T/pepper" "$@"
 }
 
 # ctl_conf NAME [DBNAME [PASSWORD_FILE]]: allvarsctl's own file, as allvarsd_operator over TCP.

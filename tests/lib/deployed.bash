@@ -19,7 +19,7 @@ DEPLOYED_ROLES=$DEPLOYED_ROOT/deploy/roles.sql
 
 # The role allvarsctl runs as. THE place to switch: allvarsd_operator once
 # deploy/roles.sql creates it (an operator never uses the daemon's role).
-ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_runtime}
+ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 
 # The keys a test configuration may change besides the test's own subject:
 # endpoints, paths, secrets, and the log going to stderr where the test reads it.
@@ -35,7 +35,8 @@ deployed_db() {
         createdb "$db" || return 1
         psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DEPLOYED_ROLES" \
                 -v owner_password="$(cat "$DEPLOYED_SECRETS/allvarsd_owner-password")" \
-                -v runtime_password="$(cat "$DEPLOYED_SECRETS/allvarsd_runtime-password")" >/dev/null
+                -v runtime_password="$(cat "$DEPLOYED_SECRETS/allvarsd_runtime-password")" \
+                -v operator_password="$(cat "$DEPLOYED_SECRETS/allvarsd_operator-password")" >/dev/null
 }
 
 # deployed_secrets: the pepper and one password per role, made once per

@@ -28,6 +28,10 @@
 #                                       the systemd 252 the e2e tests boot in a namespace (tests/lib/systemd.bash)
 #   debhelper dpkg-dev lintian apt      make deb (dpkg-buildpackage, dh compat 13 with dh_installsysusers)
 #                                       and its lintian check; apt installs the package in tests/e2e/systemd-deb.bats
+#   nodejs npm                          the contract checks (tests/contract): buf and the AsyncAPI
+#                                       parser come from the npm registry, pinned by
+#                                       tests/contract/package-lock.json; npm only when no npm is
+#                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 set -euo pipefail
@@ -44,7 +48,9 @@ PACKAGES=(
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
         debhelper dpkg-dev lintian apt
+        nodejs
 )
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
