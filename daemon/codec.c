@@ -37,6 +37,7 @@ typedef struct arena {
         arena_chunk *head;              /* the chunk being filled; the first one is embedded in the owner */
         size_t total;                   /* bytes of all chunks */
         size_t limit;                   /* protobuf-c fails cleanly when allocation exceeds this */
+        bool exhausted;                 /* an allocation was refused for the limit */
         ProtobufCAllocator allocator;
 } arena;
 
@@ -46,16 +47,23 @@ static size_t round_up(size_t n) {
 
 static void *arena_alloc(void *data, size_t size) {
         arena *a = data;
-        if (size > a->limit)
+        if (size > a->limit) {
+                a->exhausted = true;
                 return NULL;
+        }
         size_t need = round_up(ARENA_HEADER + size);
         arena_chunk *c = a->head;
         if (!c || c->size - c->used < need) {
                 size_t chunk = c ? c->size * 2 : 4096;
                 if (chunk < need)
                         chunk = need;
-                if (a->total + chunk > a->limit)
-                        return NULL;
+                if (a->total + chunk > a->limit) {
+                        if (a->total + need > a->limit) {
+                                a->exhausted = true;
+                                return NULL;
+                        }
+                        chunk = a->limit - a->total;    /* the last chunk: what the budget leaves */
+                }
                 arena_chunk *n = malloc(sizeof *n + chunk);
                 if (!n)
                         return NULL;
@@ -119,6 +127,14 @@ struct codec_outcome {
         codec_message m;
 };
 
+size_t codec_decode_budget(size_t len) {
+        /* protobuf-c keeps a record per field while it scans and every unknown
+         * field with a copy of its bytes: tens of bytes per input byte for a
+         * message of tiny fields. A valid message needs about twice its size. */
+        size_t budget = 8 * len + 16 * 1024;
+        return budget < CODEC_DECODE_BUDGET ? budget : CODEC_DECODE_BUDGET;
+}
+
 static ProtobufCMessage *message_decode(codec_message **ret, const ProtobufCMessageDescriptor *desc,
                                         const void *buf, size_t len) {
         /* Room for a typical message in the first chunk; the limit bounds what a
@@ -134,7 +150,7 @@ static ProtobufCMessage *message_decode(codec_message **ret, const ProtobufCMess
         m->first->used = 0;
         m->a.head = m->first;
         m->a.total = first_size;
-        m->a.limit = 128 * len + 64 * 1024;
+        m->a.limit = codec_decode_budget(len);
         m->a.allocator = (ProtobufCAllocator){arena_alloc, arena_free_one, &m->a};
         m->msg = protobuf_c_message_unpack(desc, &m->a.allocator, len, buf);
         *ret = m;
@@ -372,9 +388,17 @@ static codec_message *decode_checked(const ProtobufCMessageDescriptor *desc,
                 return NULL;
         codec_message *m = NULL;
         if (!message_decode(&m, desc, buf, len)) {
+                if (m && m->a.exhausted) {
+                        /* Many (unknown or repeated) fields: more than we decode. */
+                        err->reason = DLR_OVERSIZED;
+                        snprintf(err->detail, sizeof err->detail,
+                                 "decoding the %s needs more than its memory budget of %zu bytes (too many fields)",
+                                 desc->short_name, m->a.limit);
+                } else {
+                        err->reason = DLR_UNDECODABLE;
+                        snprintf(err->detail, sizeof err->detail, "not a valid %s protobuf", desc->short_name);
+                }
                 message_free(m);
-                err->reason = DLR_UNDECODABLE;
-                snprintf(err->detail, sizeof err->detail, "not a valid %s protobuf", desc->short_name);
                 return NULL;
         }
         check c = {&m->a, err};
@@ -383,6 +407,14 @@ static codec_message *decode_checked(const ProtobufCMessageDescriptor *desc,
                 return NULL;
         }
         return m;
+}
+
+size_t codec_referral_mem(const codec_referral *r) {
+        return r ? r->m.a.total : 0;
+}
+
+size_t codec_outcome_mem(const codec_outcome *o) {
+        return o ? o->m.a.total : 0;
 }
 
 codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err) {

@@ -341,6 +341,9 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
                 case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE:
                         res->assessment_overdue++;
                         break;
+                case ALERT_PARTITION_GAP:       /* the consumer's and the relay's, not the watch's */
+                case ALERT_EVENT_UNDELIVERABLE:
+                        break;
                 }
         }
         /* delivered ones have left the outbox: written once (store_rows.h) */

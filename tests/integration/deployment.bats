@@ -206,7 +206,7 @@ CTL_COMMANDS=(
         "dead-letters list"
         "dead-letters show 1"
         "dead-letters replay 1"
-        "override R-1 --outcome ELIGIBLE --reason x --by y"
+        "override R-1 --outcome ELIGIBLE --reason-file /dev/null --by y"
         "migrate --schemas $ROOT/schemas"
 )
 
