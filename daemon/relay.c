@@ -42,6 +42,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pg.h"
 #include "kafka_conf.h"
 #include "relay.h"
 
@@ -53,8 +54,7 @@
 #define DEFAULT_POLL_MS 1000
 #define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
 #define FATAL_FLUSH_MS 100           /* what is not reported by then stays unsent */
-#define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
-#define PG_EPOCH_USEC (946684800LL * USEC_PER_SEC) /* 2000-01-01T00:00:00Z, PostgreSQL's epoch */
+#define CONNECT_TIMEOUT (10 * USEC_PER_SEC) /* libpq's connect_timeout does not apply to PQconnectPoll */
 
 typedef struct flight_link {
         struct flight_link *prev, *next;
@@ -483,13 +483,42 @@ static int pg_consume(relay *r) {
         return 0;
 }
 
+/* One statement, its reply awaited in bounded time (pg_await: a link that
+ * drops packets without a reset would otherwise hold the relay forever). The
+ * last result, or NULL when the connection was given up (closed here). */
+static PGresult *relay_exec(relay *r, const char *sql, int n, const char *const *params, int format) {
+        /* Without parameters, the simple protocol (several statements allowed). */
+        int sent = n == 0 && format == 0 ? PQsendQuery(r->pg, sql)
+                                         : PQsendQueryParams(r->pg, sql, n, NULL, params, NULL, NULL, format);
+        int w = sent ? pg_await(r->pg) : -ECONNRESET;
+        PGresult *res = NULL, *next;
+        while (w == 0 && (next = PQgetResult(r->pg))) {
+                PQclear(res);
+                res = next;
+                w = pg_await(r->pg);
+        }
+        if (w == 0)
+                return res;
+        PQclear(res);
+        if (w == -ETIMEDOUT)
+                set_error(r, "PostgreSQL: no reply within the reply timeout");
+        else
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+        pg_close(r, "connection to PostgreSQL lost");
+        return NULL;
+}
+
 static int try_lock(relay *r) {
         if (!r->session_set) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
-                PGresult *res = PQexec(r->pg, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                              "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
+                PGresult *res = relay_exec(r,
+                                           "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                           "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
+                                           0, NULL, 0);
+                if (!res)
+                        return -ECONNRESET;
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);
@@ -498,14 +527,18 @@ static int try_lock(relay *r) {
         char key[24];
         snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
         const char *params[1] = {key};
-        PGresult *res = PQexecParams(r->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+        PGresult *res = relay_exec(r, "SELECT pg_try_advisory_lock($1::bigint)", 1, params, 0);
+        if (!res)
+                return -ECONNRESET;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
         bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (!got)
                 return 0;
-        res = PQexec(r->pg, "LISTEN " RELAY_NOTIFY_CHANNEL);
+        res = relay_exec(r, "LISTEN " RELAY_NOTIFY_CHANNEL, 0, NULL, 0);
+        if (!res)
+                return -ECONNRESET;
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "LISTEN");
         PQclear(res);
@@ -571,18 +604,20 @@ static int mark_sent(relay *r) {
          * schemas/004_outbox_sent.sql describes, so published twice) is not
          * recorded twice: the row still leaves the outbox, the marking never
          * fails on it. */
-        PGresult *res = PQexecParams(r->pg,
-                                     "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
-                                     "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
-                                     "                     octet_length(payload) AS payload_bytes, created_at) "
-                                     "INSERT INTO allvarsd.outbox_sent "
-                                     "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
-                                     "        sent_at) "
-                                     "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
-                                     "       d.created_at, now() FROM d "
-                                     "ON CONFLICT DO NOTHING",
-                                     1, NULL, params, NULL, NULL, 0);
+        PGresult *res = relay_exec(r,
+                                   "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
+                                   "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
+                                   "                     octet_length(payload) AS payload_bytes, created_at) "
+                                   "INSERT INTO allvarsd.outbox_sent "
+                                   "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
+                                   "        sent_at) "
+                                   "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
+                                   "       d.created_at, now() FROM d "
+                                   "ON CONFLICT DO NOTHING",
+                                   1, params, 0);
         free(b.s);
+        if (!res)
+                return -ECONNRESET;
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "marking outbox rows sent");
         PQclear(res);
@@ -697,14 +732,16 @@ static int publish(relay *r, usec_t mono) {
         }
         const char *params[3] = {ids.s, keys.s, lim};
         /* No "id > last": a lower id that commits late is still unsent here. */
-        PGresult *res = PQexecParams(r->pg,
-                                     "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
-                                     "FROM allvarsd.outbox "
-                                     "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
-                                     "ORDER BY id LIMIT $3::integer",
-                                     3, NULL, params, NULL, NULL, 1);
+        PGresult *res = relay_exec(r,
+                                   "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
+                                   "FROM allvarsd.outbox "
+                                   "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
+                                   "ORDER BY id LIMIT $3::integer",
+                                   3, params, 1);
         free(ids.s);
         free(keys.s);
+        if (!res)
+                return -ECONNRESET;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "reading the outbox");
         int rows = PQntuples(res), ret = 0;
