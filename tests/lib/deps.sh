@@ -27,6 +27,8 @@
 #                                       and its lintian check; apt installs the package in tests/e2e/systemd-deb.bats
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
+#   golang-go curl                      the fault suite's Toxiproxy (tests/lib/toxiproxy.bash): go builds
+#                                       the pinned server from the Go module proxy, curl drives its API
 set -euo pipefail
 
 PACKAGES=(
@@ -40,6 +42,7 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
+        golang-go curl
         debhelper dpkg-dev lintian apt
 )
 
