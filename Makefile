@@ -28,7 +28,7 @@ else
 endif
 
 CC      ?= cc
-PKGS    := rdkafka libprotobuf-c libpq libsystemd libcrypto
+PKGS    := rdkafka libprotobuf-c libpq libsystemd libcrypto libmicrohttpd json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(OPT),1)
@@ -162,9 +162,13 @@ install: all
 	install -Dm644 deploy/allvarsd.conf.example $(DESTDIR)$(PREFIX)/share/doc/allvarsd/allvarsd.conf.example
 	test -e $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf || \
 	  install -Dm640 deploy/allvarsd.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsd.conf
+	install -Dm644 deploy/allvarsctl.conf.example $(DESTDIR)$(PREFIX)/share/doc/allvarsd/allvarsctl.conf.example
+	test -e $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsctl.conf || \
+	  install -Dm644 deploy/allvarsctl.conf.example $(DESTDIR)$(SYSCONFDIR)/allvarsd/allvarsctl.conf
 	install -d $(DESTDIR)$(PREFIX)/share/allvarsd/schemas
 	install -m644 schemas/*.sql $(DESTDIR)$(PREFIX)/share/allvarsd/schemas/
 	install -m644 deploy/roles.sql $(DESTDIR)$(PREFIX)/share/allvarsd/roles.sql
+	install -Dm644 deploy/allvarsd.rules.yml $(DESTDIR)$(PREFIX)/share/allvarsd/prometheus/allvarsd.rules.yml
 	install -Dm644 deploy/allvarsd.8 $(DESTDIR)$(MANDIR)/man8/allvarsd.8
 	install -Dm644 deploy/allvarsctl.1 $(DESTDIR)$(MANDIR)/man1/allvarsctl.1
 	install -Dm644 deploy/allvarsd.conf.5 $(DESTDIR)$(MANDIR)/man5/allvarsd.conf.5

@@ -1,63 +1,13 @@
-/* A batch of consumed messages, as the consumer hands it to the batch module
- * of its input (referral_batch.h, outcome_batch.h) and gets it back: each
- * message's fate, each partition's new position, and the batch's figures.
- * One batch is one transaction: everything in it is stored, or nothing. */
+/* A batch stored by the module of its input, with its retries. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "clock.h"
-#include "codec.h"
-#include "ids.h"
-#include "rules.h"
-
-typedef enum store_message_status {
-        STORE_PENDING = 0,
-        STORE_DECIDED,                  /* a new referral decided, or an outcome applied */
-        STORE_DUPLICATE,                /* referral id or outcome event id seen before: nothing written */
-        STORE_DEAD_LETTERED,
-} store_message_status;
-
-/* One consumed message of a batch. The consumer fills the inputs; the batch
- * fills the outputs. Messages of one partition are in offset order. */
-typedef struct store_message {
-        /* inputs */
-        const char *topic;
-        int32_t partition;
-        int64_t offset;
-        const void *payload;
-        size_t len;
-        const PoliceReferral *referral; /* decoded and valid, or NULL */
-        const CaseOutcome *case_outcome; /* for outcome_batch_store: decoded and valid, or NULL */
-        const codec_error *error;       /* when referral == NULL: why it is dead-lettered */
-        /* outputs */
-        store_message_status status;
-        char case_id[UUID_STR_LEN];
-        decision_outcome outcome;
-        uint32_t reasons, flags;
-        codec_error rejection;          /* why the batch dead-lettered a decoded message (an
-                                         * outcome's unknown case or illegal transition, a value
-                                         * PostgreSQL refused); error then points here */
-} store_message;
-
-/* The position of one partition: the batch moves it from expected_next (what
- * the database held when the consumer last read or wrote it; -1: no row yet)
- * to new_next (last offset in the batch + 1). */
-typedef struct store_offset {
-        const char *topic;
-        int32_t partition;
-        int64_t expected_next;
-        int64_t new_next;
-} store_offset;
-
-typedef struct store_batch_result {
-        unsigned decided, duplicates, dead_lettered, cases_opened, events, alerts;
-} store_batch_result;
-
-struct store;
-struct config;
+#include "config.h"
+#include "messages.h"
+#include "store.h"
 
 /* Store a batch with the module of its input (referral_batch.h or
  * outcome_batch.h): retried at once on a serialization failure or deadlock;
@@ -68,6 +18,6 @@ struct config;
  * them, so the partition moves on and the rest is stored. Trying costs
  * nothing while no value is refused; a savepoint per message would cost a
  * round trip per message on every batch. Returns as referral_batch_store. */
-int batch_store(struct store *s, const struct config *cfg, const char *group, usec_t now, bool outcomes,
+int batch_store(store *s, const config *cfg, const char *group, usec_t now, bool outcomes,
                 store_message *msgs, size_t n, const store_offset *offsets, size_t n_offsets,
                 store_batch_result *ret);

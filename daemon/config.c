@@ -2,6 +2,7 @@
  * district profiles it builds, over the table of keys in config_keys.c.
  * Library code: errors go into the caller's buffer, never to a log. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,7 +566,7 @@ static int parse_string(const char *name, const char *text, unsigned flags, conf
 
         for (size_t i = 0; i < config_n_keys && r >= 0; i++) {
                 const config_key *k = &config_keys[i];
-                if (!(k->flags & CF_REQUIRED))
+                if (!(k->flags & CF_REQUIRED) || ((flags & CONFIG_CLIENT) && k->offset == offsetof(config, pepper)))
                         continue;
                 bool set = k->flags & CF_BYTES ? *(uint8_t *const *)config_cfield(c, k->offset) != NULL
                                                : *(char *const *)config_cfield(c, k->offset) != NULL;
@@ -595,6 +596,14 @@ int config_parse_string(const char *name, const char *text, config **ret, char *
 
 int config_load(const char *path, config **ret, char *err, size_t err_size) {
         return config_load_flags(path, 0, ret, err, err_size);
+}
+
+int config_parse_string_client(const char *name, const char *text, config **ret, char *err, size_t err_size) {
+        return parse_string(name, text, CONFIG_CLIENT, ret, err, err_size);
+}
+
+int config_load_client(const char *path, config **ret, char *err, size_t err_size) {
+        return config_load_flags(path ? path : CTL_CONFIG_DEFAULT_PATH, CONFIG_CLIENT, ret, err, err_size);
 }
 
 int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size) {

@@ -88,6 +88,8 @@ typedef struct config {
         char *log_target;               /* auto | journal | stderr */
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
+        char *metrics_listen;           /* "" (off) or ADDRESS:PORT of the Prometheus endpoint */
+        bool metrics_allow_remote;      /* accept an address other than loopback */
 
         config_kv *refs;                /* keys given as "@file:..." or "@credential:...", as written */
         size_t n_refs;
@@ -101,10 +103,25 @@ enum {
          * value (--check-reload: systemd 252 hides the credentials from
          * ExecReload=; they are restart-only anyway). */
         CONFIG_NO_CREDENTIALS = 1 << 0,
+        /* allvarsctl's file: the pepper is not required (config_load_client). */
+        CONFIG_CLIENT = 1 << 1,
 };
 int config_load_flags(const char *path, unsigned flags, config **ret, char *err, size_t err_size);
 /* Parse from a string (tests, fuzzing); name is used in error messages. */
 int config_parse_string(const char *name, const char *text, config **ret, char *err, size_t err_size);
+/* allvarsctl's configuration (CTL_CONFIG_DEFAULT_PATH): the same keys, of
+ * which it uses database.*, kafka.*, topics.* and clock.file; the pepper is
+ * not required (an operator has no business reading it). */
+#define CTL_CONFIG_DEFAULT_PATH "/etc/allvarsd/allvarsctl.conf"
+int config_load_client(const char *path, config **ret, char *err, size_t err_size);
+int config_parse_string_client(const char *name, const char *text, config **ret, char *err, size_t err_size);
+
+/* What --check-config adds to parsing, for a configuration about to be
+ * deployed (config_check.c): a Kafka to connect to (kafka.bootstrap.servers,
+ * or kafka.embedded = true), and a pepper file that only its owner can read
+ * (mode 0600 or 0400, as ssh wants of a private key). 0, or -EINVAL with one
+ * line naming the fix in err. */
+int config_check_deployment(const config *c, char *err, size_t err_size);
 /* A configuration is shared by the daemon's threads: config_ref takes one more
  * reference, config_free drops one and frees with the last. */
 config *config_ref(config *c);

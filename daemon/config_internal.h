@@ -66,6 +66,10 @@ static inline bool config_is_blank(char ch) {
  * content may hold NULs itself: *ret_len is the true length. -EBADFD: not a
  * regular file (config_secrets.c). */
 int config_read_file(const char *path, char **ret, size_t *ret_len);
+/* The file a "@file:PATH" or "@credential:NAME" value reads, into path:
+ * 1; 0 for a value given as it is; -EINVAL with one line in err. */
+int config_reference_path(const char *key, const char *value, char *path, size_t size, char *err,
+                          size_t err_size);
 /* A value as written, or for "@file:PATH" and "@credential:NAME" what they
  * point to, trailing newline stripped (config_secrets.c). -EINVAL with one
  * line beginning with the key in err, or -ENOMEM. */

@@ -43,7 +43,7 @@ const config_key config_keys[] = {
          NULL, "Output: messages that could not be decoded or applied, with the reason and their origin."},
         {"database.conninfo", CT_STRING, OFF(db_conninfo), 0, NULL, CF_REQUIRED | CF_NONEMPTY, 0, 0, NULL,
          "The libpq connection string of the runtime role, as keyword=value pairs or a postgresql:// URI, e.g. "
-         "host=db.example.org dbname=allvarsd user=allvarsd sslmode=verify-full. A password in it is "
+         "host=db.example.org dbname=allvarsd user=allvarsd_runtime sslmode=verify-full. A password in it is "
          "masked by --check-config, but belongs in database.password."},
         {"database.password", CT_SECRET, OFF(db_password), 0, NULL, 0, 0, 0, NULL,
          "The database password, normally @credential:db-password (LoadCredential= in the unit); merged into "
@@ -51,7 +51,8 @@ const config_key config_keys[] = {
         {"pepper", CT_SECRET, OFF(pepper), OFF(pepper_len), NULL,
          CF_REQUIRED | CF_REFERENCE_ONLY | CF_BYTES, 32, 0, NULL,
          "The secret key of the person hash (HMAC-SHA-256 of the identity number), at least 32 bytes, only as "
-         "@file:PATH or @credential:NAME (e.g. openssl rand -hex 32 > pepper). Never change it: "
+         "@file:PATH or @credential:NAME (e.g. openssl rand -hex 32 > pepper), in a file only the daemon's user can "
+         "read (mode 0600 or 0400: --check-config refuses one that group or others can read). Never change it: "
          "persons would no longer match their history."},
         {"profile.name", CT_PROFILE, 0, 0, PROFILE_DEFAULT, CF_RELOADABLE, 0, 0, NULL,
          "The default policy profile: goteborg-motion-2024, stockholm-2019, ds-2024-30 or trollhattan-tuti."},
@@ -100,6 +101,13 @@ const config_key config_keys[] = {
          36500, NULL, "Days after which the personal data of NOT_ELIGIBLE referrals are purged."},
         {"event.source", CT_STRING, OFF(event_source), 0, "urn:allvarsd", CF_RELOADABLE | CF_NONEMPTY, 0, 0, NULL,
          "The CloudEvents ce_source of every published event, e.g. urn:allvarsd:goteborg."},
+        {"metrics.listen", CT_STRING, OFF(metrics_listen), 0, "", 0, 0, 0, NULL,
+         "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9187 or [::1]:9187 (numeric "
+         "addresses only). Empty (the default): no endpoint. Only loopback addresses are accepted unless "
+         "metrics.allow_remote is true; put a TLS-terminating proxy in front for remote scrapes."},
+        {"metrics.allow_remote", CT_BOOL, OFF(metrics_allow_remote), 0, "false", 0, 0, 0, NULL,
+         "Accept a metrics.listen address other than loopback. The figures hold no personal data, but they "
+         "tell the volume of referrals."},
         {"log.target", CT_ENUM, OFF(log_target), 0, "auto", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_targets,
          "auto (journald when stderr is connected to it, else stderr), journal or stderr."},
         {"log.level", CT_ENUM, OFF(log_level), 0, "info", CF_RELOADABLE | CF_ENUM_STRING, 0, 0, log_levels,

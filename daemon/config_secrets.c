@@ -86,15 +86,14 @@ static int bad(char *err, size_t err_size, const char *fmt, ...) {
         return -EINVAL;
 }
 
-int config_resolve_value(const char *key, const char *value, char **ret, size_t *ret_len, char *err,
-                         size_t err_size) {
-        char path[PATH_MAX];
+int config_reference_path(const char *key, const char *value, char *path, size_t size, char *err,
+                          size_t err_size) {
         const char *what;
         if (strncmp(value, "@file:", 6) == 0) {
                 what = value + 6;
                 if (!*what)
                         return bad(err, err_size, "%s: @file: needs a path", key);
-                if (strlen(what) >= sizeof path)
+                if (strlen(what) >= size)
                         return bad(err, err_size, "%s: path too long", key);
                 strcpy(path, what);
         } else if (strncmp(value, "@credential:", 12) == 0) {
@@ -108,9 +107,20 @@ int config_resolve_value(const char *key, const char *value, char **ret, size_t 
                                     "%s: @credential:%s, but $CREDENTIALS_DIRECTORY is not set "
                                     "(LoadCredential=%s:... in the unit)",
                                     key, what, what);
-                if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, what) >= sizeof path)
+                if ((size_t)snprintf(path, size, "%s/%s", dir, what) >= size)
                         return bad(err, err_size, "%s: path too long", key);
-        } else {
+        } else
+                return 0;
+        return 1;
+}
+
+int config_resolve_value(const char *key, const char *value, char **ret, size_t *ret_len, char *err,
+                         size_t err_size) {
+        char path[PATH_MAX];
+        int r = config_reference_path(key, value, path, sizeof path, err, err_size);
+        if (r < 0)
+                return r;
+        if (r == 0) {
                 *ret = strdup(value);
                 if (!*ret)
                         return -ENOMEM;
@@ -119,7 +129,7 @@ int config_resolve_value(const char *key, const char *value, char **ret, size_t 
         }
         char *buf = NULL;
         size_t len = 0;
-        int r = config_read_file(path, &buf, &len);
+        r = config_read_file(path, &buf, &len);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)

@@ -18,10 +18,14 @@
 
 #include "codec.h"
 #include "batch.h"
+#include "cleanup.h"
 #include "consumer.h"
+#include "events.h"
 #include "kafka_conf.h"
 #include "lanes.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_kafka.h"
 #include "reasons.h"
 
 #define BACKOFF_MIN (100 * 1000)
@@ -48,7 +52,8 @@ struct consumer {
         size_t n_parts;
 
         rd_kafka_message_t **batch;
-        size_t n_batch, cap_batch;
+        size_t n_batch, cap_batch;      /* in the batch; the array's size */
+        size_t max_batch;               /* batch.max_messages (<= cap_batch) */
         usec_t batch_started;           /* monotonic */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
@@ -188,21 +193,40 @@ static void database_lost(consumer *c, int r) {
         c->retry_at = clock_monotonic() + c->backoff;
 }
 
+/* A position as people read it: librdkafka's logical offsets by name. */
+static const char *offset_text(int64_t offset, char buf[static 24]) {
+        switch (offset) {
+        case RD_KAFKA_OFFSET_BEGINNING: return "beginning";
+        case RD_KAFKA_OFFSET_END: return "end";
+        case RD_KAFKA_OFFSET_STORED:
+        case RD_KAFKA_OFFSET_INVALID: return "stored";
+        }
+        snprintf(buf, 24, "%lld", (long long)offset);
+        return buf;
+}
+
+/* Each partition with its position: on ASSIGNED the one it starts from, on
+ * REVOKED the one the database holds (librdkafka's list says -1001 there). */
 static void log_partitions(consumer *c, log_msgid id, const rd_kafka_topic_partition_list_t *l) {
-        char buf[512];
+        char buf[512], num[24];
         size_t o = 0;
         buf[0] = 0;
-        for (int i = 0; i < l->cnt && o < sizeof buf - 64; i++)
-                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s[%d]@%lld", i ? " " : "", l->elems[i].topic,
-                                      (int)l->elems[i].partition, (long long)l->elems[i].offset);
+        for (int i = 0; i < l->cnt && o < sizeof buf - 64; i++) {
+                int64_t off = l->elems[i].offset;
+                partition_state *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
+                if (id == MSGID_REVOKED && p && p->valid)
+                        off = p->stored_next >= 0 ? p->stored_next : RD_KAFKA_OFFSET_BEGINNING;
+                o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s[%d]@%s", i ? " " : "", l->elems[i].topic,
+                                      (int)l->elems[i].partition, offset_text(off, num));
+        }
         log_struct(LOG_INFO, id, "PARTITIONS=%s", buf, "MESSAGE=%s %d partition(s): %s",
                    id == MSGID_ASSIGNED ? "Assigned" : "Revoked", l->cnt, buf, NULL);
-        (void)c;
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque) {
         consumer *c = opaque;
 
+        metrics_partitions_clear();
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 parts_clear(c);
                 batch_drop(c);
@@ -291,6 +315,8 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
                 goto fail_conf;
         if (bootstrap && kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, err_size) < 0)
                 goto fail_conf;
+        if (metrics_kafka_enable(conf, MC_CONSUMER, cfg, err, err_size) < 0)
+                goto fail_conf;
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
         rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
         rd_kafka_conf_set_error_cb(conf, on_error);
@@ -321,7 +347,7 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
                 consumer_free(c);
                 return -EINVAL;
         }
-        c->cap_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        c->cap_batch = c->max_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
         int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
         if (r < 0) {
@@ -403,6 +429,8 @@ typedef struct lane_work {
         size_t n;
         store_offset *offs;
         size_t n_offs;
+        const int64_t *ts_ms;           /* each message's Kafka timestamp (ms), -1 when none */
+        usec_t duration;                /* the transaction, retries included */
         store_batch_result res;
 } lane_work;
 
@@ -410,12 +438,43 @@ typedef struct lane_work {
  * serialization failure, a message PostgreSQL refuses dead-lettered). */
 static int lane_store(store *st, void *arg) {
         lane_work *w = arg;
-        return batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
-                           &w->res);
+        usec_t start = clock_monotonic();
+        int r = batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
+                            &w->res);
+        w->duration = clock_monotonic() - start;
+        return r;
+}
+
+/* The metrics of a committed transaction (metrics.h): what it decided,
+ * applied and rejected, its size and time, and each decision's age. */
+static void count_committed(const lane_work *w) {
+        usec_t committed = clock_realtime();
+        metrics_observe(H_BATCH_MESSAGES, (double)w->n);
+        metrics_observe(H_BATCH_COMMIT, (double)w->duration / USEC_PER_SEC);
+        metrics_add(M_DUPLICATES, w->outcomes ? MK_OUTCOME : MK_REFERRAL, w->res.duplicates);
+        metrics_add(M_ALERTS_RAISED, ALERT_MISSED, w->res.alerts);
+        if (!w->outcomes)
+                metrics_add(M_REFERRALS_CONSUMED, 0, w->n);
+        for (size_t i = 0; i < w->n; i++) {
+                const store_message *m = &w->msgs[i];
+                if (m->status == STORE_DEAD_LETTERED && m->error) {
+                        metrics_inc(M_DEAD_LETTERS, m->error->reason);
+                        if (w->outcomes)
+                                metrics_inc(M_OUTCOMES_REJECTED, m->error->reason);
+                } else if (m->status == STORE_DECIDED && w->outcomes) {
+                        metrics_inc(M_OUTCOMES_APPLIED, 0);
+                } else if (m->status == STORE_DECIDED) {
+                        metrics_inc(M_REFERRALS_DECIDED, m->outcome);
+                        if (w->ts_ms[i] > 0)
+                                metrics_observe(H_DECISION_AGE,
+                                                (double)(committed - w->ts_ms[i] * 1000) / USEC_PER_SEC);
+                }
+        }
 }
 
 /* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */
 static void lane_committed(consumer *c, const lane_work *w) {
+        count_committed(w);
         c->fig.batches++;
         if (w->outcomes)
                 c->fig.outcomes += w->res.decided;
@@ -441,6 +500,22 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The decoded messages of flush_topic, freed with it. */
+typedef struct decoded {
+        codec_referral **refs;
+        codec_outcome **outs;
+        size_t n;
+} decoded;
+
+static void decoded_free(decoded *d) {
+        for (size_t i = 0; i < d->n; i++) {
+                codec_referral_free(d->refs ? d->refs[i] : NULL);
+                codec_outcome_free(d->outs ? d->outs[i] : NULL);
+        }
+        free(d->refs);
+        free(d->outs);
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
@@ -448,18 +523,21 @@ static void lane_committed(consumer *c, const lane_work *w) {
  * then re-reads every position from the database). */
 static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
-        store_message *msgs = calloc(n, sizeof *msgs);
-        codec_referral **refs = calloc(n, sizeof *refs);
-        codec_outcome **outs = calloc(n, sizeof *outs);
-        codec_error *errs = calloc(n, sizeof *errs);
-        store_offset *offs = calloc(n, sizeof *offs);
-        lane_work *work = calloc(n_lanes, sizeof *work);
-        void **args = calloc(n_lanes, sizeof *args);
-        int *rets = calloc(n_lanes, sizeof *rets);
-        int r = -ENOMEM;
-        if (!ordered || !msgs || !refs || !outs || !errs || !offs || !work || !args || !rets)
-                goto out;
+        _cleanup_free_ rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_(decoded_free) decoded dec = { .refs = calloc(n, sizeof *dec.refs),
+                                                .outs = calloc(n, sizeof *dec.outs),
+                                                .n = n };
+        _cleanup_free_ codec_error *errs = calloc(n, sizeof *errs);
+        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
+        _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
+        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
+        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
+        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !offs || !ts || !work || !args || !rets)
+                return -ENOMEM;
+        codec_referral **refs = dec.refs;
+        codec_outcome **outs = dec.outs;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -477,6 +555,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         m->offset = km->offset;
                         m->payload = km->payload;
                         m->len = km->len;
+                        ts[i] = rd_kafka_message_timestamp(km, NULL);
                         if (outcomes) {
                                 outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
                                                                &errs[i]);
@@ -505,13 +584,14 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         o->new_next = m->offset + 1;
                 }
                 work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
-                                      .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off};
+                                      .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off,
+                                      .ts_ms = ts + first};
                 args[k] = g > first ? &work[k] : NULL;
         }
 
         lanes_run(c->lanes, lane_store, args, rets);
 
-        r = 0;
+        int r = 0;
         for (unsigned k = 0; k < n_lanes; k++) {
                 if (!args[k])
                         continue;
@@ -528,21 +608,6 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         }
         if (r == 0)
                 c->backoff = 0;
-
-out:
-        for (size_t i = 0; i < n; i++) {
-                codec_referral_free(refs ? refs[i] : NULL);
-                codec_outcome_free(outs ? outs[i] : NULL);
-        }
-        free(ordered);
-        free(msgs);
-        free(refs);
-        free(outs);
-        free(errs);
-        free(offs);
-        free(work);
-        free(args);
-        free(rets);
         return r;
 }
 
@@ -573,6 +638,7 @@ static int batch_flush(consumer *c) {
                  * came from a partition just revoked. Believe the database. (Parts
                  * of the batch on other lanes may have been stored: not counted.) */
                 c->fig.fenced++;
+                metrics_inc(M_BATCHES_FENCED, 0);
                 c->lane_error[0] = 0;
                 log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
                            "MESSAGE=%zu message(s) of a batch of %zu fenced by the stored offsets; re-reading positions",
@@ -611,7 +677,7 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
-        while (c->n_batch < c->cap_batch) {
+        while (c->n_batch < c->max_batch) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
@@ -642,7 +708,7 @@ usec_t consumer_step(consumer *c) {
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
         bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
-            (behind || c->n_batch >= c->cap_batch || clock_monotonic() - c->batch_started >= wait)) {
+            (behind || c->n_batch >= c->max_batch || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
@@ -656,7 +722,7 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (c->n_batch < c->cap_batch) {
+                while (c->n_batch < c->max_batch) {
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                         if (!km)
                                 break;
@@ -697,11 +763,39 @@ void consumer_free(consumer *c) {
         free(c);
 }
 
-void consumer_reconfigure(consumer *c, const config *cfg) {
+int consumer_reconfigure(consumer *c, const config *cfg) {
         if (!c)         /* a SIGHUP while waiting for PostgreSQL at start */
-                return;
-        /* Batch size is fixed at start (the array); wait and limits follow the reload. */
+                return 0;
         c->cfg = cfg;
+        size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
+        if (want > c->cap_batch) {
+                /* Called between batches, on the thread that fills the array. */
+                rd_kafka_message_t **b = realloc(c->batch, want * sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                c->batch = b;
+                c->cap_batch = want;
+        }
+        /* A smaller size applies as it is: a batch already larger is stored at once. */
+        c->max_batch = want;
+        return 0;
+}
+
+void consumer_metrics_publish(consumer *c) {
+        metrics_set(M_PARTITIONS_ASSIGNED, 0, (double)c->n_parts);
+        metrics_set(M_DATABASE_AVAILABLE, 0, c->database_down ? 0 : 1);
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                int t = metrics_topic_of(p->topic);
+                int64_t lo = -1, hi = -1;
+                /* From the last fetch response: no broker round trip. */
+                if (t < 0 || !p->valid ||
+                    rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    hi < 0)
+                        continue;
+                int64_t from = p->stored_next >= 0 ? p->stored_next : lo;
+                metrics_partition_set((metrics_topic)t, p->partition, p->stored_next, hi > from ? hi - from : 0);
+        }
 }
 
 void consumer_figures_read(const consumer *c, consumer_figures *ret) {

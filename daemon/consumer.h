@@ -41,5 +41,12 @@ int consumer_fd(const consumer *c);
 int consumer_drain(consumer *c);
 void consumer_free(consumer *c);
 
-void consumer_reconfigure(consumer *c, const config *cfg);
+/* Apply a reloaded configuration between two batches: batch.max_messages,
+ * batch.max_wait_ms and the limits take effect with the next batch (the batch
+ * array grows when needed). -ENOMEM when it could not grow: the batches then
+ * keep their old size, the rest applies. */
+int consumer_reconfigure(consumer *c, const config *cfg);
 void consumer_figures_read(const consumer *c, consumer_figures *ret);
+/* Per-partition positions and lag, partitions assigned and the database's
+ * availability into the metrics registry (metrics.h); the consumer's thread. */
+void consumer_metrics_publish(consumer *c);

@@ -41,6 +41,7 @@
 #include "cleanup.h"
 #include "deadline_watch.h"
 #include "events.h"
+#include "lifecycle.h"
 #include "profiles.h"
 #include "store_rows.h"
 
@@ -50,10 +51,7 @@
  * for the current due time is marked as raised. */
 #define WATCH_AT_RISK_CASES                                                             \
         "c.closed_at IS NULL AND c.state = 'ELIGIBLE' AND c.at_risk_alerted_due IS DISTINCT FROM c.deadline"
-#define WATCH_MISSED_CASES                                                              \
-        "c.closed_at IS NULL"                                                           \
-        " AND (c.state = 'ELIGIBLE' OR (c.state = 'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS'))" \
-        " AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
+#define WATCH_MISSED_CASES CASE_SQL_OWED("c") " AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
 #define WATCH_ASSESSMENT_CASES                                                          \
         "c.closed_at IS NULL AND c.awaiting_assessment"                                 \
         " AND c.assessment_alerted_due IS DISTINCT FROM c.protective_assessment_due"
@@ -101,9 +99,7 @@ static const pg_statement watch_statements[] = {
           "   AND ((c.state = 'ELIGIBLE' AND c.deadline > " "$1::timestamptz"
           "         AND c.deadline - c.limit_seconds * (1 - $2::float8) * interval '1 second'"
           "             <= " "$1::timestamptz" " + interval '1 second')"
-          "     OR (c.deadline <= " "$1::timestamptz"
-          "         AND (c.state = 'ELIGIBLE'"
-          "              OR (c.state = 'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS')))"
+          "     OR " CASE_SQL_OVERDUE("c", "$1::timestamptz")
           "     OR (c.awaiting_assessment AND c.protective_assessment_due <= " "$1::timestamptz" "))"
           " ORDER BY c.case_id"
           "   FOR UPDATE OF c SKIP LOCKED" },
@@ -207,7 +203,6 @@ static size_t collect_alerts(const config *cfg, const PGresult *cand, usec_t now
                 usec_t pad = pg_field_usec(cand, i, 7);
                 bool awaiting_assessment = pg_field_bool(cand, i, 8);
                 bool eligible = strcmp(c->a.state, "ELIGIBLE") == 0;
-                bool scheduled = strcmp(c->a.state, "SCHEDULED") == 0;
 
                 if (has_deadline && eligible && now < deadline) {
                         profile p;
@@ -217,8 +212,9 @@ static size_t collect_alerts(const config *cfg, const PGresult *cand, usec_t now
                         if (now >= deadline - before)
                                 alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_AT_RISK, .due_at = deadline };
                 }
-                /* DS 2024:30: a SUMMONS deadline is met once the summons went out (SCHEDULED). */
-                if (has_deadline && now >= deadline && (eligible || (scheduled && c->a.deadline_kind != DEADLINE_SUMMONS)))
+                /* lifecycle.h: the one meaning of overdue, allvarsctl's too. */
+                if (has_deadline &&
+                    case_overdue(case_state_code_from_name(c->a.state), c->a.deadline_kind, deadline, now))
                         alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_MISSED, .due_at = deadline };
                 if (has_pad && awaiting_assessment && now >= pad)
                         alerts[n++] = (watch_alert){ .c = c,
@@ -235,7 +231,7 @@ static void arrs_free(pg_arr (*a)[3]) {
 
 /* Insert the alerts; mark those actually inserted (raised). */
 static int insert_alerts(pg_session *s, usec_t now, watch_alert *alerts, size_t n) {
-        _cleanup_(arrs_free) pg_arr a[3] = { { 0 } };
+        _cleanup_(arrs_free) pg_arr a[3] = { 0 };
         pg_arr_reset(&a[0], PG_OID_TEXT);
         pg_arr_reset(&a[1], PG_OID_TEXT);
         pg_arr_reset(&a[2], PG_OID_TIMESTAMPTZ);
@@ -306,25 +302,13 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
         }
         /* delivered ones have left the outbox: written once (store_rows.h) */
         store_rows_events(&rows, &ev, 0, true);
-        pg_params params[ROWS_PARAMS];
-        pg_pipe p;
-        int r = pg_pipe_begin(s, &p);
-        if (r >= 0)
-                r = store_rows_send(&rows, &p, now, params);
-        if (r >= 0)
-                r = pg_pipe_send(&p, "store_commit", NULL, 0);
-        if (r >= 0)
-                r = pg_pipe_sync(&p);
-        pg_pipe_end(&p);
-        return r;
+        return store_rows_write(&rows, s, now, true, NULL);
 }
 
 int deadline_watch_run(store *st, const config *cfg, usec_t now, deadline_watch_result *ret) {
         deadline_watch_result res = { 0 };
         pg_session *s = store_session(st);
-        int r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
-        if (r >= 0)
-                r = store_begin(st, watch_statements);
+        int r = store_rows_ready(st, watch_statements, true);
         if (r < 0)
                 return r;
 

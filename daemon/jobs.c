@@ -9,9 +9,14 @@
 #include <libpq-fe.h>
 
 #include "deadline_watch.h"
+#include "events.h"
+#include "instances.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "retention.h"
+#include "sqlstate.h"
+#include "version.h"
 
 #define FIGURES_INTERVAL (15 * USEC_PER_SEC)
 #define RECONNECT_MIN    (100 * 1000)
@@ -19,6 +24,7 @@
 
 struct jobs {
         clock_source clk;
+        instance_self self;
         store *st;
         usec_t next_watch, next_retention, next_figures;
         usec_t next_connect, backoff;
@@ -37,6 +43,7 @@ int jobs_new(const config *cfg, jobs **ret) {
                 return r;
         }
         pthread_mutex_init(&j->lock, NULL);
+        instance_self_init(&j->self, ALLVARSD_VERSION);
         j->backoff = RECONNECT_MIN;
         *ret = j;
         return 0;
@@ -45,6 +52,8 @@ int jobs_new(const config *cfg, jobs **ret) {
 void jobs_free(jobs *j) {
         if (!j)
                 return;
+        if (j->st && store_connected(j->st))
+                (void)instances_stopped(j->st, &j->self);
         store_free(j->st);
         clock_source_done(&j->clk);
         pthread_mutex_destroy(&j->lock);
@@ -103,6 +112,9 @@ static void run_watch(jobs *j, const config *cfg) {
                 set_error(j, !store_connected(j->st), "deadline watch: %s", store_last_error(j->st));
                 return;
         }
+        metrics_add(M_ALERTS_RAISED, ALERT_AT_RISK, w.at_risk);
+        metrics_add(M_ALERTS_RAISED, ALERT_MISSED, w.missed);
+        metrics_add(M_ALERTS_RAISED, ALERT_PROTECTIVE_ASSESSMENT_OVERDUE, w.assessment_overdue);
         unsigned n = w.at_risk + w.missed + w.assessment_overdue;
         if (n == 0)
                 return;
@@ -130,15 +142,48 @@ static void run_retention(jobs *j, const config *cfg) {
                            rr.referrals, rr.cases, rr.dead_letters, NULL);
 }
 
+/* This instance's row in allvarsd.instances, from the metrics registry. */
+static int heartbeat(jobs *j) {
+        char errors[SQLSTATE_OTHER + 1][200];
+        instance_beat b = {
+                .relay_active = metrics_gauge_value(M_RELAY_LOCK_HELD, 0) > 0,
+                .partitions = (unsigned)metrics_gauge_value(M_PARTITIONS_ASSIGNED, 0),
+        };
+        for (unsigned o = OUTCOME_ELIGIBLE; o <= OUTCOME_MANUAL_REVIEW; o++)
+                b.decided += metrics_counter_value(M_REFERRALS_DECIDED, o);
+        for (unsigned r = DLR_EMPTY; r <= DLR_ILLEGAL_TRANSITION; r++)
+                b.dead_lettered += metrics_counter_value(M_DEAD_LETTERS, r);
+        for (unsigned c = 0; c <= SQLSTATE_OTHER; c++) {
+                metrics_last_database_error(c, errors[c], sizeof errors[c]);
+                b.last_error[c] = errors[c];
+        }
+        return instances_heartbeat(j->st, &j->self, &b);
+}
+
+/* The database figures: for STATUS= and for the metrics, which serve them
+ * from memory (a scrape never queries PostgreSQL). */
 static void run_figures(jobs *j) {
         store_figures f;
-        if (store_figures_read(j->st, &f) < 0) {
+        instances_figures inf;
+        usec_t now = clock_now(&j->clk);
+        if (store_figures_read(j->st, &f) < 0 || instances_figures_read(j->st, now, &inf) < 0 || heartbeat(j) < 0) {
                 set_error(j, !store_connected(j->st), "figures: %s", store_last_error(j->st));
                 return;
         }
+        metrics_set(M_DB_CASES_OPEN, 0, (double)f.cases_open);
+        metrics_set(M_DB_OUTBOX_DEPTH, 0, (double)f.outbox_backlog);
+        usec_t real = clock_realtime(); /* created_at is the server's real time, not clock.file's */
+        metrics_set(M_DB_OUTBOX_OLDEST_AGE, 0,
+                    f.outbox_oldest && real > f.outbox_oldest ? (double)(real - f.outbox_oldest) / USEC_PER_SEC : 0);
+        metrics_set(M_DB_DEAD_LETTERS, 0, (double)f.dead_letters);
+        metrics_set(M_DB_CASES_OVERDUE, 0, (double)inf.cases_overdue);
+        metrics_set(M_DB_PROTECTIVE_OVERDUE, 0, (double)inf.protective_overdue);
+        metrics_set(M_DB_RELAY_HOLDERS, 0, (double)inf.relay_holders);
+        metrics_set(M_DB_FIGURES_TIME, 0, (double)real / USEC_PER_SEC);
         pthread_mutex_lock(&j->lock);
         j->fig.db = f;
         j->fig.have_db = true;
+        j->fig.db_read_at = clock_monotonic();
         pthread_mutex_unlock(&j->lock);
 }
 

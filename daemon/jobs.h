@@ -17,6 +17,7 @@ typedef struct jobs jobs;
 typedef struct jobs_figures {
         bool have_db;                   /* db below was read at least once */
         store_figures db;
+        usec_t db_read_at;              /* monotonic: when db was read */
         uint64_t alerts;                /* raised by the deadline watch since start */
         bool database_down;
         char last_error[200];

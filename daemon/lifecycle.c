@@ -134,6 +134,12 @@ bool case_state_closed(case_state_code s) {
         return s == CASE_HELD || s == CASE_DECLINED || s == CASE_CANCELLED || s == CASE_NOT_ELIGIBLE;
 }
 
+bool case_overdue(case_state_code s, deadline_kind kind, usec_t deadline, usec_t now) {
+        if (deadline == 0 || now < deadline)
+                return false;
+        return s == CASE_ELIGIBLE || (s == CASE_SCHEDULED && kind != DEADLINE_SUMMONS);
+}
+
 static bool state_open(case_state_code s) {
         return s == CASE_ELIGIBLE || s == CASE_DEFERRED || s == CASE_MANUAL_REVIEW || s == CASE_SCHEDULED;
 }

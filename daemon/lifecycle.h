@@ -1,7 +1,7 @@
 /* The case state machine (docs/domain.md "The case lifecycle"). Pure: given a case as
  * it is and one outcome event, the case as it becomes and what follows (feedback
  * to the police, a new scheduling request), or a rejection with a dead-letter
- * reason. No I/O; store_outcomes.c applies it in a transaction.
+ * reason. No I/O; outcome_batch.c applies it in a transaction.
  *
  *   DEFERRED ──(last of: assessment recorded, clearance received)──> ELIGIBLE
  *   ELIGIBLE ──scheduled──> SCHEDULED ──held──> HELD (closed)
@@ -80,6 +80,26 @@ const char *outcome_kind_code(outcome_kind k);       /* "CONVERSATION_SCHEDULED"
 const char *case_state_code_name(case_state_code s); /* "ELIGIBLE", ... */
 int case_state_code_from_name(const char *s);        /* or -EINVAL */
 bool case_state_closed(case_state_code s);
+
+/* Overdue, the one definition (docs/domain.md "After the decision: the
+ * case", deadline watch): the deadline has passed (now >= deadline) and the
+ * conversation is still owed: the case is ELIGIBLE (nothing scheduled), or
+ * SCHEDULED for a CONVERSATION deadline (the meeting must be held by then). A
+ * SCHEDULED case with a SUMMONS deadline met it when the summons went out
+ * (DS 2024:30); a closed, deferred or manual-review case owes nothing yet.
+ * The deadline watch raises MISSED for exactly these cases (in C here, and in
+ * SQL for its candidates and the partial index of
+ * schemas/003_deadline_watch_indexes.sql); allvarsctl's --overdue and its
+ * counts show exactly these (CASE_SQL_OVERDUE). */
+bool case_overdue(case_state_code s, deadline_kind kind, usec_t deadline, usec_t now);
+
+/* SQL over a row of cases (alias a): the conversation is still owed. Word for
+ * word the predicate of the index cases_watch_missed (schemas/003). */
+#define CASE_SQL_OWED(a)                                                                                    \
+        a ".closed_at IS NULL AND (" a ".state = 'ELIGIBLE' OR (" a ".state = 'SCHEDULED' AND " a           \
+        ".deadline_kind IS DISTINCT FROM 'SUMMONS'))"
+/* SQL: case_overdue of the row (alias a) at now (a timestamptz expression). */
+#define CASE_SQL_OVERDUE(a, now) "(" CASE_SQL_OWED(a) " AND " a ".deadline <= " now ")"
 
 /* The case a fresh decision opens (CASE_NONE for NOT_ELIGIBLE). */
 void lifecycle_open(const decision *d, case_state *ret);

@@ -19,6 +19,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "strbuf.h"
 
 #define LOG_IDENTIFIER "allvarsd"
 #define LOG_MAX_FIELDS 48               /* caller's fields per message; more are dropped */
@@ -114,57 +115,30 @@ static bool log_field_name_valid(const char *s, size_t len) {
         return true;
 }
 
-/* A growable buffer for the stderr line. */
-typedef struct log_line {
-        char *s;
-        size_t len, cap;
-        bool oom;
-} log_line;
-
-static void line_put(log_line *l, const char *s, size_t n) {
-        if (l->oom)
-                return;
-        if (l->len + n + 1 > l->cap) {
-                size_t cap = l->cap ? l->cap : 256;
-                while (cap < l->len + n + 1)
-                        cap *= 2;
-                char *p = realloc(l->s, cap);
-                if (!p) {
-                        l->oom = true;
-                        return;
-                }
-                l->s = p;
-                l->cap = cap;
-        }
-        memcpy(l->s + l->len, s, n);
-        l->len += n;
-        l->s[l->len] = 0;
-}
-
 /* One physical line whatever the text holds: control characters are escaped,
  * so a value cannot forge a second log line. */
-static void line_put_escaped(log_line *l, const char *s, size_t n, bool quote) {
+static void line_put_escaped(strbuf *l, const char *s, size_t n, bool quote) {
         if (quote)
-                line_put(l, "\"", 1);
+                strbuf_add(l, "\"", 1);
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = (unsigned char)s[i];
                 char esc[8];
                 if (c == '\n')
-                        line_put(l, "\\n", 2);
+                        strbuf_add(l, "\\n", 2);
                 else if (c == '\t')
-                        line_put(l, "\\t", 2);
+                        strbuf_add(l, "\\t", 2);
                 else if (c == '\\' && quote)
-                        line_put(l, "\\\\", 2);
+                        strbuf_add(l, "\\\\", 2);
                 else if (c == '"' && quote)
-                        line_put(l, "\\\"", 2);
+                        strbuf_add(l, "\\\"", 2);
                 else if (c < 0x20 || c == 0x7f) {
                         snprintf(esc, sizeof esc, "\\x%02x", c);
-                        line_put(l, esc, 4);
+                        strbuf_add(l, esc, 4);
                 } else
-                        line_put(l, (const char *)&s[i], 1);
+                        strbuf_add(l, (const char *)&s[i], 1);
         }
         if (quote)
-                line_put(l, "\"", 1);
+                strbuf_add(l, "\"", 1);
 }
 
 static bool value_needs_quotes(const char *s, size_t n) {
@@ -178,21 +152,21 @@ static bool value_needs_quotes(const char *s, size_t n) {
 
 /* fields[] are "NAME=value" strings; fields[message] is MESSAGE=. */
 static void log_write_stderr(int priority, char **fields, size_t n, int message) {
-        log_line l = {0};
+        strbuf l = {0};
         const char *p = log_priority_name(priority);
-        line_put(&l, p, strlen(p));
-        line_put(&l, " ", 1);
+        strbuf_add(&l, p, strlen(p));
+        strbuf_add(&l, " ", 1);
         if (message >= 0)
                 line_put_escaped(&l, fields[message] + 8, strlen(fields[message] + 8), false);
         for (size_t i = 0; i < n; i++) {
                 if ((int)i == message)
                         continue;
                 const char *eq = strchr(fields[i], '=');
-                line_put(&l, " ", 1);
-                line_put(&l, fields[i], (size_t)(eq - fields[i]) + 1);
+                strbuf_add(&l, " ", 1);
+                strbuf_add(&l, fields[i], (size_t)(eq - fields[i]) + 1);
                 line_put_escaped(&l, eq + 1, strlen(eq + 1), value_needs_quotes(eq + 1, strlen(eq + 1)));
         }
-        line_put(&l, "\n", 1);
+        strbuf_add(&l, "\n", 1);
         if (!l.oom) {
                 /* One write(2) per line, so lines of several threads do not interleave. */
                 size_t off = 0;
@@ -205,7 +179,7 @@ static void log_write_stderr(int priority, char **fields, size_t n, int message)
                         off += (size_t)w;
                 }
         }
-        free(l.s);
+        strbuf_free(&l);
 }
 
 static void log_dispatch(int priority, log_msgid id, const char *file, int line, const char *func, char **fields,

@@ -30,15 +30,16 @@
 #include "identity.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "relay.h"
 #include "relay_worker.h"
+#include "sqlstate.h"
 #include "store.h"
+#include "version.h"
 #include "worker.h"
 
-#ifndef ALLVARSD_VERSION
-#define ALLVARSD_VERSION "0.1.0"
-#endif
 #ifndef SCHEMAS_DIR
 #define SCHEMAS_DIR "/usr/share/allvarsd/schemas"
 #endif
@@ -62,6 +63,7 @@ typedef struct manager {
         worker *rel_thread;
         jobs *jobs;
         worker *jobs_thread;
+        metrics_http *metrics;
 
         rd_kafka_t *mock_host;          /* kafka.embedded: owns the mock cluster */
         rd_kafka_mock_cluster_t *mock;
@@ -85,6 +87,8 @@ static void usage(FILE *f) {
                 "      --check-config   validate the configuration, print the effective values, exit\n"
                 "      --check-reload   check the file as a reload would take it (ExecReload=), exit\n"
                 "      --migrate        apply the database migrations, then exit\n"
+                "      --database CONNINFO  with --migrate: connect with this instead of database.conninfo\n"
+                "                       (the migration owner, e.g. dbname=allvarsd user=allvarsd_owner)\n"
                 "      --schemas DIR    where the migrations are (default %s)\n"
                 "      --version        print the version and exit\n"
                 "  -h, --help           this text\n",
@@ -193,6 +197,10 @@ static void status_update(manager *m) {
                 relay_worker_figures(m->rel_worker, &rf);
         if (m->jobs)
                 jobs_figures_read(m->jobs, &jf);
+        if (m->cons)
+                consumer_metrics_publish(m->cons);
+        metrics_set(M_RELAY_LOCK_HELD, 0, rf.active ? 1 : 0);
+        metrics_set(M_RELAY_IN_FLIGHT, 0, (double)rf.in_flight);
         const char *state = m->state;
         if (cf.database_down)
                 state = "PostgreSQL unavailable, partitions paused";
@@ -206,6 +214,8 @@ static void status_update(manager *m) {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
+                .db_known = jf.have_db,
+                .db_age_s = jf.have_db ? (uint64_t)((clock_monotonic() - jf.db_read_at) / USEC_PER_SEC) : 0,
                 .cases_open = jf.db.cases_open,
                 .outbox_backlog = jf.db.outbox_backlog,
                 .alerts_raised = cf.alerts + jf.alerts,
@@ -239,7 +249,9 @@ static int reload(manager *m) {
         }
         config *old = m->cfg;
         m->cfg = n;
-        consumer_reconfigure(m->cons, n);
+        if (consumer_reconfigure(m->cons, n) < 0)
+                log_warning("Reload: out of memory for batches of batch.max_messages = %u; the batches keep their "
+                            "old size", n->batch_max_messages);
         worker_reconfigure(m->rel_thread, n);
         worker_reconfigure(m->jobs_thread, n);
         log_setup(log_target_parse(n->log_target), log_level_parse(n->log_level));
@@ -280,6 +292,11 @@ static int connect_store(manager *m) {
                 int r = store_connect(m->cfg->db_conninfo, m->cfg->db_password, &m->st, err, sizeof err);
                 if (r >= 0)
                         return 0;
+                if (r == -EACCES) {     /* refused, not unreachable: waiting cannot help */
+                        log_error("PostgreSQL refused the connection: %s. Fix db.conninfo, the password or the"
+                                  " roles (deploy/roles.sql) and start again.", err);
+                        return r;
+                }
                 snprintf(m->state, sizeof m->state, "waiting for PostgreSQL");
                 snprintf(m->last_error, sizeof m->last_error, "%s", err);
                 log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "MESSAGE=PostgreSQL unavailable: %s; retrying in %lld ms",
@@ -332,19 +349,48 @@ static void threads_stop(manager *m) {
         m->rel_thread = NULL;
 }
 
+/* The topics' names and the build for the metrics; the endpoint when
+ * metrics.listen is set (a restart-only key). */
+static int metrics_start(manager *m) {
+        const config *c = m->cfg;
+        metrics_set_topic(MT_REFERRALS, c->topic_referrals);
+        metrics_set_topic(MT_OUTCOMES, c->topic_outcomes);
+        metrics_set_topic(MT_SCHEDULING, c->topic_scheduling);
+        metrics_set_topic(MT_FEEDBACK, c->topic_feedback);
+        metrics_set_topic(MT_ALERTS, c->topic_alerts);
+        metrics_set_topic(MT_DEAD_LETTER, c->topic_dead_letter);
+        metrics_set_build(ALLVARSD_VERSION, STORE_SCHEMA_VERSION);
+        metrics_set(M_START_TIME, 0, (double)clock_realtime() / USEC_PER_SEC);
+        if (!c->metrics_listen || !c->metrics_listen[0])
+                return 0;
+        char err[300];
+        int r = metrics_http_start(c->metrics_listen, c->metrics_allow_remote, &m->metrics, err, sizeof err);
+        if (r < 0)
+                return log_error_errno(r, "%s", err);
+        log_info("Metrics at http://%s/metrics", c->metrics_listen);
+        return 0;
+}
+
 static int run(manager *m) {
         int r;
         char err[512];
+
+        r = metrics_start(m);
+        if (r < 0)
+                return r;
 
         r = connect_store(m);
         if (r < 0)
                 return r == -ECANCELED ? 0 : r;
         int version = 0;
         r = store_check_schema(m->st, &version);
+        if (r == -EACCES || r == -ENOENT || r == -EPROTO) {
+                log_error("%s. Fix the deployment (allvarsd --migrate as the migration owner; grants:"
+                          " deploy/roles.sql) and start again.", store_last_error(m->st));
+                return -EACCES;
+        }
         if (r < 0)
-                return log_error_errno(r, "The database schema is version %d; this allvarsd needs version %d. "
-                                          "Run allvarsd --migrate (as the migration owner) first.",
-                                       version, STORE_SCHEMA_VERSION);
+                return log_error_errno(r, "Schema check: %s", store_last_error(m->st));
 
         if (m->cfg->kafka_embedded) {
                 r = embedded_kafka_start(m);
@@ -428,6 +474,38 @@ static int run(manager *m) {
         }
         threads_stop(m);
         return 0;
+}
+
+/* One line for a failed step of --migrate, with what to do about it when the
+ * cause is the deployment's (a wrong password, a missing database, role or
+ * grant: sqlstate_fix); the exit status systemd shows: EX_CONFIG for those,
+ * EX_TEMPFAIL for an unreachable or failing server. */
+static int migrate_failed(const char *what, const char *err) {
+        char state[6];
+        const char *fix = sqlstate_fix(sqlstate_in_text(err, state));
+        log_error("%s: %s%s%s", what, err, fix ? ": " : "", fix ? fix : "");
+        return fix ? EX_CONFIG : EX_TEMPFAIL;
+}
+
+/* allvarsd --migrate: one attempt, no waiting for the server: an operator
+ * runs it by hand or from a deployment script, which must fail at once on a
+ * permanent error rather than retry it. */
+static int run_migrate(manager *m, const char *database) {
+        char err[512];
+        int r = database ? store_connect(database, NULL, &m->st, err, sizeof err)
+                         : store_connect(m->cfg->db_conninfo, m->cfg->db_password, &m->st, err, sizeof err);
+        if (r < 0)
+                return migrate_failed("Cannot connect to PostgreSQL", err);
+        r = store_migrate(m->st, m->schemas_dir, err, sizeof err);
+        int status = 0;
+        if (r < 0)
+                status = migrate_failed("Migration failed", err);
+        else
+                log_notice("Database schema is current: %d migration(s) applied", r);
+        store_free(m->st);
+        m->st = NULL;
+        clock_source_done(&m->clk);
+        return status;
 }
 
 /* $RUNTIME_DIRECTORY (its first path), or where the unit puts it. */
@@ -520,16 +598,17 @@ static int check_reload(const char *config_path) {
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_CHECK = 256, OPT_CHECK_RELOAD, OPT_MIGRATE, OPT_SCHEMAS, OPT_VERSION };
+        enum { OPT_CHECK = 256, OPT_CHECK_RELOAD, OPT_MIGRATE, OPT_SCHEMAS, OPT_VERSION, OPT_DATABASE };
         static const struct option options[] = {
                 {"config", required_argument, NULL, 'c'},   {"check-config", no_argument, NULL, OPT_CHECK},
                 {"check-reload", no_argument, NULL, OPT_CHECK_RELOAD},
                 {"migrate", no_argument, NULL, OPT_MIGRATE}, {"schemas", required_argument, NULL, OPT_SCHEMAS},
                 {"version", no_argument, NULL, OPT_VERSION}, {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+                {"database", required_argument, NULL, OPT_DATABASE}, {NULL, 0, NULL, 0},
         };
         manager m = {.config_path = CONFIG_DEFAULT_PATH, .schemas_dir = SCHEMAS_DIR, .sigfd = -1};
         bool check = false, check_reload_only = false, migrate = false;
+        const char *database = NULL;
         int c;
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
                 switch (c) {
@@ -538,12 +617,13 @@ int main(int argc, char **argv) {
                 case OPT_CHECK_RELOAD: check_reload_only = true; break;
                 case OPT_MIGRATE: migrate = true; break;
                 case OPT_SCHEMAS: m.schemas_dir = optarg; break;
+                case OPT_DATABASE: database = optarg; break;
                 case OPT_VERSION: printf("allvarsd %s\n", ALLVARSD_VERSION); return 0;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return EX_USAGE;
                 }
         }
-        if (optind < argc) {
+        if (optind < argc || (database && !migrate)) {
                 usage(stderr);
                 return EX_USAGE;
         }
@@ -569,6 +649,12 @@ int main(int argc, char **argv) {
         }
         log_setup(log_target_parse(m.cfg->log_target), log_level_parse(m.cfg->log_level));
         if (check) {
+                r = config_check_deployment(m.cfg, err, sizeof err);
+                if (r < 0) {
+                        log_error("Configuration: %s", err);
+                        config_free(m.cfg);
+                        return EX_CONFIG;
+                }
                 config_dump(m.cfg, stdout);
                 printf("# %s: OK\n", m.config_path);
                 config_free(m.cfg);
@@ -587,14 +673,11 @@ int main(int argc, char **argv) {
         }
 
         if (migrate) {
-                r = connect_store(&m);
-                if (r >= 0) {
-                        r = store_migrate(m.st, m.schemas_dir, err, sizeof err);
-                        if (r < 0)
-                                log_error_errno(r, "Migration failed: %s", err);
-                        else
-                                log_notice("Database schema is current: %d migration(s) applied", r);
-                }
+                int status = run_migrate(&m, database);
+                config_free(m.cfg);
+                if (m.sigfd >= 0)
+                        close(m.sigfd);
+                return status;
         } else {
                 log_effective_config(m.cfg);
                 restart_record_write(m.cfg);
@@ -602,6 +685,7 @@ int main(int argc, char **argv) {
         }
 
         threads_stop(&m);
+        metrics_http_stop(m.metrics);
         consumer_free(m.cons);
         relay_worker_free(m.rel_worker);
         relay_free(m.rel, DRAIN_FLUSH_TIMEOUT / 2);
@@ -612,5 +696,7 @@ int main(int argc, char **argv) {
         config_free(m.cfg);
         if (m.sigfd >= 0)
                 close(m.sigfd);
-        return r < 0 ? 1 : 0;
+        /* A deployment error (a refused connection, grants, the schema): EX_CONFIG,
+         * which systemd shows; waiting or restarting cannot fix it. */
+        return r == -EACCES ? EX_CONFIG : r < 0 ? 1 : 0;
 }

@@ -72,14 +72,20 @@ char *notify_format_status(const notify_figures *f, char *buf, size_t size) {
         if (size == 0)
                 return buf;
         buf[0] = 0;
+        /* This instance's counts since it started, then the database's
+         * figures with their age: they come from the periodic jobs. */
         status_text(buf, size, &pos, f->state && *f->state ? f->state : "running");
-        status_count(buf, size, &pos, "; ", f->referrals_decided, "decided", "decided");
+        status_count(buf, size, &pos, "; since start: ", f->referrals_decided, "decided", "decided");
         status_count(buf, size, &pos, ", ", f->duplicates, "duplicate", "duplicates");
-        status_count(buf, size, &pos, ", ", f->cases_open, "case open", "cases open");
-        status_append(buf, size, &pos, ", outbox %" PRIu64, f->outbox_backlog);
         status_count(buf, size, &pos, ", ", f->dead_letters, "dead letter", "dead letters");
         status_count(buf, size, &pos, ", ", f->alerts_raised, "alert", "alerts");
-        status_count(buf, size, &pos, ", ", f->partitions_assigned, "partition", "partitions");
+        status_count(buf, size, &pos, "; ", f->partitions_assigned, "partition", "partitions");
+        if (f->db_known) {
+                status_append(buf, size, &pos, "; database %" PRIu64 " s ago: ", f->db_age_s);
+                status_count(buf, size, &pos, "", f->cases_open, "case open", "cases open");
+                status_append(buf, size, &pos, ", outbox %" PRIu64, f->outbox_backlog);
+        } else
+                status_append(buf, size, &pos, "; database figures not read yet");
         if (f->last_error && *f->last_error) {
                 status_append(buf, size, &pos, "; last error: ");
                 status_text(buf, size, &pos, f->last_error);

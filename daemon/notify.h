@@ -2,6 +2,7 @@
  * watchdog. Works without systemd too (NOTIFY_SOCKET unset: no-ops). */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "clock.h"
@@ -11,6 +12,8 @@ typedef struct notify_figures {
         uint64_t referrals_decided;     /* since start */
         uint64_t duplicates;
         uint64_t dead_letters;          /* since start */
+        bool db_known;                  /* the two below have been read from the database */
+        uint64_t db_age_s;              /* how long ago they were read */
         uint64_t cases_open;            /* from the database, refreshed now and then */
         uint64_t outbox_backlog;        /* unsent outbox rows (an upper bound; 0 exactly when none) */
         uint64_t alerts_raised;

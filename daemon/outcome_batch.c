@@ -365,11 +365,9 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 *ret = (store_batch_result){ 0 };
         if (!st || !cfg || !group || (n > 0 && !msgs) || (n_offsets > 0 && !offsets))
                 return -EINVAL;
-        int r = store_ready(st, store_outcome_statements);
-        if (r >= 0)
-                r = store_ready(st, store_rows_statements);
+        int r = store_rows_ready(st, store_outcome_statements, false);
         if (r < 0)
-                return r;
+                return r == -ENOTCONN ? pg_fail(store_session(st), -ECONNRESET, "not connected to PostgreSQL") : r;
 
         batch b = { .s = store_session(st), .cfg = cfg, .now = now };
         store_rows_reset(&b.rows);
@@ -409,20 +407,9 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 ctx_free(&c);
         }
 
-        pg_params rows_params[ROWS_PARAMS];
         if (r >= 0) {
                 store_rows_events(&b.rows, &b.events, 0, true);
-                r = pg_pipe_begin(b.s, &p);
-        }
-        if (r >= 0) {
-                r = store_rows_send(&b.rows, &p, now, rows_params);
-                if (r >= 0 && commit)
-                        r = pg_pipe_send(&p, "store_commit", NULL, 0);
-                if (r >= 0)
-                        r = pg_pipe_sync(&p);
-                if (r >= 0)
-                        b.res.events = store_rows_events_written(&b.rows, &p);
-                pg_pipe_end(&p);
+                r = store_rows_write(&b.rows, b.s, now, commit, &b.res.events);
         }
         if (r < 0 || !commit)
                 store_rollback(st);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "pg.h"
 
 /* ---- errors ---- */
@@ -23,6 +24,7 @@ static void trim_end(char *p) {
                 p[--n] = 0;
 }
 
+static int vfail(pg_session *s, int err, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static int vfail(pg_session *s, int err, const char *fmt, va_list ap) {
         vsnprintf(s->error, sizeof s->error, fmt, ap);
         one_line(s->error);
@@ -77,7 +79,7 @@ static int errno_of(const char *state) {
         return -EIO;
 }
 
-int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
+static int fail_result(pg_session *s, const char *what, const PGresult *r) {
         const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         if (!state)
                 state = "";
@@ -100,6 +102,14 @@ int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
                          : pg_fail(s, err, "%s: %s", what, primary);
         snprintf(s->sqlstate, sizeof s->sqlstate, "%s", state);
         snprintf(s->failed, sizeof s->failed, "%s", what);
+        return ret;
+}
+
+/* Every failure is counted by its class, and kept as the class's last error
+ * (metrics.h: the metrics and the instance's heartbeat). */
+int pg_fail_result(pg_session *s, const char *what, const PGresult *r) {
+        int ret = fail_result(s, what, r);
+        metrics_database_error(sqlstate_classify(s->sqlstate), s->error);
         return ret;
 }
 
@@ -283,30 +293,14 @@ static void put_be64(uint8_t *p, uint64_t v) {
 }
 
 static uint8_t *arr_append(pg_arr *a, size_t more) {
-        if (a->oom)
-                return NULL;
-        if (a->len + more > a->cap) {
-                size_t cap = a->cap ? a->cap : 1024;
-                while (cap < a->len + more)
-                        cap *= 2;
-                uint8_t *p = realloc(a->buf, cap);
-                if (!p) {
-                        a->oom = true;
-                        return NULL;
-                }
-                a->buf = p;
-                a->cap = cap;
-        }
-        uint8_t *p = a->buf + a->len;
-        a->len += more;
-        return p;
+        return (uint8_t *)strbuf_extend(&a->b, more);
 }
 
 void pg_arr_reset(pg_arr *a, uint32_t elem_oid) {
-        a->len = 0;
+        a->b.len = 0;
+        a->b.oom = false;
         a->n = 0;
         a->has_null = false;
-        a->oom = false;
         a->elem_oid = elem_oid;
         arr_append(a, ARR_HEADER);
 }
@@ -314,7 +308,7 @@ void pg_arr_reset(pg_arr *a, uint32_t elem_oid) {
 void pg_arr_free(pg_arr *a) {
         if (!a)
                 return;
-        free(a->buf);
+        strbuf_free(&a->b);
         *a = (pg_arr){ 0 };
 }
 
@@ -329,7 +323,7 @@ void pg_arr_null(pg_arr *a) {
 
 void pg_arr_bytes(pg_arr *a, const void *data, size_t n) {
         if (n > INT32_MAX) {
-                a->oom = true;
+                a->b.oom = true;
                 return;
         }
         uint8_t *p = arr_append(a, 4 + n);
@@ -373,20 +367,21 @@ void pg_arr_ts(pg_arr *a, usec_t t) {
 }
 
 int pg_arr_finish(pg_arr *a) {
-        if (a->oom || a->len < ARR_HEADER)
+        if (a->b.oom || a->b.len < ARR_HEADER)
                 return -ENOMEM;
+        uint8_t *h = (uint8_t *)a->b.s;
         if (a->n == 0) {
-                put_be32(a->buf, 0);    /* an empty array has no dimensions */
-                put_be32(a->buf + 4, 0);
-                put_be32(a->buf + 8, a->elem_oid);
-                a->len = 12;
+                put_be32(h, 0);         /* an empty array has no dimensions */
+                put_be32(h + 4, 0);
+                put_be32(h + 8, a->elem_oid);
+                a->b.len = 12;
                 return 0;
         }
-        put_be32(a->buf, 1);
-        put_be32(a->buf + 4, a->has_null ? 1 : 0);
-        put_be32(a->buf + 8, a->elem_oid);
-        put_be32(a->buf + 12, (uint32_t)a->n);
-        put_be32(a->buf + 16, 1);
+        put_be32(h, 1);
+        put_be32(h + 4, a->has_null ? 1 : 0);
+        put_be32(h + 8, a->elem_oid);
+        put_be32(h + 12, (uint32_t)a->n);
+        put_be32(h + 16, 1);
         return 0;
 }
 
@@ -446,7 +441,7 @@ void pg_params_null(pg_params *p) {
 
 int pg_params_arr(pg_params *p, pg_arr *a) {
         int r = pg_arr_finish(a);
-        params_add(p, a->buf, r < 0 ? 0 : (int)a->len);
+        params_add(p, a->b.s, r < 0 ? 0 : (int)a->b.len);
         return r;
 }
 

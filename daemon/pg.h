@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "sqlstate.h"
+#include "strbuf.h"
 
 #define PG_ERROR_MAX 256
 
@@ -92,15 +93,13 @@ void pg_prepared_forget(pg_session *s);
 /* ---- parameters ---- */
 
 /* A one-dimensional array parameter in PostgreSQL's binary format, built in
- * place; reset keeps the buffer. Allocation failures are remembered in oom
+ * place; reset keeps the buffer. Allocation failures are remembered (strbuf.h)
  * and reported by pg_arr_finish. */
 typedef struct pg_arr {
-        uint8_t *buf;
-        size_t len, cap;
+        strbuf b;                       /* the bytes: header, then each element */
         uint32_t elem_oid;
         int32_t n;
         bool has_null;
-        bool oom;
 } pg_arr;
 
 void pg_arr_reset(pg_arr *a, uint32_t elem_oid);

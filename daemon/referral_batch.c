@@ -417,11 +417,9 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 msgs[i].outcome = 0;
                 msgs[i].reasons = msgs[i].flags = 0;
         }
-        int r = store_ready(st, store_referral_statements);
-        if (r >= 0)
-                r = store_ready(st, store_rows_statements);
+        int r = store_rows_ready(st, store_referral_statements, false);
         if (r < 0)
-                return r;
+                return r == -ENOTCONN ? pg_fail(store_session(st), -ECONNRESET, "not connected to PostgreSQL") : r;
         pg_session *s = store_session(st);
         batch b;
         if ((r = batch_init(&b, cfg, now, n)) < 0) {

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "batch.h"
+#include "messages.h"
 #include "clock.h"
 #include "config.h"
 #include "store.h"

@@ -41,20 +41,23 @@
 
 #include <libpq-fe.h>
 
+#include "cleanup.h"
+#include "key_blocks.h"
 #include "log.h"
 #include "pg.h"
 #include "kafka_conf.h"
+#include "metrics.h"
+#include "metrics_kafka.h"
 #include "relay.h"
+#include "sqlstate.h"
 
 #define RECONNECT_MIN (100 * 1000)
 #define RECONNECT_MAX (30 * USEC_PER_SEC)
-#define KEY_BACKOFF_MIN (500 * 1000)
-#define KEY_BACKOFF_MAX (30 * USEC_PER_SEC)
 #define DEFAULT_BATCH 500
 #define DEFAULT_POLL_MS 1000
 #define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
 #define FATAL_FLUSH_MS 100           /* what is not reported by then stays unsent */
-#define CONNECT_TIMEOUT (10 * USEC_PER_SEC) /* libpq's connect_timeout does not apply to PQconnectPoll */
+#define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
 
 typedef struct flight_link {
         struct flight_link *prev, *next;
@@ -64,15 +67,10 @@ typedef struct flight_link {
 typedef struct flight {
         flight_link link;               /* first: a flight_link * is its flight * */
         int64_t id;
+        usec_t created;                 /* the outbox row's created_at (realtime) */
+        int topic;                      /* metrics_topic, or -1 */
         char key[];
 } flight;
-
-/* A key held back after a failed delivery, until `until` (monotonic). */
-typedef struct key_block {
-        char *key;
-        usec_t until;
-        usec_t backoff;
-} key_block;
 
 typedef enum pg_state {
         PG_NONE,
@@ -105,8 +103,7 @@ struct relay {
         uint64_t n_flights;
         int64_t *delivered;             /* delivered, not yet marked sent */
         size_t n_delivered, cap_delivered;
-        key_block *blocks;
-        size_t n_blocks, cap_blocks;
+        key_blocks blocks;              /* held back after a failed delivery */
 
         relay_figures fig;
 };
@@ -138,55 +135,6 @@ static usec_t relay_poll_interval(const relay *r) {
 /* Backpressure: rows in flight before the relay stops reading more. */
 static uint64_t flights_max(const relay *r) {
         return (uint64_t)relay_batch(r) * 4;
-}
-
-/* ---- key blocks ---- */
-
-static key_block *block_find(relay *r, const char *key) {
-        for (size_t i = 0; i < r->n_blocks; i++)
-                if (strcmp(r->blocks[i].key, key) == 0)
-                        return &r->blocks[i];
-        return NULL;
-}
-
-static void block_remove(relay *r, key_block *b) {
-        free(b->key);
-        *b = r->blocks[--r->n_blocks];
-}
-
-static bool key_blocked(relay *r, const char *key, usec_t mono) {
-        key_block *b = block_find(r, key);
-        return b && b->until > mono;
-}
-
-static void key_block_add(relay *r, const char *key, usec_t mono) {
-        key_block *b = block_find(r, key);
-        if (b) {
-                b->backoff = b->backoff * 2 > KEY_BACKOFF_MAX ? KEY_BACKOFF_MAX : b->backoff * 2;
-                b->until = mono + b->backoff;
-                return;
-        }
-        if (r->n_blocks == r->cap_blocks) {
-                size_t cap = r->cap_blocks ? r->cap_blocks * 2 : 16;
-                key_block *v = realloc(r->blocks, cap * sizeof *v);
-                if (!v)
-                        return; /* then only the backoff is lost: the row stays unsent */
-                r->blocks = v;
-                r->cap_blocks = cap;
-        }
-        char *k = strdup(key);
-        if (!k)
-                return;
-        r->blocks[r->n_blocks++] = (key_block){.key = k, .until = mono + KEY_BACKOFF_MIN, .backoff = KEY_BACKOFF_MIN};
-}
-
-/* Forget blocks long past, e.g. of rows another relay has since published. */
-static void blocks_prune(relay *r, usec_t mono) {
-        for (size_t i = 0; i < r->n_blocks;)
-                if (r->blocks[i].until + 2 * KEY_BACKOFF_MAX < mono)
-                        block_remove(r, &r->blocks[i]);
-                else
-                        i++;
 }
 
 /* ---- flights and delivery reports ---- */
@@ -228,14 +176,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         usec_t mono = clock_monotonic();
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 r->fig.published++;
+                metrics_inc(M_EVENTS_PUBLISHED, (unsigned)f->topic);
+                metrics_observe(H_PUBLISH_LATENCY, (double)(clock_realtime() - f->created) / USEC_PER_SEC);
                 delivered_push(r, f->id);
-                key_block *b = block_find(r, f->key);
-                if (b && b->until <= mono)
-                        block_remove(r, b); /* the retry went through */
+                key_blocks_delivered(&r->blocks, f->key, mono);
         } else {
                 /* Kept unsent; the key waits so the case's later rows do not overtake it. */
                 r->fig.failed++;
-                key_block_add(r, f->key, mono);
+                metrics_inc(M_EVENT_DELIVERY_FAILURES, (unsigned)f->topic);
+                key_blocks_hold(&r->blocks, f->key, mono);
                 /* It may be stored all the same (POSSIBLY_PERSISTED, docs/design.md "The producer"): the
                  * retry then duplicates it under the same ce_id, never loses it. */
                 set_error(r, "delivery of outbox row %" PRId64 " to %s failed: %s", f->id,
@@ -319,6 +268,8 @@ static int producer_new(relay *r, char *err, size_t err_size) {
             (ret = kafka_conf_set(conf, "log.queue", "true", err, err_size)) < 0)
                 goto fail;
         if (r->bootstrap && (ret = kafka_conf_set(conf, "bootstrap.servers", r->bootstrap, err, err_size)) < 0)
+                goto fail;
+        if ((ret = metrics_kafka_enable(conf, MC_PRODUCER, r->cfg, err, err_size)) < 0)
                 goto fail;
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_conf_set_error_cb(conf, on_error);
@@ -458,7 +409,11 @@ static void pg_advance(relay *r) {
 
 /* A failed statement: the connection's end, or an error of the statement. */
 static int pg_failed(relay *r, PGresult *res, const char *what) {
+        if (!r->pg)
+                return -ECONNRESET; /* given up already (relay_exec): said so there */
         set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
+        metrics_database_error(sqlstate_classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL),
+                               r->fig.last_error);
         if (res)
                 PQclear(res);
         if (PQstatus(r->pg) == CONNECTION_BAD) {
@@ -483,13 +438,14 @@ static int pg_consume(relay *r) {
         return 0;
 }
 
-/* One statement, its reply awaited in bounded time (pg_await: a link that
- * drops packets without a reset would otherwise hold the relay forever). The
- * last result, or NULL when the connection was given up (closed here). */
-static PGresult *relay_exec(relay *r, const char *sql, int n, const char *const *params, int format) {
-        /* Without parameters, the simple protocol (several statements allowed). */
-        int sent = n == 0 && format == 0 ? PQsendQuery(r->pg, sql)
-                                         : PQsendQueryParams(r->pg, sql, n, NULL, params, NULL, NULL, format);
+/* One statement (p NULL: the simple protocol, several statements allowed),
+ * its reply awaited in bounded time (pg_await: a link that drops packets
+ * without a reset would otherwise hold the relay for as long as it lasts).
+ * The last result; NULL when the connection was given up, and closed here, so
+ * that pg_failed() returns -ECONNRESET. docs/design.md "Silent links". */
+static PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
+        int sent = p ? PQsendQueryParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format)
+                     : PQsendQuery(r->pg, sql);
         int w = sent ? pg_await(r->pg) : -ECONNRESET;
         PGresult *res = NULL, *next;
         while (w == 0 && (next = PQgetResult(r->pg))) {
@@ -501,7 +457,7 @@ static PGresult *relay_exec(relay *r, const char *sql, int n, const char *const 
                 return res;
         PQclear(res);
         if (w == -ETIMEDOUT)
-                set_error(r, "PostgreSQL: no reply within the reply timeout");
+                set_error(r, "PostgreSQL: no reply within %lld ms", (long long)(PG_REPLY_TIMEOUT_DEFAULT / 1000));
         else
                 set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
         pg_close(r, "connection to PostgreSQL lost");
@@ -513,12 +469,10 @@ static int try_lock(relay *r) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
-                PGresult *res = relay_exec(r,
-                                           "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                           "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
-                                           0, NULL, 0);
-                if (!res)
-                        return -ECONNRESET;
+                PGresult *res = exec_params(r,
+                                            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
+                                            NULL, 0);
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);
@@ -526,19 +480,16 @@ static int try_lock(relay *r) {
         }
         char key[24];
         snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
-        const char *params[1] = {key};
-        PGresult *res = relay_exec(r, "SELECT pg_try_advisory_lock($1::bigint)", 1, params, 0);
-        if (!res)
-                return -ECONNRESET;
+        pg_params p = {0};
+        pg_params_text(&p, key);
+        PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
         bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (!got)
                 return 0;
-        res = relay_exec(r, "LISTEN " RELAY_NOTIFY_CHANNEL, 0, NULL, 0);
-        if (!res)
-                return -ECONNRESET;
+        res = exec_params(r, "LISTEN " RELAY_NOTIFY_CHANNEL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "LISTEN");
         PQclear(res);
@@ -549,75 +500,34 @@ static int try_lock(relay *r) {
         return 0;
 }
 
-/* A growing text buffer for array literals. */
-typedef struct strbuf {
-        char *s;
-        size_t n, cap;
-        bool oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t len) {
-        if (b->oom)
-                return;
-        if (b->n + len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->n + len + 1)
-                        cap *= 2;
-                char *p = realloc(b->s, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->s = p;
-                b->cap = cap;
-        }
-        memcpy(b->s + b->n, s, len);
-        b->n += len;
-        b->s[b->n] = '\0';
-}
-
-static void sb_adds(strbuf *b, const char *s) {
-        sb_add(b, s, strlen(s));
-}
-
-static void sb_add_id(strbuf *b, int64_t id) {
-        char num[24];
-        int k = snprintf(num, sizeof num, "%s%" PRId64, b->n > 1 ? "," : "", id);
-        sb_add(b, num, (size_t)k);
-}
+/* The relay's own statements, with binary parameters (pg.h). */
 
 static int mark_sent(relay *r) {
         if (r->n_delivered == 0)
                 return 0;
-        strbuf b = {0};
-        sb_adds(&b, "{");
+        _cleanup_(pg_arr_free) pg_arr ids = { 0 };
+        pg_arr_reset(&ids, PG_OID_INT8);
         for (size_t i = 0; i < r->n_delivered; i++)
-                sb_add_id(&b, r->delivered[i]);
-        sb_adds(&b, "}");
-        if (b.oom) {
-                free(b.s);
+                pg_arr_int8(&ids, r->delivered[i]);
+        pg_params p = { 0 };
+        if (pg_params_arr(&p, &ids) < 0)
                 return -ENOMEM;
-        }
-        const char *params[1] = {b.s};
         /* A row already gone (another relay marked it) returns nothing here. An
          * event id already in outbox_sent (re-inserted in the window that
          * schemas/004_outbox_sent.sql describes, so published twice) is not
          * recorded twice: the row still leaves the outbox, the marking never
          * fails on it. */
-        PGresult *res = relay_exec(r,
-                                   "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
-                                   "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
-                                   "                     octet_length(payload) AS payload_bytes, created_at) "
-                                   "INSERT INTO allvarsd.outbox_sent "
-                                   "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
-                                   "        sent_at) "
-                                   "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
-                                   "       d.created_at, now() FROM d "
-                                   "ON CONFLICT DO NOTHING",
-                                   1, params, 0);
-        free(b.s);
-        if (!res)
-                return -ECONNRESET;
+        PGresult *res = exec_params(r,
+                                     "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
+                                     "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
+                                     "                     octet_length(payload) AS payload_bytes, created_at) "
+                                     "INSERT INTO allvarsd.outbox_sent "
+                                     "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
+                                     "        sent_at) "
+                                     "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
+                                     "       d.created_at, now() FROM d "
+                                     "ON CONFLICT DO NOTHING",
+                                     &p, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "marking outbox rows sent");
         PQclear(res);
@@ -632,34 +542,15 @@ static int64_t be64(const char *p) {
         return (int64_t)v;
 }
 
-/* The array of ids to leave out: in flight, or delivered and not yet marked. */
-static void excluded_ids(relay *r, strbuf *b) {
-        sb_adds(b, "{");
+/* The ids to leave out (in flight, or delivered and not yet marked), and the keys held back. */
+static void excluded(relay *r, usec_t mono, pg_arr *ids, pg_arr *keys) {
         for (flight_link *l = r->flights.next; l != &r->flights; l = l->next)
-                sb_add_id(b, ((flight *)l)->id);
+                pg_arr_int8(ids, ((flight *)l)->id);
         for (size_t i = 0; i < r->n_delivered; i++)
-                sb_add_id(b, r->delivered[i]);
-        sb_adds(b, "}");
-}
-
-static void blocked_keys(relay *r, usec_t mono, strbuf *b) {
-        sb_adds(b, "{");
-        bool first = true;
-        for (size_t i = 0; i < r->n_blocks; i++) {
-                if (r->blocks[i].until <= mono)
-                        continue;
-                if (!first)
-                        sb_adds(b, ",");
-                first = false;
-                sb_adds(b, "\"");
-                for (const char *p = r->blocks[i].key; *p; p++) {
-                        if (*p == '"' || *p == '\\')
-                                sb_adds(b, "\\");
-                        sb_add(b, p, 1);
-                }
-                sb_adds(b, "\"");
-        }
-        sb_adds(b, "}");
+                pg_arr_int8(ids, r->delivered[i]);
+        for (size_t i = 0; i < r->blocks.n; i++)
+                if (r->blocks.v[i].until > mono)
+                        pg_arr_text(keys, r->blocks.v[i].key);
 }
 
 /* Produce one row. Returns 0, 1 when the producer's queue is full (stop this
@@ -673,6 +564,7 @@ static int produce_row(relay *r, PGresult *res, int i) {
         usec_t ce_time = be64(PQgetvalue(res, i, 5)) + PG_EPOCH_USEC;
         const char *payload = PQgetvalue(res, i, 6);
         size_t len = (size_t)PQgetlength(res, i, 6);
+        usec_t created = be64(PQgetvalue(res, i, 7)) + PG_EPOCH_USEC;
 
         char time[RFC3339_MAX];
         clock_format_rfc3339(ce_time, time);
@@ -681,6 +573,8 @@ static int produce_row(relay *r, PGresult *res, int i) {
         if (!f)
                 return 1;
         f->id = id;
+        f->created = created;
+        f->topic = metrics_topic_of(topic);
         memcpy(f->key, key, key_len + 1);
 
         const char *source = r->cfg->event_source ? r->cfg->event_source : "urn:allvarsd";
@@ -699,7 +593,7 @@ static int produce_row(relay *r, PGresult *res, int i) {
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 free(f);
                 r->fig.failed++;
-                key_block_add(r, key, clock_monotonic());
+                key_blocks_hold(&r->blocks, key, clock_monotonic());
                 set_error(r, "producing outbox row %" PRId64 " to %s: %s", id, topic, rd_kafka_err2str(e));
                 if (e == RD_KAFKA_RESP_ERR__FATAL)
                         r->fatal = true;
@@ -720,34 +614,28 @@ static int publish(relay *r, usec_t mono) {
         uint64_t room = flights_max(r) - r->n_flights;
         if (room < limit)
                 limit = (unsigned)room;
-        strbuf ids = {0}, keys = {0};
-        excluded_ids(r, &ids);
-        blocked_keys(r, mono, &keys);
-        char lim[16];
-        snprintf(lim, sizeof lim, "%u", limit);
-        if (ids.oom || keys.oom) {
-                free(ids.s);
-                free(keys.s);
+        _cleanup_(pg_arr_free) pg_arr ids = { 0 };
+        _cleanup_(pg_arr_free) pg_arr keys = { 0 };
+        pg_arr_reset(&ids, PG_OID_INT8);
+        pg_arr_reset(&keys, PG_OID_TEXT);
+        excluded(r, mono, &ids, &keys);
+        pg_params p = { 0 };
+        if (pg_params_arr(&p, &ids) < 0 || pg_params_arr(&p, &keys) < 0)
                 return -ENOMEM;
-        }
-        const char *params[3] = {ids.s, keys.s, lim};
+        pg_params_int4(&p, (int32_t)limit);
         /* No "id > last": a lower id that commits late is still unsent here. */
-        PGresult *res = relay_exec(r,
-                                   "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload "
-                                   "FROM allvarsd.outbox "
-                                   "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
-                                   "ORDER BY id LIMIT $3::integer",
-                                   3, params, 1);
-        free(ids.s);
-        free(keys.s);
-        if (!res)
-                return -ECONNRESET;
+        PGresult *res = exec_params(r,
+                                    "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at "
+                                    "FROM allvarsd.outbox "
+                                    "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
+                                    "ORDER BY id LIMIT $3::integer",
+                                    &p, 1);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "reading the outbox");
         int rows = PQntuples(res), ret = 0;
         bool full = false;
         for (int i = 0; i < rows; i++) {
-                if (key_blocked(r, PQgetvalue(res, i, 3), mono))
+                if (key_blocks_held(&r->blocks, PQgetvalue(res, i, 3), mono))
                         continue; /* an earlier row of this key failed in this pass */
                 int k = produce_row(r, res, i);
                 if (k == 1) {
@@ -802,7 +690,7 @@ static int work(relay *r, usec_t mono) {
         }
         if (!r->active || !r->rk)
                 return ret;
-        blocks_prune(r, mono);
+        key_blocks_prune(&r->blocks, mono);
         if ((r->query_due || mono >= r->next_poll) && r->n_flights < flights_max(r)) {
                 r->next_poll = mono + relay_poll_interval(r);
                 if ((k = publish(r, mono)) < 0 && ret == 0)
@@ -901,9 +789,7 @@ void relay_free(relay *r, usec_t flush_timeout) {
         /* Ending the session releases the advisory lock. */
         if (r->pg)
                 PQfinish(r->pg);
-        for (size_t i = 0; i < r->n_blocks; i++)
-                free(r->blocks[i].key);
-        free(r->blocks);
+        key_blocks_free(&r->blocks);
         free(r->delivered);
         free(r->bootstrap);
         if (r->pipe[0] >= 0)

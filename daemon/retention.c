@@ -74,9 +74,7 @@ static const pg_statement retention_statements[] = {
 int retention_run(store *st, const config *cfg, usec_t now, retention_result *ret) {
         retention_result rr = { 0 };
         pg_session *s = store_session(st);
-        int r = pg_connected(s) ? store_ready(st, store_rows_statements) : -ENOTCONN;
-        if (r >= 0)
-                r = store_begin(st, retention_statements);
+        int r = store_rows_ready(st, retention_statements, true);
         if (r < 0)
                 return r;
 
@@ -119,20 +117,10 @@ int retention_run(store *st, const config *cfg, usec_t now, retention_result *re
         pg_params_int4(&rp, (int32_t)rr.cases);
         pg_params_int4(&rp, (int32_t)rr.dead_letters);
         pg_params_int4(&rp, (int32_t)rr.outbox_rows);
-        pg_params params[ROWS_PARAMS];
-        pg_pipe p;
         if (r >= 0)
-                r = pg_pipe_begin(s, &p);
-        if (r >= 0) {
-                r = store_rows_send(&rows, &p, now, params);
-                if (r >= 0)
-                        r = pg_pipe_send(&p, "retention_purges_row", &rp, 0);
-                if (r >= 0)
-                        r = pg_pipe_send(&p, "store_commit", NULL, 0);
-                if (r >= 0)
-                        r = pg_pipe_sync(&p);
-                pg_pipe_end(&p);
-        }
+                r = pg_exec(s, "retention_purges_row", &rp, 0, NULL);
+        if (r >= 0)
+                r = store_rows_write(&rows, s, now, true, NULL);
         if (r < 0) {
                 store_rollback(st);
                 return r;

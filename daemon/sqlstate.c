@@ -38,3 +38,33 @@ const char *sqlstate_class_name(sqlstate_class c) {
         }
         return "other";
 }
+
+const char *sqlstate_fix(const char *s) {
+        if (sqlstate_classify(s) != SQLSTATE_DEPLOYMENT)
+                return NULL;
+        if (strcmp(s, "3D000") == 0)
+                return "create the database (createdb) and run deploy/roles.sql in it as the DBA";
+        if (strcmp(s, "28000") == 0)
+                return "the role does not exist or may not log in here: run deploy/roles.sql as the DBA, and check "
+                       "user= in the connection";
+        if (class_is(s, "28"))
+                return "check the user and password of the connection (database.conninfo and database.password, or "
+                       "--database)";
+        if (strcmp(s, "42501") == 0)
+                return "the role lacks a grant: run deploy/roles.sql as the DBA, then allvarsd --migrate as "
+                       "allvarsd_owner, and connect as the role meant for this program (see README \"Roles\")";
+        if (strcmp(s, "3F000") == 0 || strcmp(s, "42P01") == 0 || strcmp(s, "42883") == 0)
+                return "the schema is missing or older than this program: run allvarsd --migrate as allvarsd_owner";
+        return "the schema does not match this program: run allvarsd --migrate as allvarsd_owner";
+}
+
+const char *sqlstate_in_text(const char *text, char out[static 6]) {
+        out[0] = 0;
+        const char *p = text ? strstr(text, "(SQLSTATE ") : NULL;
+        for (; p; p = strstr(p + 1, "(SQLSTATE "))
+                if (strlen(p) >= 16 && p[15] == ')') {
+                        memcpy(out, p + 10, 5);
+                        out[5] = 0;
+                }
+        return out;
+}

@@ -25,3 +25,12 @@ sqlstate_class sqlstate_classify(const char *sqlstate);
 
 /* "transient", "data", "deployment", "other": for logs and figures. */
 const char *sqlstate_class_name(sqlstate_class c);
+
+/* The SQLSTATE of a one-line error that ends in "(SQLSTATE XXXXX)", as the
+ * store writes them (store_last_error, store_connect), into out; "" when none. */
+const char *sqlstate_in_text(const char *text, char out[static 6]);
+
+/* For a deployment error, what an operator does about it, in a few words
+ * ("create the database and run deploy/roles.sql in it"); NULL for the other
+ * classes, which are not fixed by hand. */
+const char *sqlstate_fix(const char *sqlstate);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgconn.h"
 #include "store.h"
 
 struct store {
@@ -85,14 +86,19 @@ int store_connect(const char *conninfo, const char *password, store **ret, char 
         values[k++] = "UTF8";
         keys[k] = values[k] = NULL;
 
-        s->pg.conn = PQconnectdbParams(keys, values, 1);
-        char buf[200];
-        if (!pg_connected(&s->pg)) {
-                snprintf(err, err_size, "%s", pg_conn_message(&s->pg, buf, sizeof buf));
+        /* A refusal keeps the server's SQLSTATE (pgconn.h): a wrong password
+         * or a missing database is the deployment's, not an outage. */
+        char state[6], buf[400];
+        int r = pgconn_open(keys, values, 10, &s->pg.conn, state, buf, sizeof buf);
+        if (r < 0) {
+                if (state[0])
+                        snprintf(err, err_size, "%s (SQLSTATE %s)", buf, state);
+                else
+                        snprintf(err, err_size, "%s", buf);
                 store_free(s);
-                return -ECONNREFUSED;
+                return r == -EACCES ? r : -ECONNREFUSED;
         }
-        int r = session_setup(s);
+        r = session_setup(s);
         if (r < 0) {
                 snprintf(err, err_size, "%s", s->pg.error);
                 store_free(s);

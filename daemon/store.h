@@ -11,16 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
 #include "clock.h"
 #include "pg.h"
 
-#define STORE_SCHEMA_VERSION 5          /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 7          /* the newest migration this build knows */
 
 typedef struct store store;
 
-/* Connect with a libpq conninfo string (password merged in when given).
- * Returns 0, or -ECONNREFUSED with a one-line reason in err. */
+/* Connect with a libpq conninfo string (password merged in when given),
+ * waiting at most 10 s. Returns 0; -EACCES when the server refused for a
+ * reason of the deployment (sqlstate.h: a wrong password, an unknown role or
+ * database), -ECONNREFUSED otherwise; a one-line reason in err, ending in
+ * "(SQLSTATE XXXXX)" when the server gave one (sqlstate_in_text). */
 int store_connect(const char *conninfo, const char *password, store **ret, char *err, size_t err_size);
 void store_free(store *s);
 bool store_connected(const store *s);

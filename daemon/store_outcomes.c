@@ -241,7 +241,7 @@ int store_case_contacts(pg_session *s, const char *case_id, contacts *c) {
 }
 
 int store_case_contacts_write(pg_session *s, const char *case_id, const contacts *c, usec_t now) {
-        pg_arr a[6] = { { 0 } };
+        pg_arr a[6] = { 0 };
         static const uint32_t oids[6] = { PG_OID_INT4, PG_OID_TEXT, PG_OID_TEXT,
                                           PG_OID_TEXT, PG_OID_TEXT, PG_OID_TIMESTAMPTZ };
         for (size_t i = 0; i < 6; i++)

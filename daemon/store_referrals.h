@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
+#include "messages.h"
 #include "pg.h"
 #include "store_rows.h"
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "relay.h"
+#include "store.h"
 #include "store_rows.h"
 
 #define OUTBOX_COLUMNS                                                                                  \
@@ -221,4 +222,29 @@ unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p) {
                 if (w->q_outbox[once] >= 0 && p->res[w->q_outbox[once]])
                         n += pg_cmd_rows(p->res[w->q_outbox[once]]);
         return n;
+}
+
+int store_rows_write(store_rows *w, pg_session *s, usec_t now, bool commit, unsigned *ret_events) {
+        pg_params params[ROWS_PARAMS];
+        pg_pipe p;
+        int r = pg_pipe_begin(s, &p);
+        if (r >= 0)
+                r = store_rows_send(w, &p, now, params);
+        if (r >= 0 && commit)
+                r = pg_pipe_send(&p, "store_commit", NULL, 0);
+        if (r >= 0)
+                r = pg_pipe_sync(&p);
+        if (r >= 0 && ret_events)
+                *ret_events = store_rows_events_written(w, &p);
+        pg_pipe_end(&p);
+        return r < 0 ? r : 0;
+}
+
+int store_rows_ready(store *st, const pg_statement *list, bool begin) {
+        if (!store_connected(st))
+                return -ENOTCONN;
+        int r = store_ready(st, store_rows_statements);
+        if (r >= 0)
+                r = begin ? store_begin(st, list) : store_ready(st, list);
+        return r;
 }

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "batch.h"
+#include "messages.h"
 #include "codec.h"
 #include "config.h"
 #include "events.h"
@@ -31,6 +31,13 @@ typedef struct store_rows {
         /* the statements queued by store_rows_send, -1 when none */
         int q_outbox[2];
 } store_rows;
+
+struct store;
+/* Make the session ready for a transaction that writes shared rows: the
+ * statements of list (store_referrals.h, ...) and of this module prepared
+ * (store_ready); then BEGIN unless begin is false (the caller sends it in its
+ * first round trip). -ENOTCONN without a usable session. */
+int store_rows_ready(struct store *st, const pg_statement *list, bool begin);
 
 /* Start a transaction's rows (keeps the buffers). */
 void store_rows_reset(store_rows *w);
@@ -78,3 +85,7 @@ int store_rows_offsets_check(pg_session *s, const PGresult *res, size_t n);
 int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS_PARAMS]);
 /* After the sync: the outbox rows actually written (skipped ones not counted). */
 unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p);
+
+/* One round trip of its own: the rows collected, and COMMIT ("store_commit",
+ * store.h) unless commit is false. The outbox rows written in *ret_events. */
+int store_rows_write(store_rows *w, pg_session *s, usec_t now, bool commit, unsigned *ret_events);

@@ -26,31 +26,40 @@ trap cleanup EXIT
 
 say "Starting a private PostgreSQL"
 pg_start
-createdb allvarsd
 
-head -c 48 /dev/urandom > "$WORK/pepper"
+# As deployed (README "Setting it up"; tests/lib/deployed.bash): the superuser
+# only creates the database and runs deploy/roles.sql; allvarsd_owner migrates;
+# the daemon runs as the example configuration's role (allvarsd_runtime) with
+# its secrets as credentials; allvarsctl as the operator's role.
+# shellcheck source=../tests/lib/deployed.bash
+source tests/lib/deployed.bash
+BUILD=$ROOT/build
+T=$WORK DEPLOYED_SECRETS=$WORK/secrets
+
+say "The database, as the DBA makes it: createdb, then deploy/roles.sql in it"
+deployed_db allvarsd
+echo "  roles: $(psql -XAtq -d allvarsd -c "select string_agg(rolname, ', ' order by rolname) from pg_roles where rolname like 'allvarsd%'")"
+
 # The sample referrals were reported in March 2025: the demo runs on the
 # daemon's settable clock, starting on 2025-03-10 at 12:00 UTC.
 echo 2025-03-10T12:00:00Z > "$WORK/clock"
-cat > "$WORK/allvarsd.conf" <<CONF
-# The embedded default: an in-process Kafka (not for production) and the demo's PostgreSQL.
-kafka.embedded = true
-database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=allvarsd
-pepper = @file:$WORK/pepper
-profile.name = goteborg-motion-2024
-log.target = stderr
-batch.max_wait_ms = 20
-deadline_watch.interval_s = 1
-clock.file = $WORK/clock
-CONF
+# deploy/allvarsd.conf.example with the demo's endpoints: the embedded Kafka (an
+# in-process mock cluster, not for production) and the private PostgreSQL.
+deployed_conf "$WORK/allvarsd.conf" "kafka.embedded = true" "#kafka.bootstrap.servers" \
+        "database.conninfo = $(deployed_conninfo "" allvarsd "$PGHOST" "$PGPORT")" \
+        "log.target = stderr" "deadline_watch.interval_s = 1" "clock.file = $WORK/clock"
+echo "  $WORK/allvarsd.conf: deploy/allvarsd.conf.example with these lines changed:"
+diff deploy/allvarsd.conf.example "$WORK/allvarsd.conf" | sed -n 's/^> /    /p' || true
 CTL=(build/allvarsctl)
-ctl() { local c=$1; shift; "${CTL[@]}" "$c" --config "$WORK/allvarsd.conf" "$@"; }
+ctl() { local c=$1; shift; deployed_ctl "$WORK/allvarsd.conf" "$c" "$@"; }
 
-say "Creating the schema (allvarsd --migrate)"
-build/allvarsd --config "$WORK/allvarsd.conf" --migrate --schemas schemas
+say "Creating the schema (allvarsd --migrate, as allvarsd_owner)"
+deployed_migrate "$WORK/allvarsd.conf"
 
-say "Starting allvarsd"
-build/allvarsd --config "$WORK/allvarsd.conf" 2> "$WORK/allvarsd.log" &
+say "Starting allvarsd (as $(deployed_conf_role "$WORK/allvarsd.conf"), the secrets from \$CREDENTIALS_DIRECTORY)"
+CREDS=$(deployed_credentials "$(deployed_conf_role "$WORK/allvarsd.conf")")
+: > "$WORK/allvarsd.log"
+CREDENTIALS_DIRECTORY=$CREDS build/allvarsd --config "$WORK/allvarsd.conf" 2>> "$WORK/allvarsd.log" &
 DAEMON_PID=$!
 BOOTSTRAP=
 for _ in $(seq 100); do

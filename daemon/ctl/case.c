@@ -15,10 +15,16 @@
 
 static const char case_usage[] =
         "Usage: allvarsctl case ID [--json] [--config PATH | --database CONNINFO] [--now TIME]\n"
+        "       allvarsctl case ID --personal [--by NAME] [--json] [--config PATH | --database CONNINFO]\n"
         "One case in full: ID is the case id or the police's referral id (a NOT_ELIGIBLE referral has\n"
         "no case but is shown too). The decision with its reasons and flags explained in Swedish and\n"
         "English, the profile it was made under, the deadlines, the alerts raised, the outcome events\n"
-        "applied, and the audit trail. Ids, codes and times only: no personal data is shown.\n\n"
+        "applied, and the audit trail. Ids, codes and times only: no personal data is shown.\n"
+        "With --personal, only the child's and the guardians' personal data (identity number, names,\n"
+        "contacts, the narrative), read through a function that records who read them, and when, in\n"
+        "the case's audit trail.\n\n"
+        "  --personal             show the personal data instead (audited)\n"
+        "  --by NAME              who reads them, for the audit trail (default: the database login)\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
         "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
         "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n"
@@ -31,7 +37,7 @@ static const char case_usage[] =
         " CROSS JOIN LATERAL unnest(string_to_array(nullif(d." column ", ''), ',')) WITH ORDINALITY"     \
         "  AS x(code, n)"                                                                               \
         " LEFT JOIN unnest(" codes ", " sv ", " en ") AS e(code, sv, en) ON e.code = x.code"            \
-        " WHERE d.referral_id = $1 ORDER BY x.n"
+        " WHERE d.referral_id = $1::text ORDER BY x.n"
 
 /* $1 referral id, $2 now, $3-$5 reason codes/sv/en, $6-$8 flag codes/sv/en. */
 static const ctl_section case_sections[] = {
@@ -54,21 +60,21 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("r.purged_at") " AS personal_data_purged_at"
          " FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
          " LEFT JOIN allvarsd.cases c ON c.referral_id = r.referral_id"
-         " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$2") " AS s) t"
-         " WHERE r.referral_id = $1",
+         " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$2::timestamptz") " AS s) t"
+         " WHERE r.referral_id = $1::text",
          NULL, "seconds_left"},
-        {"reasons", "Reasons", CTL_RECORDS, SQL_EXPLAINED("reasons", "$3", "$4", "$5"), "none", NULL},
-        {"flags", "Flags", CTL_RECORDS, SQL_EXPLAINED("flags", "$6", "$7", "$8"), "none", NULL},
+        {"reasons", "Reasons", CTL_RECORDS, SQL_EXPLAINED("reasons", "$3::text[]", "$4::text[]", "$5::text[]"), "none", NULL},
+        {"flags", "Flags", CTL_RECORDS, SQL_EXPLAINED("flags", "$6::text[]", "$7::text[]", "$8::text[]"), "none", NULL},
         {"alerts", "Alerts raised", CTL_TABLE,
          "SELECT a.kind, " CTL_SQL_TS("a.due_at") " AS due_at, " CTL_SQL_TS("a.raised_at") " AS raised_at"
          " FROM allvarsd.case_alerts a JOIN allvarsd.referrals r ON r.case_id = a.case_id"
-         " WHERE r.referral_id = $1 ORDER BY a.raised_at, a.kind",
+         " WHERE r.referral_id = $1::text ORDER BY a.raised_at, a.kind",
          "none", NULL},
         {"events", "Outcome events applied", CTL_TABLE,
          "SELECT e.event_id, e.kind, " CTL_SQL_TS("e.occurred_at") " AS occurred_at,"
          " " CTL_SQL_TS("e.applied_at") " AS applied_at"
          " FROM allvarsd.outcome_events e JOIN allvarsd.referrals r ON r.case_id = e.case_id"
-         " WHERE r.referral_id = $1 ORDER BY e.applied_at, e.event_id",
+         " WHERE r.referral_id = $1::text ORDER BY e.applied_at, e.event_id",
          "none", NULL},
         /* detail holds an override's free-text reason: only whether there is one. */
         {"audit", "Audit trail", CTL_TABLE,
@@ -76,10 +82,10 @@ static const ctl_section case_sections[] = {
          " a.actor_kind || CASE WHEN a.actor_name <> '' THEN ':' || a.actor_name ELSE '' END AS who,"
          " a.action, CASE WHEN a.before <> '' OR a.after <> '' THEN coalesce(nullif(a.before, ''), '-')"
          "  || ' -> ' || coalesce(nullif(a.after, ''), '-') END AS change,"
-         " a.before, a.after, a.detail <> '' AS reason_recorded"
-         " FROM allvarsd.audit a"
-         " WHERE a.case_id = (SELECT case_id FROM allvarsd.referrals WHERE referral_id = $1)"
-         "  OR (a.case_id IS NULL AND a.referral_id = $1)"
+         " a.before, a.after, a.reason_recorded"
+         " FROM allvarsd.audit_trail a"
+         " WHERE a.case_id = (SELECT case_id FROM allvarsd.referrals WHERE referral_id = $1::text)"
+         "  OR (a.case_id IS NULL AND a.referral_id = $1::text)"
          " ORDER BY a.at, a.id",
          "none", "before,after,reason_recorded"},
 };
@@ -103,12 +109,57 @@ static int param_texts(ctl_params *p, const reason_text *table) {
         return r;
 }
 
+/* The child's and the guardians' personal data, read through the function
+ * that records who read them, and when, in the case's audit trail
+ * (schemas/006_operator_role.sql): the operator's role cannot read those
+ * tables itself. */
+static int show_personal(ctl *c, const char *referral_id, const char *by) {
+        ctl_params p = {0};
+        ctl_param(&p, CTL_OID_TEXT, referral_id);
+        ctl_param(&p, CTL_OID_TEXT, by);
+        PGresult *res = ctl_exec(c,
+                                 c->json ? "SELECT coalesce(json_agg(q), '[]'::json) FROM (SELECT * FROM"
+                                           " allvarsd.read_personal_data($1::text, $2::text)) q"
+                                         : "SELECT * FROM allvarsd.read_personal_data($1::text, $2::text)",
+                                 &p);
+        if (!res)
+                return -EIO;
+        if (c->json)
+                printf("%s\n", PQgetvalue(res, 0, 0));
+        else if (PQntuples(res) == 0)
+                printf("No personal data (purged); this read is recorded in the audit trail.\n");
+        else
+                for (int i = 0; i < PQntuples(res); i++) {
+                        if (i > 0)
+                                putchar('\n');
+                        ctl_print_record(stdout, res, i, NULL, "");
+                }
+        PQclear(res);
+        return 0;
+}
+
 int ctl_case_main(int argc, char **argv) {
         ctl c;
         ctl_init(&c, "case", case_usage);
+        enum { OPT_PERSONAL = 1, OPT_BY };
+        static const struct option options[] = {
+                {"personal", no_argument, NULL, OPT_PERSONAL},
+                {"by", required_argument, NULL, OPT_BY},
+                {NULL, 0, NULL, 0},
+        };
+        bool personal = false;
+        const char *by = NULL;
         int o;
-        while ((o = ctl_getopt(&c, argc, argv, NULL)) != -1)
-                return o == CTL_OPT_HELP ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+        while ((o = ctl_getopt(&c, argc, argv, options)) != -1) {
+                switch (o) {
+                case OPT_PERSONAL: personal = true; break;
+                case OPT_BY: by = optarg; break;
+                case CTL_OPT_HELP: return CTL_EXIT_OK;
+                default: return CTL_EXIT_USAGE;
+                }
+        }
+        if (by && !personal)
+                return ctl_usage_error(&c, "--by is for --personal");
         if (optind >= argc)
                 return ctl_usage_error(&c, "a case id or referral id is required");
         if (optind + 1 < argc)
@@ -116,7 +167,8 @@ int ctl_case_main(int argc, char **argv) {
         const char *id = argv[optind];
 
         char *referral_id = NULL, *case_id = NULL;
-        int r = ctl_connect(&c, true);
+        /* --personal writes its audit row: a transaction that may write. */
+        int r = ctl_connect(&c, !personal);
         if (r >= 0) {
                 r = ctl_case_resolve(&c, id, &referral_id, &case_id);
                 if (r == -ENOENT)
@@ -124,7 +176,9 @@ int ctl_case_main(int argc, char **argv) {
                 else if (r == -ENOMEM)
                         ctl_fail(&c, "out of memory");
         }
-        if (r >= 0) {
+        if (r >= 0 && personal)
+                r = show_personal(&c, referral_id, by);
+        else if (r >= 0) {
                 ctl_params p = {0};
                 ctl_param(&p, CTL_OID_TEXT, referral_id);
                 ctl_param(&p, CTL_OID_TIMESTAMPTZ, c.now);

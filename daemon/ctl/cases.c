@@ -35,11 +35,11 @@ static const ctl_section cases_section = {
         "SELECT c.case_id, c.district, c.state, c.outcome, " CTL_SQL_TS("c.deadline") " AS deadline,"
         " c.deadline_kind, " CTL_SQL_TIME_LEFT " AS time_left, t.s AS seconds_left, " CTL_SQL_CASE_FLAGS " AS flags"
         " FROM allvarsd.cases c JOIN allvarsd.decisions d ON d.referral_id = c.referral_id"
-        " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$1") " AS s) t"
-        " WHERE ($2 IS NOT TRUE OR " CTL_SQL_OVERDUE("c", "$1") ")"
-        " AND ($3 IS NULL OR lower(c.district) = lower($3))"
-        " AND ($4 IS NULL OR c.state = $4)"
-        " ORDER BY c.closed_at IS NOT NULL, c.deadline NULLS LAST, c.created_at, c.case_id LIMIT $5",
+        " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$1::timestamptz") " AS s) t"
+        " WHERE ($2::bool IS NOT TRUE OR " CTL_SQL_OVERDUE("c", "$1::timestamptz") ")"
+        " AND ($3::text IS NULL OR lower(c.district) = lower($3::text))"
+        " AND ($4::text IS NULL OR c.state = $4::text)"
+        " ORDER BY c.closed_at IS NOT NULL, c.deadline NULLS LAST, c.created_at, c.case_id LIMIT $5::int8",
         "No cases.", "seconds_left",
 };
 

@@ -33,6 +33,12 @@ int ctl_check_config_main(int argc, char **argv) {
                 c.cfg = NULL;
                 return CTL_EXIT_FAILURE;
         }
+        r = config_check_deployment(c.cfg, err, sizeof err);
+        if (r < 0) {
+                ctl_fail(&c, "%s", err);
+                ctl_done(&c);
+                return CTL_EXIT_FAILURE;
+        }
         config_dump(c.cfg, stdout);
         printf("# %s: OK\n", path);
         ctl_done(&c);

@@ -16,6 +16,8 @@ int ctl_decide_main(int argc, char **argv);
 int ctl_events_main(int argc, char **argv);
 /* The database subcommands. */
 int ctl_status_main(int argc, char **argv);
+/* The monitoring-plugins health check (check.c). */
+int ctl_check_main(int argc, char **argv);
 int ctl_cases_main(int argc, char **argv);
 int ctl_case_main(int argc, char **argv);
 int ctl_override_main(int argc, char **argv);

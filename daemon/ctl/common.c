@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "pgconn.h"
+#include "sqlstate.h"
 
 enum {
         OPT_CONFIG = 0x1001,
@@ -124,12 +126,14 @@ int ctl_load_config(ctl *c) {
                 if (c->database)
                         return 0;
                 /* No configuration file: libpq's PG* environment is the connection. */
-                if (access(CONFIG_DEFAULT_PATH, F_OK) < 0 && errno == ENOENT)
+                if (access(CTL_CONFIG_DEFAULT_PATH, F_OK) < 0 && errno == ENOENT)
                         return 0;
-                path = CONFIG_DEFAULT_PATH;
+                path = CTL_CONFIG_DEFAULT_PATH;
         }
+        /* allvarsctl's own file (the operator's role), never the daemon's
+         * unless named: the pepper is not needed here. */
         char err[512] = "";
-        int r = config_load(path, &c->cfg, err, sizeof err);
+        int r = config_load_client(path, &c->cfg, err, sizeof err);
         if (r < 0) {
                 ctl_fail(c, "configuration: %s%s", err[0] ? err : strerror(-r),
                          c->database ? ""
@@ -174,6 +178,13 @@ static const char *first_line(const char *s, char *buf, size_t size) {
         return buf;
 }
 
+/* ": what to do" for an error of the deployment (sqlstate_fix), else "". */
+static const char *fix_of(const char *sqlstate, char *buf, size_t size) {
+        const char *fix = sqlstate_fix(sqlstate);
+        snprintf(buf, size, "%s%s", fix ? ": " : "", fix ? fix : "");
+        return buf;
+}
+
 int ctl_connect(ctl *c, bool read_only) {
         int r = ctl_load_config(c);
         if (r < 0)
@@ -192,12 +203,13 @@ int ctl_connect(ctl *c, bool read_only) {
                 keys[n] = "password", values[n++] = password;
         keys[n] = "fallback_application_name", values[n++] = "allvarsctl";
         keys[n] = NULL, values[n] = NULL;
-        c->pg = PQconnectdbParams(keys, values, 1);
-        char line[512];
-        if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-                ctl_fail(c, "cannot connect to PostgreSQL: %s",
-                         c->pg ? first_line(PQerrorMessage(c->pg), line, sizeof line) : "out of memory");
-                return -ECONNREFUSED;
+        /* At most CTL_CONNECT_TIMEOUT s, and one attempt: a wrong password or a
+         * missing database is said at once, with its fix. */
+        char line[512], state[6], fix[300];
+        r = pgconn_open(keys, values, CTL_CONNECT_TIMEOUT, &c->pg, state, line, sizeof line);
+        if (r < 0) {
+                ctl_fail(c, "cannot connect to PostgreSQL: %s%s", line, fix_of(state, fix, sizeof fix));
+                return r;
         }
         PQsetNoticeProcessor(c->pg, ctl_drop_notice, NULL);
         PGresult *res = PQexec(c->pg, read_only ? "SET default_transaction_read_only = on; "
@@ -262,8 +274,10 @@ PGresult *ctl_exec(ctl *c, const char *sql, const ctl_params *p) {
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
                 return res;
         const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        char line[512];
-        ctl_fail(c, "database: %s", msg ? msg : first_line(PQerrorMessage(c->pg), line, sizeof line));
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        char line[512], fix[300];
+        ctl_fail(c, "database: %s%s", msg ? msg : first_line(PQerrorMessage(c->pg), line, sizeof line),
+                 fix_of(state, fix, sizeof fix));
         PQclear(res);
         return NULL;
 }
@@ -295,8 +309,8 @@ int ctl_case_resolve(ctl *c, const char *id, char **ret_referral_id, char **ret_
         ctl_param(&p, CTL_OID_TEXT, ctl_is_uuid(id) ? id : NULL);
         PGresult *res = ctl_exec(c,
                                  "SELECT referral_id, case_id::text FROM allvarsd.referrals"
-                                 " WHERE referral_id = $1 OR case_id = $2::uuid"
-                                 " ORDER BY referral_id = $1 DESC LIMIT 1",
+                                 " WHERE referral_id = $1::text OR case_id = $2::uuid"
+                                 " ORDER BY referral_id = $1::text DESC LIMIT 1",
                                  &p);
         if (!res)
                 return -EIO;

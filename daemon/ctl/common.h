@@ -18,11 +18,15 @@
 #include "clock.h"
 #include "config.h"
 #include "commands.h"                   /* the subcommands' entry points */
+#include "lifecycle.h"
 
 /* Exit codes of every subcommand. */
 #define CTL_EXIT_OK      0
 #define CTL_EXIT_FAILURE 1
 #define CTL_EXIT_USAGE   2
+
+/* Seconds allvarsctl waits for PostgreSQL to answer a connection. */
+#define CTL_CONNECT_TIMEOUT 10
 
 /* ctl_getopt's answers besides a command's own option values. */
 #define CTL_OPT_HELP  (-2)              /* --help was given: usage printed */
@@ -45,11 +49,11 @@
         "(CASE WHEN (" s ") >= 86400 THEN ((" s ") / 86400)::text || 'd ' || ((" s ") % 86400 / 3600)::text " \
         "|| 'h' WHEN (" s ") >= 3600 THEN ((" s ") / 3600)::text || 'h ' || lpad(((" s ") % 3600 / 60)::text, " \
         "2, '0') || 'm' ELSE ((" s ") / 60)::text || 'm' END)"
-/* SQL: the seconds until the deadline of the case (alias c) at now, while it is
- * neither held nor closed; as "in 2d 3h" or "overdue 12m" (t.s: those seconds). */
+/* SQL: the seconds until the deadline of the case (alias c) at now, while the
+ * conversation is owed (lifecycle.h CASE_SQL_OWED); as "in 2d 3h" or
+ * "overdue 12m" (t.s: those seconds). */
 #define CTL_SQL_SECONDS_LEFT(now) \
-        "CASE WHEN c.held_at IS NULL AND c.closed_at IS NULL THEN floor(extract(epoch FROM c.deadline - " now \
-        "))::bigint END"
+        "CASE WHEN " CASE_SQL_OWED("c") " THEN floor(extract(epoch FROM c.deadline - " now "))::bigint END"
 #define CTL_SQL_TIME_LEFT                                                                                  \
         "CASE WHEN t.s >= 0 THEN 'in ' || " CTL_SQL_DURATION("t.s") " WHEN t.s < 0 THEN 'overdue ' || " \
         CTL_SQL_DURATION("-t.s") " END"
@@ -59,8 +63,9 @@
         " CASE WHEN c.awaiting_assessment THEN 'AWAITING_ASSESSMENT' END,"                               \
         " CASE WHEN c.awaiting_clearance THEN 'AWAITING_CLEARANCE' END,"                                 \
         " CASE WHEN c.awaiting_contact THEN 'AWAITING_CONTACT' END), '')"
-/* SQL: the case (alias a) is overdue at now: its deadline passed, not held, not closed. */
-#define CTL_SQL_OVERDUE(a, now) "(" a ".deadline < " now " AND " a ".held_at IS NULL AND " a ".closed_at IS NULL)"
+/* SQL: the case (alias a) is overdue at now: lifecycle.h's one definition,
+ * the deadline watch's MISSED. */
+#define CTL_SQL_OVERDUE(a, now) CASE_SQL_OVERDUE(a, now)
 
 typedef struct ctl {
         const char *command;            /* "status": for messages */

@@ -13,7 +13,7 @@
 static const char usage[] =
         "Usage: allvarsctl dead-letters [list] [--limit N] [--json] [--config PATH | --database CONNINFO]\n"
         "       allvarsctl dead-letters show ID [--json] [...]\n"
-        "       allvarsctl dead-letters replay ID [--force] [--json] [--bootstrap HOST:PORT] [...]\n"
+        "       allvarsctl dead-letters replay ID [--force] [--by NAME] [--json] [--bootstrap HOST:PORT] [...]\n"
         "The messages allvarsd could not accept, with where they came from and why.\n\n"
         "  list                   the latest dead letters, oldest first (the default)\n"
         "  show ID                one dead letter; its payload is never printed (it may hold personal\n"
@@ -22,6 +22,8 @@ static const char usage[] =
         "                         letter's id) and mark it replayed: re-feed a message after fixing a bug\n"
         "  --limit N              list at most N (default 50; 0: all)\n"
         "  --force                replay a dead letter that was replayed before\n"
+        "  --by NAME              who replays it, for the audit trail (default: the database login);\n"
+        "                         reading the payload and marking it replayed are both audited\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
         "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
         "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n"
@@ -35,7 +37,7 @@ static const ctl_section list_section = {
         " d.source_topic || '/' || d.source_partition || '@' || d.source_offset AS source,"
         " d.source_topic AS topic, d.source_partition AS partition, d.source_offset AS \"offset\","
         " d.reason, d.detail, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
-        " FROM allvarsd.dead_letters d ORDER BY d.id DESC LIMIT $1) q ORDER BY id",
+        " FROM allvarsd.dead_letter_summary d ORDER BY d.id DESC LIMIT $1::int8) q ORDER BY id",
         "No dead letters.", "topic,partition,offset",
 };
 
@@ -44,13 +46,13 @@ static const ctl_section show_section = {
         NULL, NULL, CTL_RECORD,
         "SELECT d.id, d.event_id, " CTL_SQL_TS("d.received_at") " AS received_at, d.source_topic AS topic,"
         " d.source_partition AS partition, d.source_offset AS \"offset\", d.reason, d.detail,"
-        " octet_length(d.payload) AS payload_bytes, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
-        " FROM allvarsd.dead_letters d WHERE d.id = $1",
+        " d.payload_bytes, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
+        " FROM allvarsd.dead_letter_summary d WHERE d.id = $1::int8",
         NULL, NULL,
 };
 
 static int exists(ctl *c, const ctl_params *p) {
-        PGresult *res = ctl_exec(c, "SELECT 1 FROM allvarsd.dead_letters WHERE id = $1", p);
+        PGresult *res = ctl_exec(c, "SELECT 1 FROM allvarsd.dead_letter_summary WHERE id = $1::int8", p);
         if (!res)
                 return -EIO;
         int r = PQntuples(res) == 1 ? 0 : -ENOENT;
@@ -58,12 +60,16 @@ static int exists(ctl *c, const ctl_params *p) {
         return r;
 }
 
-static int replay(ctl *c, const char *id, bool force) {
+/* The payload is personal data (a referral as consumed): read through the
+ * function that records the read in the audit trail (schemas/006_operator_role.sql),
+ * and only for a replay. */
+static int replay(ctl *c, const char *id, bool force, const char *by) {
         ctl_params p = {0};
         ctl_param(&p, CTL_OID_INT8, id);
+        ctl_param(&p, CTL_OID_TEXT, by);
         PGresult *res = ctl_exec(c,
-                                 "SELECT source_topic, payload, " CTL_SQL_TS("replayed_at") ", event_id::text"
-                                 " FROM allvarsd.dead_letters WHERE id = $1",
+                                 "SELECT payload_bytes, " CTL_SQL_TS("replayed_at")
+                                 " FROM allvarsd.dead_letter_summary WHERE id = $1::int8",
                                  &p);
         if (!res)
                 return -EIO;
@@ -71,19 +77,29 @@ static int replay(ctl *c, const char *id, bool force) {
         if (PQntuples(res) != 1) {
                 ctl_fail(c, "no dead letter %s", id);
                 r = -ENOENT;
-        } else if (PQgetisnull(res, 0, 1)) {
+        } else if (PQgetisnull(res, 0, 0)) {
                 ctl_fail(c, "dead letter %s has no payload any more (purged)", id);
                 r = -ENODATA;
-        } else if (!PQgetisnull(res, 0, 2) && !force) {
-                ctl_fail(c, "dead letter %s was replayed at %s; --force replays it again", id, PQgetvalue(res, 0, 2));
+        } else if (!PQgetisnull(res, 0, 1) && !force) {
+                ctl_fail(c, "dead letter %s was replayed at %s; --force replays it again", id, PQgetvalue(res, 0, 1));
                 r = -EALREADY;
         }
-        if (r < 0) {
-                PQclear(res);
+        PQclear(res);
+        if (r < 0)
                 return r;
+        res = ctl_exec(c,
+                       "SELECT source_topic, payload, event_id::text"
+                       " FROM allvarsd.read_dead_letter_payload($1::int8, $2::text) WHERE payload IS NOT NULL",
+                       &p);
+        if (!res)
+                return -EIO;
+        if (PQntuples(res) != 1) {
+                PQclear(res);
+                ctl_fail(c, "dead letter %s has no payload any more (purged)", id);
+                return -ENODATA;
         }
         char *topic = strdup(PQgetvalue(res, 0, 0));
-        char *event_id = strdup(PQgetvalue(res, 0, 3));
+        char *event_id = strdup(PQgetvalue(res, 0, 2));
         size_t len = 0;
         unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
         PQclear(res);
@@ -108,11 +124,9 @@ static int replay(ctl *c, const char *id, bool force) {
         ctl_param(&p, CTL_OID_INT4, partition);
         ctl_param(&p, CTL_OID_INT8, offset);
         res = ctl_exec(c,
-                       c->json ? "WITH u AS (UPDATE allvarsd.dead_letters SET replayed_at = $2 WHERE id = $1"
-                                 " RETURNING id, source_topic, replayed_at)"
-                                 " SELECT row_to_json(q) FROM (SELECT u.id, u.source_topic AS topic, $3 AS partition,"
-                                 " $4 AS \"offset\", " CTL_SQL_TS("u.replayed_at") " AS replayed_at FROM u) q"
-                               : "UPDATE allvarsd.dead_letters SET replayed_at = $2 WHERE id = $1 RETURNING id",
+                       "SELECT row_to_json(q) FROM (SELECT u.id, u.source_topic AS topic, $4::int4 AS partition,"
+                       " $5::int8 AS \"offset\", " CTL_SQL_TS("u.replayed_at") " AS replayed_at"
+                       " FROM allvarsd.mark_dead_letter_replayed($1::int8, $3::timestamptz, $2::text) u) q",
                        &p);
         if (!res) {
                 fprintf(stderr, "allvarsctl dead-letters: dead letter %s was replayed to %s [%s] at offset %s, "
@@ -135,16 +149,18 @@ out:
 }
 
 int ctl_dead_letters_main(int argc, char **argv) {
-        enum { OPT_LIMIT = 1, OPT_FORCE };
+        enum { OPT_LIMIT = 1, OPT_FORCE, OPT_BY };
         static const struct option options[] = {
                 {"limit", required_argument, NULL, OPT_LIMIT},
                 {"force", no_argument, NULL, OPT_FORCE},
+                {"by", required_argument, NULL, OPT_BY},
                 {NULL, 0, NULL, 0},
         };
         ctl c;
         ctl_init(&c, "dead-letters", usage);
         long long limit = 50;
         bool limit_given = false, force = false;
+        const char *by = NULL;
         int o;
         while ((o = ctl_getopt(&c, argc, argv, options)) != -1) {
                 switch (o) {
@@ -154,6 +170,7 @@ int ctl_dead_letters_main(int argc, char **argv) {
                         limit_given = true;
                         break;
                 case OPT_FORCE: force = true; break;
+                case OPT_BY: by = optarg; break;
                 case CTL_OPT_HELP: return CTL_EXIT_OK;
                 default: return CTL_EXIT_USAGE;
                 }
@@ -161,9 +178,9 @@ int ctl_dead_letters_main(int argc, char **argv) {
         const char *action = optind < argc ? argv[optind++] : "list";
         const char *id = NULL;
         long long n;
+        if ((force || by) && strcmp(action, "replay") != 0)
+                return ctl_usage_error(&c, "%s is for replay", force ? "--force" : "--by");
         if (strcmp(action, "list") == 0) {
-                if (force)
-                        return ctl_usage_error(&c, "--force is for replay");
         } else if (strcmp(action, "show") == 0 || strcmp(action, "replay") == 0) {
                 if (optind >= argc)
                         return ctl_usage_error(&c, "%s needs the id of a dead letter", action);
@@ -172,8 +189,6 @@ int ctl_dead_letters_main(int argc, char **argv) {
                         return ctl_usage_error(&c, "not a dead letter id: %s", id);
                 if (limit_given)
                         return ctl_usage_error(&c, "--limit is for list");
-                if (force && action[0] == 's')
-                        return ctl_usage_error(&c, "--force is for replay");
         } else
                 return ctl_usage_error(&c, "unknown action %s: list, show or replay", action);
         if (optind < argc)
@@ -195,7 +210,7 @@ int ctl_dead_letters_main(int argc, char **argv) {
                         if (r >= 0)
                                 r = ctl_show(&c, &show_section, 1, &p);
                 } else
-                        r = replay(&c, id, force);
+                        r = replay(&c, id, force, by);
         }
         ctl_done(&c);
         return r < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;

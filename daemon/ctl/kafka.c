@@ -1,5 +1,6 @@
 /* allvarsctl: its Kafka configuration and its producer (see kafka.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kafka.h"
@@ -126,4 +127,76 @@ int ctl_produce(ctl *c, const char *topic, const void *key, size_t key_len, cons
         }
         *ret = (ctl_delivery){.partition = d.partition, .offset = d.offset};
         return 0;
+}
+
+void ctl_watermarks_free(ctl_watermarks *w) {
+        for (size_t i = 0; i < w->n; i++) {
+                free(w->topic[i]);
+                free(w->partition[i]);
+                free(w->high[i]);
+        }
+        free(w->topic);
+        free(w->partition);
+        free(w->high);
+        *w = (ctl_watermarks){0};
+}
+
+int ctl_watermarks_query(ctl *c, ctl_watermarks *w, const char *who) {
+        PGresult *res = ctl_exec(c,
+                                 "SELECT DISTINCT topic, partition FROM allvarsd.consumer_offsets ORDER BY 1, 2",
+                                 NULL);
+        if (!res)
+                return -EIO;
+        size_t n = (size_t)PQntuples(res);
+        w->topic = calloc(n + 1, sizeof *w->topic);
+        w->partition = calloc(n + 1, sizeof *w->partition);
+        w->high = calloc(n + 1, sizeof *w->high);
+        if (!w->topic || !w->partition || !w->high) {
+                PQclear(res);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                w->topic[i] = strdup(PQgetvalue(res, (int)i, 0));
+                w->partition[i] = strdup(PQgetvalue(res, (int)i, 1));
+                w->n++;
+                if (!w->topic[i] || !w->partition[i]) {
+                        PQclear(res);
+                        return -ENOMEM;
+                }
+        }
+        PQclear(res);
+        if (n == 0 || !ctl_kafka_known(c))
+                return 0;
+
+        rd_kafka_conf_t *conf;
+        int r = ctl_kafka_conf(c, &conf);
+        if (r < 0)
+                return r;
+        char err[512];
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        if (!rk) {
+                ctl_fail(c, "Kafka: %s", err);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int64_t lo, hi;
+                rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, w->topic[i], atoi(w->partition[i]),
+                                                                         &lo, &hi, 5000);
+                if (e) {
+                        fprintf(stderr, "allvarsctl %s: lag of %s [%s] unknown: %s\n", who, w->topic[i],
+                                w->partition[i], rd_kafka_err2str(e));
+                        /* An unreachable cluster would cost the timeout per partition. */
+                        if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT ||
+                            e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+                                break;
+                        continue;
+                }
+                if (asprintf(&w->high[i], "%lld", (long long)hi) < 0) {
+                        w->high[i] = NULL;
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        rd_kafka_destroy(rk);
+        return r;
 }

@@ -28,3 +28,14 @@ typedef struct ctl_delivery {
  * where it was written, or a negative errno after printing why. */
 int ctl_produce(ctl *c, const char *topic, const void *key, size_t key_len, const void *payload, size_t len,
                 rd_kafka_headers_t *headers, ctl_delivery *ret);
+
+/* The high watermark of every partition with a stored position (status,
+ * check): topic, partition and high as strings for query parameters; a
+ * broker that cannot be reached leaves them unknown (NULL) with one warning
+ * naming who. Returns 0 or a negative errno after printing why. */
+typedef struct ctl_watermarks {
+        size_t n;
+        char **topic, **partition, **high;
+} ctl_watermarks;
+int ctl_watermarks_query(ctl *c, ctl_watermarks *w, const char *who);
+void ctl_watermarks_free(ctl_watermarks *w);

@@ -6,9 +6,11 @@
 
 #include "commands.h"
 #include "identity.h"
+#include "version.h"
 
 static const ctl_command commands[] = {
-        {"status", ctl_status_main, "consumer positions, lag and the daemon's figures"},
+        {"status", ctl_status_main, "instances, the relay, consumer positions and lag, the daemon's figures"},
+        {"check", ctl_check_main, "a health check for monitoring systems (exit 0, 1, 2, 3 and one line)"},
         {"cases", ctl_cases_main, "one line per case (--overdue, --district, --state)"},
         {"case", ctl_case_main, "one case in full: decision, explanation, audit trail"},
         {"override", ctl_override_main, "a social worker's override of a decision (audited)"},
@@ -23,7 +25,7 @@ static void usage(FILE *f) {
         fprintf(f, "Usage: allvarsctl COMMAND [OPTIONS]...\n\nCommands:\n");
         for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
                 fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
-        fprintf(f, "\nRun 'allvarsctl COMMAND --help' for a command's options.\n");
+        fprintf(f, "\nRun 'allvarsctl COMMAND --help' for a command's options; 'allvarsctl --version' for the version.\n");
 }
 
 int main(int argc, char **argv) {
@@ -34,6 +36,10 @@ int main(int argc, char **argv) {
         const char *name = argv[1];
         if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
                 usage(stdout);
+                return 0;
+        }
+        if (strcmp(name, "--version") == 0) {
+                printf("allvarsctl %s\n", ALLVARSD_VERSION);
                 return 0;
         }
         /* Ages and report dates are on the Europe/Stockholm calendar (docs/domain.md "Age"). */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "sqlstate.h"
 #include "store.h"
 
 #ifndef SCHEMAS_DIR
@@ -18,6 +19,15 @@ static const char migrate_usage[] =
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists)\n"
         "  --database CONNINFO    connect with this libpq conninfo or URI; without it or a configuration\n"
         "                         file, libpq's PG* environment (PGHOST, PGPORT, PGUSER, PGDATABASE)\n";
+
+/* ": what to do" for an error of the deployment in the store's text, else "". */
+static const char *fix_of(const char *err) {
+        char state[6];
+        const char *fix = sqlstate_fix(sqlstate_in_text(err, state));
+        static char buf[300];
+        snprintf(buf, sizeof buf, "%s%s", fix ? ": " : "", fix ? fix : "");
+        return buf;
+}
 
 int ctl_migrate_main(int argc, char **argv) {
         enum { OPT_SCHEMAS = 1 };
@@ -49,13 +59,13 @@ int ctl_migrate_main(int argc, char **argv) {
                 const char *password = !c.database && c.cfg ? c.cfg->db_password : NULL;
                 r = store_connect(conninfo, password, &s, err, sizeof err);
                 if (r < 0)
-                        ctl_fail(&c, "cannot connect to PostgreSQL: %s", err);
+                        ctl_fail(&c, "cannot connect to PostgreSQL: %s%s", err, fix_of(err));
         }
         if (r >= 0) {
                 PQsetNoticeProcessor((PGconn *)store_pg(s), ctl_drop_notice, NULL);
                 r = store_migrate(s, schemas, err, sizeof err);
                 if (r < 0)
-                        ctl_fail(&c, "migration failed: %s", err[0] ? err : strerror(-r));
+                        ctl_fail(&c, "migration failed: %s%s", err[0] ? err : strerror(-r), fix_of(err));
         }
         if (r >= 0) {
                 int version = 0;

@@ -71,20 +71,20 @@ static int random_uuid(char ret[static UUID_STR_LEN]) {
 static const char wait_sql[] =
         "SELECT 'applied', " CTL_SQL_TS("e.applied_at") ", c.state, c.outcome"
         " FROM allvarsd.outcome_events e LEFT JOIN allvarsd.cases c ON c.case_id = e.case_id"
-        " WHERE e.event_id = $1"
+        " WHERE e.event_id = $1::text AND e.case_id = $2::uuid"
         " UNION ALL"
         " SELECT 'rejected', d.reason, d.detail, d.id::text FROM allvarsd.dead_letters d"
-        " WHERE d.source_topic = $3 AND d.source_partition = $4 AND d.source_offset = $5";
+        " WHERE d.source_topic = $3::text AND d.source_partition = $4::int4 AND d.source_offset = $5::int8";
 
 static const char json_sql[] =
-        "SELECT json_build_object('event_id', $1, 'case_id', $2, 'topic', $3, 'partition', $4, 'offset', $5,"
-        " 'result', $6,"
+        "SELECT json_build_object('event_id', $1::text, 'case_id', $2::text, 'topic', $3::text,"
+        " 'partition', $4::int4, 'offset', $5::int8, 'result', $6::text,"
         " 'applied', (SELECT row_to_json(q) FROM (SELECT e.kind, " CTL_SQL_TS("e.applied_at") " AS applied_at,"
         "   c.state, c.outcome FROM allvarsd.outcome_events e"
-        "   LEFT JOIN allvarsd.cases c ON c.case_id = e.case_id WHERE e.event_id = $1) q),"
+        "   LEFT JOIN allvarsd.cases c ON c.case_id = e.case_id WHERE e.event_id = $1::text) q),"
         " 'dead_letter', (SELECT row_to_json(q) FROM (SELECT d.id, d.reason, d.detail"
-        "   FROM allvarsd.dead_letters d WHERE d.source_topic = $3 AND d.source_partition = $4"
-        "   AND d.source_offset = $5) q))";
+        "   FROM allvarsd.dead_letters d WHERE d.source_topic = $3::text AND d.source_partition = $4::int4"
+        "   AND d.source_offset = $5::int8) q))";
 
 static int add_header(rd_kafka_headers_t *h, const char *name, const char *value) {
         return rd_kafka_header_add(h, name, -1, value, -1) ? -EINVAL : 0;

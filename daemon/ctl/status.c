@@ -1,6 +1,9 @@
-/* allvarsctl status: how far the consumers are (and how far behind, when Kafka
- * is known), the outbox backlog, dead letters, cases by district and state, and
- * the alerts of the last day. */
+/* allvarsctl status: the running instances (as they report themselves in
+ * allvarsd.instances: schemas/007_instances.sql) and which one holds the relay,
+ * how far the consumers are (and how far behind, when Kafka is known), the
+ * outbox backlog, dead letters, cases by district and state, the alerts of the
+ * last day, and each instance's last database error of each class. Figures
+ * since an instance's start are labelled so; the rest are the database's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +12,17 @@
 #include "common.h"
 #include "kafka.h"
 #include "print.h"
+#include "relay.h"
 
 static const char usage[] =
         "Usage: allvarsctl status [--json] [--config PATH | --database CONNINFO] [--bootstrap HOST:PORT]\n"
         "                         [--now TIME]\n"
-        "Consumer positions per partition (and the lag, when Kafka is known from kafka.bootstrap.servers\n"
-        "or --bootstrap), the outbox backlog and the age of its oldest unsent event, dead letters, cases\n"
-        "by district and state, and the alerts raised in the last 24 hours.\n\n"
+        "The instances of allvarsd (host, pid, version, started, last heartbeat, whether it holds the\n"
+        "outbox relay, its counts since start), the relay lock's holders, consumer positions per\n"
+        "partition (and the lag, when Kafka is known from kafka.bootstrap.servers or --bootstrap), the\n"
+        "outbox backlog and the age of its oldest unsent event, dead letters, cases by district and\n"
+        "state, the alerts raised in the last 24 hours, and each running instance's last database\n"
+        "error of each class.\n\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists);\n"
         "                         its database.* keys give the connection\n"
         "  --database CONNINFO    connect with this libpq conninfo or URI instead; without either,\n"
@@ -24,12 +31,34 @@ static const char usage[] =
         "  --now TIME             count ages as of this RFC 3339 time (default: clock.file, else now)\n"
         "  --json                 one JSON object, for scripts\n";
 
-/* $1 now, $2 topics, $3 partitions, $4 high watermarks (NULL: unknown). */
+/* An instance is running when it has not stopped and its heartbeat (every
+ * 15 s, by the server's clock) is recent. */
+#define RUNNING(i) "(" i ".stopped_at IS NULL AND " i ".heartbeat_at > now() - interval '60 seconds')"
+
+/* $1 now, $2 topics, $3 partitions, $4 high watermarks (NULL: unknown), $5 the relay's lock key. */
 static const ctl_section sections[] = {
         {"summary", NULL, CTL_RECORD,
-         "SELECT " CTL_SQL_TS("$1") " AS at,"
+         "SELECT " CTL_SQL_TS("$1::timestamptz") " AS at,"
          " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"
-         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue_cases",
+         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue_cases",
+         NULL, NULL},
+        {"instances", "Instances (decided and dead-lettered: since each one started)", CTL_TABLE,
+         "SELECT i.host, i.pid, i.version, " CTL_SQL_TS("i.started_at") " AS started,"
+         " floor(extract(epoch FROM now() - i.heartbeat_at))::bigint AS heartbeat_age_s,"
+         " CASE WHEN i.stopped_at IS NOT NULL THEN 'stopped' WHEN " RUNNING("i") " THEN 'running'"
+         "  ELSE 'silent' END AS state,"
+         " CASE WHEN i.relay_active AND " RUNNING("i") " THEN 'active' ELSE 'standby' END AS relay,"
+         " i.partitions, i.decided AS decided_since_start, i.dead_lettered AS dead_lettered_since_start"
+         " FROM allvarsd.instances i"
+         " ORDER BY i.stopped_at IS NOT NULL, i.heartbeat_at DESC, i.host, i.pid",
+         "none", NULL},
+        {"relay", "Outbox relay", CTL_RECORD,
+         /* pg_locks shows a one-bigint advisory lock as classid (high) and objid (low 32 bits). */
+         "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+         "        AND objsubid = 1 AND classid::bigint = ($5 >> 32) AND objid::bigint = ($5 & 4294967295))"
+         "        AS lock_holders,"
+         " (SELECT string_agg(i.host || ' pid ' || i.pid, ', ' ORDER BY i.host, i.pid) FROM allvarsd.instances i"
+         "   WHERE i.relay_active AND " RUNNING("i") ") AS held_by",
          NULL, NULL},
         {"consumers", "Consumer positions", CTL_TABLE,
          "SELECT o.consumer_group AS \"group\", o.topic, o.partition, o.next_offset,"
@@ -37,113 +66,41 @@ static const ctl_section sections[] = {
          " CASE WHEN w.high IS NOT NULL THEN greatest(w.high - o.next_offset, 0) END AS lag,"
          " " CTL_SQL_TS("o.updated_at") " AS updated_at"
          " FROM allvarsd.consumer_offsets o"
-         " LEFT JOIN unnest($2, $3, $4) AS w(topic, partition, high)"
+         " LEFT JOIN unnest($2::text[], $3::int4[], $4::int8[]) AS w(topic, partition, high)"
          "  ON w.topic = o.topic AND w.partition = o.partition"
          " ORDER BY o.consumer_group, o.topic, o.partition",
          "none", NULL},
-        {"outbox", "Outbox", CTL_RECORD,
+        {"outbox", "Outbox (database)", CTL_RECORD,
          "SELECT b.unsent, " CTL_SQL_TS("b.oldest") " AS oldest_unsent,"
          " CASE WHEN b.oldest IS NOT NULL THEN " CTL_SQL_DURATION("greatest(t.s, 0)") " END AS oldest_age,"
          " t.s AS oldest_age_seconds"
          " FROM (SELECT count(*) AS unsent, min(created_at) AS oldest FROM allvarsd.outbox) b"
-         " CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - b.oldest))::bigint AS s) t",
+         " CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1::timestamptz - b.oldest))::bigint AS s) t",
          NULL, "oldest_age_seconds"},
-        {"dead_letters", "Dead letters", CTL_RECORD,
+        {"dead_letters", "Dead letters (database)", CTL_RECORD,
          "SELECT count(*) AS total,"
-         " count(*) FILTER (WHERE received_at > $1 - interval '24 hours') AS last_24h,"
+         " count(*) FILTER (WHERE received_at > $1::timestamptz - interval '24 hours') AS last_24h,"
          " count(*) FILTER (WHERE replayed_at IS NULL) AS not_replayed,"
          " " CTL_SQL_TS("max(received_at)") " AS latest"
-         " FROM allvarsd.dead_letters",
+         " FROM allvarsd.dead_letter_summary",
          NULL, NULL},
-        {"cases", "Cases by district and state", CTL_TABLE,
+        {"cases", "Cases by district and state (database)", CTL_TABLE,
          "SELECT c.district, c.state, count(*) AS cases,"
-         " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1") ") AS overdue"
+         " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue"
          " FROM allvarsd.cases c GROUP BY c.district, c.state ORDER BY c.district, c.state",
          "none", NULL},
         {"alerts", "Alerts raised in the last 24 hours", CTL_TABLE,
          "SELECT kind, count(*) AS alerts FROM allvarsd.case_alerts"
-         " WHERE raised_at > $1 - interval '24 hours' AND raised_at <= $1 GROUP BY kind ORDER BY kind",
+         " WHERE raised_at > $1::timestamptz - interval '24 hours' AND raised_at <= $1::timestamptz"
+         " GROUP BY kind ORDER BY kind",
+         "none", NULL},
+        {"errors", "Last database error of each class (running instances)", CTL_TABLE,
+         "SELECT i.host, i.pid, e.class, e.error FROM allvarsd.instances i"
+         " CROSS JOIN LATERAL (VALUES ('transient', i.error_transient), ('data', i.error_data),"
+         "  ('deployment', i.error_deployment), ('other', i.error_other)) AS e(class, error)"
+         " WHERE e.error IS NOT NULL AND " RUNNING("i") " ORDER BY i.host, i.pid, e.class",
          "none", NULL},
 };
-
-typedef struct watermarks {
-        size_t n;
-        char **topic, **partition, **high;
-} watermarks;
-
-static void watermarks_free(watermarks *w) {
-        for (size_t i = 0; i < w->n; i++) {
-                free(w->topic[i]);
-                free(w->partition[i]);
-                free(w->high[i]);
-        }
-        free(w->topic);
-        free(w->partition);
-        free(w->high);
-        *w = (watermarks){0};
-}
-
-/* The high watermark of every partition with a stored position. A broker that
- * cannot be reached leaves them unknown (NULL) with one warning. */
-static int query_watermarks(ctl *c, watermarks *w) {
-        PGresult *res = ctl_exec(c,
-                                 "SELECT DISTINCT topic, partition FROM allvarsd.consumer_offsets ORDER BY 1, 2",
-                                 NULL);
-        if (!res)
-                return -EIO;
-        size_t n = (size_t)PQntuples(res);
-        w->topic = calloc(n + 1, sizeof *w->topic);
-        w->partition = calloc(n + 1, sizeof *w->partition);
-        w->high = calloc(n + 1, sizeof *w->high);
-        if (!w->topic || !w->partition || !w->high) {
-                PQclear(res);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                w->topic[i] = strdup(PQgetvalue(res, (int)i, 0));
-                w->partition[i] = strdup(PQgetvalue(res, (int)i, 1));
-                w->n++;
-                if (!w->topic[i] || !w->partition[i]) {
-                        PQclear(res);
-                        return -ENOMEM;
-                }
-        }
-        PQclear(res);
-        if (n == 0 || !ctl_kafka_known(c))
-                return 0;
-
-        rd_kafka_conf_t *conf;
-        int r = ctl_kafka_conf(c, &conf);
-        if (r < 0)
-                return r;
-        char err[512];
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-        if (!rk) {
-                ctl_fail(c, "Kafka: %s", err);
-                return -EINVAL;
-        }
-        for (size_t i = 0; i < n; i++) {
-                int64_t lo, hi;
-                rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, w->topic[i], atoi(w->partition[i]),
-                                                                         &lo, &hi, 5000);
-                if (e) {
-                        fprintf(stderr, "allvarsctl status: lag of %s [%s] unknown: %s\n", w->topic[i],
-                                w->partition[i], rd_kafka_err2str(e));
-                        /* An unreachable cluster would cost the timeout per partition. */
-                        if (e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT ||
-                            e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-                                break;
-                        continue;
-                }
-                if (asprintf(&w->high[i], "%lld", (long long)hi) < 0) {
-                        w->high[i] = NULL;
-                        r = -ENOMEM;
-                        break;
-                }
-        }
-        rd_kafka_destroy(rk);
-        return r;
-}
 
 int ctl_status_main(int argc, char **argv) {
         ctl c;
@@ -155,10 +112,10 @@ int ctl_status_main(int argc, char **argv) {
                 return ctl_usage_error(&c, "unexpected argument: %s", argv[optind]);
 
         int r = ctl_connect(&c, true);
-        watermarks w = {0};
+        ctl_watermarks w = {0};
         ctl_params p = {0};
         if (r >= 0)
-                r = query_watermarks(&c, &w);
+                r = ctl_watermarks_query(&c, &w, "status");
         if (r >= 0) {
                 ctl_param(&p, CTL_OID_TIMESTAMPTZ, c.now);
                 r = ctl_param_array(&p, CTL_OID_TEXT_ARRAY, (const char *const *)w.topic, w.n);
@@ -167,12 +124,16 @@ int ctl_status_main(int argc, char **argv) {
                 r = ctl_param_array(&p, CTL_OID_INT4_ARRAY, (const char *const *)w.partition, w.n);
         if (r >= 0)
                 r = ctl_param_array(&p, CTL_OID_INT8_ARRAY, (const char *const *)w.high, w.n);
+        char key[24];
+        snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
+        if (r >= 0)
+                ctl_param(&p, CTL_OID_INT8, key);
         if (r == -ENOMEM)
                 ctl_fail(&c, "out of memory");
         if (r >= 0)
                 r = ctl_show(&c, sections, sizeof sections / sizeof sections[0], &p);
         ctl_params_done(&p);
-        watermarks_free(&w);
+        ctl_watermarks_free(&w);
         ctl_done(&c);
         return r < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }

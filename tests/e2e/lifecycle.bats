@@ -141,7 +141,7 @@ count_is() { [[ $(sql "$1") -eq $2 ]]; }
         referral too-old R-OVR-1 feedback
         wait_for 30 count_is "select count(*) from allvarsd.decisions where referral_id = 'R-OVR-1'" 1
         [[ -z $(state_of R-OVR-1) ]]
-        run "$BUILD/allvarsctl" override R-OVR-1 --config "$T/a.conf" --outcome ELIGIBLE \
+        run ctl_as_operator a override R-OVR-1 --outcome ELIGIBLE \
                 --reason "Utvecklingsmässigt yngre; handläggaren bedömer att samtal behövs" --by sw.lind --wait 30
         [[ $status -eq 0 ]]
         state_is R-OVR-1 ELIGIBLE
@@ -187,18 +187,51 @@ count_is() { [[ $(sql "$1") -eq $2 ]]; }
         [[ $(sql "select count(*) from allvarsd.case_contacts where case_id = '$(case_of R-PURGE-1)'") -eq 0 ]]
 }
 
+# watch_blocked NAME: daemon NAME's deadline watch is in its pass, in the INSERT
+# of the alerts (deadline_watch.c step 3), waiting for the table lock the test holds.
+watch_blocked() {
+        local pids
+        pids=$(daemon_backends "$1" | awk '$2 == "allvarsd-jobs" { print $1 }' | paste -sd,)
+        [[ -n $pids ]] || return 1
+        [[ $(sql "select count(*) from pg_stat_activity where pid in ($pids) and wait_event_type = 'Lock'
+                  and query like 'INSERT INTO allvarsd.case_alerts%'") -eq 1 ]]
+}
+
+watch_blocked_any() { watch_blocked a || watch_blocked b; }
+
 @test "alerts are raised exactly once with two instances and a kill -9 in the middle of the watch" {
-        daemon_conf b "clock.file = $T/clock" "deadline_watch.interval_s = 1"
+        # Both instances over TCP, so that the test can tell their backends apart.
+        daemon_stop a
+        PGHOST=127.0.0.1 daemon_conf a "clock.file = $T/clock" "deadline_watch.interval_s = 1"
+        PGHOST=127.0.0.1 daemon_conf b "clock.file = $T/clock" "deadline_watch.interval_s = 1"
+        daemon_start a
         daemon_start b
+        daemon_ready a 60
         daemon_ready b 60
         gen --count 400 --seed 31 --reported-at 2025-03-10T10:00:00Z --ids-out "$T/ids"
         wait_for 90 count_is "select count(*) from allvarsd.decisions" "$(expected_ids "$T/ids" | wc -l)"
         eligible=$(sql "select count(*) from allvarsd.cases where state = 'ELIGIBLE'")
         [[ $eligible -gt 20 ]]
+        # The test holds the alerts table (reads allowed, inserts wait): a watch pass
+        # that has locked its due cases stops at its INSERT until the lock goes.
+        PGAPPNAME=test-locker psql -XAtq -d "$DB" -c "begin; lock table allvarsd.case_alerts in share mode;
+                select pg_sleep(120)" >/dev/null 2>&1 &
+        locker=$!
+        wait_for 10 count_is "select count(*) from pg_locks l join pg_stat_activity a using (pid)
+                               where a.application_name = 'test-locker' and l.relation = 'allvarsd.case_alerts'::regclass
+                               and l.granted" 1
         set_clock 2025-03-20T00:00:00Z        # every deadline has passed
-        sleep 0.5
-        daemon_stop a KILL
-        daemon_start a
+        # The marker: one instance's watch is in its pass (pg_stat_activity shows
+        # its INSERT waiting; whichever locked the due cases first, the other skips
+        # them). The kill lands there; nothing of the pass is committed.
+        wait_for 30 watch_blocked_any
+        victim=$(watch_blocked a && echo a || echo b)
+        watch_blocked "$victim"
+        daemon_stop "$victim" KILL
+        [[ $(sql "select count(*) from allvarsd.case_alerts where kind = 'MISSED'") -eq 0 ]]
+        sql "select pg_cancel_backend(pid) from pg_stat_activity where application_name = 'test-locker'" >/dev/null
+        wait "$locker" || true
+        daemon_start "$victim"
         wait_for 60 count_is "select count(distinct case_id) from allvarsd.case_alerts where kind = 'MISSED'" "$eligible"
         sleep 3
         [[ $(sql "select count(*) from allvarsd.case_alerts where kind = 'MISSED'") -eq $eligible ]]

@@ -5,9 +5,12 @@
 # tests/run e2e, with log.level=debug: several hundred generated referrals
 # (duplicates, malformed messages), the sample referrals and outcome events of
 # examples/, the deadline watch, a reload, the retention purge and a clean stop.
-# Everything the daemon writes to stderr is captured, and so is the police
-# feedback topic (raw bytes with keys and headers, and decoded by allvarsctl)
-# and the alerts topic. Then every identity number, name, guardian name, phone
+# Everything the daemon writes to stderr is captured, and so is every STATUS=
+# it sends to systemd (NOTIFY_SOCKET, tests/tools/notify-listen.c), the police
+# feedback, alerts and dead-letter topics (raw bytes with keys and headers, and
+# decoded by allvarsctl), the scheduling topic's keys and headers (its values
+# carry the names and contacts the booking service needs, by design), and the
+# output of every allvarsctl subcommand, run as the operator's role. Then every identity number, name, guardian name, phone
 # number, e-mail, postal address, birth date and narrative word (>= 8 letters)
 # of the inputs is read back (PostgreSQL, the consumed payloads, the example
 # files) and must occur in none of the captures.
@@ -121,9 +124,13 @@ build_patterns() {
                         tr ' ' '\n' <<<"$value" | awk 'length($0) >= 2' >>"$T/pat.words"
                         ;;
                 narrative | reason)
-                        # Whole texts are long; each word of 8 letters or more is specific enough.
+                        # Whole texts are long; each word of 8 letters or more is specific enough,
+                        # except the daemon's own vocabulary ("förundersökning" is a reason it
+                        # explains in words, daemon/reasons.c).
                         for w in $(tr -s '[:space:][:punct:]' ' ' <<<"$value"); do
-                                ((${#w} >= 8)) && echo "$w" >>"$T/pat.words"
+                                ((${#w} >= 8)) || continue
+                                grep -qiwF -- "$w" "$ROOT"/daemon/*.c && continue
+                                echo "$w" >>"$T/pat.words"
                         done
                         ;;
                 *) echo "$value" ;;
@@ -150,8 +157,55 @@ scan() {
         ((hits == 0))
 }
 
+# ctl_every_subcommand: every allvarsctl subcommand, as the operator runs it
+# (ctl_as_operator), its output (stdout and stderr) into $T/ctl.NAME.txt: status,
+# cases, case (every case, text and JSON), dead-letters list / show (every one) /
+# replay, override (its reason is personal data the audit keeps), events,
+# decide --explain on every example referral, check-config, migrate.
+ctl_every_subcommand() {
+        local c id f
+        ctl_as_operator a status --bootstrap "$KAFKA" >"$T/ctl.status.txt" 2>&1
+        ctl_as_operator a status --json --bootstrap "$KAFKA" >>"$T/ctl.status.txt" 2>&1
+        { ctl_as_operator a cases; ctl_as_operator a cases --overdue --json; } >"$T/ctl.cases.txt" 2>&1
+        : >"$T/ctl.case.txt"
+        for c in $(sql "select case_id from allvarsd.cases order by case_id"); do
+                echo "CASE $c" >>"$T/ctl.case.txt"
+                ctl_as_operator a case "$c" >>"$T/ctl.case.txt" 2>&1
+                ctl_as_operator a case "$c" --json >>"$T/ctl.case.txt" 2>&1
+        done
+        ctl_as_operator a dead-letters list --json >"$T/ctl.dead-letters.txt" 2>&1
+        ctl_as_operator a dead-letters list >>"$T/ctl.dead-letters.txt" 2>&1
+        for id in $(sql "select id from allvarsd.dead_letters order by id"); do
+                ctl_as_operator a dead-letters show "$id" >>"$T/ctl.dead-letters.txt" 2>&1
+        done
+        id=$(sql "select min(id) from allvarsd.dead_letters where source_topic like '%referrals%' and payload is not null")
+        ctl_as_operator a dead-letters replay "$id" >>"$T/ctl.dead-letters.txt" 2>&1
+        # An override whose reason names the child: stored for the audit, never shown.
+        c=$(sql "select c.case_id || ' ' || p.given_name from allvarsd.cases c
+                 join allvarsd.referral_personal p using (referral_id) where c.closed_at is null
+                 and p.given_name <> '' order by c.case_id limit 1")
+        printf 'reason\tSamtal med %s behövs enligt handläggaren\n' "${c#* }" >>"$T/personal"
+        ctl_as_operator a override "${c%% *}" --outcome ELIGIBLE --by sw.test --wait 60 \
+                --reason "Samtal med ${c#* } behövs enligt handläggaren" >"$T/ctl.override.txt" 2>&1
+        grep -q 'applied' "$T/ctl.override.txt"
+        "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 \
+                --topic "${TOPIC_PREFIX}police.feedback.v1" --topic "${TOPIC_PREFIX}allvarssamtal.alerts.v1" \
+                --topic "${TOPIC_PREFIX}allvarssamtal.deadletter.v1" >"$T/ctl.events.txt" 2>&1
+        : >"$T/ctl.decide.txt"
+        for f in "$ROOT"/examples/referrals/*.txtpb; do
+                "${PROTO[@]}" --encode=allvarssamtal.v1.PoliceReferral allvarssamtal/v1/referral.proto \
+                        <"$f" >"$T/decide.bin"
+                "$BUILD/allvarsctl" decide --now 2025-03-10T12:00:00Z --explain "$T/decide.bin" >>"$T/ctl.decide.txt" 2>&1
+        done
+        ctl_as_operator a check-config >"$T/ctl.check-config.txt" 2>&1
+        ctl_as_operator a migrate --schemas "$ROOT/schemas" >"$T/ctl.migrate.txt" 2>&1 || true
+}
+
 @test "no identity number, name, phone, address or narrative from the inputs in the debug log or the police feedback" {
-        daemon_start a
+        "$BUILD/tests/notify-listen" "$T/notify.sock" >"$T/notify.out" &
+        NOTIFY_PID=$!
+        wait_for 5 test -S "$T/notify.sock"
+        NOTIFY_SOCKET=$T/notify.sock daemon_start a
         daemon_ready a 60
 
         # The sample referrals of examples/, as examples/demo.sh sends them.
@@ -200,23 +254,32 @@ scan() {
         echo 2025-10-15T12:00:00Z >"$T/clock"
         wait_for 30 log_has 'Retention purged'
         wait_for 60 outbox_drained
+        ctl_every_subcommand
+        wait_for 60 outbox_drained
         daemon_stop a
         [[ $DAEMON_RC -eq 0 ]]
+        kill "$NOTIFY_PID"
         # The delivered scheduling requests (names, contacts) left the database
         # with their outbox rows: only their records stay, without a payload.
         [[ $(sql "select count(*) from allvarsd.outbox_sent
                    where ce_type = 'se.allvarssamtal.v1.SchedulingRequest'") -ge 1 ]]
         [[ $(sql "select count(*) from allvarsd.outbox") -eq 0 ]]
 
-        check_exactly_once "$T/ids" <(sed -n 's/^referral_id: *"\(.*\)"/valid \1/p' "$ROOT"/examples/referrals/*.txtpb)
+        # (The dead letter replayed by ctl_every_subcommand is dead-lettered once more.)
+        echo "malformed replayed" >"$T/replayed.ids"
+        check_exactly_once "$T/ids" <(sed -n 's/^referral_id: *"\(.*\)"/valid \1/p' "$ROOT"/examples/referrals/*.txtpb) \
+                "$T/replayed.ids"
 
         # The captures: the daemon's whole log, the feedback and alert topics raw
         # (key, headers, value) and decoded.
         local t
-        for t in police.feedback.v1 allvarssamtal.alerts.v1; do
+        for t in police.feedback.v1 allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1; do
                 kcat -C -b "$KAFKA" -t "$TOPIC_PREFIX$t" -e -q -f '%k\t%h\t%s\n' >"$T/$t.raw"
         done
-        events police.feedback.v1 allvarssamtal.alerts.v1 >"$T/events.txt"
+        kcat -C -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.scheduling.v1" -e -q -f '%k\t%h\n' \
+                >"$T/scheduling.keys-headers"
+        events police.feedback.v1 allvarssamtal.alerts.v1 allvarssamtal.deadletter.v1 >"$T/events.txt"
+        grep '^STATUS=' "$T/notify.out" >"$T/status.txt"
         # Not vacuous: the log covers the stream, and the feedback is there for every referral.
         local decided
         decided=$(decided_count)
@@ -229,6 +292,10 @@ scan() {
         [[ $(grep -c . "$T/police.feedback.v1.raw") -ge $decided ]]
         [[ $(grep -c '^police.feedback.v1\|feedback.v1/' "$T/events.txt") -ge $decided ]]
         [[ -s $T/allvarssamtal.alerts.v1.raw ]]
+        [[ $(grep -c . "$T/allvarssamtal.deadletter.v1.raw") -ge $(malformed_count "$T/ids") ]]
+        [[ $(grep -c 'ce_type=se.allvarssamtal.v1.SchedulingRequest' "$T/scheduling.keys-headers") -ge 1 ]]
+        [[ $(grep -c 'decided' "$T/status.txt") -ge 1 ]]
+        [[ $(grep -c '^CASE ' "$T/ctl.case.txt") -ge $(sql "select count(*) from allvarsd.cases") ]]
 
         build_patterns
         # Not vacuous: the inputs' personal data is there to look for, of every kind.
@@ -238,5 +305,6 @@ scan() {
         done
         [[ $(wc -l <"$T/pat.fixed") -ge 500 && $(wc -l <"$T/pat.words") -ge 30 ]]
 
-        scan "$T/a.log" "$T/police.feedback.v1.raw" "$T/allvarssamtal.alerts.v1.raw" "$T/events.txt"
+        scan "$T/a.log" "$T/police.feedback.v1.raw" "$T/allvarssamtal.alerts.v1.raw" "$T/events.txt" \
+                "$T/allvarssamtal.deadletter.v1.raw" "$T/scheduling.keys-headers" "$T/status.txt" "$T"/ctl.*.txt
 }

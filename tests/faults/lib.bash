@@ -8,6 +8,7 @@
 #   faults_real_kafka | faults_mock_kafka
 #   faults_conf a [EXTRA CONFIG LINES]; daemon_migrate a; daemon_start a; daemon_ready a
 #   feed_start RATE                     # referral-gen runs in the background, dups + malformed
+#   outcomes_start                      # outcome events for the decided cases, in the background
 #   ... t0=$(now_s); fault; recovery_after WHAT "$t0" ...
 #   feed_stop
 #   faults_finish                       # converge, check, measure, record; sets FAULTS_FAILED
@@ -18,7 +19,12 @@
 # and DECIDED audit rows), every malformed message dead-lettered once, the
 # outbox entirely published and nothing published that is not in it, one event
 # id per (case, event name) on the topics, every decision's events there, and
-# every case with a passed deadline or overdue assessment alerted once.
+# every case with a passed deadline or overdue assessment alerted once. With
+# outcome events (outcomes_start): each applied exactly once or dead-lettered
+# once, every case they drove in its final state, its feedback published once.
+# "duplicate decisions" and "lost" count what a double decision or a lost
+# referral leaves behind (faults_finish); tests/faults/90-mutants.sh shows that
+# each count fires on a build broken on purpose.
 # The figures go to tests/faults/results.json (see faults_record).
 
 set -uo pipefail
@@ -66,7 +72,7 @@ FAULTS_REPORTED_AT_RISK=$(date -u -d '40 hours ago' +%Y-%m-%dT%H:%M:%SZ)
 
 # A private copy of the binaries: the whole run uses one build even when the
 # tree is rebuilt meanwhile (a relink makes a binary briefly unusable).
-_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/mock-kafka tests/kafka-topics)
+_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/outcome-gen tests/mock-kafka tests/kafka-topics)
 mkdir -p "$FAULTS_BASE/build/tests"
 for _b in "${_faults_bins[@]}"; do
         for _i in 1 2 3 4 5 6 7 8 9 10; do
@@ -106,7 +112,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 faults_cleanup() {
         local pid n
-        touch "$T/feed.stop" 2>/dev/null
+        touch "$T/feed.stop" "$T/outcomes.stop" 2>/dev/null
         for pid in "${GEN_PIDS[@]}"; do
                 pkill -KILL -P "$pid" 2>/dev/null
                 kill -KILL "$pid" 2>/dev/null
@@ -195,17 +201,164 @@ feed_start() {
         FEED_PID=$!
         GEN_PIDS+=("$FEED_PID")
         wait_for 20 test -s "$T/ids.1" || check_fail "the feeder did not start"
+        # Outcome events under the same faults (ALLVARS_FAULTS_OUTCOMES=0: none).
+        [[ ${ALLVARS_FAULTS_OUTCOMES:-1} == 0 ]] || outcomes_start
 }
 
-# feed_stop: let the chunk in progress finish (every message delivered), stop.
+# feed_stop: let the chunk in progress finish (every message delivered), stop;
+# the outcome events too.
 feed_stop() {
         touch "$T/feed.stop"
         wait "$FEED_PID"
+        outcomes_stop
         GEN_PIDS=()
         if [[ -s $T/feed.failed ]]; then
                 check_fail "$(cat "$T/feed.failed")"
         fi
         say "stream: $(cat "$T"/ids.* | wc -l) messages in $(ls "$T"/ids.* | wc -l) referral-gen runs"
+}
+
+# outcomes_start: outcome events in the background, as the booking service
+# sends them (key = case id), for cases the daemon has decided: every second,
+# up to FAULTS_OUTCOME_CASES (8) open ELIGIBLE cases not driven before each get
+#   scheduled E1, held E2           valid: the case ends HELD, SCHEDULED and HELD feedback
+#   declined E3                     illegal: HELD is closed (ILLEGAL_TRANSITION)
+#   scheduled E1 again              a duplicate, byte for byte: ignored
+# and one event for a case that does not exist (UNKNOWN_CASE). What must
+# happen is written to $T/outcomes.expected ("applied|illegal|dup|unknown
+# EVENT_ID CASE_ID") once outcome-gen has had every message delivered.
+outcomes_start() {
+        rm -f "$T/outcomes.stop" "$T/outcomes.failed"
+        : >"$T/outcomes.expected"
+        : >"$T/outcomes.driven"
+        (
+                round=0
+                at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+                while [[ ! -e $T/outcomes.stop ]]; do
+                        round=$((round + 1))
+                        sleep 1
+                        # Between PostgreSQL's restarts, like every client.
+                        sql "select case_id from allvarsd.cases where state = 'ELIGIBLE' order by case_id" \
+                                >"$T/outcomes.open" 2>/dev/null || continue
+                        grep -vxF -f "$T/outcomes.driven" "$T/outcomes.open" | shuf -n "${FAULTS_OUTCOME_CASES:-8}" \
+                                >"$T/outcomes.pick" || true
+                        : >"$T/outcomes.lines"
+                        : >"$T/outcomes.want"
+                        k=0
+                        while read -r c; do
+                                k=$((k + 1))
+                                e=o-$SCENARIO-$round-$k
+                                printf 'scheduled %s-s %s\nheld %s-h %s\ndeclined %s-d %s\nscheduled %s-s %s\n' \
+                                        "$e" "$c" "$e" "$c" "$e" "$c" "$e" "$c" >>"$T/outcomes.lines"
+                                printf 'applied %s-s %s\napplied %s-h %s\nillegal %s-d %s\ndup %s-s %s\n' \
+                                        "$e" "$c" "$e" "$c" "$e" "$c" "$e" "$c" >>"$T/outcomes.want"
+                        done <"$T/outcomes.pick"
+                        u=$(cat /proc/sys/kernel/random/uuid)
+                        echo "held o-$SCENARIO-$round-unknown $u" >>"$T/outcomes.lines"
+                        echo "unknown o-$SCENARIO-$round-unknown $u" >>"$T/outcomes.want"
+                        if "$BUILD/tests/outcome-gen" --bootstrap "$KAFKA" --topic "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" \
+                                --at "$at" <"$T/outcomes.lines" >"$T/outcomes.gen.out" 2>&1; then
+                                cat "$T/outcomes.want" >>"$T/outcomes.expected"
+                                cat "$T/outcomes.pick" >>"$T/outcomes.driven"
+                        else
+                                echo "outcome-gen round $round: $(tail -n 2 "$T/outcomes.gen.out" | tr '\n' ' ')" >>"$T/outcomes.failed"
+                        fi
+                done
+        ) &
+        OUTCOMES_PID=$!
+        GEN_PIDS+=("$OUTCOMES_PID")
+}
+
+# outcomes_stop: let the round in progress finish, stop.
+outcomes_stop() {
+        [[ -n ${OUTCOMES_PID:-} ]] || return 0
+        touch "$T/outcomes.stop"
+        wait "$OUTCOMES_PID"
+        OUTCOMES_PID=
+        [[ -s $T/outcomes.failed ]] && check_fail "$(cat "$T/outcomes.failed")"
+        say "outcomes: $(wc -l <"$T/outcomes.expected") expected results for $(wc -l <"$T/outcomes.driven") cases"
+}
+
+# outcomes_input_check: every acknowledged outcome message is on the outcomes
+# topic (messages per key). A case whose messages are not all there leaves the
+# expected set, noted with FAULTS_INPUT_LOSS_OK (the mock cluster's known loss),
+# a failed check otherwise.
+outcomes_input_check() {
+        [[ -s $T/outcomes.expected ]] || return 0
+        timeout 60 kcat -C -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" -o beginning -e -q \
+                -f '%k\n' 2>/dev/null | sort | uniq -c | awk '{ print $2, $1 }' >"$T/outcomes.on_topic"
+        awk '{ n[$3]++ } END { for (k in n) print k, n[k] }' "$T/outcomes.expected" | sort >"$T/outcomes.sent_per_key"
+        join -a1 -e 0 -o 0,1.2,2.2 "$T/outcomes.sent_per_key" <(sort "$T/outcomes.on_topic") |
+                awk '$3 < $2 { print $1 }' >"$T/outcomes.not_on_topic"
+        [[ -s $T/outcomes.not_on_topic ]] || return 0
+        local msg
+        msg="$(wc -l <"$T/outcomes.not_on_topic") cases' acknowledged outcome messages are not all on the topic (lost before the daemon)"
+        if [[ -n ${FAULTS_INPUT_LOSS_OK:-} ]]; then
+                say "NOTE [$SCENARIO]: $msg; those cases leave the expected set"
+        else
+                check_fail "$msg"
+        fi
+        grep -vF -f "$T/outcomes.not_on_topic" "$T/outcomes.expected" >"$T/outcomes.kept" || true
+        mv "$T/outcomes.kept" "$T/outcomes.expected"
+        grep -vxF -f "$T/outcomes.not_on_topic" "$T/outcomes.driven" >"$T/outcomes.kept" || true
+        mv "$T/outcomes.kept" "$T/outcomes.driven"
+}
+
+outcome_want() { awk -v k="$1" '$1 == k' "$T/outcomes.expected" | wc -l; }
+outcome_dead() {
+        sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX}allvarssamtal.outcomes.v1'
+             ${1:+and reason = '$1'}"
+}
+# outcomes_converged: every outcome applied or dead-lettered.
+outcomes_converged() {
+        [[ -s ${T}/outcomes.expected ]] || return 0
+        [[ $(sql "select count(*) from allvarsd.outcome_events where event_id like 'o-%'") -ge $(outcome_want applied) ]] &&
+                [[ $(outcome_dead) -ge $(($(outcome_want illegal) + $(outcome_want unknown))) ]]
+}
+
+# check_outcomes: each outcome applied exactly once or dead-lettered once, the
+# cases they drove HELD, their feedback on the topic once. Sets OUTCOMES_LOST
+# (applied events missing, cases not HELD) for "lost".
+check_outcomes() {
+        OUTCOMES_LOST=0
+        [[ -s $T/outcomes.expected ]] || return 0
+        local want have n
+        awk '$1 == "applied" { print $2 }' "$T/outcomes.expected" | sort >"$T/outcomes.want_applied"
+        sql "select event_id from allvarsd.outcome_events where event_id like 'o-%'" | sort >"$T/outcomes.applied"
+        n=$(comm -23 "$T/outcomes.want_applied" "$T/outcomes.applied" | wc -l)
+        OUTCOMES_LOST=$((OUTCOMES_LOST + n))
+        ((n == 0)) || check_fail "lost: $n outcome events never applied, e.g. $(comm -23 "$T/outcomes.want_applied" "$T/outcomes.applied" | head -2 | tr '\n' ' ')"
+        n=$(comm -13 "$T/outcomes.want_applied" "$T/outcomes.applied" | wc -l)
+        ((n == 0)) || check_fail "$n outcome events applied that must not be (illegal, unknown), e.g. $(comm -13 "$T/outcomes.want_applied" "$T/outcomes.applied" | head -2 | tr '\n' ' ')"
+        # Applied once: one audit row per applied event, by its actor.
+        n=$(sql "select count(*) from allvarsd.audit where actor_name = 'outcome-gen'")
+        want=$(wc -l <"$T/outcomes.want_applied")
+        ((n == want)) || check_fail "outcome audit rows: $n, expected $want (one per applied event)"
+        # Dead-lettered once, for the reason each deserves.
+        for k in illegal:ILLEGAL_TRANSITION unknown:UNKNOWN_CASE; do
+                want=$(outcome_want "${k%%:*}")
+                have=$(outcome_dead "${k#*:}")
+                ((have == want)) || check_fail "outcome dead letters ${k#*:}: $have, expected $want"
+                ((have >= want)) || OUTCOMES_LOST=$((OUTCOMES_LOST + want - have))
+        done
+        have=$(outcome_dead)
+        want=$(($(outcome_want illegal) + $(outcome_want unknown)))
+        ((have == want)) || check_fail "outcome dead letters: $have in all, expected $want"
+        # No case state lost: every driven case is HELD.
+        sort -u "$T/outcomes.driven" >"$T/outcomes.cases"
+        n=$(sql "select count(*) from allvarsd.cases where state = 'HELD' and closed_at is not null
+                 and case_id in (select unnest(string_to_array('$(paste -sd, "$T/outcomes.cases")', ','))::uuid)")
+        want=$(wc -l <"$T/outcomes.cases")
+        ((n == want)) || { check_fail "lost: $((want - n)) of $want driven cases are not HELD"; OUTCOMES_LOST=$((OUTCOMES_LOST + want - n)); }
+        # Their feedback once each (check_events: one id per case and status).
+        sql "select case_id || ' PoliceFeedback/FEEDBACK_STATUS_' || s from allvarsd.cases,
+               unnest(array['SCHEDULED', 'HELD']) s where feedback_requested
+               and case_id in (select unnest(string_to_array('$(paste -sd, "$T/outcomes.cases")', ','))::uuid)" |
+                sort >"$T/outcomes.want_feedback"
+        n=$(comm -23 "$T/outcomes.want_feedback" "$T/have_events" | wc -l)
+        ((n == 0)) || check_fail "$n SCHEDULED/HELD feedback events missing on the topic"
+        say "outcomes: $(wc -l <"$T/outcomes.applied") applied, $(outcome_dead) dead-lettered, $want cases HELD," \
+                "$(wc -l <"$T/outcomes.want_feedback") feedback events"
 }
 
 decided_now() { sql "select count(*) from allvarsd.decisions" 2>/dev/null || echo -1; }
@@ -296,7 +449,7 @@ converged() {
         local want=$1 want_bad=$2
         [[ $(decided_now) -ge $want ]] &&
                 [[ $(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX}police.referrals.v1'") -ge $want_bad ]] &&
-                [[ $(missing_alerts) -eq 0 ]] && [[ $(unsent) -eq 0 ]]
+                [[ $(missing_alerts) -eq 0 ]] && [[ $(unsent) -eq 0 ]] && outcomes_converged
 }
 
 # faults_finish [LIMIT]: wait for the daemons to converge (bounded), then check
@@ -324,6 +477,7 @@ faults_finish() {
                         check_fail "$msg"
                 fi
         fi
+        outcomes_input_check
         expected_valid | comm -23 - "$T/not_on_topic" >"$T/expected"
         want=$(wc -l <"$T/expected")
         want_bad=$(cat "$T"/ids.* | awk '$1 == "malformed" { print $2 }' | sort | comm -23 - "$T/not_on_topic" | wc -l)
@@ -342,13 +496,8 @@ faults_finish() {
         decided=$(wc -l <"$T/decided")
         lost=$(comm -23 "$T/expected" "$T/decided" | wc -l)
         unexpected=$(comm -13 "$T/expected" "$T/decided" | wc -l)
-        ((lost == 0)) || check_fail "$lost referrals not decided, e.g. $(comm -23 "$T/expected" "$T/decided" | head -3 | tr '\n' ' ')"
+        ((lost == 0)) || check_fail "lost: $lost referrals not decided, e.g. $(comm -23 "$T/expected" "$T/decided" | head -3 | tr '\n' ' ')"
         ((unexpected == 0)) || check_fail "$unexpected decisions for referrals never sent"
-        # The primary key forbids a second decision row; the audit trail would show a
-        # second decision, and every decision has its own DECIDED row.
-        dup_dec=$(sql "select coalesce(sum(n - 1), 0) from (select count(*) n from allvarsd.audit
-                       where action = 'DECIDED' group by referral_id having count(*) > 1) d")
-        ((dup_dec == 0)) || check_fail "$dup_dec duplicate DECIDED audit rows"
         local audited
         audited=$(sql "select count(distinct referral_id) from allvarsd.audit a where action = 'DECIDED'
                        and exists (select 1 from allvarsd.decisions d where d.referral_id = a.referral_id)")
@@ -356,7 +505,7 @@ faults_finish() {
         dead=$(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX}police.referrals.v1'")
         if ((dead < want_bad)); then
                 lost=$((lost + want_bad - dead))
-                check_fail "dead letters: $dead, expected $want_bad"
+                check_fail "lost: dead letters: $dead, expected $want_bad"
         elif ((dead > want_bad)); then
                 check_fail "dead letters: $dead, expected $want_bad (a valid referral dead-lettered?)"
         fi
@@ -365,6 +514,35 @@ faults_finish() {
         published=$EVENTS_DISTINCT
         deliveries=$EVENTS_MESSAGES
         dup_del=$((deliveries - published))
+        check_outcomes
+
+        # Duplicate decisions: what deciding a referral twice would leave behind,
+        # whichever guard failed (the primary keys make a second decisions row
+        # impossible, so that row is not what to count): two ASSESSED feedback
+        # events or two scheduling requests for one case under different ids on
+        # the topics, two cases for one referral, a decision changed after the
+        # fact (decided later than its referral arrived in the same transaction,
+        # or not the outcome its DECIDED audit row recorded, or that row not
+        # exactly once). Counted by case.
+        awk '$3 == "PoliceFeedback/FEEDBACK_STATUS_ASSESSED" || $3 == "SchedulingRequest" { print $1, $3 }' \
+                "$T/event_names" | sort | uniq -d | cut -d' ' -f1 | sort -u >"$T/twice.events"
+        sql "select case_id from allvarsd.cases where referral_id in
+               (select referral_id from allvarsd.cases group by 1 having count(*) > 1)" | sort -u >"$T/twice.cases"
+        sql "select r.case_id from allvarsd.referrals r join allvarsd.decisions d using (referral_id)
+               left join (select referral_id, count(*) n, min(after) after from allvarsd.audit
+                           where action = 'DECIDED' group by 1) a using (referral_id)
+              where d.decided_at <> r.received_at or a.n is distinct from 1
+                 or a.after not like 'outcome=' || d.outcome || ';%'" | sort -u >"$T/twice.changed"
+        sort -u "$T/twice.events" "$T/twice.cases" "$T/twice.changed" >"$T/decided_twice"
+        dup_dec=$(wc -l <"$T/decided_twice")
+        ((dup_dec == 0)) || check_fail "duplicate decisions: $dup_dec cases decided twice ($(wc -l <"$T/twice.events") with" \
+                "two ASSESSED or scheduling events, $(wc -l <"$T/twice.cases") with two cases, $(wc -l <"$T/twice.changed")" \
+                "with the decision changed after the fact), e.g. $(head -3 "$T/decided_twice" | tr '\n' ' ')"
+        # Lost also counts what a lost referral or outcome leaves behind past its
+        # decision: a decision whose events never reached the topics, an outcome
+        # neither applied nor dead-lettered, a driven case not in its final state.
+        lost=$((lost + EVENTS_LOST_CASES + OUTCOMES_LOST))
+        ((EVENTS_LOST_CASES == 0)) || check_fail "lost: $EVENTS_LOST_CASES decided cases without their events on the topics"
 
         ((FAULTS_STRUCK > 0)) || check_fail "no fault struck in this scenario"
         local rec
@@ -434,6 +612,7 @@ check_events() {
                join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'" | sort >"$T/want_events"
         awk '{ print $1, $3 }' "$T/event_names" | sort -u >"$T/have_events"
         missing=$(comm -23 "$T/want_events" "$T/have_events" | wc -l)
+        EVENTS_LOST_CASES=$(comm -23 "$T/want_events" "$T/have_events" | cut -d' ' -f1 | sort -u | wc -l)
         ((missing == 0)) || check_fail "$missing decision events missing on the topics, e.g. $(comm -23 "$T/want_events" "$T/have_events" | head -2 | tr '\n' ' ')"
         # Every alert raised is on the alerts topic (no case missing its alerts;
         # missing_alerts() checked that every due alert was raised).

@@ -160,24 +160,31 @@ at             2025-03-12T12:00:00Z
 open cases     4
 overdue cases  1
 
+Instances (decided and dead-lettered: since each one started)
+  none
+
+Outbox relay
+  lock holders  0
+  held by       -
+
 Consumer positions
   GROUP     TOPIC                      PARTITION  NEXT OFFSET  HIGH WATERMARK  LAG  UPDATED AT
   allvarsd  allvarssamtal.outcomes.v1          0            5               -    -  2025-03-12T11:00:00Z
   allvarsd  police.referrals.v1                0          120               -    -  2025-03-12T11:59:00Z
   allvarsd  police.referrals.v1                1           80               -    -  2025-03-12T11:58:00Z
 
-Outbox
+Outbox (database)
   unsent         2
   oldest unsent  2025-03-12T10:30:00Z
   oldest age     1h 30m
 
-Dead letters
+Dead letters (database)
   total         2
   last 24h      1
   not replayed  1
   latest        2025-03-12T09:00:00Z
 
-Cases by district and state
+Cases by district and state (database)
   DISTRICT  STATE      CASES  OVERDUE
   centrum   ELIGIBLE       1        1
   centrum   SCHEDULED      1        0
@@ -189,8 +196,75 @@ Alerts raised in the last 24 hours
   KIND     ALERTS
   AT_RISK       1
   MISSED        1
+
+Last database error of each class (running instances)
+  none
 EOF
         [[ -z $stderr ]]
+}
+
+# instances: two instances as the daemon's heartbeat writes them; one running
+# (relay active, a deployment error), one stopped an hour ago.
+instances() {
+        sql "INSERT INTO allvarsd.instances (instance_id, host, pid, version, started_at, heartbeat_at, stopped_at,
+                     relay_active, partitions, decided, dead_lettered, error_deployment)
+             VALUES ('h1:10:1', 'h1', 10, '0.1.0', '2025-03-12T08:00:00Z', now() - interval '5 seconds', NULL,
+                     true, 4, 1200, 3, 'batch: permission denied for table cases (SQLSTATE 42501)'),
+                    ('h2:20:1', 'h2', 20, '0.1.0', '2025-03-11T08:00:00Z', now() - interval '1 hour',
+                     now() - interval '1 hour', false, 0, 7, 0, NULL)"
+}
+
+@test "status: each instance as it reports itself, the relay's holder, the last error of each class" {
+        instances
+        run --separate-stderr ctldb status
+        [[ $status -eq 0 ]]
+        echo "$output"
+        grep -Eq '^  h1 +10 +0\.1\.0 +2025-03-12T08:00:00Z +[5-9] +running +active +4 +1200 +3$' <<<"$output"
+        grep -Eq '^  h2 +20 +0\.1\.0 +2025-03-11T08:00:00Z +36[0-9][0-9] +stopped +standby +0 +7 +0$' <<<"$output"
+        grep -q '^  held by       h1 pid 10$' <<<"$output"
+        grep -Eq '^  h1 +10 +deployment +batch: permission denied for table cases \(SQLSTATE 42501\)$' <<<"$output"
+        run --separate-stderr ctldb status --json
+        [[ $(jq -c '[.instances[] | [.host, .state, .relay, .decided_since_start]]' <<<"$output") == \
+                '[["h1","running","active",1200],["h2","stopped","standby",7]]' ]]
+        [[ $(jq -c '.errors' <<<"$output") == \
+                '[{"host":"h1","pid":10,"class":"deployment","error":"batch: permission denied for table cases (SQLSTATE 42501)"}]' ]]
+}
+
+# ---------------------------------------------------------------------------- check
+
+@test "check: monitoring-plugins exit codes, one line, performance data" {
+        # The fixture: no instance, no relay, an unsent event 1h 30m old, one overdue case.
+        run --separate-stderr ctldb check
+        [[ $status -eq 2 && ${#lines[@]} -eq 1 ]]
+        [[ $output == "ALLVARSD CRITICAL - no running instance (no heartbeat in 60 s); no instance holds the outbox relay; oldest unsent event 5400 s old; 1 open case(s) past their deadline | instances=0;;1:;0; relay_holders=0;;1:;0; outbox_age=5400s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
+        # A running instance, a session that holds the relay's lock, the outbox
+        # empty: a WARNING for the overdue case.
+        instances
+        sql "DELETE FROM allvarsd.outbox"
+        psql -XAtq -d "$DB" -c "SELECT pg_advisory_lock(x'616c6c7661727364'::bigint)" -c "SELECT pg_sleep(30)" >/dev/null &
+        locker=$!
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d $DB -c \"select count(*) from pg_locks where locktype = 'advisory' and granted\") -eq 1 ]]"
+        run --separate-stderr ctldb check
+        st=$status out=$output
+        # Thresholds as options; "off" turns one off.
+        run --separate-stderr ctldb check --overdue-warning off
+        st2=$status out2=$output
+        run --separate-stderr ctldb check --overdue-warning off --overdue-critical 0
+        st3=$status
+        kill "$locker"; wait "$locker" 2>/dev/null || true
+        [[ $st -eq 1 && $out == "ALLVARSD WARNING - 1 open case(s) past their deadline | instances=1;;1:;0; relay_holders=1;;1:;0; outbox_age=0s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
+        [[ $st2 -eq 0 && $out2 == "ALLVARSD OK - 1 instance(s) running, relay held, outbox oldest 0 s, 1 overdue, 0 dead letter(s) in the last hour, lag unknown | "* ]]
+        [[ $st3 -eq 2 ]]
+        # UNKNOWN: wrong options, or a database that cannot be read.
+        run --separate-stderr ctldb check --lag-warning many
+        [[ $status -eq 3 && $output == "ALLVARSD UNKNOWN - bad options" ]]
+        run --separate-stderr ctl check --database "dbname=${DB}_none"
+        [[ $status -eq 3 && $output == "ALLVARSD UNKNOWN - cannot read the database (see stderr)" ]]
+}
+
+@test "--version prints the version" {
+        run ctl --version
+        [[ $status -eq 0 && $output =~ ^allvarsctl\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 }
 
 @test "status --json: the same figures as JSON" {
@@ -228,6 +302,9 @@ EOF
                 "[[$part,1,3,2]]" ]]
         run ctldb status --bootstrap "$KAFKA"
         grep -Eq "^  allvarsd  police.referrals.v1 +$part +1 +3 +2  $NOW\$" <<<"$output"
+        # check takes the largest lag against its thresholds.
+        run --separate-stderr ctldb check --bootstrap "$KAFKA" --lag-warning 1 --lag-critical 5
+        [[ $status -eq 2 && $output == *"; a partition 2 messages behind; "*" lag=2;1;5;0; "* ]]
 }
 
 # ---------------------------------------------------------------------------- cases
@@ -244,6 +321,46 @@ CASE ID                               DISTRICT  STATE      OUTCOME   DEADLINE   
 00000000-0000-4000-8000-00000000000d  nordost   HELD       ELIGIBLE  2025-03-10T10:00:00Z  CONVERSATION   -               -
 EOF
         no_personal_data <<<"$output"
+}
+
+@test "overdue has one meaning: a scheduled SUMMONS case past its deadline met it, as the deadline watch says" {
+        # R-7: summoned (SCHEDULED) under a SUMMONS deadline that has passed: met (DS 2024:30).
+        # R-8: the same deadline, nothing scheduled: overdue. R-9: SCHEDULED for a CONVERSATION
+        # deadline that passed without the conversation held: overdue.
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'EOF'
+SET search_path = allvarsd;
+INSERT INTO referrals (referral_id, case_id, marks, district, reported_at, feedback_requested, source_topic,
+        source_partition, source_offset, received_at)
+SELECT 'R-' || n, ('00000000-0000-4000-8000-00000000001' || n)::uuid, 1, 'angered', '2025-03-11T09:00:00Z', false,
+       'police.referrals.v1', 0, 20 + n, '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+INSERT INTO decisions SELECT 'R-' || n, 'ELIGIBLE', '', '', 15, '2025-03-12T09:00:00Z',
+       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END, NULL, 'ds-2024-30', 1, 'limit_hours=24', 0, 0,
+       '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name, limit_seconds, deadline, deadline_kind,
+        scheduled_at, feedback_requested, created_at, updated_at)
+SELECT ('00000000-0000-4000-8000-00000000001' || n)::uuid, 'R-' || n, 'angered',
+       CASE WHEN n = 8 THEN 'ELIGIBLE' ELSE 'SCHEDULED' END, 'ELIGIBLE', 'ds-2024-30', 86400, '2025-03-12T09:00:00Z',
+       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END,
+       CASE WHEN n = 8 THEN NULL ELSE timestamptz '2025-03-12T08:00:00Z' END, false,
+       '2025-03-11T09:00:01Z', '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
+EOF
+        run --separate-stderr ctldb cases --overdue --district angered --json
+        [[ $status -eq 0 ]]
+        [[ $(jq -c 'map(.case_id)' <<<"$output") == \
+           '["00000000-0000-4000-8000-000000000018","00000000-0000-4000-8000-000000000019"]' ]]
+        # Its time left is not "overdue" either.
+        run --separate-stderr ctldb cases --district angered --json
+        [[ $(jq -c 'map([.case_id, .time_left])' <<<"$output") == \
+           '[["00000000-0000-4000-8000-000000000017",null],["00000000-0000-4000-8000-000000000018","overdue 3h 00m"],["00000000-0000-4000-8000-000000000019","overdue 3h 00m"]]' ]]
+        run --separate-stderr ctldb status --json
+        [[ $(jq -c '[.summary.overdue_cases, (.cases[] | select(.district == "angered") | [.state, .overdue])]' <<<"$output") == \
+           '[3,["ELIGIBLE",1],["SCHEDULED",1]]' ]]
+        # The deadline watch's MISSED alerts are due for exactly these cases: its partial
+        # index (schemas/003) holds the same ones.
+        [[ $(sql "select string_agg(case_id::text, ',' order by case_id) from allvarsd.cases c
+                  where c.district = 'angered' and c.closed_at IS NULL AND (c.state = 'ELIGIBLE' OR (c.state =
+                  'SCHEDULED' AND c.deadline_kind IS DISTINCT FROM 'SUMMONS')) and c.deadline <= '$NOW'") == \
+           "00000000-0000-4000-8000-000000000018,00000000-0000-4000-8000-000000000019" ]]
 }
 
 @test "cases: --overdue, --district, --state and --limit filter" {
@@ -578,11 +695,11 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
         case_id=$(sql "select case_id from allvarsd.cases where closed_at is null order by case_id limit 1")
         [[ -n $case_id ]]
-        run --separate-stderr ctl override "$case_id" --config "$T/a.conf" --outcome NOT_ELIGIBLE \
+        run --separate-stderr ctl_as_operator a override "$case_id" --outcome NOT_ELIGIBLE \
                 --reason "Handled in another case" --by anna.s --wait 60
         [[ $status -eq 0 ]] || { echo "$output $stderr"; cat "$T/a.log"; false; }
         [[ ${lines[1]} == "applied at "*": the case is now NOT_ELIGIBLE (outcome NOT_ELIGIBLE)" ]]
-        run ctl case "$case_id" --config "$T/a.conf" --json
+        run ctl_as_operator a case "$case_id" --json
         [[ $(jq -r .case.outcome <<<"$output") == NOT_ELIGIBLE ]]
         [[ $(jq -c '[.audit[] | select(.action == "OVERRIDDEN") | [.who, .reason_recorded]]' <<<"$output") == \
                 '[["SOCIAL_WORKER:anna.s",true]]' ]]
@@ -614,14 +731,17 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         fi
         run --separate-stderr ctl status --database "host=$PGHOST port=$PGPORT dbname=${DB}_missing"
         [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == "allvarsctl status: cannot connect to PostgreSQL: "* ]]
-        # A configuration that cannot be loaded (here: no pepper) says so and points to --database.
-        echo "database.conninfo = dbname=$DB" > "$T/bad.conf"
+        # A configuration that cannot be loaded (here: an unknown key) says so and points to --database.
+        printf 'database.conninfo = dbname=%s\nno.such.key = 1\n' "$DB" > "$T/bad.conf"
         run --separate-stderr ctl status --config "$T/bad.conf"
-        [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == *"pepper"*"--database CONNINFO"* ]]
-        # With the secrets readable it works, database.conninfo and all.
+        [[ $status -eq 1 && $(wc -l <<<"$stderr") -eq 1 && $stderr == *"no.such.key"*"--database CONNINFO"* ]]
+        # allvarsctl's own file needs no pepper (the daemon's, named with --config, may have one).
+        printf 'database.conninfo = host=%s port=%s user=%s dbname=%s\n' \
+                "$PGHOST" "$PGPORT" "$PGUSER" "$DB" > "$T/good.conf"
+        run --separate-stderr ctl dead-letters --config "$T/good.conf" --json
+        [[ $status -eq 0 && $(jq length <<<"$output") -eq 2 ]]
         head -c 48 /dev/urandom > "$T/pepper"
-        printf 'database.conninfo = host=%s port=%s user=%s dbname=%s\npepper = @file:%s\n' \
-                "$PGHOST" "$PGPORT" "$PGUSER" "$DB" "$T/pepper" > "$T/good.conf"
+        echo "pepper = @file:$T/pepper" >> "$T/good.conf"
         run --separate-stderr ctl dead-letters --config "$T/good.conf" --json
         [[ $status -eq 0 && $(jq length <<<"$output") -eq 2 ]]
         # The tool only reads, except where it must write (replay).
@@ -629,30 +749,46 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $status -eq 0 ]]
 }
 
-@test "the runtime role (schemas/002_roles.sql) is enough for every command" {
+@test "the operator role (schemas/006_operator_role.sql) is enough for every command, and reads personal data only audited" {
         mock_start
-        user=ctl_rt_$$_$RANDOM
+        user=ctl_op_$$_$RANDOM
         RT_USER=$user
-        # Roles are cluster-wide: create the runtime role once, race-free, and a login of our own in it.
+        # Roles are cluster-wide: create the operator role once, race-free, and a login of our own in it.
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
-DO \$\$ BEGIN CREATE ROLE allvarsd_runtime NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
-CREATE ROLE $user LOGIN IN ROLE allvarsd_runtime;
-SELECT allvarsd.grant_runtime();
+DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
+CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
+SELECT allvarsd.grant_operator();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
+        # check reads the instances and pg_locks too: a verdict, not UNKNOWN (3).
+        run --separate-stderr ctl check --database "$db" --now "$NOW"
+        [[ $status -eq 2 && -z $stderr ]]
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
-        ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" | grep -q '^replayed dead letter 1 '
+        ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" --by anna.s | grep -q '^replayed dead letter 1 '
         ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
+        # Personal data: only with --personal, and the read is in the case's audit trail.
+        run --separate-stderr ctl case R-1 --database "$db" --personal --by anna.s
+        [[ $status -eq 0 && $output == *"identity number"* ]]
+        [[ $(sql "select string_agg(actor_kind || ':' || actor_name || ' ' || action || ' ' || after, ',' order by id)
+                  from allvarsd.audit where actor_kind = 'OPERATOR'") == \
+           "OPERATOR:anna.s DEAD_LETTER_READ db_user=$user;dead_letter=1,OPERATOR:anna.s DEAD_LETTER_REPLAYED db_user=$user;dead_letter=1,OPERATOR:anna.s PERSONAL_DATA_READ db_user=$user" ]]
+        ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | map(select(.action == "PERSONAL_DATA_READ")) | length == 1'
+        # It cannot read personal tables, nor write anything, itself.
+        run psql -Xq -d "$db" -c "select identity_number from allvarsd.referral_personal"
+        [[ $status -ne 0 && $output == *"permission denied"* ]]
+        run psql -Xq -d "$db" -c "update allvarsd.cases set state = 'HELD'"
+        [[ $status -ne 0 && $output == *"permission denied"* ]]
 }
 
 @test "check-config prints the effective values; a bad file fails with one line" {
         head -c 48 /dev/urandom > "$T/pepper"
-        printf 'database.conninfo = dbname=%s\npepper = @file:%s\ntopics.outcomes = my.outcomes\n' "$DB" "$T/pepper" \
-                > "$T/c.conf"
+        chmod 600 "$T/pepper"
+        printf 'database.conninfo = dbname=%s\npepper = @file:%s\ntopics.outcomes = my.outcomes\nkafka.bootstrap.servers = 127.0.0.1:1\n' \
+                "$DB" "$T/pepper" > "$T/c.conf"
         run --separate-stderr ctl check-config --config "$T/c.conf"
         [[ $status -eq 0 ]]
         grep -q '^topics.outcomes = my.outcomes$' <<<"$output"

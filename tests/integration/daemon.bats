@@ -33,6 +33,11 @@ committed_is() {
         wait_for 60 decided_at_least "$want"
         wait_for 30 outbox_drained
         check_exactly_once "$T/ids1"
+        # As deployed: every session of the daemon (batches, relay, jobs) is the
+        # runtime role's, and the schema is the owner's.
+        [[ $(sql "select string_agg(distinct usename, ',') from pg_stat_activity
+                  where datname = current_database() and application_name like 'allvarsd%'") == allvarsd_runtime ]]
+        [[ $(sql "select nspowner::regrole from pg_namespace where nspname = 'allvarsd'") == allvarsd_owner ]]
         # The partition moved past the poison: the stored positions cover every message.
         total=$(wc -l < "$T/ids1")
         [[ $(sql "select sum(next_offset) from allvarsd.consumer_offsets where topic='police.referrals.v1'") -eq $total ]]
@@ -174,7 +179,51 @@ committed_is() {
 
 @test "refuses to run on a schema it does not know" {
         sql "insert into allvarsd.schema_migrations (version, name, sha256, applied_at) values (999, 'future', '', now())"
-        run "$BUILD/allvarsd" --config "$T/a.conf"
+        run deployed_run "$T/a.conf" "$BUILD/allvarsd" --config "$T/a.conf"
         [[ $status -ne 0 ]]
         [[ $output == *"schema"* ]]
+}
+
+# deploy_documented: $DB made again the documented way (roles.sql, migrations as
+# allvarsd_owner) and $T/rt.conf for the daemon as allvarsd_runtime.
+deploy_documented() {
+        dropdb --force "$DB"
+        createdb "$DB"
+        psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" >/dev/null
+        daemon_conf owner "database.conninfo = host=$PGHOST port=$PGPORT user=allvarsd_owner dbname=$DB"
+        daemon_migrate owner
+        daemon_conf rt "database.conninfo = host=$PGHOST port=$PGPORT user=allvarsd_runtime dbname=$DB"
+}
+
+@test "a revoked grant is told as a deployment error, not an outage, every time; the daemon resumes once granted" {
+        deploy_documented
+        sql "revoke insert on allvarsd.audit from allvarsd_runtime"
+        "$BUILD/tests/notify-listen" "$T/notify.sock" > "$T/notify.out" &
+        listener=$!
+        wait_for 5 test -S "$T/notify.sock"
+        NOTIFY_SOCKET=$T/notify.sock daemon_start rt
+        daemon_ready rt
+        gen --count 20 --seed 31 --ids-out "$T/ids"
+        wait_for 30 bash -c "[[ \$(grep -c 'fix the deployment' '$T/rt.log') -ge 2 ]]"
+        grep 'fix the deployment' "$T/rt.log" | head -1 | grep -q 'SQLSTATE 42501'
+        ! grep -q 'unavailable' "$T/rt.log"
+        wait_for 10 grep -q '^STATUS=.*deployment: .*42501' "$T/notify.out"
+        [[ $(decided_count) -eq 0 ]]
+        sql "grant insert on allvarsd.audit to allvarsd_runtime"
+        wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
+        check_exactly_once "$T/ids"
+        kill "$listener"
+}
+
+@test "at start, a database that refuses the daemon is one clear line and exit status 78 (EX_CONFIG)" {
+        daemon_conf nodb "database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=${DB}_missing"
+        run timeout 20 "$BUILD/allvarsd" --config "$T/nodb.conf"
+        [[ $status -eq 78 ]]
+        [[ $output == *"PostgreSQL refused the connection"*"does not exist"*"Fix"* ]]
+        [[ $output != *unavailable* ]]
+        deploy_documented
+        sql "revoke select on allvarsd.schema_migrations from allvarsd_runtime"
+        run timeout 20 "$BUILD/allvarsd" --config "$T/rt.conf"
+        [[ $status -eq 78 ]]
+        [[ $output == *"schema_migrations"*"Fix the deployment"* ]]
 }

@@ -3,9 +3,13 @@
 # build (build/ or $ALLVARS_BUILD). Kafka is either librdkafka's mock cluster in
 # a process of its own (mock_start) or a real broker ($ALLVARS_KAFKA_BOOTSTRAP).
 # Every wait is bounded; teardown_daemons stops everything a test started.
+# Everything runs as deployed (tests/lib/deployed.bash): the database made by
+# the superuser with deploy/roles.sql, the migrations as allvarsd_owner, the
+# daemon as the role of deploy/allvarsd.conf.example, from that example.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${ALLVARS_BUILD:-$ROOT/build}
+source "$ROOT/tests/lib/deployed.bash"
 # The test's own directory: bats gives one per test; a plain script gets a
 # fresh one (removed by its own trap). Never created at bats' file load.
 if [[ -n ${BATS_TEST_TMPDIR:-} ]]; then
@@ -28,11 +32,13 @@ wait_for() {
 
 sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
-# db_create: a fresh database for this test, with the schema applied by the daemon.
+# db_create: a fresh database for this test as a DBA makes it (createdb and
+# deploy/roles.sql, as the superuser); the schema comes from daemon_migrate.
 db_create() {
         DB=t_$(printf '%s' "${BATS_TEST_NAME:-x}" | md5sum | cut -c1-12)_$$_$RANDOM
-        createdb "$DB"
-        head -c 48 /dev/urandom > "$T/pepper"
+        DEPLOYED_SECRETS=$T/secrets
+        deployed_db "$DB"
+        cp "$DEPLOYED_SECRETS/pepper" "$T/pepper"
 }
 
 # mock_start [BROKERS]: librdkafka's mock cluster with the allvarsd topics (4 partitions).
@@ -63,42 +69,54 @@ mock_stop() {
         if [[ -n ${MOCK_PID:-} ]]; then wait_for 10 bash -c "! kill -0 $MOCK_PID" || kill -9 "$MOCK_PID"; MOCK_PID=; fi
 }
 
-# daemon_conf NAME [EXTRA LINES...]: write $T/NAME.conf for Kafka $KAFKA and database $DB.
+# The timings the tests need to be quick (the example's defaults are for
+# production: a 45 s session timeout would make every rebalance test wait it out).
+DAEMON_TEST_TIMINGS=("kafka.session.timeout.ms = 6000" "kafka.heartbeat.interval.ms = 500"
+        "kafka.topic.metadata.refresh.interval.ms = 2000" "batch.max_wait_ms = 10" "relay.poll_ms = 100")
+
+# daemon_conf NAME [KEY = VALUE...]: $T/NAME.conf, deploy/allvarsd.conf.example
+# with its endpoints changed to Kafka $KAFKA and database $DB (on $PGHOST, a
+# socket directory or 127.0.0.1), the log on stderr, DAEMON_TEST_TIMINGS, this
+# test's topics (TOPIC_PREFIX), and the test's own KEY = VALUE lines
+# (deployed_conf). The role is the example's; the secrets its credentials.
 daemon_conf() {
+        local name=$1 lines=()
+        shift
+        lines+=("kafka.bootstrap.servers = $KAFKA"
+                "database.conninfo = $(deployed_conninfo "" "$DB" "$PGHOST" "$PGPORT")"
+                "log.target = stderr" "${DAEMON_TEST_TIMINGS[@]}")
+        if [[ -n ${TOPIC_PREFIX:-} ]]; then
+                local t
+                for t in referrals:police.referrals.v1 outcomes:allvarssamtal.outcomes.v1 \
+                        scheduling:allvarssamtal.scheduling.v1 feedback:police.feedback.v1 \
+                        alerts:allvarssamtal.alerts.v1 dead_letter:allvarssamtal.deadletter.v1; do
+                        lines+=("topics.${t%%:*} = $TOPIC_PREFIX${t#*:}")
+                done
+                lines+=("kafka.group.id = ${TOPIC_PREFIX}allvarsd")
+        fi
+        deployed_conf "$T/$name.conf" "${lines[@]}" "$@"
+}
+
+# daemon_migrate NAME: `allvarsd --migrate` as allvarsd_owner (deployed_migrate).
+daemon_migrate() {
+        deployed_migrate "$T/$1.conf"
+}
+
+# ctl NAME CMD [ARGS...]: allvarsctl CMD as the operator's role, with the
+# endpoints of $T/NAME.conf (deployed_ctl).
+ctl_as_operator() {
         local name=$1
         shift
-        {
-                echo "kafka.bootstrap.servers = $KAFKA"
-                echo "kafka.session.timeout.ms = 6000"
-                echo "kafka.heartbeat.interval.ms = 500"
-                echo "kafka.topic.metadata.refresh.interval.ms = 2000"
-                echo "database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
-                echo "pepper = @file:$T/pepper"
-                echo "log.target = stderr"
-                echo "batch.max_wait_ms = 10"
-                echo "relay.poll_ms = 100"
-                if [[ -n ${TOPIC_PREFIX:-} ]]; then
-                        local t
-                        for t in referrals:police.referrals.v1 outcomes:allvarssamtal.outcomes.v1 \
-                                scheduling:allvarssamtal.scheduling.v1 feedback:police.feedback.v1 \
-                                alerts:allvarssamtal.alerts.v1 dead_letter:allvarssamtal.deadletter.v1; do
-                                echo "topics.${t%%:*} = $TOPIC_PREFIX${t#*:}"
-                        done
-                        echo "kafka.group.id = ${TOPIC_PREFIX}allvarsd"
-                fi
-                for line in "$@"; do echo "$line"; done
-        } > "$T/$name.conf"
+        deployed_ctl "$T/$name.conf" "$@"
 }
 
-daemon_migrate() {
-        "$BUILD/allvarsd" --config "$T/$1.conf" --migrate --schemas "$ROOT/schemas"
-}
-
-# daemon_start NAME: start allvarsd with $T/NAME.conf; its log is $T/NAME.log.
+# daemon_start NAME: start allvarsd with $T/NAME.conf and its role's credentials
+# ($CREDENTIALS_DIRECTORY, as LoadCredential= gives them); its log is $T/NAME.log.
 declare -gA DAEMON_PIDS=()
 daemon_start() {
-        local name=$1
-        "$BUILD/allvarsd" --config "$T/$name.conf" >> "$T/$name.log" 2>&1 &
+        local name=$1 creds
+        creds=$(deployed_credentials "$(deployed_conf_role "$T/$name.conf")") || return 1
+        CREDENTIALS_DIRECTORY=$creds "$BUILD/allvarsd" --config "$T/$name.conf" >> "$T/$name.log" 2>&1 &
         DAEMON_PIDS[$name]=$!
 }
 
@@ -184,4 +202,18 @@ check_exactly_once() {
         local bad
         bad=$(sql "select count(*) from allvarsd.dead_letters where source_topic = '${TOPIC_PREFIX:-}police.referrals.v1'")
         [[ $bad -eq $want_bad ]] || { echo "dead letters: $bad, expected $want_bad" >&2; return 1; }
+}
+
+# daemon_backends NAME: the PostgreSQL backends (pid application_name) of daemon
+# NAME, found through the client ports of its TCP sockets (its configuration
+# must reach PostgreSQL over TCP: PGHOST=127.0.0.1 daemon_conf NAME).
+daemon_backends() {
+        local pid=${DAEMON_PIDS[$1]} inodes ports
+        inodes=$(ls -l "/proc/$pid/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | paste -sd'|')
+        [[ -n $inodes ]] || return 1
+        ports=$(awk -v re="^($inodes)\$" 'NR > 1 && $10 ~ re { split($2, a, ":"); print a[2] }' /proc/net/tcp |
+                while read -r h; do echo $((16#$h)); done | paste -sd,)
+        [[ -n $ports ]] || return 1
+        sql "select pid || ' ' || application_name from pg_stat_activity where client_port in ($ports)
+             and client_addr = '127.0.0.1' and datname = current_database()"
 }

@@ -9,6 +9,9 @@
 #   libprotobuf-c-dev protobuf-c-compiler  the protobuf runtime and protoc-c code generator
 #   protobuf-compiler libprotobuf-dev   protoc (--encode for the examples) and timestamp.proto
 #   libpq-dev libsystemd-dev libssl-dev PostgreSQL client, sd_notify/journald, hashing (libcrypto)
+#   libmicrohttpd-dev libjson-c-dev     the Prometheus endpoint's HTTP server; librdkafka's statistics (JSON)
+#   prometheus curl                     promtool (check metrics/rules, the alert rules' unit tests) and the
+#                                       Prometheus server the metrics test scrapes with; curl scrapes by hand
 #   libcmocka-dev bats jq groff-base openssl
 #                                       unit/integration tests in C, process-level tests in bash,
 #                                       JSON checks of allvarsctl --json, man page checks,
@@ -34,7 +37,7 @@ set -euo pipefail
 PACKAGES=(
         build-essential pkg-config
         librdkafka-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-        libpq-dev libsystemd-dev libssl-dev
+        libpq-dev libsystemd-dev libssl-dev libmicrohttpd-dev libjson-c-dev prometheus curl
         libcmocka-dev bats jq groff-base openssl
         postgresql-15 postgresql-client-15
         tzdata kcat

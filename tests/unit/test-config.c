@@ -735,7 +735,27 @@ static void test_example_configuration(void **state) {
                 fail_msg("%s", err);
         assert_int_equal(c->pepper_len, 64);
         assert_non_null(c->db_password);
+        /* The roles of deploy/roles.sql: the daemon's, and allvarsctl's in its own file. */
+        assert_non_null(strstr(c->db_conninfo, "user=allvarsd_runtime "));
+        /* Deployable as it is: Kafka configured, and the pepper (mode 0600 here) accepted. */
+        assert_int_equal(config_check_deployment(c, err, sizeof err), 0);
         config_free(c);
+        char ctl_example[PATH_MAX];
+        harness_repo_path("deploy/allvarsctl.conf.example", ctl_example, sizeof ctl_example);
+        r = config_load_client(ctl_example, &c, err, sizeof err);
+        if (r < 0)
+                fail_msg("%s", err);
+        assert_non_null(strstr(c->db_conninfo, "user=allvarsd_operator "));
+        assert_null(c->pepper);
+        config_free(c);
+        /* As the daemon's file it is incomplete: no pepper. */
+        assert_int_equal(config_load(ctl_example, &c, err, sizeof err), -EINVAL);
+        char roles[PATH_MAX];
+        char *sql = harness_read_file(harness_repo_path("deploy/roles.sql", roles, sizeof roles));
+        assert_non_null(sql);
+        assert_non_null(strstr(sql, "CREATE ROLE allvarsd_runtime LOGIN"));
+        assert_non_null(strstr(sql, "CREATE ROLE allvarsd_operator LOGIN"));
+        free(sql);
         free(text);
         free(frag);
 }

@@ -705,8 +705,26 @@ static void test_describe(void **state) {
         assert_int_equal(case_state_describe(&c, buf, 90), -ENOBUFS);
 }
 
+/* Overdue: the deadline passed and the conversation is still owed. A
+ * SCHEDULED SUMMONS case met its deadline when the summons went out. */
+static void test_overdue(void **state) {
+        (void)state;
+        const usec_t d = 1000 * USEC_PER_SEC;
+        assert_true(case_overdue(CASE_ELIGIBLE, DEADLINE_CONVERSATION, d, d));     /* at the deadline */
+        assert_false(case_overdue(CASE_ELIGIBLE, DEADLINE_CONVERSATION, d, d - 1));
+        assert_true(case_overdue(CASE_ELIGIBLE, DEADLINE_SUMMONS, d, d + 1));
+        assert_true(case_overdue(CASE_SCHEDULED, DEADLINE_CONVERSATION, d, d + 1));
+        assert_false(case_overdue(CASE_SCHEDULED, DEADLINE_SUMMONS, d, d + 1));
+        assert_false(case_overdue(CASE_HELD, DEADLINE_CONVERSATION, d, d + 1));
+        assert_false(case_overdue(CASE_DECLINED, DEADLINE_CONVERSATION, d, d + 1));
+        assert_false(case_overdue(CASE_DEFERRED, DEADLINE_NONE, 0, d));
+        assert_false(case_overdue(CASE_MANUAL_REVIEW, DEADLINE_CONVERSATION, d, d + 1));
+        assert_false(case_overdue(CASE_ELIGIBLE, DEADLINE_CONVERSATION, 0, d));      /* no deadline */
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_overdue),
                 cmocka_unit_test(test_scheduled_every_state),
                 cmocka_unit_test(test_assessment_every_state),
                 cmocka_unit_test(test_clearance_every_state),

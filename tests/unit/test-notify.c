@@ -98,6 +98,8 @@ static void test_status_datagram(void **state) {
                 .referrals_decided = 1234,
                 .duplicates = 3,
                 .dead_letters = 2,
+                .db_known = true,
+                .db_age_s = 12,
                 .cases_open = 56,
                 .outbox_backlog = 0,
                 .alerts_raised = 7,
@@ -107,8 +109,9 @@ static void test_status_datagram(void **state) {
         };
         notify_status(&f);
         assert_string_equal(receive(l, buf, sizeof buf),
-                            "STATUS=running; 1234 decided, 3 duplicates, 56 cases open, outbox 0, 2 dead letters, "
-                            "7 alerts, 4 partitions; last error: PostgreSQL: connection refused");
+                            "STATUS=running; since start: 1234 decided, 3 duplicates, 2 dead letters, 7 alerts; "
+                            "4 partitions; database 12 s ago: 56 cases open, outbox 0; last error: PostgreSQL: "
+                            "connection refused");
 }
 
 /* A newline in free text would start a second assignment of the protocol. */
@@ -128,16 +131,17 @@ static void test_format_status_wording(void **state) {
         (void)state;
         char buf[512];
         notify_figures f = {.referrals_decided = 1, .duplicates = 1, .dead_letters = 1, .cases_open = 1,
-                            .outbox_backlog = 12, .alerts_raised = 1, .partitions_assigned = 1};
+                            .outbox_backlog = 12, .alerts_raised = 1, .partitions_assigned = 1, .db_known = true};
         assert_string_equal(notify_format_status(&f, buf, sizeof buf),
-                            "running; 1 decided, 1 duplicate, 1 case open, outbox 12, 1 dead letter, 1 alert, "
-                            "1 partition");
+                            "running; since start: 1 decided, 1 duplicate, 1 dead letter, 1 alert; 1 partition; "
+                            "database 0 s ago: 1 case open, outbox 12");
+        /* Before the jobs have read the database, no "0 cases open" that is not so. */
         f = (notify_figures){.state = "PostgreSQL unavailable, partitions paused", .last_error = ""};
         assert_string_equal(notify_format_status(&f, buf, sizeof buf),
-                            "PostgreSQL unavailable, partitions paused; 0 decided, 0 duplicates, 0 cases open, "
-                            "outbox 0, 0 dead letters, 0 alerts, 0 partitions");
+                            "PostgreSQL unavailable, partitions paused; since start: 0 decided, 0 duplicates, "
+                            "0 dead letters, 0 alerts; 0 partitions; database figures not read yet");
         f.referrals_decided = UINT64_MAX;
-        assert_non_null(strstr(notify_format_status(&f, buf, sizeof buf), "; 18446744073709551615 decided,"));
+        assert_non_null(strstr(notify_format_status(&f, buf, sizeof buf), ": 18446744073709551615 decided,"));
 }
 
 static void test_format_status_truncates_safely(void **state) {

@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <string.h>
+
 #include "sqlstate.h"
 
 static void test_transient(void **state) {
@@ -43,8 +45,28 @@ static void test_other(void **state) {
         assert_string_equal(sqlstate_class_name(SQLSTATE_OTHER), "other");
 }
 
+/* Each deployment error names its fix; the other classes have none. */
+static void test_fix(void **state) {
+        (void)state;
+        assert_non_null(strstr(sqlstate_fix("3D000"), "createdb"));
+        assert_non_null(strstr(sqlstate_fix("28P01"), "password"));
+        assert_non_null(strstr(sqlstate_fix("28000"), "roles.sql"));
+        assert_non_null(strstr(sqlstate_fix("42501"), "grant"));
+        assert_non_null(strstr(sqlstate_fix("42P01"), "--migrate"));
+        assert_null(sqlstate_fix("08006"));
+        assert_null(sqlstate_fix("23505"));
+        assert_null(sqlstate_fix(""));
+        assert_null(sqlstate_fix(NULL));
+        char st[6];
+        assert_string_equal(sqlstate_in_text("migrate: x: permission denied for table t (SQLSTATE 42501)", st), "42501");
+        assert_string_equal(sqlstate_in_text("connection lost", st), "");
+        assert_string_equal(sqlstate_in_text("(SQLSTATE 4250", st), "");
+        assert_string_equal(sqlstate_in_text(NULL, st), "");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_fix),
                 cmocka_unit_test(test_transient),
                 cmocka_unit_test(test_data),
                 cmocka_unit_test(test_deployment),
