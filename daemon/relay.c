@@ -478,10 +478,8 @@ static int try_lock(relay *r) {
                 PQclear(res);
                 r->session_set = true;
         }
-        char key[24];
-        snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
         pg_params p = {0};
-        pg_params_text(&p, key);
+        pg_params_int8(&p, RELAY_LOCK_KEY);
         PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
