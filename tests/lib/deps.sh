@@ -32,6 +32,7 @@
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 #   golang-go curl                      the fault suite's Toxiproxy (tests/lib/toxiproxy.bash): go builds
 #                                       the pinned server from the Go module proxy, curl drives its API
+#   faketime                            libfaketime: the fault suite's wall-clock steps (08-clock-step.sh)
 set -euo pipefail
 
 PACKAGES=(
@@ -45,7 +46,7 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
-        golang-go curl
+        golang-go curl faketime
         debhelper dpkg-dev lintian apt
 )
 
