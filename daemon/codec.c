@@ -19,25 +19,7 @@
 #include <string.h>
 
 #include "codec.h"
-
-/* Limits of one referral (sane bounds for a real one; anything beyond is malformed). */
-#define MAX_ID 128
-#define MAX_GUARDIANS 32
-#define MAX_CONCERNS 32
-#define MAX_OFFENCES 64
-#define MAX_NAME 256
-#define MAX_SHORT 128                   /* case number, district, identity number, birth date, offence code */
-#define MAX_PHONE 64
-#define MAX_EMAIL 320                   /* RFC 5321: 64 + @ + 255 */
-#define MAX_ADDRESS 1024
-#define MAX_UNIT 256
-#define MAX_NARRATIVE (64 * 1024)
-#define MAX_OVERRIDE_REASON (16 * 1024)
-
-/* Seconds since the epoch. */
-#define T_1900 (-2208988800LL)
-#define T_2000 946684800LL
-#define T_2100 4102444800LL
+#include "field_limits.h"
 
 /* ---- the arena ---- */
 
@@ -221,6 +203,13 @@ static bool utf8_valid(const unsigned char *s, size_t n) {
         return true;
 }
 
+#define TRY(x)                          \
+        do {                            \
+                int r_ = (x);           \
+                if (r_ < 0)             \
+                        return r_;      \
+        } while (0)
+
 /* Text: no NUL inside, valid UTF-8, at most max bytes. `name` is the field's path. */
 static int check_text(check *c, const char *s, size_t max, const char *name) {
         if (!s)
@@ -243,96 +232,115 @@ static bool printable_ascii(const char *s) {
         return true;
 }
 
-/* An id that is logged: 1..128 printable ASCII characters, no blanks. */
-static int check_id(check *c, const char *s, bool required, const char *name) {
-        int r = check_text(c, s, SIZE_MAX, name);
-        if (r < 0)
-                return r;
-        if (!s || !*s)
-                return required ? fail(c, DLR_MISSING_FIELD, "%s is required", name) : 0;
-        if (strlen(s) > MAX_ID || !printable_ascii(s))
-                return fail(c, DLR_INVALID_FIELD, "%s must be 1 to %d printable ASCII characters", name, MAX_ID);
+/* Text of a field of field_limits.h: as check_text, and present when required. */
+static int check_text_limit(check *c, const char *s, limit_id id, const char *name) {
+        const field_limit *l = &field_limits[id];
+        TRY(check_text(c, s, (size_t)l->max, name));
+        if (l->required && (!s || !*s))
+                return fail(c, DLR_MISSING_FIELD, "%s is required", name);
         return 0;
 }
 
-static int check_time(check *c, const Google__Protobuf__Timestamp *ts, bool required, int64_t from, int64_t to,
-                      const char *name) {
+/* An id that is logged: printable ASCII characters, no blanks (field_limits.h). */
+static int check_id(check *c, const char *s, limit_id id, const char *name) {
+        const field_limit *l = &field_limits[id];
+        TRY(check_text(c, s, SIZE_MAX, name));
+        if (!s || !*s)
+                return l->required ? fail(c, DLR_MISSING_FIELD, "%s is required", name) : 0;
+        if ((int64_t)strlen(s) > l->max || !printable_ascii(s))
+                return fail(c, DLR_INVALID_FIELD, "%s must be %lld to %lld printable ASCII characters", name,
+                            (long long)l->min, (long long)l->max);
+        return 0;
+}
+
+static int check_time(check *c, const Google__Protobuf__Timestamp *ts, limit_id id, const char *name) {
+        const field_limit *l = &field_limits[id];
         if (!ts)
-                return required ? fail(c, DLR_MISSING_FIELD, "%s is required", name) : 0;
+                return l->required ? fail(c, DLR_MISSING_FIELD, "%s is required", name) : 0;
         if (ts->nanos < 0 || ts->nanos > 999999999)
                 return fail(c, DLR_TIMESTAMP_OUT_OF_RANGE, "%s has nanos out of range", name);
-        if (ts->seconds < from || ts->seconds >= to)
+        if (ts->seconds < l->min || ts->seconds >= l->max)
                 return fail(c, DLR_TIMESTAMP_OUT_OF_RANGE, "%s is outside %s", name,
-                            from == T_2000 ? "2000-01-01..2100-01-01" : "1900-01-01..2100-01-01");
+                            l->min == LIMIT_T_2000 ? "2000-01-01..2100-01-01" : "1900-01-01..2100-01-01");
         return 0;
 }
 
-#define TRY(x)                          \
-        do {                            \
-                int r_ = (x);           \
-                if (r_ < 0)             \
-                        return r_;      \
-        } while (0)
+/* The number of entries of a repeated field. */
+static int check_count(check *c, size_t n, limit_id id, const char *name) {
+        const field_limit *l = &field_limits[id];
+        if (n == 0 && l->required)
+                return fail(c, DLR_MISSING_FIELD, "%s is required", name);
+        if ((int64_t)n < l->min || (int64_t)n > l->max)
+                return fail(c, DLR_INVALID_FIELD, "%s has more than %lld entries", name, (long long)l->max);
+        return 0;
+}
+
+/* An enum value this version knows; unspecified (0) only when not required. */
+static int check_enum(check *c, int v, limit_id id, const char *name) {
+        const field_limit *l = &field_limits[id];
+        if (v == 0 && l->required)
+                return fail(c, DLR_MISSING_FIELD, "%s is required", name);
+        if (!protobuf_c_enum_descriptor_get_value(l->enum_desc, v))
+                return fail(c, DLR_UNKNOWN_ENUM, "%s is not a known %s", name, l->enum_desc->short_name);
+        return 0;
+}
 
 static int check_guardian(check *c, const Allvarssamtal__V1__Guardian *g, const char *prefix, size_t i) {
         char name[64];
         if (!g)
                 return fail(c, DLR_UNDECODABLE, "%s[%zu] is missing", prefix, i);
         snprintf(name, sizeof name, "%s[%zu].name", prefix, i);
-        TRY(check_text(c, g->name, MAX_NAME, name));
+        TRY(check_text_limit(c, g->name, LIM_GUARDIAN_NAME, name));
         snprintf(name, sizeof name, "%s[%zu].phone", prefix, i);
-        TRY(check_text(c, g->phone, MAX_PHONE, name));
+        TRY(check_text_limit(c, g->phone, LIM_GUARDIAN_PHONE, name));
         snprintf(name, sizeof name, "%s[%zu].email", prefix, i);
-        TRY(check_text(c, g->email, MAX_EMAIL, name));
+        TRY(check_text_limit(c, g->email, LIM_GUARDIAN_EMAIL, name));
         snprintf(name, sizeof name, "%s[%zu].postal_address", prefix, i);
-        TRY(check_text(c, g->postal_address, MAX_ADDRESS, name));
+        TRY(check_text_limit(c, g->postal_address, LIM_GUARDIAN_POSTAL_ADDRESS, name));
         return 0;
 }
 
 static int referral_validate(check *c, const ProtobufCMessage *msg) {
         const Allvarssamtal__V1__PoliceReferral *r = (const Allvarssamtal__V1__PoliceReferral *)msg;
-        TRY(check_id(c, r->referral_id, true, "referral_id"));
-        TRY(check_text(c, r->police_case_number, MAX_SHORT, "police_case_number"));
-        TRY(check_time(c, r->reported_at, true, T_2000, T_2100, "reported_at"));
-        TRY(check_time(c, r->incident_at, false, T_1900, T_2100, "incident_at"));
-        TRY(check_text(c, r->district, MAX_SHORT, "district"));
+        TRY(check_id(c, r->referral_id, LIM_REFERRAL_ID, "referral_id"));
+        TRY(check_text_limit(c, r->police_case_number, LIM_REFERRAL_POLICE_CASE_NUMBER, "police_case_number"));
+        TRY(check_time(c, r->reported_at, LIM_REFERRAL_REPORTED_AT, "reported_at"));
+        TRY(check_time(c, r->incident_at, LIM_REFERRAL_INCIDENT_AT, "incident_at"));
+        TRY(check_text_limit(c, r->district, LIM_REFERRAL_DISTRICT, "district"));
 
         const Allvarssamtal__V1__Person *s = r->subject;
         if (!s)
                 return fail(c, DLR_MISSING_FIELD, "subject is required");
-        TRY(check_text(c, s->identity_number, MAX_SHORT, "subject.identity_number"));
-        TRY(check_text(c, s->birth_date, MAX_SHORT, "subject.birth_date"));
-        TRY(check_text(c, s->given_name, MAX_NAME, "subject.given_name"));
-        TRY(check_text(c, s->family_name, MAX_NAME, "subject.family_name"));
+        TRY(check_text_limit(c, s->identity_number, LIM_PERSON_IDENTITY_NUMBER, "subject.identity_number"));
+        TRY(check_text_limit(c, s->birth_date, LIM_PERSON_BIRTH_DATE, "subject.birth_date"));
+        TRY(check_text_limit(c, s->given_name, LIM_PERSON_GIVEN_NAME, "subject.given_name"));
+        TRY(check_text_limit(c, s->family_name, LIM_PERSON_FAMILY_NAME, "subject.family_name"));
 
-        if (r->n_guardians > MAX_GUARDIANS)
-                return fail(c, DLR_INVALID_FIELD, "guardians has more than %d entries", MAX_GUARDIANS);
+        TRY(check_count(c, r->n_guardians, LIM_REFERRAL_GUARDIANS, "guardians"));
         for (size_t i = 0; i < r->n_guardians; i++)
                 TRY(check_guardian(c, r->guardians[i], "guardians", i));
 
-        if (r->n_concerns > MAX_CONCERNS)
-                return fail(c, DLR_INVALID_FIELD, "concerns has more than %d entries", MAX_CONCERNS);
+        TRY(check_count(c, r->n_concerns, LIM_REFERRAL_CONCERNS, "concerns"));
         for (size_t i = 0; i < r->n_concerns; i++)
-                if (!protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__concern__descriptor,
+                if (!protobuf_c_enum_descriptor_get_value(field_limits[LIM_REFERRAL_CONCERNS].enum_desc,
                                                           (int)r->concerns[i]))
                         return fail(c, DLR_UNKNOWN_ENUM, "concerns[%zu] is not a known Concern", i);
 
-        if (r->n_offences > MAX_OFFENCES)
-                return fail(c, DLR_INVALID_FIELD, "offences has more than %d entries", MAX_OFFENCES);
+        TRY(check_count(c, r->n_offences, LIM_REFERRAL_OFFENCES, "offences"));
         for (size_t i = 0; i < r->n_offences; i++) {
                 const Allvarssamtal__V1__Offence *o = r->offences[i];
                 char name[64];
                 if (!o)
                         return fail(c, DLR_UNDECODABLE, "offences[%zu] is missing", i);
                 snprintf(name, sizeof name, "offences[%zu].code", i);
-                TRY(check_text(c, o->code, MAX_SHORT, name));
-                if (!protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__severity__descriptor, (int)o->severity))
-                        return fail(c, DLR_UNKNOWN_ENUM, "offences[%zu].severity is not a known Severity", i);
+                TRY(check_text_limit(c, o->code, LIM_OFFENCE_CODE, name));
+                snprintf(name, sizeof name, "offences[%zu].severity", i);
+                TRY(check_enum(c, (int)o->severity, LIM_OFFENCE_SEVERITY, name));
                 snprintf(name, sizeof name, "offences[%zu].committed_at", i);
-                TRY(check_time(c, o->committed_at, false, T_1900, T_2100, name));
+                TRY(check_time(c, o->committed_at, LIM_OFFENCE_COMMITTED_AT, name));
         }
-        TRY(check_text(c, r->reporting_unit, MAX_UNIT, "reporting_unit"));
-        TRY(check_text(c, r->narrative, MAX_NARRATIVE, "narrative"));
+        TRY(check_text_limit(c, r->reporting_unit, LIM_REFERRAL_REPORTING_UNIT, "reporting_unit"));
+        TRY(check_text_limit(c, r->narrative, LIM_REFERRAL_NARRATIVE, "narrative"));
         return 0;
 }
 
@@ -392,19 +400,16 @@ void codec_referral_free(codec_referral *r) {
 
 static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         const CaseOutcome *o = (const CaseOutcome *)msg;
-        TRY(check_id(c, o->event_id, true, "event_id"));
-        TRY(check_id(c, o->case_id, false, "case_id"));
-        TRY(check_id(c, o->referral_id, false, "referral_id"));
+        TRY(check_id(c, o->event_id, LIM_OUTCOME_EVENT_ID, "event_id"));
+        TRY(check_id(c, o->case_id, LIM_OUTCOME_CASE_ID, "case_id"));
+        TRY(check_id(c, o->referral_id, LIM_OUTCOME_REFERRAL_ID, "referral_id"));
         if (!*o->case_id && !*o->referral_id)
                 return fail(c, DLR_MISSING_FIELD, "case_id or referral_id is required");
-        TRY(check_time(c, o->occurred_at, true, T_2000, T_2100, "occurred_at"));
+        TRY(check_time(c, o->occurred_at, LIM_OUTCOME_OCCURRED_AT, "occurred_at"));
         if (!o->actor)
                 return fail(c, DLR_MISSING_FIELD, "actor is required");
-        TRY(check_text(c, o->actor->name, MAX_NAME, "actor.name"));
-        if (o->actor->kind == ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED)
-                return fail(c, DLR_MISSING_FIELD, "actor.kind is required");
-        if (!protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__actor_kind__descriptor, (int)o->actor->kind))
-                return fail(c, DLR_UNKNOWN_ENUM, "actor.kind is not a known ActorKind");
+        TRY(check_text_limit(c, o->actor->name, LIM_ACTOR_NAME, "actor.name"));
+        TRY(check_enum(c, (int)o->actor->kind, LIM_ACTOR_KIND, "actor.kind"));
         if (o->actor->kind == ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER && !*o->actor->name)
                 return fail(c, DLR_MISSING_FIELD, "actor.name is required for a social worker");
 
@@ -412,22 +417,37 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_SCHEDULED:
                 if (!o->conversation_scheduled)
                         return fail(c, DLR_MISSING_FIELD, "conversation_scheduled is required");
-                TRY(check_time(c, o->conversation_scheduled->scheduled_at, true, T_2000, T_2100,
+                TRY(check_time(c, o->conversation_scheduled->scheduled_at, LIM_SCHEDULED_AT,
                                "conversation_scheduled.scheduled_at"));
                 break;
+        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD: {
+                const Allvarssamtal__V1__ConversationHeld *h = o->conversation_held;
+                if (h) {
+                        TRY(check_count(c, h->n_participants, LIM_HELD_PARTICIPANTS, "conversation_held.participants"));
+                        TRY(check_count(c, h->n_follow_up, LIM_HELD_FOLLOW_UP, "conversation_held.follow_up"));
+                }
+                for (size_t i = 0; h && i < h->n_participants; i++)
+                        if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__participant__descriptor,
+                                                                  (int)h->participants[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.participants[%zu] is not a known Participant", i);
+                for (size_t i = 0; h && i < h->n_follow_up; i++)
+                        if (h->follow_up[i] == ALLVARSSAMTAL__V1__FOLLOW_UP__FOLLOW_UP_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__follow_up__descriptor,
+                                                                  (int)h->follow_up[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.follow_up[%zu] is not a known FollowUp", i);
+                break;
+        }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CANCELLED:
-                if (o->cancelled &&
-                    !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__cancel_reason__descriptor,
-                                                          (int)o->cancelled->reason))
-                        return fail(c, DLR_UNKNOWN_ENUM, "cancelled.reason is not a known CancelReason");
+                if (o->cancelled)
+                        TRY(check_enum(c, (int)o->cancelled->reason, LIM_CANCELLED_REASON, "cancelled.reason"));
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONTACT_DETAILS_SUPPLIED: {
                 const Allvarssamtal__V1__ContactDetailsSupplied *s = o->contact_details_supplied;
-                if (!s || s->n_guardians == 0)
-                        return fail(c, DLR_MISSING_FIELD, "contact_details_supplied.guardians is required");
-                if (s->n_guardians > MAX_GUARDIANS)
-                        return fail(c, DLR_INVALID_FIELD,
-                                    "contact_details_supplied.guardians has more than %d entries", MAX_GUARDIANS);
+                TRY(check_count(c, s ? s->n_guardians : 0, LIM_CONTACT_GUARDIANS,
+                                "contact_details_supplied.guardians"));
                 for (size_t i = 0; i < s->n_guardians; i++)
                         TRY(check_guardian(c, s->guardians[i], "contact_details_supplied.guardians", i));
                 break;
@@ -436,11 +456,8 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
                 const Allvarssamtal__V1__DecisionOverride *ov = o->override;
                 if (!ov)
                         return fail(c, DLR_MISSING_FIELD, "override is required");
-                if (ov->outcome == ALLVARSSAMTAL__V1__OUTCOME__OUTCOME_UNSPECIFIED)
-                        return fail(c, DLR_MISSING_FIELD, "override.outcome is required");
-                if (!protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__outcome__descriptor, (int)ov->outcome))
-                        return fail(c, DLR_UNKNOWN_ENUM, "override.outcome is not a known Outcome");
-                TRY(check_text(c, ov->reason, MAX_OVERRIDE_REASON, "override.reason"));
+                TRY(check_enum(c, (int)ov->outcome, LIM_OVERRIDE_OUTCOME, "override.outcome"));
+                TRY(check_text_limit(c, ov->reason, LIM_OVERRIDE_REASON, "override.reason"));
                 bool blank = true;
                 for (const char *p = ov->reason; *p; p++)
                         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
@@ -451,7 +468,6 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_PROTECTIVE_ASSESSMENT_RECORDED:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED:
-        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_FAMILY_DECLINED:
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE__NOT_SET:
@@ -474,6 +490,23 @@ void codec_outcome_free(codec_outcome *o) {
         message_free(o ? &o->m : NULL);
 }
 
+void codec_message_id(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len, size_t max_bytes,
+                      char ret[static CODEC_ID_MAX + 1]) {
+        ret[0] = '\0';
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(desc, 1);
+        if (!buf || len == 0 || len > max_bytes || !f || f->type != PROTOBUF_C_TYPE_STRING ||
+            f->label == PROTOBUF_C_LABEL_REPEATED)
+                return;
+        codec_message *m = NULL;
+        if (message_decode(&m, desc, buf, len)) {
+                const char *id = *(const char *const *)(const void *)((const char *)m->msg + f->offset);
+                size_t n = id ? strlen(id) : 0;
+                if (n > 0 && n <= CODEC_ID_MAX && n == wire_length(&m->a, id) && printable_ascii(id))
+                        memcpy(ret, id, n + 1);
+        }
+        message_free(m);
+}
+
 const char *dead_letter_reason_code(dead_letter_reason r) {
         switch (r) {
         case DLR_EMPTY: return "EMPTY";
@@ -486,6 +519,7 @@ const char *dead_letter_reason_code(dead_letter_reason r) {
         case DLR_TIMESTAMP_OUT_OF_RANGE: return "TIMESTAMP_OUT_OF_RANGE";
         case DLR_UNKNOWN_CASE: return "UNKNOWN_CASE";
         case DLR_ILLEGAL_TRANSITION: return "ILLEGAL_TRANSITION";
+        case DLR_WRONG_KEY: return "WRONG_KEY";
         }
         return "UNSPECIFIED";
 }

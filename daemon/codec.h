@@ -26,6 +26,7 @@ typedef enum dead_letter_reason {
         DLR_TIMESTAMP_OUT_OF_RANGE = 8,
         DLR_UNKNOWN_CASE = 9,
         DLR_ILLEGAL_TRANSITION = 10,
+        DLR_WRONG_KEY = 11,
 } dead_letter_reason;
 
 #define CODEC_DETAIL_MAX 200
@@ -50,6 +51,14 @@ const CaseOutcome *codec_outcome_msg(const codec_outcome *o);
 void codec_outcome_free(codec_outcome *o);
 
 const char *dead_letter_reason_code(dead_letter_reason r);     /* "UNDECODABLE", ... */
+
+#define CODEC_ID_MAX 128
+/* The message's own id, for the dead letter of a message that failed validation:
+ * field 1 (PoliceReferral.referral_id, CaseOutcome.event_id) when buf decodes as
+ * desc and that field is an id (1..CODEC_ID_MAX printable ASCII characters);
+ * else "". Never validates anything else. */
+void codec_message_id(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len, size_t max_bytes,
+                      char ret[static CODEC_ID_MAX + 1]);
 
 /* google.protobuf.Timestamp <-> usec_t; a NULL timestamp is 0. */
 usec_t codec_timestamp_usec(const Google__Protobuf__Timestamp *ts);

@@ -500,6 +500,46 @@ static void lane_committed(consumer *c, const lane_work *w) {
                         log_message_outcome(&w->msgs[i]);
 }
 
+/* The key rule (docs/contract.md "Keys and ids"): an outcome's Kafka key is its
+ * case's id, so that all of a case's events are on one partition, in order.
+ * Another key is a dead letter on the first message of a misconfigured producer,
+ * not a reordering weeks later. */
+static bool outcome_key_ok(const CaseOutcome *o, const rd_kafka_message_t *km, codec_error *err) {
+        int r = ids_outcome_key_check(o->case_id, o->referral_id, km->key, km->key_len);
+        if (r == 0)
+                return true;
+        if (r == -EBADMSG) {
+                err->reason = DLR_WRONG_KEY;
+                snprintf(err->detail, sizeof err->detail, "the key is not the case id %s",
+                         *o->case_id ? "of case_id" : "computed from referral_id");
+        } else {
+                err->reason = DLR_INVALID_FIELD;
+                snprintf(err->detail, sizeof err->detail, "case_id and referral_id name different cases");
+        }
+        return false;
+}
+
+/* What the producer knows message km by, for its dead letter (DeadLetter's
+ * source_* fields) and a replay: its key, its headers, and its own id, also when
+ * it failed validation (then read into id). */
+static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, const codec_outcome *out,
+                      const codec_referral *ref, store_message *m, char id[static CODEC_ID_MAX + 1]) {
+        m->key = km->key;
+        m->key_len = km->key ? km->key_len : 0;
+        rd_kafka_headers_t *h = NULL;
+        m->headers = rd_kafka_message_headers(km, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? h : NULL;
+        if (out)
+                m->source_event_id = codec_outcome_msg(out)->event_id;
+        else if (ref)
+                m->source_event_id = codec_referral_msg(ref)->referral_id;
+        else {
+                codec_message_id(outcomes ? &allvarssamtal__v1__case_outcome__descriptor
+                                          : &allvarssamtal__v1__police_referral__descriptor,
+                                 km->payload, km->len, c->cfg->max_message_bytes, id);
+                m->source_event_id = id[0] ? id : NULL;
+        }
+}
+
 /* The decoded messages of flush_topic, freed with it. */
 typedef struct decoded {
         codec_referral **refs;
@@ -529,12 +569,14 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                                                 .outs = calloc(n, sizeof *dec.outs),
                                                 .n = n };
         _cleanup_free_ codec_error *errs = calloc(n, sizeof *errs);
+        _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
         _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
         _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
         _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
         _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
-        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !offs || !ts || !work || !args || !rets)
+        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !ids || !offs || !ts || !work || !args ||
+            !rets)
                 return -ENOMEM;
         codec_referral **refs = dec.refs;
         codec_outcome **outs = dec.outs;
@@ -559,7 +601,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         if (outcomes) {
                                 outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
                                                                &errs[i]);
-                                if (outs[i])
+                                if (outs[i] && outcome_key_ok(codec_outcome_msg(outs[i]), km, &errs[i]))
                                         m->case_outcome = codec_outcome_msg(outs[i]);
                         } else {
                                 refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes,
@@ -569,6 +611,7 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         }
                         if (!m->referral && !m->case_outcome)
                                 m->error = &errs[i];
+                        source_of(c, km, outcomes, outs[i], refs[i], m, ids[i]);
 
                         store_offset *o = NULL;
                         for (size_t j = first_off; j < n_offs; j++)

@@ -15,6 +15,7 @@ static const ProtobufCMessageDescriptor *const known[] = {
         &allvarssamtal__v1__police_referral__descriptor, &allvarssamtal__v1__scheduling_request__descriptor,
         &allvarssamtal__v1__police_feedback__descriptor, &allvarssamtal__v1__deadline_alert__descriptor,
         &allvarssamtal__v1__dead_letter__descriptor,     &allvarssamtal__v1__case_outcome__descriptor,
+        &allvarssamtal__v1__scheduling_withdrawn__descriptor,
 };
 
 const ProtobufCMessageDescriptor *describe_descriptor_for_ce_type(const char *ce_type) {

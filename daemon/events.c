@@ -184,7 +184,44 @@ int events_scheduling(const config *cfg, const scheduling_info *info, usec_t now
                 sr.profile = (char *)info->profile->name;
                 sr.profile_version = info->profile->version;
         }
+        sr.revision = info->revision;
+        sr.kind = (Allvarssamtal__V1__SchedulingRequestKind)info->kind;
         return event_append(out, &sr.base, event_id, cfg->topic_scheduling, info->case_id, CE_TYPE_SCHEDULING, now);
+}
+
+const char *withdrawal_reason_code(withdrawal_reason r) {
+        switch (r) {
+        case WITHDRAWAL_CANCELLED: return "CANCELLED";
+        case WITHDRAWAL_FAMILY_DECLINED: return "FAMILY_DECLINED";
+        case WITHDRAWAL_NOT_ELIGIBLE: return "NOT_ELIGIBLE";
+        case WITHDRAWAL_ON_HOLD: return "ON_HOLD";
+        case WITHDRAWAL_PROTECTIVE_ASSESSMENT: return "PROTECTIVE_ASSESSMENT";
+        case WITHDRAWAL_HELD: return "HELD";
+        case WITHDRAWAL_NONE:
+        default:
+                return "NONE";
+        }
+}
+
+int events_scheduling_withdrawn(const config *cfg, const char *case_id, const char *district, uint64_t revision,
+                                withdrawal_reason reason, usec_t at, usec_t now, event_list *out) {
+        if (!case_id || reason == WITHDRAWAL_NONE)
+                return -EINVAL;
+        /* One withdrawal per revision: a replay of the change makes the same id. */
+        char name[EVENT_NAME_MAX], event_id[UUID_STR_LEN];
+        snprintf(name, sizeof name, "scheduling/withdrawn/%" PRIu64, revision);
+        ids_event_id(case_id, name, event_id);
+
+        Allvarssamtal__V1__SchedulingWithdrawn w = ALLVARSSAMTAL__V1__SCHEDULING_WITHDRAWN__INIT;
+        Google__Protobuf__Timestamp when = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        w.event_id = event_id;
+        w.case_id = str(case_id);
+        w.revision = revision;
+        codec_timestamp_set(&when, at);
+        w.withdrawn_at = &when;
+        w.reason = (Allvarssamtal__V1__WithdrawalReason)reason;
+        w.district = str(district);
+        return event_append(out, &w.base, event_id, cfg->topic_scheduling, case_id, CE_TYPE_WITHDRAWN, now);
 }
 
 int events_for_decision(const config *cfg, const PoliceReferral *r, const decision *d,
@@ -225,6 +262,8 @@ int events_for_decision(const config *cfg, const PoliceReferral *r, const decisi
                         .police_reporting_unit = r->reporting_unit,
                         .profile = d->profile,
                         .name = "scheduling/1",
+                        .revision = CASE_FIRST_REVISION,
+                        .kind = SCHEDULING_NEW,
                 };
                 ret = events_scheduling(cfg, &info, now, out);
         }
@@ -265,16 +304,22 @@ int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t
 
 int events_dead_letter(const config *cfg, const char *topic, int32_t partition, int64_t offset,
                        const codec_error *err, const char *case_id, usec_t now, event_list *out) {
-        if (!topic || !err)
+        const dead_letter_source src = {.topic = topic, .partition = partition, .offset = offset};
+        return events_dead_letter_of(cfg, &src, err, case_id, now, out);
+}
+
+int events_dead_letter_of(const config *cfg, const dead_letter_source *src, const codec_error *err,
+                          const char *case_id, usec_t now, event_list *out) {
+        if (!src || !src->topic || !err)
                 return -EINVAL;
         /* uuid5(NS_EVENT, "deadletter/<topic>/<partition>/<offset>"): ids_event_id
          * names "<case_id>/<name>", so "deadletter" stands in the case's place. */
         char name[EVENT_NAME_MAX + 256], event_id[UUID_STR_LEN], key[EVENT_KEY_MAX];
-        int k = snprintf(name, sizeof name, "%s/%" PRId32 "/%" PRId64, topic, partition, offset);
+        int k = snprintf(name, sizeof name, "%s/%" PRId32 "/%" PRId64, src->topic, src->partition, src->offset);
         if (k < 0 || (size_t)k >= sizeof name)
                 return -EINVAL;
         ids_event_id("deadletter", name, event_id);
-        k = snprintf(key, sizeof key, "%s/%" PRId32, topic, partition);
+        k = snprintf(key, sizeof key, "%s/%" PRId32, src->topic, src->partition);
         if (k < 0 || (size_t)k >= sizeof key)
                 return -EINVAL;
 
@@ -284,10 +329,16 @@ int events_dead_letter(const config *cfg, const char *topic, int32_t partition, 
         dl.case_id = str(case_id);
         dl.reason = (Allvarssamtal__V1__DeadLetterReason)err->reason;
         dl.detail = str(err->detail);
-        dl.source_topic = str(topic);
-        dl.source_partition = partition;
-        dl.source_offset = offset;
+        dl.source_topic = str(src->topic);
+        dl.source_partition = src->partition;
+        dl.source_offset = src->offset;
         codec_timestamp_set(&received, now);
         dl.received_at = &received;
+        if (src->key) {
+                dl.source_key.data = (uint8_t *)src->key;
+                dl.source_key.len = src->key_len;
+        }
+        dl.source_ce_id = str(src->ce_id);
+        dl.source_event_id = str(src->event_id);
         return event_append(out, &dl.base, event_id, cfg->topic_dead_letter, key, CE_TYPE_DEAD_LETTER, now);
 }

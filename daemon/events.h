@@ -15,6 +15,7 @@
 #include "rules.h"
 
 #define CE_TYPE_SCHEDULING  "se.allvarssamtal.v1.SchedulingRequest"
+#define CE_TYPE_WITHDRAWN   "se.allvarssamtal.v1.SchedulingWithdrawn"
 #define CE_TYPE_FEEDBACK    "se.allvarssamtal.v1.PoliceFeedback"
 #define CE_TYPE_ALERT       "se.allvarssamtal.v1.DeadlineAlert"
 #define CE_TYPE_DEAD_LETTER "se.allvarssamtal.v1.DeadLetter"
@@ -31,6 +32,28 @@ typedef enum feedback_status {
         FEEDBACK_NOT_HELD_IN_TIME = 8,
         FEEDBACK_CANCELLED = 9,
 } feedback_status;
+
+/* Numbers as allvarssamtal.v1.SchedulingRequestKind: why a request was made. */
+typedef enum scheduling_kind {
+        SCHEDULING_NEW = 1,
+        SCHEDULING_CONTACT_DETAILS_UPDATED = 2,
+        SCHEDULING_DEFERRAL_RESOLVED = 3,
+        SCHEDULING_OVERRIDDEN = 4,
+} scheduling_kind;
+
+/* Numbers as allvarssamtal.v1.WithdrawalReason; 0: nothing withdrawn. */
+typedef enum withdrawal_reason {
+        WITHDRAWAL_NONE = 0,
+        WITHDRAWAL_CANCELLED = 1,
+        WITHDRAWAL_FAMILY_DECLINED = 2,
+        WITHDRAWAL_NOT_ELIGIBLE = 3,
+        WITHDRAWAL_ON_HOLD = 4,
+        WITHDRAWAL_PROTECTIVE_ASSESSMENT = 5,
+        WITHDRAWAL_HELD = 6,
+} withdrawal_reason;
+
+/* A new case's revision, that of its decision; every change of the case adds one. */
+#define CASE_FIRST_REVISION 1
 
 /* Numbers as allvarssamtal.v1.AlertKind. */
 typedef enum alert_kind {
@@ -105,8 +128,17 @@ typedef struct scheduling_info {
         const char *police_reporting_unit;
         const profile *profile;
         const char *name;               /* event id name, e.g. "scheduling/1" */
+        uint64_t revision;              /* the case's, after the change that made the request */
+        scheduling_kind kind;
 } scheduling_info;
 int events_scheduling(const config *cfg, const scheduling_info *info, usec_t now, event_list *out);
+
+/* A withdrawal of the case's scheduling request (docs/contract.md "Requests and withdrawals"),
+ * at the case's revision after the change that caused it, which happened at `at`.
+ * Event id from (case, "scheduling/withdrawn/<revision>"). */
+int events_scheduling_withdrawn(const config *cfg, const char *case_id, const char *district, uint64_t revision,
+                                withdrawal_reason reason, usec_t at, usec_t now, event_list *out);
+const char *withdrawal_reason_code(withdrawal_reason r); /* "CANCELLED", ... */
 
 /* A deadline alert; event id from (case, kind, due_at): once per case and due time. */
 int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t due_at,
@@ -116,6 +148,20 @@ int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t
 /* A dead letter; event id from (topic, partition, offset). case_id may be NULL. */
 int events_dead_letter(const config *cfg, const char *topic, int32_t partition, int64_t offset,
                        const codec_error *err, const char *case_id, usec_t now, event_list *out);
+
+/* Where a rejected message was and what its producer can match it by. */
+typedef struct dead_letter_source {
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        const void *key;                /* its Kafka key; NULL when it had none */
+        size_t key_len;
+        const char *ce_id;              /* its ce_id header; NULL when none */
+        const char *event_id;           /* its own id when decodable (event_id, referral_id); NULL */
+} dead_letter_source;
+/* events_dead_letter with the source's key and ids in the DeadLetter. */
+int events_dead_letter_of(const config *cfg, const dead_letter_source *src, const codec_error *err,
+                          const char *case_id, usec_t now, event_list *out);
 
 const char *alert_kind_code(alert_kind k);           /* "AT_RISK", ... */
 const char *feedback_status_code(feedback_status s); /* "RECEIVED", ... */

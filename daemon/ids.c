@@ -87,6 +87,18 @@ void ids_case_id(const char *referral_id, char ret[static UUID_STR_LEN]) {
         ids_uuid5(ids_ns_case, referral_id, strlen(referral_id), ret);
 }
 
+int ids_outcome_key_check(const char *case_id, const char *referral_id, const void *key, size_t key_len) {
+        char from_referral[UUID_STR_LEN] = "";
+        if (referral_id && *referral_id)
+                ids_case_id(referral_id, from_referral);
+        const char *want = case_id && *case_id ? case_id : from_referral;
+        if (*from_referral && strcmp(want, from_referral) != 0)
+                return -EINVAL;
+        if (!key || key_len != strlen(want) || memcmp(key, want, key_len) != 0)
+                return -EBADMSG;
+        return 0;
+}
+
 void ids_event_id(const char *case_id, const char *name, char ret[static UUID_STR_LEN]) {
         const void *parts[] = {case_id, "/", name};
         size_t lens[] = {strlen(case_id), 1, strlen(name)};

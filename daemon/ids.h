@@ -12,6 +12,13 @@
 
 /* The case id of a referral: uuid5(NS_CASE, referral_id). */
 void ids_case_id(const char *referral_id, char ret[static UUID_STR_LEN]);
+/* The key rule (docs/contract.md "Keys and ids"): every event about a case, in and out,
+ * has the case id as its Kafka key. An outcome names its case by case_id or by the
+ * police's referral_id (empty strings when absent; one of them is set). Returns 0
+ * when key (key_len bytes, NULL when the message had none) is that case's id;
+ * -EBADMSG when it is not (a dead letter WRONG_KEY); -EINVAL when case_id and
+ * referral_id are both set and name different cases. */
+int ids_outcome_key_check(const char *case_id, const char *referral_id, const void *key, size_t key_len);
 /* An event id: uuid5(NS_EVENT, case_id "/" name), name e.g. "feedback/RECEIVED". */
 void ids_event_id(const char *case_id, const char *name, char ret[static UUID_STR_LEN]);
 /* uuid5 over arbitrary bytes, in the given namespace (16 bytes). */

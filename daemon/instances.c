@@ -44,8 +44,8 @@ static const char SQL_HEARTBEAT[] =
         "  DELETE FROM allvarsd.instances WHERE heartbeat_at < now() - interval '" INSTANCES_FORGET_AFTER "')"
         " INSERT INTO allvarsd.instances (instance_id, host, pid, version, started_at, heartbeat_at, relay_active,"
         "   partitions, decided, dead_lettered, error_transient, error_data, error_deployment, error_other)"
-        " VALUES ($1, $2, $3::integer, $4, " SQL_TS("$5") ", now(), $6::boolean, $7::integer, $8::bigint,"
-        "   $9::bigint, nullif($10, ''), nullif($11, ''), nullif($12, ''), nullif($13, ''))"
+        " VALUES ($1::text, $2::text, $3::integer, $4::text, " SQL_TS("$5") ", now(), $6::boolean, $7::integer, $8::bigint,"
+        "   $9::bigint, nullif($10::text, ''), nullif($11::text, ''), nullif($12::text, ''), nullif($13::text, ''))"
         " ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL,"
         "   relay_active = EXCLUDED.relay_active, partitions = EXCLUDED.partitions, decided = EXCLUDED.decided,"
         "   dead_lettered = EXCLUDED.dead_lettered, error_transient = EXCLUDED.error_transient,"
@@ -70,7 +70,7 @@ int instances_stopped(store *st, const instance_self *self) {
         const char *params[1] = {self->id};
         return exec_params(st, "instance stopped",
                            "UPDATE allvarsd.instances SET stopped_at = now(), relay_active = false"
-                           " WHERE instance_id = $1",
+                           " WHERE instance_id = $1::text",
                            1, params, NULL);
 }
 
@@ -81,7 +81,11 @@ static const char SQL_FIGURES[] =
         "SELECT (SELECT count(*) FROM allvarsd.cases c WHERE " CASE_SQL_OVERDUE("c", SQL_TS("$1")) "),"
         "       (SELECT count(*) FROM allvarsd.cases"
         "         WHERE closed_at IS NULL AND awaiting_assessment"
-        "           AND protective_assessment_due < " SQL_TS("$1") "),"
+        "           AND protective_assessment_due < " SQL_TS("$1") ")"
+        /* and the children's assessments owed without a case (docs/domain.md "Protective assessment") */
+        "       + (SELECT count(*) FROM allvarsd.assessment_duties d"
+        "           WHERE d.recorded_at IS NULL AND d.due_at < " SQL_TS("$1")
+        "             AND NOT EXISTS (SELECT 1 FROM allvarsd.cases c WHERE c.case_id = d.case_id)),"
         "       (SELECT count(*) FROM pg_catalog.pg_locks"
         "         WHERE locktype = 'advisory' AND granted AND objsubid = 1"
         "           AND classid::bigint = ($2::bigint >> 32) AND objid::bigint = ($2::bigint & 4294967295))";

@@ -20,9 +20,12 @@
  *       deadline = occurred_at + limit (rules_deadline_after_deferral; docs/domain.md
  *       "Decision", step 4: counted from that moment, exact hours), action
  *       BECAME_ELIGIBLE, and a scheduling request goes out.
- *   CONVERSATION_HELD(police_attended)
+ *   CONVERSATION_HELD(police_attended, participants, follow_up)
  *       SCHEDULED|ELIGIBLE -> HELD, held_at = closed_at = occurred_at;
- *       police_attending becomes what happened (police_attended); feedback HELD.
+ *       police_attending becomes what happened (police_attended, or POLICE
+ *       among the participants); feedback HELD. Who took part and what
+ *       followed are codes on the event's row (lifecycle_held_codes), not
+ *       case state.
  *   FAMILY_DECLINED
  *       ELIGIBLE|SCHEDULED -> DECLINED (closed); feedback FAMILY_DECLINED.
  *   CANCELLED
@@ -46,6 +49,15 @@
  *       before; this corrects it. The reason is the store's business (audit
  *       detail only); it never reaches the result. From a closed state, and
  *       NOT_ELIGIBLE over a referral that is NOT_ELIGIBLE already: illegal.
+ *   PROTECTIVE_ASSESSMENT_RECORDED(do_not_summon): the assessment found that
+ *       summoning the family would put the child at risk: the case goes to
+ *       MANUAL_REVIEW (a social worker decides how to go on), no summons.
+ * Withdrawals (docs/contract.md "Requests and withdrawals"): a scheduling request is in force
+ * while the case is ELIGIBLE or SCHEDULED. A change that leaves those states
+ * withdraws it, with the reason: CANCELLED, FAMILY_DECLINED, HELD, NOT_ELIGIBLE
+ * (an override), ON_HOLD (an override to DEFERRED or MANUAL_REVIEW),
+ * PROTECTIVE_ASSESSMENT (do_not_summon). The store publishes the withdrawal in
+ * the transaction of the change, at the case's new revision.
  * Anything else is illegal: DLR_ILLEGAL_TRANSITION with a detail such as
  * "CONVERSATION_HELD not allowed in state DEFERRED" (codes only, never data).
  * Pending flags (awaiting_*) stay as they were when a case closes: they say
@@ -169,7 +181,9 @@ void lifecycle_open(const decision *d, case_state *ret) {
                 ret->protective_assessment_due = 0;
                 return;
         }
-        ret->awaiting_assessment = d->protective_assessment_due != 0;
+        /* An adult's DEFERRED case awaits its assessment without a due time. */
+        ret->awaiting_assessment = d->protective_assessment_due != 0 ||
+                                   (d->outcome == OUTCOME_DEFERRED && (d->reasons & REASON_PROTECTIVE_ASSESSMENT_FIRST));
         ret->awaiting_clearance = d->outcome == OUTCOME_DEFERRED && (d->reasons & REASON_PRELIMINARY_INVESTIGATION);
         ret->awaiting_contact = (d->flags & FLAG_CONTACT_MISSING) != 0;
 }
@@ -214,6 +228,7 @@ static void deferral_resolved(lifecycle_result *r, const profile *p, usec_t at) 
         c->deadline_kind = deadline_kind_of(c, p);
         r->action = "BECAME_ELIGIBLE";
         r->send_scheduling = true;
+        r->scheduling_kind = SCHEDULING_DEFERRAL_RESOLVED;
 }
 
 static void apply_override(lifecycle_result *r, const case_state *before, const CaseOutcome *ev,
@@ -252,6 +267,7 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
                         c->deadline_kind = deadline_kind_of(before, p);
                 }
                 r->send_scheduling = true;
+                r->scheduling_kind = SCHEDULING_OVERRIDDEN;
                 break;
         case OUTCOME_DEFERRED:
                 c->state = CASE_DEFERRED;
@@ -273,6 +289,50 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
         r->action = "OVERRIDDEN";
         r->assessment = o;
         feedback(r, FEEDBACK_ASSESSED);
+}
+
+static bool held_police(const Allvarssamtal__V1__ConversationHeld *h) {
+        if (!h)
+                return false;
+        for (size_t i = 0; i < h->n_participants; i++)
+                if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_POLICE)
+                        return true;
+        return h->police_attended;
+}
+
+/* Comma-separated codes in a fixed order, each once. */
+static int put_codes(char *buf, size_t size, const char *const *names, size_t n_names, const int *v, size_t n) {
+        size_t len = 0;
+        buf[0] = '\0';
+        for (size_t k = 1; k < n_names; k++) {
+                bool present = false;
+                for (size_t i = 0; i < n; i++)
+                        present = present || v[i] == (int)k;
+                if (!present)
+                        continue;
+                int w = snprintf(buf + len, size - len, "%s%s", len ? "," : "", names[k]);
+                if (w < 0 || (size_t)w >= size - len)
+                        return -ENOBUFS;
+                len += (size_t)w;
+        }
+        return 0;
+}
+
+int lifecycle_held_codes(const CaseOutcome *ev, char *participants, char *follow_up, size_t size) {
+        static const char *const p_names[] = { "", "CHILD", "GUARDIANS", "POLICE", "SOCIAL_SERVICES" };
+        static const char *const f_names[] = { "", "NONE", "ADVICE_SUPPORT", "OPEN_CARE", "INVESTIGATION", "OTHER" };
+        if (!participants || !follow_up || size == 0)
+                return -EINVAL;
+        participants[0] = follow_up[0] = '\0';
+        if (!ev || lifecycle_kind(ev) != OUTCOME_KIND_HELD || !ev->conversation_held)
+                return 0;
+        const Allvarssamtal__V1__ConversationHeld *h = ev->conversation_held;
+        int r = put_codes(participants, size, p_names, sizeof p_names / sizeof *p_names, (const int *)h->participants,
+                          h->n_participants);
+        if (r >= 0)
+                r = put_codes(follow_up, size, f_names, sizeof f_names / sizeof *f_names, (const int *)h->follow_up,
+                              h->n_follow_up);
+        return r;
 }
 
 static void apply(const case_state *before, const CaseOutcome *ev, const profile *p, lifecycle_result *r) {
@@ -313,6 +373,15 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 c->awaiting_assessment = false;
                 c->protective_assessment_due = 0;
                 r->action = "ASSESSMENT_RECORDED";
+                if (ev->protective_assessment_recorded && ev->protective_assessment_recorded->do_not_summon) {
+                        /* No summons: a social worker decides; the deadline is kept as
+                         * with an override to MANUAL_REVIEW. */
+                        c->state = CASE_MANUAL_REVIEW;
+                        c->outcome = OUTCOME_MANUAL_REVIEW;
+                        c->scheduled_at = 0;
+                        c->police_attending = false;
+                        return;
+                }
                 deferral_resolved(r, p, at);
                 return;
         case OUTCOME_KIND_CLEARED:
@@ -332,7 +401,7 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 c->state = CASE_HELD;
                 c->held_at = at;
                 c->closed_at = at;
-                c->police_attending = ev->conversation_held && ev->conversation_held->police_attended;
+                c->police_attending = held_police(ev->conversation_held);
                 r->action = "HELD";
                 feedback(r, FEEDBACK_HELD);
                 return;
@@ -365,6 +434,7 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 r->action = "CONTACT_SUPPLIED";
                 /* A summons not yet booked goes out again with the new details. */
                 r->send_scheduling = before->state == CASE_ELIGIBLE;
+                r->scheduling_kind = SCHEDULING_CONTACT_DETAILS_UPDATED;
                 return;
         case OUTCOME_KIND_OVERRIDE:
                 apply_override(r, before, ev, p, at);
@@ -372,6 +442,26 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
         case OUTCOME_KIND_NONE:
         default:
                 return;
+        }
+}
+
+static bool request_in_force(case_state_code s) {
+        return s == CASE_ELIGIBLE || s == CASE_SCHEDULED;
+}
+
+/* Why a request in force no longer is. */
+static withdrawal_reason withdrawal_of(const lifecycle_result *r) {
+        switch (r->after.state) {
+        case CASE_CANCELLED: return WITHDRAWAL_CANCELLED;
+        case CASE_DECLINED: return WITHDRAWAL_FAMILY_DECLINED;
+        case CASE_HELD: return WITHDRAWAL_HELD;
+        case CASE_NOT_ELIGIBLE: return WITHDRAWAL_NOT_ELIGIBLE;
+        case CASE_MANUAL_REVIEW:
+                return strcmp(r->action, "ASSESSMENT_RECORDED") == 0 ? WITHDRAWAL_PROTECTIVE_ASSESSMENT
+                                                                     : WITHDRAWAL_ON_HOLD;
+        case CASE_DEFERRED:
+        default:
+                return WITHDRAWAL_ON_HOLD;
         }
 }
 
@@ -386,7 +476,10 @@ void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const prof
                 /* A rejection changes nothing and causes nothing. */
                 codec_error e = ret->error;
                 *ret = (lifecycle_result){.rejected = true, .error = e, .after = *before};
+                return;
         }
+        if (request_in_force(before->state) && !request_in_force(ret->after.state))
+                ret->withdrawal = withdrawal_of(ret);
 }
 
 static int put_time(char *buf, size_t size, size_t *n, const char *key, usec_t t) {

@@ -9,6 +9,9 @@
  *   any open ──cancelled──> CANCELLED (closed)
  *   any open ──override(outcome)──> that outcome's state (audited, wins)
  *   a NOT_ELIGIBLE referral ──override──> a case is opened
+ *
+ * A scheduling request is in force while the case is ELIGIBLE or SCHEDULED; a
+ * change that leaves those states withdraws it (lifecycle_result.withdrawal).
  */
 #pragma once
 
@@ -70,6 +73,9 @@ typedef struct lifecycle_result {
         const char *action;             /* audit action: SCHEDULED, ASSESSMENT_RECORDED, CLEARED, HELD,
                                          * DECLINED, CANCELLED, CONTACT_SUPPLIED, OVERRIDDEN, BECAME_ELIGIBLE */
         bool send_scheduling;           /* emit a SchedulingRequest (became or stays ELIGIBLE with news) */
+        scheduling_kind scheduling_kind;        /* why, with send_scheduling */
+        withdrawal_reason withdrawal;   /* emit a SchedulingWithdrawn: a request was in force and the
+                                         * family is no longer to be summoned (WITHDRAWAL_NONE: no) */
         feedback_status feedback[LIFECYCLE_MAX_FEEDBACK];  /* statuses to send (subject to policy) */
         size_t n_feedback;
         decision_outcome assessment;    /* with FEEDBACK_ASSESSED after an override */
@@ -111,3 +117,10 @@ void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const prof
 
 /* "state=SCHEDULED;outcome=ELIGIBLE;deadline=...;scheduled_at=..." for the audit trail. */
 int case_state_describe(const case_state *c, char *buf, size_t size);
+
+/* A CONVERSATION_HELD event's participants and follow-up as comma-separated
+ * codes (CHILD,GUARDIANS,POLICE,SOCIAL_SERVICES; NONE,ADVICE_SUPPORT,
+ * OPEN_CARE,INVESTIGATION,OTHER), in that order, each once; "" for any other
+ * event or none reported. Each buffer holds `size` bytes (64 is enough). */
+#define HELD_CODES_MAX 64
+int lifecycle_held_codes(const CaseOutcome *ev, char *participants, char *follow_up, size_t size);

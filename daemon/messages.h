@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "clock.h"
 #include "codec.h"
 #include "ids.h"
@@ -32,6 +34,12 @@ typedef struct store_message {
         const PoliceReferral *referral; /* decoded and valid, or NULL */
         const CaseOutcome *case_outcome; /* for outcome_batch_store: decoded and valid, or NULL */
         const codec_error *error;       /* when referral == NULL: why it is dead-lettered */
+        /* what the producer knows the message by, for its dead letter and a replay */
+        const void *key;                /* the Kafka key; NULL when it had none */
+        size_t key_len;
+        const rd_kafka_headers_t *headers; /* its headers (header_blob.h); NULL when none */
+        const char *source_event_id;    /* its own id (referral_id, event_id) when it could be
+                                         * decoded, even when rejected; NULL otherwise */
         /* outputs */
         store_message_status status;
         char case_id[UUID_STR_LEN];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "header_blob.h"
 #include "relay.h"
 #include "store.h"
 #include "store_rows.h"
@@ -48,10 +49,13 @@ const pg_statement store_rows_statements[] = {
           "  ORDER BY a.ord" },
         { "rows_dead_letters",
           "INSERT INTO allvarsd.dead_letters (event_id, source_topic, source_partition, source_offset, reason,"
-          "                                   detail, payload, received_at)"
-          " SELECT u.id::uuid, u.topic, u.part, u.off, u.reason, u.detail, u.payload, $8::timestamptz"
-          "   FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::bytea[])"
-          "        AS u(id, topic, part, off, reason, detail, payload)"
+          "                                   detail, payload, source_key, source_headers, source_ce_id,"
+          "                                   source_event_id, received_at)"
+          " SELECT u.id::uuid, u.topic, u.part, u.off, u.reason, u.detail, u.payload, u.key, u.headers, u.ce_id,"
+          "        u.event_id, $12::timestamptz"
+          "   FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::text[], $7::bytea[],"
+          "               $8::bytea[], $9::bytea[], $10::text[], $11::text[])"
+          "        AS u(id, topic, part, off, reason, detail, payload, key, headers, ce_id, event_id)"
           " ON CONFLICT DO NOTHING" },
         /* Wakes the relay; delivered at COMMIT, and only then (docs/design.md
          * "The outbox relay": NOTIFY only wakes it, the table is the truth). */
@@ -64,8 +68,9 @@ static const uint32_t audit_oids[ROWS_AUDIT_COLS] = { PG_OID_TEXT, PG_OID_TEXT, 
                                                       PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT };
 static const uint32_t outbox_oids[ROWS_OUTBOX_COLS] = { PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
                                                         PG_OID_TEXT, PG_OID_TIMESTAMPTZ, PG_OID_BYTEA };
-static const uint32_t dead_oids[ROWS_DEAD_COLS] = { PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4, PG_OID_INT8,
-                                                    PG_OID_TEXT, PG_OID_TEXT, PG_OID_BYTEA };
+static const uint32_t dead_oids[ROWS_DEAD_COLS] = { PG_OID_TEXT,  PG_OID_TEXT,  PG_OID_INT4,  PG_OID_INT8,
+                                                    PG_OID_TEXT,  PG_OID_TEXT,  PG_OID_BYTEA, PG_OID_BYTEA,
+                                                    PG_OID_BYTEA, PG_OID_TEXT,  PG_OID_TEXT };
 static const uint32_t offset_oids[ROWS_OFFSET_COLS] = { PG_OID_TEXT, PG_OID_INT4, PG_OID_INT8, PG_OID_INT8 };
 
 static void reset_cols(pg_arr *a, const uint32_t *oids, size_t n) {
@@ -133,10 +138,32 @@ void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool on
 
 int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
                            const codec_error *err, const char *case_id, event_list *ev) {
-        size_t first = ev->n;
-        int r = events_dead_letter(cfg, m->topic, m->partition, m->offset, err, case_id, now, ev);
-        if (r < 0)
+        /* What its producer knows it by (docs/contract.md "Dead letters"): the key,
+         * the ce_id header when it is an id, the message's own id; the headers for
+         * a replay. A key larger than a message could be is not kept. */
+        char ce_id[HEADER_ID_MAX + 1];
+        header_id(m->headers, "ce_id", ce_id);
+        const bool key = m->key && m->key_len <= cfg->max_message_bytes;
+        const dead_letter_source src = {
+                .topic = m->topic,
+                .partition = m->partition,
+                .offset = m->offset,
+                .key = key ? m->key : NULL,
+                .key_len = key ? m->key_len : 0,
+                .ce_id = ce_id[0] ? ce_id : NULL,
+                .event_id = m->source_event_id,
+        };
+        uint8_t *headers = NULL;
+        size_t headers_len = 0;
+        int r = header_blob_encode(m->headers, &headers, &headers_len);
+        if (r == -ENOMEM)
                 return r;
+        size_t first = ev->n;
+        r = events_dead_letter_of(cfg, &src, err, case_id, now, ev);
+        if (r < 0) {
+                free(headers);
+                return r;
+        }
         assert(ev->n == first + 1);     /* a dead letter always has its event */
         pg_arr *a = w->dead;
         pg_arr_text(&a[0], ev->v[first].event_id);
@@ -149,6 +176,23 @@ int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const s
                 pg_arr_bytes(&a[6], m->payload, m->len);
         else
                 pg_arr_null(&a[6]);
+        if (src.key)
+                pg_arr_bytes(&a[7], src.key, src.key_len);
+        else
+                pg_arr_null(&a[7]);
+        if (headers && headers_len <= cfg->max_message_bytes)
+                pg_arr_bytes(&a[8], headers, headers_len);
+        else
+                pg_arr_null(&a[8]);
+        free(headers);
+        if (src.ce_id)
+                pg_arr_text(&a[9], src.ce_id);
+        else
+                pg_arr_null(&a[9]);
+        if (src.event_id)
+                pg_arr_text(&a[10], src.event_id);
+        else
+                pg_arr_null(&a[10]);
         w->n_dead++;
         return 0;
 }

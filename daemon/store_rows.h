@@ -17,7 +17,7 @@
 
 extern const pg_statement store_rows_statements[];
 
-enum { ROWS_AUDIT_COLS = 9, ROWS_OUTBOX_COLS = 6, ROWS_DEAD_COLS = 7, ROWS_OFFSET_COLS = 4 };
+enum { ROWS_AUDIT_COLS = 9, ROWS_OUTBOX_COLS = 6, ROWS_DEAD_COLS = 11, ROWS_OFFSET_COLS = 4 };
 
 typedef struct store_rows {
         pg_arr audit[ROWS_AUDIT_COLS];

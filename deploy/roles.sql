@@ -69,14 +69,13 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 -- apply the grants now. (The tables keep the owner that created them.)
 DO $$
 BEGIN
-        IF to_regprocedure('allvarsd.grant_runtime()') IS NOT NULL THEN
+        IF to_regprocedure('allvarsd.grant_all()') IS NOT NULL THEN
+                PERFORM allvarsd.grant_all();           -- version 7 and later
+        ELSIF to_regprocedure('allvarsd.grant_runtime()') IS NOT NULL THEN
                 PERFORM allvarsd.grant_runtime();
-        END IF;
-        IF to_regprocedure('allvarsd.grant_operator()') IS NOT NULL THEN
-                PERFORM allvarsd.grant_operator();
-        END IF;
-        IF to_regprocedure('allvarsd.grant_instances()') IS NOT NULL THEN
-                PERFORM allvarsd.grant_instances();
+                IF to_regprocedure('allvarsd.grant_operator()') IS NOT NULL THEN
+                        PERFORM allvarsd.grant_operator();
+                END IF;
         END IF;
 END
 $$;

@@ -27,10 +27,13 @@ trap cleanup EXIT
 say "Starting a private PostgreSQL"
 pg_start
 
-# As deployed (README "Setting it up"; tests/lib/deployed.bash): the superuser
+# As deployed (README "Running it with systemd"; tests/lib/deployed.bash): the superuser
 # only creates the database and runs deploy/roles.sql; allvarsd_owner migrates;
 # the daemon runs as the example configuration's role (allvarsd_runtime) with
 # its secrets as credentials; allvarsctl as the operator's role.
+# allvarsctl runs as the operator's role (schemas/006_operator_role.sql): the
+# runtime role no longer reads the audit trail.
+export ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 # shellcheck source=../tests/lib/deployed.bash
 source tests/lib/deployed.bash
 BUILD=$ROOT/build
@@ -106,16 +109,36 @@ say "One decision explained, as a social worker sees it"
 ctl case PM-2025-0310-000123 | sed -n '1,/^Audit/p'
 
 say "What happens next: outcome events from the booking service, social workers and the police"
+# The key of every outcome is its case id (docs/contract.md "Keys and ids"): the case_id
+# the event names, or the one computed from the police's referral id
+# (examples/case-id), so that a case's events stay on one partition, in order.
+outcome_key() {
+        local cid
+        cid=$(sed -n 's/^case_id: *"\(.*\)"/\1/p' "$1")
+        [[ -n $cid ]] || cid=$(examples/case-id "$(sed -n 's/^referral_id: *"\(.*\)"/\1/p' "$1")")
+        echo "$cid"
+}
 m=0
 for f in $(for f in examples/outcomes/*.txtpb; do
                 echo "$(sed -n 's/^occurred_at { seconds: \([0-9]*\).*/\1/p' "$f") $f"
            done | sort -n | cut -d' ' -f2); do
         protoc --proto_path=proto --proto_path=/usr/include --encode=allvarssamtal.v1.CaseOutcome \
                 allvarssamtal/v1/outcome.proto < "$f" > "$WORK/outcome.bin"
-        kcat -P -b "$BOOTSTRAP" -t allvarssamtal.outcomes.v1 -k "$(basename "$f" .txtpb)" "$WORK/outcome.bin"
-        echo "  $(basename "$f" .txtpb)"
+        kcat -P -b "$BOOTSTRAP" -t allvarssamtal.outcomes.v1 -k "$(outcome_key "$f")" "$WORK/outcome.bin"
+        echo "  $(basename "$f" .txtpb)  (key $(outcome_key "$f"))"
         m=$((m + 1))
 done
+# And one deliberately wrong: an outcome keyed by the police's referral id instead
+# of the case id. It could land on another partition than its case's events and
+# overtake them, so it is refused on its first message (WRONG_KEY), not applied.
+printf '%s\n' 'event_id: "demo-wrong-key-1" referral_id: "PM-2025-0310-000123"' \
+        'occurred_at { seconds: 1741615200 } actor { kind: ACTOR_KIND_POLICE name: "LPO Hisingen" }' \
+        'contact_details_supplied { guardians { name: "Sara Exempelsson" phone: "070-123 45 67" } }' |
+        protoc --proto_path=proto --proto_path=/usr/include --encode=allvarssamtal.v1.CaseOutcome \
+                allvarssamtal/v1/outcome.proto > "$WORK/wrong-key.bin"
+kcat -P -b "$BOOTSTRAP" -t allvarssamtal.outcomes.v1 -k PM-2025-0310-000123 "$WORK/wrong-key.bin"
+echo "  (and one keyed by the referral id instead of the case id: a dead letter WRONG_KEY)"
+m=$((m + 1))
 wait_count "select (select count(*) from allvarsd.outcome_events)
                  + (select count(*) from allvarsd.dead_letters where source_topic like '%outcomes%')" "$m"
 
@@ -127,7 +150,15 @@ ctl cases
 say "The audit trail of one case"
 ctl case PM-2025-0310-000123 | sed -n '/^Audit/,$p'
 
+say "The follow-up report of the demo data (allvarsctl report: counts of 1-4 are shown as <5)"
+ctl report --from 2025-03-01 --to 2025-03-31 --format text | sed -n '1,/^  Reasons/p' | head -20
+ctl report --from 2025-03-01 --to 2025-03-31 --format html --output "$ROOT/examples/report-sample.html"
+echo "  The whole report, with its charts: examples/report-sample.html (one self-contained file)"
+
 say "Dead letters"
+echo "Two, both on purpose: the malformed referral (UNDECODABLE) and the outcome keyed by"
+echo "the referral id instead of the case id (WRONG_KEY). Each names the rejected message's"
+echo "key and ids, so that its producer can find it; the payload stays in the database."
 ctl dead-letters list
 
 say "Events published (the first 200 characters of each)"
@@ -136,6 +167,15 @@ sleep 1
 echo
 "${CTL[@]}" events --bootstrap "$BOOTSTRAP" --from-beginning --idle-exit 1500 \
         | awk '{split($1, t, "/"); n[t[1]]++} END {for (k in n) printf "  %-32s %d events\n", k, n[k]}'
+
+say "What the booking service is to do: the last scheduling message of each case"
+echo "(the highest revision wins: a request, an updated request, or a withdrawal with its reason)"
+"${CTL[@]}" events --bootstrap "$BOOTSTRAP" --topic allvarssamtal.scheduling.v1 --from-beginning --idle-exit 1500 |
+        awk '{ key = $2; sub(/^key=/, "", key); type = $4; sub(/^ce_type=se.allvarssamtal.v1./, "", type)
+               rev = ""; if (match($0, /revision: [0-9]+/)) rev = substr($0, RSTART + 10, RLENGTH - 10)
+               what = ""; if (match($0, /(kind: SCHEDULING_REQUEST_KIND|reason: WITHDRAWAL_REASON)_[A-Z_]+/)) what = substr($0, RSTART, RLENGTH)
+               last[key] = sprintf("  %s  %-19s revision %s  %s", key, type, rev, what) }
+             END { for (k in last) print last[k] }' | sort
 
 say "allvarsctl status"
 ctl status --bootstrap "$BOOTSTRAP"

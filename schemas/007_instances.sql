@@ -23,14 +23,18 @@ CREATE TABLE IF NOT EXISTS allvarsd.instances (
         error_other      text
 );
 
--- The grants of this table, one function so that deploy/roles.sql applies
--- them when the roles come after the schema: the daemon writes its own row,
--- the operator's allvarsctl reads.
-CREATE OR REPLACE FUNCTION allvarsd.grant_instances() RETURNS void
+-- The grants of this table. Versions 2-6 kept every grant in two functions,
+-- grant_runtime() and grant_operator(), each of which revokes everything of
+-- its role first. From this version on, a migration that adds a table brings
+-- its grants as a function named grant_vNNN_<table>(), and grant_all() applies
+-- the two base sets and then every grant_v*() in name order: one call for
+-- deploy/roles.sql and for the migrations, whichever came first.
+CREATE OR REPLACE FUNCTION allvarsd.grant_v007_instances() RETURNS void
         LANGUAGE plpgsql
         SET search_path = allvarsd
 AS $$
 BEGIN
+        -- The daemon writes its own row, the operator's allvarsctl reads.
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
                 GRANT SELECT, INSERT, UPDATE, DELETE ON instances TO allvarsd_runtime;
         END IF;
@@ -39,7 +43,25 @@ BEGIN
         END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION allvarsd.grant_v007_instances() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION allvarsd.grant_instances() FROM PUBLIC;
+CREATE OR REPLACE FUNCTION allvarsd.grant_all() RETURNS void
+        LANGUAGE plpgsql
+        SET search_path = allvarsd
+AS $$
+DECLARE
+        f name;
+BEGIN
+        PERFORM grant_runtime();
+        PERFORM grant_operator();
+        FOR f IN SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE n.nspname = 'allvarsd' AND p.proname LIKE 'grant\_v%' AND p.pronargs = 0
+                  ORDER BY p.proname
+        LOOP
+                EXECUTE format('SELECT allvarsd.%I()', f);
+        END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION allvarsd.grant_all() FROM PUBLIC;
 
-SELECT allvarsd.grant_instances();
+SELECT allvarsd.grant_all();

@@ -41,17 +41,18 @@ static const char usage[] =
 /* $1 now, $2 heartbeat max (s), $3 the relay's lock key, $4-$6 the watermarks. */
 static const char SQL[] =
         "SELECT (SELECT count(*) FROM allvarsd.instances i WHERE i.stopped_at IS NULL"
-        "         AND i.heartbeat_at > now() - $2 * interval '1 second'),"
+        "         AND i.heartbeat_at > now() - $2::bigint * interval '1 second'),"
         "       (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
-        "         AND objsubid = 1 AND classid::bigint = ($3 >> 32) AND objid::bigint = ($3 & 4294967295)),"
-        "       (SELECT coalesce(greatest(floor(extract(epoch FROM $1 - min(created_at))), 0)::bigint, 0)"
+        "         AND objsubid = 1 AND classid::bigint = ($3::bigint >> 32)"
+        "         AND objid::bigint = ($3::bigint & 4294967295)),"
+        "       (SELECT coalesce(greatest(floor(extract(epoch FROM $1::timestamptz - min(created_at))), 0)::bigint, 0)"
         "          FROM allvarsd.outbox),"
-        "       (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1") "),"
-        "       (SELECT count(*) FROM allvarsd.dead_letter_summary WHERE received_at > $1 - interval '1 hour'"
-        "         AND received_at <= $1),"
+        "       (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") "),"
+        "       (SELECT count(*) FROM allvarsd.dead_letter_summary WHERE received_at > $1::timestamptz - interval '1 hour'"
+        "         AND received_at <= $1::timestamptz),"
         "       (SELECT max(greatest(w.high - o.next_offset, 0)) FILTER (WHERE w.high IS NOT NULL)"
         "          FROM allvarsd.consumer_offsets o"
-        "          JOIN unnest($4, $5, $6) AS w(topic, partition, high)"
+        "          JOIN unnest($4::text[], $5::int4[], $6::int8[]) AS w(topic, partition, high)"
         "            ON w.topic = o.topic AND w.partition = o.partition)";
 
 typedef struct figure {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "header_blob.h"
 #include "kafka.h"
 #include "print.h"
 
@@ -18,8 +19,8 @@ static const char usage[] =
         "  list                   the latest dead letters, oldest first (the default)\n"
         "  show ID                one dead letter; its payload is never printed (it may hold personal\n"
         "                         data), only its size\n"
-        "  replay ID              produce the stored payload again to its source topic (key: the dead\n"
-        "                         letter's id) and mark it replayed: re-feed a message after fixing a bug\n"
+        "  replay ID              produce the stored payload again to its source topic, with its original\n"
+        "                         key and headers, and mark it replayed: re-feed a message after a fix\n"
         "  --limit N              list at most N (default 50; 0: all)\n"
         "  --force                replay a dead letter that was replayed before\n"
         "  --by NAME              who replays it, for the audit trail (default: the database login);\n"
@@ -46,7 +47,8 @@ static const ctl_section show_section = {
         NULL, NULL, CTL_RECORD,
         "SELECT d.id, d.event_id, " CTL_SQL_TS("d.received_at") " AS received_at, d.source_topic AS topic,"
         " d.source_partition AS partition, d.source_offset AS \"offset\", d.reason, d.detail,"
-        " d.payload_bytes, " CTL_SQL_TS("d.replayed_at") " AS replayed_at"
+        " d.payload_bytes, " CTL_SQL_TS("d.replayed_at") " AS replayed_at,"
+        " encode(d.source_key, 'escape') AS source_key, d.source_ce_id, d.source_event_id"
         " FROM allvarsd.dead_letter_summary d WHERE d.id = $1::int8",
         NULL, NULL,
 };
@@ -68,7 +70,7 @@ static int replay(ctl *c, const char *id, bool force, const char *by) {
         ctl_param(&p, CTL_OID_INT8, id);
         ctl_param(&p, CTL_OID_TEXT, by);
         PGresult *res = ctl_exec(c,
-                                 "SELECT payload_bytes, " CTL_SQL_TS("replayed_at")
+                                 "SELECT payload_bytes, " CTL_SQL_TS("replayed_at") ", source_key, source_headers"
                                  " FROM allvarsd.dead_letter_summary WHERE id = $1::int8",
                                  &p);
         if (!res)
@@ -84,35 +86,60 @@ static int replay(ctl *c, const char *id, bool force, const char *by) {
                 ctl_fail(c, "dead letter %s was replayed at %s; --force replays it again", id, PQgetvalue(res, 0, 1));
                 r = -EALREADY;
         }
+        /* The original key and headers (docs/contract.md "Dead letters"): the message
+         * lands on its case's partition again, behind the case's earlier events. A
+         * dead letter from before schema 8 has neither: its id is the key. */
+        size_t key_len = 0, headers_len = 0;
+        unsigned char *key = NULL, *headers = NULL;
+        if (r == 0 && !PQgetisnull(res, 0, 2) &&
+            !(key = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 2), &key_len)))
+                r = -ENOMEM;
+        if (r == 0 && !PQgetisnull(res, 0, 3) &&
+            !(headers = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 3), &headers_len)))
+                r = -ENOMEM;
         PQclear(res);
+        if (r == -ENOMEM)
+                ctl_fail(c, "out of memory");
+        char *topic = NULL, *event_id = NULL;
+        unsigned char *payload = NULL;
+        rd_kafka_headers_t *h = NULL;
         if (r < 0)
-                return r;
+                goto out;
         res = ctl_exec(c,
                        "SELECT source_topic, payload, event_id::text"
                        " FROM allvarsd.read_dead_letter_payload($1::int8, $2::text) WHERE payload IS NOT NULL",
                        &p);
-        if (!res)
-                return -EIO;
+        if (!res) {
+                r = -EIO;
+                goto out;
+        }
         if (PQntuples(res) != 1) {
                 PQclear(res);
                 ctl_fail(c, "dead letter %s has no payload any more (purged)", id);
-                return -ENODATA;
+                r = -ENODATA;
+                goto out;
         }
-        char *topic = strdup(PQgetvalue(res, 0, 0));
-        char *event_id = strdup(PQgetvalue(res, 0, 2));
+        topic = strdup(PQgetvalue(res, 0, 0));
+        event_id = strdup(PQgetvalue(res, 0, 2));
         size_t len = 0;
-        unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
+        payload = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
         PQclear(res);
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        h = rd_kafka_headers_new(4);
         if (!topic || !event_id || !payload || !h) {
                 ctl_fail(c, "out of memory");
                 r = -ENOMEM;
                 goto out;
         }
+        if (headers && header_blob_decode(headers, headers_len, h) < 0) {
+                ctl_fail(c, "dead letter %s: its stored headers are damaged; not replayed", id);
+                r = -EBADMSG;
+                goto out;
+        }
         /* Marks the message as a replay for whoever reads the topic. */
         rd_kafka_header_add(h, "allvarsd_replay_of", -1, event_id, -1);
         ctl_delivery d;
-        r = ctl_produce(c, topic, id, strlen(id), payload, len, h, &d);
+        r = key ? ctl_produce(c, topic, key, key_len, payload, len, h, &d)
+                : ctl_produce(c, topic, id, strlen(id), payload, len, h, &d);
         h = NULL;
         if (r < 0)
                 goto out;
@@ -143,6 +170,8 @@ out:
         if (h)
                 rd_kafka_headers_destroy(h);
         PQfreemem(payload);
+        PQfreemem(key);
+        PQfreemem(headers);
         free(topic);
         free(event_id);
         return r;

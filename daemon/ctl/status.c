@@ -55,7 +55,8 @@ static const ctl_section sections[] = {
         {"relay", "Outbox relay", CTL_RECORD,
          /* pg_locks shows a one-bigint advisory lock as classid (high) and objid (low 32 bits). */
          "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
-         "        AND objsubid = 1 AND classid::bigint = ($5 >> 32) AND objid::bigint = ($5 & 4294967295))"
+         "        AND objsubid = 1 AND classid::bigint = ($5::bigint >> 32)"
+         "        AND objid::bigint = ($5::bigint & 4294967295))"
          "        AS lock_holders,"
          " (SELECT string_agg(i.host || ' pid ' || i.pid, ', ' ORDER BY i.host, i.pid) FROM allvarsd.instances i"
          "   WHERE i.relay_active AND " RUNNING("i") ") AS held_by",

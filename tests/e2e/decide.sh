@@ -51,15 +51,16 @@ check() {
         fi
 }
 
-# check_error NAME EXPECTED_STDERR_LINE STDIN_FILE [ARGS...]: exit 2, one line on stderr, nothing on stdout.
+# check_error NAME EXIT EXPECTED_STDERR_LINE STDIN_FILE [ARGS...]: exit EXIT (allvarsctl(1): 1 a
+# rejected or unreadable referral, 2 a wrong command line), one line on stderr, nothing on stdout.
 check_error() {
-        local name=$1 expected=$2 input=$3
-        shift 3
+        local name=$1 want_rc=$2 expected=$3 input=$4
+        shift 4
         checks=$((checks + 1))
         local out rc
         out=$("$CTL" decide "$@" < "$input" 2> "$tmp/stderr")
         rc=$?
-        [ $rc -eq 2 ] || fail "$name: exit $rc, expected 2"
+        [ $rc -eq "$want_rc" ] || fail "$name: exit $rc, expected $want_rc"
         [ -z "$out" ] || fail "$name: printed a decision: $out"
         local lines
         lines=$(wc -l < "$tmp/stderr")
@@ -319,50 +320,134 @@ checks=$((checks + 1))
 out=$("$CTL" decide "$tmp/late-referral.bin")
 echo "$out" | grep -qx 'flags=LATE_REFERRAL,DEADLINE_PASSED_ON_ARRIVAL' || fail "default now: $out"
 
-# ---- errors: exit 2, one line naming the problem ----
+# ---- the text format: the same decision as the binary, for every example and profile ----
+
+checks=$((checks + 1))
+for f in examples/referrals/*.txtpb; do
+        n=$(basename "$f" .txtpb)
+        for p in goteborg-motion-2024 stockholm-2019 ds-2024-30 trollhattan-tuti; do
+                want=$("$CTL" decide --profile "$p" --now 2025-03-10T11:00:00Z "$tmp/$n.bin" 2>&1)
+                for how in "$f" "--format text $f" "--format text -"; do
+                        # shellcheck disable=SC2086 # $how is the options and the operand
+                        got=$("$CTL" decide --profile "$p" --now 2025-03-10T11:00:00Z $how < "$f" 2>&1)
+                        [ "$got" = "$want" ] || fail "text $n under $p ($how): differs from the binary"
+                done
+        done
+done
+# Escapes, lists, angle brackets and separators, as protoc reads them.
+checks=$((checks + 1))
+cat > "$tmp/syntax.txtpb" <<'EOF'
+referral_id: 'PM-\x41\101-1' # comment
+reported_at < seconds: 1741600800 >, incident_at: { seconds: 1741537800 };
+subject { identity_number: "2011" "0923-3849" given_name: "\303\205sa\t\"A\" \u00c5" }
+concerns: [CONCERN_CRIMINAL_BEHAVIOUR, 3]
+offences { code: "BRB 8:2" severity: 1 imprisonable: t }
+guardians [{ name: "x" }, { name: "y" phone: "070" }]
+EOF
+encode < "$tmp/syntax.txtpb" > "$tmp/syntax.bin" || fail "protoc cannot encode the syntax example"
+want=$("$CTL" decide --json --now 2025-03-10T11:00:00Z "$tmp/syntax.bin" 2>&1)
+got=$("$CTL" decide --json --now 2025-03-10T11:00:00Z "$tmp/syntax.txtpb" 2>&1)
+[ "$got" = "$want" ] || fail "text syntax: \"$got\" differs from \"$want\""
+[ "$(echo "$got" | jq -r .outcome)" = ELIGIBLE ] || fail "text syntax: $got"
+
+# ---- --json: one object, the same decision ----
+
+checks=$((checks + 1))
+out=$("$CTL" decide --json --explain --now 2025-03-10T11:00:00Z "$tmp/eligible-13-no-guardian-phone.bin")
+[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "json: not one line"
+[ "$(echo "$out" | jq -c '[.outcome, .reasons, [.flags[].code], .age, .deadline, .deadline_kind,
+        .protective_assessment_due, .profile]')" = \
+  '["ELIGIBLE",[],["CONTACT_MISSING","UNDER_15"],13,"2025-03-12T10:00:00Z","CONVERSATION",null,"goteborg-motion-2024"]' ] ||
+        fail "json: $out"
+echo "$out" | jq -e '.flags[0].sv | test("telefonnummer")' >/dev/null || fail "json: no Swedish explanation"
+out=$("$CTL" decide --json --profile ds-2024-30 --now 2025-02-20T20:00:00Z "$tmp/ds-not-imprisonable.bin")
+[ "$(echo "$out" | jq -c '[.outcome, .reasons, .age, .deadline]')" = \
+  '["NOT_ELIGIBLE",["NO_QUALIFYING_CONCERN","NOT_IMPRISONABLE"],13,null]' ] || fail "json not eligible: $out"
+
+# ---- --config: the daemon's profile for the referral's district ----
+
+checks=$((checks + 1))
+# As deployed, with the secrets as files (decide reads the whole configuration, as
+# check-config does: run it where the daemon's credentials can be read).
+head -c 48 /dev/urandom > "$tmp/pepper"
+sed -e "s|^pepper = .*|pepper = @file:$tmp/pepper|" -e '/^database.password = /d' \
+    -e 's/^#district.hisingen.profile = .*/district.hisingen.profile = trollhattan-tuti/' \
+    -e 's/^#district.nordost.limit_hours = .*/district.nordost.limit_hours = 72/' \
+    deploy/allvarsd.conf.example > "$tmp/allvarsd.conf"
+grep -q '^district.hisingen.profile = trollhattan-tuti' "$tmp/allvarsd.conf" || fail "config: no district line"
+# eligible-13-no-guardian-phone is in hisingen: TUTI's 14 days, as the daemon would give.
+out=$("$CTL" decide --config "$tmp/allvarsd.conf" --now 2025-03-10T11:00:00Z "$tmp/eligible-13-no-guardian-phone.bin" 2>&1)
+echo "$out" | grep -qx 'profile=trollhattan-tuti' || fail "config hisingen: $out"
+echo "$out" | grep -qx 'deadline=2025-03-24T10:00:00Z' || fail "config hisingen deadline: $out"
+# Another district (case folded), and no district: the configured default.
+sed 's/^district: .*/district: "NordOst"/' examples/referrals/eligible-13-no-guardian-phone.txtpb > "$tmp/nordost.txtpb"
+out=$("$CTL" decide --config "$tmp/allvarsd.conf" --now 2025-03-10T11:00:00Z "$tmp/nordost.txtpb" 2>&1)
+echo "$out" | grep -qx 'deadline=2025-03-13T10:00:00Z' || fail "config nordost (72 h): $out"
+sed '/^district: /d' examples/referrals/eligible-13-no-guardian-phone.txtpb > "$tmp/nodistrict.txtpb"
+out=$("$CTL" decide --config "$tmp/allvarsd.conf" --now 2025-03-10T11:00:00Z "$tmp/nodistrict.txtpb" 2>&1)
+echo "$out" | grep -qx 'profile=goteborg-motion-2024' || fail "config default: $out"
+echo "$out" | grep -qx 'deadline=2025-03-12T10:00:00Z' || fail "config default deadline: $out"
+
+# ---- errors: exit 1 (the referral) or 2 (the command line), one line naming the problem ----
 
 : > "$tmp/empty"
-check_error "empty input" "allvarsctl decide: referral rejected: EMPTY: the message is empty" "$tmp/empty"
+check_error "empty input" 1 "allvarsctl decide: referral rejected: EMPTY: the message is empty" "$tmp/empty"
 printf 'this is not a protobuf\377\377\377' > "$tmp/garbage"
-check_error "garbage" "allvarsctl decide: referral rejected: UNDECODABLE: *" "$tmp/garbage"
+check_error "garbage" 1 "allvarsctl decide: referral rejected: UNDECODABLE: *" "$tmp/garbage"
 encode > "$tmp/no-subject.bin" <<'EOF'
 referral_id: "PM-1"
 reported_at { seconds: 1741600800 }
 EOF
-check_error "no subject" "allvarsctl decide: referral rejected: MISSING_FIELD: subject is required" "$tmp/no-subject.bin"
+check_error "no subject" 1 "allvarsctl decide: referral rejected: MISSING_FIELD: subject is required" "$tmp/no-subject.bin"
 encode > "$tmp/no-id.bin" <<'EOF'
 reported_at { seconds: 1741600800 }
 subject { birth_date: "2012-01-01" }
 EOF
-check_error "no referral_id" "allvarsctl decide: referral rejected: MISSING_FIELD: referral_id is required" "$tmp/no-id.bin"
+check_error "no referral_id" 1 "allvarsctl decide: referral rejected: MISSING_FIELD: referral_id is required" "$tmp/no-id.bin"
 encode > "$tmp/no-time.bin" <<'EOF'
 referral_id: "PM-1"
 subject { birth_date: "2012-01-01" }
 EOF
-check_error "no reported_at" "allvarsctl decide: referral rejected: MISSING_FIELD: reported_at is required" "$tmp/no-time.bin"
+check_error "no reported_at" 1 "allvarsctl decide: referral rejected: MISSING_FIELD: reported_at is required" "$tmp/no-time.bin"
 encode > "$tmp/old.bin" <<'EOF'
 referral_id: "PM-1"
 reported_at { seconds: 900000000 }
 subject { birth_date: "2012-01-01" }
 EOF
-check_error "reported before 2000" "allvarsctl decide: referral rejected: TIMESTAMP_OUT_OF_RANGE: reported_at *" "$tmp/old.bin"
+check_error "reported before 2000" 1 "allvarsctl decide: referral rejected: TIMESTAMP_OUT_OF_RANGE: reported_at *" "$tmp/old.bin"
 encode > "$tmp/enum.bin" <<'EOF'
 referral_id: "PM-1"
 reported_at { seconds: 1741600800 }
 subject { birth_date: "2012-01-01" }
 concerns: 9
 EOF
-check_error "unknown concern" "allvarsctl decide: referral rejected: UNKNOWN_ENUM: concerns\[0\] *" "$tmp/enum.bin"
+check_error "unknown concern" 1 "allvarsctl decide: referral rejected: UNKNOWN_ENUM: concerns\[0\] *" "$tmp/enum.bin"
 printf '\x0a\x04PM-1\x1a\x06\x08\xa0\xf0\xba\xbe\x06\x32\x04\x1a\x02\xff\xfe' > "$tmp/utf8.bin"
-check_error "invalid UTF-8" "allvarsctl decide: referral rejected: INVALID_TEXT: subject.given_name *" "$tmp/utf8.bin"
-check_error "unknown profile" "allvarsctl decide: unknown profile 'oslo-2030' (known: *)" \
+check_error "invalid UTF-8" 1 "allvarsctl decide: referral rejected: INVALID_TEXT: subject.given_name *" "$tmp/utf8.bin"
+check_error "unknown profile" 2 "allvarsctl decide: unknown profile 'oslo-2030' (known: *)" \
         "$tmp/late-referral.bin" --profile oslo-2030
-check_error "bad --now" "allvarsctl decide: --now: *" "$tmp/late-referral.bin" --now yesterday
-check_error "bad --prior-referrals" "allvarsctl decide: --prior-referrals: *" "$tmp/late-referral.bin" --prior-referrals -1
-check_error "unknown option" "allvarsctl decide: unknown option *" "$tmp/late-referral.bin" --frobnicate
-check_error "bad --set" "allvarsctl decide: --set: unknown profile parameter 'colour'" "$tmp/late-referral.bin" \
+check_error "bad --now" 2 "allvarsctl decide: --now: *" "$tmp/late-referral.bin" --now yesterday
+check_error "bad --prior-referrals" 2 "allvarsctl decide: --prior-referrals: *" "$tmp/late-referral.bin" --prior-referrals -1
+check_error "unknown option" 2 "allvarsctl decide: unknown option *" "$tmp/late-referral.bin" --frobnicate
+check_error "bad --set" 2 "allvarsctl decide: --set: unknown profile parameter 'colour' (see allvarsctl decide --help)" "$tmp/late-referral.bin" \
         --set colour=blue
-check_error "missing file" "allvarsctl decide: $tmp/nope.bin: No such file or directory" "$tmp/empty" "$tmp/nope.bin"
+check_error "a bad configuration" 1 "allvarsctl decide: configuration: *" "$tmp/late-referral.bin" \
+        --config "$tmp/nope.conf"
+check_error "--config and --profile" 2 "allvarsctl decide: --profile or --config, not both*" \
+        "$tmp/late-referral.bin" --config "$tmp/allvarsd.conf" --profile ds-2024-30
+check_error "bad --format" 2 "allvarsctl decide: --format: auto, text or binary, not json*" \
+        "$tmp/late-referral.bin" --format json
+printf 'referral_id: "PM-1"\nsubject { given_name: "Hemlig Person" nickname: "Hemlig" }\n' > "$tmp/bad.txtpb"
+check_error "unknown field in text" 1 \
+        "allvarsctl decide: referral rejected: not a PoliceReferral in text format: line 2: Person has no field nickname" \
+        "$tmp/bad.txtpb" --format text
+printf 'referral_id: "PM-1"\nreported_at { seconds: "Hemlig" }\n' > "$tmp/bad2.txtpb"
+check_error "a string for a number" 1 \
+        "allvarsctl decide: referral rejected: not a PoliceReferral in text format: line 2: seconds: expected a value" \
+        "$tmp/bad2.txtpb"
+check_error "text as binary" 1 "allvarsctl decide: referral rejected: UNDECODABLE: *" \
+        "examples/referrals/too-old.txtpb" --format binary
+check_error "missing file" 1 "allvarsctl decide: $tmp/nope.bin: No such file or directory" "$tmp/empty" "$tmp/nope.bin"
 
 echo "decide.sh: $checks checks, $failures failed"
 [ $failures -eq 0 ]

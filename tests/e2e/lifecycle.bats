@@ -34,11 +34,11 @@ referral() {
         kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}police.referrals.v1" -k "$2" "$T/msg.bin"
 }
 
-# outcome TEXT: produce one CaseOutcome given in text format.
+# outcome TEXT: produce one CaseOutcome given in text format, keyed by its case id.
 outcome() {
         printf '%s\n' "$1" | protoc --proto_path="$ROOT/proto" --proto_path=/usr/include \
                 --encode=allvarssamtal.v1.CaseOutcome allvarssamtal/v1/outcome.proto > "$T/msg.bin"
-        kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" "$T/msg.bin"
+        kcat -P -b "$KAFKA" -t "${TOPIC_PREFIX}allvarssamtal.outcomes.v1" -k "$(outcome_key "$1")" "$T/msg.bin"
 }
 
 state_of() { sql "select state from allvarsd.cases c join allvarsd.referrals r using (case_id) where r.referral_id = '$1'"; }

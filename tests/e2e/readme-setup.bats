@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# README "Setting it up", by the letter: the lines between the README's
+# README "Running it with systemd", by the letter: the lines between the README's
 # "<!-- setup: begin" and "<!-- setup: end -->" markers run as they are, in
 # order, in one bash with `set -e`. What the test changes is where they act,
 # never what they do:
@@ -47,7 +47,7 @@ readme_setup_lines() {
         # The commands, without their comments.
         output=$(readme_setup_lines | sed 's/^#.*//; s/ # .*//')
         [[ -n $output ]]
-        local order=() want=(make\ install createdb roles.sql migrate credentials/pepper credentials/db-password
+        local order=() want=(createdb roles.sql make\ install migrate credentials/pepper credentials/db-password
                 editor --check-config enable\ --now status) i=0 w
         for w in "${want[@]}"; do
                 grep -n -F -- "$w" <<<"$output" | head -n 1 | cut -d: -f1 | grep -q . ||
@@ -70,6 +70,7 @@ cd "$ROOT"
 export PATH="$R/usr/sbin:$R/usr/bin:\$PATH"
 OWNER_PASSWORD=$(openssl rand -hex 24)
 RUNTIME_PASSWORD=$(openssl rand -hex 24)
+OPERATOR_PASSWORD=$(openssl rand -hex 24)
 make() { command make -s DESTDIR="$R" "\$@" >/dev/null; }
 editor() {
         sed -i -e 's#^kafka.bootstrap.servers = .*#kafka.bootstrap.servers = $KAFKA#' \\

@@ -135,12 +135,16 @@ INSERT INTO consumer_offsets VALUES
  ('allvarsd', 'police.referrals.v1', 0, 120, '2025-03-12T11:59:00Z'),
  ('allvarsd', 'police.referrals.v1', 1, 80, '2025-03-12T11:58:00Z'),
  ('allvarsd', 'allvarssamtal.outcomes.v1', 0, 5, '2025-03-12T11:00:00Z');
+-- Dead letter 1 as schema 8 keeps it: the key, the headers (header_blob.h: one
+-- header ce_id = "ce-77") and the ce_id; 2 as written before (NULLs).
 INSERT INTO dead_letters (id, event_id, source_topic, source_partition, source_offset, reason, detail, payload,
-        received_at, replayed_at) VALUES
+        received_at, replayed_at, source_key, source_headers, source_ce_id, source_event_id) VALUES
  (1, '33333333-3333-4333-8333-333333333331', 'police.referrals.v1', 2, 17, 'UNDECODABLE',
-  'the message is not a PoliceReferral', '\xdeadbeef', '2025-03-12T09:00:00Z', NULL),
+  'the message is not a PoliceReferral', '\xdeadbeef', '2025-03-12T09:00:00Z', NULL,
+  'PM-1', '\x000563655f69640000000563652d3737', 'ce-77', NULL),
  (2, '33333333-3333-4333-8333-333333333332', 'allvarssamtal.outcomes.v1', 0, 3, 'ILLEGAL_TRANSITION',
-  'CONVERSATION_HELD in state DEFERRED', NULL, '2025-03-10T12:00:00Z', '2025-03-11T09:00:00Z');
+  'CONVERSATION_HELD in state DEFERRED', NULL, '2025-03-10T12:00:00Z', '2025-03-11T09:00:00Z',
+  NULL, NULL, NULL, NULL);
 SELECT setval('dead_letters_id_seq', 2);
 EOF
 }
@@ -429,6 +433,7 @@ deadline                   2025-03-13T10:00:00Z
 deadline kind              CONVERSATION
 time left                  in 22h 00m
 protective assessment due  -
+assessed at                -
 scheduled at               -
 police attending           no
 held at                    -
@@ -458,8 +463,8 @@ Alerts raised
   none
 
 Outcome events applied
-  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT
-  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z
+  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT            PARTICIPANTS  FOLLOW UP
+  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z  -             -
 
 Audit trail
   AT                    WHO                   ACTION            CHANGE
@@ -500,6 +505,26 @@ EOF
         grep -q '^outcome                    NOT_ELIGIBLE$' <<<"$output"
         grep -q '^  code  ABOVE_MAX_AGE$' <<<"$output"
         grep -q '^  2025-03-12T07:00:01Z  DAEMON  DECIDED  - -> outcome=NOT_ELIGIBLE$' <<<"$output"
+}
+
+@test "case: a held conversation's participants and follow-up; a NOT_ELIGIBLE child's protective assessment" {
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'EOF'
+INSERT INTO allvarsd.outcome_events (event_id, case_id, kind, occurred_at, applied_at, source_topic, source_partition,
+        source_offset, participants, follow_up)
+VALUES ('ev-held', '00000000-0000-4000-8000-00000000000d', 'CONVERSATION_HELD', '2025-03-09T10:00:00Z',
+        '2025-03-09T10:00:01Z', 'allvarssamtal.outcomes.v1', 0, 7, '{CHILD,GUARDIANS,SOCIAL_SERVICES}', '{OPEN_CARE}');
+INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, alerted_due, alerted_at, created_at)
+VALUES ('00000000-0000-4000-8000-00000000000e', 'R-5', 'sydvast', '2025-03-13T07:00:00Z', '2025-03-13T07:00:00Z',
+        '2025-03-13T07:00:04Z', '2025-03-12T07:00:01Z');
+EOF
+        run ctldb case R-4
+        [[ $status -eq 0 ]]
+        grep -Eq '^  ev-held +CONVERSATION_HELD +2025-03-09T10:00:00Z +2025-03-09T10:00:01Z +CHILD,GUARDIANS,SOCIAL_SERVICES +OPEN_CARE$' <<<"$output"
+        run ctldb case R-5
+        [[ $status -eq 0 ]]
+        grep -q '^protective assessment due  2025-03-13T07:00:00Z$' <<<"$output"
+        grep -q '^waiting for                protective assessment$' <<<"$output"
+        grep -Eq '^  PROTECTIVE_ASSESSMENT_OVERDUE +2025-03-13T07:00:00Z +2025-03-13T07:00:04Z$' <<<"$output"
 }
 
 @test "case --json: one object made by PostgreSQL, with no personal data" {
@@ -543,20 +568,23 @@ EOF
         run --separate-stderr ctldb dead-letters show 1
         [[ $status -eq 0 ]]
         diff -u - <(printf '%s\n' "$output") <<'EOF'
-id             1
-event id       33333333-3333-4333-8333-333333333331
-received at    2025-03-12T09:00:00Z
-topic          police.referrals.v1
-partition      2
-offset         17
-reason         UNDECODABLE
-detail         the message is not a PoliceReferral
-payload bytes  4
-replayed at    -
+id               1
+event id         33333333-3333-4333-8333-333333333331
+received at      2025-03-12T09:00:00Z
+topic            police.referrals.v1
+partition        2
+offset           17
+reason           UNDECODABLE
+detail           the message is not a PoliceReferral
+payload bytes    4
+replayed at      -
+source key       PM-1
+source ce id     ce-77
+source event id  -
 EOF
         no_personal_data <<<"$output"
         run ctldb dead-letters show 2 --json
-        [[ $(jq -c . <<<"$output") == '{"id":2,"event_id":"33333333-3333-4333-8333-333333333332","received_at":"2025-03-10T12:00:00Z","topic":"allvarssamtal.outcomes.v1","partition":0,"offset":3,"reason":"ILLEGAL_TRANSITION","detail":"CONVERSATION_HELD in state DEFERRED","payload_bytes":null,"replayed_at":"2025-03-11T09:00:00Z"}' ]]
+        [[ $(jq -c . <<<"$output") == '{"id":2,"event_id":"33333333-3333-4333-8333-333333333332","received_at":"2025-03-10T12:00:00Z","topic":"allvarssamtal.outcomes.v1","partition":0,"offset":3,"reason":"ILLEGAL_TRANSITION","detail":"CONVERSATION_HELD in state DEFERRED","payload_bytes":null,"replayed_at":"2025-03-11T09:00:00Z","source_key":null,"source_ce_id":null,"source_event_id":null}' ]]
         run ctldb dead-letters list --json
         [[ $(jq -c '[.[] | [.id, .topic, .partition, .offset, .reason]]' <<<"$output") == \
                 '[[1,"police.referrals.v1",2,17,"UNDECODABLE"],[2,"allvarssamtal.outcomes.v1",0,3,"ILLEGAL_TRANSITION"]]' ]]
@@ -565,7 +593,7 @@ EOF
         [[ $status -eq 1 && $stderr == "allvarsctl dead-letters: no dead letter 9" ]]
 }
 
-@test "dead-letters replay: the stored payload goes back to its topic, once unless forced" {
+@test "dead-letters replay: the stored payload goes back to its topic with its key and headers, once unless forced" {
         mock_start
         run --separate-stderr ctldb dead-letters replay 1 --bootstrap "$KAFKA"
         [[ $status -eq 0 ]]
@@ -574,7 +602,8 @@ EOF
         [[ $(sql "select replayed_at = '$NOW' from allvarsd.dead_letters where id = 1") == t ]]
         ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning --idle-exit 1500 > "$T/events"
         [[ $(wc -l < "$T/events") -eq 1 ]]
-        LC_ALL=C grep -aq "^police.referrals.v1/$part@0 key=1 .*<4 bytes" "$T/events"
+        # With its original key and headers (ce_id), not the dead letter's id.
+        LC_ALL=C grep -aq "^police.referrals.v1/$part@0 key=PM-1 ce_id=ce-77 .*<4 bytes" "$T/events"
         # Once replayed, again only with --force.
         run --separate-stderr ctldb dead-letters replay 1 --bootstrap "$KAFKA"
         [[ $status -eq 1 && $stderr == *"was replayed at 2025-03-12T12:00:00Z; --force replays it again" ]]
@@ -757,7 +786,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<EOF
 DO \$\$ BEGIN CREATE ROLE allvarsd_operator NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
 CREATE ROLE $user LOGIN IN ROLE allvarsd_operator;
-SELECT allvarsd.grant_operator();
+SELECT allvarsd.grant_all();
 EOF
         db="dbname=$DB user=$user"
         ctl status --database "$db" --now "$NOW" --json --bootstrap "$KAFKA" | jq -e '.summary.open_cases == 4'
@@ -766,7 +795,7 @@ EOF
         [[ $status -eq 2 && -z $stderr ]]
         ctl cases --database "$db" --now "$NOW" --overdue | grep -q 00000000-0000-4000-8000-00000000000b
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
-        ctl dead-letters show 1 --database "$db" | grep -q '^payload bytes  4$'
+        ctl dead-letters show 1 --database "$db" | grep -Eq '^payload bytes +4$'
         ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" --by anna.s | grep -q '^replayed dead letter 1 '
         ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]

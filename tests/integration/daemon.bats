@@ -184,15 +184,12 @@ committed_is() {
         [[ $output == *"schema"* ]]
 }
 
-# deploy_documented: $DB made again the documented way (roles.sql, migrations as
-# allvarsd_owner) and $T/rt.conf for the daemon as allvarsd_runtime.
+# deploy_documented: $T/rt.conf for the daemon as allvarsd_runtime; setup() made
+# $DB the documented way already (tests/lib/deployed.bash: roles.sql, the
+# migrations as allvarsd_owner).
 deploy_documented() {
-        dropdb --force "$DB"
-        createdb "$DB"
-        psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" >/dev/null
-        daemon_conf owner "database.conninfo = host=$PGHOST port=$PGPORT user=allvarsd_owner dbname=$DB"
-        daemon_migrate owner
-        daemon_conf rt "database.conninfo = host=$PGHOST port=$PGPORT user=allvarsd_runtime dbname=$DB"
+        daemon_conf rt
+        [[ $(deployed_conf_role "$T/rt.conf") == allvarsd_runtime ]]
 }
 
 @test "a revoked grant is told as a deployment error, not an outage, every time; the daemon resumes once granted" {
@@ -216,14 +213,14 @@ deploy_documented() {
 }
 
 @test "at start, a database that refuses the daemon is one clear line and exit status 78 (EX_CONFIG)" {
-        daemon_conf nodb "database.conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=${DB}_missing"
-        run timeout 20 "$BUILD/allvarsd" --config "$T/nodb.conf"
+        daemon_conf nodb "database.conninfo = $(deployed_conninfo "" "${DB}_missing" "$PGHOST" "$PGPORT")"
+        run deployed_run "$T/nodb.conf" timeout 20 "$BUILD/allvarsd" --config "$T/nodb.conf"
         [[ $status -eq 78 ]]
         [[ $output == *"PostgreSQL refused the connection"*"does not exist"*"Fix"* ]]
         [[ $output != *unavailable* ]]
         deploy_documented
         sql "revoke select on allvarsd.schema_migrations from allvarsd_runtime"
-        run timeout 20 "$BUILD/allvarsd" --config "$T/rt.conf"
+        run deployed_run "$T/rt.conf" timeout 20 "$BUILD/allvarsd" --config "$T/rt.conf"
         [[ $status -eq 78 ]]
         [[ $output == *"schema_migrations"*"Fix the deployment"* ]]
 }

@@ -50,6 +50,9 @@ setup() {
         printf '%s\n' "$OPERATOR_PW" > "$T/operator.pw"
         chmod 600 "$T/runtime.pw" "$T/operator.pw" "$T/pepper"
         KAFKA=127.0.0.1:1       # replaced by mock_start where a test needs Kafka
+        # The pepper as systemd hands it over (the example's @credential:pepper).
+        export CREDENTIALS_DIRECTORY
+        CREDENTIALS_DIRECTORY=$(deployed_credentials allvarsd_runtime)
         runtime_conf a
         # The owner migrates (on the socket, as the DBA's shell would).
         "$BUILD/allvarsd" --config "$T/a.conf" --migrate --schemas "$ROOT/schemas" \
@@ -61,14 +64,12 @@ teardown() {
         teardown_daemons
 }
 
-# runtime_conf NAME [LINES...]: the daemon's configuration, as allvarsd_runtime over TCP.
+# runtime_conf NAME [LINES...]: the daemon's configuration (the example's role,
+# allvarsd_runtime) over TCP, its password from a file.
 runtime_conf() {
         local name=$1
         shift
-        daemon_conf "$name" "$@"
-        sed -i "s|^database.conninfo = .*|database.conninfo = host=127.0.0.1 port=$PGPORT dbname=$DB user=allvarsd_runtime|" \
-                "$T/$name.conf"
-        echo "database.password = @file:$T/runtime.pw" >> "$T/$name.conf"
+        PGHOST=127.0.0.1 daemon_conf "$name" "database.password = @file:$T/runtime.pw" "$@"
 }
 
 # ctl_conf NAME [DBNAME [PASSWORD_FILE]]: allvarsctl's own file, as allvarsd_operator over TCP.
@@ -130,24 +131,27 @@ fails_at_once() {
         referral eligible-13-no-guardian-phone R-1
         wait_for 30 state_is R-1 ELIGIBLE
         case_id=$(sql "select case_id from allvarsd.referrals where referral_id = 'R-1'")
-        # Under one key, so on one partition and in this order: an unknown case, an
-        # illegal transition (no clearance was pending), then a valid event.
-        outcome "$case_id" 'event_id: "unknown-1" referral_id: "NO-SUCH-REFERRAL" occurred_at { seconds: 1741610000 }
-                 actor { kind: ACTOR_KIND_POLICE name: "LPO" } investigation_cleared {}'
+        # An outcome for a case that does not exist, under that case's own id (the
+        # key rule, docs/contract.md "Keys and ids"); then, under R-1's case id, so on
+        # one partition and in this order, an illegal transition (no clearance was
+        # pending) and a valid event.
+        outcome "$("$ROOT/examples/case-id" NO-SUCH-REFERRAL)" 'event_id: "unknown-1" referral_id: "NO-SUCH-REFERRAL"
+                 occurred_at { seconds: 1741610000 } actor { kind: ACTOR_KIND_POLICE name: "LPO" } investigation_cleared {}'
         outcome "$case_id" 'event_id: "illegal-1" referral_id: "R-1" occurred_at { seconds: 1741610000 }
                  actor { kind: ACTOR_KIND_POLICE name: "LPO" } investigation_cleared {}'
         outcome "$case_id" 'event_id: "sched-1" referral_id: "R-1" occurred_at { seconds: 1741617000 }
                  actor { kind: ACTOR_KIND_BOOKING_SERVICE name: "bokning" }
                  conversation_scheduled { scheduled_at { seconds: 1741705200 } }'
-        # The valid event after the rejected ones is applied: the partition moved on.
+        # The valid event after the rejected one is applied: the partition moved on.
         wait_for 30 state_is R-1 SCHEDULED
-        [[ $(sql "select string_agg(reason || ' ' || source_offset, ',' order by source_offset) from allvarsd.dead_letters
-                  where source_topic = 'allvarssamtal.outcomes.v1'") == "UNKNOWN_CASE 0,ILLEGAL_TRANSITION 1" ]]
-        [[ $(sql "select count(distinct source_partition) from allvarsd.dead_letters") -eq 1 ]]
+        wait_for 30 count_is "select count(*) from allvarsd.dead_letters where source_topic = 'allvarssamtal.outcomes.v1'" 2
+        [[ $(sql "select string_agg(reason, ',' order by reason) from allvarsd.dead_letters
+                  where source_topic = 'allvarssamtal.outcomes.v1'") == "ILLEGAL_TRANSITION,UNKNOWN_CASE" ]]
         [[ $(sql "select string_agg(event_id, ',') from allvarsd.outcome_events") == sched-1 ]]
-        partition=$(sql "select source_partition from allvarsd.dead_letters limit 1")
+        read -r partition offset < <(sql "select source_partition || ' ' || source_offset from allvarsd.dead_letters
+                                          where reason = 'ILLEGAL_TRANSITION'")
         [[ $(sql "select next_offset from allvarsd.consumer_offsets
-                  where topic = 'allvarssamtal.outcomes.v1' and partition = $partition") -eq 3 ]]
+                  where topic = 'allvarssamtal.outcomes.v1' and partition = $partition") -eq $((offset + 2)) ]]
         # The dead letters reach their topic, with the reason.
         wait_for 30 count_is "select count(*) from allvarsd.outbox" 0
         events allvarssamtal.deadletter.v1 > "$T/events"
@@ -246,17 +250,18 @@ ctl_all_fail() {
                 echo "kafka.embedded = true" >> "$T/nokafka.conf"
                 # shellcheck disable=SC2086
                 $prog --config "$T/nokafka.conf" | tail -1 | grep -q ': OK$'
-                # A pepper readable by group or others: the mode, and the expected one.
-                chmod 640 "$T/pepper"
+                # A pepper (the credential the example names) readable by group or others:
+                # the mode, and the expected one.
+                chmod 640 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 fails_at_once 5 "permissions 0640" $prog --config "$T/a.conf"
                 [[ $output == *"chmod 600 or 400"* ]]
-                chmod 604 "$T/pepper"
+                chmod 604 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 fails_at_once 5 "permissions 0604" $prog --config "$T/a.conf"
-                chmod 400 "$T/pepper"
+                chmod 400 "$CREDENTIALS_DIRECTORY/pepper"
                 # shellcheck disable=SC2086
                 $prog --config "$T/a.conf" | tail -1 | grep -q ': OK$'
-                chmod 600 "$T/pepper"
+                chmod 600 "$CREDENTIALS_DIRECTORY/pepper"
         done
 }

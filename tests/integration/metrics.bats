@@ -114,10 +114,10 @@ scrape_shows() { scrape > "$T/scrape" && [[ $(value "$1") == "$2" ]]; }
 @test "metrics.listen takes loopback only unless metrics.allow_remote; a bad address stops the start" {
         conf a
         sed -i "s/^metrics.listen = .*/metrics.listen = 0.0.0.0:$MPORT/" "$T/a.conf"
-        run "$BUILD/allvarsd" --config "$T/a.conf"
+        run deployed_run "$T/a.conf" "$BUILD/allvarsd" --config "$T/a.conf"
         [[ $status -ne 0 && $output == *"not a loopback address"* ]]
         sed -i "s/^metrics.listen = .*/metrics.listen = localhost:$MPORT/" "$T/a.conf"
-        run "$BUILD/allvarsd" --config "$T/a.conf"
+        run deployed_run "$T/a.conf" "$BUILD/allvarsd" --config "$T/a.conf"
         [[ $status -ne 0 && $output == *"not a numeric"* ]]
         sed -i "s/^metrics.listen = .*/metrics.listen = [::1]:$MPORT/" "$T/a.conf"
         daemon_start a

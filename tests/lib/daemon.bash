@@ -155,6 +155,15 @@ teardown_daemons() {
         return $rc
 }
 
+# outcome_key TEXT: the Kafka key of a CaseOutcome in text format (docs/contract.md
+# "Keys and ids"): its case_id, or the case id of its referral_id (examples/case-id).
+outcome_key() {
+        local key
+        key=$(sed -n 's/.*case_id: *"\([^"]*\)".*/\1/p' <<<"$1" | head -n 1)
+        [[ -n $key ]] || key=$("$ROOT/examples/case-id" "$(sed -n 's/.*referral_id: *"\([^"]*\)".*/\1/p' <<<"$1" | head -n 1)")
+        echo "$key"
+}
+
 # gen ARGS...: produce generated referrals to $KAFKA (tests/tools/referral-gen.c).
 gen() { "$BUILD/tests/referral-gen" --bootstrap "$KAFKA" --topic "${TOPIC_PREFIX:-}police.referrals.v1" "$@"; }
 

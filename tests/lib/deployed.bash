@@ -1,4 +1,4 @@
-# The deployed shape, the only one the tests know (README "Setting it up"):
+# The deployed shape, the only one the tests know (README "Running it with systemd"):
 #
 #   the superuser       only creates the database and runs deploy/roles.sql in it,
 #                       as a DBA would (deployed_db);
@@ -15,11 +15,14 @@
 
 DEPLOYED_ROOT=${ALLVARS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 DEPLOYED_EXAMPLE=$DEPLOYED_ROOT/deploy/allvarsd.conf.example
+DEPLOYED_CTL_EXAMPLE=$DEPLOYED_ROOT/deploy/allvarsctl.conf.example
 DEPLOYED_ROLES=$DEPLOYED_ROOT/deploy/roles.sql
 
-# The role allvarsctl runs as. THE place to switch: allvarsd_operator once
-# deploy/roles.sql creates it (an operator never uses the daemon's role).
-ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_runtime}
+# The role allvarsctl runs as: the one deploy/allvarsctl.conf.example names
+# (allvarsd_operator; an operator never uses the daemon's role).
+ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-$(sed -n 's/^database\.conninfo *=.*[[:space:]]user=\([^[:space:]]*\).*/\1/p' \
+        "$DEPLOYED_CTL_EXAMPLE" 2>/dev/null)}
+ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 
 # The keys a test configuration may change besides the test's own subject:
 # endpoints, paths, secrets, and the log going to stderr where the test reads it.
@@ -35,7 +38,8 @@ deployed_db() {
         createdb "$db" || return 1
         psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DEPLOYED_ROLES" \
                 -v owner_password="$(cat "$DEPLOYED_SECRETS/allvarsd_owner-password")" \
-                -v runtime_password="$(cat "$DEPLOYED_SECRETS/allvarsd_runtime-password")" >/dev/null
+                -v runtime_password="$(cat "$DEPLOYED_SECRETS/allvarsd_runtime-password")" \
+                -v operator_password="$(cat "$DEPLOYED_SECRETS/allvarsd_operator-password")" >/dev/null
 }
 
 # deployed_secrets: the pepper and one password per role, made once per
@@ -66,12 +70,12 @@ deployed_credentials() {
         echo "$dir"
 }
 
-# deployed_conninfo ROLE DB HOST PORT: the example's database.conninfo with its
+# deployed_conninfo ROLE DB HOST PORT [EXAMPLE]: the example's database.conninfo with its
 # endpoint (host, port, dbname) and role changed; the test server speaks no TLS
 # (sslmode; tests/e2e/tls.bats covers verify-full), the rest is the example's.
 deployed_conninfo() {
-        local role=$1 db=$2 host=$3 port=$4 ci
-        ci=$(sed -n 's/^database\.conninfo *= *//p' "$DEPLOYED_EXAMPLE")
+        local role=$1 db=$2 host=$3 port=$4 example=${5:-$DEPLOYED_EXAMPLE} ci
+        ci=$(sed -n 's/^database\.conninfo *= *//p' "$example")
         [[ -n $ci ]] || { echo "deployed: no database.conninfo in $DEPLOYED_EXAMPLE" >&2; return 1; }
         awk -v role="$role" -v db="$db" -v host="$host" -v port="$port" -v ci="$ci" 'BEGIN {
                 n = split(ci, kv, /[ \t]+/); out = ""
@@ -98,6 +102,7 @@ deployed_example_role() {
 # the line that has the key (set or commented out, "#key = default") becomes
 # "key = value" in place; a key the example does not show is added at the end,
 # under a comment; "#KEY" comments the key's line out. Nothing else changes.
+# DEPLOYED_CONF_FROM names another example (deploy/allvarsctl.conf.example).
 deployed_conf() {
         local out=$1
         shift
@@ -125,7 +130,7 @@ deployed_conf() {
                                         if (!extra++) print "\n## Set by the test (not shown in the example) ##"
                                         print val[order[i]]
                                 }
-                }' - "$DEPLOYED_EXAMPLE" >"$out"
+                }' - "${DEPLOYED_CONF_FROM:-$DEPLOYED_EXAMPLE}" >"$out"
 }
 
 # deployed_conf_role CONF: the role CONF connects as (its conninfo's user=).
@@ -150,13 +155,34 @@ deployed_migrate() {
         deployed_run "$owner" "$BUILD/allvarsd" --config "$owner" --migrate --schemas "$DEPLOYED_ROOT/schemas"
 }
 
-# deployed_ctl CONF CMD [ARGS...]: allvarsctl CMD as $ALLVARS_CTL_ROLE, with CONF
-# (a daemon configuration) made that role's.
+# deployed_ctl_conf CONF OUT: allvarsctl's configuration for the deployment CONF
+# (a daemon configuration) describes: deploy/allvarsctl.conf.example with the
+# same endpoints (database, brokers in plain text as the test brokers speak),
+# the operator's password file, and the daemon's topics, group and clock.
+deployed_ctl_conf() {
+        local conf=$1 out=$2 ci host port db k lines=()
+        ci=$(sed -n 's/^database\.conninfo *= *//p' "$conf" | tail -n 1)
+        host=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$ci")
+        port=$(sed -n 's/.*port=\([^ ]*\).*/\1/p' <<<"$ci")
+        db=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' <<<"$ci")
+        deployed_secrets || return 1
+        lines+=("database.conninfo = $(deployed_conninfo "" "$db" "$host" "$port" "$DEPLOYED_CTL_EXAMPLE")"
+                "database.password = @file:$DEPLOYED_SECRETS/$ALLVARS_CTL_ROLE-password"
+                "kafka.security.protocol = PLAINTEXT")
+        for k in kafka.bootstrap.servers kafka.group.id clock.file topics.referrals topics.outcomes topics.scheduling \
+                topics.feedback topics.alerts topics.dead_letter; do
+                grep -q "^$k *=" "$conf" && lines+=("$(grep "^$k *=" "$conf" | tail -n 1)")
+        done
+        DEPLOYED_CONF_FROM=$DEPLOYED_CTL_EXAMPLE deployed_conf "$out" "${lines[@]}"
+}
+
+# deployed_ctl CONF CMD [ARGS...]: allvarsctl CMD as the operator, with its own
+# configuration for the deployment CONF describes (deployed_ctl_conf).
 deployed_ctl() {
         local conf=$1 cmd=$2 ctl=${1%.conf}.ctl.conf
         shift 2
-        sed "s/^\\(database\\.conninfo *=.*[[:space:]]user=\\)[^[:space:]]*/\\1$ALLVARS_CTL_ROLE/" "$conf" >"$ctl"
-        deployed_run "$ctl" "$BUILD/allvarsctl" "$cmd" --config "$ctl" "$@"
+        deployed_ctl_conf "$conf" "$ctl" || return 1
+        "$BUILD/allvarsctl" "$cmd" --config "$ctl" "$@"
 }
 
 # deployed_roles_created: the roles deploy/roles.sql creates, one a line.

@@ -28,11 +28,17 @@
 #                                       the systemd 252 the e2e tests boot in a namespace (tests/lib/systemd.bash)
 #   debhelper dpkg-dev lintian apt      make deb (dpkg-buildpackage, dh compat 13 with dh_installsysusers)
 #                                       and its lintian check; apt installs the package in tests/e2e/systemd-deb.bats
+#   nodejs npm                          the contract checks (tests/contract): buf and the AsyncAPI
+#                                       parser come from the npm registry, pinned by
+#                                       tests/contract/package-lock.json; npm only when no npm is
+#                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 #   golang-go curl                      the fault suite's Toxiproxy (tests/lib/toxiproxy.bash): go builds
 #                                       the pinned server from the Go module proxy, curl drives its API
 #   faketime                            libfaketime: the fault suite's wall-clock steps (08-clock-step.sh)
+#   chromium                            renders `allvarsctl report --format html` headless in the
+#                                       report test (its SVG charts: bars and labels, a screenshot)
 set -euo pipefail
 
 PACKAGES=(
@@ -48,7 +54,10 @@ PACKAGES=(
         systemd procps iproute2 passwd util-linux coreutils
         golang-go curl faketime
         debhelper dpkg-dev lintian apt
+        nodejs
+        chromium
 )
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -738,14 +738,55 @@ static void test_timestamps_convert(void **state) {
         assert_int_equal(codec_timestamp_usec(&ts), 10 * USEC_PER_SEC);
 }
 
+/* The own id of a message that failed validation, for its dead letter. */
+static void test_message_id(void **state) {
+        (void)state;
+        char id[CODEC_ID_MAX + 1];
+        fixture f;
+        init(&f);
+        f.r.subject = NULL;                     /* invalid: MISSING_FIELD */
+        wire w;
+        pack(&f, &w);
+        expect_reject(&w, DLR_MISSING_FIELD, "subject");
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, w.b, w.n, MAX_BYTES, id);
+        assert_string_equal(id, "PM-2025-000123");
+        /* Not an id (a blank), too large, undecodable, empty: none. */
+        f.r.referral_id = (char *)"PM 1";
+        pack(&f, &w);
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, w.b, w.n, MAX_BYTES, id);
+        assert_string_equal(id, "");
+        f.r.referral_id = (char *)"PM-2025-000123";
+        pack(&f, &w);
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, w.b, w.n, w.n - 1, id);
+        assert_string_equal(id, "");
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, "\xff\xff", 2, MAX_BYTES, id);
+        assert_string_equal(id, "");
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, "", 0, MAX_BYTES, id);
+        assert_string_equal(id, "");
+        /* An id with a NUL inside is not taken. */
+        wire raw = {.n = 0};
+        put_bytes(&raw, 1, "PM\0x", 4);
+        codec_message_id(&allvarssamtal__v1__police_referral__descriptor, raw.b, raw.n, MAX_BYTES, id);
+        assert_string_equal(id, "");
+        /* A CaseOutcome's event_id, also field 1. */
+        outcome_fixture o;
+        outcome_init(&o);
+        o.o.actor = NULL;
+        uint8_t *buf;
+        size_t n = codec_pack(&o.o.base, &buf);
+        codec_message_id(&allvarssamtal__v1__case_outcome__descriptor, buf, n, MAX_BYTES, id);
+        assert_string_equal(id, "ev-1");
+        free(buf);
+}
+
 static void test_reason_codes(void **state) {
         (void)state;
         static const char *const codes[] = {
                 NULL,          "EMPTY",        "OVERSIZED",    "UNDECODABLE",           "MISSING_FIELD",
                 "INVALID_FIELD", "UNKNOWN_ENUM", "INVALID_TEXT", "TIMESTAMP_OUT_OF_RANGE", "UNKNOWN_CASE",
-                "ILLEGAL_TRANSITION",
+                "ILLEGAL_TRANSITION", "WRONG_KEY",
         };
-        for (int r = DLR_EMPTY; r <= DLR_ILLEGAL_TRANSITION; r++) {
+        for (int r = DLR_EMPTY; r <= DLR_WRONG_KEY; r++) {
                 assert_string_equal(dead_letter_reason_code((dead_letter_reason)r), codes[r]);
                 /* Numbers as in the proto. */
                 const ProtobufCEnumValue *v =
@@ -774,6 +815,7 @@ int main(void) {
                 cmocka_unit_test(test_outcome_rejects),
                 cmocka_unit_test(test_outcome_embedded_nul),
                 cmocka_unit_test(test_timestamps_convert),
+                cmocka_unit_test(test_message_id),
                 cmocka_unit_test(test_reason_codes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* events.c: which events a decision causes, their payloads decoded back field
  * by field, the feedback policy (docs/domain.md "Feedback to the police"), no
  * personal data in feedback, and stable, distinct event ids. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -205,6 +206,8 @@ static void test_decision_eligible(void **state) {
         expect_id(sr->event_id, CASE_ID, "scheduling/1");
         assert_string_equal(e->event_id, sr->event_id);
         assert_string_equal(sr->case_id, CASE_ID);
+        assert_int_equal(sr->revision, CASE_FIRST_REVISION);
+        assert_int_equal(sr->kind, ALLVARSSAMTAL__V1__SCHEDULING_REQUEST_KIND__SCHEDULING_REQUEST_KIND_NEW);
         assert_int_equal(codec_timestamp_usec(sr->created_at), NOW);
         assert_string_equal(sr->district, "hisingen");
         assert_int_equal(sr->deadline_kind, ALLVARSSAMTAL__V1__DEADLINE_KIND__DEADLINE_KIND_CONVERSATION);
@@ -573,6 +576,61 @@ static void test_dead_letter(void **state) {
         assert_string_not_equal(f->out.v[3].event_id, f->out.v[0].event_id);
 }
 
+/* What a producer matches its rejected message by: key, ce_id, its own event id. */
+static void test_dead_letter_source(void **state) {
+        fixture *f = *state;
+        const dead_letter_source src = {.topic = "allvarssamtal.outcomes.v1", .partition = 1, .offset = 7,
+                                        .key = "PM-2025-000123", .key_len = 14, .ce_id = "ce-77",
+                                        .event_id = "polis-1"};
+        codec_error err = {.reason = DLR_WRONG_KEY, .detail = "the key is not the case id"};
+        assert_int_equal(events_dead_letter_of(&f->cfg, &src, &err, NULL, NOW, &f->out), 0);
+        Allvarssamtal__V1__DeadLetter *dl =
+                allvarssamtal__v1__dead_letter__unpack(NULL, f->out.v[0].len, f->out.v[0].payload);
+        assert_non_null(dl);
+        assert_int_equal(dl->reason, ALLVARSSAMTAL__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_WRONG_KEY);
+        assert_int_equal(dl->source_key.len, 14);
+        assert_memory_equal(dl->source_key.data, "PM-2025-000123", 14);
+        assert_string_equal(dl->source_ce_id, "ce-77");
+        assert_string_equal(dl->source_event_id, "polis-1");
+        /* The dead letter's own key stays "<topic>/<partition>". */
+        assert_string_equal(f->out.v[0].key, "allvarssamtal.outcomes.v1/1");
+        allvarssamtal__v1__dead_letter__free_unpacked(dl, NULL);
+}
+
+/* A withdrawal: on the scheduling topic, keyed by the case, its own ce_type, the
+ * revision and reason, no personal data; one id per revision. */
+static void test_scheduling_withdrawn(void **state) {
+        fixture *f = *state;
+        assert_int_equal(events_scheduling_withdrawn(&f->cfg, CASE_ID, "hisingen", 4, WITHDRAWAL_CANCELLED, T0, NOW,
+                                                     &f->out),
+                         0);
+        const outbox_event *e = &f->out.v[0];
+        assert_string_equal(e->key, CASE_ID);
+        assert_string_equal(e->ce_type, "se.allvarssamtal.v1.SchedulingWithdrawn");
+        assert_ptr_equal(e->topic, f->cfg.topic_scheduling);
+        Allvarssamtal__V1__SchedulingWithdrawn *w =
+                allvarssamtal__v1__scheduling_withdrawn__unpack(NULL, e->len, e->payload);
+        assert_non_null(w);
+        assert_string_equal(w->event_id, e->event_id);
+        assert_string_equal(w->case_id, CASE_ID);
+        assert_int_equal(w->revision, 4);
+        assert_int_equal(w->reason, ALLVARSSAMTAL__V1__WITHDRAWAL_REASON__WITHDRAWAL_REASON_CANCELLED);
+        assert_int_equal(codec_timestamp_usec(w->withdrawn_at), T0);
+        assert_string_equal(w->district, "hisingen");
+        allvarssamtal__v1__scheduling_withdrawn__free_unpacked(w, NULL);
+        assert_int_equal(events_scheduling_withdrawn(&f->cfg, CASE_ID, "hisingen", 4, WITHDRAWAL_CANCELLED, T0,
+                                                     NOW + 9, &f->out),
+                         0);
+        assert_int_equal(events_scheduling_withdrawn(&f->cfg, CASE_ID, "hisingen", 5, WITHDRAWAL_HELD, T0, NOW,
+                                                     &f->out),
+                         0);
+        assert_string_equal(f->out.v[1].event_id, f->out.v[0].event_id);
+        assert_string_not_equal(f->out.v[2].event_id, f->out.v[0].event_id);
+        assert_int_equal(events_scheduling_withdrawn(&f->cfg, CASE_ID, "x", 6, WITHDRAWAL_NONE, T0, NOW, &f->out),
+                         -EINVAL);
+        assert_string_equal(withdrawal_reason_code(WITHDRAWAL_PROTECTIVE_ASSESSMENT), "PROTECTIVE_ASSESSMENT");
+}
+
 static void test_list_clear_keeps_capacity(void **state) {
         fixture *f = *state;
         for (int i = 0; i < 20; i++)
@@ -606,6 +664,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_letter_fallback, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_alert, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dead_letter_source, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scheduling_withdrawn, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_clear_keeps_capacity, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,6 +96,27 @@ static void test_ids_are_stable_and_distinct(void **state) {
 }
 
 /* RFC 4231 section 4.2 (test case 1) and 4.3 (test case 2). */
+/* The key rule: an outcome's key is its case id, which anyone can compute from the
+ * referral id (Python: uuid.uuid5(UUID("31575f85-488e-4d92-b478-9bc0789503b8"), referral_id)). */
+static void test_outcome_key_check(void **state) {
+        (void)state;
+        const char *cid = "fa25b861-078e-5c4d-bba2-88a8810ffb3c"; /* of PM-2025-000123, computed with Python */
+        char computed[UUID_STR_LEN];
+        ids_case_id("PM-2025-000123", computed);
+        assert_string_equal(computed, cid);
+        assert_int_equal(ids_outcome_key_check(cid, "", cid, strlen(cid)), 0);
+        assert_int_equal(ids_outcome_key_check("", "PM-2025-000123", cid, strlen(cid)), 0);
+        assert_int_equal(ids_outcome_key_check(cid, "PM-2025-000123", cid, strlen(cid)), 0);
+        /* The referral id as the key, no key, a prefix, another case, upper case. */
+        assert_int_equal(ids_outcome_key_check("", "PM-2025-000123", "PM-2025-000123", 14), -EBADMSG);
+        assert_int_equal(ids_outcome_key_check(cid, "", NULL, 0), -EBADMSG);
+        assert_int_equal(ids_outcome_key_check(cid, "", cid, strlen(cid) - 1), -EBADMSG);
+        assert_int_equal(ids_outcome_key_check(cid, "", "00000000-0000-5000-8000-000000000000", 36), -EBADMSG);
+        assert_int_equal(ids_outcome_key_check(cid, "", "FA25B861-078E-5C4D-BBA2-88A8810FFB3C", 36), -EBADMSG);
+        /* case_id and referral_id of two cases. */
+        assert_int_equal(ids_outcome_key_check(cid, "PM-2025-000124", cid, strlen(cid)), -EINVAL);
+}
+
 static void test_person_key_rfc4231(void **state) {
         (void)state;
         uint8_t key[20], out[PERSON_KEY_LEN];
@@ -221,6 +242,7 @@ int main(void) {
                 cmocka_unit_test(test_uuid5_binary_name),
                 cmocka_unit_test(test_case_and_event_ids_are_pinned),
                 cmocka_unit_test(test_ids_are_stable_and_distinct),
+                cmocka_unit_test(test_outcome_key_check),
                 cmocka_unit_test(test_person_key_rfc4231),
                 cmocka_unit_test(test_person_key_depends_on_pepper),
                 cmocka_unit_test(test_person_key_rfc4231_long_keys),

@@ -656,11 +656,111 @@ static void test_open_from_decision(void **state) {
         assert_int_equal(c.state, CASE_MANUAL_REVIEW);
         assert_true(c.awaiting_assessment);
 
+        /* An adult's assessment has no due time, and the DEFERRED case awaits it all the same. */
+        d = (decision){0};
+        d.profile = gbg();
+        d.outcome = OUTCOME_DEFERRED;
+        d.reasons = REASON_PROTECTIVE_ASSESSMENT_FIRST;
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_DEFERRED);
+        assert_true(c.awaiting_assessment);
+        assert_int_equal(c.protective_assessment_due, 0);
+
         d.outcome = OUTCOME_NOT_ELIGIBLE;
         lifecycle_open(&d, &c);
         assert_int_equal(c.state, CASE_NONE);
         assert_int_equal(c.outcome, OUTCOME_NOT_ELIGIBLE);
         assert_false(case_state_closed(c.state));
+}
+
+/* Withdrawals: from every state, every kind of event (and every override outcome):
+ * a withdrawal exactly when a request was in force (ELIGIBLE, SCHEDULED) and no
+ * longer is, with the reason of the new state; a new request with its kind. */
+static void test_withdrawals_every_state(void **state) {
+        (void)state;
+        static const outcome_kind kinds[] = {
+                OUTCOME_KIND_SCHEDULED, OUTCOME_KIND_ASSESSMENT_RECORDED, OUTCOME_KIND_CLEARED,
+                OUTCOME_KIND_HELD,      OUTCOME_KIND_DECLINED,            OUTCOME_KIND_CANCELLED,
+                OUTCOME_KIND_CONTACT_SUPPLIED,
+        };
+        static const decision_outcome overrides[] = {OUTCOME_ELIGIBLE, OUTCOME_NOT_ELIGIBLE, OUTCOME_DEFERRED,
+                                                     OUTCOME_MANUAL_REVIEW};
+        unsigned withdrawn = 0;
+        for (size_t i = 0; i < N_ALL; i++) {
+                for (size_t k = 0; k < sizeof kinds / sizeof *kinds + 4; k++) {
+                        for (int dns = 0; dns < 2; dns++) {
+                                case_state before = mk_case(all_states[i]);
+                                before.awaiting_assessment = true;
+                                before.awaiting_clearance = true;
+                                event e;
+                                if (k < sizeof kinds / sizeof *kinds)
+                                        event_init(&e, kinds[k], T0 + H(3));
+                                else
+                                        override_init(&e, overrides[k - sizeof kinds / sizeof *kinds], T0 + H(3));
+                                e.assessment.do_not_summon = dns;
+                                lifecycle_result r;
+                                lifecycle_apply(&before, &e.ev, gbg(), T0 + H(3), &r);
+                                bool was = before.state == CASE_ELIGIBLE || before.state == CASE_SCHEDULED;
+                                bool is = r.after.state == CASE_ELIGIBLE || r.after.state == CASE_SCHEDULED;
+                                if (r.rejected || !was || is) {
+                                        assert_int_equal(r.withdrawal, WITHDRAWAL_NONE);
+                                } else {
+                                        withdrawal_reason want;
+                                        switch (r.after.state) {
+                                        case CASE_CANCELLED: want = WITHDRAWAL_CANCELLED; break;
+                                        case CASE_DECLINED: want = WITHDRAWAL_FAMILY_DECLINED; break;
+                                        case CASE_HELD: want = WITHDRAWAL_HELD; break;
+                                        case CASE_NOT_ELIGIBLE: want = WITHDRAWAL_NOT_ELIGIBLE; break;
+                                        default:
+                                                want = k < sizeof kinds / sizeof *kinds &&
+                                                                       kinds[k] == OUTCOME_KIND_ASSESSMENT_RECORDED
+                                                               ? WITHDRAWAL_PROTECTIVE_ASSESSMENT
+                                                               : WITHDRAWAL_ON_HOLD;
+                                        }
+                                        assert_int_equal(r.withdrawal, want);
+                                        assert_false(r.send_scheduling);
+                                        withdrawn++;
+                                }
+                                if (r.send_scheduling)
+                                        assert_true(r.scheduling_kind >= SCHEDULING_CONTACT_DETAILS_UPDATED &&
+                                                    r.scheduling_kind <= SCHEDULING_OVERRIDDEN);
+                        }
+                }
+        }
+        /* ELIGIBLE and SCHEDULED, each: held, declined, cancelled, three overrides,
+         * and an assessment with do_not_summon; twice over (the do_not_summon loop),
+         * less the assessment without it. */
+        assert_int_equal(withdrawn, 2 * (2 * 6 + 1));
+}
+
+/* The protective assessment that finds the family must not be summoned: MANUAL_REVIEW,
+ * no request; a request in force is withdrawn; without the finding, as before. */
+static void test_assessment_do_not_summon(void **state) {
+        (void)state;
+        lifecycle_result r;
+        event e;
+        case_state deferred = mk_case(CASE_DEFERRED);
+        deferred.awaiting_assessment = true;
+        event_init(&e, OUTCOME_KIND_ASSESSMENT_RECORDED, T0 + H(5));
+        e.assessment.do_not_summon = true;
+        lifecycle_apply(&deferred, &e.ev, gbg(), T0 + H(5), &r);
+        assert_false(r.rejected);
+        assert_int_equal(r.after.state, CASE_MANUAL_REVIEW);
+        assert_false(r.send_scheduling);
+        assert_int_equal(r.withdrawal, WITHDRAWAL_NONE); /* nothing was requested */
+
+        case_state eligible = mk_case(CASE_ELIGIBLE);
+        eligible.awaiting_assessment = true;
+        lifecycle_apply(&eligible, &e.ev, gbg(), T0 + H(5), &r);
+        assert_int_equal(r.after.state, CASE_MANUAL_REVIEW);
+        assert_int_equal(r.withdrawal, WITHDRAWAL_PROTECTIVE_ASSESSMENT);
+        assert_int_equal(r.after.deadline, eligible.deadline);
+
+        e.assessment.do_not_summon = false;
+        lifecycle_apply(&deferred, &e.ev, gbg(), T0 + H(5), &r);
+        assert_int_equal(r.after.state, CASE_ELIGIBLE);
+        assert_true(r.send_scheduling);
+        assert_int_equal(r.scheduling_kind, SCHEDULING_DEFERRAL_RESOLVED);
 }
 
 static void test_names(void **state) {
@@ -740,6 +840,8 @@ int main(void) {
                 cmocka_unit_test(test_override_keeps_pending_assessment),
                 cmocka_unit_test(test_reschedule_and_missing_time),
                 cmocka_unit_test(test_open_from_decision),
+                cmocka_unit_test(test_withdrawals_every_state),
+                cmocka_unit_test(test_assessment_do_not_summon),
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_describe),
         };
