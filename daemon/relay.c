@@ -433,6 +433,8 @@ static void pg_advance(relay *r) {
 
 /* A failed statement: the connection's end, or an error of the statement. */
 static int pg_failed(relay *r, PGresult *res, const char *what) {
+        if (!r->pg)
+                return -ECONNRESET; /* given up already (relay_exec): said so there */
         set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
         metrics_database_error(sqlstate_classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL),
                                r->fig.last_error);
@@ -460,29 +462,56 @@ static int pg_consume(relay *r) {
         return 0;
 }
 
+/* One statement (p NULL: the simple protocol, several statements allowed),
+ * its reply awaited in bounded time (pg_await: a link that drops packets
+ * without a reset would otherwise hold the relay for as long as it lasts).
+ * The last result; NULL when the connection was given up, and closed here, so
+ * that pg_failed() returns -ECONNRESET. docs/design.md "Silent links". */
+static PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
+        int sent = p ? PQsendQueryParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format)
+                     : PQsendQuery(r->pg, sql);
+        int w = sent ? pg_await(r->pg) : -ECONNRESET;
+        PGresult *res = NULL, *next;
+        while (w == 0 && (next = PQgetResult(r->pg))) {
+                PQclear(res);
+                res = next;
+                w = pg_await(r->pg);
+        }
+        if (w == 0)
+                return res;
+        PQclear(res);
+        if (w == -ETIMEDOUT)
+                set_error(r, "PostgreSQL: no reply within %lld ms", (long long)(PG_REPLY_TIMEOUT_DEFAULT / 1000));
+        else
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+        pg_close(r, "connection to PostgreSQL lost");
+        return NULL;
+}
+
 static int try_lock(relay *r) {
         if (!r->session_set) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
-                PGresult *res = PQexec(r->pg, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                              "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
+                PGresult *res = exec_params(r,
+                                            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
+                                            NULL, 0);
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);
                 r->session_set = true;
         }
-        char key[24];
-        snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
-        const char *params[1] = {key};
-        PGresult *res = PQexecParams(r->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+        pg_params p = {0};
+        pg_params_int8(&p, RELAY_LOCK_KEY);
+        PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
         bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (!got)
                 return 0;
-        res = PQexec(r->pg, "LISTEN " RELAY_NOTIFY_CHANNEL);
+        res = exec_params(r, "LISTEN " RELAY_NOTIFY_CHANNEL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "LISTEN");
         PQclear(res);
@@ -494,9 +523,6 @@ static int try_lock(relay *r) {
 }
 
 /* The relay's own statements, with binary parameters (pg.h). */
-static PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
-        return PQexecParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format);
-}
 
 static int mark_sent(relay *r) {
         if (r->n_delivered == 0)
