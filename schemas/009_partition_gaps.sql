@@ -37,6 +37,22 @@ CREATE TABLE allvarsd.outbox_undeliverable (
         error           text NOT NULL           -- librdkafka's error name, e.g. MSG_SIZE_TOO_LARGE
 );
 
+-- allvarsctl events --show-personal-data: one audit row before each event it
+-- shows, written as the caller's session user (the operator's role writes no
+-- table itself; as schemas/006_operator_role.sql's readers do). KEY is the
+-- event's Kafka key: the case id when it is one.
+CREATE OR REPLACE FUNCTION allvarsd.audit_personal_shown(p_key text, p_where text)
+        RETURNS void
+        LANGUAGE sql
+        SECURITY DEFINER
+        SET search_path = allvarsd, pg_temp
+AS $$
+        INSERT INTO audit (case_id, at, actor_kind, actor_name, action, detail)
+        VALUES (CASE WHEN p_key ~ '^[0-9a-fA-F-]{36}$' THEN p_key::uuid END, now(), 'OPERATOR', session_user,
+                'PERSONAL_DATA_SHOWN', p_where);
+$$;
+REVOKE ALL ON FUNCTION allvarsd.audit_personal_shown(text, text) FROM PUBLIC;
+
 -- The grants, as schema 7 keeps them (schemas/007_instances.sql): a
 -- grant_vNNN_<table>() that grant_all() applies after the base sets, for
 -- deploy/roles.sql and the migrations alike. The daemon records gaps and
@@ -47,10 +63,12 @@ CREATE OR REPLACE FUNCTION allvarsd.grant_v009_partition_gaps() RETURNS void
 AS $$
 BEGIN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
-                GRANT SELECT, INSERT ON partition_gaps, outbox_undeliverable TO allvarsd_runtime;
+                GRANT INSERT ON partition_gaps TO allvarsd_runtime;
+                GRANT SELECT, INSERT ON outbox_undeliverable TO allvarsd_runtime;
         END IF;
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_operator') THEN
-                GRANT SELECT ON partition_gaps, outbox_undeliverable TO allvarsd_operator;
+                GRANT SELECT ON partition_gaps TO allvarsd_operator;
+                GRANT EXECUTE ON FUNCTION audit_personal_shown(text, text) TO allvarsd_operator;
         END IF;
 END
 $$;
