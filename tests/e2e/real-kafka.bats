@@ -67,6 +67,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
                 --idle-exit 100
         [[ $status -eq 1 && $stderr == *"${TOPIC_PREFIX}no.such.topic"* ]]
         # The topic names (and TLS/SASL) come from the configuration.
-        run --separate-stderr "$BUILD/allvarsctl" events --config "$T/a.conf" --from-beginning --idle-exit 500
+        run --separate-stderr deployed_run "$T/a.conf" "$BUILD/allvarsctl" events --config "$T/a.conf" \
+                --from-beginning --idle-exit 500
         [[ $status -eq 0 ]]
 }

@@ -689,11 +689,11 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $status -eq 0 && ${#lines[@]} -eq 3 && $output == *'given_name: "'* ]]
         [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
         RT_USER=ctl_ev_$$_$RANDOM
-        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE ROLE $RT_USER LOGIN; GRANT USAGE ON SCHEMA allvarsd TO $RT_USER;
-                GRANT SELECT ON allvarsd.cases TO $RT_USER" >/dev/null
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE ROLE $RT_USER LOGIN; GRANT CONNECT ON DATABASE \"$DB\" TO $RT_USER;
+                GRANT USAGE ON SCHEMA allvarsd TO $RT_USER; GRANT SELECT ON allvarsd.cases TO $RT_USER" >/dev/null
         run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
                 --idle-exit 1500 --show-personal-data --database "dbname=$DB user=$RT_USER"
-        [[ $status -eq 1 && -z $output && $stderr == *"may not read personal data"* ]]
+        [[ $status -eq 1 && -z $output && $stderr == *"may not read personal data"* ]] || { echo "$status $stderr"; false; }
         [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
 
         # Usage errors exit 2; an unreachable cluster exits 1 (a missing topic: tests/e2e/real-kafka.bats,
