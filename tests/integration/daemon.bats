@@ -184,6 +184,87 @@ committed_is() {
         [[ $output == *"schema"* ]]
 }
 
+@test "non-dumpable: another process of the daemon's own user cannot read its memory or environment" {
+        # Run as the unprivileged test user, so that only the dumpable flag
+        # stands between the daemon and a process of that same user.
+        source "$ROOT/tests/lib/common.sh"
+        user=$(allvars_test_user)
+        creds=$(deployed_credentials "$(deployed_conf_role "$T/a.conf")")
+        D=$(mktemp -d)
+        cp "$T/a.conf" "$D/a.conf"
+        cp -r "$creds" "$D/creds"
+        chown -R "$user" "$D"
+        CREDENTIALS_DIRECTORY=$D/creds setpriv --reuid="$user" --regid="$user" --clear-groups \
+                "$BUILD/allvarsd" --config "$D/a.conf" >> "$T/a.log" 2>&1 &
+        DAEMON_PIDS[a]=$!
+        daemon_ready a
+        pid=$(daemon_pid a)
+        # /proc/PID/environ and mem belong to root for a non-dumpable process.
+        [[ $(stat -c %U "/proc/$pid/environ") == root ]]
+        run setpriv --reuid="$user" --regid="$user" --clear-groups cat "/proc/$pid/environ"
+        [[ $status -ne 0 ]]
+        run setpriv --reuid="$user" --regid="$user" --clear-groups head -c 1 "/proc/$pid/mem"
+        [[ $status -ne 0 ]]
+        daemon_stop a TERM
+        rm -rf "$D"
+}
+
+@test "watchdog: batch sessions time out (lock_timeout) below half the interval, handled, no abort" {
+        # WATCHDOG_USEC=3 s: statement and lock timeouts of 1 s.
+        WATCHDOG_USEC=3000000 daemon_start a
+        daemon_ready a
+        gen --count 5 --seed 19 --ids-out "$T/ids1"
+        wait_for 30 decided_at_least 5
+        # Hold the offsets' lock for 6 s in another session: the next batch waits for it.
+        psql -Xq -d "$DB" -c "BEGIN; LOCK TABLE allvarsd.consumer_offsets IN ACCESS EXCLUSIVE MODE;
+                              SELECT pg_sleep(6); COMMIT" >/dev/null &
+        locker=$!
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d '$DB' -c \"select count(*) from pg_locks l join pg_class c
+                on c.oid = l.relation where c.relname = 'consumer_offsets' and l.mode = 'AccessExclusiveLock'
+                and l.granted\") -eq 1 ]]"
+        gen --count 5 --first 5 --seed 19 --ids-out "$T/ids2"
+        wait_for 10 grep -q 'lock timeout' "$T/a.log"
+        wait "$locker"
+        # Handled as a lost batch: retried once the lock is gone, nothing lost, still running.
+        wait_for 60 decided_at_least 10
+        check_exactly_once "$T/ids1" "$T/ids2"
+        kill -0 "$(daemon_pid a)"
+}
+
+@test "TLS enforced: a remote server without verified TLS is refused; insecure.allow_plaintext warns and shows" {
+        # Refused before anything is contacted: PostgreSQL, then Kafka, then a verification turned off.
+        creds=$(deployed_credentials "$(deployed_conf_role "$T/a.conf")")
+        daemon_conf r "database.conninfo = host=192.0.2.1 dbname=allvarsd user=allvarsd_runtime sslmode=require"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --config "$T/r.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"sslmode=verify-full"*"insecure.allow_plaintext"* ]]
+        daemon_conf k "kafka.bootstrap.servers = broker.example.org:9092"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --check-config --config "$T/k.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"kafka.security.protocol"* ]]
+        daemon_conf v "kafka.enable.ssl.certificate.verification = false"
+        run ctl_as_operator v status
+        [[ $status -ne 0 ]]
+        [[ $output == *"certificates"* ]]
+        daemon_conf n "kafka.ssl.endpoint.identification.algorithm = none"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsd" --check-config --config "$T/n.conf"
+        [[ $status -ne 0 ]]
+        [[ $output == *"host names"* ]]
+
+        # The explicit key: it runs, warns at start, and allvarsctl status says so.
+        daemon_conf a "insecure.allow_plaintext = true" "kafka.enable.ssl.certificate.verification = false"
+        daemon_start a
+        daemon_ready a
+        grep -q 'warning insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka is not enforced' "$T/a.log"
+        # (The configuration's flag, the test's superuser connection.)
+        db="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsctl" status --config "$T/a.conf" --database "$db"
+        [[ $status -eq 0 ]] || { echo "$output"; false; }
+        [[ $output == *"transport"*"insecure.allow_plaintext = true"* ]]
+        run env CREDENTIALS_DIRECTORY="$creds" "$BUILD/allvarsctl" status --config "$T/a.conf" --database "$db" --json
+        [[ $(jq -r .summary.transport <<<"$output") == "insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced" ]]
+}
+
 # deploy_documented: $T/rt.conf for the daemon as allvarsd_runtime; setup() made
 # $DB the documented way already (tests/lib/deployed.bash: roles.sql, the
 # migrations as allvarsd_owner).

@@ -106,7 +106,10 @@ deployed_example_role() {
 deployed_conf() {
         local out=$1
         shift
-        printf '%s\n' "$@" | awk '
+        # The example reaches its brokers over TLS (the rule for brokers not on
+        # this machine); the test brokers on loopback speak plaintext. A test
+        # that wants TLS sets these keys itself, which wins.
+        printf '%s\n' "#kafka.security.protocol" "#kafka.ssl.ca.location" "$@" | awk '
                 NR == FNR {
                         if ($0 ~ /^#[a-z]/) { off[substr($0, 2)] = 1; next }
                         if ($0 !~ /=/) next
