@@ -180,8 +180,8 @@ install: all
 DEB_TREE := build/deb
 DEB_VERSION := $(shell dpkg-parsechangelog -l deploy/debian/changelog -S Version 2>/dev/null)
 deb:
-	@v=$$(sed -n 's/^#define ALLVARSD_VERSION "\(.*\)"/\1/p' daemon/main.c); \
-	  test "$$v" = "$(DEB_VERSION)" || { echo "deploy/debian/changelog says $(DEB_VERSION), daemon/main.c $$v" >&2; exit 1; }
+	@v=$$(sed -n 's/^#define ALLVARSD_VERSION "\(.*\)"/\1/p' daemon/version.h); \
+	  test "$$v" = "$(DEB_VERSION)" || { echo "deploy/debian/changelog says $(DEB_VERSION), daemon/version.h $$v" >&2; exit 1; }
 	rm -rf $(DEB_TREE)
 	mkdir -p $(DEB_TREE)/allvarsd
 	cp -a Makefile README.md daemon proto schemas deploy $(DEB_TREE)/allvarsd/

@@ -37,6 +37,7 @@ typedef struct arena {
         arena_chunk *head;              /* the chunk being filled; the first one is embedded in the owner */
         size_t total;                   /* bytes of all chunks */
         size_t limit;                   /* protobuf-c fails cleanly when allocation exceeds this */
+        bool exhausted;                 /* an allocation was refused for the limit */
         ProtobufCAllocator allocator;
 } arena;
 
@@ -46,16 +47,23 @@ static size_t round_up(size_t n) {
 
 static void *arena_alloc(void *data, size_t size) {
         arena *a = data;
-        if (size > a->limit)
+        if (size > a->limit) {
+                a->exhausted = true;
                 return NULL;
+        }
         size_t need = round_up(ARENA_HEADER + size);
         arena_chunk *c = a->head;
         if (!c || c->size - c->used < need) {
                 size_t chunk = c ? c->size * 2 : 4096;
                 if (chunk < need)
                         chunk = need;
-                if (a->total + chunk > a->limit)
-                        return NULL;
+                if (a->total + chunk > a->limit) {
+                        if (a->total + need > a->limit) {
+                                a->exhausted = true;
+                                return NULL;
+                        }
+                        chunk = a->limit - a->total;    /* the last chunk: what the budget leaves */
+                }
                 arena_chunk *n = malloc(sizeof *n + chunk);
                 if (!n)
                         return NULL;
@@ -119,6 +127,14 @@ struct codec_outcome {
         codec_message m;
 };
 
+size_t codec_decode_budget(size_t len) {
+        /* protobuf-c keeps a record per field while it scans and every unknown
+         * field with a copy of its bytes: tens of bytes per input byte for a
+         * message of tiny fields. A valid message needs about twice its size. */
+        size_t budget = 8 * len + 16 * 1024;
+        return budget < CODEC_DECODE_BUDGET ? budget : CODEC_DECODE_BUDGET;
+}
+
 static ProtobufCMessage *message_decode(codec_message **ret, const ProtobufCMessageDescriptor *desc,
                                         const void *buf, size_t len) {
         /* Room for a typical message in the first chunk; the limit bounds what a
@@ -134,7 +150,7 @@ static ProtobufCMessage *message_decode(codec_message **ret, const ProtobufCMess
         m->first->used = 0;
         m->a.head = m->first;
         m->a.total = first_size;
-        m->a.limit = 128 * len + 64 * 1024;
+        m->a.limit = codec_decode_budget(len);
         m->a.allocator = (ProtobufCAllocator){arena_alloc, arena_free_one, &m->a};
         m->msg = protobuf_c_message_unpack(desc, &m->a.allocator, len, buf);
         *ret = m;
@@ -372,9 +388,17 @@ static codec_message *decode_checked(const ProtobufCMessageDescriptor *desc,
                 return NULL;
         codec_message *m = NULL;
         if (!message_decode(&m, desc, buf, len)) {
+                if (m && m->a.exhausted) {
+                        /* Many (unknown or repeated) fields: more than we decode. */
+                        err->reason = DLR_OVERSIZED;
+                        snprintf(err->detail, sizeof err->detail,
+                                 "decoding the %s needs more than its memory budget of %zu bytes (too many fields)",
+                                 desc->short_name, m->a.limit);
+                } else {
+                        err->reason = DLR_UNDECODABLE;
+                        snprintf(err->detail, sizeof err->detail, "not a valid %s protobuf", desc->short_name);
+                }
                 message_free(m);
-                err->reason = DLR_UNDECODABLE;
-                snprintf(err->detail, sizeof err->detail, "not a valid %s protobuf", desc->short_name);
                 return NULL;
         }
         check c = {&m->a, err};
@@ -383,6 +407,14 @@ static codec_message *decode_checked(const ProtobufCMessageDescriptor *desc,
                 return NULL;
         }
         return m;
+}
+
+size_t codec_referral_mem(const codec_referral *r) {
+        return r ? r->m.a.total : 0;
+}
+
+size_t codec_outcome_mem(const codec_outcome *o) {
+        return o ? o->m.a.total : 0;
 }
 
 codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err) {
@@ -420,6 +452,26 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
                 TRY(check_time(c, o->conversation_scheduled->scheduled_at, LIM_SCHEDULED_AT,
                                "conversation_scheduled.scheduled_at"));
                 break;
+        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD: {
+                const Allvarssamtal__V1__ConversationHeld *h = o->conversation_held;
+                if (h) {
+                        TRY(check_count(c, h->n_participants, LIM_HELD_PARTICIPANTS, "conversation_held.participants"));
+                        TRY(check_count(c, h->n_follow_up, LIM_HELD_FOLLOW_UP, "conversation_held.follow_up"));
+                }
+                for (size_t i = 0; h && i < h->n_participants; i++)
+                        if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__participant__descriptor,
+                                                                  (int)h->participants[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.participants[%zu] is not a known Participant", i);
+                for (size_t i = 0; h && i < h->n_follow_up; i++)
+                        if (h->follow_up[i] == ALLVARSSAMTAL__V1__FOLLOW_UP__FOLLOW_UP_UNSPECIFIED ||
+                            !protobuf_c_enum_descriptor_get_value(&allvarssamtal__v1__follow_up__descriptor,
+                                                                  (int)h->follow_up[i]))
+                                return fail(c, DLR_UNKNOWN_ENUM,
+                                            "conversation_held.follow_up[%zu] is not a known FollowUp", i);
+                break;
+        }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CANCELLED:
                 if (o->cancelled)
                         TRY(check_enum(c, (int)o->cancelled->reason, LIM_CANCELLED_REASON, "cancelled.reason"));
@@ -448,7 +500,6 @@ static int outcome_validate(check *c, const ProtobufCMessage *msg) {
         }
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_PROTECTIVE_ASSESSMENT_RECORDED:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_INVESTIGATION_CLEARED:
-        case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD:
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_FAMILY_DECLINED:
                 break;
         case ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE__NOT_SET:

@@ -40,15 +40,23 @@ typedef struct codec_error {
 typedef struct codec_referral codec_referral;
 typedef struct codec_outcome codec_outcome;
 
+/* What decoding one message may allocate at most: 8 bytes per input byte
+ * and 16 KiB, up to CODEC_DECODE_BUDGET. A message that needs more (many
+ * unknown or repeated fields) is rejected as DLR_OVERSIZED. */
+#define CODEC_DECODE_BUDGET (8u << 20)
+size_t codec_decode_budget(size_t len);
+
 /* Decode and validate a PoliceReferral. NULL on failure, with err filled in.
  * max_bytes: messages larger than this are DLR_OVERSIZED. */
 codec_referral *codec_referral_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err);
 const Allvarssamtal__V1__PoliceReferral *codec_referral_msg(const codec_referral *r);
 void codec_referral_free(codec_referral *r);
+size_t codec_referral_mem(const codec_referral *r);     /* bytes its arena holds; 0 for NULL */
 
 codec_outcome *codec_outcome_decode(const void *buf, size_t len, size_t max_bytes, codec_error *err);
 const CaseOutcome *codec_outcome_msg(const codec_outcome *o);
 void codec_outcome_free(codec_outcome *o);
+size_t codec_outcome_mem(const codec_outcome *o);
 
 const char *dead_letter_reason_code(dead_letter_reason r);     /* "UNDECODABLE", ... */
 

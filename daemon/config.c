@@ -624,6 +624,16 @@ int config_load_flags(const char *path, unsigned flags, config **ret, char *err,
         }
         r = parse_string(path, text, flags, ret, err, err_size);
         free(text);
+        if (r < 0)
+                return r;
+        /* The file a daemon or allvarsctl runs with: TLS enforced. */
+        char why[512];
+        r = config_check_transport(*ret, why, sizeof why);
+        if (r < 0) {
+                snprintf(err, err_size, "%s: %s", path, why);
+                config_free(*ret);
+                *ret = NULL;
+        }
         return r;
 }
 

@@ -88,6 +88,7 @@ typedef struct config {
         char *log_target;               /* auto | journal | stderr */
         char *log_level;                /* debug | info | notice | warning | err */
         char *clock_file;               /* tests only: read "now" from this file */
+        bool insecure_allow_plaintext;  /* insecure.allow_plaintext: TLS not enforced (config_transport.c) */
         char *metrics_listen;           /* "" (off) or ADDRESS:PORT of the Prometheus endpoint */
         bool metrics_allow_remote;      /* accept an address other than loopback */
 
@@ -96,7 +97,8 @@ typedef struct config {
 } config;
 
 /* Parse a configuration file. On failure returns a negative errno and writes
- * one line naming the file, line and key into err. */
+ * one line naming the file, line and key into err. Unlike config_parse_string
+ * it also checks config_check_transport (-EPERM). */
 int config_load(const char *path, config **ret, char *err, size_t err_size);
 enum {
         /* "@credential:NAME" values are not read: the reference stands for the
@@ -129,6 +131,13 @@ void config_free(config *c);
 
 /* The effective profile for a referral's district ("" or unknown: the default). */
 const profile *config_profile_for(const config *c, const char *district);
+
+/* TLS enforced (config_transport.c): a PostgreSQL server or Kafka broker that
+ * is not on a loopback address or a unix socket needs sslmode=verify-full and
+ * security.protocol SSL or SASL_SSL; enable.ssl.certificate.verification=false
+ * and ssl.endpoint.identification.algorithm=none are refused; all unless
+ * insecure.allow_plaintext = true. -EPERM with the reason in err. */
+int config_check_transport(const config *c, char *err, size_t err_size);
 
 /* Keys whose change needs a restart, comma-separated, into buf; "" when the
  * new configuration can be applied by SIGHUP. */

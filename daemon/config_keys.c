@@ -45,6 +45,12 @@ const config_key config_keys[] = {
          "The libpq connection string of the runtime role, as keyword=value pairs or a postgresql:// URI, e.g. "
          "host=db.example.org dbname=allvarsd user=allvarsd_runtime sslmode=verify-full. A password in it is "
          "masked by --check-config, but belongs in database.password."},
+        {"insecure.allow_plaintext", CT_BOOL, OFF(insecure_allow_plaintext), 0, "false", 0, 0, 0, NULL,
+         "Allow what is otherwise refused: a PostgreSQL server that is not on this machine without "
+         "sslmode=verify-full, Kafka brokers that are not on this machine without security.protocol SSL or "
+         "SASL_SSL, kafka.enable.ssl.certificate.verification = false and "
+         "kafka.ssl.endpoint.identification.algorithm = none. For a test network only: allvarsd warns at every "
+         "start and allvarsctl status shows it. Loopback addresses and unix sockets never need it."},
         {"database.password", CT_SECRET, OFF(db_password), 0, NULL, 0, 0, 0, NULL,
          "The database password, normally @credential:db-password (LoadCredential= in the unit); merged into "
          "the connection. Optional: peer, certificate or .pgpass authentication need none."},

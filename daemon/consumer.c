@@ -31,6 +31,22 @@
 #define BACKOFF_MIN (100 * 1000)
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
 #define LATE_SLACK (1000)               /* 1 ms: polled right after a flush */
+#define SEEK_TIMEOUT_MS 5000
+/* A batch is stored when its payloads and their decoded forms reach this
+ * (or batch.max_messages): with one message's decoding bounded by the codec
+ * (CODEC_DECODE_BUDGET), a batch of hostile messages stays within the
+ * daemon's memory target whatever the count. */
+#define CONSUMER_BATCH_MAX_BYTES (8u << 20)
+#define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
+
+/* A consumed message, decoded when it joins the batch, so that the batch is
+ * bounded by the memory it takes and not only by its count. */
+typedef struct batch_entry {
+        rd_kafka_message_t *km;
+        codec_referral *referral;       /* decoded and valid, or NULL */
+        codec_outcome *outcome;         /* decoded and valid, or NULL */
+        codec_error error;              /* when neither: why it is dead-lettered */
+} batch_entry;
 
 typedef struct partition_state {
         char *topic;
@@ -38,6 +54,8 @@ typedef struct partition_state {
         int64_t stored_next;            /* next offset as the database holds it; -1: no row */
         int64_t pos;                    /* next offset to accept from Kafka */
         bool valid;                     /* stored_next was read from the database */
+        bool seek_pending;              /* paused: its seek to pos failed; nothing accepted until it succeeds */
+        bool fresh;                     /* the next message is the first since an assignment or a seek */
 } partition_state;
 
 struct consumer {
@@ -51,9 +69,10 @@ struct consumer {
         partition_state *parts;
         size_t n_parts;
 
-        rd_kafka_message_t **batch;
+        batch_entry *batch;
         size_t n_batch, cap_batch;      /* in the batch; the array's size */
         size_t max_batch;               /* batch.max_messages (<= cap_batch) */
+        size_t batch_bytes;             /* payloads and their decoded forms */
         usec_t batch_started;           /* monotonic */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
@@ -61,10 +80,15 @@ struct consumer {
         bool reload_needed;             /* some partitions lack a valid position */
         usec_t backoff;
         usec_t retry_at;                /* monotonic */
+        usec_t seek_backoff;
+        usec_t seek_retry_at;           /* monotonic: when to retry the partitions whose seek failed */
 
         lanes *lanes;                   /* the batch's connections (lane 0 is st) */
         char lane_error[256];           /* why the last failed lane failed, for database_lost */
         size_t fenced_messages;         /* of the last flush: messages of parts fenced */
+
+        consumer_seek_fn seek_fault;    /* tests only: stands in for rd_kafka_seek_partitions */
+        void *seek_fault_arg;
 
         consumer_figures fig;
 };
@@ -94,9 +118,32 @@ static void parts_clear(consumer *c) {
 }
 
 static void batch_drop(consumer *c) {
-        for (size_t i = 0; i < c->n_batch; i++)
-                rd_kafka_message_destroy(c->batch[i]);
+        for (size_t i = 0; i < c->n_batch; i++) {
+                codec_referral_free(c->batch[i].referral);
+                codec_outcome_free(c->batch[i].outcome);
+                rd_kafka_message_destroy(c->batch[i].km);
+        }
         c->n_batch = 0;
+        c->batch_bytes = 0;
+}
+
+static bool batch_full(const consumer *c) {
+        return c->n_batch >= c->max_batch || c->batch_bytes >= CONSUMER_BATCH_MAX_BYTES;
+}
+
+/* Decode km and add it to the batch (which takes it over). */
+static void batch_add(consumer *c, rd_kafka_message_t *km) {
+        batch_entry *e = &c->batch[c->n_batch++];
+        *e = (batch_entry){.km = km};
+        size_t decoded = 0;
+        if (strcmp(rd_kafka_topic_name(km->rkt), c->cfg->topic_outcomes) == 0) {
+                e->outcome = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_outcome_mem(e->outcome);
+        } else {
+                e->referral = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_referral_mem(e->referral);
+        }
+        c->batch_bytes += km->len + decoded;
 }
 
 /* Read the stored positions of every partition that lacks one. Returns 0 or
@@ -136,6 +183,78 @@ static void pause_all(consumer *c) {
         rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Where a partition's next message is: its position, or the topic's start
+ * when the database has none and nothing was read yet. */
+static int64_t part_target(const partition_state *p) {
+        return p->stored_next < 0 && p->pos == 0 ? RD_KAFKA_OFFSET_BEGINNING : p->pos;
+}
+
+static bool part_has_position(const partition_state *p) {
+        return p->stored_next >= 0 || p->pos > 0;
+}
+
+static void seek_failed(consumer *c, partition_state *p, const char *why) {
+        set_error(c, "seek %s [%d]: %s", p->topic, (int)p->partition, why);
+        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                   "OFFSET=%lld", (long long)p->pos,
+                   "MESSAGE=Seek of %s [%d] to offset %lld failed: %s; partition paused, retrying", p->topic,
+                   (int)p->partition, (long long)p->pos, why, NULL);
+        rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(one, p->topic, p->partition);
+        rd_kafka_pause_partitions(c->rk, one);
+        rd_kafka_topic_partition_list_destroy(one);
+        p->seek_pending = true;
+}
+
+/* Seek the partitions (all, those whose last seek failed, or only `only`) to
+ * their positions and resume those that moved. A partition whose seek failed
+ * stays paused and is retried with a backoff: resumed, it would go on from
+ * wherever librdkafka had fetched to, past messages never stored. Returns how
+ * many failed. */
+static size_t parts_seek(consumer *c, bool only_pending, partition_state *only) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->n_parts + 1);
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                if ((only_pending && !p->seek_pending) || (only && p != only))
+                        continue;
+                rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = part_target(p);
+        }
+        size_t failed = 0;
+        if (l->cnt == 0) {
+                rd_kafka_topic_partition_list_destroy(l);
+                return 0;
+        }
+        /* Resumed first: librdkafka 2.0.2 does not finish a seek of a paused
+         * partition (it times out). Nothing is taken meanwhile: this thread
+         * is in the seek, and what was fetched before it is discarded. */
+        rd_kafka_resume_partitions(c->rk, l);
+        rd_kafka_error_t *e = c->seek_fault ? c->seek_fault(c->seek_fault_arg, l)
+                                            : rd_kafka_seek_partitions(c->rk, l, SEEK_TIMEOUT_MS);
+        for (int i = 0; i < l->cnt; i++) {
+                partition_state *p = part_find(c, l->elems[i].topic, l->elems[i].partition);
+                if (!p)
+                        continue;
+                if (e || l->elems[i].err) {
+                        seek_failed(c, p, e ? rd_kafka_error_string(e) : rd_kafka_err2str(l->elems[i].err));
+                        failed++;
+                        continue;
+                }
+                p->seek_pending = false;
+                p->fresh = true;
+        }
+        if (e)
+                rd_kafka_error_destroy(e);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (failed) {
+                c->seek_backoff = c->seek_backoff ? c->seek_backoff * 2 : BACKOFF_MIN;
+                if (c->seek_backoff > BACKOFF_MAX)
+                        c->seek_backoff = BACKOFF_MAX;
+                c->seek_retry_at = clock_monotonic() + c->seek_backoff;
+        } else if (only_pending)
+                c->seek_backoff = 0;
+        return failed;
+}
+
 /* Move every partition back to the position the database holds and resume. */
 static int parts_reseek(consumer *c) {
         int r = parts_load(c, false);
@@ -143,22 +262,7 @@ static int parts_reseek(consumer *c) {
                 return r;
         if (c->n_parts == 0)
                 return 0;
-        rd_kafka_topic_partition_list_t *l = parts_list(c, true);
-        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 10000);
-        if (e) {
-                set_error(c, "seek: %s", rd_kafka_error_string(e));
-                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Seek to the stored offsets failed: %s",
-                           rd_kafka_error_string(e), NULL);
-                rd_kafka_error_destroy(e);
-        }
-        for (int i = 0; i < l->cnt; i++)
-                if (l->elems[i].err)
-                        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "TOPIC=%s", l->elems[i].topic,
-                                   "PARTITION=%d", (int)l->elems[i].partition,
-                                   "MESSAGE=Seek of %s [%d] failed: %s", l->elems[i].topic,
-                                   (int)l->elems[i].partition, rd_kafka_err2str(l->elems[i].err), NULL);
-        rd_kafka_resume_partitions(c->rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        parts_seek(c, false, NULL);
         c->reload_needed = false;
         return 0;
 }
@@ -239,6 +343,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                                 abort();
                         c->parts[i].partition = l->elems[i].partition;
                         c->parts[i].stored_next = -1;
+                        c->parts[i].fresh = true;
                 }
                 c->n_parts = (size_t)l->cnt;
                 c->fig.partitions = (unsigned)l->cnt;
@@ -540,46 +645,23 @@ static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, 
         }
 }
 
-/* The decoded messages of flush_topic, freed with it. */
-typedef struct decoded {
-        codec_referral **refs;
-        codec_outcome **outs;
-        size_t n;
-} decoded;
-
-static void decoded_free(decoded *d) {
-        for (size_t i = 0; i < d->n; i++) {
-                codec_referral_free(d->refs ? d->refs[i] : NULL);
-                codec_outcome_free(d->outs ? d->outs[i] : NULL);
-        }
-        free(d->refs);
-        free(d->outs);
-}
-
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
  * lanes) and each lane's part is one transaction, all lanes at once; a part
  * that committed advances its positions even when another failed (the caller
  * then re-reads every position from the database). */
-static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool outcomes, usec_t now) {
+static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
         unsigned n_lanes = lanes_count(c->lanes);
-        _cleanup_free_ rd_kafka_message_t **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
         _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
-        _cleanup_(decoded_free) decoded dec = { .refs = calloc(n, sizeof *dec.refs),
-                                                .outs = calloc(n, sizeof *dec.outs),
-                                                .n = n };
-        _cleanup_free_ codec_error *errs = calloc(n, sizeof *errs);
         _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
         _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
         _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
         _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
         _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
-        if (!ordered || !msgs || !dec.refs || !dec.outs || !errs || !ids || !offs || !ts || !work || !args ||
-            !rets)
+        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets)
                 return -ENOMEM;
-        codec_referral **refs = dec.refs;
-        codec_outcome **outs = dec.outs;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -587,10 +669,10 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
         for (unsigned k = 0; k < n_lanes; k++) {
                 size_t first = g, first_off = n_offs;
                 for (size_t i = 0; i < n; i++)
-                        if ((unsigned)batch[i]->partition % n_lanes == k)
+                        if ((unsigned)batch[i]->km->partition % n_lanes == k)
                                 ordered[g++] = batch[i];
                 for (size_t i = first; i < g; i++) {
-                        rd_kafka_message_t *km = ordered[i];
+                        rd_kafka_message_t *km = ordered[i]->km;
                         store_message *m = &msgs[i];
                         m->topic = rd_kafka_topic_name(km->rkt);
                         m->partition = km->partition;
@@ -598,20 +680,14 @@ static int flush_topic(consumer *c, rd_kafka_message_t **batch, size_t n, bool o
                         m->payload = km->payload;
                         m->len = km->len;
                         ts[i] = rd_kafka_message_timestamp(km, NULL);
-                        if (outcomes) {
-                                outs[i] = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes,
-                                                               &errs[i]);
-                                if (outs[i] && outcome_key_ok(codec_outcome_msg(outs[i]), km, &errs[i]))
-                                        m->case_outcome = codec_outcome_msg(outs[i]);
-                        } else {
-                                refs[i] = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes,
-                                                                &errs[i]);
-                                if (refs[i])
-                                        m->referral = codec_referral_msg(refs[i]);
-                        }
+                        batch_entry *e = ordered[i];
+                        if (e->outcome && outcome_key_ok(codec_outcome_msg(e->outcome), km, &e->error))
+                                m->case_outcome = codec_outcome_msg(e->outcome);
+                        else if (e->referral)
+                                m->referral = codec_referral_msg(e->referral);
                         if (!m->referral && !m->case_outcome)
-                                m->error = &errs[i];
-                        source_of(c, km, outcomes, outs[i], refs[i], m, ids[i]);
+                                m->error = &e->error;
+                        source_of(c, km, outcomes, e->outcome, e->referral, m, ids[i]);
 
                         store_offset *o = NULL;
                         for (size_t j = first_off; j < n_offs; j++)
@@ -662,14 +738,14 @@ static int batch_flush(consumer *c) {
                 return 0;
         usec_t now = clock_now(c->clk);
         c->fenced_messages = 0;
-        rd_kafka_message_t **part = calloc(n, sizeof *part);
+        batch_entry **part = calloc(n, sizeof *part);
         int r = part ? 0 : -ENOMEM;
         for (int pass = 0; pass < 2 && r == 0; pass++) {
                 size_t k = 0;
                 for (size_t i = 0; i < n; i++) {
-                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i]->rkt), c->cfg->topic_outcomes) == 0;
+                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i].km->rkt), c->cfg->topic_outcomes) == 0;
                         if (is_outcome == (pass == 1))
-                                part[k++] = c->batch[i];
+                                part[k++] = &c->batch[i];
                 }
                 if (k)
                         r = flush_topic(c, part, k, pass == 1, now);
@@ -699,6 +775,67 @@ static int batch_flush(consumer *c) {
         return r;
 }
 
+/* The first message of a partition is above its position: were the offsets
+ * between never handed to us, or are they gone from Kafka? Returns true to
+ * take the message, false to drop it (the partition is read again from its
+ * position, or paused). */
+static bool gap_seen(consumer *c, partition_state *p, int64_t offset) {
+        if (!p->fresh) {
+                /* Within a run of messages: ours to explain (a batch dropped
+                 * after librdkafka had fetched past it) or Kafka's (a
+                 * transaction marker). Read again from the position; what
+                 * comes first after the seek tells. */
+                log_struct(LOG_DEBUG, MSGID_KAFKA_ERROR, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                           "MESSAGE=%s [%d]: offset %lld after %lld; seeking back", p->topic, (int)p->partition,
+                           (long long)offset, (long long)p->pos - 1, NULL);
+                parts_seek(c, false, p);
+                return false;
+        }
+        int64_t lo = -1, hi = -1;
+        rd_kafka_resp_err_t err =
+                rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi, WATERMARK_TIMEOUT_MS);
+        if (err) {
+                /* Cannot tell now: take nothing past the position, try again later. */
+                seek_failed(c, p, rd_kafka_err2str(err));
+                c->seek_backoff = c->seek_backoff ? c->seek_backoff : BACKOFF_MIN;
+                c->seek_retry_at = clock_monotonic() + c->seek_backoff;
+                return false;
+        }
+        if (lo <= p->pos) {
+                /* Kafka still has the offsets in between: compacted away, or
+                 * transaction markers. Allowed, counted. */
+                c->fig.gaps_explained++;
+                log_struct(LOG_DEBUG, MSGID_PARTITION_GAP, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                           "MESSAGE=%s [%d]: offsets %lld-%lld skipped by Kafka (compaction or transaction markers)",
+                           p->topic, (int)p->partition, (long long)p->pos, (long long)offset - 1, NULL);
+                return true;
+        }
+        /* Gone: retention, deleted records or an offset reset moved the log
+         * start past our position. The messages there were never decided. */
+        int64_t to = lo < offset ? lo : offset;
+        bool is_new = false;
+        int r = store_partition_gap(c->st, c->cfg, c->cfg->group_id, p->topic, p->partition, p->pos, to, lo,
+                                    clock_now(c->clk), &is_new);
+        if (r < 0) {
+                database_lost(c, r);
+                return false;
+        }
+        c->fig.gaps_lost++;
+        c->fig.offsets_lost += (uint64_t)(to - p->pos);
+        set_error(c, "%s [%d]: offsets %lld-%lld gone from Kafka before they were read", p->topic, (int)p->partition,
+                  (long long)p->pos, (long long)to - 1);
+        log_struct(LOG_ERR, MSGID_PARTITION_GAP, "TOPIC=%s", p->topic, "PARTITION=%d", (int)p->partition,
+                   "OFFSET=%lld", (long long)p->pos, "GAP_FROM=%lld", (long long)p->pos, "GAP_TO=%lld",
+                   (long long)to, "MESSAGE=%s [%d]: offsets %lld-%lld were gone from Kafka (log start %lld) before "
+                   "they were read; never decided%s",
+                   p->topic, (int)p->partition, (long long)p->pos, (long long)to - 1, (long long)lo,
+                   is_new ? "; alert raised" : " (recorded before)", NULL);
+        int t = metrics_topic_of(p->topic);
+        if (t >= 0)
+                metrics_inc(M_PARTITION_GAPS, (unsigned)t);     /* allvarsd_partition_gaps_total */
+        return true;
+}
+
 usec_t consumer_step(consumer *c) {
         usec_t mono = clock_monotonic();
 
@@ -718,9 +855,13 @@ usec_t consumer_step(consumer *c) {
                 c->database_down = false;
                 log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
         }
+        if (c->seek_retry_at && mono >= c->seek_retry_at) {
+                c->seek_retry_at = 0;
+                parts_seek(c, true, NULL);
+        }
 
         drain_pipe(c);
-        while (c->n_batch < c->max_batch) {
+        while (!batch_full(c)) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
@@ -734,14 +875,19 @@ usec_t consumer_step(consumer *c) {
                         continue;
                 }
                 partition_state *p = part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
-                if (!p || !p->valid || km->offset < p->pos || c->database_down) {
+                if (!p || !p->valid || p->seek_pending || km->offset < p->pos || c->database_down) {
                         rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
                         continue;
                 }
+                if (km->offset > p->pos && part_has_position(p) && !gap_seen(c, p, km->offset)) {
+                        rd_kafka_message_destroy(km);
+                        continue;
+                }
+                p->fresh = false;
                 p->pos = km->offset + 1;
                 if (c->n_batch == 0)
                         c->batch_started = mono;
-                c->batch[c->n_batch++] = km;
+                batch_add(c, km);
         }
 
         /* A batch begun with what arrived while the last one was being stored
@@ -751,7 +897,7 @@ usec_t consumer_step(consumer *c) {
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
         bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
-            (behind || c->n_batch >= c->max_batch || clock_monotonic() - c->batch_started >= wait)) {
+            (behind || batch_full(c) || clock_monotonic() - c->batch_started >= wait)) {
                 batch_flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
@@ -765,17 +911,18 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (c->n_batch < c->max_batch) {
+                while (!batch_full(c)) {
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                         if (!km)
                                 break;
                         partition_state *p = km->err ? NULL : part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
-                        if (!p || !p->valid || km->offset < p->pos) {
+                        /* A gap is left to the next owner to tell. */
+                        if (!p || !p->valid || p->seek_pending || km->offset != p->pos) {
                                 rd_kafka_message_destroy(km);
                                 continue;
                         }
                         p->pos = km->offset + 1;
-                        c->batch[c->n_batch++] = km;
+                        batch_add(c, km);
                 }
                 batch_flush(c);
         }
@@ -813,7 +960,7 @@ int consumer_reconfigure(consumer *c, const config *cfg) {
         size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         if (want > c->cap_batch) {
                 /* Called between batches, on the thread that fills the array. */
-                rd_kafka_message_t **b = realloc(c->batch, want * sizeof *b);
+                batch_entry *b = realloc(c->batch, want * sizeof *b);
                 if (!b)
                         return -ENOMEM;
                 c->batch = b;
@@ -839,6 +986,15 @@ void consumer_metrics_publish(consumer *c) {
                 int64_t from = p->stored_next >= 0 ? p->stored_next : lo;
                 metrics_partition_set((metrics_topic)t, p->partition, p->stored_next, hi > from ? hi - from : 0);
         }
+}
+
+void consumer_set_seek_fault(consumer *c, consumer_seek_fn fn, void *arg) {
+        c->seek_fault = fn;
+        c->seek_fault_arg = arg;
+}
+
+rd_kafka_t *consumer_kafka(consumer *c) {
+        return c->rk;
 }
 
 void consumer_figures_read(const consumer *c, consumer_figures *ret) {

@@ -22,6 +22,9 @@ typedef struct consumer_figures {
         unsigned partitions;            /* assigned now */
         bool assigned_once;             /* the first assignment has completed (READY) */
         bool database_down;             /* partitions paused until PostgreSQL answers */
+        uint64_t gaps_lost;             /* gaps of input gone from Kafka before it was read */
+        uint64_t offsets_lost;          /* the offsets in them */
+        uint64_t gaps_explained;        /* offsets Kafka skipped itself (compaction, transaction markers) */
         char last_error[200];
 } consumer_figures;
 
@@ -40,6 +43,11 @@ int consumer_fd(const consumer *c);
 /* Finish the current batch (SIGTERM: drain), then leave the group. */
 int consumer_drain(consumer *c);
 void consumer_free(consumer *c);
+
+/* Tests only: call fn instead of rd_kafka_seek_partitions (a seek that fails). */
+typedef rd_kafka_error_t *(*consumer_seek_fn)(void *arg, rd_kafka_topic_partition_list_t *partitions);
+void consumer_set_seek_fault(consumer *c, consumer_seek_fn fn, void *arg);
+rd_kafka_t *consumer_kafka(consumer *c);
 
 /* Apply a reloaded configuration between two batches: batch.max_messages,
  * batch.max_wait_ms and the limits take effect with the next batch (the batch

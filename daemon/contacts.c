@@ -82,17 +82,38 @@ static int field_update(char **field, const char *value, bool *changed) {
         return 0;
 }
 
+static bool blank(const char *s) {
+        if (!s)
+                return true;
+        while (isspace((unsigned char)*s))
+                s++;
+        return !*s;
+}
+
+/* Without a name to go by: the same phone number or e-mail address. */
+static bool same_contact(const contact *k, const Allvarssamtal__V1__Guardian *g) {
+        return blank(k->name) && ((!blank(g->phone) && strcmp(k->phone, g->phone) == 0) ||
+                                  (!blank(g->email) && strcmp(k->email, g->email) == 0));
+}
+
 int contacts_merge(contacts *c, Allvarssamtal__V1__Guardian *const *g, size_t n, usec_t at) {
         assert(c && (n == 0 || g));
+        int dropped = 0;
         for (size_t i = 0; i < n; i++) {
-                if (!g[i])
-                        continue;
+                if (!g[i] || (blank(g[i]->name) && blank(g[i]->phone) && blank(g[i]->email) &&
+                              blank(g[i]->postal_address)))
+                        continue;       /* nothing to contact */
                 contact *match = NULL;
                 for (size_t j = 0; j < c->n && !match; j++)
-                        if (g[i]->name && same_name(c->v[j].name, g[i]->name))
+                        if ((g[i]->name && same_name(c->v[j].name, g[i]->name)) ||
+                            (blank(g[i]->name) && same_contact(&c->v[j], g[i])))
                                 match = &c->v[j];
                 int r;
                 if (!match) {
+                        if (c->n >= CONTACTS_MAX) {
+                                dropped++;      /* a case's scheduling request stays a few kB */
+                                continue;
+                        }
                         r = contacts_add(c, next_ordinal(c), g[i]->name, g[i]->phone, g[i]->email,
                                          g[i]->postal_address, at, true);
                         if (r < 0)
@@ -109,7 +130,7 @@ int contacts_merge(contacts *c, Allvarssamtal__V1__Guardian *const *g, size_t n,
                         match->supplied_at = at;
                 }
         }
-        return 0;
+        return dropped;
 }
 
 int contacts_views(contacts *c) {

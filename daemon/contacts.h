@@ -33,7 +33,15 @@ void contacts_free(contacts *c);
 /* Append one (NULL fields are ""); -ENOMEM. */
 int contacts_add(contacts *c, int32_t ordinal, const char *name, const char *phone, const char *email,
                  const char *address, usec_t at, bool dirty);
-/* Merge the supplied guardians at time `at` (the rule above); -ENOMEM. */
+/* At most this many guardians per case: no family has more, and the
+ * scheduling request carrying them must stay far below the brokers' message
+ * size (about 19 supplies of 32 guardians each made it too large to send). */
+#define CONTACTS_MAX 8
+
+/* Merge the supplied guardians at time `at` (the rule above). A guardian
+ * without a name matches a nameless known one with the same phone number or
+ * e-mail address; one with nothing to contact is skipped; new ones beyond
+ * CONTACTS_MAX are dropped. Returns how many were dropped, or -ENOMEM. */
 int contacts_merge(contacts *c, Allvarssamtal__V1__Guardian *const *g, size_t n, usec_t at);
 /* Protobuf views of the contacts in c->gp[0..n), for events_scheduling; -ENOMEM. */
 int contacts_views(contacts *c);

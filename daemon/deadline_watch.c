@@ -26,7 +26,9 @@
  *                within 24 h) a SCHEDULED case has met it. due_at = deadline.
  *   PROTECTIVE_ASSESSMENT_OVERDUE
  *                awaiting_assessment and now >= protective_assessment_due;
- *                due_at = protective_assessment_due.
+ *                due_at = protective_assessment_due. Also for a referral
+ *                without a case that owes one (a NOT_ELIGIBLE child with acute
+ *                risk: assessment_duties), once, marked by alerted_due.
  * A deadline that moves (deferral resolved, override) is a new due time and so
  * gets its own alerts. */
 #include <assert.h>
@@ -132,6 +134,22 @@ static const pg_statement watch_statements[] = {
           "   FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS a(case_id, kind, due)"
           " ON CONFLICT DO NOTHING"
           " RETURNING case_id::text, kind, " PG_SQL_USEC("due_at") },
+        /* docs/domain.md "Protective assessment": the duties of referrals without a
+         * case (schemas/010_assessments_report.sql), due, neither recorded nor
+         * alerted, marked alerted under their row lock: the mark is the once. A
+         * referral whose case an override opened is the case's business. */
+        { "watch_duties",
+          "WITH due AS ("
+          "    SELECT d.case_id FROM allvarsd.assessment_duties d"
+          "     WHERE d.recorded_at IS NULL AND d.alerted_due IS NULL AND d.due_at <= $1::timestamptz"
+          "       AND NOT EXISTS (SELECT 1 FROM allvarsd.cases c WHERE c.case_id = d.case_id)"
+          "     ORDER BY d.case_id"
+          "       FOR UPDATE SKIP LOCKED)"
+          "UPDATE allvarsd.assessment_duties d SET alerted_due = d.due_at, alerted_at = $1::timestamptz"
+          "  FROM due, allvarsd.referrals r"
+          " WHERE d.case_id = due.case_id AND r.referral_id = d.referral_id"
+          " RETURNING d.case_id::text, d.district, r.referral_id, r.police_case_number, r.feedback_requested,"
+          "           " PG_SQL_USEC("d.due_at") },
         { NULL, NULL },
 };
 
@@ -275,12 +293,37 @@ static int mark_alerted(pg_session *s, const watch_case *cases, size_t n) {
         return pg_exec(s, "watch_mark_alerted", &p, 0, NULL);
 }
 
+/* PROTECTIVE_ASSESSMENT_OVERDUE for the duties of referrals without a case. */
+static int raise_duties(const config *cfg, usec_t now, const PGresult *duties, event_list *ev, store_rows *rows,
+                        deadline_watch_result *res) {
+        for (int i = 0; duties && i < PQntuples(duties); i++) {
+                const alert_case ac = {
+                        .case_id = PQgetvalue(duties, i, 0),
+                        .district = PQgetvalue(duties, i, 1),
+                        .referral_id = PQgetvalue(duties, i, 2),
+                        .police_case_number = PQgetvalue(duties, i, 3),
+                        .feedback_requested = pg_field_bool(duties, i, 4),
+                        .state = "NOT_ELIGIBLE",
+                        .deadline_kind = DEADLINE_NONE,
+                };
+                int r = alert_raise(cfg, &ac, ALERT_PROTECTIVE_ASSESSMENT_OVERDUE, pg_field_usec(duties, i, 5), now,
+                                    ev, rows);
+                if (r < 0)
+                        return r;
+                res->assessment_overdue++;
+        }
+        return 0;
+}
+
 /* The events and audit rows of the raised alerts; then write them and COMMIT. */
 static int write_raised(pg_session *s, const config *cfg, usec_t now, const watch_alert *alerts, size_t n,
-                        deadline_watch_result *res) {
+                        const PGresult *duties, deadline_watch_result *res) {
         _cleanup_(event_list_free) event_list ev = { 0 };
         _cleanup_(store_rows_free) store_rows rows = { 0 };
         store_rows_reset(&rows);
+        int rd = raise_duties(cfg, now, duties, &ev, &rows, res);
+        if (rd < 0)
+                return pg_fail(s, rd, "deadline watch: building the events failed: %s", strerror(-rd));
         for (size_t i = 0; i < n; i++) {
                 const watch_alert *a = &alerts[i];
                 if (!a->raised)
@@ -297,6 +340,9 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
                         break;
                 case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE:
                         res->assessment_overdue++;
+                        break;
+                case ALERT_PARTITION_GAP:       /* the consumer's and the relay's, not the watch's */
+                case ALERT_EVENT_UNDELIVERABLE:
                         break;
                 }
         }
@@ -332,8 +378,14 @@ int deadline_watch_run(store *st, const config *cfg, usec_t now, deadline_watch_
                 r = insert_alerts(s, now, alerts, n_alerts);
         if (r >= 0 && n_cases > 0)
                 r = mark_alerted(s, cases, n_cases);
+        _cleanup_pqclear_ PGresult *duties = NULL;
+        if (r >= 0) {
+                pg_params dp = { 0 };
+                pg_params_ts(&dp, now);
+                r = pg_exec(s, "watch_duties", &dp, 0, &duties);
+        }
         if (r >= 0)
-                r = write_raised(s, cfg, now, alerts, n_alerts, &res);
+                r = write_raised(s, cfg, now, alerts, n_alerts, duties, &res);
         if (r < 0) {
                 store_rollback(st);
                 return r;

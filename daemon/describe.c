@@ -42,7 +42,29 @@ static void print_string(const char *s, FILE *f) {
         fputc('"', f);
 }
 
-static void print_value(const ProtobufCFieldDescriptor *fd, const void *p, FILE *f) {
+/* The fields that hold personal data: names, contact details, identity
+ * numbers, birth dates, the police's narrative and an override's free text. */
+static bool is_personal(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *fd) {
+        static const char *const fields[] = {
+                "allvarssamtal.v1.PoliceReferral.narrative",
+                "allvarssamtal.v1.SchedulingRequest.child_given_name",
+                "allvarssamtal.v1.SchedulingRequest.child_family_name",
+                "allvarssamtal.v1.DecisionOverride.reason",
+        };
+        if (fd->type != PROTOBUF_C_TYPE_STRING)
+                return false;
+        if (strcmp(d->name, "allvarssamtal.v1.Person") == 0 || strcmp(d->name, "allvarssamtal.v1.Guardian") == 0)
+                return true;
+        size_t n = strlen(d->name);
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+                if (strncmp(fields[i], d->name, n) == 0 && fields[i][n] == '.' && strcmp(fields[i] + n + 1, fd->name) == 0)
+                        return true;
+        return false;
+}
+
+static void describe(const ProtobufCMessage *m, bool show_personal, FILE *f);
+
+static void print_value(const ProtobufCFieldDescriptor *fd, const void *p, bool show_personal, FILE *f) {
         switch (fd->type) {
         case PROTOBUF_C_TYPE_INT32:
         case PROTOBUF_C_TYPE_SINT32:
@@ -76,7 +98,7 @@ static void print_value(const ProtobufCFieldDescriptor *fd, const void *p, FILE 
                         char buf[RFC3339_MAX];
                         fputs(clock_format_rfc3339(ts->seconds * USEC_PER_SEC + ts->nanos / 1000, buf), f);
                 } else if (sub)
-                        describe_message(sub, f);
+                        describe(sub, show_personal, f);
                 else
                         fputs("{}", f);
                 break;
@@ -117,7 +139,7 @@ static bool is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *fd
         }
 }
 
-void describe_message(const ProtobufCMessage *m, FILE *f) {
+static void describe(const ProtobufCMessage *m, bool show_personal, FILE *f) {
         const ProtobufCMessageDescriptor *d = m->descriptor;
         bool first = true;
         fputc('{', f);
@@ -128,18 +150,28 @@ void describe_message(const ProtobufCMessage *m, FILE *f) {
                 fprintf(f, "%s%s: ", first ? "" : ", ", fd->name);
                 first = false;
                 const char *p = (const char *)m + fd->offset;
-                if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+                if (!show_personal && is_personal(d, fd))
+                        fputs(fd->label == PROTOBUF_C_LABEL_REPEATED ? "[(personal)]" : "(personal)", f);
+                else if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
                         size_t n = *(const size_t *)((const char *)m + fd->quantifier_offset);
                         const char *arr = *(const char *const *)p;
                         fputc('[', f);
                         for (size_t k = 0; k < n; k++) {
                                 if (k)
                                         fputs(", ", f);
-                                print_value(fd, arr + k * value_size(fd), f);
+                                print_value(fd, arr + k * value_size(fd), show_personal, f);
                         }
                         fputc(']', f);
                 } else
-                        print_value(fd, p, f);
+                        print_value(fd, p, show_personal, f);
         }
         fputc('}', f);
+}
+
+void describe_message(const ProtobufCMessage *m, FILE *f) {
+        describe(m, true, f);
+}
+
+void describe_message_masked(const ProtobufCMessage *m, FILE *f) {
+        describe(m, false, f);
 }

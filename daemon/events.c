@@ -90,6 +90,8 @@ const char *alert_kind_code(alert_kind k) {
         case ALERT_AT_RISK: return "AT_RISK";
         case ALERT_MISSED: return "MISSED";
         case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE: return "PROTECTIVE_ASSESSMENT_OVERDUE";
+        case ALERT_PARTITION_GAP: return "PARTITION_GAP";
+        case ALERT_EVENT_UNDELIVERABLE: return "EVENT_UNDELIVERABLE";
         }
         return "UNSPECIFIED";
 }
@@ -300,6 +302,54 @@ int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t
         a.district = str(district);
         a.case_state = str(case_state);
         return event_append(out, &a.base, event_id, cfg->topic_alerts, case_id, CE_TYPE_ALERT, now);
+}
+
+int events_partition_gap(const config *cfg, const char *topic, int32_t partition, int64_t from, int64_t to,
+                         usec_t now, event_list *out) {
+        if (!topic || from < 0 || to <= from)
+                return -EINVAL;
+        /* As a dead letter's: "gap" stands in the case's place of the id's name. */
+        char name[EVENT_NAME_MAX + 256], event_id[UUID_STR_LEN], key[EVENT_KEY_MAX];
+        int k = snprintf(name, sizeof name, "%s/%" PRId32 "/%" PRId64, topic, partition, from);
+        if (k < 0 || (size_t)k >= sizeof name)
+                return -EINVAL;
+        ids_event_id("gap", name, event_id);
+        k = snprintf(key, sizeof key, "%s/%" PRId32, topic, partition);
+        if (k < 0 || (size_t)k >= sizeof key)
+                return -EINVAL;
+
+        Allvarssamtal__V1__DeadlineAlert a = ALLVARSSAMTAL__V1__DEADLINE_ALERT__INIT;
+        Google__Protobuf__Timestamp raised = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        a.event_id = event_id;
+        a.kind = ALLVARSSAMTAL__V1__ALERT_KIND__ALERT_KIND_PARTITION_GAP;
+        codec_timestamp_set(&raised, now);
+        a.raised_at = &raised;
+        a.source_topic = str(topic);
+        a.source_partition = partition;
+        a.gap_from_offset = from;
+        a.gap_to_offset = to;
+        return event_append(out, &a.base, event_id, cfg->topic_alerts, key, CE_TYPE_ALERT, now);
+}
+
+int events_undeliverable(const config *cfg, const char *key, const char *event_id, const char *topic, usec_t now,
+                         event_list *out) {
+        if (!key || !event_id || !topic)
+                return -EINVAL;
+        char name[EVENT_NAME_MAX], id[UUID_STR_LEN];
+        int k = snprintf(name, sizeof name, "undeliverable/%s", event_id);
+        if (k < 0 || (size_t)k >= sizeof name)
+                return -EINVAL;
+        ids_event_id(key, name, id);
+        Allvarssamtal__V1__DeadlineAlert a = ALLVARSSAMTAL__V1__DEADLINE_ALERT__INIT;
+        Google__Protobuf__Timestamp raised = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+        a.event_id = id;
+        a.case_id = str(key);
+        a.kind = ALLVARSSAMTAL__V1__ALERT_KIND__ALERT_KIND_EVENT_UNDELIVERABLE;
+        codec_timestamp_set(&raised, now);
+        a.raised_at = &raised;
+        a.source_topic = str(topic);
+        a.undeliverable_event_id = str(event_id);
+        return event_append(out, &a.base, id, cfg->topic_alerts, key, CE_TYPE_ALERT, now);
 }
 
 int events_dead_letter(const config *cfg, const char *topic, int32_t partition, int64_t offset,

@@ -60,6 +60,8 @@ typedef enum alert_kind {
         ALERT_AT_RISK = 1,
         ALERT_MISSED = 2,
         ALERT_PROTECTIVE_ASSESSMENT_OVERDUE = 3,
+        ALERT_PARTITION_GAP = 4,        /* for operators: input gone before it was read */
+        ALERT_EVENT_UNDELIVERABLE = 5,  /* an event of the case the brokers refuse */
 } alert_kind;
 
 /* A Kafka key: the case id, or "<topic>/<partition>" for a dead letter
@@ -144,6 +146,17 @@ const char *withdrawal_reason_code(withdrawal_reason r); /* "CANCELLED", ... */
 int events_alert(const config *cfg, const char *case_id, alert_kind kind, usec_t due_at,
                  deadline_kind dk, const char *district, const char *case_state,
                  usec_t now, event_list *out);
+
+/* Input messages gone from Kafka before they were read: the offsets [from, to)
+ * of topic's partition. Keyed "<topic>/<partition>"; event id from (topic,
+ * partition, from): once per gap. */
+int events_partition_gap(const config *cfg, const char *topic, int32_t partition, int64_t from, int64_t to,
+                         usec_t now, event_list *out);
+
+/* An event of the case (key) that the brokers refuse for good (too large):
+ * dead-lettered; event id from (key, the refused event's id). */
+int events_undeliverable(const config *cfg, const char *key, const char *event_id, const char *topic, usec_t now,
+                         event_list *out);
 
 /* A dead letter; event id from (topic, partition, offset). case_id may be NULL. */
 int events_dead_letter(const config *cfg, const char *topic, int32_t partition, int64_t offset,

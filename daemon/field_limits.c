@@ -60,6 +60,11 @@ const field_limit field_limits[_LIM_MAX] = {
         [LIM_ACTOR_NAME] = TEXT("Actor.name", false, MAX_NAME),
         [LIM_SCHEDULED_AT] = TIME("ConversationScheduled.scheduled_at", true, LIMIT_T_2000, LIMIT_T_2100),
         [LIM_CANCELLED_REASON] = ENUM("CaseCancelled.reason", false, allvarssamtal__v1__cancel_reason__descriptor),
+        /* Each code once is enough; a few repeats are tolerated (stored once). */
+        [LIM_HELD_PARTICIPANTS] = {"ConversationHeld.participants", LIMIT_COUNT, false, 0, 8,
+                                   &allvarssamtal__v1__participant__descriptor},
+        [LIM_HELD_FOLLOW_UP] = {"ConversationHeld.follow_up", LIMIT_COUNT, false, 0, 8,
+                                &allvarssamtal__v1__follow_up__descriptor},
         [LIM_CONTACT_GUARDIANS] = COUNT("ContactDetailsSupplied.guardians", true, 1, 32),
         [LIM_OVERRIDE_OUTCOME] = ENUM("DecisionOverride.outcome", true, allvarssamtal__v1__outcome__descriptor),
         [LIM_OVERRIDE_REASON] = TEXT("DecisionOverride.reason", true, MAX_OVERRIDE_REASON),

@@ -64,6 +64,8 @@ typedef enum limit_id {
         LIM_ACTOR_NAME,
         LIM_SCHEDULED_AT,
         LIM_CANCELLED_REASON,
+        LIM_HELD_PARTICIPANTS,
+        LIM_HELD_FOLLOW_UP,
         LIM_CONTACT_GUARDIANS,
         LIM_OVERRIDE_OUTCOME,
         LIM_OVERRIDE_REASON,

@@ -81,7 +81,11 @@ static const char SQL_FIGURES[] =
         "SELECT (SELECT count(*) FROM allvarsd.cases c WHERE " CASE_SQL_OVERDUE("c", SQL_TS("$1")) "),"
         "       (SELECT count(*) FROM allvarsd.cases"
         "         WHERE closed_at IS NULL AND awaiting_assessment"
-        "           AND protective_assessment_due < " SQL_TS("$1") "),"
+        "           AND protective_assessment_due < " SQL_TS("$1") ")"
+        /* and the children's assessments owed without a case (docs/domain.md "Protective assessment") */
+        "       + (SELECT count(*) FROM allvarsd.assessment_duties d"
+        "           WHERE d.recorded_at IS NULL AND d.due_at < " SQL_TS("$1")
+        "             AND NOT EXISTS (SELECT 1 FROM allvarsd.cases c WHERE c.case_id = d.case_id)),"
         "       (SELECT count(*) FROM pg_catalog.pg_locks"
         "         WHERE locktype = 'advisory' AND granted AND objsubid = 1"
         "           AND classid::bigint = ($2::bigint >> 32) AND objid::bigint = ($2::bigint & 4294967295))";

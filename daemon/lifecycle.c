@@ -20,9 +20,12 @@
  *       deadline = occurred_at + limit (rules_deadline_after_deferral; docs/domain.md
  *       "Decision", step 4: counted from that moment, exact hours), action
  *       BECAME_ELIGIBLE, and a scheduling request goes out.
- *   CONVERSATION_HELD(police_attended)
+ *   CONVERSATION_HELD(police_attended, participants, follow_up)
  *       SCHEDULED|ELIGIBLE -> HELD, held_at = closed_at = occurred_at;
- *       police_attending becomes what happened (police_attended); feedback HELD.
+ *       police_attending becomes what happened (police_attended, or POLICE
+ *       among the participants); feedback HELD. Who took part and what
+ *       followed are codes on the event's row (lifecycle_held_codes), not
+ *       case state.
  *   FAMILY_DECLINED
  *       ELIGIBLE|SCHEDULED -> DECLINED (closed); feedback FAMILY_DECLINED.
  *   CANCELLED
@@ -178,7 +181,9 @@ void lifecycle_open(const decision *d, case_state *ret) {
                 ret->protective_assessment_due = 0;
                 return;
         }
-        ret->awaiting_assessment = d->protective_assessment_due != 0;
+        /* An adult's DEFERRED case awaits its assessment without a due time. */
+        ret->awaiting_assessment = d->protective_assessment_due != 0 ||
+                                   (d->outcome == OUTCOME_DEFERRED && (d->reasons & REASON_PROTECTIVE_ASSESSMENT_FIRST));
         ret->awaiting_clearance = d->outcome == OUTCOME_DEFERRED && (d->reasons & REASON_PRELIMINARY_INVESTIGATION);
         ret->awaiting_contact = (d->flags & FLAG_CONTACT_MISSING) != 0;
 }
@@ -286,6 +291,50 @@ static void apply_override(lifecycle_result *r, const case_state *before, const 
         feedback(r, FEEDBACK_ASSESSED);
 }
 
+static bool held_police(const Allvarssamtal__V1__ConversationHeld *h) {
+        if (!h)
+                return false;
+        for (size_t i = 0; i < h->n_participants; i++)
+                if (h->participants[i] == ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_POLICE)
+                        return true;
+        return h->police_attended;
+}
+
+/* Comma-separated codes in a fixed order, each once. */
+static int put_codes(char *buf, size_t size, const char *const *names, size_t n_names, const int *v, size_t n) {
+        size_t len = 0;
+        buf[0] = '\0';
+        for (size_t k = 1; k < n_names; k++) {
+                bool present = false;
+                for (size_t i = 0; i < n; i++)
+                        present = present || v[i] == (int)k;
+                if (!present)
+                        continue;
+                int w = snprintf(buf + len, size - len, "%s%s", len ? "," : "", names[k]);
+                if (w < 0 || (size_t)w >= size - len)
+                        return -ENOBUFS;
+                len += (size_t)w;
+        }
+        return 0;
+}
+
+int lifecycle_held_codes(const CaseOutcome *ev, char *participants, char *follow_up, size_t size) {
+        static const char *const p_names[] = { "", "CHILD", "GUARDIANS", "POLICE", "SOCIAL_SERVICES" };
+        static const char *const f_names[] = { "", "NONE", "ADVICE_SUPPORT", "OPEN_CARE", "INVESTIGATION", "OTHER" };
+        if (!participants || !follow_up || size == 0)
+                return -EINVAL;
+        participants[0] = follow_up[0] = '\0';
+        if (!ev || lifecycle_kind(ev) != OUTCOME_KIND_HELD || !ev->conversation_held)
+                return 0;
+        const Allvarssamtal__V1__ConversationHeld *h = ev->conversation_held;
+        int r = put_codes(participants, size, p_names, sizeof p_names / sizeof *p_names, (const int *)h->participants,
+                          h->n_participants);
+        if (r >= 0)
+                r = put_codes(follow_up, size, f_names, sizeof f_names / sizeof *f_names, (const int *)h->follow_up,
+                              h->n_follow_up);
+        return r;
+}
+
 static void apply(const case_state *before, const CaseOutcome *ev, const profile *p, lifecycle_result *r) {
         case_state *c = &r->after;
 
@@ -352,7 +401,7 @@ static void apply(const case_state *before, const CaseOutcome *ev, const profile
                 c->state = CASE_HELD;
                 c->held_at = at;
                 c->closed_at = at;
-                c->police_attending = ev->conversation_held && ev->conversation_held->police_attended;
+                c->police_attending = held_police(ev->conversation_held);
                 r->action = "HELD";
                 feedback(r, FEEDBACK_HELD);
                 return;

@@ -117,3 +117,10 @@ void lifecycle_apply(const case_state *before, const CaseOutcome *ev, const prof
 
 /* "state=SCHEDULED;outcome=ELIGIBLE;deadline=...;scheduled_at=..." for the audit trail. */
 int case_state_describe(const case_state *c, char *buf, size_t size);
+
+/* A CONVERSATION_HELD event's participants and follow-up as comma-separated
+ * codes (CHILD,GUARDIANS,POLICE,SOCIAL_SERVICES; NONE,ADVICE_SUPPORT,
+ * OPEN_CARE,INVESTIGATION,OTHER), in that order, each once; "" for any other
+ * event or none reported. Each buffer holds `size` bytes (64 is enough). */
+#define HELD_CODES_MAX 64
+int lifecycle_held_codes(const CaseOutcome *ev, char *participants, char *follow_up, size_t size);

@@ -49,6 +49,7 @@ static const struct {
         [MSGID_ALERT] = {"b4c046e0b061468e8a6c659da3ae4617", "ALERT"},
         [MSGID_PURGE] = {"a0c485308246455493833699b8c7a1ce", "PURGE"},
         [MSGID_BATCH_FENCED] = {"3c1b000b4c954deb9eb1d7deb4a094a4", "BATCH_FENCED"},
+        [MSGID_PARTITION_GAP] = {"7c4a980a9f3d400f9090bab80424976b", "PARTITION_GAP"},
 };
 
 /* Set by log_setup on the main thread (start, reload), read by every thread. */

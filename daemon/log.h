@@ -28,6 +28,7 @@ typedef enum log_msgid {
         MSGID_ALERT,                    /* a deadline alert was raised */
         MSGID_PURGE,                    /* personal data purged under retention */
         MSGID_BATCH_FENCED,             /* a batch lost its offset compare-and-set */
+        MSGID_PARTITION_GAP,            /* input gone from Kafka before it was read */
         _MSGID_MAX,
 } log_msgid;
 

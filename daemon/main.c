@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -74,6 +75,7 @@ typedef struct manager {
         bool stop;
         usec_t watchdog_usec;
         usec_t next_watchdog;
+        bool watchdog_withheld;         /* a thread is stuck: logged once */
         usec_t next_status;
         char state[160];
         char last_error[512];
@@ -131,6 +133,11 @@ static void log_effective_config(const config *cfg) {
                    "MESSAGE=Feedback to the police: level %s, %s",
                    cfg->feedback_level == FEEDBACK_STATUTORY ? "statutory" : "conversation",
                    cfg->feedback_always ? "always" : "when the referral asks for it", NULL);
+        if (cfg->insecure_allow_plaintext)
+                log_struct(LOG_WARNING, MSGID_CONFIG, "INSECURE=allow_plaintext",
+                           "MESSAGE=insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka is not enforced, and "
+                           "certificate and host name checks may be off; for a test network only",
+                           NULL);
 }
 
 static int signals_setup(manager *m) {
@@ -349,6 +356,54 @@ static void threads_stop(manager *m) {
         m->rel_thread = NULL;
 }
 
+/* Every PostgreSQL session of the daemon (the batches, the relay, the jobs)
+ * gets a statement_timeout of a third of the watchdog interval (below the
+ * half at which it is pinged) and a lock_timeout of half that: a stuck statement or a lock held
+ * elsewhere becomes an error the daemon handles (the batch is retried), not
+ * the watchdog's SIGABRT in the middle of a transaction. Through PGOPTIONS,
+ * which libpq sends at every connect and reconnect; the conninfo's own
+ * `options` still win. Before any thread starts (setenv). */
+static int session_timeouts(void) {
+        usec_t wd = notify_watchdog_usec();
+        if (!wd)
+                return 0;
+        unsigned long long ms = wd / 3 / 1000;
+        if (ms < 100)
+                ms = 100;
+        const char *old = getenv("PGOPTIONS");
+        char *v;
+        if (asprintf(&v, "%s%s-c statement_timeout=%llu -c lock_timeout=%llu", old ? old : "", old ? " " : "", ms,
+                     ms / 2) < 0)
+                return -ENOMEM;
+        int r = setenv("PGOPTIONS", v, 1) < 0 ? -errno : 0;
+        free(v);
+        if (r >= 0)
+                log_info("PostgreSQL statement_timeout %llu ms (a third of the watchdog interval), lock_timeout %llu ms",
+                         ms, ms / 2);
+        return r;
+}
+
+/* The main loop pings the watchdog only while the threads it depends on make
+ * progress too: a relay or job step that has not returned within half the
+ * interval is stuck (its statements time out sooner), and systemd should
+ * restart the daemon rather than be told all is well. */
+static bool threads_alive(manager *m, usec_t mono) {
+        const struct {
+                const char *name;
+                usec_t since;
+        } t[] = {{"relay", worker_step_started(m->rel_thread)}, {"jobs", worker_step_started(m->jobs_thread)}};
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+                if (t[i].since && mono > t[i].since && mono - t[i].since > m->watchdog_usec / 2) {
+                        if (!m->watchdog_withheld)
+                                log_error("The %s thread has been in one step for %llu s; not pinging the watchdog",
+                                          t[i].name, (unsigned long long)((mono - t[i].since) / USEC_PER_SEC));
+                        m->watchdog_withheld = true;
+                        return false;
+                }
+        m->watchdog_withheld = false;
+        return true;
+}
+
 /* The topics' names and the build for the metrics; the endpoint when
  * metrics.listen is set (a restart-only key). */
 static int metrics_start(manager *m) {
@@ -375,6 +430,9 @@ static int run(manager *m) {
         int r;
         char err[512];
 
+        r = session_timeouts();
+        if (r < 0)
+                return log_error_errno(r, "PGOPTIONS: %m");
         r = metrics_start(m);
         if (r < 0)
                 return r;
@@ -429,7 +487,7 @@ static int run(manager *m) {
                                         return r;
                         }
                 }
-                if (m->watchdog_usec && mono >= m->next_watchdog) {
+                if (m->watchdog_usec && mono >= m->next_watchdog && threads_alive(m, mono)) {
                         notify_watchdog();
                         m->next_watchdog = mono + m->watchdog_usec / 2;
                 }
@@ -633,6 +691,13 @@ int main(int argc, char **argv) {
          * own (glibc makes up to 8 per core), which the benchmark saw as 15 MiB
          * more peak RSS; the threads allocate little besides. */
         mallopt(M_ARENA_MAX, 1);
+        /* Referrals, the database password and the pepper live in this
+         * process: no core dump, and no ptrace or /proc/PID/mem by another
+         * process of the same user, whatever the unit sets. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                fprintf(stderr, "allvarsd: prctl(PR_SET_DUMPABLE): %m\n");
+                return 1;
+        }
         log_setup(LOG_TARGET_AUTO, LOG_INFO);
         int r = tz_init();
         if (r < 0) {

@@ -174,7 +174,7 @@ static int load_case(batch *b, outcome_ctx *c, case_state *ret, bool *ret_exists
                 ret->limit = c->prof.limit;
                 /* rules.c: an acute risk's assessment is due with any outcome. */
                 ret->protective_assessment_due = c->ref.protective_assessment_due;
-                ret->awaiting_assessment = ret->protective_assessment_due != 0;
+                ret->awaiting_assessment = ret->protective_assessment_due != 0 && !c->ref.duty_recorded;
                 uint32_t flags = 0;
                 if (reasons_parse(flag_texts, c->ref.flags, &flags) < 0)
                         flags = 0;
@@ -260,11 +260,18 @@ static int add_feedback(batch *b, const outcome_ctx *c, const lifecycle_result *
 }
 
 static int add_audit(batch *b, const outcome_ctx *c, const case_state *before, const lifecycle_result *lr) {
-        char bdesc[DESCRIBE_MAX], adesc[DESCRIBE_MAX + 2 * NAME_MAX_LEN], applied[RFC3339_MAX];
+        char bdesc[DESCRIBE_MAX], adesc[DESCRIBE_MAX + 2 * NAME_MAX_LEN + 2 * HELD_CODES_MAX], applied[RFC3339_MAX];
         if (case_state_describe(before, bdesc, sizeof bdesc) < 0 ||
             case_state_describe(&lr->after, adesc, DESCRIBE_MAX) < 0)
                 return pg_fail(b->s, -ENOBUFS, "audit: case description too long");
         size_t n = strlen(adesc);
+        char participants[HELD_CODES_MAX], follow_up[HELD_CODES_MAX];
+        if (lifecycle_held_codes(c->ev, participants, follow_up, sizeof participants) < 0)
+                participants[0] = follow_up[0] = '\0';
+        if (participants[0] || follow_up[0]) {
+                snprintf(adesc + n, sizeof adesc - n, ";participants=%s;follow_up=%s", participants, follow_up);
+                n = strlen(adesc);
+        }
         snprintf(adesc + n, sizeof adesc - n, ";event_id=%s;applied_at=%s", c->ev->event_id,
                  clock_format_rfc3339(b->now, applied));
         /* The override's reason: in the audit only, never in logs or feedback. */
@@ -280,6 +287,24 @@ static int add_audit(batch *b, const outcome_ctx *c, const case_state *before, c
                                            .after = adesc,
                                            .detail = ov ? c->ev->override->reason : NULL,
                                    });
+        return 0;
+}
+
+/* PROTECTIVE_ASSESSMENT_RECORDED for a referral without a case (docs/domain.md
+ * "Protective assessment"): its duty is closed, no case is opened, audited. */
+static int record_duty(batch *b, store_message *m, outcome_ctx *c, const case_state *before) {
+        int r = store_duty_record(b->s, c->case_id, c->at);
+        if (r < 0)
+                return r;
+        lifecycle_result lr = { .after = *before, .action = "ASSESSMENT_RECORDED" };
+        lr.after.awaiting_assessment = false;
+        lr.after.protective_assessment_due = 0;
+        r = add_audit(b, c, before, &lr);
+        if (r < 0)
+                return r;
+        m->status = STORE_DECIDED;
+        m->outcome = before->outcome;
+        b->res.decided++;
         return 0;
 }
 
@@ -301,8 +326,14 @@ static int apply_outcome(batch *b, store_message *m, outcome_ctx *c) {
 
         /* b. Once per event id. */
         bool is_new;
-        int r = store_outcome_event_claim(b->s, ev->event_id, c->case_id, outcome_kind_code(lifecycle_kind(ev)), c->at,
-                                          b->now, m->topic, m->partition, m->offset, &is_new);
+        char participants[HELD_CODES_MAX], follow_up[HELD_CODES_MAX];
+        int r = lifecycle_held_codes(ev, participants, follow_up, sizeof participants);
+        if (r < 0)
+                return pg_fail(b->s, r, "outcome: the held conversation's codes do not fit");
+        bool held = lifecycle_kind(ev) == OUTCOME_KIND_HELD;
+        r = store_outcome_event_claim(b->s, ev->event_id, c->case_id, outcome_kind_code(lifecycle_kind(ev)), c->at,
+                                      b->now, m->topic, m->partition, m->offset, held ? participants : NULL,
+                                      held ? follow_up : NULL, &is_new);
         if (r < 0)
                 return r;
         snprintf(m->case_id, sizeof m->case_id, "%s", c->case_id);
@@ -339,8 +370,10 @@ static int apply_outcome(batch *b, store_message *m, outcome_ctx *c) {
                 return reject(b, m, DLR_ILLEGAL_TRANSITION, "the case's stored state is unknown to this version",
                               c->case_id);
 
-        /* d. The state machine. */
+        /* d. The state machine; or the assessment a referral without a case owed. */
         lifecycle_result lr;
+        if (!exists && c->ref.duty_pending && lifecycle_kind(ev) == OUTCOME_KIND_ASSESSMENT_RECORDED)
+                return record_duty(b, m, c, &before);
         lifecycle_apply(&before, ev, &c->prof, b->now, &lr);
         if (lr.rejected)
                 return reject(b, m, lr.error.reason, lr.error.detail, exists ? c->case_id : NULL);

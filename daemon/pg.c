@@ -1,6 +1,7 @@
 /* libpq, the one way allvarsd speaks it (pg.h). */
 #include <assert.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,74 @@ static int fail_conn(pg_session *s, const char *what) {
         return pg_fail(s, -EIO, "%s: %s", what, pg_conn_message(s, buf, sizeof buf));
 }
 
+/* ---- waiting for replies ---- */
+
+/* A link that drops packets without a reset leaves the socket open: TCP
+ * keepalives and tcp_user_timeout only see a dead peer, not a proxy or a
+ * middlebox that takes the bytes and drops them, nor a reply lost for good.
+ * So no reply waits longer than this: past the server's own statement_timeout
+ * (a third of the watchdog interval, 10 s under the unit's WatchdogSec=30) and
+ * under the half at which the watchdog is pinged, the session is given up and
+ * the caller reconnects. docs/design.md "Silent links". */
+static usec_t reply_timeout = PG_REPLY_TIMEOUT_DEFAULT;
+
+void pg_set_reply_timeout(usec_t timeout) {
+        reply_timeout = timeout ? timeout : PG_REPLY_TIMEOUT_DEFAULT;
+}
+
+int pg_await(PGconn *conn) {
+        usec_t deadline = clock_monotonic() + reply_timeout;
+        while (PQisBusy(conn)) {
+                usec_t now = clock_monotonic();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+                if (p.fd < 0)
+                        return -ECONNRESET;
+                int n = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n > 0 && !PQconsumeInput(conn))
+                        return -ECONNRESET;
+        }
+        return 0;
+}
+
+/* Wait for the reply to what was sent; a silent link ends the session. */
+static int await_reply(pg_session *s, const char *what) {
+        int r = pg_await(s->conn);
+        if (r == -ETIMEDOUT) {
+                s->broken = true;
+                return pg_fail(s, -ECONNRESET, "%s: connection lost: no reply from PostgreSQL within %lld ms", what,
+                               (long long)(reply_timeout / 1000));
+        }
+        return r < 0 ? conn_lost(s, what) : 0;
+}
+
+/* The result of the one command sent (the last one libpq returns), waited
+ * for in bounded time; NULL with *ret < 0 when the wait failed. */
+static PGresult *reply(pg_session *s, const char *what, int *ret) {
+        PGresult *res = NULL, *next;
+        for (;;) {
+                *ret = await_reply(s, what);
+                if (*ret < 0) {
+                        PQclear(res);
+                        return NULL;
+                }
+                if (!(next = PQgetResult(s->conn)))
+                        return res;
+                PQclear(res);
+                res = next;
+        }
+}
+
+/* A statement whose result only matters as success or failure, bounded. */
+static void exec_quiet(pg_session *s, const char *sql) {
+        int r;
+        if (PQsendQuery(s->conn, sql))
+                PQclear(reply(s, sql, &r));
+}
+
 static bool result_ok(const PGresult *r) {
         ExecStatusType st = PQresultStatus(r);
         return r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
@@ -146,8 +215,13 @@ int pg_prepare(pg_session *s, const pg_statement *list) {
                 return r;
         const pg_statement *st = list;
         for (; st->name && r >= 0; st++) {
-                PGresult *res = PQprepare(s->conn, st->name, st->sql, 0, NULL);
-                r = result_ok(res) ? 0 : pg_fail_result(s, st->name, res);
+                if (!PQsendPrepare(s->conn, st->name, st->sql, 0, NULL)) {
+                        r = fail_conn(s, st->name);
+                        break;
+                }
+                PGresult *res = reply(s, st->name, &r);
+                if (r >= 0)
+                        r = result_ok(res) ? 0 : pg_fail_result(s, st->name, res);
                 PQclear(res);
         }
         if (r < 0) {
@@ -157,7 +231,7 @@ int pg_prepare(pg_session *s, const pg_statement *list) {
                         for (const pg_statement *d = list; d != st - 1; d++) {
                                 char sql[128];
                                 snprintf(sql, sizeof sql, "DEALLOCATE %s", d->name);
-                                PQclear(PQexec(s->conn, sql));
+                                exec_quiet(s, sql);
                         }
                 return r;
         }
@@ -175,8 +249,12 @@ int pg_exec(pg_session *s, const char *name, const pg_params *p, int result_form
         int r = pg_need_conn(s);
         if (r < 0)
                 return r;
-        PGresult *res = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
-                                       p ? p->formats : NULL, result_format);
+        if (!PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
+                                 p ? p->formats : NULL, result_format))
+                return fail_conn(s, name);
+        PGresult *res = reply(s, name, &r);
+        if (r < 0)
+                return r;
         if (!result_ok(res)) {
                 r = pg_fail_result(s, name, res);
                 PQclear(res);
@@ -195,7 +273,7 @@ void pg_rollback(pg_session *s) {
         PGTransactionStatusType t = PQtransactionStatus(s->conn);
         if (t != PQTRANS_INTRANS && t != PQTRANS_INERROR)
                 return;
-        PQclear(PQexec(s->conn, "ROLLBACK"));
+        exec_quiet(s, "ROLLBACK");
 }
 
 /* ---- binary array parameters ---- */
@@ -395,6 +473,9 @@ int pg_pipe_sync(pg_pipe *p) {
                 return fail_conn(s, "pipeline sync");
         int first = 0;
         for (size_t i = 0; i < p->n; i++) {
+                int w = await_reply(s, p->names[i]);
+                if (w < 0)
+                        return w;
                 PGresult *r = PQgetResult(s->conn);
                 if (!r)
                         return first < 0 ? first : pg_fail_result(s, p->names[i], NULL);
@@ -408,9 +489,14 @@ int pg_pipe_sync(pg_pipe *p) {
                 }
                 /* Each statement's results end with NULL. */
                 PGresult *extra;
-                while ((extra = PQgetResult(s->conn)))
+                while ((w = await_reply(s, p->names[i])) == 0 && (extra = PQgetResult(s->conn)))
                         PQclear(extra);
+                if (w < 0)
+                        return w;
         }
+        int w = await_reply(s, "pipeline sync");
+        if (w < 0)
+                return w;
         PGresult *r = PQgetResult(s->conn);
         bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
         PQclear(r);

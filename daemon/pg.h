@@ -51,6 +51,16 @@ typedef struct pg_session {
         size_t n_prepared;
 } pg_session;
 
+/* ---- waiting for replies ---- */
+
+/* No reply is awaited longer than this (pg_set_reply_timeout); then the
+ * session is given up as lost (-ECONNRESET), as on a reset. */
+#define PG_REPLY_TIMEOUT_DEFAULT (12 * USEC_PER_SEC)
+void pg_set_reply_timeout(usec_t timeout);
+/* Read until a result is ready on conn (!PQisBusy): 0, -ETIMEDOUT past the
+ * reply timeout, -ECONNRESET or -errno when the socket fails. */
+int pg_await(PGconn *conn);
+
 /* ---- errors ---- */
 
 /* Record a one-line error (never parameter values) and return err. */

@@ -340,8 +340,13 @@ static int write_decided(batch *b, const item *it) {
         /* The case as the state machine opens it, so the two never disagree. */
         case_state cs;
         lifecycle_open(d, &cs);
-        if (cs.state == CASE_NONE)
+        if (cs.state == CASE_NONE) {
+                /* SoL 11 kap. 1 a §: a child's assessment is owed without a case too
+                 * (docs/domain.md "Protective assessment"). */
+                if (d->protective_assessment_due)
+                        referral_rows_duty(&b->rows, it->case_id, rid, str(r->district), d->protective_assessment_due);
                 return 0;
+        }
         const char *state = case_state_code_name(cs.state);
         b->res.cases_opened++;
         referral_rows_case(&b->rows, &(case_row){

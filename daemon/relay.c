@@ -49,6 +49,7 @@
 #include "metrics.h"
 #include "metrics_kafka.h"
 #include "relay.h"
+#include "relay_dead.h"
 #include "sqlstate.h"
 
 #define RECONNECT_MIN (100 * 1000)
@@ -104,6 +105,8 @@ struct relay {
         int64_t *delivered;             /* delivered, not yet marked sent */
         size_t n_delivered, cap_delivered;
         key_blocks blocks;              /* held back after a failed delivery */
+        relay_dead *dead;               /* refused for good, not yet dead-lettered (relay_dead.h) */
+        size_t n_dead, cap_dead;
 
         relay_figures fig;
 };
@@ -166,6 +169,25 @@ static void delivered_push(relay *r, int64_t id) {
         r->delivered[r->n_delivered++] = id;
 }
 
+/* A row the brokers refuse for good: dead-lettered at the next pass, and its
+ * key released so that the case's later rows go on. */
+static void dead_push(relay *r, int64_t id, const char *key, rd_kafka_resp_err_t err) {
+        r->fig.failed++;
+        key_blocks_delivered(&r->blocks, key, clock_monotonic());
+        set_error(r, "outbox row %" PRId64 " refused by the brokers: %s; dead-lettered", id, rd_kafka_err2str(err));
+        log_struct(LOG_ERR, MSGID_KAFKA_ERROR, "MESSAGE=Outbox row %" PRId64 " refused by the brokers (%s): "
+                   "dead-lettered, with an alert; the case's later events go on", id, rd_kafka_err2name(err), NULL);
+        if (r->n_dead == r->cap_dead) {
+                size_t cap = r->cap_dead ? r->cap_dead * 2 : 16;
+                relay_dead *v = realloc(r->dead, cap * sizeof *v);
+                if (!v)
+                        return; /* produced again next pass, refused again */
+                r->dead = v;
+                r->cap_dead = cap;
+        }
+        r->dead[r->n_dead++] = (relay_dead){.id = id, .err = err};
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         relay *r = opaque;
@@ -180,6 +202,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 metrics_observe(H_PUBLISH_LATENCY, (double)(clock_realtime() - f->created) / USEC_PER_SEC);
                 delivered_push(r, f->id);
                 key_blocks_delivered(&r->blocks, f->key, mono);
+        } else if (relay_dead_error(m->err)) {
+                dead_push(r, f->id, f->key, m->err);
         } else {
                 /* Kept unsent; the key waits so the case's later rows do not overtake it. */
                 r->fig.failed++;
@@ -409,6 +433,8 @@ static void pg_advance(relay *r) {
 
 /* A failed statement: the connection's end, or an error of the statement. */
 static int pg_failed(relay *r, PGresult *res, const char *what) {
+        if (!r->pg)
+                return -ECONNRESET; /* given up already (relay_exec): said so there */
         set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
         metrics_database_error(sqlstate_classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL),
                                r->fig.last_error);
@@ -436,29 +462,56 @@ static int pg_consume(relay *r) {
         return 0;
 }
 
+/* One statement (p NULL: the simple protocol, several statements allowed),
+ * its reply awaited in bounded time (pg_await: a link that drops packets
+ * without a reset would otherwise hold the relay for as long as it lasts).
+ * The last result; NULL when the connection was given up, and closed here, so
+ * that pg_failed() returns -ECONNRESET. docs/design.md "Silent links". */
+static PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
+        int sent = p ? PQsendQueryParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format)
+                     : PQsendQuery(r->pg, sql);
+        int w = sent ? pg_await(r->pg) : -ECONNRESET;
+        PGresult *res = NULL, *next;
+        while (w == 0 && (next = PQgetResult(r->pg))) {
+                PQclear(res);
+                res = next;
+                w = pg_await(r->pg);
+        }
+        if (w == 0)
+                return res;
+        PQclear(res);
+        if (w == -ETIMEDOUT)
+                set_error(r, "PostgreSQL: no reply within %lld ms", (long long)(PG_REPLY_TIMEOUT_DEFAULT / 1000));
+        else
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+        pg_close(r, "connection to PostgreSQL lost");
+        return NULL;
+}
+
 static int try_lock(relay *r) {
         if (!r->session_set) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
-                PGresult *res = PQexec(r->pg, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                              "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
+                PGresult *res = exec_params(r,
+                                            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
+                                            NULL, 0);
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);
                 r->session_set = true;
         }
-        char key[24];
-        snprintf(key, sizeof key, "%lld", (long long)RELAY_LOCK_KEY);
-        const char *params[1] = {key};
-        PGresult *res = PQexecParams(r->pg, "SELECT pg_try_advisory_lock($1::bigint)", 1, NULL, params, NULL, NULL, 0);
+        pg_params p = {0};
+        pg_params_int8(&p, RELAY_LOCK_KEY);
+        PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
         bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (!got)
                 return 0;
-        res = PQexec(r->pg, "LISTEN " RELAY_NOTIFY_CHANNEL);
+        res = exec_params(r, "LISTEN " RELAY_NOTIFY_CHANNEL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "LISTEN");
         PQclear(res);
@@ -470,9 +523,6 @@ static int try_lock(relay *r) {
 }
 
 /* The relay's own statements, with binary parameters (pg.h). */
-static PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
-        return PQexecParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format);
-}
 
 static int mark_sent(relay *r) {
         if (r->n_delivered == 0)
@@ -520,6 +570,8 @@ static void excluded(relay *r, usec_t mono, pg_arr *ids, pg_arr *keys) {
                 pg_arr_int8(ids, ((flight *)l)->id);
         for (size_t i = 0; i < r->n_delivered; i++)
                 pg_arr_int8(ids, r->delivered[i]);
+        for (size_t i = 0; i < r->n_dead; i++)
+                pg_arr_int8(ids, r->dead[i].id);
         for (size_t i = 0; i < r->blocks.n; i++)
                 if (r->blocks.v[i].until > mono)
                         pg_arr_text(keys, r->blocks.v[i].key);
@@ -561,6 +613,11 @@ static int produce_row(relay *r, PGresult *res, int i) {
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 free(f);
                 return 1;
+        }
+        if (relay_dead_error(e)) {
+                free(f);
+                dead_push(r, id, key, e);
+                return 0;
         }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 free(f);
@@ -654,6 +711,14 @@ static int work(relay *r, usec_t mono) {
                 if (k == -ECONNRESET)
                         return k;
                 ret = k;
+        }
+        if (r->n_dead > 0) {
+                char why[300];
+                if ((k = relay_dead_write(r->pg, r->cfg, r->dead, r->n_dead, clock_realtime(), why, sizeof why)) < 0) {
+                        set_error(r, "%s", why);
+                        ret = k;
+                } else
+                        r->n_dead = 0;
         }
         if (!r->active && mono >= r->next_lock_try) {
                 r->next_lock_try = mono + relay_poll_interval(r);
@@ -762,6 +827,7 @@ void relay_free(relay *r, usec_t flush_timeout) {
         if (r->pg)
                 PQfinish(r->pg);
         key_blocks_free(&r->blocks);
+        free(r->dead);
         free(r->delivered);
         free(r->bootstrap);
         if (r->pipe[0] >= 0)

@@ -21,8 +21,10 @@
  * Step 4: acute_risk gives PROTECTIVE_ASSESSMENT_FIRST, preliminary_investigation
  *  gives PRELIMINARY_INVESTIGATION; both can apply.
  * protective_assessment_due = reported_at + protective_assessment_within whenever
- *  acute_risk is set, with any outcome: the assessment is a statutory duty on
- *  every referral (SoL 11 kap. 1 a §, "genast").
+ *  acute_risk is set about a child (age unknown, or under adult_age), with any
+ *  outcome: the assessment is a statutory duty on every referral about a child
+ *  (SoL 11 kap. 1 a §, "genast"). An adult with acute risk is still DEFERRED
+ *  (PROTECTIVE_ASSESSMENT_FIRST) but has no due time.
  * deadline/deadline_kind only for ELIGIBLE; a DEFERRED case gets its deadline
  *  from rules_deadline_after_deferral when the last deferral is resolved.
  * Flags:
@@ -194,11 +196,12 @@ void rules_decide_parsed(const profile *p, const PoliceReferral *r, const identi
         }
         d->reasons = reasons;
 
-        /* SoL 11 kap. 1 a §: "genast", with any outcome (docs/domain.md "Protective assessment"). */
-        if (r->acute_risk)
+        bool age_known = d->age >= 0;
+        /* SoL 11 kap. 1 a §: "genast", with any outcome, for a child (docs/domain.md
+         * "Protective assessment"); an adult's assessment has no statutory due time. */
+        if (r->acute_risk && (!age_known || d->age < p->adult_age))
                 d->protective_assessment_due = reported_at + p->protective_assessment_within;
 
-        bool age_known = d->age >= 0;
         uint32_t flags = 0;
         /* Stockholm's follow-up: guardians' phone numbers are often missing (docs/domain.md "Flags"). */
         if (age_known && d->age < p->adult_age && !guardian_phone_known(r))

@@ -14,7 +14,7 @@
 #include "clock.h"
 #include "pg.h"
 
-#define STORE_SCHEMA_VERSION 8          /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 10         /* the newest migration this build knows */
 
 typedef struct store store;
 
@@ -51,6 +51,16 @@ int store_check_schema(store *s, int *ret_version);
  * database has none for it (then the consumer starts from the topic's start). */
 int store_load_offsets(store *s, const char *group, const char *topic,
                        const int32_t *partitions, size_t n, int64_t *ret_next);
+
+/* A gap in an input partition (consumer.c): the offsets [from, to) that Kafka
+ * no longer had (its log start was log_start) when the consumer came to read
+ * them. Records it in partition_gaps with the operators' alert in the outbox,
+ * in one transaction of its own (store_gaps.c); once per partition and first
+ * offset (*ret_new false when it was recorded before). 0 or the mapped error
+ * (pg.h). */
+struct config;
+int store_partition_gap(store *s, const struct config *cfg, const char *group, const char *topic, int32_t partition,
+                        int64_t from, int64_t to, int64_t log_start, usec_t now, bool *ret_new);
 
 /* Figures for STATUS= and `allvarsctl status`. */
 typedef struct store_figures {

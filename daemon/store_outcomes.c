@@ -8,7 +8,7 @@
 
 enum {
         REF_ID, REF_DISTRICT, REF_CASE_NUMBER, REF_UNIT, REF_FEEDBACK, REF_RECEIVED,
-        REF_D_OUTCOME, REF_D_FLAGS, REF_D_AGE, REF_D_PROFILE, REF_D_PAD,
+        REF_D_OUTCOME, REF_D_FLAGS, REF_D_AGE, REF_D_PROFILE, REF_D_PAD, REF_DUTY,
 };
 enum {
         CASE_C_STATE, CASE_C_OUTCOME, CASE_C_PROFILE, CASE_C_LIMIT, CASE_C_DEADLINE, CASE_C_DK, CASE_C_PAD,
@@ -19,16 +19,18 @@ enum {
 const pg_statement store_outcome_statements[] = {
         { "out_event_insert",
           "INSERT INTO allvarsd.outcome_events (event_id, case_id, kind, occurred_at, applied_at,"
-          " source_topic, source_partition, source_offset)"
+          " source_topic, source_partition, source_offset, participants, follow_up)"
           " VALUES ($1::text, $2::text::uuid, $3::text, $4::timestamptz, $5::timestamptz, $6::text, $7::int4,"
-          " $8::int8)"
+          " $8::int8, string_to_array($9::text, ','), string_to_array($10::text, ','))"
           " ON CONFLICT (event_id) DO NOTHING" },
         { "out_event_delete", "DELETE FROM allvarsd.outcome_events WHERE event_id = $1::text" },
         { "out_referral_lock",
           "SELECT r.referral_id, r.district, r.police_case_number, r.reporting_unit, r.feedback_requested,"
           "       " PG_SQL_USEC("r.received_at") ","
-          "       d.outcome, d.flags, d.age, d.profile_name, " PG_SQL_USEC("d.protective_assessment_due")
+          "       d.outcome, d.flags, d.age, d.profile_name, " PG_SQL_USEC("d.protective_assessment_due") ","
+          "       CASE WHEN a.case_id IS NULL THEN '' WHEN a.recorded_at IS NULL THEN 'P' ELSE 'R' END"
           "  FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
+          "  LEFT JOIN allvarsd.assessment_duties a ON a.case_id = r.case_id"
           " WHERE r.case_id = $1::text::uuid"
           "   FOR NO KEY UPDATE OF r" },
         { "out_case_lock",
@@ -53,6 +55,10 @@ const pg_statement store_outcome_statements[] = {
           " VALUES ($1::text::uuid, $2::text, $3::text, $4::text, $5::text, $6::text, $7::int8, $8::timestamptz,"
           " $9::text, $10::timestamptz, $11::bool, $12::bool, $13::bool, $14::timestamptz, $15::bool,"
           " $16::timestamptz, $17::timestamptz, $18::bool, $19::timestamptz, $19::timestamptz)" },
+        /* docs/domain.md "Protective assessment": a referral without a case. */
+        { "out_duty_record",
+          "UPDATE allvarsd.assessment_duties SET recorded_at = $2::timestamptz"
+          " WHERE case_id = $1::text::uuid AND recorded_at IS NULL" },
         { "out_personal",
           "SELECT payload, given_name, family_name FROM allvarsd.referral_personal WHERE referral_id = $1::text" },
         { "out_contacts",
@@ -71,7 +77,7 @@ const pg_statement store_outcome_statements[] = {
 
 int store_outcome_event_claim(pg_session *s, const char *event_id, const char *case_id, const char *kind,
                               usec_t occurred_at, usec_t now, const char *topic, int32_t partition, int64_t offset,
-                              bool *ret_new) {
+                              const char *participants, const char *follow_up, bool *ret_new) {
         pg_params p = { 0 };
         pg_params_text(&p, event_id);
         pg_params_text(&p, case_id);
@@ -81,6 +87,8 @@ int store_outcome_event_claim(pg_session *s, const char *event_id, const char *c
         pg_params_text(&p, topic);
         pg_params_int4(&p, partition);
         pg_params_int8(&p, offset);
+        pg_params_text(&p, participants);
+        pg_params_text(&p, follow_up);
         PGresult *res = NULL;
         int r = pg_exec(s, "out_event_insert", &p, 0, &res);
         if (r < 0)
@@ -123,7 +131,17 @@ int store_referral_lock(pg_session *s, const char *case_id, stored_referral *ret
         ret->profile_name = PQgetvalue(x, 0, REF_D_PROFILE);
         ret->age = PQgetisnull(x, 0, REF_D_AGE) ? -1 : (int)pg_field_int(x, 0, REF_D_AGE);
         ret->protective_assessment_due = pg_field_usec(x, 0, REF_D_PAD);
+        const char *duty = PQgetvalue(x, 0, REF_DUTY);
+        ret->duty_pending = duty[0] == 'P';
+        ret->duty_recorded = duty[0] == 'R';
         return 1;
+}
+
+int store_duty_record(pg_session *s, const char *case_id, usec_t at) {
+        pg_params p = { 0 };
+        pg_params_text(&p, case_id);
+        pg_params_ts(&p, at);
+        return pg_exec(s, "out_duty_record", &p, 0, NULL);
 }
 
 void stored_referral_free(stored_referral *r) {

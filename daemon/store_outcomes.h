@@ -15,10 +15,12 @@
 
 extern const pg_statement store_outcome_statements[];
 
-/* Record the event id: *ret_new false when it was recorded before. */
+/* Record the event id: *ret_new false when it was recorded before. A held
+ * conversation's participants and follow-up are comma-separated codes
+ * (lifecycle_held_codes), NULL for other events. */
 int store_outcome_event_claim(pg_session *s, const char *event_id, const char *case_id, const char *kind,
                               usec_t occurred_at, usec_t now, const char *topic, int32_t partition, int64_t offset,
-                              bool *ret_new);
+                              const char *participants, const char *follow_up, bool *ret_new);
 /* Take the record back (a rejected event: a later replay may apply). */
 int store_outcome_event_unclaim(pg_session *s, const char *event_id);
 
@@ -34,10 +36,15 @@ typedef struct stored_referral {
         const char *outcome, *flags, *profile_name;
         int age;                        /* -1: unknown */
         usec_t protective_assessment_due;
+        /* Its row in assessment_duties (a NOT_ELIGIBLE child with acute risk):
+         * awaiting the assessment, or recorded; both false without a row. */
+        bool duty_pending, duty_recorded;
 } stored_referral;
 /* 1 with the row, 0 when no referral has this case id. */
 int store_referral_lock(pg_session *s, const char *case_id, stored_referral *ret);
 void stored_referral_free(stored_referral *r);
+/* The assessment owed by a referral without a case is recorded at `at`. */
+int store_duty_record(pg_session *s, const char *case_id, usec_t at);
 
 /* A case, locked FOR UPDATE. */
 typedef struct stored_case {

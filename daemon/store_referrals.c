@@ -75,6 +75,10 @@ const pg_statement store_referral_statements[] = {
           " SELECT u.case_id::uuid, u.kind, u.due, $4::timestamptz"
           "   FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(case_id, kind, due)"
           " ON CONFLICT DO NOTHING" },
+        { "ref_duties_insert",
+          "INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, created_at)"
+          " SELECT u.case_id::uuid, u.rid, u.district, u.due, $5::timestamptz"
+          "   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(case_id, rid, district, due)" },
         { NULL, NULL },
 };
 
@@ -88,13 +92,14 @@ static const uint32_t cols[RT_N][RT_COLS_MAX] = {
         [RT_CASES] = { T, T, T, T, T, T, PG_OID_INT8, TS, T, TS, B, B, B, B },
         [RT_CONTACTS] = { T, PG_OID_INT4, T, T, T, T },
         [RT_ALERTS] = { T, T, TS },
+        [RT_DUTIES] = { T, T, T, TS },
 };
 #undef T
 #undef TS
 #undef B
 static const char *const insert_stmt[RT_N] = {
         "ref_referrals_insert", "ref_personal_insert", "ref_decisions_insert",
-        "ref_cases_insert",     "ref_contacts_insert", "ref_alerts_insert",
+        "ref_cases_insert",     "ref_contacts_insert", "ref_alerts_insert", "ref_duties_insert",
 };
 
 static size_t n_cols(int t) {
@@ -214,6 +219,16 @@ void referral_rows_alert(referral_rows *w, const char *case_id, const char *kind
         w->rows[RT_ALERTS]++;
 }
 
+void referral_rows_duty(referral_rows *w, const char *case_id, const char *referral_id, const char *district,
+                        usec_t due_at) {
+        pg_arr *a = w->c[RT_DUTIES];
+        pg_arr_text(&a[0], case_id);
+        pg_arr_text(&a[1], referral_id);
+        pg_arr_text(&a[2], district);
+        pg_arr_ts(&a[3], due_at);
+        w->rows[RT_DUTIES]++;
+}
+
 /* The table's columns as parameters, then the time the statement stamps, if any. */
 static int table_params(pg_session *s, referral_rows *w, int t, usec_t now, pg_params *p) {
         *p = (pg_params){ 0 };
@@ -223,7 +238,7 @@ static int table_params(pg_session *s, referral_rows *w, int t, usec_t now, pg_p
                         r = -ENOMEM;
         if (r < 0)
                 return pg_fail(s, r, "batch: out of memory");
-        /* received_at, decided_at, created_at, supplied_at, raised_at */
+        /* received_at, decided_at, created_at, supplied_at, raised_at, created_at */
         if (t != RT_PERSONAL)
                 pg_params_ts(p, now);
         return 0;

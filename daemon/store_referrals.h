@@ -30,7 +30,7 @@
 extern const pg_statement store_referral_statements[];
 
 enum {
-        RT_REFERRALS, RT_PERSONAL, RT_DECISIONS, RT_CASES, RT_CONTACTS, RT_ALERTS, RT_N,
+        RT_REFERRALS, RT_PERSONAL, RT_DECISIONS, RT_CASES, RT_CONTACTS, RT_ALERTS, RT_DUTIES, RT_N,
         RT_COLS_MAX = 14,
 };
 
@@ -92,6 +92,10 @@ void referral_rows_case(referral_rows *w, const case_row *r);
 void referral_rows_contact(referral_rows *w, const char *case_id, int32_t ordinal, const char *name,
                            const char *phone, const char *email, const char *postal_address);
 void referral_rows_alert(referral_rows *w, const char *case_id, const char *kind, usec_t due_at);
+/* The protective assessment a referral without a case owes (docs/domain.md
+ * "Protective assessment"): assessment_duties, watched by deadline_watch.c. */
+void referral_rows_duty(referral_rows *w, const char *case_id, const char *referral_id, const char *district,
+                        usec_t due_at);
 
 /* Round trip 1. For each referral the batch inserted (new: not seen before),
  * is_new(ctx, referral_id) is called; a negative return ends the batch.

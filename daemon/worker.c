@@ -20,6 +20,7 @@ struct worker {
         config *next_cfg;               /* handed over, not yet applied (a reference) */
 
         config *cfg;                    /* the thread's own reference */
+        _Atomic usec_t step_started;    /* monotonic, while a step runs; 0 between steps */
 };
 
 static void worker_wake(worker *w) {
@@ -47,7 +48,9 @@ static void *worker_main(void *arg) {
 
                 struct pollfd fds[WORKER_MAX_FDS + 1];
                 size_t n_fds = 0;
+                w->step_started = clock_monotonic();
                 usec_t next = w->job.step(w->job.userdata, w->cfg, fds + 1, &n_fds);
+                w->step_started = 0;
                 if (n_fds > WORKER_MAX_FDS)
                         n_fds = WORKER_MAX_FDS;
                 fds[0] = (struct pollfd){.fd = w->wake_fd, .events = POLLIN};
@@ -59,6 +62,10 @@ static void *worker_main(void *arg) {
                 }
         }
         return NULL;
+}
+
+usec_t worker_step_started(const worker *w) {
+        return w ? w->step_started : 0;
 }
 
 int worker_start(const worker_job *job, config *cfg, worker **ret) {

@@ -32,6 +32,10 @@ typedef struct worker_job {
         void (*reconfigure)(void *userdata, const config *cfg);
 } worker_job;
 
+/* Since when (monotonic) the step in progress runs, or 0 when the thread
+ * sleeps between steps (or w is NULL): for the watchdog. */
+usec_t worker_step_started(const worker *w);
+
 /* Start the thread with a reference of its own to cfg. Returns 0 or a negative errno. */
 int worker_start(const worker_job *job, config *cfg, worker **ret);
 /* Hand the worker a new configuration (it takes its own reference). */

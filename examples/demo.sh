@@ -31,6 +31,9 @@ pg_start
 # only creates the database and runs deploy/roles.sql; allvarsd_owner migrates;
 # the daemon runs as the example configuration's role (allvarsd_runtime) with
 # its secrets as credentials; allvarsctl as the operator's role.
+# allvarsctl runs as the operator's role (schemas/006_operator_role.sql): the
+# runtime role no longer reads the audit trail.
+export ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 # shellcheck source=../tests/lib/deployed.bash
 source tests/lib/deployed.bash
 BUILD=$ROOT/build
@@ -146,6 +149,11 @@ ctl cases
 
 say "The audit trail of one case"
 ctl case PM-2025-0310-000123 | sed -n '/^Audit/,$p'
+
+say "The follow-up report of the demo data (allvarsctl report: counts of 1-4 are shown as <5)"
+ctl report --from 2025-03-01 --to 2025-03-31 --format text | sed -n '1,/^  Reasons/p' | head -20
+ctl report --from 2025-03-01 --to 2025-03-31 --format html --output "$ROOT/examples/report-sample.html"
+echo "  The whole report, with its charts: examples/report-sample.html (one self-contained file)"
 
 say "Dead letters"
 echo "Two, both on purpose: the malformed referral (UNDECODABLE) and the outcome keyed by"

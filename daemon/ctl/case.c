@@ -18,8 +18,10 @@ static const char case_usage[] =
         "       allvarsctl case ID --personal [--by NAME] [--json] [--config PATH | --database CONNINFO]\n"
         "One case in full: ID is the case id or the police's referral id (a NOT_ELIGIBLE referral has\n"
         "no case but is shown too). The decision with its reasons and flags explained in Swedish and\n"
-        "English, the profile it was made under, the deadlines, the alerts raised, the outcome events\n"
-        "applied, and the audit trail. Ids, codes and times only: no personal data is shown.\n"
+        "English, the profile it was made under, the deadlines (the protective assessment's too, with or\n"
+        "without a case), the alerts raised, the outcome events applied (a held conversation's\n"
+        "participants and what followed), and the audit trail. Ids, codes and times only: no personal\n"
+        "data is shown.\n"
         "With --personal, only the child's and the guardians' personal data (identity number, names,\n"
         "contacts, the narrative), read through a function that records who read them, and when, in\n"
         "the case's audit trail.\n\n"
@@ -48,10 +50,12 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("r.received_at") " AS received_at, " CTL_SQL_TS("d.decided_at") " AS decided_at,"
          " " CTL_SQL_TS("c.deadline") " AS deadline, c.deadline_kind,"
          " " CTL_SQL_TIME_LEFT " AS time_left, t.s AS seconds_left,"
-         " " CTL_SQL_TS("c.protective_assessment_due") " AS protective_assessment_due,"
+         " " CTL_SQL_TS("coalesce(c.protective_assessment_due, CASE WHEN pa.recorded_at IS NULL THEN pa.due_at END)")
+         " AS protective_assessment_due, " CTL_SQL_TS("pa.recorded_at") " AS assessed_at,"
          " " CTL_SQL_TS("c.scheduled_at") " AS scheduled_at, c.police_attending,"
          " " CTL_SQL_TS("c.held_at") " AS held_at, " CTL_SQL_TS("c.closed_at") " AS closed_at,"
-         " nullif(concat_ws(', ', CASE WHEN c.awaiting_assessment THEN 'protective assessment' END,"
+         " nullif(concat_ws(', ', CASE WHEN c.awaiting_assessment OR (c.case_id IS NULL AND pa.case_id IS NOT NULL"
+         "  AND pa.recorded_at IS NULL) THEN 'protective assessment' END,"
          "  CASE WHEN c.awaiting_clearance THEN 'clearance from the police' END,"
          "  CASE WHEN c.awaiting_contact THEN 'contact details' END), '') AS waiting_for,"
          " r.feedback_requested, d.profile_name AS profile, d.profile_version, d.profile_params,"
@@ -60,6 +64,7 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("r.purged_at") " AS personal_data_purged_at"
          " FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
          " LEFT JOIN allvarsd.cases c ON c.referral_id = r.referral_id"
+         " LEFT JOIN allvarsd.assessment_duties pa ON pa.case_id = r.case_id"
          " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$2::timestamptz") " AS s) t"
          " WHERE r.referral_id = $1::text",
          NULL, "seconds_left"},
@@ -67,12 +72,16 @@ static const ctl_section case_sections[] = {
         {"flags", "Flags", CTL_RECORDS, SQL_EXPLAINED("flags", "$6::text[]", "$7::text[]", "$8::text[]"), "none", NULL},
         {"alerts", "Alerts raised", CTL_TABLE,
          "SELECT a.kind, " CTL_SQL_TS("a.due_at") " AS due_at, " CTL_SQL_TS("a.raised_at") " AS raised_at"
-         " FROM allvarsd.case_alerts a JOIN allvarsd.referrals r ON r.case_id = a.case_id"
+         " FROM (SELECT case_id, kind, due_at, raised_at FROM allvarsd.case_alerts"
+         "       UNION ALL SELECT case_id, 'PROTECTIVE_ASSESSMENT_OVERDUE', alerted_due, alerted_at"
+         "         FROM allvarsd.assessment_duties WHERE alerted_due IS NOT NULL) a"
+         " JOIN allvarsd.referrals r ON r.case_id = a.case_id"
          " WHERE r.referral_id = $1::text ORDER BY a.raised_at, a.kind",
          "none", NULL},
         {"events", "Outcome events applied", CTL_TABLE,
          "SELECT e.event_id, e.kind, " CTL_SQL_TS("e.occurred_at") " AS occurred_at,"
-         " " CTL_SQL_TS("e.applied_at") " AS applied_at"
+         " " CTL_SQL_TS("e.applied_at") " AS applied_at,"
+         " array_to_string(e.participants, ',') AS participants, array_to_string(e.follow_up, ',') AS follow_up"
          " FROM allvarsd.outcome_events e JOIN allvarsd.referrals r ON r.case_id = e.case_id"
          " WHERE r.referral_id = $1::text ORDER BY e.applied_at, e.event_id",
          "none", NULL},

@@ -24,3 +24,5 @@ int ctl_override_main(int argc, char **argv);
 int ctl_dead_letters_main(int argc, char **argv);
 int ctl_migrate_main(int argc, char **argv);
 int ctl_check_config_main(int argc, char **argv);
+/* The follow-up report (report.c). */
+int ctl_report_main(int argc, char **argv);

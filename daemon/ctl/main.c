@@ -14,6 +14,7 @@ static const ctl_command commands[] = {
         {"cases", ctl_cases_main, "one line per case (--overdue, --district, --state)"},
         {"case", ctl_case_main, "one case in full: decision, explanation, audit trail"},
         {"override", ctl_override_main, "a social worker's override of a decision (audited)"},
+        {"report", ctl_report_main, "follow-up figures per district and period (text, CSV, JSON, HTML)"},
         {"dead-letters", ctl_dead_letters_main, "list, show or replay messages that were not accepted"},
         {"decide", ctl_decide_main, "run the rules on one encoded PoliceReferral and print the decision"},
         {"events", ctl_events_main, "print the events on allvarsd's output topics"},

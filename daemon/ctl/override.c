@@ -19,15 +19,17 @@
 #define WAIT_POLL_USEC         (200 * 1000)
 
 static const char usage[] =
-        "Usage: allvarsctl override ID --outcome ELIGIBLE|NOT_ELIGIBLE|DEFERRED|MANUAL_REVIEW --reason TEXT\n"
-        "                          --by NAME [--wait SECONDS] [--json] [--config PATH | --database CONNINFO]\n"
-        "                          [--bootstrap HOST:PORT]\n"
+        "Usage: allvarsctl override ID --outcome ELIGIBLE|NOT_ELIGIBLE|DEFERRED|MANUAL_REVIEW --by NAME\n"
+        "                          [--reason-file PATH] [--wait SECONDS] [--json]\n"
+        "                          [--config PATH | --database CONNINFO] [--bootstrap HOST:PORT]\n"
         "Override the outcome of case ID (a case id or the police's referral id) as social worker NAME.\n"
         "The override is a CaseOutcome event produced to the outcomes topic (topics.outcomes; the key is\n"
         "the case id), applied by allvarsd like any outcome event and recorded in the audit trail. Prints\n"
-        "the event id.\n\n"
+        "the event id. The reason is read from standard input, or from --reason-file: never from the\n"
+        "command line, where it would stay in /proc/PID/cmdline and the shell's history.\n\n"
         "  --outcome O            the new outcome\n"
-        "  --reason TEXT          why, in plain words (stored with the case; give no personal data)\n"
+        "  --reason-file PATH     why, in plain words (stored with the case; give no personal data);\n"
+        "                         - or no --reason-file: standard input\n"
         "  --by NAME              the social worker's user id\n"
         "  --wait SECONDS         wait until allvarsd has applied or rejected the event, and say which\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists):\n"
@@ -116,18 +118,49 @@ static int wait_applied(ctl *c, const ctl_params *p, long long seconds, bool qui
         }
 }
 
+#define REASON_MAX (16 * 1024)
+
+/* The reason, from path ("-" or NULL: standard input), without its final
+ * newline. The codec's validation judges it (blank, too long, not UTF-8). */
+static int read_reason(ctl *c, const char *path, char **ret) {
+        bool std_in = !path || strcmp(path, "-") == 0;
+        FILE *f = std_in ? stdin : fopen(path, "re");
+        if (!f) {
+                int e = errno;
+                ctl_fail(c, "--reason-file %s: %s", path, strerror(e));
+                return -e;
+        }
+        char *buf = malloc(REASON_MAX + 2);
+        size_t n = buf ? fread(buf, 1, REASON_MAX + 1, f) : 0;
+        bool failed = !buf || ferror(f);
+        if (!std_in)
+                fclose(f);
+        if (failed) {
+                free(buf);
+                ctl_fail(c, "cannot read the reason");
+                return -EIO;
+        }
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+                n--;
+        buf[n] = 0;
+        *ret = buf;
+        return 0;
+}
+
 int ctl_override_main(int argc, char **argv) {
-        enum { OPT_OUTCOME = 1, OPT_REASON, OPT_BY, OPT_WAIT };
+        enum { OPT_OUTCOME = 1, OPT_REASON, OPT_REASON_FILE, OPT_BY, OPT_WAIT };
         static const struct option options[] = {
                 {"outcome", required_argument, NULL, OPT_OUTCOME},
                 {"reason", required_argument, NULL, OPT_REASON},
+                {"reason-file", required_argument, NULL, OPT_REASON_FILE},
                 {"by", required_argument, NULL, OPT_BY},
                 {"wait", required_argument, NULL, OPT_WAIT},
                 {NULL, 0, NULL, 0},
         };
         ctl c;
         ctl_init(&c, "override", usage);
-        const char *outcome_name = NULL, *reason = NULL, *by = NULL;
+        const char *outcome_name = NULL, *reason_file = NULL, *by = NULL;
+        char *reason = NULL;
         Allvarssamtal__V1__Outcome outcome = ALLVARSSAMTAL__V1__OUTCOME__OUTCOME_UNSPECIFIED;
         long long wait = -1;
         int o;
@@ -142,7 +175,11 @@ int ctl_override_main(int argc, char **argv) {
                                 return ctl_usage_error(&c, "--outcome: %s is not one of ELIGIBLE, NOT_ELIGIBLE, "
                                                            "DEFERRED, MANUAL_REVIEW", optarg);
                         break;
-                case OPT_REASON: reason = optarg; break;
+                case OPT_REASON:
+                        return ctl_usage_error(&c, "--reason: not on the command line (it would stay in "
+                                                   "/proc/PID/cmdline and the shell's history); give it on "
+                                                   "standard input or with --reason-file PATH");
+                case OPT_REASON_FILE: reason_file = optarg; break;
                 case OPT_BY: by = optarg; break;
                 case OPT_WAIT:
                         if (ctl_parse_count(optarg, &wait) < 0)
@@ -158,11 +195,13 @@ int ctl_override_main(int argc, char **argv) {
                 return ctl_usage_error(&c, "unexpected argument: %s", argv[optind + 1]);
         if (!outcome_name)
                 return ctl_usage_error(&c, "--outcome is required");
-        if (!reason)
-                return ctl_usage_error(&c, "--reason is required");
         if (!by || !by[0])
                 return ctl_usage_error(&c, "--by is required");
         const char *id = argv[optind];
+        if (read_reason(&c, reason_file, &reason) < 0) {
+                ctl_done(&c);
+                return CTL_EXIT_FAILURE;
+        }
 
         char *referral_id = NULL, *case_id = NULL;
         uint8_t *buf = NULL;
@@ -276,6 +315,7 @@ int ctl_override_main(int argc, char **argv) {
         }
 out:
         free(buf);
+        free(reason);
         free(referral_id);
         free(case_id);
         ctl_done(&c);

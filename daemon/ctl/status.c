@@ -1,7 +1,7 @@
 /* allvarsctl status: the running instances (as they report themselves in
  * allvarsd.instances: schemas/007_instances.sql) and which one holds the relay,
  * how far the consumers are (and how far behind, when Kafka is known), the
- * outbox backlog, dead letters, cases by district and state, the alerts of the
+ * gaps in their input, the outbox backlog, dead letters, cases by district and state, the alerts of the
  * last day, and each instance's last database error of each class. Figures
  * since an instance's start are labelled so; the rest are the database's. */
 #include <errno.h>
@@ -19,8 +19,8 @@ static const char usage[] =
         "                         [--now TIME]\n"
         "The instances of allvarsd (host, pid, version, started, last heartbeat, whether it holds the\n"
         "outbox relay, its counts since start), the relay lock's holders, consumer positions per\n"
-        "partition (and the lag, when Kafka is known from kafka.bootstrap.servers or --bootstrap), the\n"
-        "outbox backlog and the age of its oldest unsent event, dead letters, cases by district and\n"
+        "partition (and the lag, when Kafka is known from kafka.bootstrap.servers or --bootstrap), gaps\n"
+        "in the input (messages gone from Kafka before they were read), the outbox backlog and the age of its oldest unsent event, dead letters, cases by district and\n"
         "state, the alerts raised in the last 24 hours, and each running instance's last database\n"
         "error of each class.\n\n"
         "  --config PATH          configuration file (default " CONFIG_DEFAULT_PATH " when it exists);\n"
@@ -36,12 +36,19 @@ static const char usage[] =
 #define RUNNING(i) "(" i ".stopped_at IS NULL AND " i ".heartbeat_at > now() - interval '60 seconds')"
 
 /* $1 now, $2 topics, $3 partitions, $4 high watermarks (NULL: unknown), $5 the relay's lock key. */
+#define SUMMARY_SQL                                                                                              \
+        "SELECT " CTL_SQL_TS("$1::timestamptz") " AS at,"                                                        \
+        " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"                          \
+        " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue_cases"
+
+/* With insecure.allow_plaintext = true in the configuration: said first. */
+static const ctl_section summary_insecure = {
+        "summary", NULL, CTL_RECORD,
+        SUMMARY_SQL ", 'insecure.allow_plaintext = true: TLS to PostgreSQL and Kafka not enforced' AS transport",
+        NULL, NULL};
+
 static const ctl_section sections[] = {
-        {"summary", NULL, CTL_RECORD,
-         "SELECT " CTL_SQL_TS("$1::timestamptz") " AS at,"
-         " (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL) AS open_cases,"
-         " (SELECT count(*) FROM allvarsd.cases c WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue_cases",
-         NULL, NULL},
+        {"summary", NULL, CTL_RECORD, SUMMARY_SQL, NULL, NULL},
         {"instances", "Instances (decided and dead-lettered: since each one started)", CTL_TABLE,
          "SELECT i.host, i.pid, i.version, " CTL_SQL_TS("i.started_at") " AS started,"
          " floor(extract(epoch FROM now() - i.heartbeat_at))::bigint AS heartbeat_age_s,"
@@ -90,6 +97,12 @@ static const ctl_section sections[] = {
          " count(*) FILTER (WHERE " CTL_SQL_OVERDUE("c", "$1::timestamptz") ") AS overdue"
          " FROM allvarsd.cases c GROUP BY c.district, c.state ORDER BY c.district, c.state",
          "none", NULL},
+        {"partition_gaps", "Gaps: input gone from Kafka before it was read, never decided", CTL_TABLE,
+         "SELECT g.consumer_group AS \"group\", g.topic, g.partition, g.from_offset,"
+         " g.to_offset - 1 AS to_offset, g.to_offset - g.from_offset AS messages,"
+         " " CTL_SQL_TS("g.detected_at") " AS detected_at"
+         " FROM allvarsd.partition_gaps g ORDER BY g.detected_at DESC, g.topic, g.partition LIMIT 50",
+         "none", NULL},
         {"alerts", "Alerts raised in the last 24 hours", CTL_TABLE,
          "SELECT kind, count(*) AS alerts FROM allvarsd.case_alerts"
          " WHERE raised_at > $1::timestamptz - interval '24 hours' AND raised_at <= $1::timestamptz"
@@ -131,8 +144,12 @@ int ctl_status_main(int argc, char **argv) {
                 ctl_param(&p, CTL_OID_INT8, key);
         if (r == -ENOMEM)
                 ctl_fail(&c, "out of memory");
+        ctl_section shown[sizeof sections / sizeof sections[0]];
+        memcpy(shown, sections, sizeof shown);
+        if (c.cfg && c.cfg->insecure_allow_plaintext)
+                shown[0] = summary_insecure;
         if (r >= 0)
-                r = ctl_show(&c, sections, sizeof sections / sizeof sections[0], &p);
+                r = ctl_show(&c, shown, sizeof shown / sizeof shown[0], &p);
         ctl_params_done(&p);
         ctl_watermarks_free(&w);
         ctl_done(&c);

@@ -187,7 +187,7 @@ ctl_every_subcommand() {
                  and p.given_name <> '' order by c.case_id limit 1")
         printf 'reason\tSamtal med %s behövs enligt handläggaren\n' "${c#* }" >>"$T/personal"
         ctl_as_operator a override "${c%% *}" --outcome ELIGIBLE --by sw.test --wait 60 \
-                --reason "Samtal med ${c#* } behövs enligt handläggaren" >"$T/ctl.override.txt" 2>&1
+                >"$T/ctl.override.txt" 2>&1 < <(echo "Samtal med ${c#* } behövs enligt handläggaren")
         grep -q 'applied' "$T/ctl.override.txt"
         "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 \
                 --topic "${TOPIC_PREFIX}police.feedback.v1" --topic "${TOPIC_PREFIX}allvarssamtal.alerts.v1" \

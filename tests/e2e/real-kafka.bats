@@ -2,6 +2,8 @@
 # The built daemon as a process against a real Apache Kafka broker (KRaft, from
 # the Maven Central jars: tests/lib/kafka.sh) and a real PostgreSQL server.
 
+bats_require_minimum_version 1.5.0
+
 load ../lib/daemon.bash
 
 setup() {
@@ -58,4 +60,13 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
                 if grep -qF -- "$word" "$T/feedback"; then echo "personal data in feedback: [redacted]"; false; fi
         done < "$T/personal"
         ! grep -qE '070-|Storgatan|polisen|ungdomen' "$T/feedback"
+}
+
+@test "real broker: allvarsctl events exits 1 for a topic that does not exist, 0 with --config for one that does" {
+        run --separate-stderr "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --topic "${TOPIC_PREFIX}no.such.topic" \
+                --idle-exit 100
+        [[ $status -eq 1 && $stderr == *"${TOPIC_PREFIX}no.such.topic"* ]]
+        # The topic names (and TLS/SASL) come from the configuration.
+        run --separate-stderr "$BUILD/allvarsctl" events --config "$T/a.conf" --from-beginning --idle-exit 500
+        [[ $status -eq 0 ]]
 }

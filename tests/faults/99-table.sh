@@ -13,9 +13,10 @@ RESULTS=${ALLVARS_FAULTS_RESULTS:-$FAULTS_DIR/results.json}
 # its setup: this script needs no server).
 table() {
         jq -r '["scenario", "faults", "sent", "decided", "dead-lettered", "dup. decisions", "lost", "events published",
-                "dup. deliveries", "recovery s"],
+                "dup. deliveries", "notice s", "recovery s", "p99 ms"],
                (.[] | [.scenario, (.faults // "?"), .sent, .decided, .dead_lettered, .duplicate_decisions, .lost,
-                       .events_published, .duplicate_deliveries, .recovery_s]) | @tsv' "$RESULTS" |
+                       .events_published, .duplicate_deliveries, (.notice_s // "-"), .recovery_s,
+                       (.p99_ms // "-")]) | @tsv' "$RESULTS" |
                 awk -F'\t' '{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
                               if (NF > nf) nf = NF }
                             END { for (r = 1; r <= NR; r++) { line = ""

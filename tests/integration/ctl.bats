@@ -72,7 +72,7 @@ INSERT INTO referrals (referral_id, case_id, person_key, marks, district, report
  ('R-6', '00000000-0000-4000-8000-00000000000f', NULL, 1, 'centrum', '2025-03-12T10:00:00Z', NULL, false, '', '',
   'police.referrals.v1', 1, 15, '2025-03-12T10:00:01Z');
 INSERT INTO referral_personal VALUES
- ('R-1', '201001012384', '2010-01-01', 'Astrid', 'Lindgren', 'A secret narrative about Astrid', '\xdeadbeef');
+ ('R-1', '201001012384', '2010-01-01', 'Testina', 'Exempelsson', 'A secret narrative about Testina', '\xdeadbeef');
 INSERT INTO decisions VALUES
  ('R-1', 'ELIGIBLE', '', 'CONTACT_MISSING', 15, '2025-03-13T10:00:00Z', 'CONVERSATION', NULL, 'goteborg-motion-2024', 1,
   'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-11T10:00:02Z'),
@@ -104,8 +104,8 @@ INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name,
  ('00000000-0000-4000-8000-00000000000f', 'R-6', 'centrum', 'SCHEDULED', 'ELIGIBLE', 'goteborg-motion-2024', 172800,
   '2025-03-14T10:00:00Z', 'CONVERSATION', NULL, false, false, false, '2025-03-13T14:00:00Z', false, NULL, NULL, false,
   '2025-03-12T10:00:01Z', '2025-03-12T11:00:00Z', 2);
-INSERT INTO case_contacts VALUES ('00000000-0000-4000-8000-00000000000a', 1, 'Karin Lindgren', '+46701234567',
-  'karin@example.se', 'Storgatan 1', '2025-03-11T12:00:00Z');
+INSERT INTO case_contacts VALUES ('00000000-0000-4000-8000-00000000000a', 1, 'Provmamma Exempelsson', '+46701234567',
+  'provmamma@example.se', 'Storgatan 1', '2025-03-11T12:00:00Z');
 INSERT INTO case_alerts VALUES
  ('00000000-0000-4000-8000-00000000000b', 'AT_RISK', '2025-03-11T20:00:00Z', '2025-03-11T20:00:05Z'),
  ('00000000-0000-4000-8000-00000000000b', 'MISSED', '2025-03-12T08:00:00Z', '2025-03-12T08:00:05Z'),
@@ -119,7 +119,7 @@ INSERT INTO audit (case_id, referral_id, at, actor_kind, actor_name, action, bef
  ('00000000-0000-4000-8000-00000000000a', 'R-1', '2025-03-11T12:00:00Z', 'POLICE', '', 'CONTACT_SUPPLIED',
   'state=ELIGIBLE;contact=missing', 'state=ELIGIBLE', ''),
  ('00000000-0000-4000-8000-00000000000a', 'R-1', '2025-03-11T13:00:00Z', 'SOCIAL_WORKER', 'anna.s', 'OVERRIDDEN',
-  'state=MANUAL_REVIEW;outcome=MANUAL_REVIEW', 'state=ELIGIBLE;outcome=ELIGIBLE', 'Talked to Astrid Lindgren'),
+  'state=MANUAL_REVIEW;outcome=MANUAL_REVIEW', 'state=ELIGIBLE;outcome=ELIGIBLE', 'Talked to Testina Exempelsson'),
  ('00000000-0000-4000-8000-00000000000e', 'R-5', '2025-03-12T07:00:01Z', 'DAEMON', '', 'DECIDED', '',
   'outcome=NOT_ELIGIBLE', '');
 INSERT INTO outbox_sent (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at) VALUES
@@ -151,12 +151,14 @@ EOF
 
 # No output of any command may carry R-1's personal data or payload bytes.
 no_personal_data() {
-        ! grep -Eiq 'astrid|lindgren|201001012384|2010-01-01|narrative|karin|46701234567|example\.se|storgatan|deadbeef|talked to' "$@"
+        ! grep -Eiq 'testina|exempelsson|201001012384|2010-01-01|narrative|provmamma|46701234567|example\.se|storgatan|deadbeef|talked to' "$@"
 }
 
 # ---------------------------------------------------------------------------- status
 
 @test "status: positions, outbox, dead letters, cases by district and state, alerts of the last day" {
+        sql "INSERT INTO allvarsd.partition_gaps VALUES ('allvarsd', 'police.referrals.v1', 1, 40, 44, 44,
+             '2025-03-12T09:30:00Z')"
         run --separate-stderr ctldb status
         [[ $status -eq 0 ]]
         diff -u - <(printf '%s\n' "$output") <<'EOF'
@@ -195,6 +197,10 @@ Cases by district and state (database)
   hisingen  DEFERRED       1        0
   hisingen  ELIGIBLE       1        0
   nordost   HELD           1        0
+
+Gaps: input gone from Kafka before it was read, never decided
+  GROUP     TOPIC                PARTITION  FROM OFFSET  TO OFFSET  MESSAGES  DETECTED AT
+  allvarsd  police.referrals.v1          1           40         43         4  2025-03-12T09:30:00Z
 
 Alerts raised in the last 24 hours
   KIND     ALERTS
@@ -433,6 +439,7 @@ deadline                   2025-03-13T10:00:00Z
 deadline kind              CONVERSATION
 time left                  in 22h 00m
 protective assessment due  -
+assessed at                -
 scheduled at               -
 police attending           no
 held at                    -
@@ -462,8 +469,8 @@ Alerts raised
   none
 
 Outcome events applied
-  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT
-  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z
+  EVENT ID                              KIND                      OCCURRED AT           APPLIED AT            PARTICIPANTS  FOLLOW UP
+  11111111-1111-4111-8111-111111111111  CONTACT_DETAILS_SUPPLIED  2025-03-11T11:59:00Z  2025-03-11T12:00:00Z  -             -
 
 Audit trail
   AT                    WHO                   ACTION            CHANGE
@@ -504,6 +511,26 @@ EOF
         grep -q '^outcome                    NOT_ELIGIBLE$' <<<"$output"
         grep -q '^  code  ABOVE_MAX_AGE$' <<<"$output"
         grep -q '^  2025-03-12T07:00:01Z  DAEMON  DECIDED  - -> outcome=NOT_ELIGIBLE$' <<<"$output"
+}
+
+@test "case: a held conversation's participants and follow-up; a NOT_ELIGIBLE child's protective assessment" {
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'EOF'
+INSERT INTO allvarsd.outcome_events (event_id, case_id, kind, occurred_at, applied_at, source_topic, source_partition,
+        source_offset, participants, follow_up)
+VALUES ('ev-held', '00000000-0000-4000-8000-00000000000d', 'CONVERSATION_HELD', '2025-03-09T10:00:00Z',
+        '2025-03-09T10:00:01Z', 'allvarssamtal.outcomes.v1', 0, 7, '{CHILD,GUARDIANS,SOCIAL_SERVICES}', '{OPEN_CARE}');
+INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, alerted_due, alerted_at, created_at)
+VALUES ('00000000-0000-4000-8000-00000000000e', 'R-5', 'sydvast', '2025-03-13T07:00:00Z', '2025-03-13T07:00:00Z',
+        '2025-03-13T07:00:04Z', '2025-03-12T07:00:01Z');
+EOF
+        run ctldb case R-4
+        [[ $status -eq 0 ]]
+        grep -Eq '^  ev-held +CONVERSATION_HELD +2025-03-09T10:00:00Z +2025-03-09T10:00:01Z +CHILD,GUARDIANS,SOCIAL_SERVICES +OPEN_CARE$' <<<"$output"
+        run ctldb case R-5
+        [[ $status -eq 0 ]]
+        grep -q '^protective assessment due  2025-03-13T07:00:00Z$' <<<"$output"
+        grep -q '^waiting for                protective assessment$' <<<"$output"
+        grep -Eq '^  PROTECTIVE_ASSESSMENT_OVERDUE +2025-03-13T07:00:00Z +2025-03-13T07:00:04Z$' <<<"$output"
 }
 
 @test "case --json: one object made by PostgreSQL, with no personal data" {
@@ -608,7 +635,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 
 @test "override: a CaseOutcome from the social worker on the outcomes topic, keyed by the case id" {
         mock_start
-        run --separate-stderr ctldb override R-1 --outcome MANUAL_REVIEW --reason "Needs a closer look" \
+        run --separate-stderr ctldb override R-1 --outcome MANUAL_REVIEW --reason-file <(echo "Needs a closer look") \
                 --by anna.s --bootstrap "$KAFKA"
         [[ $status -eq 0 ]]
         [[ $output =~ ^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$ ]]
@@ -620,32 +647,85 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ $line == *"event_id: \"$id\""* ]]
         [[ $line == *'case_id: "00000000-0000-4000-8000-00000000000a"'* ]]
         [[ $line == *'actor: {kind: ACTOR_KIND_SOCIAL_WORKER, name: "anna.s"}'* ]]
-        [[ $line == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: "Needs a closer look"}'* ]]
+        # The reason is free text about a child: masked unless shown on purpose (and audited).
+        [[ $line == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: (personal)}'* ]]
+        [[ $line != *"Needs a closer look"* ]]
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic allvarssamtal.outcomes.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB"
+        [[ $status -eq 0 && $output == *'override: {outcome: OUTCOME_MANUAL_REVIEW, reason: "Needs a closer look"}'* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN' and actor_kind = 'OPERATOR'
+                  and case_id = '00000000-0000-4000-8000-00000000000a' and detail like '%ce_id=$id'") -eq 1 ]]
         # occurred_at is "now" (here: --now).
         [[ $line == *"occurred_at: $NOW"* ]]
 
-        # By case id, with a fresh event id each time.
-        run ctldb override 00000000-0000-4000-8000-00000000000e --outcome ELIGIBLE --reason "Age was wrong" \
-                --by bo.k --bootstrap "$KAFKA"
+        # By case id, with a fresh event id each time; the reason on standard input.
+        run ctldb override 00000000-0000-4000-8000-00000000000e --outcome ELIGIBLE \
+                --by bo.k --bootstrap "$KAFKA" < <(echo "Age was wrong")
         [[ $status -eq 0 && $output != "$id" ]]
         outcome_events > "$T/events"
         [[ $(wc -l < "$T/events") -eq 2 ]]
-        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE' "$T/events"
+        grep -q 'key=00000000-0000-4000-8000-00000000000e .*referral_id: "R-5".*override: {outcome: OUTCOME_ELIGIBLE, reason: (personal)' "$T/events"
+        ctl events --bootstrap "$KAFKA" --topic allvarssamtal.outcomes.v1 --from-beginning --idle-exit 1500 \
+                --show-personal-data --database "dbname=$DB" | grep -q 'reason: "Age was wrong"'
+}
+
+@test "events: personal data masked by default; shown only to a role that may, audited; errors exit non-zero" {
+        mock_start
+        gen --count 3 --seed 31 --ids-out "$T/ids"
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning --idle-exit 1500
+        [[ $status -eq 0 && ${#lines[@]} -eq 3 ]]
+        # The input topics are decoded too; names, identity numbers, contacts and the narrative masked.
+        [[ $output == *'ce_type= {referral_id: "gen-31-'* ]]
+        [[ $output == *'given_name: (personal)'* && $output == *'narrative: (personal)'* ]]
+        ! grep -Eq '(given_name|family_name|identity_number|birth_date|name|phone|postal_address|narrative): "' <<<"$output"
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --json
+        [[ $status -eq 0 && $(jq -r .topic <<<"${lines[0]}") == police.referrals.v1 ]]
+        [[ $(jq -r .message <<<"${lines[0]}") == *'given_name: (personal)'* ]]
+
+        # Shown: only with a connection whose role may read the personal rows, each case audited first.
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB"
+        [[ $status -eq 0 && ${#lines[@]} -eq 3 && $output == *'given_name: "'* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
+        RT_USER=ctl_ev_$$_$RANDOM
+        psql -Xq -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE ROLE $RT_USER LOGIN; GRANT USAGE ON SCHEMA allvarsd TO $RT_USER;
+                GRANT SELECT ON allvarsd.cases TO $RT_USER" >/dev/null
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --topic police.referrals.v1 --from-beginning \
+                --idle-exit 1500 --show-personal-data --database "dbname=$DB user=$RT_USER"
+        [[ $status -eq 1 && -z $output && $stderr == *"may not read personal data"* ]]
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_SHOWN'") -eq 3 ]]
+
+        # Usage errors exit 2; an unreachable cluster exits 1 (a missing topic: tests/e2e/real-kafka.bats,
+        # the mock cluster creates every topic asked for).
+        run --separate-stderr ctl events --bootstrap "$KAFKA" --idle-exit abc
+        [[ $status -eq 2 && $stderr == *"--idle-exit"* ]]
+        run --separate-stderr ctl events --bootstrap 127.0.0.1:1 --idle-exit 100
+        [[ $status -eq 1 ]]
 }
 
 @test "override: unknown cases and bad arguments send nothing" {
         mock_start
-        run --separate-stderr ctldb override R-404 --outcome ELIGIBLE --reason x --by a --bootstrap "$KAFKA"
+        run --separate-stderr ctldb override R-404 --outcome ELIGIBLE --reason-file <(echo x) --by a --bootstrap "$KAFKA"
         [[ $status -eq 1 && $stderr == "allvarsctl override: no case or referral with the id R-404" ]]
-        for args in "R-1 --outcome MAYBE --reason x --by a" "R-1 --reason x --by a" "R-1 --outcome ELIGIBLE --by a" \
-                "R-1 --outcome ELIGIBLE --reason x" "--outcome ELIGIBLE --reason x --by a" \
-                "R-1 --outcome ELIGIBLE --reason x --by a --wait soon" "R-1 R-2 --outcome ELIGIBLE --reason x --by a"; do
+        for args in "R-1 --outcome MAYBE --reason-file /dev/null --by a" "R-1 --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason-file /dev/null" "--outcome ELIGIBLE --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason-file /dev/null --by a --wait soon" \
+                "R-1 R-2 --outcome ELIGIBLE --reason-file /dev/null --by a" \
+                "R-1 --outcome ELIGIBLE --reason x --by a"; do
                 # shellcheck disable=SC2086
                 run --separate-stderr ctldb override $args --bootstrap "$KAFKA"
                 [[ $status -eq 2 && -z $output && $(wc -l <<<"$stderr") -eq 1 ]] || { echo "$args: $status $stderr"; false; }
         done
-        # A blank reason is refused by the daemon's own validation, before sending.
-        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason "  " --by a --bootstrap "$KAFKA"
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason-file /nonexistent --by a --bootstrap "$KAFKA"
+        [[ $status -eq 1 && $stderr == *"/nonexistent: No such file"* ]]
+        # Never on the command line (/proc/PID/cmdline, the shell's history).
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason "Free text" --by a --bootstrap "$KAFKA"
+        [[ $status -eq 2 && $stderr == *"not on the command line"* ]]
+        # A blank reason (standard input here is empty) is refused by the daemon's own validation, before sending.
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --reason-file <(printf '  \n') --by a --bootstrap "$KAFKA"
+        [[ $status -eq 2 && $stderr == *"override.reason is required"* ]]
+        run --separate-stderr ctldb override R-1 --outcome ELIGIBLE --by a --bootstrap "$KAFKA" < /dev/null
         [[ $status -eq 2 && $stderr == *"override.reason is required"* ]]
         [[ -z $(outcome_events) ]]
 }
@@ -653,7 +733,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 @test "override --wait: reports applied, rejected, or not applied in time" {
         mock_start
         # allvarsd's part is played by SQL here: it records the event once it sees it.
-        ctldb override R-1 --outcome MANUAL_REVIEW --reason "Check" --by anna.s --bootstrap "$KAFKA" --wait 20 \
+        ctldb override R-1 --outcome MANUAL_REVIEW --reason-file <(echo Check) --by anna.s --bootstrap "$KAFKA" --wait 20 \
                 > "$T/out" 2> "$T/err" &
         pid=$!
         wait_for 10 grep -q . "$T/out"
@@ -669,7 +749,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         [[ ! -s $T/err ]]
 
         # Rejected: a dead letter at the event's position.
-        ctldb override R-4 --outcome ELIGIBLE --reason "Reopen" --by anna.s --bootstrap "$KAFKA" --wait 20 --json \
+        ctldb override R-4 --outcome ELIGIBLE --reason-file <(echo Reopen) --by anna.s --bootstrap "$KAFKA" --wait 20 --json \
                 > "$T/out" 2> "$T/err" &
         pid=$!
         wait_for 10 outcome_has_key 00000000-0000-4000-8000-00000000000d
@@ -687,7 +767,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         grep -q '^allvarsctl override: rejected by allvarsd: ILLEGAL_TRANSITION: OVERRIDE in state HELD (dead letter 3)$' "$T/err"
 
         # Nobody applies it.
-        run --separate-stderr ctldb override R-2 --outcome ELIGIBLE --reason "x" --by a --bootstrap "$KAFKA" --wait 1
+        run --separate-stderr ctldb override R-2 --outcome ELIGIBLE --reason-file <(echo x) --by a --bootstrap "$KAFKA" --wait 1
         [[ $status -eq 1 && ${#lines[@]} -eq 1 && $stderr == *"not applied within 1 s"* ]]
 }
 
@@ -704,7 +784,7 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         case_id=$(sql "select case_id from allvarsd.cases where closed_at is null order by case_id limit 1")
         [[ -n $case_id ]]
         run --separate-stderr ctl_as_operator a override "$case_id" --outcome NOT_ELIGIBLE \
-                --reason "Handled in another case" --by anna.s --wait 60
+                --reason-file <(echo "Handled in another case") --by anna.s --wait 60
         [[ $status -eq 0 ]] || { echo "$output $stderr"; cat "$T/a.log"; false; }
         [[ ${lines[1]} == "applied at "*": the case is now NOT_ELIGIBLE (outcome NOT_ELIGIBLE)" ]]
         run ctl_as_operator a case "$case_id" --json
@@ -776,7 +856,7 @@ EOF
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | length == 3'
         ctl dead-letters show 1 --database "$db" | grep -Eq '^payload bytes +4$'
         ctl dead-letters replay 1 --database "$db" --bootstrap "$KAFKA" --by anna.s | grep -q '^replayed dead letter 1 '
-        ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason x --by a
+        ctl override R-1 --database "$db" --bootstrap "$KAFKA" --outcome ELIGIBLE --reason-file <(echo x) --by a
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
         # Personal data: only with --personal, and the read is in the case's audit trail.
         run --separate-stderr ctl case R-1 --database "$db" --personal --by anna.s

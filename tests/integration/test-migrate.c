@@ -162,7 +162,8 @@ static void test_schema_check_refuses_unknown_version(void **state) {
         harness_exec_ok(fx->pg, "DROP SCHEMA allvarsd CASCADE");
         copy_schemas(fx);
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -f '%s'/00[2-9]_*.sql", fx->dir);
+        /* every migration but the first: 002 to 009 and 010 on */
+        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '001_*' -delete", fx->dir);
         assert_int_equal(system(cmd), 0);
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 1);
         assert_int_equal(store_check_schema(fx->st, &version), -EPROTO);
@@ -222,7 +223,8 @@ static void test_outbox_sent_migration(void **state) {
         fixture *fx = *state;
         copy_schemas(fx);
         char cmd[256];
-        snprintf(cmd, sizeof cmd, "rm -f '%s'/004_*.sql '%s'/00[5-9]_*.sql", fx->dir, fx->dir);
+        /* versions 1 to 3 only */
+        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-3]_*' -delete", fx->dir);
         assert_int_equal(system(cmd), 0);
         char err[512];
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 3);

@@ -806,6 +806,53 @@ static void test_event_id_already_sent_does_not_stall(void **state) {
         check_published(e, true);
 }
 
+/* An event the brokers refuse for good (larger than they accept: here the
+ * producer's own message.max.bytes, and a broker's MSG_SIZE_TOO_LARGE in a
+ * delivery report) is dead-lettered with an alert of its case, and the case's
+ * later events go on: it is never retried forever, holding them back. */
+static void test_refused_event_is_dead_lettered(void **state) {
+        env *e = *state;
+        e->cfg.topic_alerts = TOPIC_B;
+        e->cfg.topic_dead_letter = TOPIC_B;
+        const char *k1 = "66666666-6666-5666-8666-666666666666", *k2 = "77777777-7777-5777-8777-777777777777";
+        relay *r = relay_start(e);
+        usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
+        while (!relay_active(r) && clock_monotonic() < until)
+                relay_step(r, STEP);
+        row *before = insert_row(e, TOPIC_A, k1);
+        row *big = insert_row(e, TOPIC_A, k1);
+        harness_exec_ok(e->pg, "UPDATE allvarsd.outbox SET payload = decode(repeat('ab', 1100000), 'hex')"
+                               " WHERE id = (SELECT max(id) FROM allvarsd.outbox)");
+        row *after = insert_row(e, TOPIC_A, k1);
+        run_until_sent(e, &r, 1, 30 * USEC_PER_SEC);
+        assert_true(row_sent(e, before->id));
+        assert_true(row_sent(e, after->id));
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox_undeliverable WHERE id = %" PRId64
+                                              " AND error = 'MSG_SIZE_TOO_LARGE' AND payload_bytes = 1100000",
+                                       big->id),
+                         1);
+
+        /* Refused by a broker, in the delivery report. */
+        rd_kafka_mock_push_request_errors(e->mc, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+        row *refused = insert_row(e, TOPIC_A, k2);
+        run_until_sent(e, &r, 1, 30 * USEC_PER_SEC);
+        row *later = insert_row(e, TOPIC_A, k2);
+        run_until_sent(e, &r, 1, 30 * USEC_PER_SEC);
+        assert_true(row_sent(e, later->id));
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox_undeliverable WHERE id = %" PRId64,
+                                       refused->id),
+                         1);
+        /* In their places: a DeadLetter and an alert of each case, delivered. */
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox_sent WHERE ce_type ="
+                                              " 'se.allvarssamtal.v1.DeadLetter' AND key = '" TOPIC_A "/-1'"),
+                         2);
+        assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM allvarsd.outbox_sent WHERE ce_type ="
+                                              " 'se.allvarssamtal.v1.DeadlineAlert' AND key IN ('%s', '%s')",
+                                       k1, k2),
+                         2);
+        relay_free(r, USEC_PER_SEC);
+}
+
 static void test_bad_kafka_setting_is_reported(void **state) {
         env *e = *state;
         config_kv bad[2] = {{"group.id", "allvarsd"}, {"no.such.property", "1"}};
@@ -834,6 +881,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_delivered_event_is_not_published_again, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_event_id_already_sent_does_not_stall, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_kafka_setting_is_reported, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_refused_event_is_dead_lettered, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -185,6 +185,15 @@ events() {
         "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 "${args[@]}"
 }
 
+# events_personal TOPIC...: the same with personal data shown (allvarsctl events
+# --show-personal-data, as the test's database superuser: audited).
+events_personal() {
+        local args=() t
+        for t in "$@"; do args+=(--topic "${TOPIC_PREFIX:-}$t"); done
+        "$BUILD/allvarsctl" events --bootstrap "$KAFKA" --from-beginning --idle-exit 2000 --show-personal-data \
+                --database "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB" "${args[@]}"
+}
+
 # expected_ids FILE: the referral ids that must be decided (valid or duplicated), sorted, unique.
 expected_ids() { awk '$1 == "valid" || $1 == "dup" { print $2 }' "$1" | sort -u; }
 malformed_count() { awk '$1 == "malformed"' "$1" | wc -l; }

@@ -34,6 +34,11 @@
 #                                       there (NodeSource's nodejs ships its own)
 #   procps iproute2 passwd util-linux coreutils
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
+#   golang-go curl                      the fault suite's Toxiproxy (tests/lib/toxiproxy.bash): go builds
+#                                       the pinned server from the Go module proxy, curl drives its API
+#   faketime                            libfaketime: the fault suite's wall-clock steps (08-clock-step.sh)
+#   chromium                            renders `allvarsctl report --format html` headless in the
+#                                       report test (its SVG charts: bars and labels, a screenshot)
 set -euo pipefail
 
 PACKAGES=(
@@ -47,8 +52,10 @@ PACKAGES=(
         valgrind libc6-dbg
         openjdk-17-jre-headless maven ca-certificates
         systemd procps iproute2 passwd util-linux coreutils
+        golang-go curl faketime
         debhelper dpkg-dev lintian apt
         nodejs
+        chromium
 )
 command -v npm >/dev/null || PACKAGES+=(npm)
 

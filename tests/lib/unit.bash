@@ -52,7 +52,9 @@ unit_topics() {
 # unit_conf [EXTRA LINES...]: the example configuration with this test's
 # endpoints and topics, on stdout.
 unit_conf() {
+        # The test broker on loopback speaks plaintext: the example's TLS lines go.
         sed -e "s|^kafka.bootstrap.servers = .*|kafka.bootstrap.servers = $ALLVARS_KAFKA_BOOTSTRAP|" \
+            -e "/^kafka.security.protocol = /d" -e "/^kafka.ssl.ca.location = /d" \
             -e "s|^database.conninfo = .*|database.conninfo = host=127.0.0.1 port=$PGPORT dbname=$DB user=allvarsd_runtime application_name=allvarsd|" \
             "$ROOT/deploy/allvarsd.conf.example"
         local t

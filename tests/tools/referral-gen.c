@@ -4,7 +4,7 @@
  *   referral-gen --bootstrap B [--topic T] --count N [--seed S] [--first K]
  *                [--duplicates PCT] [--malformed PERMILLE] [--persons P]
  *                [--rate PER_SECOND] [--reported-at RFC3339] [--partitions-key]
- *                [--ids-out FILE]
+ *                [--ids-out FILE] [--partition P] [--transactional ID [--tx-size N]]
  *
  * Referral i (i = first .. first+count-1) has id "gen-S-i". A duplicate re-sends
  * an earlier referral byte for byte; a malformed message is random bytes or a
@@ -12,7 +12,10 @@
  * "valid ID", "dup ID" or "malformed KEY", so a test knows the expected set.
  * Prints "sent=N valid=V duplicates=D malformed=M" at the end. Exit 0 when
  * every message was delivered. With --embed-produce-time, each referral's
- * police_case_number carries the produce time in µs (for latency figures). */
+ * police_case_number carries the produce time in µs (for latency figures).
+ * --partition P sends every message to partition P; --transactional ID sends
+ * them in transactions of --tx-size messages (default 5), each commit marker
+ * taking an offset of its own (gaps Kafka explains). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -170,6 +173,8 @@ int main(int argc, char **argv) {
                 {"malformed", required_argument, NULL, 'm'}, {"persons", required_argument, NULL, 'p'},
                 {"rate", required_argument, NULL, 'r'},      {"reported-at", required_argument, NULL, 'R'},
                 {"ids-out", required_argument, NULL, 'o'},   {"embed-produce-time", no_argument, NULL, 'E'},
+                {"partition", required_argument, NULL, 'P'}, {"transactional", required_argument, NULL, 'T'},
+                {"tx-size", required_argument, NULL, 'X'},
                 {NULL, 0, NULL, 0},
         };
         const char *bootstrap = NULL, *topic = "police.referrals.v1", *ids_out = NULL;
@@ -178,8 +183,11 @@ int main(int argc, char **argv) {
         uint64_t seed = 1;
         usec_t reported = 0;
         bool embed = false;
+        int32_t partition = RD_KAFKA_PARTITION_UA;
+        const char *txid = NULL;
+        long tx_size = 5;
         int c;
-        while ((c = getopt_long(argc, argv, "b:t:n:s:f:d:m:p:r:R:o:E", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "b:t:n:s:f:d:m:p:r:R:o:EP:T:X:", options, NULL)) >= 0) {
                 switch (c) {
                 case 'b': bootstrap = optarg; break;
                 case 't': topic = optarg; break;
@@ -198,6 +206,9 @@ int main(int argc, char **argv) {
                         break;
                 case 'o': ids_out = optarg; break;
                 case 'E': embed = true; break;
+                case 'P': partition = (int32_t)atoi(optarg); break;
+                case 'T': txid = optarg; break;
+                case 'X': tx_size = atol(optarg) > 0 ? atol(optarg) : 1; break;
                 default: return 64;
                 }
         }
@@ -220,10 +231,17 @@ int main(int argc, char **argv) {
         rd_kafka_conf_set(conf, "batch.num.messages", "10000", e, sizeof e);
         rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", e, sizeof e);
         rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e);
+        if (txid)
+                rd_kafka_conf_set(conf, "transactional.id", txid, e, sizeof e);
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
         if (!rk) {
                 fprintf(stderr, "referral-gen: %s\n", e);
+                return 1;
+        }
+        rd_kafka_error_t *txe = txid ? rd_kafka_init_transactions(rk, 30000) : NULL;
+        if (txe) {
+                fprintf(stderr, "referral-gen: init_transactions: %s\n", rd_kafka_error_string(txe));
                 return 1;
         }
 
@@ -264,9 +282,13 @@ int main(int argc, char **argv) {
                 }
                 if (ids)
                         fprintf(ids, "%s %s\n", kind, id);
+                if (txid && (i - first) % tx_size == 0 && (txe = rd_kafka_begin_transaction(rk))) {
+                        fprintf(stderr, "referral-gen: begin_transaction: %s\n", rd_kafka_error_string(txe));
+                        return 1;
+                }
                 for (;;) {
                         rd_kafka_resp_err_t err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(id, strlen(id)),
+                                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(id, strlen(id)),
                                 RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                                 rd_kafka_poll(rk, 10);
@@ -281,6 +303,11 @@ int main(int argc, char **argv) {
                 }
                 sent++;
                 rd_kafka_poll(rk, 0);
+                if (txid && ((i - first) % tx_size == tx_size - 1 || i == first + count - 1) &&
+                    (txe = rd_kafka_commit_transaction(rk, 30000))) {
+                        fprintf(stderr, "referral-gen: commit_transaction: %s\n", rd_kafka_error_string(txe));
+                        return 1;
+                }
                 if (rate > 0) {
                         usec_t due = start + (usec_t)((double)(sent) * 1e6 / (double)rate);
                         usec_t now = clock_monotonic();

@@ -26,6 +26,9 @@ static char err[512];
 
 #define BASE "database.conninfo = host=db.example.org dbname=allvarsd user=allvarsd\n" \
              "pepper = @file:%s\n"
+/* As a file must be to load: a remote server over verified TLS. */
+#define BASE_TLS "database.conninfo = host=db.example.org dbname=allvarsd user=allvarsd sslmode=verify-full\n" \
+                 "pepper = @file:%s\n"
 
 static void write_file(const char *path, const void *data, size_t len) {
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -424,9 +427,11 @@ static void test_restart_record(void **state) {
         write_file(path, "ppppppppppppppppppppppppppppppppppppppppp", 40);
         snprintf(path, sizeof path, "%s/db", dir);
         write_file(path, "the-db-password\n", 16);
-        const char *running_text = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+        const char *running_text = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime"
+                                   " sslmode=verify-full\n"
                                    "database.password = @credential:db\npepper = @credential:pepper\n"
-                                   "kafka.bootstrap.servers = k1:9092\nkafka.sasl.password = @credential:kp\n"
+                                   "kafka.bootstrap.servers = k1:9092\nkafka.security.protocol = SASL_SSL\n"
+                                   "kafka.sasl.password = @credential:kp\n"
                                    "topics.alerts = a1\nprofile.name = stockholm-2019\n";
         /* The daemon: credentials read. */
         setenv("CREDENTIALS_DIRECTORY", dir, 1);
@@ -469,9 +474,10 @@ static void test_restart_record(void **state) {
         assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
         assert_string_equal(buf, "topics.alerts, pepper, batch.connections, kafka.linger.ms");
         config_free(c);
-        const char *no_sasl = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime\n"
+        const char *no_sasl = "database.conninfo = host=db dbname=allvarsd user=allvarsd_runtime sslmode=verify-full\n"
                               "database.password = @credential:db\npepper = @credential:pepper\n"
-                              "kafka.bootstrap.servers = k1:9092\ntopics.alerts = a1\n";
+                              "kafka.bootstrap.servers = k1:9092\nkafka.security.protocol = SASL_SSL\n"
+                              "topics.alerts = a1\n";
         write_file(path, no_sasl, strlen(no_sasl));
         assert_int_equal(config_load_flags(path, CONFIG_NO_CREDENTIALS, &c, err, sizeof err), 0);
         assert_int_equal(config_restart_compare(c, record, buf, sizeof buf), 1);
@@ -597,12 +603,91 @@ static void test_dump_reads_back(void **state) {
         config_free(d);
 }
 
+/* config_check_transport on "<conninfo>\n<extra>": 0, or -EPERM with want in err. */
+static void transport(const char *conninfo, const char *extra, const char *want) {
+        char *text = NULL;
+        assert_true(asprintf(&text, "database.conninfo = %s\npepper = @file:%s\n%s", conninfo, pepper_path, extra) > 0);
+        config *c = NULL;
+        if (config_parse_string("t.conf", text, &c, err, sizeof err) < 0)
+                fail_msg("%s\n%s", err, text);
+        free(text);
+        int r = config_check_transport(c, err, sizeof err);
+        if (!want && r < 0)
+                fail_msg("refused: %s (%s / %s)", err, conninfo, extra);
+        if (want) {
+                if (r != -EPERM)
+                        fail_msg("accepted, expected a refusal about %s (%s / %s)", want, conninfo, extra);
+                if (!strstr(err, want) || !strstr(err, "insecure.allow_plaintext"))
+                        fail_msg("\"%s\" does not name %s and the key that allows it", err, want);
+        }
+        config_free(c);
+}
+
+#define REMOTE_KAFKA "kafka.bootstrap.servers = kafka1.example.org:9093,127.0.0.1:9092\n"
+#define KAFKA_TLS REMOTE_KAFKA "kafka.security.protocol = SASL_SSL\n"
+
+/* TLS enforced: each refusal, what is local, and the explicit override. */
+static void test_transport_tls_enforced(void **state) {
+        (void)state;
+        /* PostgreSQL on another machine: verify-full only. */
+        transport("host=db.example.org dbname=a", KAFKA_TLS, "sslmode=verify-full");
+        transport("host=db.example.org dbname=a sslmode=require", KAFKA_TLS, "not require");
+        transport("postgresql://db.example.org/a?sslmode=verify-ca", KAFKA_TLS, "not verify-ca");
+        transport("hostaddr=10.1.2.3 dbname=a sslmode=prefer", KAFKA_TLS, "sslmode=verify-full");
+        transport("host=/run/postgresql,db.example.org dbname=a", KAFKA_TLS, "sslmode=verify-full");
+        transport("host=db.example.org dbname=a sslmode=verify-full", KAFKA_TLS, NULL);
+        transport("postgresql://db.example.org/a?sslmode=verify-full", KAFKA_TLS, NULL);
+        /* Local: a unix socket, loopback addresses, localhost. */
+        transport("host=/run/postgresql dbname=a", "", NULL);
+        transport("dbname=a", "", NULL);
+        transport("host=127.0.0.1 dbname=a", "", NULL);
+        transport("host=localhost,::1 dbname=a", "", NULL);
+        transport("postgresql://127.0.0.1:5432/a", "", NULL);
+        transport("host=127.0.0.1.example.org dbname=a", "", "sslmode=verify-full");
+
+        /* Kafka brokers on other machines: SSL or SASL_SSL. */
+        const char *db = "host=/run/postgresql dbname=a";
+        transport(db, REMOTE_KAFKA, "security.protocol");
+        transport(db, REMOTE_KAFKA "kafka.security.protocol = SASL_PLAINTEXT\n", "not SASL_PLAINTEXT");
+        transport(db, REMOTE_KAFKA "kafka.security.protocol = plaintext\n", "not plaintext");
+        transport(db, REMOTE_KAFKA "kafka.security.protocol = ssl\n", NULL);
+        transport(db, "kafka.bootstrap.servers = 127.0.0.1:9092,localhost:9093,[::1]:9094\n", NULL);
+        transport(db, "kafka.bootstrap.servers = PLAINTEXT://broker.example.org:9092\n", "security.protocol");
+        transport(db, "kafka.bootstrap.servers = kafka1.example.org:9093\nkafka.embedded = true\n", NULL);
+        /* Turning verification off is refused wherever the brokers are. */
+        transport(db, KAFKA_TLS "kafka.enable.ssl.certificate.verification = false\n", "certificates");
+        transport(db, "kafka.enable.ssl.certificate.verification = false\n", "certificates");
+        transport(db, KAFKA_TLS "kafka.ssl.endpoint.identification.algorithm = none\n", "host names");
+        transport(db, KAFKA_TLS "kafka.ssl.endpoint.identification.algorithm = https\n", NULL);
+
+        /* The one explicit key allows each of them. */
+        const char *all = REMOTE_KAFKA "kafka.enable.ssl.certificate.verification = false\n"
+                                       "kafka.ssl.endpoint.identification.algorithm = none\n"
+                                       "insecure.allow_plaintext = true\n";
+        transport("host=db.example.org dbname=a sslmode=disable", all, NULL);
+
+        /* A file that breaks the rule does not load (allvarsd, allvarsctl, --check-config). */
+        char path[256], text[512];
+        config *c = NULL;
+        snprintf(path, sizeof path, "%s/plain.conf", tmpdir);
+        int n = snprintf(text, sizeof text, BASE "%s", pepper_path, "");
+        write_file(path, text, (size_t)n);
+        assert_int_equal(config_load(path, &c, err, sizeof err), -EPERM);
+        assert_null(c);
+        assert_non_null(strstr(err, "sslmode=verify-full"));
+        n = snprintf(text, sizeof text, BASE "insecure.allow_plaintext = true\n", pepper_path);
+        write_file(path, text, (size_t)n);
+        assert_int_equal(config_load(path, &c, err, sizeof err), 0);
+        assert_true(c->insecure_allow_plaintext);
+        config_free(c);
+}
+
 static void test_load_file(void **state) {
         (void)state;
         char path[256], text[512];
         config *c = NULL;
         snprintf(path, sizeof path, "%s/allvarsd.conf", tmpdir);
-        int n = snprintf(text, sizeof text, BASE "relay.batch = 7\n", pepper_path);
+        int n = snprintf(text, sizeof text, BASE_TLS "relay.batch = 7\n", pepper_path);
         write_file(path, text, (size_t)n);
         assert_int_equal(config_load(path, &c, err, sizeof err), 0);
         assert_string_equal(c->path, path);
@@ -775,6 +860,7 @@ int main(void) {
                 cmocka_unit_test(test_dump_masks_secrets),
                 cmocka_unit_test(test_dump_reads_back),
                 cmocka_unit_test(test_load_file),
+                cmocka_unit_test(test_transport_tls_enforced),
                 cmocka_unit_test(test_man_page_matches_table),
                 cmocka_unit_test(test_example_configuration),
         };

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "contacts.h"
@@ -108,6 +109,42 @@ static void test_blank_names_never_match(void **state) {
         contacts_free(&c);
 }
 
+/* Capped and deduplicated: 19 supplies of 32 new guardians each leave
+ * CONTACTS_MAX; a nameless guardian with a known phone number or e-mail
+ * updates that one; a guardian with nothing to contact is skipped. */
+static void test_capped_and_deduplicated(void **state) {
+        (void)state;
+        contacts c = { 0 };
+        static Allvarssamtal__V1__Guardian g[32];
+        static Allvarssamtal__V1__Guardian *gp[32];
+        static char names[32][64];
+        int dropped = 0;
+        for (int round = 0; round < 19; round++) {
+                for (int i = 0; i < 32; i++) {
+                        snprintf(names[i], sizeof names[i], "Vårdnadshavare %d-%d", round, i);
+                        g[i] = guardian(names[i], "0700", NULL, NULL);
+                        gp[i] = &g[i];
+                }
+                int r = contacts_merge(&c, gp, 32, round);
+                assert_true(r >= 0);
+                dropped += r;
+        }
+        assert_int_equal(c.n, CONTACTS_MAX);
+        assert_int_equal(dropped, 19 * 32 - CONTACTS_MAX);
+        contacts_free(&c);
+
+        contacts d = { 0 };
+        assert_int_equal(contacts_add(&d, 1, "", "0701", "", "", 0, false), 0);
+        Allvarssamtal__V1__Guardian same = guardian("", "0701", "ny@example.se", NULL);
+        Allvarssamtal__V1__Guardian empty = guardian(" ", "", NULL, "");
+        Allvarssamtal__V1__Guardian *sp[] = { &same, &same, &empty };
+        assert_int_equal(contacts_merge(&d, sp, 3, 5), 0);
+        assert_int_equal(d.n, 1);
+        assert_string_equal(d.v[0].email, "ny@example.se");
+        assert_true(d.v[0].dirty);
+        contacts_free(&d);
+}
+
 /* The views for the scheduling request point at the contacts. */
 static void test_views(void **state) {
         (void)state;
@@ -128,6 +165,7 @@ int main(void) {
                 cmocka_unit_test(test_same_name_updates),   cmocka_unit_test(test_unchanged_not_dirty),
                 cmocka_unit_test(test_others_appended),     cmocka_unit_test(test_ordinal_after_gap),
                 cmocka_unit_test(test_blank_names_never_match), cmocka_unit_test(test_views),
+                cmocka_unit_test(test_capped_and_deduplicated),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

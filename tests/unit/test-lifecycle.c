@@ -656,6 +656,16 @@ static void test_open_from_decision(void **state) {
         assert_int_equal(c.state, CASE_MANUAL_REVIEW);
         assert_true(c.awaiting_assessment);
 
+        /* An adult's assessment has no due time, and the DEFERRED case awaits it all the same. */
+        d = (decision){0};
+        d.profile = gbg();
+        d.outcome = OUTCOME_DEFERRED;
+        d.reasons = REASON_PROTECTIVE_ASSESSMENT_FIRST;
+        lifecycle_open(&d, &c);
+        assert_int_equal(c.state, CASE_DEFERRED);
+        assert_true(c.awaiting_assessment);
+        assert_int_equal(c.protective_assessment_due, 0);
+
         d.outcome = OUTCOME_NOT_ELIGIBLE;
         lifecycle_open(&d, &c);
         assert_int_equal(c.state, CASE_NONE);

@@ -151,9 +151,9 @@ static void test_complete(void **state) {
 
 /* Valid messages that together hold every message type allvarsd reads. */
 typedef struct bases {
-        uint8_t *packed[5];
-        size_t len[5];
-        const ProtobufCMessageDescriptor *desc[5];
+        uint8_t *packed[6];
+        size_t len[6];
+        const ProtobufCMessageDescriptor *desc[6];
         size_t n;
 } bases;
 
@@ -217,6 +217,17 @@ static void make_bases(bases *b) {
         contact.n_guardians = 1;
         out.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONTACT_DETAILS_SUPPLIED;
         out.contact_details_supplied = &contact;
+        add_base(b, &out.base);
+
+        Allvarssamtal__V1__ConversationHeld held = ALLVARSSAMTAL__V1__CONVERSATION_HELD__INIT;
+        Allvarssamtal__V1__Participant who[1] = {ALLVARSSAMTAL__V1__PARTICIPANT__PARTICIPANT_CHILD};
+        Allvarssamtal__V1__FollowUp what[1] = {ALLVARSSAMTAL__V1__FOLLOW_UP__FOLLOW_UP_OPEN_CARE};
+        held.participants = who;
+        held.n_participants = 1;
+        held.follow_up = what;
+        held.n_follow_up = 1;
+        out.change_case = ALLVARSSAMTAL__V1__CASE_OUTCOME__CHANGE_CONVERSATION_HELD;
+        out.conversation_held = &held;
         add_base(b, &out.base);
 
         Allvarssamtal__V1__DecisionOverride ov = ALLVARSSAMTAL__V1__DECISION_OVERRIDE__INIT;

@@ -305,6 +305,35 @@ static void test_manual_review_keeps_protective_assessment(void **state) {
         assert_int_equal(d.protective_assessment_due, at("2025-03-11T10:00:00Z"));
 }
 
+/* SoL 11 kap. 1 a § binds for a child: a person of 18 or more with acute risk
+ * is DEFERRED (assessed first) but has no due time; 17 has one. */
+static void test_adult_acute_risk_no_due_time(void **state) {
+        (void)state;
+        fixture f;
+        init(&f, 2006, 3, 10);                  /* 19 on the report date */
+        f.r.acute_risk = true;
+        decision d = decide(&f, STHLM);
+        assert_int_equal(d.age, 19);
+        assert_decision(d, OUTCOME_DEFERRED, REASON_PROTECTIVE_ASSESSMENT_FIRST);
+        assert_int_equal(d.protective_assessment_due, 0);
+        init(&f, 2007, 3, 10);                  /* 18 that day */
+        f.r.acute_risk = true;
+        d = decide(&f, STHLM);
+        assert_int_equal(d.age, 18);
+        assert_int_equal(d.protective_assessment_due, 0);
+        init(&f, 2007, 3, 11);                  /* 17, 18 tomorrow */
+        f.r.acute_risk = true;
+        d = decide(&f, STHLM);
+        assert_int_equal(d.age, 17);
+        assert_int_equal(d.protective_assessment_due, at("2025-03-11T10:00:00Z"));
+        /* Out of the profile's ages and adult (goteborg 10-17): NOT_ELIGIBLE, none due. */
+        init(&f, 2006, 3, 10);
+        f.r.acute_risk = true;
+        d = decide(&f, GBG);
+        assert_decision(d, OUTCOME_NOT_ELIGIBLE, REASON_ABOVE_MAX_AGE);
+        assert_int_equal(d.protective_assessment_due, 0);
+}
+
 /* ---- step 2: ages ---- */
 
 /* Born `years` years before the report date (2025-03-10), to the day, or a day later. */
@@ -863,6 +892,7 @@ int main(void) {
                 cmocka_unit_test(test_coordination_number_agrees_with_birth_date),
                 cmocka_unit_test(test_ten_digit_numbers),
                 cmocka_unit_test(test_manual_review_keeps_protective_assessment),
+                cmocka_unit_test(test_adult_acute_risk_no_due_time),
                 cmocka_unit_test(test_age_limits_goteborg),
                 cmocka_unit_test(test_age_limits_stockholm),
                 cmocka_unit_test(test_age_limits_ds),

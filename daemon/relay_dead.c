@@ -1,0 +1,118 @@
+/* See relay_dead.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "events.h"
+#include "relay_dead.h"
+#include "strbuf.h"
+
+bool relay_dead_error(rd_kafka_resp_err_t err) {
+        return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+               err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD;
+}
+
+static const char SQL_TAKE[] =
+        "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS u(id, err)),"
+        " d AS (DELETE FROM allvarsd.outbox o USING u WHERE o.id = u.id"
+        "       RETURNING o.id, o.event_id, o.topic, o.key, o.ce_type, octet_length(o.payload) AS bytes,"
+        "                 o.created_at, u.err)"
+        " INSERT INTO allvarsd.outbox_undeliverable"
+        " SELECT id, event_id, topic, key, ce_type, bytes, created_at, now(), err FROM d"
+        " ON CONFLICT DO NOTHING"
+        " RETURNING event_id::text, topic, key, payload_bytes, id, error";
+
+/* Delivered ones have left the outbox (schemas/004_outbox_sent.sql). */
+static const char SQL_EVENT[] =
+        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
+        " SELECT $1::uuid, $2, $3, $4, timestamptz 'epoch' + $5::bigint * interval '1 microsecond', decode($6, 'hex')"
+        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = $1::uuid)"
+        " ON CONFLICT (event_id) DO NOTHING";
+
+static int exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
+                PGresult **ret, char *why, size_t why_size) {
+        PGresult *res = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+        if (PQresultStatus(res) != want) {
+                const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+                snprintf(why, why_size, "undeliverable events: %s", m ? m : "no result");
+                PQclear(res);
+                return -EIO;
+        }
+        if (ret)
+                *ret = res;
+        else
+                PQclear(res);
+        return 0;
+}
+
+static bool is_uuid(const char *s) {
+        return strlen(s) == 36 && strspn(s, "0123456789abcdefABCDEF-") == 36;
+}
+
+static int write_events(PGconn *pg, const event_list *ev, char *why, size_t why_size) {
+        for (size_t i = 0; i < ev->n; i++) {
+                const outbox_event *e = &ev->v[i];
+                char *hex = malloc(2 * e->len + 1), t[24];
+                if (!hex)
+                        return -ENOMEM;
+                for (size_t k = 0; k < e->len; k++)
+                        snprintf(hex + 2 * k, 3, "%02x", e->payload[k]);
+                hex[2 * e->len] = 0;
+                snprintf(t, sizeof t, "%" PRId64, (int64_t)e->ce_time);
+                const char *params[] = {e->event_id, e->topic, e->key, e->ce_type, t, hex};
+                int r = exec(pg, SQL_EVENT, 6, params, PGRES_COMMAND_OK, NULL, why, why_size);
+                free(hex);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int relay_dead_write(PGconn *pg, const config *cfg, const relay_dead *v, size_t n, usec_t now, char *why,
+                     size_t why_size) {
+        strbuf ids = {0}, errs = {0};
+        strbuf_adds(&ids, "{");
+        strbuf_adds(&errs, "{");
+        for (size_t i = 0; i < n; i++) {
+                strbuf_addf(&ids, "%s%" PRId64, i ? "," : "", v[i].id);
+                strbuf_addf(&errs, "%s%s", i ? "," : "", rd_kafka_err2name(v[i].err));
+        }
+        strbuf_adds(&ids, "}");
+        strbuf_adds(&errs, "}");
+        event_list ev = {0};
+        PGresult *res = NULL;
+        int r = ids.oom || errs.oom ? -ENOMEM : 0;
+        if (r >= 0)
+                r = exec(pg, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, why, why_size);
+        if (r >= 0) {
+                const char *params[] = {ids.s, errs.s};
+                r = exec(pg, SQL_TAKE, 2, params, PGRES_TUPLES_OK, &res, why, why_size);
+        }
+        for (int i = 0; r >= 0 && res && i < PQntuples(res); i++) {
+                const char *event_id = PQgetvalue(res, i, 0), *topic = PQgetvalue(res, i, 1),
+                           *key = PQgetvalue(res, i, 2);
+                codec_error err = {.reason = DLR_OVERSIZED};
+                snprintf(err.detail, sizeof err.detail, "the event %s is %s bytes: refused by the brokers (%s)",
+                         event_id, PQgetvalue(res, i, 3), PQgetvalue(res, i, 5));
+                r = events_dead_letter(cfg, topic, -1, strtoll(PQgetvalue(res, i, 4), NULL, 10), &err,
+                                       is_uuid(key) ? key : NULL, now, &ev);
+                if (r >= 0)
+                        r = events_undeliverable(cfg, key, event_id, topic, now, &ev);
+        }
+        PQclear(res);
+        if (r >= 0)
+                r = write_events(pg, &ev, why, why_size);
+        if (r >= 0)
+                r = exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, why, why_size);
+        if (r < 0 && PQtransactionStatus(pg) != PQTRANS_IDLE)
+                PQclear(PQexec(pg, "ROLLBACK"));
+        if (r == -ENOMEM)
+                snprintf(why, why_size, "undeliverable events: out of memory");
+        event_list_free(&ev);
+        strbuf_free(&ids);
+        strbuf_free(&errs);
+        return r < 0 ? r : 0;
+}

@@ -1,0 +1,30 @@
+/* Events the brokers refuse for good (larger than they accept, an invalid
+ * record): the relay takes such a row out of the outbox, so that the case's
+ * later events go on, keeps its record without the payload in
+ * outbox_undeliverable, and writes in its place a DeadLetter (reason
+ * OVERSIZED, on the dead-letter topic) and an EVENT_UNDELIVERABLE alert of
+ * the case, in one transaction on the relay's session. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "clock.h"
+#include "config.h"
+
+typedef struct relay_dead {
+        int64_t id;                     /* the outbox row */
+        rd_kafka_resp_err_t err;
+} relay_dead;
+
+/* A delivery or produce error that retrying cannot cure. */
+bool relay_dead_error(rd_kafka_resp_err_t err);
+
+/* Write the n rows' records, dead letters and alerts; 0, or -EIO with the
+ * reason in why (the caller retries with the same rows). */
+int relay_dead_write(PGconn *pg, const config *cfg, const relay_dead *v, size_t n, usec_t now, char *why,
+                     size_t why_size);

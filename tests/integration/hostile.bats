@@ -1,0 +1,66 @@
+#!/usr/bin/env bats
+# Hostile input through the running daemon (librdkafka's mock cluster in a
+# process of its own, the real PostgreSQL): mutated referrals and outcomes
+# (tests/tools/hostile-gen.c), each decided, applied or dead-lettered exactly
+# once; the daemon never exits, its peak RSS stays under 64 MiB, and a valid
+# referral after the storm is decided promptly. ALLVARS_HOSTILE_COUNT sets the
+# number of referrals (default 160; the outcomes are half as many).
+
+load ../lib/daemon.bash
+
+setup() {
+        db_create
+        mock_start
+        daemon_conf a
+        daemon_migrate a
+}
+
+teardown() {
+        teardown_daemons
+}
+
+next_offsets_are() {
+        [[ $(sql "select coalesce(sum(next_offset), 0) from allvarsd.consumer_offsets where topic = '$1'") -eq $2 ]]
+}
+decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
+peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$(daemon_pid a)/status"; }
+
+@test "a fuzzing stream: every message decided or dead-lettered once, the daemon stays up and small" {
+        n=${ALLVARS_HOSTILE_COUNT:-160}
+        m=$((n / 2))
+        daemon_start a
+        daemon_ready a
+        "$BUILD/tests/hostile-gen" --bootstrap "$KAFKA" --topic police.referrals.v1 --count "$n" --seed 5 --fuzz-referrals
+        "$BUILD/tests/hostile-gen" --bootstrap "$KAFKA" --topic allvarssamtal.outcomes.v1 --count "$m" --seed 6 \
+                --fuzz-outcomes
+        wait_for 120 next_offsets_are police.referrals.v1 "$n"
+        wait_for 60 next_offsets_are allvarssamtal.outcomes.v1 "$m"
+        kill -0 "$(daemon_pid a)"
+        # Referrals: a decision or a dead letter for every offset, never both.
+        [[ $(sql "select count(*) from allvarsd.referrals") -gt 0 ]]
+        [[ $(sql "select count(*) from allvarsd.dead_letters where source_topic = 'police.referrals.v1'") -gt 0 ]]
+        [[ $(sql "select (select count(*) from allvarsd.referrals)
+                       + (select count(*) from allvarsd.dead_letters where source_topic = 'police.referrals.v1')") -eq $n ]]
+        [[ $(sql "select count(*) from allvarsd.referrals r join allvarsd.dead_letters d
+                  on d.source_topic = r.source_topic and d.source_partition = r.source_partition
+                  and d.source_offset = r.source_offset") -eq 0 ]]
+        [[ $(sql "select count(*) from (select source_topic, source_partition, source_offset from allvarsd.dead_letters
+                  group by 1, 2, 3 having count(*) > 1) x") -eq 0 ]]
+        # Outcomes (of cases that do not exist): each applied or dead-lettered once.
+        [[ $(sql "select (select count(*) from allvarsd.outcome_events)
+                       + (select count(*) from allvarsd.dead_letters
+                          where source_topic = 'allvarssamtal.outcomes.v1')") -eq $m ]]
+        # Every kind of mutation was met: huge repeated fields and unknown fields
+        # beyond the budget are OVERSIZED, not an allocation of gigabytes.
+        sql "select distinct reason from allvarsd.dead_letters order by 1" > "$T/reasons"
+        grep -qx OVERSIZED "$T/reasons"
+        grep -qx UNDECODABLE "$T/reasons"
+        grep -qx INVALID_TEXT "$T/reasons"
+        grep -qx TIMESTAMP_OUT_OF_RANGE "$T/reasons"
+        [[ $(peak_rss_kib) -lt $((64 * 1024)) ]]
+        # After the storm a valid referral is decided promptly.
+        before=$(decided_count)
+        gen --count 1 --seed 99 --ids-out "$T/ids"
+        wait_for 10 decided_at_least $((before + 1))
+        kill -0 "$(daemon_pid a)"
+}
