@@ -176,6 +176,9 @@ deployed_ctl_conf() {
                 topics.feedback topics.alerts topics.dead_letter; do
                 grep -q "^$k *=" "$conf" && lines+=("$(grep "^$k *=" "$conf" | tail -n 1)")
         done
+        # A daemon on the embedded Kafka names no brokers: neither does its
+        # allvarsctl (the example's remote brokers would need TLS).
+        grep -q "^kafka.bootstrap.servers *=" "$conf" || lines+=("#kafka.bootstrap.servers")
         DEPLOYED_CONF_FROM=$DEPLOYED_CTL_EXAMPLE deployed_conf "$out" "${lines[@]}"
 }
 
