@@ -25,10 +25,11 @@ ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-$(sed -n 's/^database\.conninfo *=.*[[:spac
 ALLVARS_CTL_ROLE=${ALLVARS_CTL_ROLE:-allvarsd_operator}
 
 # The keys a test configuration may change besides the test's own subject:
-# endpoints, paths, secrets, and the log going to stderr where the test reads it.
+# endpoints (with the TLS of the example's brokers, off for the plaintext test
+# brokers on loopback), paths, secrets, and the log going to stderr where the test reads it.
 # deployed_conf_check fails a configuration that changes any other key of the
 # example without the test saying so (its KEY = VALUE arguments).
-DEPLOYED_ENDPOINT_KEYS='kafka.bootstrap.servers kafka.embedded database.conninfo log.target'
+DEPLOYED_ENDPOINT_KEYS='kafka.bootstrap.servers kafka.embedded kafka.security.protocol kafka.ssl.ca.location database.conninfo log.target'
 
 # deployed_db DB: as the superuser, a new database DB and deploy/roles.sql in it,
 # with the role passwords of this run ($DEPLOYED_SECRETS/<role>-password).
