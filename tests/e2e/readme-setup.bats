@@ -75,7 +75,9 @@ make() { command make -s DESTDIR="$R" "\$@" >/dev/null; }
 editor() {
         sed -i -e 's#^kafka.bootstrap.servers = .*#kafka.bootstrap.servers = $KAFKA#' \\
                 -e 's#host=db.example.org port=5432#host=127.0.0.1 port=$PGPORT#' \\
-                -e 's#sslmode=verify-full sslrootcert=[^ ]*#sslmode=disable#' "\$1"
+                -e 's#sslmode=verify-full sslrootcert=[^ ]*#sslmode=disable#' \\
+                -e 's#^kafka.security.protocol = SSL#kafka.security.protocol = PLAINTEXT#' \\
+                -e 's#^kafka.ssl.ca.location#\\#kafka.ssl.ca.location#' "\$1"
         # This test's topics and group on the shared broker (not a README step).
         cat >>"\$1" <<CONF
 topics.referrals = ${TOPIC_PREFIX}police.referrals.v1

@@ -47,7 +47,7 @@ by() { echo "actor { kind: ACTOR_KIND_$1 name: \"$2\" }"; }
 # in the order of the topic (a case's messages share a partition).
 booking_view() {
         wait_for 30 count_is "select count(*) from allvarsd.outbox" 0
-        events allvarssamtal.scheduling.v1 > "$T/scheduling"
+        events_personal allvarssamtal.scheduling.v1 > "$T/scheduling"   # the booking service reads the contacts
 }
 
 # last_of REFERRAL_ID: the last scheduling message of its case; and its revisions
