@@ -110,7 +110,7 @@ examples_done() {
         [[ $(sql "select (select count(*) from allvarsd.decisions where referral_id like 'SD-EX-%')
                        + (select count(*) from allvarsd.dead_letters where source_topic = '${PREFIX}police.referrals.v1')") -eq $1 ]]
 }
-status_decided() { show StatusText | grep -q '^running.*; [1-9][0-9]* decided'; }
+status_decided() { show StatusText | grep -q '^running.*since start: [1-9][0-9]* decided'; }
 
 all_decided() {
         awk '$1 == "valid" || $1 == "dup" { print $2 }' "$@" | sort -u > "$S/expected"

@@ -76,7 +76,7 @@ journal_has() { unit_journal -o cat | grep -q -- "$1"; }
         run sd_systemctl reload allvarsd.service
         echo "$output"
         [[ $status -ne 0 ]]
-        sd_wait 10 journal_has 'Reload refused: these keys need a restart .*topics.alerts'
+        sd_wait 30 journal_has 'Reload refused: these keys need a restart .*topics.alerts'
         [[ $(show ActiveState) == active && $(show MainPID) == "$pid" ]]
         # Put back, the reload works again.
         unit_write_conf "profile.name = stockholm-2019"
