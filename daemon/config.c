@@ -335,6 +335,17 @@ static int ref_set(config *c, const char *key, const char *raw) {
         return 0;
 }
 
+/* A key set again by a plain value is no longer a reference. */
+static void ref_drop(config *c, const char *key) {
+        for (size_t i = 0; i < c->n_refs; i++)
+                if (strcmp(c->refs[i].key, key) == 0) {
+                        free(c->refs[i].key);
+                        free(c->refs[i].value);
+                        c->refs[i] = c->refs[--c->n_refs];
+                        return;
+                }
+}
+
 static int assign(parser *p, const char *key, const char *raw) {
         const config_key *k = config_key_find(key);
         if (k && (k->flags & CF_REFERENCE_ONLY) && strncmp(raw, "@file:", 6) != 0 &&
@@ -349,7 +360,8 @@ static int assign(parser *p, const char *key, const char *raw) {
                 /* CONFIG_NO_CREDENTIALS: the reference stands for the value. */
                 if (is_credential && (p->flags & CONFIG_NO_CREDENTIALS))
                         return 0;
-        }
+        } else
+                ref_drop(p->c, key);
 
         char *value = NULL, msg[512];
         size_t len = 0;
