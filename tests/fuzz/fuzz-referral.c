@@ -43,7 +43,9 @@ static void check_decision(const profile *p, const PoliceReferral *r, const deci
                 CHECK(d->age >= 0 && d->age < 10000 && civil_date_valid(d->birth));
         if (d->age >= 0 && d->outcome != OUTCOME_MANUAL_REVIEW && !(d->reasons & (REASON_BELOW_MIN_AGE | REASON_ABOVE_MAX_AGE)))
                 CHECK(d->age >= p->min_age && d->age <= p->max_age);
-        CHECK((d->protective_assessment_due != 0) == (r->acute_risk != 0));
+        /* docs/domain.md "Decision", step 4: a due time for every child (under adult_age,
+         * or age unknown) with acute risk, and for nobody else. */
+        CHECK((d->protective_assessment_due != 0) == (r->acute_risk && (d->age < 0 || d->age < p->adult_age)));
         CHECK(!(d->flags & FLAG_UNDER_15) || d->age >= 0);
         CHECK(!(d->flags & FLAG_CONTACT_MISSING) || d->age >= 0);
         CHECK(d->summon_guardians == (d->age >= 0 && d->age < p->adult_age));
