@@ -14,7 +14,8 @@
 #                                PEER_LIB (the worker's classpath) and PEER_PLUGINS
 #                                (plugin.path: one directory, the sink's jars)
 #   peer_run COUNT               produce COUNT JSON records, start the worker on them and
-#                                measure until every distinct referral is in the table;
+#                                measure until every distinct referral is in the table
+#                                (or PEER_TIMEOUT seconds, default 300, have passed);
 #                                sets PEER_PER_S PEER_SECS PEER_PRODUCE_SECS PEER_START_SECS
 #                                PEER_ROWS PEER_EXPECTED PEER_RSS_MIB PEER_CPU_S
 #                                PEER_CPU_PER_1000 PEER_SHARE_CONNECT PEER_SHARE_PG
@@ -165,7 +166,12 @@ peer_run() {
         peer_stop
         PEER_ROWS=$(sql 'select count(*) from referrals' "$PEER_DB" 2>/dev/null || echo 0)
         PEER_START_SECS=$([[ -n $first ]] && calc "int(10 * ($first - $t_start)) / 10" || echo null)
-        PEER_PER_S=$(calc "int($count / $PEER_SECS)")
+        # Cut short: the messages behind the rows written so far (rows are distinct referrals).
+        if [[ $PEER_COMPLETE == true ]]; then
+                PEER_PER_S=$(calc "int($count / $PEER_SECS)")
+        else
+                PEER_PER_S=$(calc "int(${PEER_ROWS:-0} * $count / $PEER_EXPECTED / $PEER_SECS)")
+        fi
         PEER_RSS_MIB=$(calc "int(10 * $hwm / 1024) / 10")
         PEER_CPU_S=$(calc "int(10 * $ticks / $HZ) / 10")
         PEER_CPU_PER_1000=$(calc "$ticks / $HZ / ($count / 1000)")

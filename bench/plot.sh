@@ -1,6 +1,7 @@
 # bench/plot.sh: the benchmark's two pictures, drawn as SVG from its own figures with
 # awk and sort only (bash; sourced by bench/run, do not run it).
 #
+#   (a SUBTITLE is one line, or several separated by " | ")
 #   plot_tenths OUT SUBTITLE PEER RATE...
 #                                        bars: the replay's rate in each tenth of the
 #                                        messages, the band of +-15 % around the first
@@ -20,7 +21,7 @@ plot_tenths() {
         printf '%s\n' "$@" | awk -v sub_="$sub" -v peer="$peer" -v style="$_PLOT_STYLE" '
                 { v[NR] = $1 + 0; if (v[NR] > max) max = v[NR] }
                 END {
-                        n = NR; W = 720; H = 400; L = 70; R = 20; T = 70; B = 50
+                        n = NR; W = 720; H = 420; L = 70; R = 20; T = 90; B = 50
                         top = max > 20000 ? max : 20000; if (peer + 0 > top) top = peer + 0; top *= 1.1
                         step = top > 40000 ? 10000 : top > 10000 ? 5000 : 1000
                         pw = W - L - R; ph = H - T - B; bw = pw / n
@@ -28,7 +29,8 @@ plot_tenths() {
                         print style
                         printf "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H
                         printf "<text class=\"t\" x=\"%d\" y=\"22\">Replay rate by tenth of the messages</text>\n", L
-                        printf "<text class=\"s\" x=\"%d\" y=\"40\">%s</text>\n", L, sub_
+                        ns = split(sub_, sl, " [|] ")
+                        for (k = 1; k <= ns; k++) printf "<text class=\"s\" x=\"%d\" y=\"%d\">%s</text>\n", L, 24 + 16 * k, sl[k]
                         for (y = 0; y <= top; y += step) {
                                 py = T + ph - ph * y / top
                                 printf "<line class=\"g\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>\n", L, W - R, py, py
@@ -39,7 +41,7 @@ plot_tenths() {
                                 y1 = T + ph - ph * v[1] * 1.15 / top; y2 = T + ph - ph * v[1] * 0.85 / top
                                 printf "<rect x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"#2a7\" fill-opacity=\"0.12\"/>\n", L, y1, pw, y2 - y1
                                 printf "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"10\" fill=\"#2a7\" fill-opacity=\"0.3\"/>\n", L, T - 14
-                                printf "<text class=\"s\" x=\"%d\" y=\"%d\">first tenth &#177;15 %%: where the last should be (it is at %.2f)</text>\n", L + 20, T - 5, v[n] / v[1]
+                                printf "<text class=\"s\" x=\"%d\" y=\"%d\">first tenth &#177;15 %%: the last tenth&#39;s target (it is at %.2f)</text>\n", L + 20, T - 5, v[n] / v[1]
                         }
                         for (i = 1; i <= n; i++) {
                                 h = ph * v[i] / top; x = L + (i - 1) * bw + bw * 0.15
@@ -53,7 +55,8 @@ plot_tenths() {
                         if (peer + 0 > 0) {
                                 py = T + ph - ph * peer / top
                                 printf "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#7a4\" stroke-width=\"2\" stroke-dasharray=\"2 3\"/>\n", L, W - R, py, py
-                                printf "<text x=\"%d\" y=\"%.1f\" style=\"fill:#572\">peer (Kafka Connect + JDBC sink) %d/s overall</text>\n", L + 4, py - 4, peer
+                                printf "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#7a4\" stroke-width=\"2\" stroke-dasharray=\"2 3\"/>\n", L + 345, L + 365, T - 9, T - 9
+                                printf "<text x=\"%d\" y=\"%d\" style=\"fill:#572\">peer (Kafka Connect + JDBC sink): %d/s</text>\n", L + 371, T - 5, peer
                         }
                         printf "<line class=\"ax\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>\n", L, W - R, T + ph, T + ph
                         printf "<line class=\"ax\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>\n", L, L, T, T + ph
@@ -85,7 +88,7 @@ _plot_points() {
 }
 
 plot_cdf() {
-        local out=$1 sub=$2 file=$3 dec sch lo=1 hi L=70 R=20 T=60 B=96 W=720 H=440 pw ph
+        local out=$1 sub=$2 file=$3 dec sch lo=1 hi L=70 R=20 T=76 B=96 W=720 H=456 pw ph
         dec=$(mktemp) && sch=$(mktemp) || return 1
         awk '$2 > 0 { printf "%.3f\n", ($2 - $1) / 1000 }' "$file" | sort -n >"$dec"
         awk '$4 > 0 { printf "%.3f\n", ($4 - $1) / 1000 }' "$file" | sort -n >"$sch"
@@ -97,7 +100,8 @@ plot_cdf() {
                 echo "$_PLOT_STYLE"
                 printf '<rect width="%d" height="%d" fill="#fff"/>\n' $W $H
                 printf '<text class="t" x="%d" y="22">Steady-state latency from produce, cumulative distribution</text>\n' $L
-                printf '<text class="s" x="%d" y="40">%s</text>\n' $L "$sub"
+                awk -v L=$L -v sub_="$sub" 'BEGIN { n = split(sub_, sl, " [|] ")
+                        for (k = 1; k <= n; k++) printf "<text class=\"s\" x=\"%d\" y=\"%d\">%s</text>\n", L, 24 + 16 * k, sl[k] }'
                 awk -v L=$L -v T=$T -v pw=$pw -v ph=$ph -v lo=$lo -v hi="$hi" 'BEGIN {
                         for (d = lo; d <= hi; d *= 10) for (k = 1; k < 10; k++) {
                                 ms = d * k; if (ms > hi) break
