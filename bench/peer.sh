@@ -17,7 +17,7 @@
 #                                measure until every distinct referral is in the table
 #                                (or PEER_TIMEOUT seconds, default 300, have passed);
 #                                sets PEER_PER_S PEER_SECS PEER_PRODUCE_SECS PEER_START_SECS
-#                                PEER_ROWS PEER_EXPECTED PEER_RSS_MIB PEER_CPU_S
+#                                PEER_RUNNING_PER_S PEER_ROWS PEER_EXPECTED PEER_RSS_MIB PEER_CPU_S
 #                                PEER_CPU_PER_1000 PEER_SHARE_CONNECT PEER_SHARE_PG
 #                                PEER_SHARE_BUSY PEER_TOPIC_MIB PEER_COMPLETE (true|false)
 #   peer_stop                    stop the worker (safe to call twice; for the cleanup)
@@ -166,6 +166,9 @@ peer_run() {
         peer_stop
         PEER_ROWS=$(sql 'select count(*) from referrals' "$PEER_DB" 2>/dev/null || echo 0)
         PEER_START_SECS=$([[ -n $first ]] && calc "int(10 * ($first - $t_start)) / 10" || echo null)
+        # Once running (from its first row on): the JVM's start and the group join are
+        # a fixed cost, 10 to 20 s here, that a long-running worker pays once.
+        PEER_RUNNING_PER_S=$([[ -n $first && $PEER_COMPLETE == true ]] && calc "int($count / ($t_start + $PEER_SECS - $first))" || echo null)
         # Cut short: the messages behind the rows written so far (rows are distinct referrals).
         if [[ $PEER_COMPLETE == true ]]; then
                 PEER_PER_S=$(calc "int($count / $PEER_SECS)")
@@ -179,7 +182,8 @@ peer_run() {
         PEER_SHARE_BUSY=$(calc "int(100 * ($m_busy1 - $m_busy0) / $mt)")
         PEER_SHARE_CONNECT=$(calc "int(100 * $ticks / $mt)")
         PEER_SHARE_PG=$(calc "int(100 * ($pg1 - $pg0) / $mt)")
-        say "peer: $count records in ${PEER_SECS}s = $PEER_PER_S/s (first row after ${PEER_START_SECS}s);" \
+        say "peer: $count records in ${PEER_SECS}s = $PEER_PER_S/s (first row after ${PEER_START_SECS}s;" \
+            "$PEER_RUNNING_PER_S/s from then on);" \
             "$PEER_ROWS rows of $PEER_EXPECTED distinct referrals; peak RSS $PEER_RSS_MIB MiB;" \
             "CPU ${PEER_CPU_S}s ($PEER_CPU_PER_1000 s per 1000);" \
             "% of the machine: busy $PEER_SHARE_BUSY, Connect $PEER_SHARE_CONNECT, PostgreSQL $PEER_SHARE_PG"
