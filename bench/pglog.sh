@@ -55,3 +55,18 @@ window_events() {
                         e = $0; sub(/^.*elapsed: /, "", e); sub(/ s.*$/, "", e)
                         printf "%.1f %s: %s s\n", pat, pending, e; pending = "" }' "$ALLVARS_PG_DIR/log"
 }
+
+# event_spans T0_US < EVENTS: window_events' lines as "KIND START_US END_US" (T0_US: the
+# window's start in µs since the epoch): a checkpoint from its start to its completion
+# (its start, or the window's end, where the log has only one of them), an autovacuum
+# or autoanalyze run ("vacuum") from its end less its elapsed time to its end.
+event_spans() {
+        awk -v t0="$1" '
+                function us(s) { return sprintf("%.0f", t0 + s * 1e6) }
+                / checkpoint starting/ { cs = $1; open = 1 }
+                / checkpoint complete/ { tt = $0; sub(/^.*total /, "", tt); sub(/ s$/, "", tt)
+                                         print "checkpoint", us(open ? cs : $1 - tt), us($1); open = 0 }
+                / auto(vacuum|analyze) / { e = $NF == "s" ? $(NF - 1) : $NF
+                                           print "vacuum", us($1 - e), us($1) }
+                END { if (open) print "checkpoint", us(cs), us(1e9) }'
+}
