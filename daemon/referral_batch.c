@@ -18,8 +18,11 @@
 
 #define PARAMS_TEXT_MAX 1024
 /* How long a lane waits for its turn on the persons a lower lane also has
- * (lanes.h "turns"): past it, the batch is rolled back and tried again. */
-#define LANE_TURN_TIMEOUT (10 * USEC_PER_SEC)
+ * (lanes.h "turns"): past it, the batch is rolled back and tried again. As
+ * long as the lock_timeout the daemon gives its sessions under the unit's
+ * watchdog (main.c session_timeouts: 5 s of WatchdogSec=30), so that a turn
+ * never outwaits a lock. */
+#define LANE_TURN_TIMEOUT (5 * USEC_PER_SEC)
 
 /* One referral message of the batch. */
 typedef struct item {
