@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgconn.h"
 #include "relay_state.h"
 #include "sqlstate.h"
 
@@ -31,20 +32,11 @@ static void pg_close(relay *r, const char *why) {
 }
 
 void pg_start(relay *r) {
-        /* Entries before the expanded dbname are defaults the conninfo may
-         * override; those after it win (libpq PQconnectdbParams). */
-        const char *keys[12], *vals[12];
-        size_t n = 0;
-        keys[n] = "keepalives", vals[n++] = "1";
-        keys[n] = "keepalives_idle", vals[n++] = "30";
-        keys[n] = "keepalives_interval", vals[n++] = "10";
-        keys[n] = "keepalives_count", vals[n++] = "3";
-        keys[n] = "options", vals[n++] = "-c jit=off";   /* short statements: JIT only costs */
-        keys[n] = "dbname", vals[n++] = r->cfg->db_conninfo ? r->cfg->db_conninfo : "";
-        if (r->cfg->db_password && r->cfg->db_password[0])
-                keys[n] = "password", vals[n++] = r->cfg->db_password;
-        keys[n] = "application_name", vals[n++] = "allvarsd-relay";
-        keys[n] = NULL, vals[n] = NULL;
+        /* short statements: JIT only costs */
+        static const char *const defaults[] = {"options", "-c jit=off", NULL};
+        static const char *const fixed[] = {"application_name", "allvarsd-relay", NULL};
+        const char *keys[PGCONN_KEYS_MAX], *vals[PGCONN_KEYS_MAX];
+        pgconn_keys(r->cfg->db_conninfo, r->cfg->db_password, defaults, fixed, keys, vals);
 
         r->pg = PQconnectStartParams(keys, vals, 1);
         if (!r->pg || PQstatus(r->pg) == CONNECTION_BAD) {
