@@ -72,7 +72,7 @@ FAULTS_REPORTED_AT_RISK=$(date -u -d '40 hours ago' +%Y-%m-%dT%H:%M:%SZ)
 
 # A private copy of the binaries: the whole run uses one build even when the
 # tree is rebuilt meanwhile (a relink makes a binary briefly unusable).
-_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/outcome-gen tests/mock-kafka tests/kafka-topics)
+_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/outcome-gen tests/mock-kafka tests/kafka-topics tests/notify-listen)
 mkdir -p "$FAULTS_BASE/build/tests"
 for _b in "${_faults_bins[@]}"; do
         for _i in 1 2 3 4 5 6 7 8 9 10; do
@@ -426,13 +426,14 @@ expected_valid() { cat "$T"/ids.* | awk '$1 == "valid" || $1 == "dup" { print $2
 unsent() { sql "select count(*) from allvarsd.outbox"; }
 
 # Cases that should have an alert and have none (deadline_watch.c's rules, with
-# the default profile's 75 % for AT_RISK).
+# the default profile's 75 % for AT_RISK, which MISSED for the same deadline
+# makes moot: a clock stepped back past it, 08-clock-step.sh).
 missing_alerts() {
         sql "select count(*) from allvarsd.cases c where c.closed_at is null and (
                (c.state = 'ELIGIBLE' and c.deadline > now()
                 and c.deadline - c.limit_seconds * 0.25 * interval '1 second' <= now()
                 and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
-                                and a.kind = 'AT_RISK' and a.due_at = c.deadline))
+                                and a.kind in ('AT_RISK', 'MISSED') and a.due_at = c.deadline))
             or (c.deadline <= now() and (c.state = 'ELIGIBLE' or (c.state = 'SCHEDULED'
                   and c.deadline_kind is distinct from 'SUMMONS'))
                 and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
@@ -650,6 +651,38 @@ faults_record() {
         else
                 jq -n --argjson o "$obj" '[$o]' >"$tmp"
         fi && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
+}
+
+# notice_watch PATTERN: from now on, note in $T/noticed when the daemon's log
+# ($T/a.log) first has a line matching PATTERN; notice_s T0 prints the seconds
+# from T0 to it ("" when none). NOTICE_PID is the watcher (stopped with the
+# generators, or by the caller). faults_record_extra KEY VALUE adds KEY (a
+# number) to this scenario's row in results.json.
+notice_watch() {
+        local pattern=$1 from
+        from=$(wc -l <"$T/a.log")
+        rm -f "$T/noticed"
+        (
+                while sleep 0.1; do
+                        if tail -n +"$((from + 1))" "$T/a.log" | grep -q -- "$pattern"; then
+                                now_s >"$T/noticed"
+                                exit 0
+                        fi
+                done
+        ) &
+        NOTICE_PID=$!
+        GEN_PIDS+=("$NOTICE_PID")
+}
+
+notice_s() {
+        [[ -s $T/noticed ]] && elapsed "$1" "$(cat "$T/noticed")"
+}
+
+faults_record_extra() {
+        local tmp
+        tmp=$(mktemp "$FAULTS_DIR/.results.XXXXXX") || return 1
+        jq --arg s "$SCENARIO" --arg k "$1" --argjson v "$2" 'map(if .scenario == $s then .[$k] = $v else . end)' \
+                "$FAULTS_RESULTS" >"$tmp" && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
 }
 
 # faults_reset_results: the first script of a run starts a new results.json.
