@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "metrics_kafka.h"
 #include "reasons.h"
+#include "sqlstate.h"
 
 #define BACKOFF_MIN (100 * 1000)
 #define BACKOFF_MAX (30 * USEC_PER_SEC)
@@ -77,6 +78,7 @@ struct consumer {
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
         bool database_down;
+        bool database_hinted;           /* the outage was logged with its fix (sqlstate_outage_hint) */
         bool reload_needed;             /* some partitions lack a valid position */
         usec_t backoff;
         usec_t retry_at;                /* monotonic */
@@ -279,10 +281,19 @@ static void database_lost(consumer *c, int r) {
                            why, NULL);
                 set_error(c, "deployment: %s", why);
         } else {
-                if (!c->database_down)
+                /* A full disk and its kin (class 53) are outages too, but with a
+                 * fix: said with it, and said again when the cause changes. */
+                char state[6];
+                const char *hint = sqlstate_outage_hint(sqlstate_in_text(why, state));
+                if (!c->database_down || (hint && !c->database_hinted))
                         log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
-                                   "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
-                set_error(c, "database: %s", why);
+                                   "MESSAGE=PostgreSQL unavailable (%s)%s%s; partitions paused, retrying", why,
+                                   hint ? ": " : "", hint ? hint : "", NULL);
+                c->database_hinted = hint != NULL;
+                if (hint)
+                        set_error(c, "database: %s (%s)", hint, why);
+                else
+                        set_error(c, "database: %s", why);
         }
         c->lane_error[0] = 0;
         c->database_down = true;
@@ -853,6 +864,7 @@ usec_t consumer_step(consumer *c) {
                 /* The backoff is reset by the next fully stored batch: a batch
                  * lane that still cannot connect keeps backing off. */
                 c->database_down = false;
+                c->database_hinted = false;
                 log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
         }
         if (c->seek_retry_at && mono >= c->seek_retry_at) {
