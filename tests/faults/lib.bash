@@ -566,8 +566,9 @@ check_events() {
                 allvarssamtal.deadletter.v1 >"$T/events" 2>"$T/events.err"
         EVENTS_MESSAGES=$(wc -l <"$T/events")
         # key ce_id name: the name is what makes an event unique within its case
-        # (events.h): the feedback status, the alert kind and due time, the dead
-        # letter's source offset; one scheduling request per case here.
+        # (events.h): the feedback status, the alert kind and due time (or, for
+        # EVENT_UNDELIVERABLE, the event it replaces), the dead letter's source
+        # offset; one scheduling request per case here.
         sed -n 's/^[^ ]* key=\([^ ]*\) ce_id=\([^ ]*\) ce_type=se\.allvarssamtal\.v1\.\([A-Za-z]*\) \(.*\)$/\1 \2 \3 \4/p' \
                 "$T/events" | awk '{
                         key = $1; id = $2; type = $3; rest = $0; name = type
@@ -575,6 +576,7 @@ check_events() {
                         if (type == "DeadlineAlert") {
                                 if (match(rest, /kind: [A-Z_]+/)) name = name "/" substr(rest, RSTART + 6, RLENGTH - 6)
                                 if (match(rest, /due_at: [^ ,}]+/)) name = name "/" substr(rest, RSTART + 8, RLENGTH - 8)
+                                if (match(rest, /undeliverable_event_id: "[^"]+/)) name = name "/" substr(rest, RSTART + 25, RLENGTH - 25)
                         }
                         if (type == "DeadLetter" && match(rest, /source_offset: [0-9]+/)) name = name "/" substr(rest, RSTART + 15, RLENGTH - 15)
                         print key, id, name
@@ -602,7 +604,9 @@ check_events() {
         ((two_names == 0)) || check_fail "$two_names event ids carry two different events"
 
         # Every decision's events: RECEIVED and ASSESSED when feedback was asked
-        # for, a scheduling request for every ELIGIBLE decision.
+        # for, a scheduling request for every ELIGIBLE decision, unless the
+        # brokers refused that request for good and it was dead-lettered with an
+        # alert in its place (outbox_undeliverable, 11-topic-refuses.sh checks those).
         sql "select r.case_id || ' PoliceFeedback/FEEDBACK_STATUS_RECEIVED' from allvarsd.referrals r
                join allvarsd.decisions d using (referral_id) where r.feedback_requested
              union all
@@ -610,7 +614,10 @@ check_events() {
                join allvarsd.decisions d using (referral_id) where r.feedback_requested
              union all
              select r.case_id || ' SchedulingRequest' from allvarsd.referrals r
-               join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'" | sort >"$T/want_events"
+               join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'
+               and not exists (select 1 from allvarsd.outbox_undeliverable u
+                                where u.key = r.case_id::text and u.ce_type like '%.SchedulingRequest')" |
+                sort >"$T/want_events"
         awk '{ print $1, $3 }' "$T/event_names" | sort -u >"$T/have_events"
         missing=$(comm -23 "$T/want_events" "$T/have_events" | wc -l)
         EVENTS_LOST_CASES=$(comm -23 "$T/want_events" "$T/have_events" | cut -d' ' -f1 | sort -u | wc -l)
