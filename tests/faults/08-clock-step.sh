@@ -73,11 +73,11 @@ decided_ahead_h() {
 }
 
 feed_start 300
-sleep "$(by_size 4 8)"
+sleep "$(by_size 3 8)"
 notice_watch "$REFUSED"
 t0=$(now_s)
 step +3h
-sleep "$(by_size 6 15)"
+sleep "$(by_size 5 15)"
 ahead=$(decided_ahead_h)
 say "decisions now recorded $ahead h ahead of the real clock"
 [[ $ahead == 3 ]] || check_fail "decisions made after +3 h record $ahead h ahead, not 3"
@@ -94,7 +94,7 @@ else
 fi
 kill "$NOTICE_PID" 2>/dev/null
 step +2h
-sleep "$(by_size 6 15)"
+sleep "$(by_size 5 15)"
 ahead=$(sql "select round(extract(epoch from max(d.decided_at) - now()) / 3600)::int from allvarsd.decisions d
              join allvarsd.referrals r using (referral_id)
              where d.decided_at < now() + interval '2 hours 30 minutes'")

@@ -5,7 +5,7 @@
 # server and every other database keep their disk; the server's pg_wal stays
 # on its data directory. During the stream the script fills the tmpfs to the
 # last byte with a file of its own, holds it full, then deletes the file:
-#   disk-full   full for 10 s (the small size) or 30 s (ALLVARS_FAULTS_DISK_FULL_S)
+#   disk-full   full for 6 s (the small size) or 30 s (ALLVARS_FAULTS_DISK_FULL_S)
 # What PostgreSQL does then: every statement that must extend a table or index
 # file fails with ERROR 53100 (disk_full, "could not extend file ...: No space
 # left on device"); the server itself runs on. (A full pg_wal is another fault:
@@ -16,7 +16,7 @@
 # decisions again by themselves once the space is freed.
 source "$(dirname "$0")/lib.bash"
 
-FULL_S=${ALLVARS_FAULTS_DISK_FULL_S:-$(by_size 10 30)}
+FULL_S=${ALLVARS_FAULTS_DISK_FULL_S:-$(by_size 6 30)}
 NOTICE_BOUND_S=${ALLVARS_FAULTS_NOTICE_BOUND_S:-15}
 DISK_MB=${ALLVARS_FAULTS_DISK_MB:-256}
 NOTICED="PostgreSQL's disk is full"

@@ -3,7 +3,7 @@
 # scheduling topic's max.message.bytes is lowered under the relay (Admin API
 # AlterConfigs, tests/tools/kafka-topics.c) below the size of a scheduling
 # request, held there, then given back the broker's default:
-#   topic-refuses   100 bytes for 10 s (the small size) or 30 s
+#   topic-refuses   100 bytes for 6 s (the small size) or 30 s
 #                   (ALLVARS_FAULTS_TOPIC_REFUSES_S)
 # The broker answers MESSAGE_TOO_LARGE for every batch of that topic. The
 # relay treats a refusal for size as final (daemon/relay_dead.h): the row
@@ -18,7 +18,7 @@
 # takes the relay's events again once its limit is back.
 source "$(dirname "$0")/lib.bash"
 
-HOLD_S=${ALLVARS_FAULTS_TOPIC_REFUSES_S:-$(by_size 10 30)}
+HOLD_S=${ALLVARS_FAULTS_TOPIC_REFUSES_S:-$(by_size 6 30)}
 NOTICE_BOUND_S=${ALLVARS_FAULTS_NOTICE_BOUND_S:-15}
 LIMIT=100
 
