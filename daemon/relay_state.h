@@ -70,6 +70,7 @@ struct relay {
         key_blocks blocks;              /* held back after a failed delivery */
         relay_dead *dead;               /* refused for good, not yet dead-lettered (relay_dead.h) */
         size_t n_dead, cap_dead;
+        relay_refusal refusal;          /* deliveries failing and retried (relay_dead.h) */
 
         relay_figures fig;
 };
