@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "events.h"
 #include "log.h"
+#include "pg.h"
 #include "relay_dead.h"
 #include "strbuf.h"
 
@@ -35,7 +36,16 @@ static const char SQL_EVENT[] =
 
 static int exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
                 PGresult **ret, char *why, size_t why_size) {
-        PGresult *res = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+        /* Bounded like every reply the relay awaits (docs/design.md "Silent links"). */
+        int w;
+        PGresult *res = pg_await_result(pg, n ? PQsendQueryParams(pg, sql, n, NULL, params, NULL, NULL, 0)
+                                              : PQsendQuery(pg, sql),
+                                        &w);
+        if (w < 0) {
+                snprintf(why, why_size, "undeliverable events: %s",
+                         w == -ETIMEDOUT ? "no reply from PostgreSQL in time" : "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
         if (PQresultStatus(res) != want) {
                 const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
                 snprintf(why, why_size, "undeliverable events: %s", m ? m : "no result");
@@ -108,8 +118,10 @@ int relay_dead_write(PGconn *pg, const config *cfg, const relay_dead *v, size_t 
                 r = write_events(pg, &ev, why, why_size);
         if (r >= 0)
                 r = exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, why, why_size);
-        if (r < 0 && PQtransactionStatus(pg) != PQTRANS_IDLE)
-                PQclear(PQexec(pg, "ROLLBACK"));
+        if (r < 0 && r != -ECONNRESET && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+                char ignored[8];
+                exec(pg, "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, NULL, ignored, sizeof ignored);
+        }
         if (r == -ENOMEM)
                 snprintf(why, why_size, "undeliverable events: out of memory");
         event_list_free(&ev);

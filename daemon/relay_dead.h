@@ -24,8 +24,10 @@ typedef struct relay_dead {
 /* A delivery or produce error that retrying cannot cure. */
 bool relay_dead_error(rd_kafka_resp_err_t err);
 
-/* Write the n rows' records, dead letters and alerts; 0, or -EIO with the
- * reason in why (the caller retries with the same rows). */
+/* Write the n rows' records, dead letters and alerts, every reply bounded
+ * (pg_await_result); 0, or -EIO with the reason in why (the caller retries
+ * with the same rows), or -ECONNRESET when no reply came in time or the
+ * connection failed (the caller gives the session up). */
 int relay_dead_write(PGconn *pg, const config *cfg, const relay_dead *v, size_t n, usec_t now, char *why,
                      size_t why_size);
 

@@ -117,6 +117,8 @@ int produce_row(relay *r, PGresult *res, int i);
 
 /* relay_session.c */
 void pg_start(relay *r);
+/* End the session (the lock goes with it) and schedule a reconnect. */
+void pg_close(relay *r, const char *why);
 /* Advance a connection attempt as far as its socket allows, without waiting. */
 void pg_advance(relay *r);
 short pg_connect_events(const relay *r);
