@@ -328,6 +328,16 @@ static void test_batch_decided_once(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), 5);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"), 5);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 5);
+        /* Each referral's statistics row, in the same transaction (schemas/011_referral_stats.sql). */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats s JOIN allvarsd.referrals r"
+                                   " USING (case_id) WHERE (r.referral_id = 'R-ADULT') = (s.outcome = 'NOT_ELIGIBLE'"
+                                   " AND NOT s.has_case AND s.state IS NULL)"),
+                         5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats s JOIN allvarsd.referrals r"
+                                   " USING (case_id) WHERE r.referral_id = 'R-ACUTE' AND s.outcome = 'DEFERRED'"
+                                   " AND s.assessment_first AND s.assessment_due IS NOT NULL AND s.state = 'DEFERRED'"),
+                         1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases"), 4);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_contacts"), 8);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'DECIDED' AND actor_kind = 'DAEMON'"),
@@ -798,6 +808,9 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(b->res.alerts, 1);
         char case_id[UUID_STR_LEN];
         ids_case_id("R-LATE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats WHERE case_id = '%s' AND missed",
+                               case_id),
+                         1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s' AND kind = 'MISSED'"
                                    " AND due_at = '2025-03-12T08:00:00Z' AND raised_at = '2025-03-13T08:00:00Z'",
                                case_id),
