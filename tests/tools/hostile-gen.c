@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "codec.h"
+#include "tool_producer.h"
 #include "allvarssamtal/v1/outcome.pb-c.h"
 #include "allvarssamtal/v1/referral.pb-c.h"
 
@@ -177,16 +178,6 @@ static void mutate(buf *b, unsigned k, uint32_t text_field, uint32_t repeated_fi
         }
 }
 
-static long delivered, failed;
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        (void)rk;
-        (void)opaque;
-        if (m->err)
-                failed++;
-        else
-                delivered++;
-}
-
 int main(int argc, char **argv) {
         enum { M_NONE, M_UNKNOWN, M_FUZZ_REFERRALS, M_FUZZ_OUTCOMES } mode = M_NONE;
         static const struct option options[] = {
@@ -218,20 +209,9 @@ int main(int argc, char **argv) {
         }
         rng = seed * 0x9E3779B97F4A7C15ULL + 1;
 
-        char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e);
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
-        rd_kafka_conf_set(conf, "linger.ms", "5", e, sizeof e);
-        rd_kafka_conf_set(conf, "message.max.bytes", "1100000", e, sizeof e);
-        rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e);
-        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-        if (!rk) {
-                fprintf(stderr, "hostile-gen: %s\n", e);
+        tool_producer p;
+        if (tool_producer_new(&p, "hostile-gen", bootstrap, "message.max.bytes", "1100000", NULL) < 0)
                 return 1;
-        }
-        long sent = 0;
         for (long i = 0; i < count; i++) {
                 buf b = {0};
                 if (mode == M_FUZZ_OUTCOMES) {
@@ -247,26 +227,10 @@ int main(int argc, char **argv) {
                 }
                 char key[64];
                 snprintf(key, sizeof key, "hz-%llu-%ld", (unsigned long long)seed, i);
-                for (;;) {
-                        rd_kafka_resp_err_t err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                                RD_KAFKA_V_VALUE(b.p, b.n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                                rd_kafka_poll(rk, 10);
-                                continue;
-                        }
-                        if (err) {
-                                fprintf(stderr, "hostile-gen: produce: %s\n", rd_kafka_err2str(err));
-                                failed++;
-                        }
-                        break;
-                }
+                tool_produce(&p, topic, RD_KAFKA_PARTITION_UA, key, b.p, b.n, RD_KAFKA_MSG_F_COPY);
                 free(b.p);
-                sent++;
-                rd_kafka_poll(rk, 0);
         }
-        rd_kafka_flush(rk, 60000);
-        printf("sent=%ld delivered=%ld failed=%ld\n", sent, delivered, failed);
-        rd_kafka_destroy(rk);
-        return failed || delivered != sent ? 1 : 0;
+        int done = tool_producer_finish(&p);
+        printf("sent=%ld delivered=%ld failed=%ld\n", p.sent, p.delivered, p.failed);
+        return done;
 }

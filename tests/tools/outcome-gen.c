@@ -20,17 +20,7 @@
 #include "allvarssamtal/v1/outcome.pb-c.h"
 #include "clock.h"
 #include "codec.h"
-
-static long delivered, failed;
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        (void)rk;
-        (void)opaque;
-        if (m->err)
-                failed++;
-        else
-                delivered++;
-}
+#include "tool_producer.h"
 
 /* Pack one outcome; NULL for an unknown change. */
 static uint8_t *make_outcome(const char *change, char *event_id, char *case_id, usec_t at, size_t *ret_len) {
@@ -104,20 +94,10 @@ int main(int argc, char **argv) {
                 return 64;
         }
 
-        char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e);
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
-        rd_kafka_conf_set(conf, "linger.ms", "5", e, sizeof e);
-        rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e);
-        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-        if (!rk) {
-                fprintf(stderr, "outcome-gen: %s\n", e);
+        tool_producer p;
+        if (tool_producer_new(&p, "outcome-gen", bootstrap, NULL) < 0)
                 return 1;
-        }
 
-        long sent = 0;
         int rc = 0;
         char line[512];
         while (fgets(line, sizeof line, stdin)) {
@@ -134,28 +114,11 @@ int main(int argc, char **argv) {
                         rc = 64;
                         break;
                 }
-                for (;;) {
-                        rd_kafka_resp_err_t err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(case_id, strlen(case_id)),
-                                RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
-                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                                rd_kafka_poll(rk, 10);
-                                continue;
-                        }
-                        if (err) {
-                                fprintf(stderr, "outcome-gen: produce: %s\n", rd_kafka_err2str(err));
-                                free(buf);
-                                failed++;
-                        }
-                        break;
-                }
-                sent++;
-                rd_kafka_poll(rk, 0);
+                tool_produce(&p, topic, RD_KAFKA_PARTITION_UA, case_id, buf, len, RD_KAFKA_MSG_F_FREE);
         }
-        rd_kafka_flush(rk, 60000);
-        printf("sent=%ld delivered=%ld failed=%ld\n", sent, delivered, failed);
-        rd_kafka_destroy(rk);
+        int done = tool_producer_finish(&p);
+        printf("sent=%ld delivered=%ld failed=%ld\n", p.sent, p.delivered, p.failed);
         if (rc)
                 return rc;
-        return failed || delivered != sent ? 1 : 0;
+        return done;
 }

@@ -27,6 +27,7 @@
 
 #include "clock.h"
 #include "codec.h"
+#include "tool_producer.h"
 #include "allvarssamtal/v1/referral.pb-c.h"
 
 static const char *given[] = {"Ali", "Elsa", "Noah", "Maja", "Hugo", "Alice", "Liam", "Wilma", "Omar", "Saga",
@@ -155,16 +156,6 @@ static size_t make_referral(uint64_t seed, long i, unsigned persons, usec_t repo
         return codec_pack(&r.base, ret);
 }
 
-static long delivered, failed;
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        (void)rk;
-        (void)opaque;
-        if (m->err)
-                failed++;
-        else
-                delivered++;
-}
-
 int main(int argc, char **argv) {
         static const struct option options[] = {
                 {"bootstrap", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
@@ -223,22 +214,12 @@ int main(int argc, char **argv) {
         rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
         FILE *ids = ids_out ? fopen(ids_out, "w") : NULL;
 
-        char e[512];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, e, sizeof e);
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
-        rd_kafka_conf_set(conf, "linger.ms", rate ? "0" : "20", e, sizeof e);
-        rd_kafka_conf_set(conf, "batch.num.messages", "10000", e, sizeof e);
-        rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", e, sizeof e);
-        rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e);
-        if (txid)
-                rd_kafka_conf_set(conf, "transactional.id", txid, e, sizeof e);
-        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-        if (!rk) {
-                fprintf(stderr, "referral-gen: %s\n", e);
+        tool_producer p;
+        if (tool_producer_new(&p, "referral-gen", bootstrap, "linger.ms", rate ? "0" : "20", "batch.num.messages",
+                              "10000", "queue.buffering.max.messages", "1000000", "transactional.id", txid,
+                              NULL) < 0)
                 return 1;
-        }
+        rd_kafka_t *rk = p.rk;
         rd_kafka_error_t *txe = txid ? rd_kafka_init_transactions(rk, 30000) : NULL;
         if (txe) {
                 fprintf(stderr, "referral-gen: init_transactions: %s\n", rd_kafka_error_string(txe));
@@ -286,23 +267,8 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "referral-gen: begin_transaction: %s\n", rd_kafka_error_string(txe));
                         return 1;
                 }
-                for (;;) {
-                        rd_kafka_resp_err_t err = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(id, strlen(id)),
-                                RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
-                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                                rd_kafka_poll(rk, 10);
-                                continue;
-                        }
-                        if (err) {
-                                fprintf(stderr, "referral-gen: produce: %s\n", rd_kafka_err2str(err));
-                                free(buf);
-                                failed++;
-                        }
-                        break;
-                }
+                tool_produce(&p, topic, partition, id, buf, len, RD_KAFKA_MSG_F_FREE);
                 sent++;
-                rd_kafka_poll(rk, 0);
                 if (txid && ((i - first) % tx_size == tx_size - 1 || i == first + count - 1) &&
                     (txe = rd_kafka_commit_transaction(rk, 30000))) {
                         fprintf(stderr, "referral-gen: commit_transaction: %s\n", rd_kafka_error_string(txe));
@@ -318,11 +284,10 @@ int main(int argc, char **argv) {
                         }
                 }
         }
-        rd_kafka_flush(rk, 60000);
+        int done = tool_producer_finish(&p);
         if (ids)
                 fclose(ids);
         printf("sent=%ld valid=%ld duplicates=%ld malformed=%ld delivered=%ld failed=%ld\n", sent, valid, dups, bad,
-               delivered, failed);
-        rd_kafka_destroy(rk);
-        return failed || delivered != sent ? 1 : 0;
+               p.delivered, p.failed);
+        return done;
 }

@@ -1,0 +1,323 @@
+/* The batch: messages decoded as they join it, grouped by lane (partition
+ * modulo batch.connections), each lane's part stored in one transaction
+ * (batch.h), and what committed counted, logged and acknowledged to Kafka. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "consumer_state.h"
+#include "events.h"
+#include "batch.h"
+#include "log.h"
+#include "metrics.h"
+#include "reasons.h"
+
+void consumer_batch_drop(consumer *c) {
+        for (size_t i = 0; i < c->n_batch; i++) {
+                codec_referral_free(c->batch[i].referral);
+                codec_outcome_free(c->batch[i].outcome);
+                rd_kafka_message_destroy(c->batch[i].km);
+        }
+        c->n_batch = 0;
+        c->batch_bytes = 0;
+}
+
+bool consumer_batch_full(const consumer *c) {
+        return c->n_batch >= c->max_batch || c->batch_bytes >= CONSUMER_BATCH_MAX_BYTES;
+}
+
+/* Decode km and add it to the batch (which takes it over). */
+void consumer_batch_add(consumer *c, rd_kafka_message_t *km) {
+        batch_entry *e = &c->batch[c->n_batch++];
+        *e = (batch_entry){.km = km};
+        size_t decoded = 0;
+        if (strcmp(rd_kafka_topic_name(km->rkt), c->cfg->topic_outcomes) == 0) {
+                e->outcome = codec_outcome_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_outcome_mem(e->outcome);
+        } else {
+                e->referral = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
+                decoded = codec_referral_mem(e->referral);
+        }
+        c->batch_bytes += km->len + decoded;
+}
+
+static void log_message_outcome(const store_message *m) {
+        switch (m->status) {
+        case STORE_DECIDED: {
+                if (m->case_outcome) {
+                        log_struct(LOG_INFO, MSGID_OUTCOME, "CASE_ID=%s", m->case_id, "EVENT_ID=%s",
+                                   m->case_outcome->event_id, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition,
+                                   "OFFSET=%lld", (long long)m->offset, "MESSAGE=Outcome %s applied to case %s",
+                                   m->case_outcome->event_id, m->case_id, NULL);
+                        break;
+                }
+                char reasons[256], flags[256];
+                reasons_format(reason_texts, m->reasons, reasons, sizeof reasons);
+                reasons_format(flag_texts, m->flags, flags, sizeof flags);
+                log_struct(LOG_INFO, MSGID_DECIDED, "REFERRAL_ID=%s", m->referral->referral_id, "CASE_ID=%s",
+                           m->case_id, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld",
+                           (long long)m->offset, "OUTCOME=%s", decision_outcome_code(m->outcome), "REASONS=%s",
+                           reasons, "FLAGS=%s", flags, "MESSAGE=Referral %s decided: %s%s%s%s%s",
+                           m->referral->referral_id, decision_outcome_code(m->outcome), reasons[0] ? " " : "",
+                           reasons, flags[0] ? " flags " : "", flags, NULL);
+                break;
+        }
+        case STORE_DUPLICATE:
+                if (m->case_outcome) {
+                        log_struct(LOG_NOTICE, MSGID_DUPLICATE, "EVENT_ID=%s", m->case_outcome->event_id, "TOPIC=%s",
+                                   m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld", (long long)m->offset,
+                                   "MESSAGE=Outcome %s seen before; ignored", m->case_outcome->event_id, NULL);
+                        break;
+                }
+                /* INFO, not NOTICE: duplicates are routine (bench/README.md: 100,000 per 1M
+                 * replay); the figures count them. */
+                log_struct(LOG_INFO, MSGID_DUPLICATE, "REFERRAL_ID=%s", m->referral->referral_id, "TOPIC=%s",
+                           m->topic, "PARTITION=%d", (int)m->partition, "OFFSET=%lld", (long long)m->offset,
+                           "MESSAGE=Referral %s seen before; ignored", m->referral->referral_id, NULL);
+                break;
+        case STORE_DEAD_LETTERED:
+                log_struct(LOG_WARNING, MSGID_DEAD_LETTER, "TOPIC=%s", m->topic, "PARTITION=%d", (int)m->partition,
+                           "OFFSET=%lld", (long long)m->offset, "REASON=%s", dead_letter_reason_code(m->error->reason),
+                           "MESSAGE=Message at %s [%d] offset %lld dead-lettered: %s: %s", m->topic,
+                           (int)m->partition, (long long)m->offset, dead_letter_reason_code(m->error->reason),
+                           m->error->detail, NULL);
+                break;
+        case STORE_PENDING:
+                break;
+        }
+}
+
+/* One lane's part of a batch (lanes.h): its messages and its partitions' offsets. */
+typedef struct lane_work {
+        const config *cfg;
+        usec_t now;
+        bool outcomes;
+        store_message *msgs;
+        size_t n;
+        store_offset *offs;
+        size_t n_offs;
+        const int64_t *ts_ms;           /* each message's Kafka timestamp (ms), -1 when none */
+        usec_t duration;                /* the transaction, retries included */
+        store_batch_result res;
+} lane_work;
+
+/* On the lane's thread: one transaction (batch.h: retried on a deadlock or a
+ * serialization failure, a message PostgreSQL refuses dead-lettered). */
+static int lane_store(store *st, void *arg) {
+        lane_work *w = arg;
+        usec_t start = clock_monotonic();
+        int r = batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
+                            &w->res);
+        w->duration = clock_monotonic() - start;
+        return r;
+}
+
+/* The metrics of a committed transaction (metrics.h): what it decided,
+ * applied and rejected, its size and time, and each decision's age. */
+static void count_committed(const lane_work *w) {
+        usec_t committed = clock_realtime();
+        metrics_observe(H_BATCH_MESSAGES, (double)w->n);
+        metrics_observe(H_BATCH_COMMIT, (double)w->duration / USEC_PER_SEC);
+        metrics_add(M_DUPLICATES, w->outcomes ? MK_OUTCOME : MK_REFERRAL, w->res.duplicates);
+        metrics_add(M_ALERTS_RAISED, ALERT_MISSED, w->res.alerts);
+        if (!w->outcomes)
+                metrics_add(M_REFERRALS_CONSUMED, 0, w->n);
+        for (size_t i = 0; i < w->n; i++) {
+                const store_message *m = &w->msgs[i];
+                if (m->status == STORE_DEAD_LETTERED && m->error) {
+                        metrics_inc(M_DEAD_LETTERS, m->error->reason);
+                        if (w->outcomes)
+                                metrics_inc(M_OUTCOMES_REJECTED, m->error->reason);
+                } else if (m->status == STORE_DECIDED && w->outcomes) {
+                        metrics_inc(M_OUTCOMES_APPLIED, 0);
+                } else if (m->status == STORE_DECIDED) {
+                        metrics_inc(M_REFERRALS_DECIDED, m->outcome);
+                        if (w->ts_ms[i] > 0)
+                                metrics_observe(H_DECISION_AGE,
+                                                (double)(committed - w->ts_ms[i] * 1000) / USEC_PER_SEC);
+                }
+        }
+}
+
+/* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */
+static void lane_committed(consumer *c, const lane_work *w) {
+        count_committed(w);
+        c->fig.batches++;
+        if (w->outcomes)
+                c->fig.outcomes += w->res.decided;
+        else
+                c->fig.decided += w->res.decided;
+        c->fig.duplicates += w->res.duplicates;
+        c->fig.dead_lettered += w->res.dead_lettered;
+        c->fig.events += w->res.events;
+        c->fig.alerts += w->res.alerts;
+        rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new((int)w->n_offs);
+        for (size_t j = 0; j < w->n_offs; j++) {
+                partition_state *p = part_find(c, w->offs[j].topic, w->offs[j].partition);
+                if (p)
+                        p->stored_next = w->offs[j].new_next;
+                rd_kafka_topic_partition_list_add(commit, w->offs[j].topic, w->offs[j].partition)->offset =
+                        w->offs[j].new_next;
+        }
+        /* Only for lag tools: PostgreSQL is the source of truth. */
+        rd_kafka_commit(c->rk, commit, 1);
+        rd_kafka_topic_partition_list_destroy(commit);
+        for (size_t i = 0; i < w->n; i++)
+                if (log_get_max_priority() >= LOG_INFO || w->msgs[i].status != STORE_DECIDED)
+                        log_message_outcome(&w->msgs[i]);
+}
+
+/* The key rule (docs/contract.md "Keys and ids"): an outcome's Kafka key is its
+ * case's id, so that all of a case's events are on one partition, in order.
+ * Another key is a dead letter on the first message of a misconfigured producer,
+ * not a reordering weeks later. */
+static bool outcome_key_ok(const CaseOutcome *o, const rd_kafka_message_t *km, codec_error *err) {
+        int r = ids_outcome_key_check(o->case_id, o->referral_id, km->key, km->key_len);
+        if (r == 0)
+                return true;
+        if (r == -EBADMSG) {
+                err->reason = DLR_WRONG_KEY;
+                snprintf(err->detail, sizeof err->detail, "the key is not the case id %s",
+                         *o->case_id ? "of case_id" : "computed from referral_id");
+        } else {
+                err->reason = DLR_INVALID_FIELD;
+                snprintf(err->detail, sizeof err->detail, "case_id and referral_id name different cases");
+        }
+        return false;
+}
+
+/* What the producer knows message km by, for its dead letter (DeadLetter's
+ * source_* fields) and a replay: its key, its headers, and its own id, also when
+ * it failed validation (then read into id). */
+static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, const codec_outcome *out,
+                      const codec_referral *ref, store_message *m, char id[static CODEC_ID_MAX + 1]) {
+        m->key = km->key;
+        m->key_len = km->key ? km->key_len : 0;
+        rd_kafka_headers_t *h = NULL;
+        m->headers = rd_kafka_message_headers(km, &h) == RD_KAFKA_RESP_ERR_NO_ERROR ? h : NULL;
+        if (out)
+                m->source_event_id = codec_outcome_msg(out)->event_id;
+        else if (ref)
+                m->source_event_id = codec_referral_msg(ref)->referral_id;
+        else {
+                codec_message_id(outcomes ? &allvarssamtal__v1__case_outcome__descriptor
+                                          : &allvarssamtal__v1__police_referral__descriptor,
+                                 km->payload, km->len, c->cfg->max_message_bytes, id);
+                m->source_event_id = id[0] ? id : NULL;
+        }
+}
+
+/* Store the messages of one topic of the batch: referrals are decided, outcomes
+ * applied to their cases. The messages are grouped by lane (partition modulo
+ * lanes) and each lane's part is one transaction, all lanes at once; a part
+ * that committed advances its positions even when another failed (the caller
+ * then re-reads every position from the database). */
+static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
+        unsigned n_lanes = lanes_count(c->lanes);
+        _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
+        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
+        _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
+        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
+        _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
+        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
+        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
+        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets)
+                return -ENOMEM;
+
+        /* Each lane's messages contiguous, in consumed order; a partition is in
+         * one lane only, so each lane's offsets come out contiguous too. */
+        size_t g = 0, n_offs = 0;
+        for (unsigned k = 0; k < n_lanes; k++) {
+                size_t first = g, first_off = n_offs;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned)batch[i]->km->partition % n_lanes == k)
+                                ordered[g++] = batch[i];
+                for (size_t i = first; i < g; i++) {
+                        rd_kafka_message_t *km = ordered[i]->km;
+                        store_message *m = &msgs[i];
+                        m->topic = rd_kafka_topic_name(km->rkt);
+                        m->partition = km->partition;
+                        m->offset = km->offset;
+                        m->payload = km->payload;
+                        m->len = km->len;
+                        ts[i] = rd_kafka_message_timestamp(km, NULL);
+                        batch_entry *e = ordered[i];
+                        if (e->outcome && outcome_key_ok(codec_outcome_msg(e->outcome), km, &e->error))
+                                m->case_outcome = codec_outcome_msg(e->outcome);
+                        else if (e->referral)
+                                m->referral = codec_referral_msg(e->referral);
+                        if (!m->referral && !m->case_outcome)
+                                m->error = &e->error;
+                        source_of(c, km, outcomes, e->outcome, e->referral, m, ids[i]);
+
+                        store_offset *o = NULL;
+                        for (size_t j = first_off; j < n_offs; j++)
+                                if (offs[j].partition == m->partition && strcmp(offs[j].topic, m->topic) == 0)
+                                        o = &offs[j];
+                        if (!o) {
+                                partition_state *p = part_find(c, m->topic, m->partition);
+                                o = &offs[n_offs++];
+                                o->topic = m->topic;
+                                o->partition = m->partition;
+                                o->expected_next = p ? p->stored_next : -1;
+                        }
+                        o->new_next = m->offset + 1;
+                }
+                work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
+                                      .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off,
+                                      .ts_ms = ts + first};
+                args[k] = g > first ? &work[k] : NULL;
+        }
+
+        lanes_run(c->lanes, lane_store, args, rets);
+
+        int r = 0;
+        for (unsigned k = 0; k < n_lanes; k++) {
+                if (!args[k])
+                        continue;
+                if (rets[k] == 0) {
+                        lane_committed(c, &work[k]);
+                        continue;
+                }
+                if (rets[k] == -ESTALE)
+                        c->fenced_messages += work[k].n;
+                if (r == 0 || rets[k] != -ESTALE) {
+                        r = rets[k];    /* a lost connection outweighs a fenced part */
+                        lanes_error(c->lanes, k, c->lane_error, sizeof c->lane_error);
+                }
+        }
+        if (r == 0)
+                c->backoff = 0;
+        return r;
+}
+
+/* Store the batch, referrals before outcomes (an outcome may concern a case
+ * opened by a referral of the same batch), and drop it; what a failure means
+ * for the positions is the caller's (consumer.c: flush). */
+int consumer_batch_flush(consumer *c) {
+        size_t n = c->n_batch;
+        if (n == 0)
+                return 0;
+        usec_t now = clock_now(c->clk);
+        c->fenced_messages = 0;
+        batch_entry **part = calloc(n, sizeof *part);
+        int r = part ? 0 : -ENOMEM;
+        for (int pass = 0; pass < 2 && r == 0; pass++) {
+                size_t k = 0;
+                for (size_t i = 0; i < n; i++) {
+                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i].km->rkt), c->cfg->topic_outcomes) == 0;
+                        if (is_outcome == (pass == 1))
+                                part[k++] = &c->batch[i];
+                }
+                if (k)
+                        r = flush_topic(c, part, k, pass == 1, now);
+        }
+        free(part);
+
+        consumer_batch_drop(c);
+        return r;
+}
+

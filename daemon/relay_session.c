@@ -1,0 +1,221 @@
+/* The relay's PostgreSQL session: opened without blocking (PQconnectStart and
+ * PQconnectPoll), every reply awaited in bounded time, the advisory lock that
+ * makes one relay active, LISTEN for the outbox's notifications, and the
+ * marking of delivered rows (docs/design.md "The outbox relay"). */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "metrics.h"
+#include "relay_state.h"
+#include "sqlstate.h"
+
+static void pg_close(relay *r, const char *why) {
+        if (r->pg)
+                PQfinish(r->pg);
+        r->pg = NULL;
+        r->pg_state = PG_NONE;
+        r->session_set = false;
+        if (r->active) {
+                r->active = false;
+                r->fig.active = false;
+                log_struct(LOG_WARNING, MSGID_RELAY, "MESSAGE=Outbox relay standby: %s", why, NULL);
+        }
+        usec_t mono = clock_monotonic();
+        r->reconnect_at = mono + r->reconnect_backoff;
+        r->reconnect_backoff = r->reconnect_backoff * 2 > RECONNECT_MAX ? RECONNECT_MAX : r->reconnect_backoff * 2;
+}
+
+void pg_start(relay *r) {
+        /* Entries before the expanded dbname are defaults the conninfo may
+         * override; those after it win (libpq PQconnectdbParams). */
+        const char *keys[12], *vals[12];
+        size_t n = 0;
+        keys[n] = "keepalives", vals[n++] = "1";
+        keys[n] = "keepalives_idle", vals[n++] = "30";
+        keys[n] = "keepalives_interval", vals[n++] = "10";
+        keys[n] = "keepalives_count", vals[n++] = "3";
+        keys[n] = "options", vals[n++] = "-c jit=off";   /* short statements: JIT only costs */
+        keys[n] = "dbname", vals[n++] = r->cfg->db_conninfo ? r->cfg->db_conninfo : "";
+        if (r->cfg->db_password && r->cfg->db_password[0])
+                keys[n] = "password", vals[n++] = r->cfg->db_password;
+        keys[n] = "application_name", vals[n++] = "allvarsd-relay";
+        keys[n] = NULL, vals[n] = NULL;
+
+        r->pg = PQconnectStartParams(keys, vals, 1);
+        if (!r->pg || PQstatus(r->pg) == CONNECTION_BAD) {
+                set_error(r, "PostgreSQL: %s", r->pg ? PQerrorMessage(r->pg) : "out of memory");
+                pg_close(r, "cannot connect to PostgreSQL");
+                return;
+        }
+        r->pg_state = PG_CONNECTING;
+        r->pg_polling = PGRES_POLLING_WRITING;
+        r->connect_deadline = clock_monotonic() + CONNECT_TIMEOUT;
+}
+
+static void pg_notice_ignore(void *arg, const char *message) {
+        (void)arg;
+        (void)message;
+}
+
+short pg_connect_events(const relay *r) {
+        return r->pg_polling == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+}
+
+/* Advance a connection attempt as far as its socket allows, without waiting. */
+void pg_advance(relay *r) {
+        for (int i = 0; i < 32 && r->pg_state == PG_CONNECTING; i++) {
+                struct pollfd p = {.fd = PQsocket(r->pg), .events = pg_connect_events(r)};
+                if (p.fd >= 0 && poll(&p, 1, 0) == 0) {
+                        if (clock_monotonic() >= r->connect_deadline) {
+                                set_error(r, "PostgreSQL: connection attempt timed out");
+                                pg_close(r, "cannot connect to PostgreSQL");
+                        }
+                        return;
+                }
+                r->pg_polling = PQconnectPoll(r->pg);
+                if (r->pg_polling == PGRES_POLLING_FAILED) {
+                        set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+                        pg_close(r, "cannot connect to PostgreSQL");
+                        return;
+                }
+                if (r->pg_polling != PGRES_POLLING_OK)
+                        continue;
+                /* libpq would print server notices (e.g. the FATAL of a terminated
+                 * session) on stderr; errors reach last_error instead. */
+                PQsetNoticeProcessor(r->pg, pg_notice_ignore, NULL);
+                r->pg_state = PG_READY;
+                r->reconnect_backoff = RECONNECT_MIN;
+                r->next_lock_try = 0;
+        }
+}
+
+/* A failed statement: the connection's end, or an error of the statement. */
+int pg_failed(relay *r, PGresult *res, const char *what) {
+        if (!r->pg)
+                return -ECONNRESET; /* given up already (relay_exec): said so there */
+        set_error(r, "PostgreSQL %s: %s", what, res ? PQresultErrorMessage(res) : PQerrorMessage(r->pg));
+        metrics_database_error(sqlstate_classify(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL),
+                               r->fig.last_error);
+        if (res)
+                PQclear(res);
+        if (PQstatus(r->pg) == CONNECTION_BAD) {
+                pg_close(r, "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
+        return -EIO;
+}
+
+/* Read what the server sent: notifications, or the connection's end. */
+int pg_consume(relay *r) {
+        if (!PQconsumeInput(r->pg)) {
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+                pg_close(r, "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
+        PGnotify *n;
+        while ((n = PQnotifies(r->pg))) {
+                r->query_due = true;
+                PQfreemem(n);
+        }
+        return 0;
+}
+
+/* One statement (p NULL: the simple protocol, several statements allowed),
+ * its reply awaited in bounded time (pg_await: a link that drops packets
+ * without a reset would otherwise hold the relay for as long as it lasts).
+ * The last result; NULL when the connection was given up, and closed here, so
+ * that pg_failed() returns -ECONNRESET. docs/design.md "Silent links". */
+PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
+        int sent = p ? PQsendQueryParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format)
+                     : PQsendQuery(r->pg, sql);
+        int w = sent ? pg_await(r->pg) : -ECONNRESET;
+        PGresult *res = NULL, *next;
+        while (w == 0 && (next = PQgetResult(r->pg))) {
+                PQclear(res);
+                res = next;
+                w = pg_await(r->pg);
+        }
+        if (w == 0)
+                return res;
+        PQclear(res);
+        if (w == -ETIMEDOUT)
+                set_error(r, "PostgreSQL: no reply within %lld ms", (long long)(PG_REPLY_TIMEOUT_DEFAULT / 1000));
+        else
+                set_error(r, "PostgreSQL: %s", PQerrorMessage(r->pg));
+        pg_close(r, "connection to PostgreSQL lost");
+        return NULL;
+}
+
+int try_lock(relay *r) {
+        if (!r->session_set) {
+                /* The lock lives as long as this session: let the server notice a
+                 * dead peer (host gone, network cut) in about a minute rather than
+                 * the kernel's two hours, so that a standby can take over. */
+                PGresult *res = exec_params(r,
+                                            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
+                                            NULL, 0);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        return pg_failed(r, res, "session settings");
+                PQclear(res);
+                r->session_set = true;
+        }
+        pg_params p = {0};
+        pg_params_int8(&p, RELAY_LOCK_KEY);
+        PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return pg_failed(r, res, "advisory lock");
+        bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (!got)
+                return 0;
+        res = exec_params(r, "LISTEN " RELAY_NOTIFY_CHANNEL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                return pg_failed(r, res, "LISTEN");
+        PQclear(res);
+        r->active = true;
+        r->fig.active = true;
+        r->query_due = true;    /* a NOTIFY sent before LISTEN is not delivered: look now */
+        log_struct(LOG_NOTICE, MSGID_RELAY, "MESSAGE=Outbox relay active: holds the advisory lock", NULL);
+        return 0;
+}
+
+/* The relay's own statements, with binary parameters (pg.h). */
+
+int mark_sent(relay *r) {
+        if (r->n_delivered == 0)
+                return 0;
+        _cleanup_(pg_arr_free) pg_arr ids = { 0 };
+        pg_arr_reset(&ids, PG_OID_INT8);
+        for (size_t i = 0; i < r->n_delivered; i++)
+                pg_arr_int8(&ids, r->delivered[i]);
+        pg_params p = { 0 };
+        if (pg_params_arr(&p, &ids) < 0)
+                return -ENOMEM;
+        /* A row already gone (another relay marked it) returns nothing here. An
+         * event id already in outbox_sent (re-inserted in the window that
+         * schemas/004_outbox_sent.sql describes, so published twice) is not
+         * recorded twice: the row still leaves the outbox, the marking never
+         * fails on it. */
+        PGresult *res = exec_params(r,
+                                     "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
+                                     "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
+                                     "                     octet_length(payload) AS payload_bytes, created_at) "
+                                     "INSERT INTO allvarsd.outbox_sent "
+                                     "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
+                                     "        sent_at) "
+                                     "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
+                                     "       d.created_at, now() FROM d "
+                                     "ON CONFLICT DO NOTHING",
+                                     &p, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                return pg_failed(r, res, "marking outbox rows sent");
+        PQclear(res);
+        r->n_delivered = 0;
+        return 0;
+}

@@ -1,0 +1,130 @@
+/* What the relay's files share (relay.c: the step and its passes;
+ * relay_producer.c: the producer, its flights and delivery reports;
+ * relay_session.c: the PostgreSQL session that holds the lock). Not for use
+ * outside daemon/relay*.c. Calls go one way: relay.c -> the other two. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "key_blocks.h"
+#include "pg.h"
+#include "relay.h"
+#include "relay_dead.h"
+
+#define RECONNECT_MIN (100 * 1000)
+#define RECONNECT_MAX (30 * USEC_PER_SEC)
+#define DEFAULT_BATCH 500
+#define DEFAULT_POLL_MS 1000
+#define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
+#define FATAL_FLUSH_MS 100           /* what is not reported by then stays unsent */
+#define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
+
+typedef struct flight_link {
+        struct flight_link *prev, *next;
+} flight_link;
+
+/* One produced row awaiting its delivery report; the message's opaque. */
+typedef struct flight {
+        flight_link link;               /* first: a flight_link * is its flight * */
+        int64_t id;
+        usec_t created;                 /* the outbox row's created_at (realtime) */
+        int topic;                      /* metrics_topic, or -1 */
+        char key[];
+} flight;
+
+typedef enum pg_state {
+        PG_NONE,
+        PG_CONNECTING,
+        PG_READY,
+} pg_state;
+
+struct relay {
+        const config *cfg;
+        char *bootstrap;
+
+        PGconn *pg;
+        pg_state pg_state;
+        PostgresPollingStatusType pg_polling;
+        usec_t reconnect_at;            /* monotonic */
+        usec_t reconnect_backoff;
+        bool active;
+        usec_t connect_deadline;        /* monotonic */
+        bool session_set;               /* the session's settings are applied */
+        usec_t next_lock_try;           /* monotonic */
+        bool query_due;
+        usec_t next_poll;               /* monotonic */
+
+        rd_kafka_t *rk;
+        rd_kafka_queue_t *mainq;
+        int pipe[2];
+        bool fatal;
+
+        flight_link flights;            /* list head */
+        uint64_t n_flights;
+        int64_t *delivered;             /* delivered, not yet marked sent */
+        size_t n_delivered, cap_delivered;
+        key_blocks blocks;              /* held back after a failed delivery */
+        relay_dead *dead;               /* refused for good, not yet dead-lettered (relay_dead.h) */
+        size_t n_dead, cap_dead;
+
+        relay_figures fig;
+};
+
+/* One line: libpq's messages end in newlines. */
+__attribute__((format(printf, 2, 3))) static inline void set_error(relay *r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->fig.last_error, sizeof r->fig.last_error, fmt, ap);
+        va_end(ap);
+        char *s = r->fig.last_error;
+        for (char *p = s; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = ' ';
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == ' ')
+                s[--n] = '\0';
+}
+
+static inline unsigned relay_batch(const relay *r) {
+        return r->cfg->relay_batch ? r->cfg->relay_batch : DEFAULT_BATCH;
+}
+
+static inline usec_t relay_poll_interval(const relay *r) {
+        return (usec_t)(r->cfg->relay_poll_ms ? r->cfg->relay_poll_ms : DEFAULT_POLL_MS) * 1000;
+}
+
+/* Backpressure: rows in flight before the relay stops reading more. */
+static inline uint64_t flights_max(const relay *r) {
+        return (uint64_t)relay_batch(r) * 4;
+}
+
+/* relay_producer.c */
+int producer_new(relay *r, char *err, size_t err_size);
+void producer_destroy(relay *r);
+/* Serve delivery reports, errors and logs (waiting up to timeout_ms for the first). */
+void producer_serve(relay *r, int timeout_ms);
+/* After a fatal idempotence error: fail what it holds, start a new producer. */
+int producer_recreate(relay *r);
+/* Produce row i of an outbox read (columns as publish() selects them).
+ * Returns 0, 1 when the producer's queue is full (stop this pass), or a
+ * negative errno (the row's key is held back). */
+int produce_row(relay *r, PGresult *res, int i);
+
+/* relay_session.c */
+void pg_start(relay *r);
+/* Advance a connection attempt as far as its socket allows, without waiting. */
+void pg_advance(relay *r);
+short pg_connect_events(const relay *r);
+/* A failed statement: -ECONNRESET (the connection is closed) or -EIO. */
+int pg_failed(relay *r, PGresult *res, const char *what);
+/* Read what the server sent: notifications, or the connection's end. */
+int pg_consume(relay *r);
+PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format);
+/* Take the advisory lock and LISTEN when it is free: the relay turns active. */
+int try_lock(relay *r);
+/* Delivered rows leave the outbox for outbox_sent. */
+int mark_sent(relay *r);
