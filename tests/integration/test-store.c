@@ -1103,9 +1103,15 @@ static void test_throughput(void **state) {
         fixture *fx = *state;
         int batches = bench_batches();
         bench_run br = { .fx = fx, .st = fx->h.st, .batches = batches, .v = bench_build(fx, 0, batches, 0) };
+        char lsn[64];
+        value(fx, lsn, sizeof lsn, "SELECT pg_current_wal_insert_lsn()");
         bench_thread(&br);
         assert_int_equal(br.error, 0);
         unsigned total = (unsigned)(batches * BENCH_PER);
+        /* The cluster's WAL (this test's server is not shared with other tests
+         * while it runs, but checkpoints add full-page images): an estimate. */
+        long long wal = count(fx, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '%s')::bigint", lsn);
+        printf("store WAL per message: %.0f bytes\n", (double)wal / total);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), br.decided);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), br.decided);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), br.dead);
