@@ -17,13 +17,9 @@
         "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
 
 /* Every column of allvarsd.referral_stats, in its order. */
-#define STATS_COLUMNS                                                                                          \
-        "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, below_min_age,"   \
-        " above_max_age, no_qualifying_concern, not_imprisonable, not_first_suspicion, assessment_first,"      \
-        " preliminary_investigation, contact_missing, late_referral, assessment_due, assessed_at, cleared_at," \
-        " contact_at, has_case, state, deadline, held_at, closed_at, held_in_time, missed, police_present,"    \
-        " guardians_present, follow_none, follow_advice_support, follow_open_care, follow_investigation,"      \
-        " follow_other"
+#define STATS_COLUMNS                                                                                  \
+        "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, state, facts," \
+        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at"
 
 const pg_statement store_rows_statements[] = {
         { "rows_offsets_cas",

@@ -29,43 +29,47 @@ CREATE TABLE IF NOT EXISTS referral_stats (
         outcome         text NOT NULL,                 -- the decision's (decisions.outcome), not an override's
         profile_name    text NOT NULL,
         profile_version integer NOT NULL,
-        -- the decision's reasons and flags (decisions.reasons, decisions.flags)
-        below_min_age   boolean NOT NULL,
-        above_max_age   boolean NOT NULL,
-        no_qualifying_concern boolean NOT NULL,
-        not_imprisonable boolean NOT NULL,
-        not_first_suspicion boolean NOT NULL,
-        assessment_first boolean NOT NULL,             -- PROTECTIVE_ASSESSMENT_FIRST
-        preliminary_investigation boolean NOT NULL,
-        contact_missing boolean NOT NULL,
-        late_referral   boolean NOT NULL,
+        state           text,                          -- the case's, NULL when no case was opened
+        -- What the report counts of the referral, one bit each (below), so
+        -- that the report groups a million rows by a few columns instead of
+        -- testing forty conditions on each.
+        facts           integer NOT NULL,
         -- the protective assessment: due (the decision's), recorded (the first
         -- PROTECTIVE_ASSESSMENT_RECORDED); the first INVESTIGATION_CLEARED and
-        -- CONTACT_DETAILS_SUPPLIED
+        -- CONTACT_DETAILS_SUPPLIED; the case's deadline, conversation and closing
         assessment_due  timestamptz,
         assessed_at     timestamptz,
         cleared_at      timestamptz,
         contact_at      timestamptz,
-        -- the case, when one was opened (NULLs and false when none)
-        has_case        boolean NOT NULL,
-        state           text,
         deadline        timestamptz,
         held_at         timestamptz,
-        closed_at       timestamptz,
-        -- held by the deadline: the conversation (CONVERSATION), or its
-        -- scheduling (SUMMONS: the first CONVERSATION_SCHEDULED, else the
-        -- conversation itself; DS 2024:30)
-        held_in_time    boolean NOT NULL,
-        missed          boolean NOT NULL,              -- a MISSED alert was raised
-        -- held, and who took part and what followed (CONVERSATION_HELD's codes)
-        police_present  boolean NOT NULL,
-        guardians_present boolean NOT NULL,
-        follow_none     boolean NOT NULL,
-        follow_advice_support boolean NOT NULL,
-        follow_open_care boolean NOT NULL,
-        follow_investigation boolean NOT NULL,
-        follow_other    boolean NOT NULL
+        closed_at       timestamptz
 );
+-- The bits of facts (daemon/ctl/report.c names them alike):
+--     1  BELOW_MIN_AGE among the decision's reasons
+--     2  ABOVE_MAX_AGE
+--     4  NO_QUALIFYING_CONCERN
+--     8  NOT_IMPRISONABLE
+--    16  NOT_FIRST_SUSPICION
+--    32  PROTECTIVE_ASSESSMENT_FIRST
+--    64  PRELIMINARY_INVESTIGATION
+--   128  CONTACT_MISSING among the decision's flags
+--   256  LATE_REFERRAL
+--   512  a case was opened
+--  1024  held by the deadline: the conversation (CONVERSATION), or its scheduling
+--        (SUMMONS: the first CONVERSATION_SCHEDULED, else the conversation; DS 2024:30)
+--  2048  a MISSED alert was raised
+--  4096  held, the police present
+--  8192  held, guardians present (CONVERSATION_HELD's participants)
+-- 16384  held, followed by nothing further (CONVERSATION_HELD's follow-up)
+-- 32768  held, followed by advice and support
+-- 65536  held, followed by open care
+-- 131072 held, followed by an investigation
+-- 262144 held, followed by something else
+-- 524288 held (held_at)
+-- 1048576 a protective assessment due (assessment_due)
+-- 2097152 recorded at or before its due time
+-- 4194304 recorded after it
 COMMENT ON TABLE referral_stats IS
         'One pseudonymous row per referral with what allvarsctl report counts (referral_stats_source)';
 
@@ -77,30 +81,34 @@ CREATE INDEX IF NOT EXISTS referral_stats_reported ON referral_stats USING brin 
 -- A referral's row as the tables say it is now. Selected by case id (an
 -- index lookup per table) by the daemon; whole by the backfill below.
 CREATE OR REPLACE VIEW referral_stats_source AS
-SELECT r.case_id, r.district, r.reported_at, r.person_key, d.outcome, d.profile_name, d.profile_version,
-       d.reasons LIKE '%BELOW_MIN_AGE%' AS below_min_age,
-       d.reasons LIKE '%ABOVE_MAX_AGE%' AS above_max_age,
-       d.reasons LIKE '%NO_QUALIFYING_CONCERN%' AS no_qualifying_concern,
-       d.reasons LIKE '%NOT_IMPRISONABLE%' AS not_imprisonable,
-       d.reasons LIKE '%NOT_FIRST_SUSPICION%' AS not_first_suspicion,
-       d.reasons LIKE '%PROTECTIVE_ASSESSMENT_FIRST%' AS assessment_first,
-       d.reasons LIKE '%PRELIMINARY_INVESTIGATION%' AS preliminary_investigation,
-       d.flags LIKE '%CONTACT_MISSING%' AS contact_missing,
-       d.flags LIKE '%LATE_REFERRAL%' AS late_referral,
-       d.protective_assessment_due AS assessment_due,
-       ev.assessed_at, ev.cleared_at, ev.contact_at,
-       c.case_id IS NOT NULL AS has_case, c.state, c.deadline, c.held_at, c.closed_at,
-       coalesce(c.held_at IS NOT NULL AND c.deadline IS NOT NULL
-                AND CASE WHEN c.deadline_kind = 'SUMMONS' THEN coalesce(ev.scheduled_at, c.held_at) <= c.deadline
-                         ELSE c.held_at <= c.deadline END, false) AS held_in_time,
-       EXISTS (SELECT 1 FROM case_alerts a WHERE a.case_id = r.case_id AND a.kind = 'MISSED') AS missed,
-       c.held_at IS NOT NULL AND c.police_attending AS police_present,
-       c.held_at IS NOT NULL AND coalesce(ev.guardians, false) AS guardians_present,
-       c.held_at IS NOT NULL AND coalesce(ev.f_none, false) AS follow_none,
-       c.held_at IS NOT NULL AND coalesce(ev.f_advice, false) AS follow_advice_support,
-       c.held_at IS NOT NULL AND coalesce(ev.f_open_care, false) AS follow_open_care,
-       c.held_at IS NOT NULL AND coalesce(ev.f_investigation, false) AS follow_investigation,
-       c.held_at IS NOT NULL AND coalesce(ev.f_other, false) AS follow_other
+SELECT r.case_id, r.district, r.reported_at, r.person_key, d.outcome, d.profile_name, d.profile_version, c.state,
+       (d.reasons LIKE '%BELOW_MIN_AGE%')::int
+       | ((d.reasons LIKE '%ABOVE_MAX_AGE%')::int << 1)
+       | ((d.reasons LIKE '%NO_QUALIFYING_CONCERN%')::int << 2)
+       | ((d.reasons LIKE '%NOT_IMPRISONABLE%')::int << 3)
+       | ((d.reasons LIKE '%NOT_FIRST_SUSPICION%')::int << 4)
+       | ((d.reasons LIKE '%PROTECTIVE_ASSESSMENT_FIRST%')::int << 5)
+       | ((d.reasons LIKE '%PRELIMINARY_INVESTIGATION%')::int << 6)
+       | ((d.flags LIKE '%CONTACT_MISSING%')::int << 7)
+       | ((d.flags LIKE '%LATE_REFERRAL%')::int << 8)
+       | ((c.case_id IS NOT NULL)::int << 9)
+       | (coalesce(c.held_at IS NOT NULL AND c.deadline IS NOT NULL
+                  AND CASE WHEN c.deadline_kind = 'SUMMONS' THEN coalesce(ev.scheduled_at, c.held_at) <= c.deadline
+                           ELSE c.held_at <= c.deadline END, false)::int << 10)
+       | ((EXISTS (SELECT 1 FROM case_alerts a WHERE a.case_id = r.case_id AND a.kind = 'MISSED'))::int << 11)
+       | (coalesce(c.held_at IS NOT NULL AND c.police_attending, false)::int << 12)
+       | (coalesce(c.held_at IS NOT NULL AND ev.guardians, false)::int << 13)
+       | (coalesce(c.held_at IS NOT NULL AND ev.f_none, false)::int << 14)
+       | (coalesce(c.held_at IS NOT NULL AND ev.f_advice, false)::int << 15)
+       | (coalesce(c.held_at IS NOT NULL AND ev.f_open_care, false)::int << 16)
+       | (coalesce(c.held_at IS NOT NULL AND ev.f_investigation, false)::int << 17)
+       | (coalesce(c.held_at IS NOT NULL AND ev.f_other, false)::int << 18)
+       | ((c.held_at IS NOT NULL)::int << 19)
+       | ((d.protective_assessment_due IS NOT NULL)::int << 20)
+       | (coalesce(ev.assessed_at <= d.protective_assessment_due, false)::int << 21)
+       | (coalesce(ev.assessed_at > d.protective_assessment_due, false)::int << 22) AS facts,
+       d.protective_assessment_due AS assessment_due, ev.assessed_at, ev.cleared_at, ev.contact_at,
+       c.deadline, c.held_at, c.closed_at
   FROM referrals r
   JOIN decisions d ON d.referral_id = r.referral_id
   LEFT JOIN cases c ON c.case_id = r.case_id
