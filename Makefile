@@ -62,7 +62,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(wildcard test
 TEST_HELPERS:= $(patsubst tests/lib/%.c,$(BUILD)/tests/lib/%.o,$(wildcard tests/lib/*.c))
 TOOLS       := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
 
-.PHONY: all deps test test-unit demo bench faults fuzz install deb clean check-tools
+.PHONY: all deps test test-unit demo bench bench-build faults fuzz install deb clean check-tools
 .SECONDARY:
 
 all: $(BUILD)/allvarsd $(BUILD)/allvarsctl
@@ -149,6 +149,13 @@ demo:
 
 bench:
 	bench/run
+
+# What `make bench` runs, optimised. gcc -O2 warns about more than -O1 does
+# (format truncation, for one), so every test run builds it too
+# (tests/unit/build-opt.sh): a warning there would break `make bench` only.
+bench-build:
+	$(MAKE) OPT=1 all tests-build build-opt/bench/bench-rules build-opt/bench/consume-ceiling \
+		build-opt/bench/latency-consumer
 
 faults:
 	tests/run faults

@@ -11,10 +11,10 @@
 
 static int store_once(store *s, const config *cfg, const char *group, usec_t now, bool outcomes,
                       store_message *msgs, size_t n, const store_offset *offsets, size_t n_offsets,
-                      store_batch_result *ret) {
+                      const lane_turn *turn, store_batch_result *ret) {
         for (int attempt = 0;; attempt++) {
                 int r = outcomes ? outcome_batch_store(s, cfg, group, now, msgs, n, offsets, n_offsets, ret)
-                                 : referral_batch_store(s, cfg, group, now, msgs, n, offsets, n_offsets, ret);
+                                 : referral_batch_store(s, cfg, group, now, msgs, n, offsets, n_offsets, turn, ret);
                 if (r != -EAGAIN || attempt >= EAGAIN_RETRIES)
                         return r;
                 for (size_t i = 0; i < n; i++)
@@ -50,8 +50,9 @@ static int find_refused(store *s, const config *cfg, const char *group, usec_t n
 }
 
 int batch_store(store *s, const config *cfg, const char *group, usec_t now, bool outcomes, store_message *msgs,
-                size_t n, const store_offset *offsets, size_t n_offsets, store_batch_result *ret) {
-        int r = store_once(s, cfg, group, now, outcomes, msgs, n, offsets, n_offsets, ret);
+                size_t n, const store_offset *offsets, size_t n_offsets, const lane_turn *turn,
+                store_batch_result *ret) {
+        int r = store_once(s, cfg, group, now, outcomes, msgs, n, offsets, n_offsets, turn, ret);
         if (r != -EBADMSG)
                 return r;
         char first[PG_ERROR_MAX];
@@ -64,5 +65,5 @@ int batch_store(store *s, const config *cfg, const char *group, usec_t now, bool
                 pg_fail(store_session(s), -EIO, "%s", first);
                 return -EIO;
         }
-        return store_once(s, cfg, group, now, outcomes, msgs, n, offsets, n_offsets, ret);
+        return store_once(s, cfg, group, now, outcomes, msgs, n, offsets, n_offsets, turn, ret);
 }

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "config.h"
 #include "messages.h"
+#include "lanes.h"
 #include "store.h"
 
 /* Store a batch with the module of its input (referral_batch.h or
@@ -20,4 +21,4 @@
  * round trip per message on every batch. Returns as referral_batch_store. */
 int batch_store(store *s, const config *cfg, const char *group, usec_t now, bool outcomes,
                 store_message *msgs, size_t n, const store_offset *offsets, size_t n_offsets,
-                store_batch_result *ret);
+                const lane_turn *turn, store_batch_result *ret);

@@ -99,6 +99,7 @@ typedef struct lane_work {
         store_offset *offs;
         size_t n_offs;
         const int64_t *ts_ms;           /* each message's Kafka timestamp (ms), -1 when none */
+        lane_turn turn;                 /* its lane among the run's (lanes.h "turns") */
         usec_t duration;                /* the transaction, retries included */
         store_batch_result res;
 } lane_work;
@@ -109,7 +110,7 @@ static int lane_store(store *st, void *arg) {
         lane_work *w = arg;
         usec_t start = clock_monotonic();
         int r = batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
-                            &w->res);
+                            &w->turn, &w->res);
         w->duration = clock_monotonic() - start;
         return r;
 }
@@ -268,7 +269,7 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
                 }
                 work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
                                       .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off,
-                                      .ts_ms = ts + first};
+                                      .ts_ms = ts + first, .turn = {.l = c->lanes, .k = k}};
                 args[k] = g > first ? &work[k] : NULL;
         }
 

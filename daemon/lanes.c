@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lanes.h"
 
@@ -18,6 +19,12 @@ typedef struct lane {
         void *arg;
         bool busy;
         int ret;
+        /* turns (lanes_publish), guarded by owner->lock; reset by lanes_run */
+        bool in_run;                    /* given work in this run */
+        bool published;                 /* its keys are in keys[] */
+        bool finished;                  /* its work of this run has returned */
+        uint8_t (*keys)[LANE_KEY_LEN];  /* sorted, distinct */
+        size_t n_keys, cap_keys;
         char err[256];                  /* why the last run failed */
 } lane;
 
@@ -69,6 +76,7 @@ static void *lane_main(void *arg) {
                 ln->ret = r;
                 ln->fn = NULL;
                 ln->busy = false;
+                ln->finished = true;
                 pthread_cond_broadcast(&l->done);
         }
         pthread_mutex_unlock(&l->lock);
@@ -84,7 +92,12 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
         /* First, so that lanes_free may be called from here on. */
         pthread_mutex_init(&l->lock, NULL);
         pthread_cond_init(&l->work, NULL);
-        pthread_cond_init(&l->done, NULL);
+        /* Turns are awaited with a bound, on the monotonic clock. */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&l->done, &ca);
+        pthread_condattr_destroy(&ca);
         l->v = calloc(n, sizeof *l->v);
         l->conninfo = strdup(cfg->db_conninfo ? cfg->db_conninfo : "");
         l->password = cfg->db_password ? strdup(cfg->db_password) : NULL;
@@ -123,6 +136,8 @@ void lanes_free(lanes *l) {
                         pthread_join(l->v[k].thread, NULL);
                 store_free(l->v[k].st);
         }
+        for (unsigned k = 0; l->v && k < l->n; k++)
+                free(l->v[k].keys);
         pthread_cond_destroy(&l->work);
         pthread_cond_destroy(&l->done);
         pthread_mutex_destroy(&l->lock);
@@ -140,6 +155,13 @@ unsigned lanes_count(const lanes *l) {
 
 void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
+        for (unsigned k = 0; k < l->n; k++) {
+                lane *ln = &l->v[k];
+                ln->in_run = args[k] != NULL;
+                ln->published = false;
+                ln->finished = !ln->in_run;
+                ln->n_keys = 0;
+        }
         for (unsigned k = 1; k < l->n; k++) {
                 rets[k] = 0;
                 if (args[k]) {
@@ -156,6 +178,8 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         lane_note_error(&l->v[0], rets[0]);
 
         pthread_mutex_lock(&l->lock);
+        l->v[0].finished = true;
+        pthread_cond_broadcast(&l->done);
         for (unsigned k = 1; k < l->n; k++) {
                 while (l->v[k].busy)
                         pthread_cond_wait(&l->done, &l->lock);
@@ -168,4 +192,88 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
 void lanes_error(const lanes *l, unsigned k, char *buf, size_t size) {
         /* Called after lanes_run returned: the lanes are idle, err is stable. */
         snprintf(buf, size, "%s", l && k < l->n ? l->v[k].err : "");
+}
+
+/* ---- turns ---- */
+
+static int key_cmp(const void *a, const void *b) {
+        return memcmp(a, b, LANE_KEY_LEN);
+}
+
+static struct timespec deadline_in(usec_t timeout) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(timeout / USEC_PER_SEC);
+        ts.tv_nsec += (long)(timeout % USEC_PER_SEC) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        return ts;
+}
+
+/* Wait on l->done (locked) until the deadline: -EAGAIN once it has passed. */
+static int wait_done(lanes *l, const struct timespec *deadline) {
+        return pthread_cond_timedwait(&l->done, &l->lock, deadline) == ETIMEDOUT ? -EAGAIN : 0;
+}
+
+int lanes_publish(lanes *l, unsigned k, const uint8_t (*keys)[LANE_KEY_LEN], size_t n, usec_t timeout) {
+        if (!l || l->n < 2)
+                return 0;
+        lane *ln = &l->v[k];
+        pthread_mutex_lock(&l->lock);
+        if (!ln->published) {
+                if (n > ln->cap_keys) {
+                        void *v = realloc(ln->keys, n * LANE_KEY_LEN);
+                        if (!v) {
+                                pthread_mutex_unlock(&l->lock);
+                                return -ENOMEM;
+                        }
+                        ln->keys = v;
+                        ln->cap_keys = n;
+                }
+                if (n > 0) {
+                        memcpy(ln->keys, keys, n * LANE_KEY_LEN);
+                        qsort(ln->keys, n, LANE_KEY_LEN, key_cmp);
+                }
+                size_t u = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (u == 0 || memcmp(ln->keys[u - 1], ln->keys[i], LANE_KEY_LEN) != 0)
+                                memmove(ln->keys[u++], ln->keys[i], LANE_KEY_LEN);
+                ln->n_keys = u;
+                ln->published = true;
+                pthread_cond_broadcast(&l->done);
+        }
+        struct timespec until = deadline_in(timeout);
+        int r = 0;
+        for (unsigned j = 0; j < l->n && r == 0; j++)
+                while (r == 0 && l->v[j].in_run && !l->v[j].published && !l->v[j].finished)
+                        r = wait_done(l, &until);
+        pthread_mutex_unlock(&l->lock);
+        return r;
+}
+
+bool lanes_taken_below(lanes *l, unsigned k, const uint8_t key[LANE_KEY_LEN]) {
+        if (!l || l->n < 2)
+                return false;
+        bool taken = false;
+        pthread_mutex_lock(&l->lock);
+        for (unsigned j = 0; j < k && !taken; j++)
+                taken = l->v[j].published && l->v[j].n_keys > 0 &&
+                        bsearch(key, l->v[j].keys, l->v[j].n_keys, LANE_KEY_LEN, key_cmp) != NULL;
+        pthread_mutex_unlock(&l->lock);
+        return taken;
+}
+
+int lanes_wait_below(lanes *l, unsigned k, usec_t timeout) {
+        if (!l || l->n < 2)
+                return 0;
+        struct timespec until = deadline_in(timeout);
+        int r = 0;
+        pthread_mutex_lock(&l->lock);
+        for (unsigned j = 0; j < k && r == 0; j++)
+                while (r == 0 && !l->v[j].finished)
+                        r = wait_done(l, &until);
+        pthread_mutex_unlock(&l->lock);
+        return r;
 }

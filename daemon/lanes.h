@@ -5,10 +5,15 @@
  * a batch by partition (partition modulo lanes), so each partition's offsets
  * are compare-and-set by exactly one transaction, and runs the parts at once:
  * PostgreSQL can then use more than one core for one batch. Two lanes'
- * transactions meet only where two instances' would (the persons rows, a
- * duplicate referral id) and are ordered there the same way (store_referrals.c). */
+ * transactions meet where two instances' would (the persons rows, a duplicate
+ * referral id). On the persons they take turns (below) rather than wait for
+ * each other's locks: the lower lane goes first. */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
 #include "config.h"
 #include "store.h"
 
@@ -29,3 +34,27 @@ unsigned lanes_count(const lanes *l);
 void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets);
 /* Why lane k's last run failed (its connection's or its store's last error), one line. */
 void lanes_error(const lanes *l, unsigned k, char *buf, size_t size);
+
+/* ---- turns: rows that two lanes of one run would both lock ----
+ * A lane publishes the keys of the rows it will lock (lanes_publish, once per
+ * run; it waits until every lane of the run has published or finished). A key
+ * that a lower lane also published is that lane's first: the higher lane
+ * leaves its referrals of that key for last, and takes them only once every
+ * lower lane has finished (lanes_wait_below), so that it reads what they
+ * committed without ever waiting for their locks. A turn that does not come
+ * within `timeout` returns -EAGAIN (the caller rolls back and retries): a
+ * wait PostgreSQL cannot see must not close a cycle with one it can (another
+ * instance holding a lock a lower lane waits for). Lanes of one (l NULL, or
+ * one lane) never wait. */
+#define LANE_KEY_LEN 32
+
+/* The lane of a run a piece of work belongs to (NULL: none). */
+typedef struct lane_turn {
+        lanes *l;
+        unsigned k;
+} lane_turn;
+
+int lanes_publish(lanes *l, unsigned k, const uint8_t (*keys)[LANE_KEY_LEN], size_t n, usec_t timeout);
+/* Whether a lane below k published key (after lanes_publish returned 0). */
+bool lanes_taken_below(lanes *l, unsigned k, const uint8_t key[LANE_KEY_LEN]);
+int lanes_wait_below(lanes *l, unsigned k, usec_t timeout);

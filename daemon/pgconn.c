@@ -10,6 +10,25 @@
 #include "pgconn.h"
 #include "sqlstate.h"
 
+void pgconn_keys(const char *conninfo, const char *password, const char *const *defaults, const char *const *fixed,
+                 const char **keys, const char **values) {
+        static const char *const base[] = {"connect_timeout", "10", "keepalives", "1", "keepalives_idle", "30",
+                                           "keepalives_interval", "10", "keepalives_count", "3", NULL};
+        size_t k = 0;
+        for (size_t i = 0; base[i]; i += 2)
+                keys[k] = base[i], values[k++] = base[i + 1];
+        for (size_t i = 0; defaults && defaults[i] && k < PGCONN_KEYS_MAX - 4; i += 2)
+                keys[k] = defaults[i], values[k++] = defaults[i + 1];
+        if (conninfo && *conninfo)
+                keys[k] = "dbname", values[k++] = conninfo;
+        if (password && *password)
+                keys[k] = "password", values[k++] = password;
+        keys[k] = "client_encoding", values[k++] = "UTF8";
+        for (size_t i = 0; fixed && fixed[i] && k < PGCONN_KEYS_MAX - 2; i += 2)
+                keys[k] = fixed[i], values[k++] = fixed[i + 1];
+        keys[k] = values[k] = NULL;
+}
+
 static long long monotonic_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -9,6 +9,7 @@
 #include "alerts.h"
 #include "events.h"
 #include "identity.h"
+#include "lanes.h"
 #include "lifecycle.h"
 #include "reasons.h"
 #include "referral_batch.h"
@@ -16,6 +17,12 @@
 #include "store_rows.h"
 
 #define PARAMS_TEXT_MAX 1024
+/* How long a lane waits for its turn on the persons a lower lane also has
+ * (lanes.h "turns"): past it, the batch is rolled back and tried again. As
+ * long as the lock_timeout the daemon gives its sessions under the unit's
+ * watchdog (main.c session_timeouts: 5 s of WatchdogSec=30), so that a turn
+ * never outwaits a lock. */
+#define LANE_TURN_TIMEOUT (5 * USEC_PER_SEC)
 
 /* One referral message of the batch. */
 typedef struct item {
@@ -25,6 +32,7 @@ typedef struct item {
         bool first;                     /* the first copy of its referral id in the batch */
         bool is_new;                    /* inserted by this batch */
         bool has_key;
+        bool deferred;                  /* a lower lane of the run has its person: decided last */
         int key;                        /* index into the batch's person keys, -1 */
         int next_same_person;           /* the next new item of the same person (message order), -1 */
         uint32_t marks;
@@ -55,8 +63,9 @@ typedef struct batch {
         size_t n_items;
         item **sorted;                  /* the first copies, by referral_id */
         size_t n_sorted;
-        uint8_t (*keys)[PERSON_KEY_LEN];
-        size_t n_keys;
+        uint8_t (*keys)[PERSON_KEY_LEN];    /* the batch's own persons, sorted, then the deferred ones, sorted */
+        size_t n_keys, n_own_keys;
+        size_t hist_base;               /* key index of the first key of the history read under way */
         int *last_of_key;
         history_row *hist;
         size_t n_hist, cap_hist;
@@ -179,7 +188,7 @@ static int add_history(void *ctx, size_t key, uint32_t marks, uint32_t count) {
                 b->hist = h;
                 b->cap_hist = cap;
         }
-        b->hist[b->n_hist++] = (history_row){ .key = (int)key, .marks = marks, .count = count };
+        b->hist[b->n_hist++] = (history_row){ .key = (int)(b->hist_base + key), .marks = marks, .count = count };
         return 0;
 }
 
@@ -206,33 +215,62 @@ static void claim_rows(batch *b) {
         }
 }
 
-/* The distinct person keys of the new referrals, sorted; each item's index. */
-static void collect_keys(batch *b) {
+/* The distinct keys of the new referrals with deferred == deferred, sorted,
+ * from b->keys[from]; each such item's index. Returns how many. */
+static size_t collect_keys_of(batch *b, size_t from, bool deferred) {
+        uint8_t(*keys)[PERSON_KEY_LEN] = b->keys + from;
+        size_t n = 0;
         for (size_t i = 0; i < b->n_items; i++) {
                 item *it = &b->items[i];
-                if (it->is_new && it->has_key)
-                        memcpy(b->keys[b->n_keys++], it->person_key, PERSON_KEY_LEN);
+                if (it->is_new && it->has_key && it->deferred == deferred)
+                        memcpy(keys[n++], it->person_key, PERSON_KEY_LEN);
         }
-        qsort(b->keys, b->n_keys, PERSON_KEY_LEN, key_cmp);
+        if (n > 1)
+                qsort(keys, n, PERSON_KEY_LEN, key_cmp);
         size_t u = 0;
-        for (size_t i = 0; i < b->n_keys; i++)
-                if (u == 0 || memcmp(b->keys[u - 1], b->keys[i], PERSON_KEY_LEN) != 0)
-                        memmove(b->keys[u++], b->keys[i], PERSON_KEY_LEN);
-        b->n_keys = u;
+        for (size_t i = 0; i < n; i++)
+                if (u == 0 || memcmp(keys[u - 1], keys[i], PERSON_KEY_LEN) != 0)
+                        memmove(keys[u++], keys[i], PERSON_KEY_LEN);
         for (size_t i = 0; i < b->n_items; i++) {
                 item *it = &b->items[i];
-                if (!it->is_new || !it->has_key)
+                if (!it->is_new || !it->has_key || it->deferred != deferred)
                         continue;
-                uint8_t(*k)[PERSON_KEY_LEN] = bsearch(it->person_key, b->keys, b->n_keys, PERSON_KEY_LEN, key_cmp);
+                uint8_t(*k)[PERSON_KEY_LEN] = bsearch(it->person_key, keys, u, PERSON_KEY_LEN, key_cmp);
                 assert(k);
-                it->key = (int)(k - b->keys);
+                it->key = (int)(from + (size_t)(k - keys));
         }
+        return u;
+}
+
+/* The distinct person keys of the new referrals: the batch's own, then those
+ * deferred to the end of the lane's turn. */
+static void collect_keys(batch *b) {
+        b->n_own_keys = collect_keys_of(b, 0, false);
+        b->n_keys = b->n_own_keys + collect_keys_of(b, b->n_own_keys, true);
+}
+
+/* Tell the other lanes of the run which persons this batch has, and mark the
+ * referrals whose person a lower lane also has: they wait for its commit
+ * (lanes.h "turns"). */
+static int take_turn(batch *b, const lane_turn *turn) {
+        size_t n = 0;
+        for (size_t i = 0; i < b->n_items; i++)
+                if (b->items[i].has_key)
+                        memcpy(b->keys[n++], b->items[i].person_key, PERSON_KEY_LEN);
+        int r = lanes_publish(turn->l, turn->k, (const uint8_t(*)[LANE_KEY_LEN])b->keys, n, LANE_TURN_TIMEOUT);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->n_items; i++) {
+                item *it = &b->items[i];
+                it->deferred = it->has_key && lanes_taken_below(turn->l, turn->k, it->person_key);
+        }
+        return 0;
 }
 
 /* The history of each new referral: the person's referrals that the history
  * read saw, less this one and the batch's later ones (message order); so the
  * stored referrals and the batch's earlier ones count. */
-static int decide_all(batch *b) {
+static int decide_all(batch *b, bool deferred) {
         if (b->n_hist > 0)      /* hist is NULL until the first history row (qsort needs a pointer) */
                 qsort(b->hist, b->n_hist, sizeof *b->hist, hist_cmp);
         for (size_t k = 0, h = 0; k <= b->n_keys; k++) {
@@ -253,7 +291,7 @@ static int decide_all(batch *b) {
 
         for (size_t i = 0; i < b->n_items; i++) {
                 item *it = &b->items[i];
-                if (!it->is_new)
+                if (!it->is_new || it->deferred != deferred)
                         continue;
                 it->p = config_profile_for(b->cfg, it->r->district);
                 it->h = (rules_history){ 0 };
@@ -392,16 +430,19 @@ static int write_decided(batch *b, const item *it) {
         return 0;
 }
 
-/* Everything but the referrals themselves, then round trip 3. */
-static int write_all(pg_session *s, batch *b, store_message *msgs, size_t n, bool commit) {
+/* The rows of the new referrals of one part (deferred or not) in one round
+ * trip; the last part adds the dead letters and commits. */
+static int write_part(pg_session *s, batch *b, store_message *msgs, size_t n, bool deferred, bool last,
+                      bool commit) {
         int r = 0;
+        size_t first_event = b->events.n;
         for (size_t i = 0; i < b->n_items && r >= 0; i++)
-                if (b->items[i].is_new)
+                if (b->items[i].is_new && b->items[i].deferred == deferred)
                         r = write_decided(b, &b->items[i]);
         if (r >= 0)
-                store_rows_events(&b->shared, &b->events, 0, false);
+                store_rows_events(&b->shared, &b->events, first_event, false);
         size_t first_dead = b->events.n;
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        for (size_t i = 0; i < n && r >= 0 && last; i++) {
                 if (msgs[i].referral)
                         continue;
                 static const codec_error unknown = { .reason = DLR_UNDECODABLE, .detail = "no reason given" };
@@ -410,12 +451,49 @@ static int write_all(pg_session *s, batch *b, store_message *msgs, size_t n, boo
         }
         if (r < 0)
                 return pg_fail(s, r, "batch: building the events failed: %s", strerror(-r));
-        store_rows_events(&b->shared, &b->events, first_dead, true);
-        return store_referrals_write(s, &b->rows, &b->shared, b->now, commit, &b->res.events, &b->res.alerts);
+        if (last)
+                store_rows_events(&b->shared, &b->events, first_dead, true);
+        unsigned events, alerts;
+        r = store_referrals_write(s, &b->rows, &b->shared, b->now, last && commit, &events, &alerts);
+        b->res.events += events;
+        b->res.alerts += alerts;
+        referral_rows_reset(&b->rows);
+        store_rows_reset(&b->shared);
+        return r;
+}
+
+/* Round trips 2 and 3 for the batch's own persons; when a lower lane of the
+ * run has some of them, 4 and 5 for those once it has finished. */
+static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, store_message *msgs, size_t n,
+                            bool commit) {
+        collect_keys(b);
+        int r = 0;
+        b->hist_base = 0;
+        if (b->n_own_keys > 0)
+                r = store_referrals_history(s, &b->rows, (const uint8_t(*)[PERSON_KEY_LEN])b->keys, b->n_own_keys,
+                                            add_history, b);
+        if (r >= 0 && (r = decide_all(b, false)) < 0)
+                r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
+        bool deferred = b->n_keys > b->n_own_keys;
+        if (r >= 0)
+                r = write_part(s, b, msgs, n, false, !deferred, commit);
+        if (r < 0 || !deferred)
+                return r;
+        if ((r = lanes_wait_below(turn->l, turn->k, LANE_TURN_TIMEOUT)) < 0)
+                return pg_fail(s, r, "batch: a lower lane did not finish in time; retrying");
+        b->hist_base = b->n_own_keys;
+        r = store_referrals_history(s, &b->rows, (const uint8_t(*)[PERSON_KEY_LEN])b->keys + b->n_own_keys,
+                                    b->n_keys - b->n_own_keys, add_history, b);
+        if (r >= 0 && (r = decide_all(b, true)) < 0)
+                r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
+        if (r >= 0)
+                r = write_part(s, b, msgs, n, true, true, commit);
+        return r;
 }
 
 static int run(store *st, const config *cfg, const char *group, usec_t now, store_message *msgs, size_t n,
-               const store_offset *offsets, size_t n_offsets, bool commit, store_batch_result *ret) {
+               const store_offset *offsets, size_t n_offsets, const lane_turn *turn, bool commit,
+               store_batch_result *ret) {
         if (ret)
                 *ret = (store_batch_result){ 0 };
         for (size_t i = 0; i < n; i++) {
@@ -451,20 +529,14 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 if (it->first)
                         b.sorted[b.n_sorted++] = it;
         }
+        if (r >= 0 && turn && lanes_count(turn->l) > 1 && (r = take_turn(&b, turn)) < 0)
+                r = pg_fail(s, r, "batch: the other lanes did not show their persons in time; retrying");
         if (r >= 0) {
                 claim_rows(&b);
                 r = store_referrals_claim(s, &b.rows, &b.shared, group, now, offsets, n_offsets, mark_new, &b);
         }
-        if (r >= 0) {
-                collect_keys(&b);
-                if (b.n_keys > 0)
-                        r = store_referrals_history(s, &b.rows, (const uint8_t(*)[PERSON_KEY_LEN])b.keys, b.n_keys,
-                                                    add_history, &b);
-        }
-        if (r >= 0 && (r = decide_all(&b)) < 0)
-                r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
         if (r >= 0)
-                r = write_all(s, &b, msgs, n, commit);
+                r = decide_and_write(s, &b, turn, msgs, n, commit);
         if (r < 0 || !commit) {
                 if (r != -ECONNRESET)
                         store_rollback(st);
@@ -499,10 +571,11 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
 }
 
 int referral_batch_store(store *s, const config *cfg, const char *group, usec_t now, store_message *msgs, size_t n,
-                         const store_offset *offsets, size_t n_offsets, store_batch_result *ret) {
-        return run(s, cfg, group, now, msgs, n, offsets, n_offsets, true, ret);
+                         const store_offset *offsets, size_t n_offsets, const lane_turn *turn,
+                         store_batch_result *ret) {
+        return run(s, cfg, group, now, msgs, n, offsets, n_offsets, turn, true, ret);
 }
 
 int referral_batch_try(store *s, const config *cfg, const char *group, usec_t now, store_message *m) {
-        return run(s, cfg, group, now, m, 1, NULL, 0, false, NULL);
+        return run(s, cfg, group, now, m, 1, NULL, 0, NULL, false, NULL);
 }

@@ -12,12 +12,16 @@
 #include "messages.h"
 #include "clock.h"
 #include "config.h"
+#include "lanes.h"
 #include "store.h"
 
 /* Decide and store a batch of referral messages in one transaction:
  *   1. compare-and-set every partition's offset (fenced: -ESTALE, nothing written);
  *   2. insert the referrals (ON CONFLICT DO NOTHING: duplicates);
- *   3. lock the persons (FOR UPDATE, ordered) and read their history;
+ *   3. lock the persons (FOR UPDATE, ordered) and read their history; with
+ *      turn (a lane of several, lanes.h "turns"), the persons a lower lane
+ *      also has are left out here: steps 3-5 run for them once that lane has
+ *      finished, in the same transaction, before the COMMIT;
  *   4. decide with rules_decide under config_profile_for(district);
  *   5. write decisions, cases, contacts, audit, outbox events, the alert of
  *      DEADLINE_PASSED_ON_ARRIVAL, and dead letters; COMMIT.
@@ -29,7 +33,7 @@
 int referral_batch_store(store *s, const config *cfg, const char *group, usec_t now,
                          store_message *msgs, size_t n,
                          const store_offset *offsets, size_t n_offsets,
-                         store_batch_result *ret);
+                         const lane_turn *turn, store_batch_result *ret);
 
 /* The same for one message alone, without offsets, rolled back: 0, or the
  * error storing it would cause (batch_store: which message PostgreSQL refused). */

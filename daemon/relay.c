@@ -73,13 +73,7 @@ static int publish(relay *r, usec_t mono) {
         if (pg_params_arr(&p, &ids) < 0 || pg_params_arr(&p, &keys) < 0)
                 return -ENOMEM;
         pg_params_int4(&p, (int32_t)limit);
-        /* No "id > last": a lower id that commits late is still unsent here. */
-        PGresult *res = exec_params(r,
-                                    "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at "
-                                    "FROM allvarsd.outbox "
-                                    "WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[]) "
-                                    "ORDER BY id LIMIT $3::integer",
-                                    &p, 1);
+        PGresult *res = exec_prepared(r, "relay_read", &p, 1);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "reading the outbox");
         int rows = PQntuples(res), ret = 0;

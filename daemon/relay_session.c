@@ -11,6 +11,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgconn.h"
 #include "relay_state.h"
 #include "sqlstate.h"
 
@@ -31,20 +32,11 @@ static void pg_close(relay *r, const char *why) {
 }
 
 void pg_start(relay *r) {
-        /* Entries before the expanded dbname are defaults the conninfo may
-         * override; those after it win (libpq PQconnectdbParams). */
-        const char *keys[12], *vals[12];
-        size_t n = 0;
-        keys[n] = "keepalives", vals[n++] = "1";
-        keys[n] = "keepalives_idle", vals[n++] = "30";
-        keys[n] = "keepalives_interval", vals[n++] = "10";
-        keys[n] = "keepalives_count", vals[n++] = "3";
-        keys[n] = "options", vals[n++] = "-c jit=off";   /* short statements: JIT only costs */
-        keys[n] = "dbname", vals[n++] = r->cfg->db_conninfo ? r->cfg->db_conninfo : "";
-        if (r->cfg->db_password && r->cfg->db_password[0])
-                keys[n] = "password", vals[n++] = r->cfg->db_password;
-        keys[n] = "application_name", vals[n++] = "allvarsd-relay";
-        keys[n] = NULL, vals[n] = NULL;
+        /* short statements: JIT only costs */
+        static const char *const defaults[] = {"options", "-c jit=off", NULL};
+        static const char *const fixed[] = {"application_name", "allvarsd-relay", NULL};
+        const char *keys[PGCONN_KEYS_MAX], *vals[PGCONN_KEYS_MAX];
+        pgconn_keys(r->cfg->db_conninfo, r->cfg->db_password, defaults, fixed, keys, vals);
 
         r->pg = PQconnectStartParams(keys, vals, 1);
         if (!r->pg || PQstatus(r->pg) == CONNECTION_BAD) {
@@ -125,14 +117,39 @@ int pg_consume(relay *r) {
         return 0;
 }
 
-/* One statement (p NULL: the simple protocol, several statements allowed),
- * its reply awaited in bounded time (pg_await: a link that drops packets
- * without a reset would otherwise hold the relay for as long as it lasts).
- * The last result; NULL when the connection was given up, and closed here, so
- * that pg_failed() returns -ECONNRESET. docs/design.md "Silent links". */
-PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format) {
-        int sent = p ? PQsendQueryParams(r->pg, sql, p->n, NULL, p->values, p->lengths, p->formats, result_format)
-                     : PQsendQuery(r->pg, sql);
+/* The relay's statements, prepared once per session (try_lock). */
+static const struct {
+        const char *name, *sql;
+} statements[] = {
+        { "relay_lock", "SELECT pg_try_advisory_lock($1::bigint)" },
+        /* No "id > last": a lower id that commits late is still unsent here. */
+        { "relay_read",
+          "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at"
+          "  FROM allvarsd.outbox"
+          " WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[])"
+          " ORDER BY id LIMIT $3::integer" },
+        /* A row already gone (another relay marked it) returns nothing here. An
+         * event id already in outbox_sent (re-inserted in the window that
+         * schemas/004_outbox_sent.sql describes, so published twice) is not
+         * recorded twice: the row still leaves the outbox, the marking never
+         * fails on it. */
+        { "relay_mark_sent",
+          "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[])"
+          "           RETURNING id, event_id, topic, key, ce_type, ce_time,"
+          "                     octet_length(payload) AS payload_bytes, created_at)"
+          " INSERT INTO allvarsd.outbox_sent"
+          "        (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at)"
+          " SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at, now()"
+          "   FROM d"
+          " ON CONFLICT DO NOTHING" },
+};
+
+/* The reply of a statement just sent (sent: what PQsend* returned), awaited
+ * in bounded time (pg_await: a link that drops packets without a reset would
+ * otherwise hold the relay for as long as it lasts). The last result; NULL
+ * when the connection was given up, and closed here, so that pg_failed()
+ * returns -ECONNRESET. docs/design.md "Silent links". */
+static PGresult *exec_sent(relay *r, int sent) {
         int w = sent ? pg_await(r->pg) : -ECONNRESET;
         PGresult *res = NULL, *next;
         while (w == 0 && (next = PQgetResult(r->pg))) {
@@ -151,30 +168,43 @@ PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_
         return NULL;
 }
 
+/* sql by the simple protocol (several statements allowed). */
+static PGresult *exec_simple(relay *r, const char *sql) {
+        return exec_sent(r, PQsendQuery(r->pg, sql));
+}
+
+PGresult *exec_prepared(relay *r, const char *name, const pg_params *p, int result_format) {
+        return exec_sent(r, PQsendQueryPrepared(r->pg, name, p->n, p->values, p->lengths, p->formats, result_format));
+}
+
 int try_lock(relay *r) {
         if (!r->session_set) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
-                PGresult *res = exec_params(r,
-                                            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                            "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000",
-                                            NULL, 0);
+                PGresult *res = exec_simple(r, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
+                                               "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);
+                for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
+                        res = exec_sent(r, PQsendPrepare(r->pg, statements[i].name, statements[i].sql, 0, NULL));
+                        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                                return pg_failed(r, res, statements[i].name);
+                        PQclear(res);
+                }
                 r->session_set = true;
         }
         pg_params p = {0};
         pg_params_int8(&p, RELAY_LOCK_KEY);
-        PGresult *res = exec_params(r, "SELECT pg_try_advisory_lock($1::bigint)", &p, 0);
+        PGresult *res = exec_prepared(r, "relay_lock", &p, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "advisory lock");
         bool got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
         if (!got)
                 return 0;
-        res = exec_params(r, "LISTEN " RELAY_NOTIFY_CHANNEL, NULL, 0);
+        res = exec_simple(r, "LISTEN " RELAY_NOTIFY_CHANNEL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "LISTEN");
         PQclear(res);
@@ -197,22 +227,7 @@ int mark_sent(relay *r) {
         pg_params p = { 0 };
         if (pg_params_arr(&p, &ids) < 0)
                 return -ENOMEM;
-        /* A row already gone (another relay marked it) returns nothing here. An
-         * event id already in outbox_sent (re-inserted in the window that
-         * schemas/004_outbox_sent.sql describes, so published twice) is not
-         * recorded twice: the row still leaves the outbox, the marking never
-         * fails on it. */
-        PGresult *res = exec_params(r,
-                                     "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[]) "
-                                     "           RETURNING id, event_id, topic, key, ce_type, ce_time, "
-                                     "                     octet_length(payload) AS payload_bytes, created_at) "
-                                     "INSERT INTO allvarsd.outbox_sent "
-                                     "       (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, "
-                                     "        sent_at) "
-                                     "SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, "
-                                     "       d.created_at, now() FROM d "
-                                     "ON CONFLICT DO NOTHING",
-                                     &p, 0);
+        PGresult *res = exec_prepared(r, "relay_mark_sent", &p, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
                 return pg_failed(r, res, "marking outbox rows sent");
         PQclear(res);

@@ -123,7 +123,9 @@ short pg_connect_events(const relay *r);
 int pg_failed(relay *r, PGresult *res, const char *what);
 /* Read what the server sent: notifications, or the connection's end. */
 int pg_consume(relay *r);
-PGresult *exec_params(relay *r, const char *sql, const pg_params *p, int result_format);
+/* A statement the session prepared (relay_session.c: relay_lock, relay_read,
+ * relay_mark_sent), its reply bounded; NULL when the connection was given up. */
+PGresult *exec_prepared(relay *r, const char *name, const pg_params *p, int result_format);
 /* Take the advisory lock and LISTEN when it is free: the relay turns active. */
 int try_lock(relay *r);
 /* Delivered rows leave the outbox for outbox_sent. */

@@ -61,30 +61,9 @@ int store_connect(const char *conninfo, const char *password, store **ret, char 
                 snprintf(err, err_size, "out of memory");
                 return -ENOMEM;
         }
-        const char *keys[10], *values[10];
-        int k = 0;
-        /* Defaults the conninfo may override (entries before the expanded
-         * dbname): a dead server or a half-open socket is noticed in bounded
-         * time, so no thread waits on it for minutes (a SIGTERM drain, the
-         * watchdog). */
-        keys[k] = "connect_timeout", values[k++] = "10";
-        keys[k] = "keepalives", values[k++] = "1";
-        keys[k] = "keepalives_idle", values[k++] = "30";
-        keys[k] = "keepalives_interval", values[k++] = "10";
-        keys[k] = "keepalives_count", values[k++] = "3";
-        if (conninfo && *conninfo) {
-                keys[k] = "dbname";     /* expanded: a conninfo string or URI */
-                values[k++] = conninfo;
-        }
-        if (password && *password) {
-                keys[k] = "password";
-                values[k++] = password;
-        }
-        keys[k] = "fallback_application_name";
-        values[k++] = "allvarsd";
-        keys[k] = "client_encoding";    /* the referrals are UTF-8 whatever the server's default */
-        values[k++] = "UTF8";
-        keys[k] = values[k] = NULL;
+        const char *keys[PGCONN_KEYS_MAX], *values[PGCONN_KEYS_MAX];
+        static const char *const fixed[] = {"fallback_application_name", "allvarsd", NULL};
+        pgconn_keys(conninfo, password, NULL, fixed, keys, values);
 
         /* A refusal keeps the server's SQLSTATE (pgconn.h): a wrong password
          * or a missing database is the deployment's, not an outage. */

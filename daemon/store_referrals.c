@@ -272,6 +272,7 @@ int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, c
 int store_referrals_history(pg_session *s, referral_rows *w, const uint8_t (*keys)[PERSON_KEY_LEN], size_t n,
                             int (*row)(void *ctx, size_t key, uint32_t marks, uint32_t count), void *ctx) {
         assert(n > 0);
+        pg_arr_reset(&w->keys, PG_OID_BYTEA);
         for (size_t i = 0; i < n; i++)
                 pg_arr_bytes(&w->keys, keys[i], PERSON_KEY_LEN);
         pg_params pk = { 0 };

@@ -83,7 +83,7 @@ static void send_referral(fixture *fx, const char *id, int birth_year) {
         store_offset off = {.topic = fx->h.cfg->topic_referrals, .partition = 0, .expected_next = fx->ref_next,
                             .new_next = m.offset + 1};
         store_batch_result res = {0};
-        if (referral_batch_store(fx->h.st, fx->h.cfg, GROUP, T0 + 60 * USEC_PER_SEC, &m, 1, &off, 1, &res) < 0)
+        if (referral_batch_store(fx->h.st, fx->h.cfg, GROUP, T0 + 60 * USEC_PER_SEC, &m, 1, &off, 1, NULL, &res) < 0)
                 fail_msg("referral_batch_store: %s", store_last_error(fx->h.st));
         assert_int_equal(m.status, STORE_DECIDED);
         fx->ref_next = off.new_next;

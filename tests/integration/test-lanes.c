@@ -624,6 +624,89 @@ static void test_config_copied(void **state) {
         assert_int_equal(lane_backends(fx), 2);
 }
 
+/* 7. Turns (lanes.h): lane 1 shares key B with lane 0. After both published,
+ * B is taken below lane 1 and C is not; nothing is below lane 0. Lane 1's
+ * wait for its turn returns once lane 0 has finished, and -EAGAIN when lane 0
+ * does not finish within the bound. A lane that finishes without publishing
+ * (a lost connection before it read its batch) does not hold the others. */
+typedef struct turner {
+        lanes *l;
+        unsigned k;
+        bool publish;
+        unsigned sleep_ms;              /* lane 0: how long its work takes after publishing */
+        atomic_bool *hold;              /* lane 0: also until this is set (by lane 1, after its wait) */
+        usec_t timeout;                 /* lane 1: the bound of its wait */
+        int pub_r, wait_r;
+        bool taken_b, taken_c, taken_any0;
+        usec_t finished_at, waited_at;  /* monotonic */
+} turner;
+
+static int turn_fn(store *st, void *arg) {
+        (void)st;
+        turner *t = arg;
+        static const uint8_t keys[3][LANE_KEY_LEN] = { { 'A' }, { 'B' }, { 'C' } };
+        if (t->publish)
+                t->pub_r = lanes_publish(t->l, t->k, t->k == 0 ? keys : keys + 1, 2, 10 * USEC_PER_SEC);
+        if (t->k == 0) {
+                t->taken_any0 = lanes_taken_below(t->l, 0, keys[0]) || lanes_taken_below(t->l, 0, keys[1]);
+                usleep(t->sleep_ms * 1000);
+                for (int i = 0; t->hold && !atomic_load(t->hold) && i < MEET_WAIT_SEC * 100; i++)
+                        usleep(10 * 1000);
+                t->finished_at = clock_monotonic();
+                return 0;
+        }
+        t->taken_b = lanes_taken_below(t->l, 1, keys[1]);
+        t->taken_c = lanes_taken_below(t->l, 1, keys[2]);
+        t->wait_r = lanes_wait_below(t->l, 1, t->timeout);
+        t->waited_at = clock_monotonic();
+        if (t->hold)
+                atomic_store(t->hold, true);
+        return 0;
+}
+
+static void turns_run(lanes *l, turner t[2]) {
+        void *args[2] = { &t[0], &t[1] };
+        int rets[2];
+        lanes_run(l, turn_fn, args, rets);
+        assert_int_equal(rets[0], 0);
+        assert_int_equal(rets[1], 0);
+}
+
+static void test_turns(void **state) {
+        fixture *fx = *state;
+        lanes *l = lanes_make(fx, fx->h.cfg, 2);
+        turner t[2] = {
+                { .l = l, .k = 0, .publish = true, .sleep_ms = 300 },
+                { .l = l, .k = 1, .publish = true, .timeout = 20 * USEC_PER_SEC },
+        };
+        turns_run(l, t);
+        assert_int_equal(t[0].pub_r, 0);
+        assert_int_equal(t[1].pub_r, 0);
+        assert_true(t[1].taken_b);
+        assert_false(t[1].taken_c);
+        assert_false(t[0].taken_any0);
+        assert_int_equal(t[1].wait_r, 0);
+        assert_true(t[1].waited_at >= t[0].finished_at);
+
+        /* Lane 0 finishes only after lane 1's wait returned: that wait runs out. */
+        atomic_bool hold = false;
+        t[0].sleep_ms = 0;
+        t[0].hold = t[1].hold = &hold;
+        t[1].timeout = 200 * 1000;
+        turns_run(l, t);
+        assert_int_equal(t[1].wait_r, -EAGAIN);
+        assert_true(t[1].waited_at < t[0].finished_at);
+
+        /* Lane 0 never publishes: lane 1's publish returns once lane 0 finished. */
+        t[0] = (turner){ .l = l, .k = 0, .publish = false, .sleep_ms = 100 };
+        t[1].timeout = 20 * USEC_PER_SEC;
+        t[1].hold = NULL;
+        turns_run(l, t);
+        assert_int_equal(t[1].pub_r, 0);
+        assert_false(t[1].taken_b);
+        assert_int_equal(t[1].wait_r, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_two_lanes_at_once, setup, teardown),
@@ -634,6 +717,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_one_lane, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_config_copied, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_turns, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

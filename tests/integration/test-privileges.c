@@ -136,7 +136,8 @@ static void build_path(const char *name, char *buf, size_t size) {
         *slash = 0;
         slash = strrchr(self, '/');
         *slash = 0;
-        snprintf(buf, size, "%s/%s", self, name);
+        int n = snprintf(buf, size, "%s/%s", self, name);
+        assert_true(n > 0 && (size_t)n < size);
 }
 
 static void collect(fixture *fx) {

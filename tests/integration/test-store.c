@@ -31,6 +31,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "ids.h"
+#include "lanes.h"
 #include "rules.h"
 #include "outcome_batch.h"
 #include "referral_batch.h"
@@ -234,7 +235,7 @@ static void batch_offsets(fixture *fx, batch *b) {
 static int run_on(fixture *fx, store *st, batch *b, usec_t now) {
         if (b->n_off == 0)
                 batch_offsets(fx, b);
-        int r = referral_batch_store(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, &b->res);
+        int r = referral_batch_store(st, fx->h.cfg, GROUP, now, b->m, b->n, b->off, b->n_off, NULL, &b->res);
         if (r == 0)
                 for (size_t j = 0; j < b->n_off; j++)
                         fx->stored[b->off[j].partition] = b->off[j].new_next;
@@ -685,7 +686,7 @@ static void *race(void *arg) {
                 pthread_barrier_wait(rc->barrier);
         for (int attempt = 0; attempt < 5; attempt++) {
                 rc->r = referral_batch_store(rc->st, rc->fx->h.cfg, GROUP, T0 + H(1), rc->b->m, rc->b->n, rc->b->off,
-                                             rc->b->n_off, &rc->b->res);
+                                             rc->b->n_off, NULL, &rc->b->res);
                 if (rc->r != -EAGAIN)
                         break;
         }
@@ -793,6 +794,75 @@ static void test_concurrent_same_person(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE outcome = 'ELIGIBLE'"), 16);
         for (int i = 0; i < 2; i++)
                 store_free(st[i]);
+}
+
+/* ---- two lanes of one run: turns on the persons they share ---- */
+
+typedef struct lane_batch {
+        fixture *fx;
+        batch *b;
+        lane_turn turn;
+} lane_batch;
+
+static int lane_decide(store *st, void *arg) {
+        lane_batch *lb = arg;
+        return batch_store(st, lb->fx->h.cfg, GROUP, T0 + H(1), false, lb->b->m, lb->b->n, lb->b->off, lb->b->n_off,
+                           &lb->turn, &lb->b->res);
+}
+
+/* The consumer's batch split over two lanes whose referrals share persons
+ * (lanes.h "turns"): the lower lane's referral of a shared person is always
+ * the first suspicion and the higher lane's, decided after the lower lane
+ * committed, sees it (NOT_FIRST_SUSPICION, one prior); each lane's own
+ * persons are first. Without turns the two would meet on the persons' locks
+ * and the order would be whichever lane locked first. */
+static void test_lanes_take_turns(void **state) {
+        fixture *fx = *state;
+        lanes *l;
+        assert_int_equal(lanes_new(fx->h.cfg, fx->h.st, 2, &l), 0);
+        for (int round = 0; round < 8; round++) {
+                batch *b[2] = { batch_new(), batch_new() };
+                lane_batch lb[2];
+                for (int k = 0; k < 2; k++) {
+                        char id[32];
+                        for (int p = 0; p < 5; p++) {
+                                snprintf(id, sizeof id, "TURN-%d-%d-%d", round, k, p);
+                                batch_add(fx, b[k], &(refspec){ .id = id, .person = 700 + round * 10 + p }, k);
+                        }
+                        snprintf(id, sizeof id, "TURN-%d-%d-own", round, k);
+                        batch_add(fx, b[k], &(refspec){ .id = id, .person = 705 + round * 10 + k }, k);
+                        batch_offsets(fx, b[k]);
+                        lb[k] = (lane_batch){ .fx = fx, .b = b[k], .turn = { .l = l, .k = (unsigned)k } };
+                }
+                void *args[2] = { &lb[0], &lb[1] };
+                int rets[2];
+                lanes_run(l, lane_decide, args, rets);
+                for (int k = 0; k < 2; k++) {
+                        if (rets[k] < 0) {
+                                char why[256];
+                                lanes_error(l, (unsigned)k, why, sizeof why);
+                                fail_msg("lane %d: %s: %s", k, strerror(-rets[k]), why);
+                        }
+                        assert_int_equal(b[k]->res.decided, 6);
+                        for (size_t j = 0; j < b[k]->n_off; j++)
+                                fx->stored[b[k]->off[j].partition] = b[k]->off[j].new_next;
+                        assert_int_equal(b[k]->m[5].outcome, OUTCOME_ELIGIBLE);
+                }
+                for (int p = 0; p < 5; p++) {
+                        assert_int_equal(b[0]->m[p].outcome, OUTCOME_ELIGIBLE);
+                        assert_int_equal(b[1]->m[p].outcome, OUTCOME_NOT_ELIGIBLE);
+                        assert_true(b[1]->m[p].reasons & REASON_NOT_FIRST_SUSPICION);
+                }
+                batch_free(b[0]);
+                batch_free(b[1]);
+        }
+        lanes_free(l);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id LIKE 'TURN-%%-1-_'"
+                                   " AND prior_referrals = 1"),
+                         40);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id LIKE 'TURN-%%-0-_'"
+                                   " AND prior_referrals = 0"),
+                         40);
 }
 
 /* The deadline had passed when the referral arrived: MISSED at once, with its
@@ -1174,7 +1244,7 @@ static void test_throughput_two_connections(void **state) {
 static int store_batch(fixture *fx, store *st, batch *b, usec_t now) {
         if (b->n_off == 0)
                 batch_offsets(fx, b);
-        int r = batch_store(st, fx->h.cfg, GROUP, now, false, b->m, b->n, b->off, b->n_off, &b->res);
+        int r = batch_store(st, fx->h.cfg, GROUP, now, false, b->m, b->n, b->off, b->n_off, NULL, &b->res);
         if (r == 0)
                 for (size_t j = 0; j < b->n_off; j++)
                         fx->stored[b->off[j].partition] = b->off[j].new_next;
@@ -1305,6 +1375,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_poison_message, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_first_time_history, setup_stockholm, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_same_person, setup_stockholm, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_lanes_take_turns, setup_stockholm, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_deadline_passed_on_arrival, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),

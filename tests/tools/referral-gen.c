@@ -5,6 +5,7 @@
  *                [--duplicates PCT] [--malformed PERMILLE] [--persons P]
  *                [--rate PER_SECOND] [--reported-at RFC3339] [--partitions-key]
  *                [--ids-out FILE] [--partition P] [--transactional ID [--tx-size N]]
+ *                [--format protobuf|json]
  *
  * Referral i (i = first .. first+count-1) has id "gen-S-i". A duplicate re-sends
  * an earlier referral byte for byte; a malformed message is random bytes or a
@@ -15,7 +16,11 @@
  * police_case_number carries the produce time in µs (for latency figures).
  * --partition P sends every message to partition P; --transactional ID sends
  * them in transactions of --tx-size messages (default 5), each commit marker
- * taking an offset of its own (gaps Kafka explains). */
+ * taking an offset of its own (gaps Kafka explains).
+ * --format json sends the same referrals (same seed, same duplicates and malformed
+ * messages) as Kafka Connect JSON records with their schema ({"schema", "payload"},
+ * for JsonConverter with schemas.enable=true), flattened to one row per referral:
+ * the benchmark's peer (bench/peer.sh) consumes them. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -23,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
 #include <librdkafka/rdkafka.h>
 
 #include "clock.h"
@@ -85,7 +91,102 @@ static char *narrative(char *buf, size_t size) {
         return buf;
 }
 
-/* Build and pack referral i. */
+/* The Kafka Connect schema of --format json: one flat struct per referral. */
+#define F(name, type, optional) "{\"field\":\"" name "\",\"type\":\"" type "\",\"optional\":" optional "}"
+#define TS(name, optional)                                                                                             \
+        "{\"field\":\"" name "\",\"type\":\"int64\",\"optional\":" optional                                            \
+        ",\"name\":\"org.apache.kafka.connect.data.Timestamp\",\"version\":1}"
+/* clang-format off */
+static const char connect_schema[] =
+        "{\"type\":\"struct\",\"name\":\"allvarssamtal.v1.PoliceReferral\",\"optional\":false,\"fields\":["
+        F("referral_id", "string", "false") ","
+        F("police_case_number", "string", "false") ","
+        TS("reported_at", "false") ","
+        TS("incident_at", "true") ","
+        F("district", "string", "false") ","
+        F("identity_number", "string", "true") ","
+        F("birth_date", "string", "true") ","
+        F("given_name", "string", "false") ","
+        F("family_name", "string", "false") ","
+        F("guardians", "string", "true") ","
+        F("concerns", "string", "true") ","
+        F("offence_code", "string", "true") ","
+        F("offence_severity", "int32", "true") ","
+        F("offence_imprisonable", "boolean", "true") ","
+        F("acute_risk", "boolean", "false") ","
+        F("preliminary_investigation", "boolean", "false") ","
+        F("feedback_requested", "boolean", "false") ","
+        F("reporting_unit", "string", "false") ","
+        F("narrative", "string", "false")
+        "]}";
+/* clang-format on */
+#undef F
+#undef TS
+
+static int64_t timestamp_ms(const Google__Protobuf__Timestamp *t) {
+        return t->seconds * 1000 + t->nanos / 1000000;
+}
+
+static json_object *json_string_or_null(const char *s) {
+        return s && *s ? json_object_new_string(s) : NULL;
+}
+
+/* Referral r as a Connect JSON record with its schema, malloc'ed into *ret. */
+static size_t referral_json(const Allvarssamtal__V1__PoliceReferral *r, uint8_t **ret) {
+        json_object *o = json_object_new_object(), *guardians = json_object_new_array();
+        char concerns[32] = "";
+        json_object_object_add(o, "referral_id", json_object_new_string(r->referral_id));
+        json_object_object_add(o, "police_case_number", json_object_new_string(r->police_case_number));
+        json_object_object_add(o, "reported_at", json_object_new_int64(timestamp_ms(r->reported_at)));
+        json_object_object_add(o, "incident_at",
+                               r->incident_at ? json_object_new_int64(timestamp_ms(r->incident_at)) : NULL);
+        json_object_object_add(o, "district", json_object_new_string(r->district));
+        json_object_object_add(o, "identity_number", json_string_or_null(r->subject->identity_number));
+        json_object_object_add(o, "birth_date", json_string_or_null(r->subject->birth_date));
+        json_object_object_add(o, "given_name", json_object_new_string(r->subject->given_name));
+        json_object_object_add(o, "family_name", json_object_new_string(r->subject->family_name));
+        for (size_t k = 0; k < r->n_guardians; k++) {
+                json_object *g = json_object_new_object();
+                json_object_object_add(g, "name", json_object_new_string(r->guardians[k]->name));
+                json_object_object_add(g, "phone", json_string_or_null(r->guardians[k]->phone));
+                json_object_object_add(g, "postal_address", json_string_or_null(r->guardians[k]->postal_address));
+                json_object_array_add(guardians, g);
+        }
+        /* A nested list is not a column: the guardians as JSON text, the concerns as "1,3". */
+        json_object_object_add(
+                o, "guardians",
+                json_object_new_string(json_object_to_json_string_ext(guardians, JSON_C_TO_STRING_PLAIN)));
+        json_object_put(guardians);
+        for (size_t k = 0, n = 0; k < r->n_concerns; k++)
+                n += (size_t)snprintf(concerns + n, sizeof concerns - n, "%s%d", k ? "," : "", (int)r->concerns[k]);
+        json_object_object_add(o, "concerns", json_object_new_string(concerns));
+        json_object_object_add(o, "offence_code", r->n_offences ? json_object_new_string(r->offences[0]->code) : NULL);
+        json_object_object_add(o, "offence_severity",
+                               r->n_offences ? json_object_new_int((int)r->offences[0]->severity) : NULL);
+        json_object_object_add(o, "offence_imprisonable",
+                               r->n_offences ? json_object_new_boolean(r->offences[0]->imprisonable) : NULL);
+        json_object_object_add(o, "acute_risk", json_object_new_boolean(r->acute_risk));
+        json_object_object_add(o, "preliminary_investigation", json_object_new_boolean(r->preliminary_investigation));
+        json_object_object_add(o, "feedback_requested", json_object_new_boolean(r->feedback_requested));
+        json_object_object_add(o, "reporting_unit", json_object_new_string(r->reporting_unit));
+        json_object_object_add(o, "narrative", json_object_new_string(r->narrative));
+        size_t plen;
+        const char *payload = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &plen);
+        size_t len = sizeof "{\"schema\":" - 1 + sizeof connect_schema - 1 + sizeof ",\"payload\":" - 1 + plen + 1;
+        char *buf = malloc(len + 1);
+        if (!buf) {
+                json_object_put(o);
+                return 0;
+        }
+        snprintf(buf, len + 1, "{\"schema\":%s,\"payload\":%s}", connect_schema, payload);
+        json_object_put(o);
+        *ret = (uint8_t *)buf;
+        return len;
+}
+
+static bool json_format;
+
+/* Build and pack referral i (or render it as JSON, with --format json). */
 static size_t make_referral(uint64_t seed, long i, unsigned persons, usec_t reported, bool embed_time, uint8_t **ret,
                             char *id, size_t id_size) {
         Allvarssamtal__V1__PoliceReferral r = ALLVARSSAMTAL__V1__POLICE_REFERRAL__INIT;
@@ -153,7 +254,7 @@ static size_t make_referral(uint64_t seed, long i, unsigned persons, usec_t repo
         r.feedback_requested = rnd_below(10) < 7;
         r.reporting_unit = (char *)"LPO Hisingen";
         r.narrative = narrative(text, sizeof text);
-        return codec_pack(&r.base, ret);
+        return json_format ? referral_json(&r, ret) : codec_pack(&r.base, ret);
 }
 
 int main(int argc, char **argv) {
@@ -165,7 +266,7 @@ int main(int argc, char **argv) {
                 {"rate", required_argument, NULL, 'r'},      {"reported-at", required_argument, NULL, 'R'},
                 {"ids-out", required_argument, NULL, 'o'},   {"embed-produce-time", no_argument, NULL, 'E'},
                 {"partition", required_argument, NULL, 'P'}, {"transactional", required_argument, NULL, 'T'},
-                {"tx-size", required_argument, NULL, 'X'},
+                {"tx-size", required_argument, NULL, 'X'},   {"format", required_argument, NULL, 'F'},
                 {NULL, 0, NULL, 0},
         };
         const char *bootstrap = NULL, *topic = "police.referrals.v1", *ids_out = NULL;
@@ -178,7 +279,7 @@ int main(int argc, char **argv) {
         const char *txid = NULL;
         long tx_size = 5;
         int c;
-        while ((c = getopt_long(argc, argv, "b:t:n:s:f:d:m:p:r:R:o:EP:T:X:", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "b:t:n:s:f:d:m:p:r:R:o:EP:T:X:F:", options, NULL)) >= 0) {
                 switch (c) {
                 case 'b': bootstrap = optarg; break;
                 case 't': topic = optarg; break;
@@ -200,6 +301,13 @@ int main(int argc, char **argv) {
                 case 'P': partition = (int32_t)atoi(optarg); break;
                 case 'T': txid = optarg; break;
                 case 'X': tx_size = atol(optarg) > 0 ? atol(optarg) : 1; break;
+                case 'F':
+                        if (strcmp(optarg, "json") != 0 && strcmp(optarg, "protobuf") != 0) {
+                                fprintf(stderr, "referral-gen: --format protobuf or json\n");
+                                return 64;
+                        }
+                        json_format = strcmp(optarg, "json") == 0;
+                        break;
                 default: return 64;
                 }
         }
