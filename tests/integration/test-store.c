@@ -824,7 +824,7 @@ static void test_lanes_take_turns(void **state) {
                 batch *b[2] = { batch_new(), batch_new() };
                 lane_batch lb[2];
                 for (int k = 0; k < 2; k++) {
-                        char id[32];
+                        char id[64];
                         for (int p = 0; p < 5; p++) {
                                 snprintf(id, sizeof id, "TURN-%d-%d-%d", round, k, p);
                                 batch_add(fx, b[k], &(refspec){ .id = id, .person = 700 + round * 10 + p }, k);
