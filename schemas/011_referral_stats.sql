@@ -127,6 +127,12 @@ SELECT r.case_id, r.district, r.reported_at, r.person_key, d.outcome, d.profile_
          WHERE e.case_id = r.case_id) ev;
 COMMENT ON VIEW referral_stats_source IS 'What referral_stats holds for each referral, from the tables it summarises';
 
+-- Version 10's indexes for the report's joins: nothing reads by them any
+-- more (the new referrals after a conversation are a hash join of
+-- referral_stats), and each cost two index entries per referral on the hot path.
+DROP INDEX IF EXISTS referrals_reported;
+DROP INDEX IF EXISTS referrals_person_reported;
+
 -- The referrals stored before this version.
 INSERT INTO referral_stats SELECT * FROM referral_stats_source ON CONFLICT (case_id) DO NOTHING;
 
