@@ -162,6 +162,7 @@ usec_t consumer_step(consumer *c) {
                 /* The backoff is reset by the next fully stored batch: a batch
                  * lane that still cannot connect keeps backing off. */
                 c->database_down = false;
+                c->database_hinted = false;
                 log_struct(LOG_NOTICE, MSGID_DB_RECOVERED, "MESSAGE=PostgreSQL is back; partitions resumed", NULL);
         }
         if (c->seek_retry_at && mono >= c->seek_retry_at) {

@@ -10,6 +10,7 @@
 #include "consumer_state.h"
 #include "log.h"
 #include "metrics.h"
+#include "sqlstate.h"
 
 void parts_clear(consumer *c) {
         for (size_t i = 0; i < c->n_parts; i++)
@@ -153,10 +154,19 @@ void consumer_database_lost(consumer *c, int r) {
                            why, NULL);
                 set_error(c, "deployment: %s", why);
         } else {
-                if (!c->database_down)
+                /* A full disk and its kin (class 53) are outages too, but with a
+                 * fix: said with it, and said again when the cause changes. */
+                char state[6];
+                const char *hint = sqlstate_outage_hint(sqlstate_in_text(why, state));
+                if (!c->database_down || (hint && !c->database_hinted))
                         log_struct(LOG_ERR, MSGID_DB_UNAVAILABLE, "ERRNO=%d", -r,
-                                   "MESSAGE=PostgreSQL unavailable (%s); partitions paused, retrying", why, NULL);
-                set_error(c, "database: %s", why);
+                                   "MESSAGE=PostgreSQL unavailable (%s)%s%s; partitions paused, retrying", why,
+                                   hint ? ": " : "", hint ? hint : "", NULL);
+                c->database_hinted = hint != NULL;
+                if (hint)
+                        set_error(c, "database: %s (%s)", hint, why);
+                else
+                        set_error(c, "database: %s", why);
         }
         c->lane_error[0] = 0;
         c->database_down = true;

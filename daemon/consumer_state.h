@@ -62,6 +62,7 @@ struct consumer {
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
         bool database_down;
+        bool database_hinted;           /* the outage was logged with its fix (sqlstate_outage_hint) */
         bool reload_needed;             /* some partitions lack a valid position */
         usec_t backoff;
         usec_t retry_at;                /* monotonic */

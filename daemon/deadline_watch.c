@@ -19,7 +19,11 @@
  *                PROFILE_AT_RISK_FRACTION by default);
  *                due_at = deadline. Once the deadline has passed only MISSED is
  *                raised: an "at risk" warning about a deadline already missed
- *                would only be noise for the social worker.
+ *                would only be noise for the social worker. So also once MISSED
+ *                was raised for this deadline: a wall clock stepped back past it
+ *                (an NTP correction) must not warn again of what was missed
+ *                (tests/faults/08-clock-step.sh); the AT_RISK mark is then set
+ *                with the MISSED one.
  *   MISSED       now >= deadline and the conversation was not held: state ELIGIBLE,
  *                or SCHEDULED for a CONVERSATION deadline (the meeting must be
  *                held by then). For a SUMMONS deadline (DS 2024:30: the summons
@@ -82,6 +86,7 @@ static const pg_statement watch_statements[] = {
           "    SELECT c.case_id FROM lim CROSS JOIN LATERAL ("
           "        SELECT c.case_id FROM allvarsd.cases c"
           "         WHERE " WATCH_AT_RISK_CASES " AND c.limit_seconds = lim.l"
+          "           AND c.missed_alerted_due IS DISTINCT FROM c.deadline"
           "           AND c.deadline > " "$1::timestamptz"
           "           AND c.deadline <= " "$1::timestamptz" " + interval '1 second'"
           "                             + lim.l * (1 - $2::float8) * interval '1 second'"
@@ -94,13 +99,16 @@ static const pg_statement watch_statements[] = {
           "     WHERE " WATCH_ASSESSMENT_CASES " AND c.protective_assessment_due <= " "$1::timestamptz" ")"
           "SELECT c.case_id::text, c.district, c.state, coalesce(c.deadline_kind, ''), c.limit_seconds,"
           "       c.profile_name, " PG_SQL_USEC("c.deadline") ", " PG_SQL_USEC("c.protective_assessment_due") ","
-          "       c.awaiting_assessment, r.referral_id, r.police_case_number, c.feedback_requested"
+          "       c.awaiting_assessment, r.referral_id, r.police_case_number, c.feedback_requested,"
+          "       " PG_SQL_USEC("c.created_at")
           "  FROM allvarsd.cases c JOIN allvarsd.referrals r ON r.referral_id = c.referral_id"
           " WHERE c.case_id = ANY (ARRAY(SELECT case_id FROM due))"
           "   AND c.closed_at IS NULL"
           "   AND ((c.state = 'ELIGIBLE' AND c.deadline > " "$1::timestamptz"
           "         AND c.deadline - c.limit_seconds * (1 - $2::float8) * interval '1 second'"
-          "             <= " "$1::timestamptz" " + interval '1 second')"
+          "             <= " "$1::timestamptz" " + interval '1 second'"
+          "         AND NOT EXISTS (SELECT 1 FROM allvarsd.case_alerts a WHERE a.case_id = c.case_id"
+          "                            AND a.kind = 'MISSED' AND a.due_at = c.deadline))"
           "     OR " CASE_SQL_OVERDUE("c", "$1::timestamptz")
           "     OR (c.awaiting_assessment AND c.protective_assessment_due <= " "$1::timestamptz" "))"
           " ORDER BY c.case_id"
@@ -118,7 +126,7 @@ static const pg_statement watch_statements[] = {
           "  FROM (SELECT c2.case_id,"
           "               c2.at_risk_alerted_due IS DISTINCT FROM c2.deadline"
           "               AND EXISTS (SELECT 1 FROM allvarsd.case_alerts a WHERE a.case_id = c2.case_id"
-          "                              AND a.kind = 'AT_RISK' AND a.due_at = c2.deadline) AS at_risk,"
+          "                              AND a.kind IN ('AT_RISK', 'MISSED') AND a.due_at = c2.deadline) AS at_risk,"
           "               c2.missed_alerted_due IS DISTINCT FROM c2.deadline"
           "               AND EXISTS (SELECT 1 FROM allvarsd.case_alerts a WHERE a.case_id = c2.case_id"
           "                              AND a.kind = 'MISSED' AND a.due_at = c2.deadline) AS missed,"
@@ -130,8 +138,8 @@ static const pg_statement watch_statements[] = {
           " WHERE c.case_id = m.case_id AND (m.at_risk OR m.missed OR m.assessment)" },
         { "watch_insert_alerts",
           "INSERT INTO allvarsd.case_alerts (case_id, kind, due_at, raised_at)"
-          " SELECT a.case_id::uuid, a.kind, a.due, $1::timestamptz"
-          "   FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS a(case_id, kind, due)"
+          " SELECT a.case_id::uuid, a.kind, a.due, a.at"
+          "   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS a(case_id, kind, due, at)"
           " ON CONFLICT DO NOTHING"
           " RETURNING case_id::text, kind, " PG_SQL_USEC("due_at") },
         /* docs/domain.md "Protective assessment": the duties of referrals without a
@@ -163,6 +171,7 @@ typedef struct watch_alert {
         const watch_case *c;
         alert_kind kind;
         usec_t due_at;
+        usec_t at;                      /* raised at: now, or the case's creation if later */
         bool raised;                    /* inserted by this pass */
 } watch_alert;
 
@@ -221,6 +230,11 @@ static size_t collect_alerts(const config *cfg, const PGresult *cand, usec_t now
                 usec_t pad = pg_field_usec(cand, i, 7);
                 bool awaiting_assessment = pg_field_bool(cand, i, 8);
                 bool eligible = strcmp(c->a.state, "ELIGIBLE") == 0;
+                /* Recorded no earlier than the case was created: after a step back of
+                 * the wall clock, an alert is not raised "before" the decision that
+                 * the clock, ahead then, stamped later (tests/faults/08-clock-step.sh). */
+                usec_t created = pg_field_usec(cand, i, 12);
+                usec_t at = created > now ? created : now;
 
                 if (has_deadline && eligible && now < deadline) {
                         profile p;
@@ -228,39 +242,41 @@ static size_t collect_alerts(const config *cfg, const PGresult *cand, usec_t now
                         double f = fraction_sane(p.at_risk_fraction);
                         usec_t before = (usec_t)llround((double)limit_s * (double)USEC_PER_SEC * (1.0 - f));
                         if (now >= deadline - before)
-                                alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_AT_RISK, .due_at = deadline };
+                                alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_AT_RISK, .due_at = deadline, .at = at };
                 }
                 /* lifecycle.h: the one meaning of overdue, allvarsctl's too. */
                 if (has_deadline &&
                     case_overdue(case_state_code_from_name(c->a.state), c->a.deadline_kind, deadline, now))
-                        alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_MISSED, .due_at = deadline };
+                        alerts[n++] = (watch_alert){ .c = c, .kind = ALERT_MISSED, .due_at = deadline, .at = at };
                 if (has_pad && awaiting_assessment && now >= pad)
                         alerts[n++] = (watch_alert){ .c = c,
                                                      .kind = ALERT_PROTECTIVE_ASSESSMENT_OVERDUE,
-                                                     .due_at = pad };
+                                                     .due_at = pad,
+                                                     .at = at };
         }
         return n;
 }
 
-static void arrs_free(pg_arr (*a)[3]) {
-        for (size_t i = 0; i < 3; i++)
+static void arrs_free(pg_arr (*a)[4]) {
+        for (size_t i = 0; i < 4; i++)
                 pg_arr_free(&(*a)[i]);
 }
 
 /* Insert the alerts; mark those actually inserted (raised). */
-static int insert_alerts(pg_session *s, usec_t now, watch_alert *alerts, size_t n) {
-        _cleanup_(arrs_free) pg_arr a[3] = { 0 };
+static int insert_alerts(pg_session *s, watch_alert *alerts, size_t n) {
+        _cleanup_(arrs_free) pg_arr a[4] = { 0 };
         pg_arr_reset(&a[0], PG_OID_TEXT);
         pg_arr_reset(&a[1], PG_OID_TEXT);
         pg_arr_reset(&a[2], PG_OID_TIMESTAMPTZ);
+        pg_arr_reset(&a[3], PG_OID_TIMESTAMPTZ);
         for (size_t i = 0; i < n; i++) {
                 pg_arr_text(&a[0], alerts[i].c->a.case_id);
                 pg_arr_text(&a[1], alert_kind_code(alerts[i].kind));
                 pg_arr_ts(&a[2], alerts[i].due_at);
+                pg_arr_ts(&a[3], alerts[i].at);
         }
         pg_params p = { 0 };
-        pg_params_ts(&p, now);
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < 4; i++)
                 if (pg_params_arr(&p, &a[i]) < 0)
                         return pg_fail(s, -ENOMEM, "deadline watch: out of memory");
         _cleanup_pqclear_ PGresult *res = NULL;
@@ -328,7 +344,7 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
                 const watch_alert *a = &alerts[i];
                 if (!a->raised)
                         continue;
-                int r = alert_raise(cfg, &a->c->a, a->kind, a->due_at, now, &ev, &rows);
+                int r = alert_raise(cfg, &a->c->a, a->kind, a->due_at, a->at, &ev, &rows);
                 if (r < 0)
                         return pg_fail(s, r, "deadline watch: building the events failed: %s", strerror(-r));
                 switch (a->kind) {
@@ -377,7 +393,7 @@ int deadline_watch_run(store *st, const config *cfg, usec_t now, deadline_watch_
                         n_alerts = collect_alerts(cfg, cand, now, cases, alerts);
         }
         if (r >= 0 && n_alerts > 0)
-                r = insert_alerts(s, now, alerts, n_alerts);
+                r = insert_alerts(s, alerts, n_alerts);
         if (r >= 0 && n_cases > 0)
                 r = mark_alerted(s, cases, n_cases);
         _cleanup_pqclear_ PGresult *duties = NULL;

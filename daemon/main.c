@@ -198,6 +198,7 @@ static void status_update(manager *m) {
         consumer_figures cf = {0};
         relay_figures rf = {0};
         jobs_figures jf = {0};
+        char relay_state[160];
         if (m->cons)
                 consumer_figures_read(m->cons, &cf);
         if (m->rel_worker)
@@ -211,7 +212,10 @@ static void status_update(manager *m) {
         const char *state = m->state;
         if (cf.database_down)
                 state = "PostgreSQL unavailable, partitions paused";
-        else if (m->ready)
+        else if (m->ready && rf.refusing[0]) {
+                snprintf(relay_state, sizeof relay_state, "running, relay active, %s", rf.refusing);
+                state = relay_state;
+        } else if (m->ready)
                 state = rf.active ? "running, relay active" : "running, relay standby";
         const char *last = cf.last_error[0]   ? cf.last_error
                            : rf.last_error[0] ? rf.last_error

@@ -163,6 +163,20 @@ int pg_await(PGconn *conn) {
         return 0;
 }
 
+PGresult *pg_await_result(PGconn *conn, int sent, int *ret) {
+        PGresult *res = NULL, *next;
+        *ret = sent ? pg_await(conn) : -ECONNRESET;
+        while (*ret == 0 && (next = PQgetResult(conn))) {
+                PQclear(res);
+                res = next;
+                *ret = pg_await(conn);
+        }
+        if (*ret == 0)
+                return res;
+        PQclear(res);
+        return NULL;
+}
+
 /* Wait for the reply to what was sent; a silent link ends the session. */
 static int await_reply(pg_session *s, const char *what) {
         int r = pg_await(s->conn);

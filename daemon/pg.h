@@ -60,6 +60,11 @@ void pg_set_reply_timeout(usec_t timeout);
 /* Read until a result is ready on conn (!PQisBusy): 0, -ETIMEDOUT past the
  * reply timeout, -ECONNRESET or -errno when the socket fails. */
 int pg_await(PGconn *conn);
+/* The last result of what was just sent on conn (sent: what PQsend* returned),
+ * every reply awaited with pg_await. NULL with *ret -ETIMEDOUT (no reply in
+ * time), -ECONNRESET or -errno when it did not come; the caller gives the
+ * connection up then. */
+PGresult *pg_await_result(PGconn *conn, int sent, int *ret);
 
 /* ---- errors ---- */
 

@@ -131,6 +131,10 @@ static int work(relay *r, usec_t mono) {
                 char why[300];
                 if ((k = relay_dead_write(r->pg, r->cfg, r->dead, r->n_dead, clock_realtime(), why, sizeof why)) < 0) {
                         set_error(r, "%s", why);
+                        if (k == -ECONNRESET) {
+                                pg_close(r, "connection to PostgreSQL lost");
+                                return k;
+                        }
                         ret = k;
                 } else
                         r->n_dead = 0;

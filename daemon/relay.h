@@ -26,6 +26,7 @@ typedef struct relay_figures {
         uint64_t failed;                /* delivery reports with an error (retried later) */
         uint64_t in_flight;
         char last_error[200];
+        char refusing[120];             /* "" or what deliveries keep failing with (for STATUS=) */
 } relay_figures;
 
 /* conninfo/password: the runtime role's connection (a second session of its own).

@@ -7,6 +7,8 @@
 
 #include "codec.h"
 #include "events.h"
+#include "log.h"
+#include "pg.h"
 #include "relay_dead.h"
 #include "strbuf.h"
 
@@ -34,7 +36,16 @@ static const char SQL_EVENT[] =
 
 static int exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
                 PGresult **ret, char *why, size_t why_size) {
-        PGresult *res = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+        /* Bounded like every reply the relay awaits (docs/design.md "Silent links"). */
+        int w;
+        PGresult *res = pg_await_result(pg, n ? PQsendQueryParams(pg, sql, n, NULL, params, NULL, NULL, 0)
+                                              : PQsendQuery(pg, sql),
+                                        &w);
+        if (w < 0) {
+                snprintf(why, why_size, "undeliverable events: %s",
+                         w == -ETIMEDOUT ? "no reply from PostgreSQL in time" : "connection to PostgreSQL lost");
+                return -ECONNRESET;
+        }
         if (PQresultStatus(res) != want) {
                 const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
                 snprintf(why, why_size, "undeliverable events: %s", m ? m : "no result");
@@ -107,12 +118,67 @@ int relay_dead_write(PGconn *pg, const config *cfg, const relay_dead *v, size_t 
                 r = write_events(pg, &ev, why, why_size);
         if (r >= 0)
                 r = exec(pg, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, why, why_size);
-        if (r < 0 && PQtransactionStatus(pg) != PQTRANS_IDLE)
-                PQclear(PQexec(pg, "ROLLBACK"));
+        if (r < 0 && r != -ECONNRESET && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+                char ignored[8];
+                exec(pg, "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, NULL, ignored, sizeof ignored);
+        }
         if (r == -ENOMEM)
                 snprintf(why, why_size, "undeliverable events: out of memory");
         event_list_free(&ev);
         strbuf_free(&ids);
         strbuf_free(&errs);
         return r < 0 ? r : 0;
+}
+
+#define REFUSAL_LOG_EVERY (60 * USEC_PER_SEC) /* a lasting refusal is said again this often */
+
+/* What an operator is to do about a delivery that keeps failing. */
+static const char *refusal_hint(rd_kafka_resp_err_t err) {
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+                /* docs/design.md "The outbox relay": the CreateTime is this host's clock. */
+                return "the message timestamp is this host's wall clock, and the brokers accept none more than "
+                       "log.message.timestamp.after.max.ms (1 h by default) ahead of theirs: this host's clock is "
+                       "probably ahead, correct it (NTP, timedatectl)";
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+                return "the topic is missing: create it (docs/contract.md \"Topics\")";
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+                return "the relay's principal may not write the topic: grant it Write";
+        case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+                return "not acknowledged within message.timeout.ms: the brokers are unreachable or overloaded";
+        default:
+                return "the brokers' error";
+        }
+}
+
+void relay_refusal_note(relay_refusal *x, rd_kafka_resp_err_t err, const char *topic, char *status,
+                        size_t status_size) {
+        usec_t mono = clock_monotonic();
+        bool say = x->err != err || mono - x->logged >= REFUSAL_LOG_EVERY;
+        x->n++;
+        x->err = err;
+        snprintf(status, status_size, "events held: %s (%s)", rd_kafka_err2name(err),
+                 err == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP ? "this host's clock ahead of the brokers'?" : topic);
+        if (!say)
+                return;
+        x->logged = mono;
+        log_struct(LOG_ERR, MSGID_KAFKA_ERROR,
+                   "MESSAGE=Outbox relay: the brokers refuse events (%s, topic %s): %s; %" PRIu64
+                   " deliveries refused since it began, the events stay in the outbox and are retried",
+                   rd_kafka_err2name(err), topic, refusal_hint(err), x->n, NULL);
+}
+
+void relay_refusal_over(relay_refusal *x, char *status) {
+        if (!x->err)
+                return;
+        log_struct(LOG_NOTICE, MSGID_KAFKA_ERROR,
+                   "MESSAGE=Outbox relay: the brokers accept events again (%" PRIu64
+                   " deliveries refused meanwhile, the last with %s; all retried)",
+                   x->n, rd_kafka_err2name(x->err), NULL);
+        x->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        x->n = 0;
+        status[0] = 0;
 }

@@ -77,6 +77,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 metrics_observe(H_PUBLISH_LATENCY, (double)(clock_realtime() - f->created) / USEC_PER_SEC);
                 delivered_push(r, f->id);
                 key_blocks_delivered(&r->blocks, f->key, mono);
+                relay_refusal_over(&r->refusal, r->fig.refusing);
         } else if (relay_dead_error(m->err)) {
                 dead_push(r, f->id, f->key, m->err);
         } else {
@@ -86,8 +87,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 key_blocks_hold(&r->blocks, f->key, mono);
                 /* It may be stored all the same (POSSIBLY_PERSISTED, docs/design.md "The producer"): the
                  * retry then duplicates it under the same ce_id, never loses it. */
-                set_error(r, "delivery of outbox row %" PRId64 " to %s failed: %s", f->id,
-                          m->rkt ? rd_kafka_topic_name(m->rkt) : "?", rd_kafka_err2str(m->err));
+                const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+                set_error(r, "delivery of outbox row %" PRId64 " to %s failed: %s", f->id, topic,
+                          rd_kafka_err2str(m->err));
+                relay_refusal_note(&r->refusal, m->err, topic, r->fig.refusing, sizeof r->fig.refusing);
         }
         free(f);
 }

@@ -15,7 +15,7 @@
 #include "relay_state.h"
 #include "sqlstate.h"
 
-static void pg_close(relay *r, const char *why) {
+void pg_close(relay *r, const char *why) {
         if (r->pg)
                 PQfinish(r->pg);
         r->pg = NULL;
@@ -150,16 +150,10 @@ static const struct {
  * when the connection was given up, and closed here, so that pg_failed()
  * returns -ECONNRESET. docs/design.md "Silent links". */
 static PGresult *exec_sent(relay *r, int sent) {
-        int w = sent ? pg_await(r->pg) : -ECONNRESET;
-        PGresult *res = NULL, *next;
-        while (w == 0 && (next = PQgetResult(r->pg))) {
-                PQclear(res);
-                res = next;
-                w = pg_await(r->pg);
-        }
+        int w;
+        PGresult *res = pg_await_result(r->pg, sent, &w);
         if (w == 0)
                 return res;
-        PQclear(res);
         if (w == -ETIMEDOUT)
                 set_error(r, "PostgreSQL: no reply within %lld ms", (long long)(PG_REPLY_TIMEOUT_DEFAULT / 1000));
         else

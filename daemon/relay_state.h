@@ -70,6 +70,7 @@ struct relay {
         key_blocks blocks;              /* held back after a failed delivery */
         relay_dead *dead;               /* refused for good, not yet dead-lettered (relay_dead.h) */
         size_t n_dead, cap_dead;
+        relay_refusal refusal;          /* deliveries failing and retried (relay_dead.h) */
 
         relay_figures fig;
 };
@@ -116,6 +117,8 @@ int produce_row(relay *r, PGresult *res, int i);
 
 /* relay_session.c */
 void pg_start(relay *r);
+/* End the session (the lock goes with it) and schedule a reconnect. */
+void pg_close(relay *r, const char *why);
 /* Advance a connection attempt as far as its socket allows, without waiting. */
 void pg_advance(relay *r);
 short pg_connect_events(const relay *r);

@@ -68,3 +68,16 @@ const char *sqlstate_in_text(const char *text, char out[static 6]) {
                 }
         return out;
 }
+
+const char *sqlstate_outage_hint(const char *s) {
+        if (!s || strlen(s) != 5 || !class_is(s, "53"))
+                return NULL;
+        if (strcmp(s, "53100") == 0)
+                return "PostgreSQL's disk is full: free space on the database server (its data directory, "
+                       "tablespace or pg_wal); the daemon resumes by itself";
+        if (strcmp(s, "53200") == 0)
+                return "PostgreSQL is out of memory: check the database server's memory and work_mem";
+        if (strcmp(s, "53300") == 0)
+                return "PostgreSQL has no connection slot left: raise max_connections or lower batch.connections";
+        return "PostgreSQL lacks a resource (SQLSTATE class 53): see the server's log";
+}

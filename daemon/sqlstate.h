@@ -34,3 +34,8 @@ const char *sqlstate_in_text(const char *text, char out[static 6]);
  * ("create the database and run deploy/roles.sql in it"); NULL for the other
  * classes, which are not fixed by hand. */
 const char *sqlstate_fix(const char *sqlstate);
+
+/* For an outage an operator can end (insufficient resources, class 53), what
+ * it is and what to do, in a few words ("PostgreSQL's disk is full: ..."); NULL
+ * for every other code. The daemon keeps retrying meanwhile. */
+const char *sqlstate_outage_hint(const char *sqlstate);

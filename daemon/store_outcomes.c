@@ -45,7 +45,9 @@ const pg_statement store_outcome_statements[] = {
           " deadline_kind = $5::text, protective_assessment_due = $6::timestamptz, awaiting_assessment = $7::bool,"
           " awaiting_clearance = $8::bool, awaiting_contact = $9::bool, scheduled_at = $10::timestamptz,"
           " police_attending = $11::bool, held_at = $12::timestamptz, closed_at = $13::timestamptz,"
-          " updated_at = $14::timestamptz, revision = revision + 1"
+          /* A step back of the wall clock never moves a case's last change before
+           * an earlier one (tests/faults/08-clock-step.sh). */
+          " updated_at = greatest($14::timestamptz, updated_at), revision = revision + 1"
           " WHERE case_id = $1::text::uuid" },
         { "out_case_insert",
           "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"

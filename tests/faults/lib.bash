@@ -72,7 +72,7 @@ FAULTS_REPORTED_AT_RISK=$(date -u -d '40 hours ago' +%Y-%m-%dT%H:%M:%SZ)
 
 # A private copy of the binaries: the whole run uses one build even when the
 # tree is rebuilt meanwhile (a relink makes a binary briefly unusable).
-_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/outcome-gen tests/mock-kafka tests/kafka-topics)
+_faults_bins=(allvarsd allvarsctl tests/referral-gen tests/outcome-gen tests/mock-kafka tests/kafka-topics tests/notify-listen)
 mkdir -p "$FAULTS_BASE/build/tests"
 for _b in "${_faults_bins[@]}"; do
         for _i in 1 2 3 4 5 6 7 8 9 10; do
@@ -426,13 +426,14 @@ expected_valid() { cat "$T"/ids.* | awk '$1 == "valid" || $1 == "dup" { print $2
 unsent() { sql "select count(*) from allvarsd.outbox"; }
 
 # Cases that should have an alert and have none (deadline_watch.c's rules, with
-# the default profile's 75 % for AT_RISK).
+# the default profile's 75 % for AT_RISK, which MISSED for the same deadline
+# makes moot: a clock stepped back past it, 08-clock-step.sh).
 missing_alerts() {
         sql "select count(*) from allvarsd.cases c where c.closed_at is null and (
                (c.state = 'ELIGIBLE' and c.deadline > now()
                 and c.deadline - c.limit_seconds * 0.25 * interval '1 second' <= now()
                 and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
-                                and a.kind = 'AT_RISK' and a.due_at = c.deadline))
+                                and a.kind in ('AT_RISK', 'MISSED') and a.due_at = c.deadline))
             or (c.deadline <= now() and (c.state = 'ELIGIBLE' or (c.state = 'SCHEDULED'
                   and c.deadline_kind is distinct from 'SUMMONS'))
                 and not exists (select 1 from allvarsd.case_alerts a where a.case_id = c.case_id
@@ -565,8 +566,9 @@ check_events() {
                 allvarssamtal.deadletter.v1 >"$T/events" 2>"$T/events.err"
         EVENTS_MESSAGES=$(wc -l <"$T/events")
         # key ce_id name: the name is what makes an event unique within its case
-        # (events.h): the feedback status, the alert kind and due time, the dead
-        # letter's source offset; one scheduling request per case here.
+        # (events.h): the feedback status, the alert kind and due time (or, for
+        # EVENT_UNDELIVERABLE, the event it replaces), the dead letter's source
+        # offset; one scheduling request per case here.
         sed -n 's/^[^ ]* key=\([^ ]*\) ce_id=\([^ ]*\) ce_type=se\.allvarssamtal\.v1\.\([A-Za-z]*\) \(.*\)$/\1 \2 \3 \4/p' \
                 "$T/events" | awk '{
                         key = $1; id = $2; type = $3; rest = $0; name = type
@@ -574,6 +576,7 @@ check_events() {
                         if (type == "DeadlineAlert") {
                                 if (match(rest, /kind: [A-Z_]+/)) name = name "/" substr(rest, RSTART + 6, RLENGTH - 6)
                                 if (match(rest, /due_at: [^ ,}]+/)) name = name "/" substr(rest, RSTART + 8, RLENGTH - 8)
+                                if (match(rest, /undeliverable_event_id: "[^"]+/)) name = name "/" substr(rest, RSTART + 25, RLENGTH - 25)
                         }
                         if (type == "DeadLetter" && match(rest, /source_offset: [0-9]+/)) name = name "/" substr(rest, RSTART + 15, RLENGTH - 15)
                         print key, id, name
@@ -601,7 +604,9 @@ check_events() {
         ((two_names == 0)) || check_fail "$two_names event ids carry two different events"
 
         # Every decision's events: RECEIVED and ASSESSED when feedback was asked
-        # for, a scheduling request for every ELIGIBLE decision.
+        # for, a scheduling request for every ELIGIBLE decision, unless the
+        # brokers refused that request for good and it was dead-lettered with an
+        # alert in its place (outbox_undeliverable, 11-topic-refuses.sh checks those).
         sql "select r.case_id || ' PoliceFeedback/FEEDBACK_STATUS_RECEIVED' from allvarsd.referrals r
                join allvarsd.decisions d using (referral_id) where r.feedback_requested
              union all
@@ -609,7 +614,10 @@ check_events() {
                join allvarsd.decisions d using (referral_id) where r.feedback_requested
              union all
              select r.case_id || ' SchedulingRequest' from allvarsd.referrals r
-               join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'" | sort >"$T/want_events"
+               join allvarsd.decisions d using (referral_id) where d.outcome = 'ELIGIBLE'
+               and not exists (select 1 from allvarsd.outbox_undeliverable u
+                                where u.key = r.case_id::text and u.ce_type like '%.SchedulingRequest')" |
+                sort >"$T/want_events"
         awk '{ print $1, $3 }' "$T/event_names" | sort -u >"$T/have_events"
         missing=$(comm -23 "$T/want_events" "$T/have_events" | wc -l)
         EVENTS_LOST_CASES=$(comm -23 "$T/want_events" "$T/have_events" | cut -d' ' -f1 | sort -u | wc -l)
@@ -650,6 +658,38 @@ faults_record() {
         else
                 jq -n --argjson o "$obj" '[$o]' >"$tmp"
         fi && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
+}
+
+# notice_watch PATTERN: from now on, note in $T/noticed when the daemon's log
+# ($T/a.log) first has a line matching PATTERN; notice_s T0 prints the seconds
+# from T0 to it ("" when none). NOTICE_PID is the watcher (stopped with the
+# generators, or by the caller). faults_record_extra KEY VALUE adds KEY (a
+# number) to this scenario's row in results.json.
+notice_watch() {
+        local pattern=$1 from
+        from=$(wc -l <"$T/a.log")
+        rm -f "$T/noticed"
+        (
+                while sleep 0.1; do
+                        if tail -n +"$((from + 1))" "$T/a.log" | grep -q -- "$pattern"; then
+                                now_s >"$T/noticed"
+                                exit 0
+                        fi
+                done
+        ) &
+        NOTICE_PID=$!
+        GEN_PIDS+=("$NOTICE_PID")
+}
+
+notice_s() {
+        [[ -s $T/noticed ]] && elapsed "$1" "$(cat "$T/noticed")"
+}
+
+faults_record_extra() {
+        local tmp
+        tmp=$(mktemp "$FAULTS_DIR/.results.XXXXXX") || return 1
+        jq --arg s "$SCENARIO" --arg k "$1" --argjson v "$2" 'map(if .scenario == $s then .[$k] = $v else . end)' \
+                "$FAULTS_RESULTS" >"$tmp" && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
 }
 
 # faults_reset_results: the first script of a run starts a new results.json.

@@ -8,10 +8,7 @@
 #                               advertised at a proxy "kafka" (NET_KAFKA_PROXIED=127.0.0.1:PORT);
 #                               its direct bootstrap becomes ALLVARS_KAFKA_BOOTSTRAP, which the
 #                               generators and the checks use; the runner's broker is left alone
-#   notice_watch PATTERN        from now on, note in $T/noticed when the daemon's log
-#                               first has a line matching PATTERN;  notice_s T0  prints
-#                               the seconds from T0 to it ("" when none)
-#   faults_record_extra KEY VALUE   add KEY (a number) to this scenario's row in results.json
+#   (notice_watch, notice_s and faults_record_extra are lib.bash's)
 #   net_latency T0 T1           p50 and p99 decision latency (ms) of the referrals produced
 #                               between T0 and T1, and their count
 #   slow_link NAME PROXY MS SECONDS   the slow-link scenario: MS of latency each way on PROXY
@@ -46,33 +43,6 @@ net_kafka_start() {
         }
         toxi_proxy kafka "127.0.0.1:$NET_KAFKA_INNER" "$NET_KAFKA_OUTER" >/dev/null || return 1
         NET_KAFKA_PROXIED=127.0.0.1:$NET_KAFKA_OUTER
-}
-
-notice_watch() {
-        local pattern=$1 from
-        from=$(wc -l <"$T/a.log")
-        rm -f "$T/noticed"
-        (
-                while sleep 0.1; do
-                        if tail -n +"$((from + 1))" "$T/a.log" | grep -q -- "$pattern"; then
-                                now_s >"$T/noticed"
-                                exit 0
-                        fi
-                done
-        ) &
-        NOTICE_PID=$!
-        GEN_PIDS+=("$NOTICE_PID")
-}
-
-notice_s() {
-        [[ -s $T/noticed ]] && elapsed "$1" "$(cat "$T/noticed")"
-}
-
-faults_record_extra() {
-        local tmp
-        tmp=$(mktemp "$FAULTS_DIR/.results.XXXXXX") || return 1
-        jq --arg s "$SCENARIO" --arg k "$1" --argjson v "$2" 'map(if .scenario == $s then .[$k] = $v else . end)' \
-                "$FAULTS_RESULTS" >"$tmp" && mv "$tmp" "$FAULTS_RESULTS" || rm -f "$tmp"
 }
 
 # net_latency T0 T1: the decision latency of the referrals produced between T0

@@ -547,9 +547,12 @@ static void test_failed_delivery_stays_unsent(void **state) {
         assert_true(f.failed > 0);
         assert_true(unsent(e) > 0);
         assert_true(f.last_error[0] != '\0');
+        /* Held, and said so for STATUS= until a delivery succeeds. */
+        assert_non_null(strstr(f.refusing, "TOPIC_AUTHORIZATION_FAILED"));
         run_until_sent(e, &r, 1, 60 * USEC_PER_SEC);
         relay_figures_read(r, &f);
         assert_true(f.published >= 20);
+        assert_string_equal(f.refusing, "");
         relay_free(r, USEC_PER_SEC);
         consume_all(e, 20, 500 * 1000, 20 * USEC_PER_SEC);
         check_published(e, true);

@@ -36,7 +36,7 @@
 #                                       ps/pgrep, ss, useradd (test user when root), runuser, timeout
 #   golang-go curl                      the fault suite's Toxiproxy (tests/lib/toxiproxy.bash): go builds
 #                                       the pinned server from the Go module proxy, curl drives its API
-#   faketime                            libfaketime: the fault suite's wall-clock steps (findings/clock-step.sh)
+#   faketime                            libfaketime: the fault suite's wall-clock steps (tests/faults/08-clock-step.sh)
 #   chromium                            renders `allvarsctl report --format html` headless in the
 #                                       report test (its SVG charts: bars and labels, a screenshot)
 set -euo pipefail

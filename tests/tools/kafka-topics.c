@@ -5,6 +5,9 @@
  *   kafka-topics BOOTSTRAP watermarks TOPIC       (prints "PARTITION HIGH" lines)
  *   kafka-topics BOOTSTRAP committed GROUP TOPIC  (prints "PARTITION OFFSET": the group's
  *                                                   committed offsets, -1001 when none)
+ *   kafka-topics BOOTSTRAP config TOPIC [KEY VALUE]  (sets the topic's configuration to
+ *                                                   KEY=VALUE alone, or to the broker's
+ *                                                   defaults: AlterConfigs replaces them all)
  * Exit 0 on success; an existing topic counts as success. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +106,39 @@ static int committed(const char *bootstrap, const char *group, const char *topic
         return rc;
 }
 
+/* The topic's whole configuration: KEY=VALUE, or nothing (the broker's defaults). */
+static int config(rd_kafka_t *rk, const char *topic, const char *key, const char *value) {
+        rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+        if (key && rd_kafka_ConfigResource_set_config(cr, key, value)) {
+                fprintf(stderr, "kafka-topics: %s: cannot set %s\n", topic, key);
+                rd_kafka_ConfigResource_destroy(cr);
+                return 1;
+        }
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        int rc = 0;
+        if (!ev || rd_kafka_event_error(ev)) {
+                fprintf(stderr, "kafka-topics: %s\n", ev ? rd_kafka_event_error_string(ev) : "timed out");
+                rc = 1;
+        } else {
+                size_t cnt;
+                const rd_kafka_ConfigResource_t **res =
+                        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &cnt);
+                for (size_t i = 0; i < cnt; i++)
+                        if (rd_kafka_ConfigResource_error(res[i])) {
+                                fprintf(stderr, "kafka-topics: %s: %s\n", topic,
+                                        rd_kafka_ConfigResource_error_string(res[i]));
+                                rc = 1;
+                        }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_ConfigResource_destroy(cr);
+        return rc;
+}
+
 int main(int argc, char **argv) {
         if (argc < 4) {
                 fprintf(stderr, "usage: kafka-topics BOOTSTRAP create PARTITIONS TOPIC... | watermarks TOPIC\n");
@@ -122,6 +158,8 @@ int main(int argc, char **argv) {
                 rc = committed(argv[1], argv[3], argv[4]);
         else if (strcmp(argv[2], "create") == 0 && argc >= 5)
                 rc = create(rk, atoi(argv[3]), argc - 4, argv + 4);
+        else if (strcmp(argv[2], "config") == 0 && (argc == 4 || argc == 6))
+                rc = config(rk, argv[3], argc == 6 ? argv[4] : NULL, argc == 6 ? argv[5] : NULL);
         else if (strcmp(argv[2], "watermarks") == 0)
                 rc = watermarks(rk, argv[3]);
         rd_kafka_destroy(rk);

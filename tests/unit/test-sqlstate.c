@@ -64,6 +64,22 @@ static void test_fix(void **state) {
         assert_string_equal(sqlstate_in_text(NULL, st), "");
 }
 
+/* A full disk (53100) and its kin are outages with a hint, not data or deployment errors. */
+static void test_outage_hint(void **state) {
+        (void)state;
+        assert_int_equal(sqlstate_classify("53100"), SQLSTATE_TRANSIENT);
+        assert_non_null(strstr(sqlstate_outage_hint("53100"), "disk is full"));
+        assert_non_null(strstr(sqlstate_outage_hint("53300"), "max_connections"));
+        assert_non_null(sqlstate_outage_hint("53400"));
+        assert_null(sqlstate_outage_hint("22001"));
+        assert_null(sqlstate_outage_hint("08006"));
+        assert_null(sqlstate_outage_hint(""));
+        assert_null(sqlstate_outage_hint(NULL));
+        char st[6];
+        assert_non_null(sqlstate_outage_hint(sqlstate_in_text(
+                "ref_referrals_insert: could not extend file \"base/1/2\": No space left on device (SQLSTATE 53100)", st)));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fix),
@@ -71,6 +87,7 @@ int main(void) {
                 cmocka_unit_test(test_data),
                 cmocka_unit_test(test_deployment),
                 cmocka_unit_test(test_other),
+                cmocka_unit_test(test_outage_hint),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
