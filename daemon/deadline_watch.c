@@ -353,6 +353,8 @@ static int write_raised(pg_session *s, const config *cfg, usec_t now, const watc
                         break;
                 case ALERT_MISSED:
                         res->missed++;
+                        /* counted by the follow-up report as not held in time */
+                        store_rows_stats(&rows, a->c->a.case_id);
                         break;
                 case ALERT_PROTECTIVE_ASSESSMENT_OVERDUE:
                         res->assessment_overdue++;

@@ -361,6 +361,10 @@ static int apply_outcome(batch *b, store_message *m, outcome_ctx *c) {
                 m->case_id[0] = '\0';
                 return reject(b, m, DLR_UNKNOWN_CASE, "the referral has no decision", NULL);
         }
+        /* Whatever follows, the referral's statistics row is made again from
+         * the tables at the end of the transaction (an event rejected below
+         * leaves them as they were). */
+        store_rows_stats(&b->rows, c->case_id);
         case_state before;
         bool exists, unknown_state;
         r = load_case(b, c, &before, &exists, &unknown_state);

@@ -370,6 +370,8 @@ static int write_decided(batch *b, const item *it) {
                                                      .actor_kind = "DAEMON",
                                                      .action = "DECIDED",
                                                      .after = after });
+        /* Its row for the follow-up report, made from the rows written here. */
+        store_rows_stats(&b->shared, it->case_id);
 
         int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
         if (k < 0)

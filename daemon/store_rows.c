@@ -16,6 +16,11 @@
         "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])" \
         "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
 
+/* Every column of allvarsd.referral_stats, in its order. */
+#define STATS_COLUMNS                                                                                  \
+        "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, state, facts," \
+        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at"
+
 const pg_statement store_rows_statements[] = {
         { "rows_offsets_cas",
           "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"
@@ -57,6 +62,17 @@ const pg_statement store_rows_statements[] = {
           "               $8::bytea[], $9::bytea[], $10::text[], $11::text[])"
           "        AS u(id, topic, part, off, reason, detail, payload, key, headers, ce_id, event_id)"
           " ON CONFLICT DO NOTHING" },
+        /* The referrals' statistics rows as the tables now say they are
+         * (schemas/011_referral_stats.sql: the view defines them, in the
+         * table's column order): inserted, or updated when they differ. In
+         * case id order, so that two transactions lock them alike. */
+        { "rows_stats",
+          "INSERT INTO allvarsd.referral_stats AS s"
+          " SELECT v.* FROM allvarsd.referral_stats_source v WHERE v.case_id = ANY ($1::text[]::uuid[])"
+          "  ORDER BY v.case_id"
+          " ON CONFLICT (case_id) DO UPDATE"
+          " SET (" STATS_COLUMNS ") = ROW(excluded.*)"
+          " WHERE (s.*) IS DISTINCT FROM (excluded.*)" },
         /* Wakes the relay; delivered at COMMIT, and only then (docs/design.md
          * "The outbox relay": NOTIFY only wakes it, the table is the truth). */
         { "rows_notify", "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')" },
@@ -89,7 +105,8 @@ void store_rows_reset(store_rows *w) {
         reset_cols(w->outbox[1], outbox_oids, ROWS_OUTBOX_COLS);
         reset_cols(w->dead, dead_oids, ROWS_DEAD_COLS);
         reset_cols(w->offsets, offset_oids, ROWS_OFFSET_COLS);
-        w->n_audit = w->n_outbox[0] = w->n_outbox[1] = w->n_dead = w->n_offsets = 0;
+        pg_arr_reset(&w->stats, PG_OID_TEXT);
+        w->n_audit = w->n_outbox[0] = w->n_outbox[1] = w->n_dead = w->n_offsets = w->n_stats = 0;
         w->q_outbox[0] = w->q_outbox[1] = -1;
 }
 
@@ -101,6 +118,7 @@ void store_rows_free(store_rows *w) {
         free_cols(w->outbox[1], ROWS_OUTBOX_COLS);
         free_cols(w->dead, ROWS_DEAD_COLS);
         free_cols(w->offsets, ROWS_OFFSET_COLS);
+        pg_arr_free(&w->stats);
 }
 
 static const char *or_empty(const char *s) {
@@ -134,6 +152,11 @@ void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool on
                 pg_arr_bytes(&a[5], e->payload, e->len);
                 w->n_outbox[once]++;
         }
+}
+
+void store_rows_stats(store_rows *w, const char *case_id) {
+        pg_arr_text(&w->stats, case_id);
+        w->n_stats++;
 }
 
 int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
@@ -244,6 +267,12 @@ int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS
                         return pg_fail(p->s, -ENOMEM, "dead letters: out of memory");
                 pg_params_ts(&params[1], now);
                 if ((r = pg_pipe_send(p, "rows_dead_letters", &params[1], 0)) < 0)
+                        return r;
+        }
+        if (w->n_stats > 0) {
+                if (pg_params_arr(&params[4], &w->stats) < 0)
+                        return pg_fail(p->s, -ENOMEM, "statistics: out of memory");
+                if ((r = pg_pipe_send(p, "rows_stats", &params[4], 0)) < 0)
                         return r;
         }
         static const char *const stmt[2] = { "rows_outbox", "rows_outbox_once" };

@@ -1,6 +1,6 @@
 /* The rows every transaction shares, written in one place: the offsets'
- * compare-and-set, outbox rows (the events), audit rows, dead letters, and the
- * NOTIFY that wakes the relay. The referral and outcome batches, the deadline
+ * compare-and-set, outbox rows (the events), audit rows, dead letters, the
+ * referrals' statistics rows, and the NOTIFY that wakes the relay. The referral and outcome batches, the deadline
  * watch and retention collect their rows here and queue them on their round
  * trip (pg.h); the statements are prepared once per session. */
 #pragma once
@@ -28,6 +28,8 @@ typedef struct store_rows {
         unsigned n_dead;
         pg_arr offsets[ROWS_OFFSET_COLS];
         unsigned n_offsets;
+        pg_arr stats;                   /* case ids whose referral_stats row is written again */
+        unsigned n_stats;
         /* the statements queued by store_rows_send, -1 when none */
         int q_outbox[2];
 } store_rows;
@@ -68,6 +70,13 @@ void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool on
 int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
                            const codec_error *err, const char *case_id, event_list *ev);
 
+/* The referral of case_id changed in a way the follow-up report counts (a
+ * new referral, an outcome event, a MISSED alert): its referral_stats row is
+ * written again from the tables, after the transaction's other statements
+ * (schemas/011_referral_stats.sql). A case id given twice, or with no
+ * referral, is harmless. */
+void store_rows_stats(store_rows *w, const char *case_id);
+
 /* The compare-and-set of the partitions' offsets: a just-revoked partition's
  * messages can still arrive (librdkafka #1359), so every partition must be
  * where this consumer last saw it, or nothing is written (docs/design.md
@@ -78,10 +87,10 @@ int store_rows_send_offsets(store_rows *w, pg_pipe *p, const char *group, const 
 /* -ESTALE when a partition's stored offset moved (recorded in the session). */
 int store_rows_offsets_check(pg_session *s, const PGresult *res, size_t n);
 
-/* Queue the audit, outbox and dead-letter rows collected, and the NOTIFY when
+/* Queue the audit, outbox, dead-letter and statistics rows collected, and the NOTIFY when
  * there are events, on p. params must hold room for ROWS_PARAMS entries and
  * live until the sync. received_at of dead letters is now. */
-#define ROWS_PARAMS 4
+#define ROWS_PARAMS 5
 int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS_PARAMS]);
 /* After the sync: the outbox rows actually written (skipped ones not counted). */
 unsigned store_rows_events_written(const store_rows *w, const pg_pipe *p);

@@ -111,6 +111,15 @@ static void add_case(fixture *fx, const case_spec *cs, char *ret) {
                 " $6, " TS("$7") ", $8, " TS("$9") ", $10, " TS("$11") ", " TS("$12") ", " TS("$13") ","
                 " $14, " TS("$15") ", " TS("$15") ", $16)",
                 16, p_case, NULL, NULL);
+        /* Its decision, as the batch writes it with the case. */
+        const char *p_dec[] = {cs->referral_id, p_case[3], p_case[4], p_case[6], p_case[7], p_case[8], p_case[14]};
+        harness_exec_params_ok(fx->h.pg,
+                "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, deadline, deadline_kind,"
+                " protective_assessment_due, profile_name, profile_version, profile_params, prior_referrals,"
+                " prior_qualifying, decided_at)"
+                " VALUES ($1, CASE WHEN $2 = 'DEFERRED' THEN 'DEFERRED' ELSE 'ELIGIBLE' END, '', '', " TS("$4") ","
+                " $5, " TS("$6") ", $3, 1, '', 0, 0, " TS("$7") ")",
+                7, p_dec, NULL, NULL);
         if (ret)
                 memcpy(ret, case_id, UUID_STR_LEN);
 }
@@ -266,6 +275,10 @@ static void test_missed_with_feedback_policy(void **state) {
 
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE kind = 'MISSED'"
                                    " AND due_at = '2025-03-12T08:00:00Z'"),
+                         2);
+        /* The follow-up report counts them as not held in time (schemas/011_referral_stats.sql). */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats WHERE facts & 2048 <> 0"
+                                   " AND case_id IN ('%s', '%s')", asked, silent),
                          2);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_ALERT), 4);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_FEEDBACK), 1);
@@ -756,7 +769,9 @@ static void test_deadline_after_clearance(void **state) {
         harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, profile_name, profile_version,"
                 " profile_params, prior_referrals, prior_qualifying, decided_at)"
-                " VALUES ($1, 'DEFERRED', 'PENDING_INVESTIGATION', '', 'goteborg-motion-2024', 1, '', 0, 0, now())",
+                " VALUES ($1, 'DEFERRED', 'PENDING_INVESTIGATION', '', 'goteborg-motion-2024', 1, '', 0, 0, now())"
+                " ON CONFLICT (referral_id) DO UPDATE SET reasons = excluded.reasons, deadline = NULL,"
+                " deadline_kind = NULL, decided_at = excluded.decided_at",
                 1, p, NULL, NULL);
         for (usec_t now = T0; now <= T0 + H(100); now += H(10))
                 assert_watch(watch(fx, now), 0, 0, 0);

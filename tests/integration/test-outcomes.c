@@ -597,6 +597,12 @@ static void test_scheduled_then_held(void **state) {
                      "SELECT state || '|' || police_attending || '|' || (held_at AT TIME ZONE 'UTC')::text || '+00|'"
                      " || (closed_at AT TIME ZONE 'UTC')::text || '+00' FROM allvarsd.cases WHERE case_id = '%s'",
                      id);
+        /* The follow-up report's row, written with the event (schemas/011_referral_stats.sql). */
+        assert_value(fx, "HELD|2025-03-12 01:00:00+00|true|true|true",
+                     "SELECT state || '|' || (held_at AT TIME ZONE 'UTC')::text || '+00|' || (facts & 524288 <> 0)"
+                     " || '|' || (facts & 1024 <> 0) || '|' || (facts & 4096 <> 0)"     /* held, in time, police */
+                     " FROM allvarsd.referral_stats WHERE case_id = '%s'",
+                     id);
         f = feedback_of(fx, id, "feedback/HELD/ev-held-1");
         assert_non_null(f);
         assert_int_equal(f->status, FEEDBACK_HELD);

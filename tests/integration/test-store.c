@@ -329,6 +329,16 @@ static void test_batch_decided_once(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), 5);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"), 5);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), 5);
+        /* Each referral's statistics row, in the same transaction (schemas/011_referral_stats.sql). */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"), 5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats s JOIN allvarsd.referrals r"
+                                   " USING (case_id) WHERE (r.referral_id = 'R-ADULT') = (s.outcome = 'NOT_ELIGIBLE'"
+                                   " AND s.facts & 512 = 0 AND s.state IS NULL)"),   /* 512: a case */
+                         5);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats s JOIN allvarsd.referrals r"
+                                   " USING (case_id) WHERE r.referral_id = 'R-ACUTE' AND s.outcome = 'DEFERRED'"
+                                   " AND s.facts & 32 <> 0 AND s.assessment_due IS NOT NULL AND s.state = 'DEFERRED'"),
+                         1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases"), 4);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_contacts"), 8);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'DECIDED' AND actor_kind = 'DAEMON'"),
@@ -814,7 +824,7 @@ static void test_lanes_take_turns(void **state) {
                 batch *b[2] = { batch_new(), batch_new() };
                 lane_batch lb[2];
                 for (int k = 0; k < 2; k++) {
-                        char id[32];
+                        char id[64];
                         for (int p = 0; p < 5; p++) {
                                 snprintf(id, sizeof id, "TURN-%d-%d-%d", round, k, p);
                                 batch_add(fx, b[k], &(refspec){ .id = id, .person = 700 + round * 10 + p }, k);
@@ -868,6 +878,10 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(b->res.alerts, 1);
         char case_id[UUID_STR_LEN];
         ids_case_id("R-LATE", case_id);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats WHERE case_id = '%s'"
+                                   " AND facts & 2048 <> 0",            /* MISSED */
+                               case_id),
+                         1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.case_alerts WHERE case_id = '%s' AND kind = 'MISSED'"
                                    " AND due_at = '2025-03-12T08:00:00Z' AND raised_at = '2025-03-13T08:00:00Z'",
                                case_id),
@@ -1160,9 +1174,15 @@ static void test_throughput(void **state) {
         fixture *fx = *state;
         int batches = bench_batches();
         bench_run br = { .fx = fx, .st = fx->h.st, .batches = batches, .v = bench_build(fx, 0, batches, 0) };
+        char lsn[64];
+        value(fx, lsn, sizeof lsn, "SELECT pg_current_wal_insert_lsn()");
         bench_thread(&br);
         assert_int_equal(br.error, 0);
         unsigned total = (unsigned)(batches * BENCH_PER);
+        /* The cluster's WAL (this test's server is not shared with other tests
+         * while it runs, but checkpoints add full-page images): an estimate. */
+        long long wal = count(fx, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '%s')::bigint", lsn);
+        printf("store WAL per message: %.0f bytes\n", (double)wal / total);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), br.decided);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), br.decided);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), br.dead);
