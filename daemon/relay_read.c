@@ -1,5 +1,5 @@
 /* Which outbox rows a relay pass reads, and producing them
- * (docs/design.md "The outbox relay", "Reading the outbox").
+ * (docs/design.md "Reading the outbox").
  *
  * Two kinds of pass:
  *  - the fast pass (relay_read_new) reads the rows above the highest id this
