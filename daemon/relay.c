@@ -1,10 +1,10 @@
 /* The outbox relay. See relay.h for the contract.
  *
  * Why it is shaped this way (docs/design.md "The outbox relay", "The producer"):
- *  - Every outbox row is unsent (schemas/004_outbox_sent.sql). Each pass reads
- *    them oldest first (ORDER BY id, the primary key) and never remembers a
- *    "last id": a row whose transaction commits after a higher id was
- *    published is still there, so the next pass finds it.
+ *  - Every outbox row is unsent (schemas/004_outbox_sent.sql). A pass reads
+ *    the rows above the highest id it has handled and the ids below it not
+ *    seen yet; a sweep from the oldest row every relay.poll_ms finds any row
+ *    whose transaction committed late (relay_read.c).
  *  - A row is marked sent only on a delivery report without error, in bulk
  *    (one statement per pass): deleted from the outbox, and its record, with
  *    the payload's size but not the payload, inserted into outbox_sent. A
@@ -44,56 +44,6 @@
 #include "cleanup.h"
 #include "log.h"
 #include "relay_state.h"
-
-/* The ids to leave out (in flight, or delivered and not yet marked), and the keys held back. */
-static void excluded(relay *r, usec_t mono, pg_arr *ids, pg_arr *keys) {
-        for (flight_link *l = r->flights.next; l != &r->flights; l = l->next)
-                pg_arr_int8(ids, ((flight *)l)->id);
-        for (size_t i = 0; i < r->n_delivered; i++)
-                pg_arr_int8(ids, r->delivered[i]);
-        for (size_t i = 0; i < r->n_dead; i++)
-                pg_arr_int8(ids, r->dead[i].id);
-        for (size_t i = 0; i < r->blocks.n; i++)
-                if (r->blocks.v[i].until > mono)
-                        pg_arr_text(keys, r->blocks.v[i].key);
-}
-
-/* One pass: read unsent rows oldest first and produce them. */
-static int publish(relay *r, usec_t mono) {
-        unsigned limit = relay_batch(r);
-        uint64_t room = flights_max(r) - r->n_flights;
-        if (room < limit)
-                limit = (unsigned)room;
-        _cleanup_(pg_arr_free) pg_arr ids = { 0 };
-        _cleanup_(pg_arr_free) pg_arr keys = { 0 };
-        pg_arr_reset(&ids, PG_OID_INT8);
-        pg_arr_reset(&keys, PG_OID_TEXT);
-        excluded(r, mono, &ids, &keys);
-        pg_params p = { 0 };
-        if (pg_params_arr(&p, &ids) < 0 || pg_params_arr(&p, &keys) < 0)
-                return -ENOMEM;
-        pg_params_int4(&p, (int32_t)limit);
-        PGresult *res = exec_prepared(r, "relay_read", &p, 1);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-                return pg_failed(r, res, "reading the outbox");
-        int rows = PQntuples(res), ret = 0;
-        bool full = false;
-        for (int i = 0; i < rows; i++) {
-                if (key_blocks_held(&r->blocks, PQgetvalue(res, i, 3), mono))
-                        continue; /* an earlier row of this key failed in this pass */
-                int k = produce_row(r, res, i);
-                if (k == 1) {
-                        full = true;
-                        break;
-                }
-                if (k < 0 && ret == 0)
-                        ret = k;
-        }
-        PQclear(res);
-        /* More may wait behind a full batch. */
-        r->query_due = !full && (unsigned)rows == limit && limit > 0;
-        return ret;
-}
 
 /* ---- the step ---- */
 
@@ -149,7 +99,7 @@ static int work(relay *r, usec_t mono) {
         key_blocks_prune(&r->blocks, mono);
         if ((r->query_due || mono >= r->next_poll) && r->n_flights < flights_max(r)) {
                 r->next_poll = mono + relay_poll_interval(r);
-                if ((k = publish(r, mono)) < 0 && ret == 0)
+                if ((k = relay_publish(r, mono)) < 0 && ret == 0)
                         ret = k;
                 if (k == -ECONNRESET)
                         return k;
@@ -248,6 +198,8 @@ void relay_free(relay *r, usec_t flush_timeout) {
         key_blocks_free(&r->blocks);
         free(r->dead);
         free(r->delivered);
+        free(r->gaps);
+        free(r->retry);
         free(r->bootstrap);
         if (r->pipe[0] >= 0)
                 close(r->pipe[0]);

@@ -25,6 +25,7 @@ typedef struct relay_figures {
         uint64_t published;             /* delivery reports without error, since start */
         uint64_t failed;                /* delivery reports with an error (retried later) */
         uint64_t in_flight;
+        uint64_t sweeps;                /* passes that read from the oldest unsent row (relay_read.c) */
         char last_error[200];
         char refusing[120];             /* "" or what deliveries keep failing with (for STATUS=) */
 } relay_figures;

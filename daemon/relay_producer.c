@@ -44,6 +44,21 @@ static void delivered_push(relay *r, int64_t id) {
         r->delivered[r->n_delivered++] = id;
 }
 
+/* A row whose delivery failed: the next pass looks it up again (relay_read.c). */
+static void retry_push(relay *r, int64_t id) {
+        if (r->n_retry == r->cap_retry) {
+                size_t cap = r->cap_retry ? r->cap_retry * 2 : 64;
+                int64_t *v = realloc(r->retry, cap * sizeof *v);
+                if (!v) {
+                        r->sweep_due = true;
+                        return;
+                }
+                r->retry = v;
+                r->cap_retry = cap;
+        }
+        r->retry[r->n_retry++] = id;
+}
+
 /* A row the brokers refuse for good: dead-lettered at the next pass, and its
  * key released so that the case's later rows go on. */
 static void dead_push(relay *r, int64_t id, const char *key, rd_kafka_resp_err_t err) {
@@ -85,6 +100,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 r->fig.failed++;
                 metrics_inc(M_EVENT_DELIVERY_FAILURES, (unsigned)f->topic);
                 key_blocks_hold(&r->blocks, f->key, mono);
+                retry_push(r, f->id);
                 /* It may be stored all the same (POSSIBLY_PERSISTED, docs/design.md "The producer"): the
                  * retry then duplicates it under the same ce_id, never loses it. */
                 const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
@@ -224,18 +240,11 @@ int producer_recreate(relay *r) {
         if (ret < 0)
                 set_error(r, "recreating the producer: %s", err); /* retried at the next step */
         r->query_due = true;
+        r->sweep_due = true; /* what was in flight is unsent again */
         return ret;
 }
 
 /* ---- producing an outbox row ---- */
-
-/* A binary int8 or timestamptz column. */
-static int64_t be64(const char *p) {
-        uint64_t v = 0;
-        for (int i = 0; i < 8; i++)
-                v = v << 8 | (uint8_t)p[i];
-        return (int64_t)v;
-}
 
 /* Produce one row. Returns 0, 1 when the producer's queue is full (stop this
  * pass), or a negative errno (the row's key is held back). */

@@ -122,12 +122,23 @@ static const struct {
         const char *name, *sql;
 } statements[] = {
         { "relay_lock", "SELECT pg_try_advisory_lock($1::bigint)" },
-        /* No "id > last": a lower id that commits late is still unsent here. */
+        /* The sweep (relay_read.c): from the oldest row, the rows in flight
+         * left out; a lower id that committed late is found here. */
         { "relay_read",
           "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at"
           "  FROM allvarsd.outbox"
           " WHERE id <> ALL($1::bigint[]) AND key <> ALL($2::text[])"
           " ORDER BY id LIMIT $3::integer" },
+        /* The fast pass (relay_read.c): the ids not seen yet below hi ($2),
+         * and the rows above it, from the primary key's range, not its head. */
+        { "relay_read_new",
+          "SELECT id, event_id::text, topic, key, ce_type, ce_time, payload, created_at FROM ("
+          "  (SELECT id, event_id, topic, key, ce_type, ce_time, payload, created_at FROM allvarsd.outbox"
+          "    WHERE id = ANY($2::bigint[]) AND key <> ALL($3::text[]))"
+          "  UNION ALL"
+          "  (SELECT id, event_id, topic, key, ce_type, ce_time, payload, created_at FROM allvarsd.outbox"
+          "    WHERE id > $1::bigint AND key <> ALL($3::text[]) ORDER BY id LIMIT $4::integer)"
+          ") o ORDER BY id" },
         /* A row already gone (another relay marked it) returns nothing here. An
          * event id already in outbox_sent (re-inserted in the window that
          * schemas/004_outbox_sent.sql describes, so published twice) is not
@@ -205,6 +216,7 @@ int try_lock(relay *r) {
         r->active = true;
         r->fig.active = true;
         r->query_due = true;    /* a NOTIFY sent before LISTEN is not delivered: look now */
+        r->sweep_due = true;    /* from the oldest row: another relay may have left rows below hi */
         log_struct(LOG_NOTICE, MSGID_RELAY, "MESSAGE=Outbox relay active: holds the advisory lock", NULL);
         return 0;
 }

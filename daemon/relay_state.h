@@ -36,6 +36,12 @@ typedef struct flight {
         char key[];
 } flight;
 
+/* An outbox id below the relay's hi not seen yet (relay_read.c). */
+typedef struct relay_gap {
+        int64_t id;
+        usec_t since;                   /* monotonic: noted at */
+} relay_gap;
+
 typedef enum pg_state {
         PG_NONE,
         PG_CONNECTING,
@@ -57,6 +63,15 @@ struct relay {
         usec_t next_lock_try;           /* monotonic */
         bool query_due;
         usec_t next_poll;               /* monotonic */
+
+        /* What the passes read (relay_read.c). */
+        int64_t hi;                     /* every row this relay produced has an id <= hi */
+        relay_gap *gaps;                /* ids <= hi not seen yet, sorted */
+        size_t n_gaps, cap_gaps;
+        int64_t *retry;                 /* delivery failed since the last pass: read again */
+        size_t n_retry, cap_retry;
+        bool sweep_due;                 /* the next pass reads from the oldest row */
+        usec_t next_sweep;              /* monotonic */
 
         rd_kafka_t *rk;
         rd_kafka_queue_t *mainq;
@@ -90,6 +105,14 @@ __attribute__((format(printf, 2, 3))) static inline void set_error(relay *r, con
                 s[--n] = '\0';
 }
 
+/* A binary int8 or timestamptz column. */
+static inline int64_t be64(const char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | (uint8_t)p[i];
+        return (int64_t)v;
+}
+
 static inline unsigned relay_batch(const relay *r) {
         return r->cfg->relay_batch ? r->cfg->relay_batch : DEFAULT_BATCH;
 }
@@ -102,6 +125,9 @@ static inline usec_t relay_poll_interval(const relay *r) {
 static inline uint64_t flights_max(const relay *r) {
         return (uint64_t)relay_batch(r) * 4;
 }
+
+/* relay_read.c: one pass: read unsent rows (relay_read or relay_read_new) and produce them. */
+int relay_publish(relay *r, usec_t mono);
 
 /* relay_producer.c */
 int producer_new(relay *r, char *err, size_t err_size);

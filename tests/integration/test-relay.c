@@ -125,7 +125,8 @@ static void test_late_commit_of_lower_id(void **state) {
         while (!row_sent(e, high_id) && clock_monotonic() < until)
                 relay_step(r, STEP);
         assert_true(row_sent(e, high_id));
-        /* More passes past the higher id, then the lower one commits. */
+        /* More passes past the higher id, longer than a gap is kept (twice
+         * relay.poll_ms, 50 ms here), then the lower one commits: a sweep finds it. */
         run_for(&r, 1, 300 * 1000);
         harness_exec_ok(t1, "COMMIT");
         run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
@@ -135,6 +136,55 @@ static void test_late_commit_of_lower_id(void **state) {
         PQfinish(t2);
         consume_all(e, 2, 500 * 1000, 20 * USEC_PER_SEC);
         assert_int_equal(e->n_msgs, 2);
+        check_published(e, false);
+}
+
+/* The fast pass (daemon/relay_read.c): with no sweep due for a minute, each
+ * pass reads only above the highest id it produced, and a lower id that
+ * commits late is found because the pass that went past it noted it as a gap. */
+static void test_late_commit_found_as_gap(void **state) {
+        env *e = *state;
+        e->cfg.relay_poll_ms = 60000;
+        PGconn *t1 = PQconnectdb(e->conninfo), *t2 = PQconnectdb(e->conninfo);
+        assert_int_equal(PQstatus(t1), CONNECTION_OK);
+        assert_int_equal(PQstatus(t2), CONNECTION_OK);
+        relay *r = relay_start(e);
+        usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
+        while (!relay_active(r) && clock_monotonic() < until)
+                relay_step(r, STEP);
+        assert_true(relay_active(r));
+        run_for(&r, 1, 200 * 1000); /* the sweep of the activation, over an empty outbox */
+
+        insert_rows(e, 10);
+        harness_exec_ok(e->pg, "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')");
+        run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
+        harness_exec_ok(t1, "BEGIN");
+        row *low = insert_row_on(e, t1, TOPIC_A, "77777777-7777-5777-8777-777777777777");
+        harness_exec_ok(t2, "BEGIN");
+        row *high = insert_row_on(e, t2, TOPIC_B, "88888888-8888-5888-8888-888888888888");
+        harness_exec_ok(t2, "COMMIT");
+        harness_exec_ok(e->pg, "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')");
+        int64_t low_id = low->id, high_id = high->id;
+        assert_true(low_id < high_id);
+        until = clock_monotonic() + 10 * USEC_PER_SEC;
+        while (!row_sent(e, high_id) && clock_monotonic() < until)
+                relay_step(r, STEP);
+        assert_true(row_sent(e, high_id));
+        assert_false(row_sent(e, low_id));
+
+        harness_exec_ok(t1, "COMMIT");
+        harness_exec_ok(e->pg, "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')");
+        run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
+        assert_true(row_sent(e, low_id));
+        relay_figures f;
+        relay_figures_read(r, &f);
+        assert_int_equal(f.published, 12);
+        assert_int_equal(f.sweeps, 1); /* every pass after the first was a fast one */
+        relay_free(r, USEC_PER_SEC);
+        PQfinish(t1);
+        PQfinish(t2);
+        consume_all(e, 12, 500 * 1000, 20 * USEC_PER_SEC);
+        assert_int_equal(e->n_msgs, 12);
         check_published(e, false);
 }
 
@@ -300,6 +350,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_publishes_each_row_once_in_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_standby_takes_over, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_commit_of_lower_id, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_commit_found_as_gap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retriable_produce_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_delivery_stays_unsent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_broker_outage, setup, teardown),
