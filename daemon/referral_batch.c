@@ -13,6 +13,7 @@
 #include "lifecycle.h"
 #include "reasons.h"
 #include "referral_batch.h"
+#include "referral_stats.h"
 #include "store_referrals.h"
 #include "store_rows.h"
 
@@ -370,9 +371,6 @@ static int write_decided(batch *b, const item *it) {
                                                      .actor_kind = "DAEMON",
                                                      .action = "DECIDED",
                                                      .after = after });
-        /* Its row for the follow-up report, made from the rows written here. */
-        store_rows_stats(&b->shared, it->case_id);
-
         int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
         if (k < 0)
                 return k;
@@ -380,7 +378,33 @@ static int write_decided(batch *b, const item *it) {
         /* The case as the state machine opens it, so the two never disagree. */
         case_state cs;
         lifecycle_open(d, &cs);
-        if (cs.state == CASE_NONE) {
+        const bool opened = cs.state != CASE_NONE;
+        /* The deadline passed before the referral reached us: MISSED now (below). */
+        const bool missed = opened && (d->flags & FLAG_DEADLINE_PASSED_ON_ARRIVAL) && d->deadline;
+
+        /* Its row for the follow-up report, from the rows written here
+         * (referral_stats.h: what the view would select for it). */
+        referral_rows_stats(&b->rows, &(stats_row){
+                                              .case_id = it->case_id,
+                                              .district = str(r->district),
+                                              .reported_at = codec_timestamp_usec(r->reported_at),
+                                              .person_key = it->has_key ? it->person_key : NULL,
+                                              .outcome = decision_outcome_code(d->outcome),
+                                              .profile_name = it->p->name,
+                                              .profile_version = it->p->version,
+                                              .state = opened ? case_state_code_name(cs.state) : NULL,
+                                              .facts = referral_stats_facts_new(&(referral_stats_new){
+                                                      .reasons = reasons,
+                                                      .flags = flags,
+                                                      .has_case = opened,
+                                                      .missed = missed,
+                                                      .assessment_due = d->protective_assessment_due != 0,
+                                              }),
+                                              .assessment_due = d->protective_assessment_due,
+                                              .deadline = opened ? d->deadline : 0,
+                                      });
+
+        if (!opened) {
                 /* SoL 11 kap. 1 a §: a child's assessment is owed without a case too
                  * (docs/domain.md "Protective assessment"). */
                 if (d->protective_assessment_due)
@@ -414,7 +438,7 @@ static int write_decided(batch *b, const item *it) {
 
         /* The deadline passed before the referral reached us: MISSED now, as
          * the deadline watch would raise it (alerts.h), so that it finds it raised. */
-        if ((d->flags & FLAG_DEADLINE_PASSED_ON_ARRIVAL) && d->deadline) {
+        if (missed) {
                 referral_rows_alert(&b->rows, it->case_id, alert_kind_code(ALERT_MISSED), d->deadline);
                 const alert_case ac = {
                         .case_id = it->case_id,

@@ -79,6 +79,23 @@ const pg_statement store_referral_statements[] = {
           "INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, created_at)"
           " SELECT u.case_id::uuid, u.rid, u.district, u.due, $5::timestamptz"
           "   FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(case_id, rid, district, due)" },
+        /* The new referrals' statistics rows as the batch made them
+         * (referral_stats.h); the columns left out are NULL. In case id order
+         * and with the upsert of "rows_stats" (store_rows.c), so that two
+         * transactions lock them alike and a row is never left stale. */
+        { "ref_stats_insert",
+          "INSERT INTO allvarsd.referral_stats AS s (case_id, district, reported_at, person_key, outcome,"
+          "                                         profile_name, profile_version, state, facts, assessment_due,"
+          "                                         deadline)"
+          " SELECT u.case_id::uuid, u.district, u.reported, u.pk, u.outcome, u.profile, u.version, u.state,"
+          "        u.facts, u.due, u.deadline"
+          "   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[], $5::text[], $6::text[],"
+          "               $7::int4[], $8::text[], $9::int4[], $10::timestamptz[], $11::timestamptz[])"
+          "        AS u(case_id, district, reported, pk, outcome, profile, version, state, facts, due, deadline)"
+          "  ORDER BY u.case_id::uuid"
+          " ON CONFLICT (case_id) DO UPDATE"
+          " SET (" STATS_COLUMNS ") = ROW(excluded.*)"
+          " WHERE (s.*) IS DISTINCT FROM (excluded.*)" },
         { NULL, NULL },
 };
 
@@ -93,6 +110,7 @@ static const uint32_t cols[RT_N][RT_COLS_MAX] = {
         [RT_CONTACTS] = { T, PG_OID_INT4, T, T, T, T },
         [RT_ALERTS] = { T, T, TS },
         [RT_DUTIES] = { T, T, T, TS },
+        [RT_STATS] = { T, T, TS, PG_OID_BYTEA, T, T, PG_OID_INT4, T, PG_OID_INT4, TS, TS },
 };
 #undef T
 #undef TS
@@ -100,6 +118,7 @@ static const uint32_t cols[RT_N][RT_COLS_MAX] = {
 static const char *const insert_stmt[RT_N] = {
         "ref_referrals_insert", "ref_personal_insert", "ref_decisions_insert",
         "ref_cases_insert",     "ref_contacts_insert", "ref_alerts_insert", "ref_duties_insert",
+        "ref_stats_insert",
 };
 
 static size_t n_cols(int t) {
@@ -229,6 +248,25 @@ void referral_rows_duty(referral_rows *w, const char *case_id, const char *refer
         w->rows[RT_DUTIES]++;
 }
 
+void referral_rows_stats(referral_rows *w, const stats_row *r) {
+        pg_arr *a = w->c[RT_STATS];
+        pg_arr_text(&a[0], r->case_id);
+        pg_arr_text(&a[1], r->district);
+        pg_arr_ts(&a[2], r->reported_at);
+        if (r->person_key)
+                pg_arr_bytes(&a[3], r->person_key, PERSON_KEY_LEN);
+        else
+                pg_arr_null(&a[3]);
+        pg_arr_text(&a[4], r->outcome);
+        pg_arr_text(&a[5], r->profile_name);
+        pg_arr_int4(&a[6], (int32_t)r->profile_version);
+        pg_arr_text(&a[7], r->state);
+        pg_arr_int4(&a[8], (int32_t)r->facts);
+        pg_arr_ts(&a[9], r->assessment_due);
+        pg_arr_ts(&a[10], r->deadline);
+        w->rows[RT_STATS]++;
+}
+
 /* The table's columns as parameters, then the time the statement stamps, if any. */
 static int table_params(pg_session *s, referral_rows *w, int t, usec_t now, pg_params *p) {
         *p = (pg_params){ 0 };
@@ -239,7 +277,7 @@ static int table_params(pg_session *s, referral_rows *w, int t, usec_t now, pg_p
         if (r < 0)
                 return pg_fail(s, r, "batch: out of memory");
         /* received_at, decided_at, created_at, supplied_at, raised_at, created_at */
-        if (t != RT_PERSONAL)
+        if (t != RT_PERSONAL && t != RT_STATS)
                 pg_params_ts(p, now);
         return 0;
 }

@@ -11,7 +11,8 @@
  *      statement, so a new snapshot that sees what a concurrent batch
  *      committed while we waited for the lock) their history;
  *   3. store_referrals_write: personal rows, decisions, cases, contacts,
- *      alerts, then the shared rows (store_rows.h); COMMIT.
+ *      alerts, duties, statistics rows, then the shared rows (store_rows.h);
+ *      COMMIT.
  *
  * Every statement takes its rows as arrays in PostgreSQL's binary format
  * (unnest), so 500 referrals cost the same three round trips as 5. Two
@@ -30,7 +31,7 @@
 extern const pg_statement store_referral_statements[];
 
 enum {
-        RT_REFERRALS, RT_PERSONAL, RT_DECISIONS, RT_CASES, RT_CONTACTS, RT_ALERTS, RT_DUTIES, RT_N,
+        RT_REFERRALS, RT_PERSONAL, RT_DECISIONS, RT_CASES, RT_CONTACTS, RT_ALERTS, RT_DUTIES, RT_STATS, RT_N,
         RT_COLS_MAX = 14,
 };
 
@@ -96,6 +97,23 @@ void referral_rows_alert(referral_rows *w, const char *case_id, const char *kind
  * "Protective assessment"): assessment_duties, watched by deadline_watch.c. */
 void referral_rows_duty(referral_rows *w, const char *case_id, const char *referral_id, const char *district,
                         usec_t due_at);
+
+/* A new referral's referral_stats row, made by the batch (referral_stats.h):
+ * the columns it can have at its decision; assessed_at, cleared_at,
+ * contact_at, held_at and closed_at are NULL. Written as the view's rows are
+ * (store_rows.h "rows_stats": in case id order, updated when it differs). */
+typedef struct stats_row {
+        const char *case_id, *district;
+        usec_t reported_at;
+        const uint8_t *person_key;      /* PERSON_KEY_LEN bytes, NULL: unknown identity */
+        const char *outcome, *profile_name;
+        uint32_t profile_version;
+        const char *state;              /* the case's, NULL: no case */
+        uint32_t facts;
+        usec_t assessment_due;          /* 0: none */
+        usec_t deadline;                /* the case's, 0: none */
+} stats_row;
+void referral_rows_stats(referral_rows *w, const stats_row *r);
 
 /* Round trip 1. For each referral the batch inserted (new: not seen before),
  * is_new(ctx, referral_id) is called; a negative return ends the batch.

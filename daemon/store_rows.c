@@ -16,11 +16,6 @@
         "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])" \
         "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
 
-/* Every column of allvarsd.referral_stats, in its order. */
-#define STATS_COLUMNS                                                                                  \
-        "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, state, facts," \
-        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at"
-
 const pg_statement store_rows_statements[] = {
         { "rows_offsets_cas",
           "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"

@@ -17,6 +17,12 @@
 
 extern const pg_statement store_rows_statements[];
 
+/* Every column of allvarsd.referral_stats, in its order: an upsert sets them
+ * all (ROW(excluded.*)), whoever made the row. */
+#define STATS_COLUMNS                                                                                  \
+        "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, state, facts," \
+        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at"
+
 enum { ROWS_AUDIT_COLS = 9, ROWS_OUTBOX_COLS = 6, ROWS_DEAD_COLS = 11, ROWS_OFFSET_COLS = 4 };
 
 typedef struct store_rows {
@@ -70,11 +76,12 @@ void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool on
 int store_rows_dead_letter(store_rows *w, const config *cfg, usec_t now, const store_message *m,
                            const codec_error *err, const char *case_id, event_list *ev);
 
-/* The referral of case_id changed in a way the follow-up report counts (a
- * new referral, an outcome event, a MISSED alert): its referral_stats row is
- * written again from the tables, after the transaction's other statements
- * (schemas/011_referral_stats.sql). A case id given twice, or with no
- * referral, is harmless. */
+/* The referral of case_id changed in a way the follow-up report counts (an
+ * outcome event, a MISSED alert of the deadline watch): its referral_stats
+ * row is written again from the tables, after the transaction's other
+ * statements (schemas/011_referral_stats.sql). A case id given twice, or with
+ * no referral, is harmless. A new referral's row is made by the referral
+ * batch itself (referral_stats.h, referral_rows_stats). */
 void store_rows_stats(store_rows *w, const char *case_id);
 
 /* The compare-and-set of the partitions' offsets: a just-revoked partition's

@@ -355,20 +355,34 @@ int harness_store_setup(void **state, size_t fixture_size, const char *config_na
 }
 
 /* Every statistics row the daemon wrote says what the tables say now
- * (schemas/011_referral_stats.sql): a row left stale by a transaction that
- * changed what the report counts without writing it again is a difference
- * from the view. -1 and a line on stderr for each stale row. */
+ * (schemas/011_referral_stats.sql), and every referral the referral batch
+ * decided (its DECIDED audit row) has one: a row left stale by a transaction
+ * that changed what the report counts without writing it again, or made
+ * wrong by the referral batch (which makes a new referral's row itself,
+ * daemon/referral_stats.h), is a difference from the view; a decided
+ * referral without its row is one too (a test's own referral rows, inserted
+ * by SQL, have none). -1 and a line on stderr for each. */
 static int stats_check(PGconn *c) {
         if (!c || PQstatus(c) != CONNECTION_OK)
                 return 0;
-        PGresult *res = PQexec(c, "SELECT d.case_id, d.outcome, coalesce(d.state, '') FROM"
-                                  " (SELECT * FROM allvarsd.referral_stats"
-                                  "  EXCEPT SELECT * FROM allvarsd.referral_stats_source) d");
+        PGresult *res = PQexec(c, "SELECT d.case_id, d.outcome, coalesce(d.state, ''), d.what FROM"
+                                  " (SELECT *, 'differs from' AS what FROM"
+                                  "   (SELECT * FROM allvarsd.referral_stats"
+                                  "    EXCEPT SELECT * FROM allvarsd.referral_stats_source) t"
+                                  "  UNION ALL"
+                                  "  SELECT *, 'is missing, selected by' FROM"
+                                  "   (SELECT * FROM allvarsd.referral_stats_source v WHERE NOT EXISTS"
+                                  "     (SELECT 1 FROM allvarsd.referral_stats s WHERE s.case_id = v.case_id)"
+                                  "    AND EXISTS (SELECT 1 FROM allvarsd.audit a WHERE a.case_id = v.case_id"
+                                  "                AND a.action = 'DECIDED' AND a.actor_kind = 'DAEMON')) m) d");
         int r = 0;
         if (PQresultStatus(res) == PGRES_TUPLES_OK)
                 for (int i = 0; i < PQntuples(res); i++, r = -1)
-                        fprintf(stderr, "# referral_stats row of case %s (%s, %s) differs from referral_stats_source\n",
-                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+                        fprintf(stderr, "# referral_stats row of case %s (%s, %s) %s referral_stats_source\n",
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                                PQgetvalue(res, i, 3));
+        else
+                fprintf(stderr, "# referral_stats check: %s", PQerrorMessage(c));
         PQclear(res);
         return r;
 }
