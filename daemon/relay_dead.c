@@ -157,8 +157,13 @@ static const char *refusal_hint(rd_kafka_resp_err_t err) {
 void relay_refusal_note(relay_refusal *x, rd_kafka_resp_err_t err, const char *topic, char *status,
                         size_t status_size) {
         usec_t mono = clock_monotonic();
-        bool say = x->err != err || mono - x->logged >= REFUSAL_LOG_EVERY;
         x->n++;
+        /* The brokers' answer (a positive code) says what to fix; librdkafka's own
+         * errors (negative: _DESTROY, _MSG_TIMED_OUT, ...) that follow it in the same
+         * episode are its consequences, and do not take its place. */
+        if (x->err > 0 && err < 0)
+                err = x->err;
+        bool say = x->err != err || mono - x->logged >= REFUSAL_LOG_EVERY;
         x->err = err;
         snprintf(status, status_size, "events held: %s (%s)", rd_kafka_err2name(err),
                  err == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP ? "this host's clock ahead of the brokers'?" : topic);

@@ -41,7 +41,8 @@ typedef struct relay_refusal {
 
 /* A failed delivery of a row kept for a retry: logged at the first failure of
  * an episode, on a new error, and every minute while it lasts, with what to do
- * about it; status (for STATUS=) says so until relay_refusal_over. */
+ * about it; status (for STATUS=) says so until relay_refusal_over. A broker's
+ * error stays the episode's error when librdkafka's local ones follow it. */
 void relay_refusal_note(relay_refusal *x, rd_kafka_resp_err_t err, const char *topic, char *status,
                         size_t status_size);
 /* A delivery succeeded: the end of an episode is logged, status emptied. */

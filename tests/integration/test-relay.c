@@ -214,6 +214,10 @@ static void test_retriable_produce_errors(void **state) {
 
 static void test_failed_delivery_stays_unsent(void **state) {
         env *e = *state;
+        /* All 20 rows in one pass, so that the three refused produce requests are
+         * the first round's (one per broker) and no delivery succeeds before the
+         * first failure is seen: a success ends the refusal and empties STATUS=. */
+        e->cfg.relay_batch = 20;
         relay *r = relay_start(e);
         usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
         while (!relay_active(r) && clock_monotonic() < until)
