@@ -92,30 +92,13 @@ static void send_referral(fixture *fx, const char *id, int birth_year) {
 
 /* One outcome event through the outcome batch; returns its status. */
 static store_message_status send_outcome(fixture *fx, CaseOutcome *ev, usec_t now, char *ret_reason, size_t size) {
-        Allvarssamtal__V1__Actor actor = ALLVARSSAMTAL__V1__ACTOR__INIT;
-        actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER;
-        actor.name = "handläggare-7";
-        ev->actor = &actor;
-        uint8_t *buf = NULL;
-        size_t len = codec_pack(&ev->base, &buf);
-        assert_non_null(buf);
-        codec_error err;
-        codec_outcome *dec = codec_outcome_decode(buf, len, fx->h.cfg->max_message_bytes, &err);
-        if (!dec)
-                fail_msg("decoding: %s", err.detail);
-        store_message m = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .offset = fx->out_next + 1,
-                           .payload = buf, .len = len, .case_outcome = codec_outcome_msg(dec)};
-        store_offset off = {.topic = fx->h.cfg->topic_outcomes, .partition = 0, .expected_next = fx->out_next,
-                            .new_next = m.offset + 1};
-        store_batch_result res = {0};
-        if (outcome_batch_store(fx->h.st, fx->h.cfg, GROUP, now, &m, 1, &off, 1, &res) < 0)
-                fail_msg("outcome_batch_store: %s", store_last_error(fx->h.st));
-        fx->out_next = off.new_next;
+        store_message_status st = 0;
+        char detail[256];
+        if (harness_outcome_send(&fx->h, GROUP, &fx->out_next, ev, now, &st, detail, sizeof detail) < 0)
+                fail_msg("%s", detail);
         if (ret_reason)
-                snprintf(ret_reason, size, "%s", m.error ? m.error->detail : "");
-        codec_outcome_free(dec);
-        free(buf);
-        return m.status;
+                snprintf(ret_reason, size, "%s", detail);
+        return st;
 }
 
 static store_message_status send_assessed(fixture *fx, const char *referral_id, const char *event_id, usec_t at) {

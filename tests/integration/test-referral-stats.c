@@ -201,34 +201,11 @@ static void test_every_kind_as_the_view(void **state) {
 static int64_t out_next = -1;
 
 static store_message_status send_outcome(fixture *fx, CaseOutcome *ev, usec_t now) {
-        Allvarssamtal__V1__Actor actor = ALLVARSSAMTAL__V1__ACTOR__INIT;
-        actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER;
-        actor.name = "handläggare-7";
-        ev->actor = &actor;
-        uint8_t *buf = NULL;
-        size_t len = codec_pack(&ev->base, &buf);
-        assert_non_null(buf);
-        codec_error err;
-        codec_outcome *dec = codec_outcome_decode(buf, len, fx->h.cfg->max_message_bytes, &err);
-        if (!dec)
-                fail_msg("decoding: %s", err.detail);
-        store_message om = {.topic = fx->h.cfg->topic_outcomes,
-                            .partition = 0,
-                            .offset = out_next + 1,
-                            .payload = buf,
-                            .len = len,
-                            .case_outcome = codec_outcome_msg(dec)};
-        store_offset off = {.topic = fx->h.cfg->topic_outcomes,
-                            .partition = 0,
-                            .expected_next = out_next,
-                            .new_next = om.offset + 1};
-        store_batch_result res = {0};
-        if (outcome_batch_store(fx->h.st, fx->h.cfg, GROUP, now, &om, 1, &off, 1, &res) < 0)
-                fail_msg("outcome_batch_store: %s", store_last_error(fx->h.st));
-        out_next = off.new_next;
-        codec_outcome_free(dec);
-        free(buf);
-        return om.status;
+        store_message_status st = 0;
+        char detail[256];
+        if (harness_outcome_send(&fx->h, GROUP, &out_next, ev, now, &st, detail, sizeof detail) < 0)
+                fail_msg("%s", detail);
+        return st;
 }
 
 static store_message_status send_held(fixture *fx, const char *event_id, const char *referral_id, usec_t at) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "identity.h"
+#include "outcome_batch.h"
 
 static const char *env_or(const char *name, const char *fallback) {
         const char *v = getenv(name);
@@ -472,4 +473,41 @@ int harness_mock_topic(harness_mock *m, const char *topic, int partitions) {
                 return -EINVAL;
         }
         return 0;
+}
+
+int harness_outcome_send(harness_store_env *h, const char *group, int64_t *next, CaseOutcome *ev, usec_t now,
+                         store_message_status *ret_status, char *ret_detail, size_t detail_size) {
+        Allvarssamtal__V1__Actor actor = ALLVARSSAMTAL__V1__ACTOR__INIT;
+        actor.kind = ALLVARSSAMTAL__V1__ACTOR_KIND__ACTOR_KIND_SOCIAL_WORKER;
+        actor.name = "handläggare-7";
+        ev->actor = &actor;
+        uint8_t *buf = NULL;
+        size_t len = codec_pack(&ev->base, &buf);
+        if (!buf) {
+                snprintf(ret_detail, detail_size, "packing: out of memory");
+                return -1;
+        }
+        codec_error err;
+        codec_outcome *dec = codec_outcome_decode(buf, len, h->cfg->max_message_bytes, &err);
+        if (!dec) {
+                snprintf(ret_detail, detail_size, "decoding: %s", err.detail);
+                free(buf);
+                return -1;
+        }
+        store_message m = {.topic = h->cfg->topic_outcomes, .partition = 0, .offset = *next + 1,
+                           .payload = buf, .len = len, .case_outcome = codec_outcome_msg(dec)};
+        store_offset off = {.topic = h->cfg->topic_outcomes, .partition = 0, .expected_next = *next,
+                            .new_next = m.offset + 1};
+        store_batch_result res = {0};
+        int r = outcome_batch_store(h->st, h->cfg, group, now, &m, 1, &off, 1, &res);
+        if (r < 0)
+                snprintf(ret_detail, detail_size, "outcome_batch_store: %s", store_last_error(h->st));
+        else {
+                *next = off.new_next;
+                *ret_status = m.status;
+                snprintf(ret_detail, detail_size, "%s", m.error ? m.error->detail : "");
+        }
+        codec_outcome_free(dec);
+        free(buf);
+        return r < 0 ? -1 : 0;
 }

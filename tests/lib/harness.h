@@ -19,7 +19,9 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "clock.h"
+#include "codec.h"
 #include "config.h"
+#include "messages.h"
 #include "store.h"
 
 /* ---- files of the source tree ---- */
@@ -102,6 +104,13 @@ void harness_store_env_done(harness_store_env *e);
  * harness_store_env_new. Setup returns 0, or -1 after printing why. */
 int harness_store_setup(void **state, size_t fixture_size, const char *config_name, const char *extra_config);
 int harness_store_teardown(void **state);
+
+/* One outcome event (its actor set to a social worker here) through the
+ * outcome batch, as offset *next + 1 of partition 0 of the outcomes topic
+ * (*next: the stored position, -1 for none; advanced). Returns 0 with the
+ * message's status and its error's detail ("" when none), or -1 with why. */
+int harness_outcome_send(harness_store_env *h, const char *group, int64_t *next, CaseOutcome *ev, usec_t now,
+                         store_message_status *ret_status, char *ret_detail, size_t detail_size);
 
 /* SQL: what the relay does with delivered rows (relay.c mark_sent), for every
  * outbox row: deleted, and recorded in outbox_sent (schemas/004_outbox_sent.sql). */
