@@ -45,5 +45,6 @@ typedef struct relay_refusal {
  * error stays the episode's error when librdkafka's local ones follow it. */
 void relay_refusal_note(relay_refusal *x, rd_kafka_resp_err_t err, const char *topic, char *status,
                         size_t status_size);
-/* A delivery succeeded: the end of an episode is logged, status emptied. */
+/* Every row held back after a failure has been delivered (relay_producer.c):
+ * the end of an episode is logged, status emptied. */
 void relay_refusal_over(relay_refusal *x, char *status);

@@ -92,7 +92,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                 metrics_observe(H_PUBLISH_LATENCY, (double)(clock_realtime() - f->created) / USEC_PER_SEC);
                 delivered_push(r, f->id);
                 key_blocks_delivered(&r->blocks, f->key, mono);
-                relay_refusal_over(&r->refusal, r->fig.refusing);
+                /* Over when every row held back after a failure has gone through,
+                 * not at the first success of another partition or topic. */
+                if (r->blocks.n == 0)
+                        relay_refusal_over(&r->refusal, r->fig.refusing);
         } else if (relay_dead_error(m->err)) {
                 dead_push(r, f->id, f->key, m->err);
         } else {
