@@ -26,32 +26,33 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The bits of referral_stats.facts (schemas/011_referral_stats.sql; daemon/ctl/report.c names them alike). */
-enum {
-        STATS_BELOW_MIN_AGE = 1u << 0,
-        STATS_ABOVE_MAX_AGE = 1u << 1,
-        STATS_NO_QUALIFYING_CONCERN = 1u << 2,
-        STATS_NOT_IMPRISONABLE = 1u << 3,
-        STATS_NOT_FIRST_SUSPICION = 1u << 4,
-        STATS_ASSESSMENT_FIRST = 1u << 5,
-        STATS_PRELIMINARY_INVESTIGATION = 1u << 6,
-        STATS_CONTACT_MISSING = 1u << 7,
-        STATS_LATE_REFERRAL = 1u << 8,
-        STATS_HAS_CASE = 1u << 9,
-        STATS_HELD_IN_TIME = 1u << 10,
-        STATS_MISSED = 1u << 11,
-        STATS_POLICE_PRESENT = 1u << 12,
-        STATS_GUARDIANS_PRESENT = 1u << 13,
-        STATS_FOLLOW_NONE = 1u << 14,
-        STATS_FOLLOW_ADVICE_SUPPORT = 1u << 15,
-        STATS_FOLLOW_OPEN_CARE = 1u << 16,
-        STATS_FOLLOW_INVESTIGATION = 1u << 17,
-        STATS_FOLLOW_OTHER = 1u << 18,
-        STATS_HELD = 1u << 19,
-        STATS_ASSESSMENT_DUE = 1u << 20,
-        STATS_ASSESSED_ON_TIME = 1u << 21,
-        STATS_ASSESSED_LATE = 1u << 22,
-};
+/* The bits of referral_stats.facts (schemas/011_referral_stats.sql), in decimal so that
+ * STATS_SQL makes them SQL text too (daemon/ctl/report.c tests them in its statement). */
+#define STATS_BELOW_MIN_AGE                1 /* bit 0 */
+#define STATS_ABOVE_MAX_AGE                2 /* bit 1 */
+#define STATS_NO_QUALIFYING_CONCERN        4 /* bit 2 */
+#define STATS_NOT_IMPRISONABLE             8 /* bit 3 */
+#define STATS_NOT_FIRST_SUSPICION          16 /* bit 4 */
+#define STATS_ASSESSMENT_FIRST             32 /* bit 5 */
+#define STATS_PRELIMINARY_INVESTIGATION    64 /* bit 6 */
+#define STATS_CONTACT_MISSING              128 /* bit 7 */
+#define STATS_LATE_REFERRAL                256 /* bit 8 */
+#define STATS_HAS_CASE                     512 /* bit 9 */
+#define STATS_HELD_IN_TIME                 1024 /* bit 10 */
+#define STATS_MISSED                       2048 /* bit 11 */
+#define STATS_POLICE_PRESENT               4096 /* bit 12 */
+#define STATS_GUARDIANS_PRESENT            8192 /* bit 13 */
+#define STATS_FOLLOW_NONE                  16384 /* bit 14 */
+#define STATS_FOLLOW_ADVICE_SUPPORT        32768 /* bit 15 */
+#define STATS_FOLLOW_OPEN_CARE             65536 /* bit 16 */
+#define STATS_FOLLOW_INVESTIGATION         131072 /* bit 17 */
+#define STATS_FOLLOW_OTHER                 262144 /* bit 18 */
+#define STATS_HELD                         524288 /* bit 19 */
+#define STATS_ASSESSMENT_DUE               1048576 /* bit 20 */
+#define STATS_ASSESSED_ON_TIME             2097152 /* bit 21 */
+#define STATS_ASSESSED_LATE                4194304 /* bit 22 */
+#define STATS_SQL_(v) #v
+#define STATS_SQL(v) STATS_SQL_(v) /* STATS_SQL(STATS_MISSED) is "2048" */
 
 /* SQL's `s LIKE '%pattern%'` (case-sensitive; `_` in pattern is any one
  * character of UTF-8 text), as the view tests reasons and flags. pattern

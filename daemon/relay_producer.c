@@ -32,31 +32,30 @@ static void flights_free(relay *r) {
         }
 }
 
-static void delivered_push(relay *r, int64_t id) {
-        if (r->n_delivered == r->cap_delivered) {
-                size_t cap = r->cap_delivered ? r->cap_delivered * 2 : 256;
-                int64_t *v = realloc(r->delivered, cap * sizeof *v);
-                if (!v)
-                        return; /* the row stays unsent and is published again: a duplicate, not a loss */
-                r->delivered = v;
-                r->cap_delivered = cap;
+/* Append id to a growing array; false when out of memory. */
+static bool ids_push(int64_t **v, size_t *n, size_t *cap, int64_t id) {
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 256;
+                int64_t *w = realloc(*v, c * sizeof *w);
+                if (!w)
+                        return false;
+                *v = w;
+                *cap = c;
         }
-        r->delivered[r->n_delivered++] = id;
+        (*v)[(*n)++] = id;
+        return true;
 }
 
-/* A row whose delivery failed: the next pass looks it up again (relay_read.c). */
+static void delivered_push(relay *r, int64_t id) {
+        /* Out of memory: the row stays unsent and is published again: a duplicate, not a loss. */
+        (void)ids_push(&r->delivered, &r->n_delivered, &r->cap_delivered, id);
+}
+
+/* A row whose delivery failed: the next pass looks it up again (relay_read.c);
+ * out of memory, the next pass is a sweep, which finds it. */
 static void retry_push(relay *r, int64_t id) {
-        if (r->n_retry == r->cap_retry) {
-                size_t cap = r->cap_retry ? r->cap_retry * 2 : 64;
-                int64_t *v = realloc(r->retry, cap * sizeof *v);
-                if (!v) {
-                        r->sweep_due = true;
-                        return;
-                }
-                r->retry = v;
-                r->cap_retry = cap;
-        }
-        r->retry[r->n_retry++] = id;
+        if (!ids_push(&r->retry, &r->n_retry, &r->cap_retry, id))
+                r->sweep_due = true;
 }
 
 /* A row the brokers refuse for good: dead-lettered at the next pass, and its
