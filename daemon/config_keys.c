@@ -80,11 +80,12 @@ const config_key config_keys[] = {
          "Send feedback even when the referral did not ask for it."},
         {"batch.max_messages", CT_UINT, OFF(batch_max_messages), 0, "500", CF_RELOADABLE, 1, 100000, NULL,
          "The most messages decided and stored in one PostgreSQL transaction."},
-        {"batch.max_wait_ms", CT_UINT, OFF(batch_max_wait_ms), 0, "20", CF_RELOADABLE, 0, 60000, NULL,
+        {"batch.max_wait_ms", CT_UINT, OFF(batch_max_wait_ms), 0, "5", CF_RELOADABLE, 0, 60000, NULL,
          "How long a batch waits for more messages before it is stored."},
         {"batch.connections", CT_UINT, OFF(batch_connections), 0, "2", 0, 1, 16, NULL,
          "PostgreSQL connections that store a batch in parallel, one transaction each, the batch split by "
-         "partition (partition modulo connections), so that the database can use more than one core."},
+         "partition (partition modulo the connections used), so that the database can use more than one core. "
+         "Each connection used takes 64 messages or more: a smaller batch is one transaction."},
         {"limits.max_message_bytes", CT_SIZE, OFF(max_message_bytes), 0, "1048576", CF_RELOADABLE, 1024,
          256 * 1024 * 1024, NULL, "Larger input messages are dead-lettered without being decoded (K, M, G suffixes "
          "allowed)."},

@@ -1,5 +1,5 @@
 /* The batch: messages decoded as they join it, grouped by lane (partition
- * modulo batch.connections), each lane's part stored in one transaction
+ * modulo the lanes used: batch.connections, fewer for a small batch), each lane's part stored in one transaction
  * (batch.h), and what committed counted, logged and acknowledged to Kafka. */
 #include <errno.h>
 #include <stdio.h>
@@ -210,21 +210,37 @@ static void source_of(const consumer *c, rd_kafka_message_t *km, bool outcomes, 
         }
 }
 
+/* How many lanes a part of n messages is split over: each lane's transaction
+ * costs a commit (a WAL flush) and a turn on the shared persons whatever its
+ * size, worth it only for a part of some size; a small batch, the usual one at
+ * a low rate, is one transaction. The lanes of one batch run together and the
+ * next batch waits for them all, so a partition may change lanes between
+ * batches: its positions are still compare-and-set by one transaction at a time. */
+unsigned consumer_lanes_for(unsigned n_lanes, size_t n) {
+        size_t used = n / LANE_MIN_MESSAGES;
+        if (used < 1)
+                used = 1;
+        return used < n_lanes ? (unsigned)used : n_lanes;
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
  * applied to their cases. The messages are grouped by lane (partition modulo
- * lanes) and each lane's part is one transaction, all lanes at once; a part
+ * the lanes used, consumer_lanes_for) and each lane's part is one transaction, all lanes at once; a part
  * that committed advances its positions even when another failed (the caller
  * then re-reads every position from the database). */
 static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
-        unsigned n_lanes = lanes_count(c->lanes);
+        /* lanes_run reads args[] and writes rets[] for every lane it has; the
+         * lanes not used this time get no work (args[k] NULL). */
+        unsigned all_lanes = lanes_count(c->lanes);
+        unsigned n_lanes = consumer_lanes_for(all_lanes, n);
         _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
         _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
         _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
         _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
         _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
-        _cleanup_free_ void **args = calloc(n_lanes, sizeof *args);
-        _cleanup_free_ int *rets = calloc(n_lanes, sizeof *rets);
+        _cleanup_free_ void **args = calloc(all_lanes, sizeof *args);
+        _cleanup_free_ int *rets = calloc(all_lanes, sizeof *rets);
         if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets)
                 return -ENOMEM;
 

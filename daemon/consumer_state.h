@@ -20,8 +20,13 @@
 /* A batch is stored when its payloads and their decoded forms reach this
  * (or batch.max_messages): with one message's decoding bounded by the codec
  * (CODEC_DECODE_BUDGET), a batch of hostile messages stays within the
- * daemon's memory target whatever the count. */
-#define CONSUMER_BATCH_MAX_BYTES (8u << 20)
+ * daemon's memory target whatever the count. A batch's bytes are held up to
+ * three times while it is stored (the messages, the dead letters' payload
+ * array, libpq's output buffer) on top of librdkafka's prefetch: at 8 MiB,
+ * 1 MB messages took the daemon to 57-66 MiB in one transaction
+ * (tests/e2e/memory.bats); at 4 MiB, 44-47 MiB. Ordinary referrals (about
+ * 1 KB) fill batch.max_messages long before it. */
+#define CONSUMER_BATCH_MAX_BYTES (4u << 20)
 #define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
 
 /* A consumed message, decoded when it joins the batch, so that the batch is
@@ -110,6 +115,10 @@ void consumer_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
 bool consumer_gap_seen(consumer *c, partition_state *p, int64_t offset);
 
 /* consumer_batch.c */
+/* A lane's part of a batch is at least this many messages (consumer_lanes_for). */
+#define LANE_MIN_MESSAGES 64
+/* How many of n_lanes lanes a part of n messages is split over (1 to lanes). */
+unsigned consumer_lanes_for(unsigned n_lanes, size_t n);
 void consumer_batch_drop(consumer *c);
 bool consumer_batch_full(const consumer *c);
 /* Decode km and add it to the batch (which takes it over). */

@@ -18,138 +18,26 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include "codec.h"
-#include "consumer.h"
-#include "harness.h"
-#include "log.h"
-#include "metrics.h"
-
-#define TOPIC "police.referrals.v1"
-#define T0 ((usec_t)1741593600 * USEC_PER_SEC) /* 2025-03-10T08:00:00Z */
-
-typedef struct fixture {
-        harness_store_env h;
-        harness_mock *mock;
-        clock_source clk;
-        consumer *c;
-        rd_kafka_t *producer;
-        int seek_failures;              /* seeks still to fail */
-        int seeks_failed;
-} fixture;
-_Static_assert(offsetof(fixture, h) == 0, "the env comes first");
+#include "consumer_fixture.h"
 
 static int setup(void **state) {
-        if (harness_store_setup(state, sizeof(fixture), "test-gaps",
-                                "batch.max_wait_ms = 10\nbatch.connections = 1\n"
-                                "kafka.session.timeout.ms = 6000\nkafka.heartbeat.interval.ms = 500\n") < 0)
-                return -1;
-        fixture *fx = *state;
-        if (harness_mock_new(1, &fx->mock) < 0)
-                return -1;
-        harness_mock_topic(fx->mock, TOPIC, 1);
-        harness_mock_topic(fx->mock, "allvarssamtal.outcomes.v1", 1);
-        clock_source_init(&fx->clk, NULL);
-        metrics_set_topic(MT_REFERRALS, TOPIC);
-        return 0;
+        return consumer_fixture_setup(state, "test-gaps",
+                                      "batch.max_wait_ms = 10\nbatch.connections = 1\n"
+                                      "kafka.session.timeout.ms = 6000\nkafka.heartbeat.interval.ms = 500\n",
+                                      1);
 }
 
 static int teardown(void **state) {
-        fixture *fx = *state;
-        consumer_free(fx->c);
-        if (fx->producer)
-                rd_kafka_destroy(fx->producer);
-        harness_mock_free(fx->mock);
-        clock_source_done(&fx->clk);
-        return harness_store_teardown(state);
-}
-
-static void consumer_start(fixture *fx) {
-        char err[256];
-        assert_int_equal(consumer_new(fx->h.cfg, fx->mock->bootstraps, fx->h.st, &fx->clk, &fx->c, err, sizeof err), 0);
-}
-
-static void consumer_stop(fixture *fx) {
-        consumer_drain(fx->c);
-        consumer_free(fx->c);
-        fx->c = NULL;
-}
-
-static void producer_start(fixture *fx, const char *transactional_id) {
-        char e[256];
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", fx->mock->bootstraps, e, sizeof e), 0);
-        assert_int_equal(rd_kafka_conf_set(conf, "linger.ms", "0", e, sizeof e), 0);
-        if (transactional_id)
-                assert_int_equal(rd_kafka_conf_set(conf, "transactional.id", transactional_id, e, sizeof e), 0);
-        fx->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-        assert_non_null(fx->producer);
-        if (transactional_id)
-                assert_null(rd_kafka_init_transactions(fx->producer, 10000));
+        return consumer_fixture_teardown(state);
 }
 
 static void produce(fixture *fx, const void *p, size_t len) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(fx->producer, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_PARTITION(0),
-                                                    RD_KAFKA_V_VALUE((void *)p, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                                    RD_KAFKA_V_END);
-        assert_int_equal(err, 0);
+        produce_to(fx, 0, p, len);
 }
 
-/* A valid referral GAP-<n> (a child of 12, a suspected crime), produced and
- * flushed on its own: one message set in the mock's log. */
 static void produce_referral(fixture *fx, int n, bool flush) {
-        Allvarssamtal__V1__PoliceReferral r = ALLVARSSAMTAL__V1__POLICE_REFERRAL__INIT;
-        Allvarssamtal__V1__Person subject = ALLVARSSAMTAL__V1__PERSON__INIT;
-        Google__Protobuf__Timestamp reported = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        Allvarssamtal__V1__Concern concern = ALLVARSSAMTAL__V1__CONCERN__CONCERN_SUSPECTED_CRIME;
-        char id[32], pnr[32], nine[32];
-        snprintf(id, sizeof id, "GAP-%d", n);
-        snprintf(nine, sizeof nine, "120505%03d", 100 + n);
-        snprintf(pnr, sizeof pnr, "20120505-%03d%d", 100 + n, harness_luhn_digit(nine));
-        r.referral_id = id;
-        r.police_case_number = "5000-K1-25";
-        codec_timestamp_set(&reported, T0);
-        r.reported_at = &reported;
-        r.district = "hisingen";
-        subject.identity_number = pnr;
-        subject.given_name = "Testbarn";
-        subject.family_name = "Exempel";
-        r.subject = &subject;
-        r.concerns = &concern;
-        r.n_concerns = 1;
-        uint8_t *buf = NULL;
-        size_t len = codec_pack(&r.base, &buf);
-        assert_non_null(buf);
-        produce(fx, buf, len);
-        free(buf);
-        if (flush)
-                assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-}
-
-static consumer_figures figures(fixture *fx) {
-        consumer_figures f;
-        consumer_figures_read(fx->c, &f);
-        return f;
-}
-
-/* Run the consumer until `done` holds, at most `seconds`. */
-static bool run_until(fixture *fx, bool (*done)(fixture *, long), long arg, int seconds) {
-        usec_t end = clock_monotonic() + (usec_t)seconds * USEC_PER_SEC;
-        while (clock_monotonic() < end) {
-                if (done(fx, arg))
-                        return true;
-                consumer_step(fx->c);
-                usleep(5000);
-        }
-        return done(fx, arg);
-}
-
-static bool decided_at_least(fixture *fx, long n) {
-        return harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions") >= n;
+        produce_referral_to(fx, 0, n, flush);
 }
 
 static bool stored_next_is(fixture *fx, long n) {
@@ -199,7 +87,7 @@ static void test_failed_seek_never_resumes(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), 13);
         for (int i = 0; i < 13; i++)
                 assert_int_equal(harness_count(fx->h.pg,
-                                               "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'GAP-%d'", i),
+                                               "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-%d'", i),
                                  1);
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.partition_gaps"), 0);
         assert_int_equal(figures(fx).gaps_lost, 0);
@@ -252,7 +140,7 @@ static void test_data_gone_is_a_gap(void **state) {
         assert_int_equal(f.offsets_lost, 4);
         assert_int_equal(metrics_counter_value(M_PARTITION_GAPS, MT_REFERRALS), 1);     /* allvarsd_partition_gaps_total */
         /* What came after the gap flowed: junk dead-lettered, the referral decided. */
-        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'GAP-14'"), 1);
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-14'"), 1);
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.dead_letters"), 5);
 
         /* A restart from an older position finds the same gap: no second alert. */

@@ -44,7 +44,7 @@ static void test_defaults(void **state) {
         assert_int_equal(c->feedback_level, FEEDBACK_CONVERSATION);
         assert_false(c->feedback_always);
         assert_int_equal(c->batch_max_messages, 500);
-        assert_int_equal(c->batch_max_wait_ms, 20);
+        assert_int_equal(c->batch_max_wait_ms, 5);
         assert_int_equal(c->max_message_bytes, 1048576);
         assert_true(c->relay_enabled);
         assert_int_equal(c->relay_batch, 1000);
