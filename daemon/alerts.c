@@ -7,6 +7,7 @@ int alert_raise(const config *cfg, const alert_case *c, alert_kind kind, usec_t 
                 event_list *ev, store_rows *rows) {
         char due[RFC3339_MAX];
         clock_format_rfc3339(due_at, due);
+        size_t first = ev->n;
         int r = events_alert(cfg, c->case_id, kind, due_at, c->deadline_kind, c->district, c->state, now, ev);
         if (r < 0)
                 return r;
@@ -27,6 +28,9 @@ int alert_raise(const config *cfg, const alert_case *c, alert_kind kind, usec_t 
                         return r;
                 feedback = ev->n > before;
         }
+        /* The same ids whoever raises it (schemas/012_outbox_once.sql). */
+        for (size_t i = first; i < ev->n; i++)
+                ev->v[i].again = true;
         char action[64], before[64], after[200];
         snprintf(action, sizeof action, "ALERT_%s", alert_kind_code(kind));
         snprintf(before, sizeof before, "state=%s", c->state);

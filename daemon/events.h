@@ -76,6 +76,10 @@ typedef struct outbox_event {
         usec_t ce_time;
         uint8_t *payload;               /* malloc'd protobuf bytes */
         size_t len;
+        /* Another writer may make this very event too (an alert: on a
+         * referral's arrival and by the deadline watch), so it is stored as
+         * one that may exist already (store_rows_events). */
+        bool again;
 } outbox_event;
 
 typedef struct event_list {

@@ -9,7 +9,6 @@
 #include <libpq-fe.h>
 
 #include "instances.h"
-#include "lifecycle.h"
 #include "relay.h"
 #include "pg.h"
 #include "store.h"
@@ -37,21 +36,13 @@ static const pg_statement instances_statements[] = {
         "   error_other = EXCLUDED.error_other" },
         { "instances_stopped",
           "UPDATE allvarsd.instances SET stopped_at = now(), relay_active = false WHERE instance_id = $1::text" },
-        /* $1 now (the daemon's clock), $2 the relay's lock key. An advisory lock on
-         * one bigint shows in pg_locks as classid = its high, objid = its low 32 bits,
-         * objsubid = 1 (PostgreSQL's manual, "pg_locks"). */
+        /* $1 the relay's lock key. An advisory lock on one bigint shows in
+         * pg_locks as classid = its high, objid = its low 32 bits, objsubid = 1
+         * (PostgreSQL's manual, "pg_locks"). */
         { "instances_figures",
-          "SELECT (SELECT count(*) FROM allvarsd.cases c WHERE " CASE_SQL_OVERDUE("c", "$1::timestamptz") "),"
-          "       (SELECT count(*) FROM allvarsd.cases"
-          "         WHERE closed_at IS NULL AND awaiting_assessment"
-          "           AND protective_assessment_due < $1::timestamptz)"
-          /* and the children's assessments owed without a case (docs/domain.md "Protective assessment") */
-          "       + (SELECT count(*) FROM allvarsd.assessment_duties d"
-          "           WHERE d.recorded_at IS NULL AND d.due_at < $1::timestamptz"
-          "             AND NOT EXISTS (SELECT 1 FROM allvarsd.cases c WHERE c.case_id = d.case_id)),"
-          "       (SELECT count(*) FROM pg_catalog.pg_locks"
-          "         WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-          "           AND classid::bigint = ($2::bigint >> 32) AND objid::bigint = ($2::bigint & 4294967295))" },
+          "SELECT count(*) FROM pg_catalog.pg_locks"
+          " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+          "   AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)" },
         { NULL, NULL },
 };
 
@@ -83,9 +74,8 @@ int instances_stopped(store *st, const instance_self *self) {
         return exec(st, "instances_stopped", &p, NULL);
 }
 
-int instances_figures_read(store *st, usec_t now, instances_figures *ret) {
+int instances_figures_read(store *st, instances_figures *ret) {
         pg_params p = {0};
-        pg_params_ts(&p, now);
         pg_params_int8(&p, RELAY_LOCK_KEY);
         PGresult *res;
         int r = exec(st, "instances_figures", &p, &res);
@@ -95,9 +85,7 @@ int instances_figures_read(store *st, usec_t now, instances_figures *ret) {
                 PQclear(res);
                 return pg_fail(store_session(st), -EIO, "instance figures: no row");
         }
-        ret->cases_overdue = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-        ret->protective_overdue = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-        ret->relay_holders = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+        ret->relay_holders = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
         PQclear(res);
         return 0;
 }

@@ -40,8 +40,6 @@ int instances_heartbeat(store *st, const instance_self *self, const instance_bea
 int instances_stopped(store *st, const instance_self *self);
 
 typedef struct instances_figures {
-        uint64_t cases_overdue;                 /* CASE_SQL_OVERDUE (lifecycle.h), as the deadline watch means it */
-        uint64_t protective_overdue;            /* protective assessment due and awaited */
         uint64_t relay_holders;                 /* sessions holding the relay's advisory lock */
 } instances_figures;
-int instances_figures_read(store *st, usec_t now, instances_figures *ret);
+int instances_figures_read(store *st, instances_figures *ret);

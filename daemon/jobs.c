@@ -18,7 +18,12 @@
 #include "sqlstate.h"
 #include "version.h"
 
+/* The outbox's figures, the relay's lock holders and the heartbeat: cheap
+ * (index ends, a few rows), for STATUS= and the alerts on a stuck relay. */
 #define FIGURES_INTERVAL (15 * USEC_PER_SEC)
+/* The open cases' counts: one pass over the open cases (store.h), whose cost
+ * grows with them; gauges of deadlines measured in hours need no fresher. */
+#define CASE_FIGURES_INTERVAL (60 * USEC_PER_SEC)
 #define RECONNECT_MIN    (100 * 1000)
 #define RECONNECT_MAX    (30 * USEC_PER_SEC)
 
@@ -26,7 +31,7 @@ struct jobs {
         clock_source clk;
         instance_self self;
         store *st;
-        usec_t next_watch, next_retention, next_figures;
+        usec_t next_watch, next_retention, next_figures, next_case_figures;
         usec_t next_connect, backoff;
 
         pthread_mutex_t lock;           /* guards fig */
@@ -96,8 +101,12 @@ static bool ensure_connected(jobs *j, const config *cfg, usec_t mono) {
                 return false;
         }
         j->backoff = RECONNECT_MIN;
-        /* Told apart from the batches' sessions in pg_stat_activity. */
-        PQclear(PQexec((PGconn *)store_pg(j->st), "SET application_name = 'allvarsd-jobs'"));
+        /* Told apart from the batches' sessions in pg_stat_activity. A scan of
+         * the jobs (the figures over every open case) runs in this session
+         * alone: parallel workers would take every core of a small server
+         * from the batches for its duration (bench/README.md). */
+        PQclear(PQexec((PGconn *)store_pg(j->st),
+                       "SET application_name = 'allvarsd-jobs'; SET max_parallel_workers_per_gather = 0"));
         pthread_mutex_lock(&j->lock);
         j->fig.database_down = false;
         pthread_mutex_unlock(&j->lock);
@@ -165,25 +174,38 @@ static int heartbeat(jobs *j) {
 static void run_figures(jobs *j) {
         store_figures f;
         instances_figures inf;
-        usec_t now = clock_now(&j->clk);
-        if (store_figures_read(j->st, &f) < 0 || instances_figures_read(j->st, now, &inf) < 0 || heartbeat(j) < 0) {
+        if (store_figures_read(j->st, &f) < 0 || instances_figures_read(j->st, &inf) < 0 || heartbeat(j) < 0) {
                 set_error(j, !store_connected(j->st), "figures: %s", store_last_error(j->st));
                 return;
         }
-        metrics_set(M_DB_CASES_OPEN, 0, (double)f.cases_open);
         metrics_set(M_DB_OUTBOX_DEPTH, 0, (double)f.outbox_backlog);
         usec_t real = clock_realtime(); /* created_at is the server's real time, not clock.file's */
         metrics_set(M_DB_OUTBOX_OLDEST_AGE, 0,
                     f.outbox_oldest && real > f.outbox_oldest ? (double)(real - f.outbox_oldest) / USEC_PER_SEC : 0);
         metrics_set(M_DB_DEAD_LETTERS, 0, (double)f.dead_letters);
-        metrics_set(M_DB_CASES_OVERDUE, 0, (double)inf.cases_overdue);
-        metrics_set(M_DB_PROTECTIVE_OVERDUE, 0, (double)inf.protective_overdue);
         metrics_set(M_DB_RELAY_HOLDERS, 0, (double)inf.relay_holders);
         metrics_set(M_DB_FIGURES_TIME, 0, (double)real / USEC_PER_SEC);
         pthread_mutex_lock(&j->lock);
         j->fig.db = f;
         j->fig.have_db = true;
         j->fig.db_read_at = clock_monotonic();
+        pthread_mutex_unlock(&j->lock);
+}
+
+static void run_case_figures(jobs *j) {
+        store_case_figures c;
+        if (store_case_figures_read(j->st, clock_now(&j->clk), &c) < 0) {
+                set_error(j, !store_connected(j->st), "case figures: %s", store_last_error(j->st));
+                return;
+        }
+        metrics_set(M_DB_CASES_OPEN, 0, (double)c.open);
+        metrics_set(M_DB_CASES_OVERDUE, 0, (double)c.overdue);
+        metrics_set(M_DB_PROTECTIVE_OVERDUE, 0, (double)c.protective_overdue);
+        metrics_set(M_DB_CASE_FIGURES_TIME, 0, (double)clock_realtime() / USEC_PER_SEC);
+        pthread_mutex_lock(&j->lock);
+        j->fig.cases = c;
+        j->fig.have_cases = true;
+        j->fig.cases_read_at = clock_monotonic();
         pthread_mutex_unlock(&j->lock);
 }
 
@@ -210,12 +232,16 @@ static usec_t jobs_step(void *userdata, const config *cfg, struct pollfd *fds, s
                 run_figures(j);
                 j->next_figures = mono + FIGURES_INTERVAL;
         }
+        if (store_connected(j->st) && mono >= j->next_case_figures) {
+                run_case_figures(j);
+                j->next_case_figures = mono + CASE_FIGURES_INTERVAL;
+        }
         if (!store_connected(j->st)) {
                 /* A job lost the connection: reconnect soon, then run what is due. */
                 j->next_connect = mono + j->backoff;
                 return j->next_connect;
         }
-        return min_usec(j->next_watch, min_usec(j->next_retention, j->next_figures));
+        return min_usec(min_usec(j->next_watch, j->next_retention), min_usec(j->next_figures, j->next_case_figures));
 }
 
 /* A reload that shortens an interval takes effect now, not after the run

@@ -18,6 +18,9 @@ typedef struct jobs_figures {
         bool have_db;                   /* db below was read at least once */
         store_figures db;
         usec_t db_read_at;              /* monotonic: when db was read */
+        bool have_cases;                /* cases below was read at least once */
+        store_case_figures cases;
+        usec_t cases_read_at;           /* monotonic: when cases was read (less often than db) */
         uint64_t alerts;                /* raised by the deadline watch since start */
         bool database_down;
         char last_error[200];

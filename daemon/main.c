@@ -225,9 +225,15 @@ static void status_update(manager *m) {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
-                .db_known = jf.have_db,
-                .db_age_s = jf.have_db ? (uint64_t)((clock_monotonic() - jf.db_read_at) / USEC_PER_SEC) : 0,
-                .cases_open = jf.db.cases_open,
+                /* as old as the older of the two reads (jobs.c) */
+                .db_known = jf.have_db && jf.have_cases,
+                .db_age_s = jf.have_db && jf.have_cases
+                                    ? (uint64_t)((clock_monotonic() - (jf.db_read_at < jf.cases_read_at
+                                                                            ? jf.db_read_at
+                                                                            : jf.cases_read_at)) /
+                                                 USEC_PER_SEC)
+                                    : 0,
+                .cases_open = jf.cases.open,
                 .outbox_backlog = jf.db.outbox_backlog,
                 .alerts_raised = cf.alerts + jf.alerts,
                 .partitions_assigned = cf.partitions,

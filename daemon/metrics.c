@@ -107,6 +107,8 @@ static const metric_def defs[_M_MAX] = {
                                 "Sessions of any instance holding the relay's advisory lock, from the database."},
         [M_DB_FIGURES_TIME] = {"allvarsd_database_figures_timestamp_seconds", T_GAUGE, NULL, 0, 0, NULL,
                                "When the database figures were last read (Unix time)."},
+        [M_DB_CASE_FIGURES_TIME] = {"allvarsd_case_figures_timestamp_seconds", T_GAUGE, NULL, 0, 0, NULL,
+                                    "When the open cases were last counted (Unix time)."},
         [M_START_TIME] = {"allvarsd_start_time_seconds", T_GAUGE, NULL, 0, 0, NULL,
                           "When this instance started (Unix time)."},
 };

@@ -50,6 +50,7 @@ typedef enum metric {
         M_DB_DEAD_LETTERS,
         M_DB_RELAY_HOLDERS,
         M_DB_FIGURES_TIME,
+        M_DB_CASE_FIGURES_TIME,
         M_START_TIME,
         _M_MAX,
 } metric;

@@ -31,8 +31,8 @@ static const char SQL_TAKE[] =
 static const char SQL_EVENT[] =
         "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"
         " SELECT $1::uuid, $2, $3, $4, timestamptz 'epoch' + $5::bigint * interval '1 microsecond', decode($6, 'hex')"
-        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = $1::uuid)"
-        " ON CONFLICT (event_id) DO NOTHING";
+        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = $1::uuid AND s.once)"
+        " ON CONFLICT (event_id) WHERE once DO NOTHING";
 
 static int exec(PGconn *pg, const char *sql, int n, const char *const *params, ExecStatusType want,
                 PGresult **ret, char *why, size_t why_size) {

@@ -171,7 +171,10 @@ int producer_new(relay *r, char *err, size_t err_size) {
         static const char *const tunable[][2] = {
                 /* long: a timed-out message may be stored anyway (docs/design.md "The producer") */
                 {"message.timeout.ms", "300000"},
-                {"linger.ms", "5"},
+                /* A pass produces its rows in one loop, which batches them
+                 * without waiting; librdkafka's default of 5 ms only delayed
+                 * each event by as much (bench/README.md). */
+                {"linger.ms", "1"},
                 {"compression.type", "none"},
                 {"client.id", "allvarsd-relay"},
         };

@@ -143,16 +143,17 @@ static const struct {
          * event id already in outbox_sent (re-inserted in the window that
          * schemas/004_outbox_sent.sql describes, so published twice) is not
          * recorded twice: the row still leaves the outbox, the marking never
-         * fails on it. */
+         * fails on it. Only the events that may be made again have unique ids
+         * (once, schemas/012_outbox_once.sql); the others are only inserted. */
         { "relay_mark_sent",
           "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[])"
           "           RETURNING id, event_id, topic, key, ce_type, ce_time,"
-          "                     octet_length(payload) AS payload_bytes, created_at)"
+          "                     octet_length(payload) AS payload_bytes, created_at, once)"
           " INSERT INTO allvarsd.outbox_sent"
-          "        (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at)"
-          " SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at, now()"
+          "        (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at, once)"
+          " SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at, now(), d.once"
           "   FROM d"
-          " ON CONFLICT DO NOTHING" },
+          " ON CONFLICT (event_id) WHERE once DO NOTHING" },
 };
 
 /* The reply of a statement just sent (sent: what PQsend* returned), awaited
@@ -187,8 +188,16 @@ int try_lock(relay *r) {
                 /* The lock lives as long as this session: let the server notice a
                  * dead peer (host gone, network cut) in about a minute rather than
                  * the kernel's two hours, so that a standby can take over. */
+                /* The relay's writes (marking rows sent, its own dead letters) do
+                 * not wait for their WAL flush: losing one in a crash of the server
+                 * only publishes its rows again, with the same ce_id, which the
+                 * contract already allows after any crash between a delivery and
+                 * its marking. Waiting made every new event queue behind the last
+                 * marking's fsync, and doubled the commits that the decisions'
+                 * fsyncs wait behind (docs/design.md "The outbox relay"). */
                 PGresult *res = exec_simple(r, "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; "
-                                               "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000");
+                                               "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 60000; "
+                                               "SET synchronous_commit = off");
                 if (PQresultStatus(res) != PGRES_COMMAND_OK)
                         return pg_failed(r, res, "session settings");
                 PQclear(res);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lifecycle.h"
 #include "pgconn.h"
 #include "store.h"
 
@@ -18,18 +19,27 @@ const pg_statement store_statements[] = {
         { "store_load_offsets",
           "SELECT partition, next_offset FROM allvarsd.consumer_offsets"
           " WHERE consumer_group = $1::text AND topic = $2::text AND partition = ANY($3::int4[])" },
-        /* Cheap enough for STATUS=: the partial index on open cases and the
-         * outbox's primary key (every outbox row is unsent: delivered ones
-         * move to outbox_sent); dead letters are few. The oldest unsent row
-         * is the one with the lowest id (ids are not commit-ordered, close
-         * enough for a figure). */
+        /* Cheap enough for STATUS=: the outbox's primary key (every outbox
+         * row is unsent: delivered ones move to outbox_sent); dead letters
+         * are few. The oldest unsent row is the one with the lowest id (ids
+         * are not commit-ordered, close enough for a figure). */
         { "store_figures",
-          "SELECT (SELECT count(*) FROM allvarsd.cases WHERE closed_at IS NULL),"
           /* an upper bound from the primary key's ends: a full count of a
            * replay's backlog would stall the loop; 0 exactly when none is unsent */
-          "       coalesce((SELECT max(id) - min(id) + 1 FROM allvarsd.outbox), 0),"
+          "SELECT coalesce((SELECT max(id) - min(id) + 1 FROM allvarsd.outbox), 0),"
           "       coalesce((SELECT " PG_SQL_USEC("created_at") " FROM allvarsd.outbox ORDER BY id LIMIT 1), 0),"
           "       (SELECT count(*) FROM allvarsd.dead_letters)" },
+        /* $1 now (the daemon's clock). The three counts of the open cases in
+         * one pass over them; the children's assessments owed without a case
+         * from their duties (docs/domain.md "Protective assessment"). */
+        { "store_case_figures",
+          "SELECT count(*),"
+          "       count(*) FILTER (WHERE " CASE_SQL_OVERDUE("c", "$1::timestamptz") "),"
+          "       count(*) FILTER (WHERE c.awaiting_assessment AND c.protective_assessment_due < $1::timestamptz)"
+          "       + (SELECT count(*) FROM allvarsd.assessment_duties d"
+          "           WHERE d.recorded_at IS NULL AND d.due_at < $1::timestamptz"
+          "             AND NOT EXISTS (SELECT 1 FROM allvarsd.cases x WHERE x.case_id = d.case_id))"
+          "  FROM allvarsd.cases c WHERE c.closed_at IS NULL" },
         { NULL, NULL },
 };
 
@@ -244,10 +254,30 @@ int store_figures_read(store *s, store_figures *ret) {
                 PQclear(res);
                 return pg_fail(&s->pg, -EIO, "figures: %d rows", rows);
         }
-        ret->cases_open = (uint64_t)pg_field_int(res, 0, 0);
-        ret->outbox_backlog = (uint64_t)pg_field_int(res, 0, 1);
-        ret->outbox_oldest = pg_field_usec(res, 0, 2);
-        ret->dead_letters = (uint64_t)pg_field_int(res, 0, 3);
+        ret->outbox_backlog = (uint64_t)pg_field_int(res, 0, 0);
+        ret->outbox_oldest = pg_field_usec(res, 0, 1);
+        ret->dead_letters = (uint64_t)pg_field_int(res, 0, 2);
+        PQclear(res);
+        return 0;
+}
+
+int store_case_figures_read(store *s, usec_t now, store_case_figures *ret) {
+        *ret = (store_case_figures){ 0 };
+        pg_params p = { 0 };
+        pg_params_ts(&p, now);
+        int r = pg_prepare(&s->pg, store_statements);
+        PGresult *res = NULL;
+        if (r >= 0)
+                r = pg_exec(&s->pg, "store_case_figures", &p, 0, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1) {
+                PQclear(res);
+                return pg_fail(&s->pg, -EIO, "case figures: no row");
+        }
+        ret->open = (uint64_t)pg_field_int(res, 0, 0);
+        ret->overdue = (uint64_t)pg_field_int(res, 0, 1);
+        ret->protective_overdue = (uint64_t)pg_field_int(res, 0, 2);
         PQclear(res);
         return 0;
 }

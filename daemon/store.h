@@ -14,7 +14,7 @@
 #include "clock.h"
 #include "pg.h"
 
-#define STORE_SCHEMA_VERSION 11         /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 12         /* the newest migration this build knows */
 
 typedef struct store store;
 
@@ -62,14 +62,23 @@ struct config;
 int store_partition_gap(store *s, const struct config *cfg, const char *group, const char *topic, int32_t partition,
                         int64_t from, int64_t to, int64_t log_start, usec_t now, bool *ret_new);
 
-/* Figures for STATUS= and `allvarsctl status`. */
+/* Figures for STATUS= and the metrics: cheap, read every 15 s by the jobs. */
 typedef struct store_figures {
-        uint64_t cases_open;
         uint64_t outbox_backlog;        /* unsent rows: an upper bound (id span), 0 exactly when none */
         usec_t outbox_oldest;           /* created_at of the oldest unsent row, 0 when none */
         uint64_t dead_letters;
 } store_figures;
 int store_figures_read(store *s, store_figures *ret);
+
+/* The open cases, in one pass over them: a cost that grows with the open
+ * cases, so the jobs read it less often than store_figures (jobs.c). */
+typedef struct store_case_figures {
+        uint64_t open;                  /* closed_at IS NULL */
+        uint64_t overdue;               /* CASE_SQL_OVERDUE (lifecycle.h) at now, as the deadline watch means it */
+        uint64_t protective_overdue;    /* protective assessments due before now and not recorded: a case's or,
+                                         * for a child without a case, its assessment duty's */
+} store_case_figures;
+int store_case_figures_read(store *s, usec_t now, store_case_figures *ret);
 
 /* The store's own statements: "store_begin" (BEGIN ISOLATION LEVEL READ
  * COMMITTED) and "store_commit", for a round trip that starts or ends a

@@ -10,9 +10,11 @@
 #include "store.h"
 #include "store_rows.h"
 
-#define OUTBOX_COLUMNS                                                                                  \
-        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload)"                 \
-        " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload"                                    \
+/* once: the event may exist already, and its event_id is unique
+ * (schemas/012_outbox_once.sql). */
+#define OUTBOX_COLUMNS(once)                                                                            \
+        "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload, once)"           \
+        " SELECT u.id::uuid, u.topic, u.key, u.type, u.t, u.payload, " once                             \
         "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])" \
         "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
 
@@ -27,18 +29,20 @@ const pg_statement store_rows_statements[] = {
           "         SELECT $1::text, v.topic, v.part, v.next FROM v WHERE v.expected < 0"
           "         ON CONFLICT DO NOTHING RETURNING 1)"
           " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)" },
-        /* In the order the events were made: the relay publishes by id per key. */
-        { "rows_outbox", OUTBOX_COLUMNS "  ORDER BY u.ord" },
+        /* In the order the events were made: the relay publishes by id per key.
+         * Events made only here and now (a new referral's): no index on their
+         * ids (schemas/012_outbox_once.sql). */
+        { "rows_outbox", OUTBOX_COLUMNS("false") "  ORDER BY u.ord" },
         /* An event made again (its id names what it is about: a dead letter's
          * topic, partition and offset; an alert's case and due time; an
          * outcome's event id) must not fail the transaction, nor be published
          * again once delivered (then in outbox_sent; the one race left is in
          * schemas/004_outbox_sent.sql). */
         { "rows_outbox_once",
-          OUTBOX_COLUMNS
-          "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid)"
+          OUTBOX_COLUMNS("true")
+          "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid AND s.once)"
           "  ORDER BY u.ord"
-          " ON CONFLICT (event_id) DO NOTHING" },
+          " ON CONFLICT (event_id) WHERE once DO NOTHING" },
         { "rows_audit",
           "INSERT INTO allvarsd.audit (case_id, referral_id, at, actor_kind, actor_name, action, before, after,"
           "                            detail)"
@@ -136,16 +140,17 @@ void store_rows_audit(store_rows *w, const audit_entry *e) {
 }
 
 void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool once) {
-        pg_arr *a = w->outbox[once];
         for (size_t i = from; i < ev->n; i++) {
                 const outbox_event *e = &ev->v[i];
+                int k = once || e->again;
+                pg_arr *a = w->outbox[k];
                 pg_arr_text(&a[0], e->event_id);
                 pg_arr_text(&a[1], e->topic);
                 pg_arr_text(&a[2], e->key);
                 pg_arr_text(&a[3], e->ce_type);
                 pg_arr_ts(&a[4], e->ce_time);
                 pg_arr_bytes(&a[5], e->payload, e->len);
-                w->n_outbox[once]++;
+                w->n_outbox[k]++;
         }
 }
 

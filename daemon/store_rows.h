@@ -64,10 +64,12 @@ typedef struct audit_entry {
 } audit_entry;
 void store_rows_audit(store_rows *w, const audit_entry *e);
 
-/* The outbox rows of events v[from..ev->n). once: an event made again (a
- * replayed offset, the deadline watch, an outcome retried) is skipped while
- * in the outbox and once delivered (in outbox_sent); without it, the events
- * must be new (a new referral's: their ids name its new case). */
+/* The outbox rows of events v[from..ev->n). once (or an event's own again):
+ * an event made again (a replayed offset, the deadline watch, an outcome
+ * retried) is skipped while in the outbox and once delivered (in outbox_sent:
+ * the rows with once set have unique ids, schemas/012_outbox_once.sql);
+ * without it, the events must be new (a new referral's: their ids name its
+ * new case) and their ids are not indexed. */
 void store_rows_events(store_rows *w, const event_list *ev, size_t from, bool once);
 
 /* A dead letter: its DeadLetter event (events_dead_letter, appended to ev;

@@ -52,7 +52,7 @@ mutate() {
                         stmt_append ref_cases_insert 'ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at' &&
                         stmt_append ref_personal_insert 'ON CONFLICT DO NOTHING' &&
                         stmt_append ref_contacts_insert 'ON CONFLICT DO NOTHING' &&
-                        stmt_append rows_outbox 'ON CONFLICT (event_id) DO NOTHING'
+                        stmt_append rows_outbox 'ON CONFLICT DO NOTHING'
                 ;;
         lost)
                 stmt_replace ref_referrals_insert '"  ORDER BY u.id' '"  WHERE right(u.id, 1) <> '"'7'"' ORDER BY u.id'

@@ -279,8 +279,9 @@ static void test_later_runs(void **state) {
         exec_params(fx,
                 "WITH d AS (DELETE FROM allvarsd.outbox"
                 "            WHERE key = (SELECT case_id::text FROM allvarsd.referrals WHERE referral_id = 'R-OLD-HELD')"
-                "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)"
-                " INSERT INTO allvarsd.outbox_sent SELECT d.*, " TS("$1") " FROM d",
+                "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at,"
+                "                     " TS("$1") ", once)"
+                " INSERT INTO allvarsd.outbox_sent SELECT d.* FROM d",
                 1, (const char *[]){"1748736000000000"});
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = %s", old_case), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent WHERE key = %s", old_case), 3);

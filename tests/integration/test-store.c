@@ -323,7 +323,6 @@ static void test_poison_message(void **state) {
         store_figures f;
         assert_int_equal(store_figures_read(fx->h.st, &f), 0);
         assert_int_equal(f.dead_letters, 2);
-        assert_int_equal(f.cases_open, 2);
         assert_int_equal(f.outbox_backlog, count(fx, "SELECT count(*) FROM allvarsd.outbox"));
         assert_true(f.outbox_oldest > 0);
         harness_exec_ok(fx->h.pg, HARNESS_SQL_DELIVER_ALL);
@@ -434,6 +433,15 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE key = '%s' AND ce_type = '%s'", case_id,
                                CE_TYPE_ALERT),
                          1);
+        /* The alert and its NOT_HELD_IN_TIME may be made again (by the watch):
+         * stored with unique ids; the referral's own events are not
+         * (schemas/012_outbox_once.sql). */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE once"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE once AND (ce_type = '%s' OR"
+                                   " (ce_type = '%s' AND id = (SELECT max(id) FROM allvarsd.outbox)))",
+                               CE_TYPE_ALERT, CE_TYPE_FEEDBACK),
+                         2);
+        assert_true(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE NOT once") >= 2);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE case_id = '%s' AND action = 'ALERT_MISSED'"
                                    " AND after LIKE '%%feedback=NOT_HELD_IN_TIME'",
                                case_id),
@@ -444,16 +452,30 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(w.missed, 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), outbox);
 
-        /* The same alert raised by the watch instead (its case_alerts row and
-         * marks gone, as after a restore): the same event ids and audit text,
-         * so exactly-once delivery holds whichever raises it. */
         harness_exec_ok(fx->h.pg, "CREATE TABLE arrival AS SELECT o.event_id, o.ce_type FROM allvarsd.outbox o"
                                   " WHERE o.ce_type = '" CE_TYPE_ALERT "' OR o.event_id IN (SELECT event_id"
                                   " FROM allvarsd.outbox WHERE ce_type = '" CE_TYPE_FEEDBACK "'"
                                   " ORDER BY id DESC LIMIT 1)");
         harness_exec_ok(fx->h.pg, "CREATE TABLE arrival_audit AS SELECT before, after FROM allvarsd.audit"
                                   " WHERE action = 'ALERT_MISSED'");
-        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.outbox; DELETE FROM allvarsd.case_alerts;"
+
+        /* Once delivered, the watch raising it again (its case_alerts row and
+         * marks lost) does not publish it again: its ids are found among the
+         * delivered events that may be made again. */
+        harness_exec_ok(fx->h.pg, HARNESS_SQL_DELIVER_ALL);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox_sent s JOIN arrival a"
+                                   " ON a.event_id = s.event_id WHERE s.once"),
+                         2);
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.case_alerts; UPDATE allvarsd.cases SET missed_alerted_due = NULL");
+        assert_int_equal(deadline_watch_run(fx->h.st, fx->h.cfg, T0 + H(73) + 1, &w), 0);
+        assert_int_equal(w.missed, 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox"), 0);
+
+        /* The same alert raised by the watch instead (its case_alerts row and
+         * marks gone, as after a restore of the tables without the delivered
+         * events): the same event ids and audit text, so exactly-once delivery
+         * holds whichever raises it. */
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.outbox_sent; DELETE FROM allvarsd.case_alerts;"
                                   " DELETE FROM allvarsd.audit WHERE action = 'ALERT_MISSED';"
                                   " UPDATE allvarsd.cases SET missed_alerted_due = NULL");
         assert_int_equal(deadline_watch_run(fx->h.st, fx->h.cfg, T0 + H(74), &w), 0);
@@ -465,6 +487,64 @@ static void test_deadline_passed_on_arrival(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit u JOIN arrival_audit a"
                                    " ON a.before = u.before AND a.after = u.after WHERE u.action = 'ALERT_MISSED'"),
                          1);
+
+        batch_free(b);
+}
+
+/* The jobs' counts of the open cases (store_case_figures_read): open, overdue
+ * as the deadline watch means it (a SCHEDULED summons met its deadline, a
+ * closed case owes nothing) and protective assessments overdue, a case's or a
+ * caseless child's duty (once, never both). */
+static void test_case_figures(void **state) {
+        fixture *fx = *state;
+        static const char *const ids[] = { "R-A", "R-B", "R-C", "R-D", "R-E", "R-F", "R-G" };
+        batch *b = batch_new();
+        for (int i = 0; i < 7; i++)
+                batch_add(fx, b, &(refspec){ .id = ids[i], .person = i + 1 }, i % PARTS);
+        run_ok(fx, b, T0 + H(1));
+        assert_int_equal(b->res.cases_opened, 7);
+        usec_t now = T0 + H(100);
+        /* Each case as named: state, deadline kind, deadline and assessment
+         * relative to now (2025-03-14T12:00:00Z), closed or not. */
+        harness_exec_ok(fx->h.pg,
+                        "UPDATE allvarsd.cases c SET state = v.state, deadline_kind = v.kind,"
+                        "       deadline = '2025-03-14T12:00:00Z'::timestamptz + v.d * interval '1 hour',"
+                        "       awaiting_assessment = v.aw,"
+                        "       protective_assessment_due = CASE WHEN v.aw"
+                        "           THEN '2025-03-14T12:00:00Z'::timestamptz + v.pd * interval '1 hour' END,"
+                        "       closed_at = CASE WHEN v.closed THEN '2025-03-14T00:00:00Z'::timestamptz END"
+                        "  FROM (VALUES ('R-A', 'ELIGIBLE', 'CONVERSATION', -1, false, 0, false),"      /* overdue */
+                        "               ('R-B', 'ELIGIBLE', 'CONVERSATION', 1, false, 0, false),"
+                        "               ('R-C', 'SCHEDULED', 'SUMMONS', -1, false, 0, false),"
+                        "               ('R-D', 'SCHEDULED', 'CONVERSATION', 0, false, 0, false),"      /* overdue */
+                        "               ('R-E', 'ELIGIBLE', 'CONVERSATION', -1, true, -1, true),"       /* closed */
+                        "               ('R-F', 'DEFERRED', 'CONVERSATION', -1, true, -1, false),"     /* protective */
+                        "               ('R-G', 'DEFERRED', 'CONVERSATION', -1, true, 1, false))"
+                        "    AS v(id, state, kind, d, aw, pd, closed)"
+                        " WHERE c.referral_id = v.id");
+        /* Duties: one of a child without a case, overdue; one of a case
+         * counted above (R-F) and one recorded: neither counts. */
+        harness_exec_ok(fx->h.pg,
+                        "INSERT INTO allvarsd.assessment_duties (case_id, referral_id, district, due_at, recorded_at,"
+                        "                                        created_at)"
+                        " VALUES (gen_random_uuid(), 'R-CASELESS', 'd', '2025-03-14T10:00:00Z', NULL, now()),"
+                        "        ((SELECT case_id FROM allvarsd.cases WHERE referral_id = 'R-F'), 'R-F', 'd',"
+                        "         '2025-03-14T10:00:00Z', NULL, now()),"
+                        "        (gen_random_uuid(), 'R-RECORDED', 'd', '2025-03-14T10:00:00Z', '2025-03-14T09:00:00Z',"
+                        "         now())");
+        store_case_figures c;
+        assert_int_equal(store_case_figures_read(fx->h.st, now, &c), 0);
+        assert_int_equal(c.open, 6);
+        assert_int_equal(c.overdue, 2);
+        assert_int_equal(c.protective_overdue, 2);
+        /* Two hours earlier: no deadline of R-A or R-D had passed, nor any assessment's. */
+        assert_int_equal(store_case_figures_read(fx->h.st, now - H(2) - 1, &c), 0);
+        assert_int_equal(c.overdue, 0);
+        assert_int_equal(c.protective_overdue, 0);
+        /* The cases were changed behind the daemon's back: their statistics
+         * rows made again from the view, for the teardown's check. */
+        harness_exec_ok(fx->h.pg, "DELETE FROM allvarsd.assessment_duties; DELETE FROM allvarsd.referral_stats;"
+                                  " INSERT INTO allvarsd.referral_stats SELECT * FROM allvarsd.referral_stats_source");
         batch_free(b);
 }
 
@@ -540,6 +620,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_poison_message, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_first_time_history, setup_stockholm, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_deadline_passed_on_arrival, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_case_figures, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),
         };

@@ -116,8 +116,9 @@ int harness_outcome_send(harness_store_env *h, const char *group, int64_t *next,
  * outbox row: deleted, and recorded in outbox_sent (schemas/004_outbox_sent.sql). */
 #define HARNESS_SQL_DELIVER_ALL                                                                           \
         "WITH d AS (DELETE FROM allvarsd.outbox"                                                          \
-        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at)" \
-        " INSERT INTO allvarsd.outbox_sent SELECT d.*, now() FROM d"
+        "           RETURNING id, event_id, topic, key, ce_type, ce_time, octet_length(payload), created_at," \
+        "                     now(), once)"                                                                 \
+        " INSERT INTO allvarsd.outbox_sent SELECT d.* FROM d"
 
 /* SQL: a parameter holding microseconds since the epoch, as a timestamptz. */
 #define HARNESS_SQL_TS(p) "(timestamptz 'epoch' + (" p ")::bigint * interval '1 microsecond')"
