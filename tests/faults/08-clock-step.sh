@@ -123,6 +123,12 @@ faults_finish 120
 [[ -n ${faults_noticed:-} ]] && faults_record_extra notice_s "$faults_noticed"
 grep -q 'STATUS=.*events held' <(tail -n 5 "$T/notify.out") &&
         check_fail "STATUS= still says events are held after the outbox drained"
+# The lanes' turns are bounded on the monotonic clock, which the steps leave
+# alone: no batch may give up on a turn because the wall clock moved (under
+# libfaketime a pthread_cond_timedwait on CLOCK_MONOTONIC timed out at once,
+# daemon/lanes.c wait_done).
+turns=$(grep -c 'did not show their persons in time\|a lower lane did not finish in time' "$T/a.log")
+((turns == 0)) || check_fail "$turns batches gave up waiting for a lane's turn (daemon/lanes.c)"
 
 # Each (case, kind) alerted once, whatever the clock did.
 twice=$(sql "select count(*) from (select case_id, kind from allvarsd.case_alerts group by 1, 2 having count(*) > 1) t")
