@@ -709,8 +709,12 @@ faults_show_daemon_logs() {
         local f
         for f in "$T"/*.log; do
                 [[ -f $f ]] || continue
-                echo "--- $(basename "$f"): warnings and errors (last 15) ---"
-                grep -E '^(warning|err|crit|alert|emerg)' "$f" | tail -n 15
+                # Errors first (the outage lines), then the last warnings: a
+                # stream's dead letters would push the errors out of a plain tail.
+                echo "--- $(basename "$f"): errors (first 8) ---"
+                grep -E '^(err|crit|alert|emerg)' "$f" | head -n 8
+                echo "--- $(basename "$f"): warnings and errors (last 8) ---"
+                grep -E '^(warning|err|crit|alert|emerg)' "$f" | tail -n 8
         done
 }
 
