@@ -135,67 +135,37 @@ int report_figure_index(const char *key) {
 
 
 /* $1 from, $2 to (Stockholm dates, inclusive), $3 district or NULL, $4 month|week|quarter, $5 now.
- * The period's rows of referral_stats (schemas/011_referral_stats.sql: one
+ * g: the period's rows of referral_stats (schemas/011_referral_stats.sql: one
  * narrow row per referral with its decision, case, MISSED alert and outcome
- * events summarised in the bits of facts) are read twice, each time by
- * PostgreSQL's parallel workers where it starts them:
- * h: every row, counted by district, UTC hour, outcome, profile, state and
- *    facts: a hash of a few hundred groups whose key costs no time zone
- *    lookup per row. An hour falls in one Stockholm period, since Stockholm's
- *    offset from UTC is a whole number of hours for every reported_at the
- *    contract admits (2000-2100, daemon/field_limits.c); g turns the hours
- *    into periods, over the groups only.
- * r: the rows that have hours to report (a conversation held, a deferral
- *    ended, contact details supplied) or a child to follow (whose 6 months
- *    have passed), one row each with those values (NULL where not).
- * Then the counts are sums over the groups, the medians and percentiles sort
- * only the hours, and the new referrals of the children followed are a hash
- * join of those with every referral's person and time (made only when there
- * is a child to follow). The same figures as one scan collecting the hours
- * into arrays per group (schema 11's first statement, which report.bats
- * compares against), in about half its time: array_agg has no parallel form
- * in PostgreSQL 15, and the time zone was looked up a million times. */
-#define REPORT_SQL_RANGE                                                                        \
-        "s.reported_at >= ($1::date::timestamp AT TIME ZONE 'Europe/Stockholm')"                \
-        " AND s.reported_at < (($2::date + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')"      \
-        " AND ($3::text IS NULL OR s.district = $3::text)"
-#define REPORT_SQL_ASSESSED \
-        "s.outcome = 'DEFERRED' AND s.facts & " STATS_SQL(STATS_ASSESSMENT_FIRST) " <> 0 AND s.assessed_at IS NOT NULL"
-#define REPORT_SQL_CLEARED \
-        "s.outcome = 'DEFERRED' AND s.facts & " STATS_SQL(STATS_PRELIMINARY_INVESTIGATION) " <> 0 AND s.cleared_at IS NOT NULL"
-#define REPORT_SQL_CONTACT "s.facts & " STATS_SQL(STATS_CONTACT_MISSING) " <> 0 AND s.contact_at IS NOT NULL"
-/* A child to follow: a conversation held, or its deadline passed or its case
- * closed without one, 6 months or more before $5. */
-#define REPORT_SQL_FOLLOWED                                                                     \
-        "s.person_key IS NOT NULL AND s.deadline IS NOT NULL"                                   \
-        " AND (s.held_at IS NOT NULL OR s.closed_at IS NOT NULL OR s.deadline < $5::timestamptz)" \
-        " AND coalesce(s.held_at, s.deadline) + interval '6 months' <= $5::timestamptz"
+ * events summarised in the bits of facts) in one scan, grouped by district,
+ * period, outcome, profile, state and facts: a few hundred groups, each with
+ * its count, the hours of its rows that have them, and the children it
+ * follows (those whose 6 months have passed). Then the counts are sums over
+ * the groups, the medians and percentiles sort only the hours, and the new
+ * referrals of the children followed are a hash join of those with every
+ * referral's person and time (made only when there is a child to follow). */
 static const char report_sql[] =
-        "WITH h AS ("
-        "  SELECT s.district, date_bin('1 hour', s.reported_at, timestamptz '2000-01-01 00:00:00+00') AS hour,"
-        "         s.outcome, s.profile_name, s.state, s.facts, count(*) AS n"
+        "WITH g AS ("
+        "  SELECT s.district, date_trunc($4::text, s.reported_at AT TIME ZONE 'Europe/Stockholm') AS period, s.outcome,"
+        "         s.profile_name, s.state, s.facts, count(*) AS n,"
+        "         array_agg(extract(epoch FROM s.held_at - s.reported_at) / 3600) FILTER (WHERE s.held_at IS NOT NULL) AS hours,"
+        "         array_agg(extract(epoch FROM s.assessed_at - s.reported_at) / 3600)"
+        "           FILTER (WHERE s.outcome = 'DEFERRED' AND s.facts & " STATS_SQL(STATS_ASSESSMENT_FIRST) " <> 0 AND s.assessed_at IS NOT NULL) AS assessment_hours,"
+        "         array_agg(extract(epoch FROM s.cleared_at - s.reported_at) / 3600)"
+        "           FILTER (WHERE s.outcome = 'DEFERRED' AND s.facts & " STATS_SQL(STATS_PRELIMINARY_INVESTIGATION) " <> 0 AND s.cleared_at IS NOT NULL) AS clearance_hours,"
+        "         array_agg(extract(epoch FROM s.contact_at - s.reported_at) / 3600)"
+        "           FILTER (WHERE s.facts & " STATS_SQL(STATS_CONTACT_MISSING) " <> 0 AND s.contact_at IS NOT NULL) AS contact_hours,"
+        "         array_agg(s.person_key) FILTER (WHERE s.person_key IS NOT NULL AND s.deadline IS NOT NULL"
+        "                 AND (s.held_at IS NOT NULL OR s.closed_at IS NOT NULL OR s.deadline < $5::timestamptz)"
+        "                 AND coalesce(s.held_at, s.deadline) + interval '6 months' <= $5::timestamptz) AS followed_keys,"
+        "         array_agg(coalesce(s.held_at, s.deadline)) FILTER (WHERE s.person_key IS NOT NULL AND s.deadline IS NOT NULL"
+        "                 AND (s.held_at IS NOT NULL OR s.closed_at IS NOT NULL OR s.deadline < $5::timestamptz)"
+        "                 AND coalesce(s.held_at, s.deadline) + interval '6 months' <= $5::timestamptz) AS anchors"
         "    FROM allvarsd.referral_stats s"
-        "   WHERE " REPORT_SQL_RANGE
+        "   WHERE s.reported_at >= ($1::date::timestamp AT TIME ZONE 'Europe/Stockholm')"
+        "     AND s.reported_at < (($2::date + 1)::timestamp AT TIME ZONE 'Europe/Stockholm')"
+        "     AND ($3::text IS NULL OR s.district = $3::text)"
         "   GROUP BY 1, 2, 3, 4, 5, 6),"
-        " g AS ("
-        "  SELECT district, date_trunc($4::text, hour AT TIME ZONE 'Europe/Stockholm') AS period, outcome,"
-        "         profile_name, state, facts, sum(n) AS n"
-        "    FROM h GROUP BY 1, 2, 3, 4, 5, 6),"
-        " r AS ("
-        "  SELECT s.district, date_trunc($4::text, s.reported_at AT TIME ZONE 'Europe/Stockholm') AS period, s.facts,"
-        "         CASE WHEN s.held_at IS NOT NULL THEN extract(epoch FROM s.held_at - s.reported_at) / 3600 END AS hours,"
-        "         CASE WHEN " REPORT_SQL_ASSESSED " THEN extract(epoch FROM s.assessed_at - s.reported_at) / 3600 END"
-        "           AS assessment_hours,"
-        "         CASE WHEN " REPORT_SQL_CLEARED " THEN extract(epoch FROM s.cleared_at - s.reported_at) / 3600 END"
-        "           AS clearance_hours,"
-        "         CASE WHEN " REPORT_SQL_CONTACT " THEN extract(epoch FROM s.contact_at - s.reported_at) / 3600 END"
-        "           AS contact_hours,"
-        "         CASE WHEN " REPORT_SQL_FOLLOWED " THEN s.person_key END AS person_key,"
-        "         CASE WHEN " REPORT_SQL_FOLLOWED " THEN coalesce(s.held_at, s.deadline) END AS anchor"
-        "    FROM allvarsd.referral_stats s"
-        "   WHERE " REPORT_SQL_RANGE
-        "     AND (s.held_at IS NOT NULL OR (" REPORT_SQL_ASSESSED ") OR (" REPORT_SQL_CLEARED ")"
-        "          OR (" REPORT_SQL_CONTACT ") OR (" REPORT_SQL_FOLLOWED "))),"
         " cnt AS ("
         "  SELECT district, period,"
         "         sum(n) AS referrals,"
@@ -238,23 +208,22 @@ static const char report_sql[] =
         "         coalesce(sum(n) FILTER (WHERE facts & " STATS_SQL(STATS_FOLLOW_OTHER) " <> 0), 0) AS follow_other"
         "    FROM g GROUP BY district, period),"
         " pct AS ("
-        "  SELECT r.district, r.period,"
-        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY r.hours) AS hours_to_conversation_median,"
-        "         percentile_cont(0.9) WITHIN GROUP (ORDER BY r.hours) AS hours_to_conversation_p90,"
-        "         count(r.hours) AS hours_n,"
-        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY r.assessment_hours) AS assessment_deferral_hours_median,"
-        "         count(r.assessment_hours) AS assessment_deferral_n,"
-        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY r.clearance_hours) AS investigation_deferral_hours_median,"
-        "         count(r.clearance_hours) AS investigation_deferral_n,"
-        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY r.contact_hours) AS contact_hours_median,"
-        "         count(r.contact_hours) AS contact_n"
-        "    FROM r"
-        "   WHERE r.hours IS NOT NULL OR r.assessment_hours IS NOT NULL OR r.clearance_hours IS NOT NULL"
-        "      OR r.contact_hours IS NOT NULL"
-        "   GROUP BY r.district, r.period),"
+        "  SELECT g.district, g.period,"
+        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY v.hours) AS hours_to_conversation_median,"
+        "         percentile_cont(0.9) WITHIN GROUP (ORDER BY v.hours) AS hours_to_conversation_p90,"
+        "         count(v.hours) AS hours_n,"
+        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY v.assessment_hours) AS assessment_deferral_hours_median,"
+        "         count(v.assessment_hours) AS assessment_deferral_n,"
+        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY v.clearance_hours) AS investigation_deferral_hours_median,"
+        "         count(v.clearance_hours) AS investigation_deferral_n,"
+        "         percentile_cont(0.5) WITHIN GROUP (ORDER BY v.contact_hours) AS contact_hours_median,"
+        "         count(v.contact_hours) AS contact_n"
+        "    FROM g CROSS JOIN LATERAL unnest(g.hours, g.assessment_hours, g.clearance_hours, g.contact_hours)"
+        "                              AS v(hours, assessment_hours, clearance_hours, contact_hours)"
+        "   GROUP BY g.district, g.period),"
         " f AS ("
-        "  SELECT r.district, r.period, r.facts & " STATS_SQL(STATS_HELD) " <> 0 AS held, r.person_key, r.anchor"
-        "    FROM r WHERE r.person_key IS NOT NULL),"
+        "  SELECT g.district, g.period, g.facts & " STATS_SQL(STATS_HELD) " <> 0 AS held, u.person_key, u.anchor"
+        "    FROM g CROSS JOIN LATERAL unnest(g.followed_keys, g.anchors) AS u(person_key, anchor)),"
         " fol AS ("
         "  SELECT f.district, f.period, f.person_key, f.held,"
         "         coalesce(bool_or(n.reported_at <= f.anchor + interval '6 months'), false) AS again_6m,"
