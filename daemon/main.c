@@ -221,18 +221,15 @@ static void status_update(manager *m) {
                            : rf.last_error[0] ? rf.last_error
                            : jf.last_error[0] ? jf.last_error
                                               : NULL;
+        /* The database figures are as old as the older of their two reads (jobs.c). */
+        bool db_known = jf.have_db && jf.have_cases;
+        usec_t db_read_at = jf.db_read_at < jf.cases_read_at ? jf.db_read_at : jf.cases_read_at;
         notify_figures nf = {
                 .referrals_decided = cf.decided,
                 .duplicates = cf.duplicates,
                 .dead_letters = cf.dead_lettered,
-                /* as old as the older of the two reads (jobs.c) */
-                .db_known = jf.have_db && jf.have_cases,
-                .db_age_s = jf.have_db && jf.have_cases
-                                    ? (uint64_t)((clock_monotonic() - (jf.db_read_at < jf.cases_read_at
-                                                                            ? jf.db_read_at
-                                                                            : jf.cases_read_at)) /
-                                                 USEC_PER_SEC)
-                                    : 0,
+                .db_known = db_known,
+                .db_age_s = db_known ? (uint64_t)((clock_monotonic() - db_read_at) / USEC_PER_SEC) : 0,
                 .cases_open = jf.cases.open,
                 .outbox_backlog = jf.db.outbox_backlog,
                 .alerts_raised = cf.alerts + jf.alerts,

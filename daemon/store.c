@@ -241,19 +241,29 @@ int store_load_offsets(store *s, const char *group, const char *topic, const int
         return 0;
 }
 
-int store_figures_read(store *s, store_figures *ret) {
-        *ret = (store_figures){ 0 };
+/* One of the store's own statements that returns exactly one row: *ret the row. */
+static int exec_one_row(store *s, const char *name, const pg_params *p, PGresult **ret) {
         int r = pg_prepare(&s->pg, store_statements);
         PGresult *res = NULL;
         if (r >= 0)
-                r = pg_exec(&s->pg, "store_figures", NULL, 0, &res);
+                r = pg_exec(&s->pg, name, p, 0, &res);
         if (r < 0)
                 return r;
         int rows = PQntuples(res);
         if (rows != 1) {
                 PQclear(res);
-                return pg_fail(&s->pg, -EIO, "figures: %d rows", rows);
+                return pg_fail(&s->pg, -EIO, "%s: %d rows", name, rows);
         }
+        *ret = res;
+        return 0;
+}
+
+int store_figures_read(store *s, store_figures *ret) {
+        *ret = (store_figures){ 0 };
+        PGresult *res;
+        int r = exec_one_row(s, "store_figures", NULL, &res);
+        if (r < 0)
+                return r;
         ret->outbox_backlog = (uint64_t)pg_field_int(res, 0, 0);
         ret->outbox_oldest = pg_field_usec(res, 0, 1);
         ret->dead_letters = (uint64_t)pg_field_int(res, 0, 2);
@@ -265,16 +275,10 @@ int store_case_figures_read(store *s, usec_t now, store_case_figures *ret) {
         *ret = (store_case_figures){ 0 };
         pg_params p = { 0 };
         pg_params_ts(&p, now);
-        int r = pg_prepare(&s->pg, store_statements);
-        PGresult *res = NULL;
-        if (r >= 0)
-                r = pg_exec(&s->pg, "store_case_figures", &p, 0, &res);
+        PGresult *res;
+        int r = exec_one_row(s, "store_case_figures", &p, &res);
         if (r < 0)
                 return r;
-        if (PQntuples(res) != 1) {
-                PQclear(res);
-                return pg_fail(&s->pg, -EIO, "case figures: no row");
-        }
         ret->open = (uint64_t)pg_field_int(res, 0, 0);
         ret->overdue = (uint64_t)pg_field_int(res, 0, 1);
         ret->protective_overdue = (uint64_t)pg_field_int(res, 0, 2);
