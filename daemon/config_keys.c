@@ -84,7 +84,7 @@ const config_key config_keys[] = {
          "How long a batch waits for more messages before it is stored."},
         {"batch.connections", CT_UINT, OFF(batch_connections), 0, "2", 0, 1, 16, NULL,
          "PostgreSQL connections that store a batch in parallel, one transaction each, the batch split by "
-         "partition (partition modulo the connections used), so that the database can use more than one core. "
+         "partition (each partition whole in one transaction, the connections balanced by messages), so that the database can use more than one core. "
          "Each connection used takes 64 messages or more: a smaller batch is one transaction."},
         {"limits.max_message_bytes", CT_SIZE, OFF(max_message_bytes), 0, "1048576", CF_RELOADABLE, 1024,
          256 * 1024 * 1024, NULL, "Larger input messages are dead-lettered without being decoded (K, M, G suffixes "

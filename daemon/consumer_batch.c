@@ -1,5 +1,6 @@
-/* The batch: messages decoded as they join it, grouped by lane (partition
- * modulo the lanes used: batch.connections, fewer for a small batch), each lane's part stored in one transaction
+/* The batch: messages decoded as they join it, grouped by lane (each partition
+ * whole in one lane, the lanes balanced by messages; batch.connections lanes,
+ * fewer for a small batch), each lane's part stored in one transaction
  * (batch.h), and what committed counted, logged and acknowledged to Kafka. */
 #include <errno.h>
 #include <stdio.h>
@@ -223,11 +224,67 @@ unsigned consumer_lanes_for(unsigned n_lanes, size_t n) {
         return used < n_lanes ? (unsigned)used : n_lanes;
 }
 
+/* A partition's messages in the batch, and the lane they go to. */
+typedef struct part_load {
+        const char *topic;
+        int32_t partition;
+        size_t n;
+        unsigned lane;
+} part_load;
+
+static int load_by_size(const void *a, const void *b) {
+        const part_load *x = a, *y = b;
+        if (x->n != y->n)
+                return x->n < y->n ? 1 : -1;
+        int c = strcmp(x->topic, y->topic);
+        return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* Each partition of the batch to one of n_lanes lanes, the largest first to
+ * the lane with the fewest messages so far: the lanes of a run end together
+ * (lanes_run waits for all), so the run lasts as long as its largest part.
+ * Partition modulo the lanes left a lane empty whenever the batch held only
+ * odd or only even partitions (one run in six of a replay: 2026-12-04). The
+ * partitions, counted, sorted and assigned in parts[]; returns how many. */
+static size_t assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, part_load *parts, size_t *load) {
+        size_t n_parts = 0;
+        for (size_t i = 0; i < n; i++) {
+                const rd_kafka_message_t *km = batch[i]->km;
+                const char *topic = rd_kafka_topic_name(km->rkt);
+                size_t j = 0;
+                while (j < n_parts && !(parts[j].partition == km->partition && strcmp(parts[j].topic, topic) == 0))
+                        j++;
+                if (j == n_parts)
+                        parts[n_parts++] = (part_load){ .topic = topic, .partition = km->partition };
+                parts[j].n++;
+        }
+        qsort(parts, n_parts, sizeof *parts, load_by_size);
+        memset(load, 0, n_lanes * sizeof *load);
+        for (size_t j = 0; j < n_parts; j++) {
+                unsigned best = 0;
+                for (unsigned k = 1; k < n_lanes; k++)
+                        if (load[k] < load[best])
+                                best = k;
+                parts[j].lane = best;
+                load[best] += parts[j].n;
+        }
+        return n_parts;
+}
+
+static unsigned lane_of(const part_load *parts, size_t n_parts, const rd_kafka_message_t *km) {
+        const char *topic = rd_kafka_topic_name(km->rkt);
+        for (size_t j = 0; j < n_parts; j++)
+                if (parts[j].partition == km->partition && strcmp(parts[j].topic, topic) == 0)
+                        return parts[j].lane;
+        return 0;       /* not reached: every message's partition was counted */
+}
+
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
- * applied to their cases. The messages are grouped by lane (partition modulo
- * the lanes used, consumer_lanes_for) and each lane's part is one transaction, all lanes at once; a part
- * that committed advances its positions even when another failed (the caller
- * then re-reads every position from the database). */
+ * applied to their cases. The messages are grouped by lane (each partition
+ * whole in one lane, the lanes balanced by messages: assign_lanes; as many
+ * lanes as consumer_lanes_for gives) and each lane's part is one transaction,
+ * all lanes at once; a part that committed advances its positions even when
+ * another failed (the caller then re-reads every position from the database). */
 static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
         /* lanes_run reads args[] and writes rets[] for every lane it has; the
          * lanes not used this time get no work (args[k] NULL). */
@@ -241,8 +298,14 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
         _cleanup_free_ void **args = calloc(all_lanes, sizeof *args);
         _cleanup_free_ int *rets = calloc(all_lanes, sizeof *rets);
-        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets)
+        _cleanup_free_ part_load *parts = calloc(n, sizeof *parts);
+        _cleanup_free_ unsigned *lane = calloc(n, sizeof *lane);
+        _cleanup_free_ size_t *load = calloc(n_lanes, sizeof *load);
+        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets || !parts || !lane || !load)
                 return -ENOMEM;
+        size_t n_parts = assign_lanes(batch, n, n_lanes, parts, load);
+        for (size_t i = 0; i < n; i++)
+                lane[i] = lane_of(parts, n_parts, batch[i]->km);
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -250,7 +313,7 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         for (unsigned k = 0; k < n_lanes; k++) {
                 size_t first = g, first_off = n_offs;
                 for (size_t i = 0; i < n; i++)
-                        if ((unsigned)batch[i]->km->partition % n_lanes == k)
+                        if (lane[i] == k)
                                 ordered[g++] = batch[i];
                 for (size_t i = first; i < g; i++) {
                         rd_kafka_message_t *km = ordered[i]->km;

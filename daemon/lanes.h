@@ -2,7 +2,7 @@
  * consumer's own store and runs on the caller's thread; every other lane has
  * a thread and a PostgreSQL connection of its own, made (and made again after
  * a loss) by the lane itself when it is next given work. The consumer splits
- * a batch by partition (partition modulo lanes), so each partition's offsets
+ * a batch by partition (each partition whole in one lane), so each partition's offsets
  * are compare-and-set by exactly one transaction, and runs the parts at once:
  * PostgreSQL can then use more than one core for one batch. Two lanes'
  * transactions meet where two instances' would (the persons rows, a duplicate

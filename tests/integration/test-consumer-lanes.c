@@ -7,7 +7,10 @@
  *  - a small batch (fewer than two lanes' worth, LANE_MIN_MESSAGES each) is one
  *    transaction, whatever its partitions: a lane's transaction costs a commit
  *    whatever its size;
- *  - a large one is split by partition modulo the lanes, one transaction each.
+ *  - a large one is split by partition, each partition whole in one lane and
+ *    the lanes balanced by messages (the largest partition first to the lane
+ *    with the fewest), one transaction each: also when the batch holds only
+ *    odd partitions, which partition modulo the lanes put all in one.
  *
  *   source tests/lib/pg.sh; pg_start; build/tests/test-consumer-lanes; pg_stop */
 #include <stdarg.h>
@@ -70,11 +73,53 @@ static void test_large_batch_split(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), n);
 }
 
+/* Which partitions each transaction stored, one line per transaction in
+ * partition order ("1,3"), the transactions ordered by their first partition. */
+static char *partitions_by_transaction(fixture *fx, char buf[static 64]) {
+        return harness_value(fx->h.pg, buf, 64, "SELECT string_agg(p, ' ' ORDER BY p) FROM"
+                                            " (SELECT string_agg(DISTINCT source_partition::text, ',') AS p"
+                                            "    FROM allvarsd.referrals GROUP BY xmin::text) t");
+}
+
+static void test_odd_partitions_two_lanes(void **state) {
+        fixture *fx = *state;
+        int n = 4 * LANE_MIN_MESSAGES;
+        producer_start(fx, NULL);
+        for (int i = 0; i < n; i++)
+                produce_referral_to(fx, i % 2 ? 3 : 1, i, false);
+        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+        consumer_start(fx);
+        assert_true(run_until(fx, decided_at_least, n, 60));
+        char buf[64];
+        assert_string_equal(partitions_by_transaction(fx, buf), "1 3");
+}
+
+/* Partition 0 holds as many as the three others together, and more: it
+ * is a lane of its own, the three share the other (modulo: 0 and 2 together). */
+static void test_skewed_partitions_balanced(void **state) {
+        fixture *fx = *state;
+        int big = 3 * LANE_MIN_MESSAGES, small = LANE_MIN_MESSAGES / 2, k = 0;
+        producer_start(fx, NULL);
+        for (int i = 0; i < big; i++)
+                produce_referral_to(fx, 0, k++, false);
+        for (int p = 1; p < PARTITIONS; p++)
+                for (int i = 0; i < small; i++)
+                        produce_referral_to(fx, p, k++, false);
+        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+        consumer_start(fx);
+        assert_true(run_until(fx, decided_at_least, k, 60));
+        char buf[64];
+        assert_string_equal(partitions_by_transaction(fx, buf), "0 1,2,3");
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
+}
+
 int main(void) {
         log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_small_batch_one_transaction, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_large_batch_split, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_odd_partitions_two_lanes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_skewed_partitions_balanced, setup, teardown),
         };
         return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }
