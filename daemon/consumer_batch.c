@@ -232,8 +232,9 @@ typedef struct part_load {
         unsigned lane;
 } part_load;
 
-static int load_by_size(const void *a, const void *b) {
-        const part_load *x = a, *y = b;
+static int load_by_size(const void *a, const void *b, void *arg) {
+        const part_load *parts = arg;
+        const part_load *x = &parts[*(const size_t *)a], *y = &parts[*(const size_t *)b];
         if (x->n != y->n)
                 return x->n < y->n ? 1 : -1;
         int c = strcmp(x->topic, y->topic);
@@ -248,9 +249,15 @@ static int load_by_size(const void *a, const void *b) {
  * go to the highest lane, so that the lower lanes, whose persons go first
  * (lanes.h "turns"), have the smaller parts: a higher lane decides its shared
  * persons' referrals only once every lower lane has committed, and waited
- * 34-38 ms for it in 23 of 40 runs when lane 0 had the largest part. The
- * partitions, counted, sorted and assigned in parts[]; returns how many. */
-static size_t assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, part_load *parts, size_t *load) {
+ * 34-38 ms for it in 23 of 40 runs when lane 0 had the largest part. Sets
+ * lane[i], the lane of batch[i]; 0 or -ENOMEM. */
+static int assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, unsigned *lane) {
+        _cleanup_free_ part_load *parts = calloc(n, sizeof *parts);
+        _cleanup_free_ size_t *part_of = calloc(n, sizeof *part_of);
+        _cleanup_free_ size_t *order = calloc(n, sizeof *order);
+        _cleanup_free_ size_t *load = calloc(n_lanes, sizeof *load);
+        if (!parts || !part_of || !order || !load)
+                return -ENOMEM;
         size_t n_parts = 0;
         for (size_t i = 0; i < n; i++) {
                 const rd_kafka_message_t *km = batch[i]->km;
@@ -258,29 +265,26 @@ static size_t assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, part
                 size_t j = 0;
                 while (j < n_parts && !(parts[j].partition == km->partition && strcmp(parts[j].topic, topic) == 0))
                         j++;
-                if (j == n_parts)
+                if (j == n_parts) {
+                        order[n_parts] = n_parts;
                         parts[n_parts++] = (part_load){ .topic = topic, .partition = km->partition };
+                }
                 parts[j].n++;
+                part_of[i] = j;
         }
-        qsort(parts, n_parts, sizeof *parts, load_by_size);
-        memset(load, 0, n_lanes * sizeof *load);
-        for (size_t j = 0; j < n_parts; j++) {
+        qsort_r(order, n_parts, sizeof *order, load_by_size, parts);
+        for (size_t o = 0; o < n_parts; o++) {
+                part_load *pl = &parts[order[o]];
                 unsigned best = n_lanes - 1;
                 for (unsigned k = n_lanes - 1; k-- > 0;)
                         if (load[k] < load[best])
                                 best = k;
-                parts[j].lane = best;
-                load[best] += parts[j].n;
+                pl->lane = best;
+                load[best] += pl->n;
         }
-        return n_parts;
-}
-
-static unsigned lane_of(const part_load *parts, size_t n_parts, const rd_kafka_message_t *km) {
-        const char *topic = rd_kafka_topic_name(km->rkt);
-        for (size_t j = 0; j < n_parts; j++)
-                if (parts[j].partition == km->partition && strcmp(parts[j].topic, topic) == 0)
-                        return parts[j].lane;
-        return 0;       /* not reached: every message's partition was counted */
+        for (size_t i = 0; i < n; i++)
+                lane[i] = parts[part_of[i]].lane;
+        return 0;
 }
 
 /* Store the messages of one topic of the batch: referrals are decided, outcomes
@@ -302,14 +306,10 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
         _cleanup_free_ void **args = calloc(all_lanes, sizeof *args);
         _cleanup_free_ int *rets = calloc(all_lanes, sizeof *rets);
-        _cleanup_free_ part_load *parts = calloc(n, sizeof *parts);
         _cleanup_free_ unsigned *lane = calloc(n, sizeof *lane);
-        _cleanup_free_ size_t *load = calloc(n_lanes, sizeof *load);
-        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets || !parts || !lane || !load)
+        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets || !lane ||
+            assign_lanes(batch, n, n_lanes, lane) < 0)
                 return -ENOMEM;
-        size_t n_parts = assign_lanes(batch, n, n_lanes, parts, load);
-        for (size_t i = 0; i < n; i++)
-                lane[i] = lane_of(parts, n_parts, batch[i]->km);
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
