@@ -18,7 +18,8 @@
 /* Decide and store a batch of referral messages in one transaction:
  *   1. compare-and-set every partition's offset (fenced: -ESTALE, nothing written);
  *   2. insert the referrals (ON CONFLICT DO NOTHING: duplicates);
- *   3. lock the persons (FOR UPDATE, ordered) and read their history; with
+ *   3. insert the persons new to the database and lock the others (one
+ *      statement, ordered, store_referrals.c) and read their history; with
  *      turn (a lane of several, lanes.h "turns"), the persons a lower lane
  *      also has are left out here: steps 3-5 run for them once that lane has
  *      finished, in the same transaction, before the COMMIT;
