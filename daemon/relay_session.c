@@ -144,15 +144,22 @@ static const struct {
          * schemas/004_outbox_sent.sql describes, so published twice) is not
          * recorded twice: the row still leaves the outbox, the marking never
          * fails on it. Only the events that may be made again have unique ids
-         * (once, schemas/012_outbox_once.sql); the others are only inserted. */
+         * (once, schemas/012_outbox_once.sql); the others are only inserted,
+         * without ON CONFLICT, which would make each row a speculative insertion
+         * (and a confirmation record in the WAL) whatever its once. */
         { "relay_mark_sent",
           "WITH d AS (DELETE FROM allvarsd.outbox WHERE id = ANY($1::bigint[])"
           "           RETURNING id, event_id, topic, key, ce_type, ce_time,"
-          "                     octet_length(payload) AS payload_bytes, created_at, once)"
+          "                     octet_length(payload) AS payload_bytes, created_at, once),"
+          " plain AS (INSERT INTO allvarsd.outbox_sent"
+          "                  (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at, once)"
+          "           SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at,"
+          "                  now(), false"
+          "             FROM d WHERE NOT d.once)"
           " INSERT INTO allvarsd.outbox_sent"
           "        (id, event_id, topic, key, ce_type, ce_time, payload_bytes, created_at, sent_at, once)"
-          " SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at, now(), d.once"
-          "   FROM d"
+          " SELECT d.id, d.event_id, d.topic, d.key, d.ce_type, d.ce_time, d.payload_bytes, d.created_at, now(), true"
+          "   FROM d WHERE d.once"
           " ON CONFLICT (event_id) WHERE once DO NOTHING" },
 };
 
