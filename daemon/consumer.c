@@ -148,6 +148,53 @@ static void flush(consumer *c) {
         }
 }
 
+/* A message polled: into the batch, or dropped when it is not ours (yet). */
+static void take(consumer *c, rd_kafka_message_t *km, usec_t mono) {
+        if (km->err) {
+                if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        set_error(c, "kafka: %s", rd_kafka_message_errstr(km));
+                        log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Kafka: %s", rd_kafka_message_errstr(km),
+                                   NULL);
+                }
+                rd_kafka_message_destroy(km);
+                return;
+        }
+        partition_state *p = part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
+        if (!p || !p->valid || p->seek_pending || km->offset < p->pos || c->database_down) {
+                rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
+                return;
+        }
+        if (km->offset > p->pos && part_has_position(p) && !consumer_gap_seen(c, p, km->offset)) {
+                rd_kafka_message_destroy(km);
+                return;
+        }
+        p->fresh = false;
+        p->pos = km->offset + 1;
+        if (c->n_batch == 0)
+                c->batch_started = mono;
+        consumer_batch_add(c, km);
+}
+
+/* One message from each partition's own queue that has one, in turn, until
+ * the batch is full: a backlog on four partitions fills a batch with a
+ * quarter from each, where the consumer's queue would hand over one
+ * partition's fetched messages (up to max.partition.fetch.bytes) before the
+ * next's, and one lane would store most of the batch while the other waited
+ * (bench/README.md). Returns how many messages were taken. */
+static size_t take_round(consumer *c, usec_t mono) {
+        size_t taken = 0;
+        for (size_t i = 0; i < c->n_parts && !consumer_batch_full(c); i++) {
+                if (!c->parts[i].queue)
+                        continue;
+                rd_kafka_message_t *km = rd_kafka_consume_queue(c->parts[i].queue, 0);
+                if (!km)
+                        continue;
+                taken++;
+                take(c, km, mono);
+        }
+        return taken;
+}
+
 usec_t consumer_step(consumer *c) {
         usec_t mono = clock_monotonic();
 
@@ -174,34 +221,16 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
+        /* The consumer's queue first: rebalances, errors, and the messages of
+         * partitions without a queue of their own. */
         while (!consumer_batch_full(c)) {
                 rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
                 if (!km)
                         break;
-                if (km->err) {
-                        if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                set_error(c, "kafka: %s", rd_kafka_message_errstr(km));
-                                log_struct(LOG_WARNING, MSGID_KAFKA_ERROR, "MESSAGE=Kafka: %s",
-                                           rd_kafka_message_errstr(km), NULL);
-                        }
-                        rd_kafka_message_destroy(km);
-                        continue;
-                }
-                partition_state *p = part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
-                if (!p || !p->valid || p->seek_pending || km->offset < p->pos || c->database_down) {
-                        rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
-                        continue;
-                }
-                if (km->offset > p->pos && part_has_position(p) && !consumer_gap_seen(c, p, km->offset)) {
-                        rd_kafka_message_destroy(km);
-                        continue;
-                }
-                p->fresh = false;
-                p->pos = km->offset + 1;
-                if (c->n_batch == 0)
-                        c->batch_started = mono;
-                consumer_batch_add(c, km);
+                take(c, km, mono);
         }
+        while (!consumer_batch_full(c) && take_round(c, mono) > 0)
+                ;
 
         /* A batch begun with what arrived while the last one was being stored
          * has waited already: store it as soon as nothing more is queued,
@@ -224,8 +253,12 @@ usec_t consumer_step(consumer *c) {
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                while (!consumer_batch_full(c)) {
+                for (size_t i = 0; !consumer_batch_full(c); ) {
+                        /* The consumer's queue, then each partition's own. */
                         rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
+                        while (!km && i < c->n_parts)
+                                if (!c->parts[i].queue || !(km = rd_kafka_consume_queue(c->parts[i].queue, 0)))
+                                        i++;
                         if (!km)
                                 break;
                         partition_state *p = km->err ? NULL : part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
@@ -250,6 +283,7 @@ void consumer_free(consumer *c) {
         if (!c)
                 return;
         consumer_batch_drop(c);
+        parts_clear(c);                 /* its partition queues, before the handle they belong to */
         if (c->queue) {
                 rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
                 rd_kafka_queue_destroy(c->queue);

@@ -13,8 +13,13 @@
 #include "sqlstate.h"
 
 void parts_clear(consumer *c) {
-        for (size_t i = 0; i < c->n_parts; i++)
+        for (size_t i = 0; i < c->n_parts; i++) {
+                if (c->parts[i].queue) {
+                        rd_kafka_queue_io_event_enable(c->parts[i].queue, -1, NULL, 0);
+                        rd_kafka_queue_destroy(c->parts[i].queue);
+                }
                 free(c->parts[i].topic);
+        }
         free(c->parts);
         c->parts = NULL;
         c->n_parts = 0;
@@ -231,6 +236,19 @@ void consumer_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
                 }
                 c->n_parts = (size_t)l->cnt;
                 c->fig.partitions = (unsigned)l->cnt;
+                /* Each partition's messages in a queue of its own, taken out of
+                 * the consumer's before the assignment starts its fetch (which
+                 * forwards a partition queue only where the application has not:
+                 * RD_KAFKA_Q_F_FWD_APP). The same pipe wakes the loop. */
+                for (int i = 0; i < l->cnt; i++) {
+                        rd_kafka_queue_t *q = rd_kafka_queue_get_partition(rk, l->elems[i].topic,
+                                                                           l->elems[i].partition);
+                        if (!q)
+                                continue;
+                        rd_kafka_queue_forward(q, NULL);
+                        rd_kafka_queue_io_event_enable(q, c->pipe[1], "1", 1);
+                        c->parts[i].queue = q;
+                }
 
                 int r = c->database_down ? -ENOTCONN : parts_load(c, false);
                 if (r >= 0) {

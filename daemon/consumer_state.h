@@ -46,6 +46,11 @@ typedef struct partition_state {
         bool valid;                     /* stored_next was read from the database */
         bool seek_pending;              /* paused: its seek to pos failed; nothing accepted until it succeeds */
         bool fresh;                     /* the next message is the first since an assignment or a seek */
+        /* Its own librdkafka queue, not forwarded to the consumer's: the batch
+         * takes from every partition in turn (consumer.c take_round), so that
+         * its parts, and the lanes they go to, are alike in size. NULL: its
+         * messages come through the consumer's queue. */
+        rd_kafka_queue_t *queue;
 } partition_state;
 
 struct consumer {

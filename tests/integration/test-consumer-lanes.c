@@ -10,7 +10,12 @@
  *  - a large one is split by partition, each partition whole in one lane and
  *    the lanes balanced by messages (the largest partition first to the lane
  *    with the fewest), one transaction each: also when the batch holds only
- *    odd partitions, which partition modulo the lanes put all in one.
+ *    odd partitions, which partition modulo the lanes put all in one;
+ *  - a backlog on every partition fills each batch from all of them in turn
+ *    (each partition's own queue, consumer.c take_round), so that the lanes
+ *    get parts alike: the consumer's single queue handed over one
+ *    partition's fetched messages before the next's, and a batch then held
+ *    one partition, one lane's work.
  *
  *   source tests/lib/pg.sh; pg_start; build/tests/test-consumer-lanes; pg_stop */
 #include <stdarg.h>
@@ -29,6 +34,13 @@ static int setup(void **state) {
          * waits up to 5 s for more, and holds 2,000. */
         return consumer_fixture_setup(state, "test-consumer-lanes",
                                       "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 2000\n",
+                                      PARTITIONS);
+}
+
+/* Batches of 200: a backlog of 300 per partition takes six or more. */
+static int setup_small_batches(void **state) {
+        return consumer_fixture_setup(state, "test-consumer-lanes",
+                                      "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 200\n",
                                       PARTITIONS);
 }
 
@@ -113,6 +125,29 @@ static void test_skewed_partitions_balanced(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
 }
 
+/* 300 referrals on each partition, produced one partition after the other,
+ * consumed in batches of 200. Each batch takes from the four partitions in
+ * turn, so a batch has two lanes of two partitions each; only the first may
+ * find fewer partitions fetched. From the consumer's single queue every
+ * transaction held one partition. */
+static void test_backlog_batches_take_every_partition(void **state) {
+        fixture *fx = *state;
+        int per = 300, k = 0;
+        producer_start(fx, NULL);
+        for (int p = 0; p < PARTITIONS; p++)
+                for (int i = 0; i < per; i++)
+                        produce_referral_to(fx, p, k++, false);
+        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+        consumer_start(fx);
+        assert_true(run_until(fx, decided_at_least, k, 60));
+        long long all = transactions(fx);
+        long long mixed = harness_count(fx->h.pg, "SELECT count(*) FROM (SELECT xmin::text FROM allvarsd.referrals"
+                                                  " GROUP BY 1 HAVING count(DISTINCT source_partition) > 1) t");
+        assert_true(all >= 6);
+        assert_true(2 * mixed >= all);
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
+}
+
 int main(void) {
         log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
         const struct CMUnitTest tests[] = {
@@ -120,6 +155,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_large_batch_split, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_odd_partitions_two_lanes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_skewed_partitions_balanced, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_backlog_batches_take_every_partition, setup_small_batches,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }
