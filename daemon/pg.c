@@ -481,6 +481,16 @@ int pg_pipe_send(pg_pipe *p, const char *name, const pg_params *params, int resu
         return (int)p->n++;
 }
 
+int pg_pipe_send_sql(pg_pipe *p, const char *name, const char *sql, const pg_params *params, int result_format) {
+        if (p->n >= PG_PIPE_MAX)
+                return pg_fail(p->s, -E2BIG, "%s: too many statements in one round trip", name);
+        if (!PQsendQueryParams(p->s->conn, sql, params ? params->n : 0, NULL, params ? params->values : NULL,
+                               params ? params->lengths : NULL, params ? params->formats : NULL, result_format))
+                return fail_conn(p->s, name);
+        p->names[p->n] = name;
+        return (int)p->n++;
+}
+
 int pg_pipe_sync(pg_pipe *p) {
         pg_session *s = p->s;
         if (!PQpipelineSync(s->conn))

@@ -163,6 +163,13 @@ int pg_pipe_begin(pg_session *s, pg_pipe *p);
 /* Queue a prepared statement; result_format 0 text, 1 binary. Returns the
  * statement's index, or a negative errno. */
 int pg_pipe_send(pg_pipe *p, const char *name, const pg_params *params, int result_format);
+/* Queue a statement that is parsed and planned with each call's parameters
+ * (the unnamed statement), labelled `name` in errors. For a statement whose
+ * right plan depends on a table that grows while the session lasts: a
+ * prepared statement keeps the generic plan it settled on after five calls,
+ * and one made while the table was empty can stay a sequential scan of it
+ * until an ANALYZE of the table invalidates it. */
+int pg_pipe_send_sql(pg_pipe *p, const char *name, const char *sql, const pg_params *params, int result_format);
 /* Send the sync and collect every result. 0 when all succeeded; otherwise
  * the mapped error of the first failure (as pg_fail_result). */
 int pg_pipe_sync(pg_pipe *p);

@@ -18,6 +18,21 @@
         "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[])" \
         "        WITH ORDINALITY AS u(id, topic, key, type, t, payload, ord)"
 
+/* An event made again (its id names what it is about: a dead letter's
+ * topic, partition and offset; an alert's case and due time; an outcome's
+ * event id) must not fail the transaction, nor be published again once
+ * delivered (then in outbox_sent; the one race left is in
+ * schemas/004_outbox_sent.sql). Planned at each call (pg_pipe_send_sql): as a
+ * prepared statement on a session begun while outbox_sent was empty, its
+ * generic plan scanned the whole of outbox_sent for each event, 100-240 ms a
+ * call by the end of a 1,000,000-referral replay (bench/README.md), until
+ * autovacuum's ANALYZE of the table made it plan again. */
+static const char rows_outbox_once_sql[] =
+        OUTBOX_COLUMNS("true")
+        "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid AND s.once)"
+        "  ORDER BY u.ord"
+        " ON CONFLICT (event_id) WHERE once DO NOTHING";
+
 const pg_statement store_rows_statements[] = {
         { "rows_offsets_cas",
           "WITH v AS (SELECT * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"
@@ -33,16 +48,6 @@ const pg_statement store_rows_statements[] = {
          * Events made only here and now (a new referral's): no index on their
          * ids (schemas/012_outbox_once.sql). */
         { "rows_outbox", OUTBOX_COLUMNS("false") "  ORDER BY u.ord" },
-        /* An event made again (its id names what it is about: a dead letter's
-         * topic, partition and offset; an alert's case and due time; an
-         * outcome's event id) must not fail the transaction, nor be published
-         * again once delivered (then in outbox_sent; the one race left is in
-         * schemas/004_outbox_sent.sql). */
-        { "rows_outbox_once",
-          OUTBOX_COLUMNS("true")
-          "  WHERE NOT EXISTS (SELECT 1 FROM allvarsd.outbox_sent s WHERE s.event_id = u.id::uuid AND s.once)"
-          "  ORDER BY u.ord"
-          " ON CONFLICT (event_id) WHERE once DO NOTHING" },
         { "rows_audit",
           "INSERT INTO allvarsd.audit (case_id, referral_id, at, actor_kind, actor_name, action, before, after,"
           "                            detail)"
@@ -275,13 +280,14 @@ int store_rows_send(store_rows *w, pg_pipe *p, usec_t now, pg_params params[ROWS
                 if ((r = pg_pipe_send(p, "rows_stats", &params[4], 0)) < 0)
                         return r;
         }
-        static const char *const stmt[2] = { "rows_outbox", "rows_outbox_once" };
         for (int once = 0; once < 2; once++) {
                 if (w->n_outbox[once] == 0)
                         continue;
                 if (add_cols(&params[2 + once], w->outbox[once], ROWS_OUTBOX_COLS) < 0)
                         return pg_fail(p->s, -ENOMEM, "outbox: out of memory");
-                if ((r = w->q_outbox[once] = pg_pipe_send(p, stmt[once], &params[2 + once], 0)) < 0)
+                r = once ? pg_pipe_send_sql(p, "rows_outbox_once", rows_outbox_once_sql, &params[3], 0)
+                         : pg_pipe_send(p, "rows_outbox", &params[2], 0);
+                if ((w->q_outbox[once] = r) < 0)
                         return r;
         }
         if (w->n_outbox[0] + w->n_outbox[1] > 0 && (r = pg_pipe_send(p, "rows_notify", NULL, 0)) < 0)

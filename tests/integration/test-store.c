@@ -270,6 +270,48 @@ static void test_stale_offset(void **state) {
         batch_free(b);
 }
 
+/* Sequential scans of outbox_sent so far, the store session's own counted
+ * (pg_stat_force_next_flush: flushed before its next ReadyForQuery). */
+static long long outbox_sent_seq_scans(fixture *fx) {
+        PGresult *r = PQexec(store_pg(fx->h.st), "SELECT pg_stat_force_next_flush()");
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+        return harness_count(fx->h.pg, "SELECT seq_scan FROM pg_stat_user_tables"
+                                       " WHERE schemaname = 'allvarsd' AND relname = 'outbox_sent'");
+}
+
+/* A dead letter's event may be made again, so the batch looks it up in
+ * outbox_sent before it writes it (store_rows.c rows_outbox_once). The lookup
+ * stays an index probe after outbox_sent has grown on a session whose first
+ * batches met it empty and analysed: as a prepared statement, the generic
+ * plan settled on then scanned all of outbox_sent for each event until an
+ * ANALYZE made it plan again (100-240 ms a call by the end of the bench's
+ * replay). Autovacuum is off for the table here so that no ANALYZE comes. */
+static void test_once_lookup_after_outbox_sent_grew(void **state) {
+        fixture *fx = *state;
+        harness_exec_ok(fx->h.pg, "ALTER TABLE allvarsd.outbox_sent SET (autovacuum_enabled = false);"
+                                  " ANALYZE allvarsd.outbox_sent");
+        for (int i = 0; i < 8; i++) {
+                batch *b = batch_new();
+                batch_add(fx, b, NULL, 1);
+                run_ok(fx, b, T0 + H(1));
+                assert_int_equal(b->res.dead_lettered, 1);
+                batch_free(b);
+        }
+        harness_exec_ok(fx->h.pg, "INSERT INTO allvarsd.outbox_sent (id, event_id, topic, key, ce_type, ce_time,"
+                                  "                                  payload_bytes, created_at, sent_at, once)"
+                                  " SELECT -g, gen_random_uuid(), 't', 'k', 'x', now(), 0, now(), now(), g % 100 = 0"
+                                  "   FROM generate_series(1, 20000) AS g");
+        long long before = outbox_sent_seq_scans(fx);
+        batch *b = batch_new();
+        batch_add(fx, b, NULL, 1);
+        run_ok(fx, b, T0 + H(1));
+        assert_int_equal(b->res.dead_lettered, 1);
+        batch_free(b);
+        assert_int_equal(outbox_sent_seq_scans(fx), before);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.outbox WHERE ce_type = '%s'", CE_TYPE_DEAD_LETTER), 9);
+}
+
 /* A poison message becomes a dead letter (row + event) while the rest of the
  * batch is decided; the same offset again does not dead-letter twice. */
 static void test_poison_message(void **state) {
@@ -623,6 +665,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_case_figures, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_once_lookup_after_outbox_sent_grew, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
