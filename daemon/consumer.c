@@ -43,12 +43,16 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
 
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         /* Defaults an operator may override with kafka.*: librdkafka prefetches
-         * up to 64 MiB by default; a few batches ahead is enough here. 8 MiB,
-         * not 4: at 4 the batch connections sat idle waiting for the next
-         * batch's messages to be fetched (the replay ran at 10,600/s, with 8 at
-         * 12,100-12,500/s and 9 MiB more peak RSS; bench/README.md). */
-        if (kafka_conf_set(conf, "queued.max.messages.kbytes", "8192", err, err_size) < 0 ||
-            kafka_conf_set(conf, "queued.min.messages", "20000", err, err_size) < 0)
+         * up to 64 MiB by default; a few batches ahead is enough here. The
+         * bound applies to each queue the fetched messages wait in: the
+         * consumer's one while partitions forwarded to it, each partition's
+         * own since they have their own (take_round). 2 MiB each: 8 MiB for
+         * the four partitions of the bench, as before; at 8 MiB each the
+         * daemon's peak RSS went from 54-59 to 98 MiB. A total of 4 MiB left
+         * the batch connections idle waiting for the next batch's messages
+         * (10,600/s against 12,100-12,500/s at 8; bench/README.md). */
+        if (kafka_conf_set(conf, "queued.max.messages.kbytes", "2048", err, err_size) < 0 ||
+            kafka_conf_set(conf, "queued.min.messages", "5000", err, err_size) < 0)
                 goto fail_conf;
         for (size_t i = 0; i < cfg->n_kafka; i++)
                 if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, err_size) < 0)
