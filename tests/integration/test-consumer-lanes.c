@@ -56,6 +56,20 @@ static void produce_round_robin(fixture *fx, int n) {
         assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
 }
 
+/* n[p] referrals to partition p, one partition after the other, all before
+ * the consumer starts; then consumed until all are decided. Returns how many. */
+static int produce_then_consume(fixture *fx, const int n[PARTITIONS]) {
+        int k = 0;
+        producer_start(fx, NULL);
+        for (int p = 0; p < PARTITIONS; p++)
+                for (int i = 0; i < n[p]; i++)
+                        produce_referral_to(fx, p, k++, false);
+        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
+        consumer_start(fx);
+        assert_true(run_until(fx, decided_at_least, k, 60));
+        return k;
+}
+
 static long long transactions(fixture *fx) {
         return harness_count(fx->h.pg, "SELECT count(DISTINCT xmin::text) FROM allvarsd.referrals");
 }
@@ -110,16 +124,8 @@ static void test_odd_partitions_two_lanes(void **state) {
  * is a lane of its own, the three share the other (modulo: 0 and 2 together). */
 static void test_skewed_partitions_balanced(void **state) {
         fixture *fx = *state;
-        int big = 3 * LANE_MIN_MESSAGES, small = LANE_MIN_MESSAGES / 2, k = 0;
-        producer_start(fx, NULL);
-        for (int i = 0; i < big; i++)
-                produce_referral_to(fx, 0, k++, false);
-        for (int p = 1; p < PARTITIONS; p++)
-                for (int i = 0; i < small; i++)
-                        produce_referral_to(fx, p, k++, false);
-        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-        consumer_start(fx);
-        assert_true(run_until(fx, decided_at_least, k, 60));
+        int small = LANE_MIN_MESSAGES / 2;
+        int k = produce_then_consume(fx, (const int[PARTITIONS]){ 3 * LANE_MIN_MESSAGES, small, small, small });
         char buf[64];
         assert_string_equal(partitions_by_transaction(fx, buf), "0 1,2,3");
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
@@ -132,14 +138,7 @@ static void test_skewed_partitions_balanced(void **state) {
  * transaction held one partition. */
 static void test_backlog_batches_take_every_partition(void **state) {
         fixture *fx = *state;
-        int per = 300, k = 0;
-        producer_start(fx, NULL);
-        for (int p = 0; p < PARTITIONS; p++)
-                for (int i = 0; i < per; i++)
-                        produce_referral_to(fx, p, k++, false);
-        assert_int_equal(rd_kafka_flush(fx->producer, 10000), 0);
-        consumer_start(fx);
-        assert_true(run_until(fx, decided_at_least, k, 60));
+        int k = produce_then_consume(fx, (const int[PARTITIONS]){ 300, 300, 300, 300 });
         long long all = transactions(fx);
         long long mixed = harness_count(fx->h.pg, "SELECT count(*) FROM (SELECT xmin::text FROM allvarsd.referrals"
                                                   " GROUP BY 1 HAVING count(DISTINCT source_partition) > 1) t");
