@@ -44,9 +44,8 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         /* Defaults an operator may override with kafka.*: librdkafka prefetches
          * up to 64 MiB by default; a few batches ahead is enough here. The
-         * bound applies to each queue the fetched messages wait in: the
-         * consumer's one while partitions forwarded to it, each partition's
-         * own since they have their own (take_round). 2 MiB each: 8 MiB for
+         * bound applies to each queue the fetched messages wait in: one queue
+         * per partition (take_round), so 2 MiB each: 8 MiB for
          * the four partitions of the bench, as before; at 8 MiB each the
          * daemon's peak RSS went from 54-59 to 98 MiB. A total of 4 MiB left
          * the batch connections idle waiting for the next batch's messages
@@ -254,15 +253,21 @@ usec_t consumer_step(consumer *c) {
         return clock_monotonic() + USEC_PER_SEC;
 }
 
+/* The next message already fetched: the consumer's queue first, then each
+ * partition's own, emptied in turn (*next: the first not yet emptied). */
+static rd_kafka_message_t *drain_next(consumer *c, size_t *next) {
+        rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
+        for (; !km && *next < c->n_parts; ++*next)
+                if (c->parts[*next].queue && (km = rd_kafka_consume_queue(c->parts[*next].queue, 0)))
+                        break;
+        return km;
+}
+
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
         if (!c->database_down) {
-                for (size_t i = 0; !consumer_batch_full(c); ) {
-                        /* The consumer's queue, then each partition's own. */
-                        rd_kafka_message_t *km = rd_kafka_consumer_poll(c->rk, 0);
-                        while (!km && i < c->n_parts)
-                                if (!c->parts[i].queue || !(km = rd_kafka_consume_queue(c->parts[i].queue, 0)))
-                                        i++;
+                for (size_t next = 0; !consumer_batch_full(c);) {
+                        rd_kafka_message_t *km = drain_next(c, &next);
                         if (!km)
                                 break;
                         partition_state *p = km->err ? NULL : part_find(c, rd_kafka_topic_name(km->rkt), km->partition);
@@ -295,7 +300,6 @@ void consumer_free(consumer *c) {
         if (c->rk)
                 rd_kafka_destroy(c->rk);
         lanes_free(c->lanes);
-        parts_clear(c);
         free(c->batch);
         if (c->pipe[0] >= 0)
                 close(c->pipe[0]);

@@ -471,24 +471,26 @@ int pg_pipe_begin(pg_session *s, pg_pipe *p) {
         return 0;
 }
 
-int pg_pipe_send(pg_pipe *p, const char *name, const pg_params *params, int result_format) {
+/* Queue name's statement: the prepared one, or sql as the unnamed statement. */
+static int pipe_send(pg_pipe *p, const char *name, const char *sql, const pg_params *params, int result_format) {
         if (p->n >= PG_PIPE_MAX)
                 return pg_fail(p->s, -E2BIG, "%s: too many statements in one round trip", name);
-        if (!PQsendQueryPrepared(p->s->conn, name, params ? params->n : 0, params ? params->values : NULL,
-                                 params ? params->lengths : NULL, params ? params->formats : NULL, result_format))
+        int n = params ? params->n : 0;
+        const char *const *values = params ? params->values : NULL;
+        const int *lengths = params ? params->lengths : NULL, *formats = params ? params->formats : NULL;
+        if (!(sql ? PQsendQueryParams(p->s->conn, sql, n, NULL, values, lengths, formats, result_format)
+                  : PQsendQueryPrepared(p->s->conn, name, n, values, lengths, formats, result_format)))
                 return fail_conn(p->s, name);
         p->names[p->n] = name;
         return (int)p->n++;
 }
 
+int pg_pipe_send(pg_pipe *p, const char *name, const pg_params *params, int result_format) {
+        return pipe_send(p, name, NULL, params, result_format);
+}
+
 int pg_pipe_send_sql(pg_pipe *p, const char *name, const char *sql, const pg_params *params, int result_format) {
-        if (p->n >= PG_PIPE_MAX)
-                return pg_fail(p->s, -E2BIG, "%s: too many statements in one round trip", name);
-        if (!PQsendQueryParams(p->s->conn, sql, params ? params->n : 0, NULL, params ? params->values : NULL,
-                               params ? params->lengths : NULL, params ? params->formats : NULL, result_format))
-                return fail_conn(p->s, name);
-        p->names[p->n] = name;
-        return (int)p->n++;
+        return pipe_send(p, name, sql, params, result_format);
 }
 
 int pg_pipe_sync(pg_pipe *p) {
