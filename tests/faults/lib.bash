@@ -378,7 +378,8 @@ relay_holder() {
         [[ -n $inode ]] || return 1
         for n in "${!DAEMON_PIDS[@]}"; do
                 pid=${DAEMON_PIDS[$n]}
-                if ls -l "/proc/$pid/fd" 2>/dev/null | grep -q "socket:\[$inode\]"; then
+                # Not `ls | grep -q`: under pipefail, grep's early exit makes ls's SIGPIPE the pipeline's status.
+                if grep -q "socket:\[$inode\]" < <(ls -l "/proc/$pid/fd" 2>/dev/null); then
                         echo "$n"
                         return 0
                 fi
@@ -671,7 +672,10 @@ notice_watch() {
         rm -f "$T/noticed"
         (
                 while sleep 0.1; do
-                        if tail -n +"$((from + 1))" "$T/a.log" | grep -q -- "$pattern"; then
+                        # Not `tail | grep -q`: under pipefail, once grep stops at its match the
+                        # rest of tail's output kills tail (SIGPIPE, 141) and the pipeline fails;
+                        # with more than a pipe's 64 KiB after the match it always did.
+                        if grep -q -- "$pattern" < <(tail -n +"$((from + 1))" "$T/a.log"); then
                                 now_s >"$T/noticed"
                                 exit 0
                         fi
