@@ -68,6 +68,8 @@ typedef struct batch {
         size_t n_keys, n_own_keys;
         size_t hist_base;               /* key index of the first key of the history read under way */
         int *last_of_key;
+        int32_t *new_key;               /* the history's new referrals: key index (from hist_base), marks */
+        uint32_t *new_marks;
         history_row *hist;
         size_t n_hist, cap_hist;
         size_t *hist_start;             /* rows of key k: hist[hist_start[k] .. hist_start[k + 1]) */
@@ -84,6 +86,8 @@ static void batch_free(batch *b) {
         free(b->sorted);
         free(b->keys);
         free(b->last_of_key);
+        free(b->new_key);
+        free(b->new_marks);
         free(b->hist);
         free(b->hist_start);
         free(b->profiles);
@@ -99,10 +103,13 @@ static int batch_init(batch *b, const config *cfg, usec_t now, size_t n) {
         b->sorted = calloc(cap, sizeof *b->sorted);
         b->keys = calloc(cap, sizeof *b->keys);
         b->last_of_key = calloc(cap, sizeof *b->last_of_key);
+        b->new_key = calloc(cap, sizeof *b->new_key);
+        b->new_marks = calloc(cap, sizeof *b->new_marks);
         b->hist_start = calloc(cap + 1, sizeof *b->hist_start);
         referral_rows_reset(&b->rows);
         store_rows_reset(&b->shared);
-        if (!b->items || !b->sorted || !b->keys || !b->last_of_key || !b->hist_start)
+        if (!b->items || !b->sorted || !b->keys || !b->last_of_key || !b->new_key || !b->new_marks ||
+            !b->hist_start)
                 return -ENOMEM;
         return 0;
 }
@@ -486,16 +493,31 @@ static int write_part(pg_session *s, batch *b, store_message *msgs, size_t n, bo
         return r;
 }
 
+/* Round trip 2 for the persons of keys [from, from + n): the new referrals of
+ * one part (deferred or not) added to their persons' histories, and the
+ * histories read back. */
+static int read_history(pg_session *s, batch *b, size_t from, size_t n, bool deferred) {
+        size_t n_new = 0;
+        for (size_t i = 0; i < b->n_items; i++) {
+                const item *it = &b->items[i];
+                if (!it->is_new || it->key < 0 || it->deferred != deferred)
+                        continue;
+                b->new_key[n_new] = it->key - (int)from;
+                b->new_marks[n_new++] = it->marks;
+        }
+        b->hist_base = from;
+        return store_referrals_history(s, &b->rows, (const uint8_t(*)[PERSON_KEY_LEN])b->keys + from, n, b->new_key,
+                                       b->new_marks, n_new, add_history, b);
+}
+
 /* Round trips 2 and 3 for the batch's own persons; when a lower lane of the
  * run has some of them, 4 and 5 for those once it has finished. */
 static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, store_message *msgs, size_t n,
                             bool commit) {
         collect_keys(b);
         int r = 0;
-        b->hist_base = 0;
         if (b->n_own_keys > 0)
-                r = store_referrals_history(s, &b->rows, (const uint8_t(*)[PERSON_KEY_LEN])b->keys, b->n_own_keys,
-                                            add_history, b);
+                r = read_history(s, b, 0, b->n_own_keys, false);
         if (r >= 0 && (r = decide_all(b, false)) < 0)
                 r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
         bool deferred = b->n_keys > b->n_own_keys;
@@ -505,9 +527,7 @@ static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, stor
                 return r;
         if ((r = lanes_wait_below(turn->l, turn->k, LANE_TURN_TIMEOUT)) < 0)
                 return pg_fail(s, r, "batch: a lower lane did not finish in time; retrying");
-        b->hist_base = b->n_own_keys;
-        r = store_referrals_history(s, &b->rows, (const uint8_t(*)[PERSON_KEY_LEN])b->keys + b->n_own_keys,
-                                    b->n_keys - b->n_own_keys, add_history, b);
+        r = read_history(s, b, b->n_own_keys, b->n_keys - b->n_own_keys, true);
         if (r >= 0 && (r = decide_all(b, true)) < 0)
                 r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
         if (r >= 0)

@@ -23,26 +23,30 @@ const pg_statement store_referral_statements[] = {
           "  ORDER BY u.id COLLATE \"C\""
           " ON CONFLICT (referral_id) DO NOTHING"
           " RETURNING referral_id" },
-        /* Each person of the batch inserted, or, when the row is there
-         * already, locked as FOR UPDATE would: ON CONFLICT DO UPDATE locks the
-         * row it meets and the WHERE then leaves it as it is (no new version).
-         * One statement, one index lookup per person, in key order (the array
-         * is sorted) so that two batches sharing persons cannot deadlock here;
-         * a row this transaction inserts is its own until it commits, and is
-         * not locked again (a separate FOR UPDATE wrote a lock record for each
-         * new person too: about seven in ten in the bench's replay). */
-        { "ref_persons_insert",
-          "INSERT INTO allvarsd.persons AS p (person_key)"
-          " SELECT k FROM unnest($1::bytea[]) AS k ORDER BY k"
-          " ON CONFLICT (person_key) DO UPDATE SET first_seen_at = p.first_seen_at WHERE false" },
-        /* The marks of each person's referrals as this transaction sees them
-         * (with its own new ones, which the batch takes out again). One index
-         * lookup per person, whatever the statistics say about the table. */
-        { "ref_history",
-          "SELECT k.i, h.marks, h.n"
-          "  FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i)"
-          "  CROSS JOIN LATERAL (SELECT r.marks, count(*) AS n FROM allvarsd.referrals r"
-          "                       WHERE r.person_key = k.key GROUP BY r.marks) AS h" },
+        /* The persons of the batch's new referrals, each inserted with the
+         * marks of its new referrals, or, when the row is there already, given
+         * them (schemas/013_persons_history.sql): ON CONFLICT DO UPDATE locks
+         * the row it meets, waiting for a transaction that has it, and updates
+         * the latest version. In key order (the array is sorted) so that two
+         * batches sharing persons cannot deadlock here. What each row holds
+         * then, counted by marks, is the history: the person's referrals as
+         * committed when the lock was granted, and this batch's own (which the
+         * batch takes out again). $1 the sorted distinct keys, $2 and $3 one
+         * element per new referral: its key's position in $1 (from 1), its marks. */
+        { "ref_persons_history",
+          "WITH added AS (SELECT a.i, array_agg(a.m) AS marks"
+          "                 FROM unnest($2::int4[], $3::int4[]) AS a(i, m) GROUP BY a.i),"
+          " p AS (INSERT INTO allvarsd.persons AS p (person_key, marks)"
+          "       SELECT k.key, added.marks FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i)"
+          "         JOIN added ON added.i = k.i"
+          "        ORDER BY k.key"
+          "       ON CONFLICT (person_key) DO UPDATE SET marks = p.marks || excluded.marks"
+          "       RETURNING p.person_key, p.marks)"
+          " SELECT k.i, h.m, count(*)"
+          "   FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i)"
+          "   JOIN p ON p.person_key = k.key"
+          "  CROSS JOIN LATERAL unnest(p.marks) AS h(m)"
+          "  GROUP BY k.i, h.m" },
         { "ref_personal_insert",
           "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date, given_name,"
           "                                        family_name, narrative, payload)"
@@ -137,6 +141,8 @@ void referral_rows_reset(referral_rows *w) {
                 w->rows[t] = 0;
         }
         pg_arr_reset(&w->keys, PG_OID_BYTEA);
+        pg_arr_reset(&w->key_of, PG_OID_INT4);
+        pg_arr_reset(&w->key_marks, PG_OID_INT4);
         w->q_alerts = -1;
 }
 
@@ -145,6 +151,8 @@ void referral_rows_free(referral_rows *w) {
                 for (size_t c = 0; c < RT_COLS_MAX; c++)
                         pg_arr_free(&w->c[t][c]);
         pg_arr_free(&w->keys);
+        pg_arr_free(&w->key_of);
+        pg_arr_free(&w->key_marks);
 }
 
 void referral_rows_referral(referral_rows *w, const referral_row *r) {
@@ -310,36 +318,36 @@ int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, c
 }
 
 int store_referrals_history(pg_session *s, referral_rows *w, const uint8_t (*keys)[PERSON_KEY_LEN], size_t n,
+                            const int32_t *key_of, const uint32_t *marks, size_t n_new,
                             int (*row)(void *ctx, size_t key, uint32_t marks, uint32_t count), void *ctx) {
         assert(n > 0);
         pg_arr_reset(&w->keys, PG_OID_BYTEA);
+        pg_arr_reset(&w->key_of, PG_OID_INT4);
+        pg_arr_reset(&w->key_marks, PG_OID_INT4);
         for (size_t i = 0; i < n; i++)
                 pg_arr_bytes(&w->keys, keys[i], PERSON_KEY_LEN);
+        for (size_t i = 0; i < n_new; i++) {
+                assert(key_of[i] >= 0 && (size_t)key_of[i] < n);
+                pg_arr_int4(&w->key_of, key_of[i] + 1);
+                pg_arr_int4(&w->key_marks, (int32_t)marks[i]);
+        }
         pg_params pk = { 0 };
-        if (pg_params_arr(&pk, &w->keys) < 0)
+        if (pg_params_arr(&pk, &w->keys) < 0 || pg_params_arr(&pk, &w->key_of) < 0 ||
+            pg_params_arr(&pk, &w->key_marks) < 0)
                 return pg_fail(s, -ENOMEM, "batch: out of memory");
-        pg_pipe p;
-        int r = pg_pipe_begin(s, &p);
-        if (r < 0)
-                return r;
-        int q_hist = -1;
-        r = pg_pipe_send(&p, "ref_persons_insert", &pk, 0);
-        if (r >= 0)
-                r = q_hist = pg_pipe_send(&p, "ref_history", &pk, 0);
-        if (r >= 0)
-                r = pg_pipe_sync(&p);
-        for (int i = 0; r >= 0 && i < PQntuples(p.res[q_hist]); i++) {
-                int64_t k = pg_field_int(p.res[q_hist], i, 0);
+        PGresult *res = NULL;
+        int r = pg_exec(s, "ref_persons_history", &pk, 0, &res);
+        for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
+                int64_t k = pg_field_int(res, i, 0);
                 if (k < 1 || (size_t)k > n) {
                         r = pg_fail(s, -EIO, "batch: history row for an unknown person");
                         break;
                 }
-                r = row(ctx, (size_t)k - 1, (uint32_t)pg_field_int(p.res[q_hist], i, 1),
-                        (uint32_t)pg_field_int(p.res[q_hist], i, 2));
+                r = row(ctx, (size_t)k - 1, (uint32_t)pg_field_int(res, i, 1), (uint32_t)pg_field_int(res, i, 2));
                 if (r < 0)
                         r = pg_fail(s, r, "batch: out of memory");
         }
-        pg_pipe_end(&p);
+        PQclear(res);
         return r < 0 ? r : 0;
 }
 

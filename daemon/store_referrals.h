@@ -6,10 +6,10 @@
  *   1. store_referrals_claim: BEGIN; the offsets' compare-and-set
  *      (store_rows.h); INSERT the referrals in referral_id order ON CONFLICT
  *      DO NOTHING RETURNING the new ones;
- *   2. store_referrals_history: the persons of the new referrals, INSERT ON
- *      CONFLICT DO NOTHING, locked FOR UPDATE in key order, then (a new
- *      statement, so a new snapshot that sees what a concurrent batch
- *      committed while we waited for the lock) their history;
+ *   2. store_referrals_history: the persons of the new referrals, inserted
+ *      or updated in key order with the marks of their new referrals (the
+ *      update locks the row, and waits for a concurrent batch that has it);
+ *      the marks each row then holds are the history;
  *   3. store_referrals_write: personal rows, decisions, cases, contacts,
  *      alerts, duties, statistics rows, then the shared rows (store_rows.h);
  *      COMMIT.
@@ -40,6 +40,7 @@ typedef struct referral_rows {
         pg_arr c[RT_N][RT_COLS_MAX];
         unsigned rows[RT_N];
         pg_arr keys;                    /* the persons of round trip 2 */
+        pg_arr key_of, key_marks;       /* and their new referrals' marks */
         int q_alerts;                   /* the alerts' statement in round trip 3, -1 */
 } referral_rows;
 
@@ -122,9 +123,12 @@ int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, c
                           const store_offset *offsets, size_t n_offsets,
                           int (*is_new)(void *ctx, const char *referral_id), void *ctx);
 
-/* Round trip 2, for the sorted distinct person keys (n > 0). For every
- * (person, marks) group of the history: row(ctx, key index, marks, count). */
+/* Round trip 2, for the sorted distinct person keys (n > 0) and the n_new
+ * new referrals of those persons: each one's key index (into keys) and marks,
+ * added to its person's history. For every (person, marks) group of the
+ * history, with them: row(ctx, key index, marks, count). */
 int store_referrals_history(pg_session *s, referral_rows *w, const uint8_t (*keys)[PERSON_KEY_LEN], size_t n,
+                            const int32_t *key_of, const uint32_t *marks, size_t n_new,
                             int (*row)(void *ctx, size_t key, uint32_t marks, uint32_t count), void *ctx);
 
 /* Round trip 3: everything collected, the shared rows, and COMMIT unless

@@ -274,6 +274,50 @@ static void test_outbox_sent_migration(void **state) {
                          301);
 }
 
+/* 013_persons_history.sql on a database of version 12 with referrals in it:
+ * each person's row gets the marks of each of its referrals (one element per
+ * referral, in the order they came), the referrals without a person key count
+ * for nobody, and the index the history read used goes. */
+static void test_persons_history_migration(void **state) {
+        fixture *fx = *state;
+        copy_schemas(fx);
+        char cmd[256];
+        /* versions 1 to 12 */
+        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '0[01][0-9]_*' -delete", fx->dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "rm -f '%s/013_persons_history.sql'", fx->dir);
+        assert_int_equal(system(cmd), 0);
+        char err[512];
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 12);
+        /* Persons 1 to 3 with 1, 2 and 3 referrals (marks 1, 2, 4 by arrival), 5 without a key. */
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.persons (person_key)"
+                                " SELECT sha256(p::text::bytea) FROM generate_series(1, 3) AS p");
+        harness_exec_ok(fx->pg,
+                        "INSERT INTO allvarsd.referrals (referral_id, case_id, person_key, marks, district, reported_at,"
+                        "                                feedback_requested, source_topic, source_partition,"
+                        "                                source_offset, received_at)"
+                        " SELECT 'R-' || p || '-' || n, md5(p || '/' || n)::uuid, sha256(p::text::bytea), 1 << (n - 1),"
+                        "        'Hisingen', now(), false, 't', 0, p * 10 + n, now() + n * interval '1 s'"
+                        "   FROM generate_series(1, 3) AS p, generate_series(1, 3) AS n WHERE n <= p"
+                        " UNION ALL SELECT 'R-x-' || i, md5('x' || i)::uuid, NULL, 1, 'Hisingen', now(), false, 't', 0,"
+                        "        100 + i, now() FROM generate_series(1, 5) AS i");
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'referrals_person'"), 1);
+
+        char dir[1024];
+        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err), 1);
+        int version;
+        assert_int_equal(store_check_schema(fx->st, &version), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.persons p, generate_series(1, 3) AS n"
+                                   " WHERE p.person_key = sha256(n::text::bytea)"
+                                   "   AND p.marks = (SELECT array_agg(1 << (i - 1) ORDER BY i) FROM generate_series(1, n) i)"),
+                         3);
+        assert_int_equal(count(fx, "SELECT sum(cardinality(marks)) FROM allvarsd.persons"), 6);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'referrals_person'"), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_class WHERE relname = 'persons'"
+                                   " AND 'fillfactor=80' = ANY (reloptions)"),
+                         1);
+}
+
 /* Only NNN_name.sql files count; no directory or no files is an error. */
 static void test_bad_directories(void **state) {
         fixture *fx = *state;
@@ -342,6 +386,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_changed_checksum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outbox_sent_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_persons_history_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };
