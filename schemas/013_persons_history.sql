@@ -45,15 +45,17 @@ UPDATE persons p SET marks = h.marks
 -- Nothing reads referrals by person any more (the report reads referral_stats).
 DROP INDEX IF EXISTS referrals_person;
 
--- The daemon's new grant, as grant_v013_persons_history(), which grant_all()
--- (schemas/007_instances.sql; deploy/roles.sql calls it too) applies after the
--- base sets, whose UPDATE on persons covers first_seen_at only.
+-- The daemon's grant on persons, as grant_v013_persons_history(), which
+-- grant_all() (schemas/007_instances.sql; deploy/roles.sql calls it too)
+-- applies after the base sets: it updates marks, and no longer first_seen_at,
+-- which the base set grants for the lock the batch took until this version.
 CREATE OR REPLACE FUNCTION allvarsd.grant_v013_persons_history() RETURNS void
         LANGUAGE plpgsql
         SET search_path = allvarsd
 AS $$
 BEGIN
         IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'allvarsd_runtime') THEN
+                REVOKE UPDATE (first_seen_at) ON persons FROM allvarsd_runtime;
                 GRANT UPDATE (marks) ON persons TO allvarsd_runtime;
         END IF;
 END
