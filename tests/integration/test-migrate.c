@@ -134,6 +134,11 @@ static void test_migrate_twice_is_noop(void **state) {
         long long applied_at = count(fx, "SELECT (extract(epoch FROM max(applied_at)) * 1e6)::bigint"
                                          " FROM allvarsd.schema_migrations");
         assert_true(tables >= 14);
+        /* No foreign keys: each was a lookup and a lock of a row the same
+         * transaction had just written (schemas/014_case_foreign_keys.sql). */
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_constraint"
+                                   " WHERE contype = 'f' AND connamespace = 'allvarsd'::regnamespace"),
+                         0);
         assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), 0);
         assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'allvarsd'"), tables);
@@ -283,9 +288,8 @@ static void test_persons_history_migration(void **state) {
         copy_schemas(fx);
         char cmd[256];
         /* versions 1 to 12 */
-        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '0[01][0-9]_*' -delete", fx->dir);
-        assert_int_equal(system(cmd), 0);
-        snprintf(cmd, sizeof cmd, "rm -f '%s/013_persons_history.sql'", fx->dir);
+        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-9]_*' ! -name '01[0-2]_*' -delete",
+                 fx->dir);
         assert_int_equal(system(cmd), 0);
         char err[512];
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 12);
@@ -304,7 +308,8 @@ static void test_persons_history_migration(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'referrals_person'"), 1);
 
         char dir[1024];
-        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err), 1);
+        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
+                         STORE_SCHEMA_VERSION - 12);
         int version;
         assert_int_equal(store_check_schema(fx->st, &version), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.persons p, generate_series(1, 3) AS n"
