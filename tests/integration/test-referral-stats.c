@@ -19,6 +19,7 @@
 
 #include "reasons.h"
 #include "referral_stats.h"
+#include "sqlstate.h"
 
 /* Two districts on other profiles: Ds 2024:30 (imprisonable offences, the
  * first suspicion only, a summons within 24 h) and Stockholm's (a suspected
@@ -250,9 +251,13 @@ static void test_outcome_before_its_referral(void **state) {
                          512 | 1024 | 8192 | 16384 | 524288);
 }
 
-/* A row already there for a new referral's case id (written by hand here)
- * is made what the view says, as the view's upsert did: never left stale. */
-static void test_stale_row_replaced(void **state) {
+/* A row already there for a new referral's case id can only have been written
+ * by hand: the referral batch inserts its referrals' rows without ON CONFLICT
+ * (no other transaction can have them), so the batch stops on that row with a
+ * refused value, which batch.c makes the referral's dead letter, and writes
+ * nothing; the row is not left to say something the tables do not. Without
+ * it, the same referral is decided. */
+static void test_row_written_by_hand_refused(void **state) {
         fixture *fx = *state;
         char case_id[UUID_STR_LEN];
         ids_case_id("R-STALE", case_id);
@@ -261,7 +266,21 @@ static void test_stale_row_replaced(void **state) {
                                " profile_name, profile_version, facts)"
                                " VALUES ($1::uuid, 'nowhere', '2000-01-01Z', 'DEFERRED', 'none', 0, 4194304)",
                                1, (const char *[]){case_id}, NULL, NULL);
+        snapshot before = snap(fx);
         batch *b = batch_new();
+        batch_add(fx, b, &(refspec){.id = "R-STALE", .person = 1, .no_phone = true}, 0);
+        assert_int_equal(run_on(fx, fx->h.st, b, T0 + H(1)), -EBADMSG);
+        assert_non_null(strstr(store_last_error(fx->h.st), "referral_stats_pkey"));
+        char code[6];
+        assert_non_null(sqlstate_in_text(store_last_error(fx->h.st), code));
+        assert_string_equal(code, "23505");
+        assert_int_equal(sqlstate_classify(code), SQLSTATE_DATA);         /* batch.c: a dead letter */
+        batch_free(b);
+        assert_same(fx, &before);
+
+        harness_exec_params_ok(fx->h.pg, "DELETE FROM allvarsd.referral_stats WHERE case_id = $1::uuid", 1,
+                               (const char *[]){case_id}, NULL, NULL);
+        b = batch_new();
         batch_add(fx, b, &(refspec){.id = "R-STALE", .person = 1, .no_phone = true}, 0);
         run_ok(fx, b, T0 + H(1));
         batch_free(b);
@@ -343,7 +362,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_every_kind_as_the_view, setup_districts, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_outcome_before_its_referral, setup, harness_store_teardown),
-                cmocka_unit_test_setup_teardown(test_stale_row_replaced, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_row_written_by_hand_refused, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_like_as_postgresql, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
