@@ -9,7 +9,9 @@
 #          before comes back from the INSERT as new (ON CONFLICT DO UPDATE of a
 #          column the runtime role may update), is decided again, and the
 #          writes after it do not stop it (the decision and the events kept,
-#          the case opened again over the first). Must fire: "duplicate decisions".
+#          the case opened again over the first, the statistics row written
+#          again: its insert has no ON CONFLICT of its own, store_referrals.c).
+#          Must fire: "duplicate decisions".
 #   lost   a referral acknowledged without its decision: the batch's INSERT
 #          skips referral ids ending in 7, which then count as seen before and
 #          their positions move on. Must fire: "lost".
@@ -52,6 +54,7 @@ mutate() {
                         stmt_append ref_cases_insert 'ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at' &&
                         stmt_append ref_personal_insert 'ON CONFLICT DO NOTHING' &&
                         stmt_append ref_contacts_insert 'ON CONFLICT DO NOTHING' &&
+                        stmt_append ref_stats_insert 'ON CONFLICT DO NOTHING' &&
                         stmt_append rows_outbox 'ON CONFLICT DO NOTHING'
                 ;;
         lost)
