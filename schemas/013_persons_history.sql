@@ -7,7 +7,7 @@
 -- referral, and one more random-key index entry for every referral stored.
 -- Over a replay of 300,000 referrals the history read was the second most
 -- expensive statement of the batch, and that index a third of the referrals
--- insert's indexes (bench/README.md "The runs of 2026-12-04 22:10").
+-- insert's indexes (bench/README.md "The runs of 2026-12-04 22:45-23:29 UTC").
 --
 -- Now persons.marks holds the marks (MARK_*, daemon/profiles.h) of each of the
 -- person's referrals, one element per referral stored. The batch adds its new
