@@ -333,11 +333,9 @@ static int write_decided(batch *b, const item *it) {
         const decision *d = &it->d;
         const char *rid = r->referral_id;
         const Allvarssamtal__V1__Person *subj = r->subject;
-        char reasons[512], flags[512], deadline[RFC3339_MAX] = "";
+        char reasons[512], flags[512];
         reasons_format(reason_texts, d->reasons, reasons, sizeof reasons);
         reasons_format(flag_texts, d->flags, flags, sizeof flags);
-        if (d->deadline)
-                clock_format_rfc3339(d->deadline, deadline);
         const char *params = profile_params(b, it->p);
         if (!params)
                 return -ENOMEM;
@@ -369,15 +367,7 @@ static int write_decided(batch *b, const item *it) {
                                                  .prior_qualifying = it->h.prior_qualifying,
                                          });
 
-        char after[1400];
-        snprintf(after, sizeof after, "outcome=%s;reasons=%s;flags=%s;deadline=%s", decision_outcome_code(d->outcome),
-                 reasons, flags, deadline);
-        store_rows_audit(&b->shared, &(audit_entry){ .case_id = it->case_id,
-                                                     .referral_id = rid,
-                                                     .at = b->now,
-                                                     .actor_kind = "DAEMON",
-                                                     .action = "DECIDED",
-                                                     .after = after });
+        /* Its audit entry is the decisions row (audit_trail, schemas/015_decided_from_decisions.sql). */
         int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
         if (k < 0)
                 return k;

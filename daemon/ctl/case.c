@@ -63,7 +63,7 @@ static const ctl_section case_sections[] = {
          " " CTL_SQL_TS("c.created_at") " AS opened_at, " CTL_SQL_TS("c.updated_at") " AS updated_at,"
          " " CTL_SQL_TS("r.purged_at") " AS personal_data_purged_at"
          " FROM allvarsd.referrals r LEFT JOIN allvarsd.decisions d ON d.referral_id = r.referral_id"
-         " LEFT JOIN allvarsd.cases c ON c.referral_id = r.referral_id"
+         " LEFT JOIN allvarsd.cases c ON c.case_id = r.case_id"
          " LEFT JOIN allvarsd.assessment_duties pa ON pa.case_id = r.case_id"
          " CROSS JOIN LATERAL (SELECT " CTL_SQL_SECONDS_LEFT("$2::timestamptz") " AS s) t"
          " WHERE r.referral_id = $1::text",

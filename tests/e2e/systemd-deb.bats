@@ -233,8 +233,8 @@ personal_values() {
         sd_wait 10 journal_has 'Watchdog timeout'
         [[ $(show NRestarts) -ge 1 ]]
         sd_wait 60 all_decided "$S/ids1" "$S/ids2"
-        # Decided once: one decision row each (the primary key) and one DECIDED audit row each.
-        [[ $(sql "select count(*) from (select referral_id from allvarsd.audit where action = 'DECIDED'
+        # Decided once: one decision row each (the primary key) and one DECIDED entry each in the audit trail.
+        [[ $(sql "select count(*) from (select referral_id from allvarsd.audit_trail where action = 'DECIDED'
                   group by 1 having count(*) > 1) d") -eq 0 ]]
         cp "$S/allvarsd.shipped" "$(sd_path /usr/sbin/allvarsd.shipped)"
         mv "$(sd_path /usr/sbin/allvarsd.shipped)" "$(sd_path /usr/sbin/allvarsd)"

@@ -276,7 +276,7 @@ deploy_documented() {
 
 @test "a revoked grant is told as a deployment error, not an outage, every time; the daemon resumes once granted" {
         deploy_documented
-        sql "revoke insert on allvarsd.audit from allvarsd_runtime"
+        sql "revoke insert on allvarsd.decisions from allvarsd_runtime"
         "$BUILD/tests/notify-listen" "$T/notify.sock" > "$T/notify.out" &
         listener=$!
         wait_for 5 test -S "$T/notify.sock"
@@ -288,7 +288,7 @@ deploy_documented() {
         ! grep -q 'unavailable' "$T/rt.log"
         wait_for 10 grep -q '^STATUS=.*deployment: .*42501' "$T/notify.out"
         [[ $(decided_count) -eq 0 ]]
-        sql "grant insert on allvarsd.audit to allvarsd_runtime"
+        sql "grant insert on allvarsd.decisions to allvarsd_runtime"
         wait_for 60 decided_at_least "$(expected_ids "$T/ids" | wc -l)"
         check_exactly_once "$T/ids"
         kill "$listener"

@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "clock.h"
 #include "store.h"
 
 typedef struct fixture {
@@ -323,6 +324,84 @@ static void test_persons_history_migration(void **state) {
                          1);
 }
 
+/* Version 15: a decision's DECIDED entry in audit_trail is made from its
+ * decisions row, with the "after" text referral_batch.c wrote (the deadline as
+ * clock_format_rfc3339 writes it, fractions included); a decision that has a
+ * DECIDED row from before the version is shown by that row only. And
+ * cases.referral_id is no longer a unique index. */
+static void test_decided_audit_entries(void **state) {
+        fixture *fx = *state;
+        copy_schemas(fx);
+        char cmd[256];
+        /* versions 1 to 14 */
+        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-9]_*' ! -name '01[0-4]_*' -delete",
+                 fx->dir);
+        assert_int_equal(system(cmd), 0);
+        char err[512];
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 14);
+#define REFS(ids)                                                                                    \
+        "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at, feedback_requested," \
+        "                                source_topic, source_partition, source_offset, received_at)"           \
+        " SELECT id, md5(id)::uuid, 1, 'Hisingen', now(), false, 't', 0, 0, now()"                            \
+        "   FROM unnest('{" ids "}'::text[]) AS id"
+#define DECISIONS                                                                                      \
+        "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, deadline, profile_name,"        \
+        "                                profile_version, profile_params, prior_referrals, prior_qualifying,"  \
+        "                                decided_at)"                                                          \
+        " VALUES "
+        harness_exec_ok(fx->pg, REFS("R-OLD"));
+        harness_exec_ok(fx->pg, DECISIONS
+                        "('R-OLD', 'ELIGIBLE', '', 'UNDER_15', '2025-03-12T08:00:00Z', 'p', 1, '', 0, 0,"
+                        "  '2025-03-10T08:00:00Z')");
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.audit (case_id, referral_id, at, actor_kind, action, after)"
+                                " VALUES (md5('R-OLD')::uuid, 'R-OLD', '2025-03-10T08:00:00Z', 'DAEMON', 'DECIDED',"
+                                "         'outcome=ELIGIBLE;reasons=;flags=UNDER_15;deadline=2025-03-12T08:00:00Z')");
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'cases_referral_id_key'"), 1);
+
+        char dir[1024];
+        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
+                         STORE_SCHEMA_VERSION - 14);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'cases_referral_id_key'"), 0);
+        harness_exec_ok(fx->pg, REFS("R-FRACTION,R-WHOLE,R-NONE"));
+        harness_exec_ok(fx->pg, DECISIONS
+                        "('R-FRACTION', 'ELIGIBLE', '', 'UNDER_15', '2025-03-12T08:00:00.000123Z', 'p', 1, '', 0, 0,"
+                        "  '2025-03-10T08:00:00.5Z'),"
+                        "('R-WHOLE', 'DEFERRED', 'CLEARANCE_PENDING', '', '2025-12-31T23:59:59Z', 'p', 1, '', 0, 0,"
+                        "  '2025-03-10T09:00:00Z'),"
+                        "('R-NONE', 'NOT_ELIGIBLE', 'AGE_OVER_LIMIT,IDENTITY_INVALID', '', NULL, 'p', 1, '', 0, 0,"
+                        "  '2025-03-10T10:00:00Z')");
+
+        /* The old row once, with its own id; the new ones from their decisions. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit_trail WHERE action = 'DECIDED'"), 4);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit_trail WHERE referral_id = 'R-OLD'"
+                                   " AND id > 0 AND case_id = md5('R-OLD')::uuid"),
+                         1);
+        static const struct {
+                const char *id, *after;
+                usec_t deadline;
+                const char *at;
+        } want[] = {
+                { "R-FRACTION", "outcome=ELIGIBLE;reasons=;flags=UNDER_15;deadline=", 1741766400000123LL,
+                  "2025-03-10T08:00:00.5Z" },
+                { "R-WHOLE", "outcome=DEFERRED;reasons=CLEARANCE_PENDING;flags=;deadline=", 1767225599000000LL,
+                  "2025-03-10T09:00:00Z" },
+                { "R-NONE", "outcome=NOT_ELIGIBLE;reasons=AGE_OVER_LIMIT,IDENTITY_INVALID;flags=;deadline=", 0,
+                  "2025-03-10T10:00:00Z" },
+        };
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+                char after[256], ts[RFC3339_MAX] = "";
+                if (want[i].deadline)
+                        clock_format_rfc3339(want[i].deadline, ts);
+                snprintf(after, sizeof after, "%s%s", want[i].after, ts);
+                assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit_trail WHERE referral_id = '%s'"
+                                           " AND id = 0 AND case_id = md5('%s')::uuid AND at = '%s'"
+                                           " AND actor_kind = 'DAEMON' AND actor_name = '' AND before = ''"
+                                           " AND after = '%s' AND NOT reason_recorded",
+                                       want[i].id, want[i].id, want[i].at, after),
+                                 1);
+        }
+}
+
 /* Only NNN_name.sql files count; no directory or no files is an error. */
 static void test_bad_directories(void **state) {
         fixture *fx = *state;
@@ -392,6 +471,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outbox_sent_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_persons_history_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decided_audit_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

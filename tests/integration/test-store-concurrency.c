@@ -382,7 +382,7 @@ static void test_throughput_two_connections(void **state) {
                 bench_free(br[i].v, batches);
         }
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions"), decided);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE action = 'DECIDED'"), decided);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit_trail WHERE action = 'DECIDED'"), decided);
         printf("store throughput, 2 connections: %d batches of %d in %.2f s: %.0f messages/s; cpu per message: "
                "client %.1f us, server %.1f us\n",
                2 * batches, BENCH_PER, wall, total / wall, client * 1e6 / total, server * 1e6 / total);

@@ -173,7 +173,7 @@ static void deploy_as_documented(fixture *fx) {
 static void test_revoked_grant(void **state) {
         fixture *fx = *state;
         deploy_as_documented(fx);
-        harness_exec_ok(fx->h.pg, "REVOKE INSERT ON allvarsd.audit FROM allvarsd_runtime");
+        harness_exec_ok(fx->h.pg, "REVOKE INSERT ON allvarsd.decisions FROM allvarsd_runtime");
         batch *b = batch_new();
         batch_add(fx, b, &(refspec){ .id = "R-GRANT", .person = 1 }, 0);
         assert_int_equal(store_batch(fx, fx->h.st, b, T0), -EACCES);
@@ -182,7 +182,7 @@ static void test_revoked_grant(void **state) {
         assert_true(store_connected(fx->h.st));
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals"), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters"), 0);
-        harness_exec_ok(fx->h.pg, "GRANT INSERT ON allvarsd.audit TO allvarsd_runtime");
+        harness_exec_ok(fx->h.pg, "GRANT INSERT ON allvarsd.decisions TO allvarsd_runtime");
         assert_int_equal(store_batch(fx, fx->h.st, b, T0), 0);
         assert_int_equal(b->res.decided, 1);
         batch_free(b);

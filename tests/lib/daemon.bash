@@ -213,8 +213,10 @@ check_exactly_once() {
                 return 1
         fi
         local dup
-        # The primary key forbids two decision rows; the audit trail would show a second decision.
-        dup=$(sql "select count(*) from (select referral_id from allvarsd.audit where action = 'DECIDED'
+        # The primary key forbids two decision rows; the audit trail would show a
+        # second decision (a DECIDED entry is made from the decisions row, or is a
+        # row of audit: schemas/015_decided_from_decisions.sql).
+        dup=$(sql "select count(*) from (select referral_id from allvarsd.audit_trail where action = 'DECIDED'
                    group by 1 having count(*) > 1) d")
         [[ $dup -eq 0 ]] || { echo "$dup referrals decided more than once" >&2; return 1; }
         local bad
