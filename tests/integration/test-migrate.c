@@ -84,6 +84,19 @@ static int migrate(fixture *fx, const char *dir, char *err, size_t size) {
         return store_migrate(fx->st, dir, err, size);
 }
 
+/* The database migrated to version `version` only, with a private copy of
+ * schemas/ that holds the migrations up to it. */
+static void migrate_up_to(fixture *fx, int version) {
+        copy_schemas(fx);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd,
+                 "for f in '%s'/[0-9][0-9][0-9]_*.sql; do n=${f##*/}; n=${n%%%%_*}; [ $(expr $n + 0) -le %d ] || rm \"$f\"; done",
+                 fx->dir, version);
+        assert_int_equal(system(cmd), 0);
+        char err[512];
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), version);
+}
+
 static void sha256_file(const char *path, char out[65]) {
         FILE *f = fopen(path, "re");
         assert_non_null(f);
@@ -227,13 +240,8 @@ static void test_failed_migration_rolls_back(void **state) {
  * theirs and their ids, sent_at and its index go, the sequence goes on. */
 static void test_outbox_sent_migration(void **state) {
         fixture *fx = *state;
-        copy_schemas(fx);
-        char cmd[256];
-        /* versions 1 to 3 only */
-        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-3]_*' -delete", fx->dir);
-        assert_int_equal(system(cmd), 0);
+        migrate_up_to(fx, 3);
         char err[512];
-        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 3);
         /* 300 events, every third unsent; payloads of 2 KB, personal in scheduling requests. */
         harness_exec_ok(fx->pg,
                         "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload, created_at,"
@@ -286,14 +294,8 @@ static void test_outbox_sent_migration(void **state) {
  * for nobody, and the index the history read used goes. */
 static void test_persons_history_migration(void **state) {
         fixture *fx = *state;
-        copy_schemas(fx);
-        char cmd[256];
-        /* versions 1 to 12 */
-        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-9]_*' ! -name '01[0-2]_*' -delete",
-                 fx->dir);
-        assert_int_equal(system(cmd), 0);
+        migrate_up_to(fx, 12);
         char err[512];
-        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 12);
         /* Persons 1 to 3 with 1, 2 and 3 referrals (marks 1, 2, 4 by arrival), 5 without a key. */
         harness_exec_ok(fx->pg, "INSERT INTO allvarsd.persons (person_key)"
                                 " SELECT sha256(p::text::bytea) FROM generate_series(1, 3) AS p");
@@ -331,14 +333,8 @@ static void test_persons_history_migration(void **state) {
  * cases.referral_id is no longer a unique index. */
 static void test_decided_audit_entries(void **state) {
         fixture *fx = *state;
-        copy_schemas(fx);
-        char cmd[256];
-        /* versions 1 to 14 */
-        snprintf(cmd, sizeof cmd, "find '%s' -name '[0-9][0-9][0-9]_*.sql' ! -name '00[1-9]_*' ! -name '01[0-4]_*' -delete",
-                 fx->dir);
-        assert_int_equal(system(cmd), 0);
+        migrate_up_to(fx, 14);
         char err[512];
-        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), 14);
 #define REFS(ids)                                                                                    \
         "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at, feedback_requested," \
         "                                source_topic, source_partition, source_offset, received_at)"           \
