@@ -11,7 +11,8 @@
 #          writes after it do not stop it (the decision and the events kept,
 #          the case opened again over the first, the statistics row written
 #          again: its insert has no ON CONFLICT of its own, store_referrals.c).
-#          Must fire: "duplicate decisions".
+#          Must fire: "duplicate decisions" (since schema 15 by the decision's
+#          events stored twice: lib.bash "twice.stored").
 #   lost   a referral acknowledged without its decision: the batch's INSERT
 #          skips referral ids ending in 7, which then count as seen before and
 #          their positions move on. Must fire: "lost".

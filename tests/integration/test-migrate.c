@@ -97,6 +97,13 @@ static void migrate_up_to(fixture *fx, int version) {
         assert_int_equal(migrate(fx, fx->dir, err, sizeof err), version);
 }
 
+/* Then the rest of the project's migrations, from version `from` on. */
+static void migrate_rest(fixture *fx, int from) {
+        char dir[1024], err[512];
+        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
+                         STORE_SCHEMA_VERSION - from);
+}
+
 static void sha256_file(const char *path, char out[65]) {
         FILE *f = fopen(path, "re");
         assert_non_null(f);
@@ -241,7 +248,6 @@ static void test_failed_migration_rolls_back(void **state) {
 static void test_outbox_sent_migration(void **state) {
         fixture *fx = *state;
         migrate_up_to(fx, 3);
-        char err[512];
         /* 300 events, every third unsent; payloads of 2 KB, personal in scheduling requests. */
         harness_exec_ok(fx->pg,
                         "INSERT INTO allvarsd.outbox (event_id, topic, key, ce_type, ce_time, payload, created_at,"
@@ -255,9 +261,7 @@ static void test_outbox_sent_migration(void **state) {
                         "   FROM generate_series(1, 300) AS i");
         harness_exec_ok(fx->pg, "CREATE TABLE public.before AS SELECT * FROM allvarsd.outbox");
 
-        char dir[1024];
-        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
-                         STORE_SCHEMA_VERSION - 3);
+        migrate_rest(fx, 3);
         int version;
         assert_int_equal(store_check_schema(fx->st, &version), 0);
 
@@ -295,7 +299,6 @@ static void test_outbox_sent_migration(void **state) {
 static void test_persons_history_migration(void **state) {
         fixture *fx = *state;
         migrate_up_to(fx, 12);
-        char err[512];
         /* Persons 1 to 3 with 1, 2 and 3 referrals (marks 1, 2, 4 by arrival), 5 without a key. */
         harness_exec_ok(fx->pg, "INSERT INTO allvarsd.persons (person_key)"
                                 " SELECT sha256(p::text::bytea) FROM generate_series(1, 3) AS p");
@@ -310,9 +313,7 @@ static void test_persons_history_migration(void **state) {
                         "        100 + i, now() FROM generate_series(1, 5) AS i");
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'referrals_person'"), 1);
 
-        char dir[1024];
-        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
-                         STORE_SCHEMA_VERSION - 12);
+        migrate_rest(fx, 12);
         int version;
         assert_int_equal(store_check_schema(fx->st, &version), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.persons p, generate_series(1, 3) AS n"
@@ -334,7 +335,6 @@ static void test_persons_history_migration(void **state) {
 static void test_decided_audit_entries(void **state) {
         fixture *fx = *state;
         migrate_up_to(fx, 14);
-        char err[512];
 #define REFS(ids)                                                                                    \
         "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at, feedback_requested," \
         "                                source_topic, source_partition, source_offset, received_at)"           \
@@ -354,9 +354,7 @@ static void test_decided_audit_entries(void **state) {
                                 "         'outcome=ELIGIBLE;reasons=;flags=UNDER_15;deadline=2025-03-12T08:00:00Z')");
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'cases_referral_id_key'"), 1);
 
-        char dir[1024];
-        assert_int_equal(migrate(fx, harness_schemas_dir(dir, sizeof dir), err, sizeof err),
-                         STORE_SCHEMA_VERSION - 14);
+        migrate_rest(fx, 14);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'cases_referral_id_key'"), 0);
         harness_exec_ok(fx->pg, REFS("R-FRACTION,R-WHOLE,R-NONE"));
         harness_exec_ok(fx->pg, DECISIONS
