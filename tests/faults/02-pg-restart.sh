@@ -23,7 +23,7 @@ pg_fault() {
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 400
         for ((i = 1; i <= RESTARTS; i++)); do
-                sleep "$(by_size 2 3)"          # decisions flowing
+                decisions_flowing "$(by_size 2 3)"
                 say "restart $i: pg_ctl stop -m $mode, $PG_DOWN_S s down, start"
                 t0=$(now_s)
                 pg_stop_only "$mode" || check_fail "pg_stop_only $mode failed"

@@ -57,7 +57,7 @@ kafka_real() {
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 300
         for mode in $KAFKA_RESTARTS; do
-                sleep "$(by_size 2 3)"          # decisions flowing
+                decisions_flowing "$(by_size 2 3)"
                 say "broker: stop ($mode), 2 s down, start again"
                 t0=$(now_s)
                 kafka_stop_only "$mode" || check_fail "kafka_stop_only $mode failed"

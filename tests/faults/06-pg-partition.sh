@@ -37,7 +37,7 @@ partition() {
         daemon_start a
         daemon_ready a 60 || check_fail "the daemon did not become ready"
         feed_start 400
-        sleep "$(by_size 2 4)"          # decisions flowing
+        decisions_flowing "$(by_size 2 4)"
         notice_watch 'PostgreSQL unavailable\|Periodic jobs: PostgreSQL'
         say "partition from PostgreSQL ($dir) for $secs s"
         t0=$(now_s)

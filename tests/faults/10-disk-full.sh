@@ -62,7 +62,7 @@ NOTIFY_SOCKET=$T/notify.sock daemon_start a
 daemon_ready a 60 || check_fail "the daemon did not become ready"
 
 feed_start 300
-sleep "$(by_size 4 8)"          # decisions flowing
+decisions_flowing "$(by_size 4 8)"
 notice_watch "$NOTICED"
 say "filling PostgreSQL's disk ($(df -m --output=avail "$DISK" | tail -n 1 | tr -d ' ') MB free of $DISK_MB)"
 t0=$(now_s)

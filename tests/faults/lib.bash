@@ -363,6 +363,20 @@ check_outcomes() {
 
 decided_now() { sql "select count(*) from allvarsd.decisions" 2>/dev/null || echo -1; }
 
+# decisions_flowing SECONDS: let the stream run SECONDS, then until a decision
+# is stored while we watch. A fault meant to strike a daemon at work must not
+# strike one still waiting for its partitions: on a loaded machine the group's
+# assignment has come 8 s after READY=1, and a PostgreSQL partition that began
+# before it was noticed only by the assignment's first statement, 6 s late
+# (CI of 2026-12-05, faults/06 pg-partition-long).
+decisions_flowing() {
+        local before
+        sleep "$1"
+        before=$(decided_now)
+        wait_for 60 decided_past "$before" || check_fail "no decision stored within 60 s of the stream's start"
+}
+decided_past() { (($(decided_now) > $1)); }
+
 # relay_holder: the name of the instance (DAEMON_PIDS) whose relay holds the
 # advisory lock (relay.h: RELAY_LOCK_KEY), found through its backend's client
 # port (the daemons connect over TCP, faults_conf) and the socket inode in /proc.
