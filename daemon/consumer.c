@@ -102,7 +102,8 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         }
         c->cap_batch = c->max_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
-        int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
+        c->flight_batch = calloc(c->cap_batch, sizeof *c->flight_batch);
+        int r = c->batch && c->flight_batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
         if (r < 0) {
                 snprintf(err, err_size, "batch connections: %s", strerror(-r));
                 consumer_free(c);
@@ -127,10 +128,9 @@ static void drain_pipe(consumer *c) {
                 ;
 }
 
-/* Store the batch; a failure leaves the positions to the database. */
-static void flush(consumer *c) {
-        size_t n = c->n_batch;
-        int r = consumer_batch_flush(c);
+/* What a batch's storing came to (r from consumer_batch_send or _land, n
+ * its messages); a failure leaves the positions to the database. */
+static void stored(consumer *c, int r, size_t n) {
         if (r == -ESTALE) {
                 /* Someone else moved a position: we no longer own it, or a message
                  * came from a partition just revoked. Believe the database. (Parts
@@ -141,6 +141,8 @@ static void flush(consumer *c) {
                 log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
                            "MESSAGE=%zu message(s) of a batch of %zu fenced by the stored offsets; re-reading positions",
                            c->fenced_messages, n, NULL);
+                /* What was gathered meanwhile follows positions no longer ours. */
+                consumer_batch_drop(c);
                 int rr = parts_reseek(c);
                 if (rr < 0)
                         consumer_database_lost(c, rr);
@@ -149,6 +151,22 @@ static void flush(consumer *c) {
                  * error: nothing is acknowledged; pause, reconnect, re-read. */
                 consumer_database_lost(c, r);
         }
+}
+
+/* Wait for the batch in flight, if any, and take what it did. */
+static void land(consumer *c) {
+        size_t n = c->n_flight;
+        if (consumer_batch_flying(c))
+                stored(c, consumer_batch_land(c), n);
+}
+
+/* Store the batch: the one in flight is landed first, this one is left in
+ * flight (consumer_batch_send) while the next is gathered. */
+static void flush(consumer *c) {
+        land(c);
+        size_t n = c->n_batch;
+        if (n > 0)
+                stored(c, consumer_batch_send(c), n);
 }
 
 /* A message polled: into the batch, or dropped when it is not ours (yet). */
@@ -248,6 +266,9 @@ usec_t consumer_step(consumer *c) {
                 /* More may be waiting: come back at once. */
                 return clock_monotonic();
         }
+        /* Nothing to store yet: what is in flight is waited for now, so that
+         * its decisions are acknowledged without waiting for the next batch. */
+        land(c);
         if (c->n_batch > 0)
                 return c->batch_started + wait;
         return clock_monotonic() + USEC_PER_SEC;
@@ -265,6 +286,7 @@ static rd_kafka_message_t *drain_next(consumer *c, size_t *next) {
 
 int consumer_drain(consumer *c) {
         /* Take what librdkafka already fetched for this batch, store it, then leave. */
+        land(c);
         if (!c->database_down) {
                 for (size_t next = 0; !consumer_batch_full(c);) {
                         rd_kafka_message_t *km = drain_next(c, &next);
@@ -280,6 +302,7 @@ int consumer_drain(consumer *c) {
                         consumer_batch_add(c, km);
                 }
                 flush(c);
+                land(c);
         }
         consumer_batch_drop(c);
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
@@ -291,6 +314,7 @@ int consumer_drain(consumer *c) {
 void consumer_free(consumer *c) {
         if (!c)
                 return;
+        (void)consumer_batch_land(c);   /* its lanes must be idle before they are freed */
         consumer_batch_drop(c);
         parts_clear(c);                 /* its partition queues, before the handle they belong to */
         if (c->queue) {
@@ -301,6 +325,7 @@ void consumer_free(consumer *c) {
                 rd_kafka_destroy(c->rk);
         lanes_free(c->lanes);
         free(c->batch);
+        free(c->flight_batch);
         if (c->pipe[0] >= 0)
                 close(c->pipe[0]);
         if (c->pipe[1] >= 0)
@@ -314,11 +339,17 @@ int consumer_reconfigure(consumer *c, const config *cfg) {
         c->cfg = cfg;
         size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         if (want > c->cap_batch) {
-                /* Called between batches, on the thread that fills the array. */
+                /* Called between batches, on the thread that fills the arrays;
+                 * the one in flight is landed before it moves. */
+                land(c);
                 batch_entry *b = realloc(c->batch, want * sizeof *b);
                 if (!b)
                         return -ENOMEM;
                 c->batch = b;
+                b = realloc(c->flight_batch, want * sizeof *b);
+                if (!b)
+                        return -ENOMEM;
+                c->flight_batch = b;
                 c->cap_batch = want;
         }
         /* A smaller size applies as it is: a batch already larger is stored at once. */

@@ -15,12 +15,16 @@
 #include "metrics.h"
 #include "reasons.h"
 
-void consumer_batch_drop(consumer *c) {
-        for (size_t i = 0; i < c->n_batch; i++) {
-                codec_referral_free(c->batch[i].referral);
-                codec_outcome_free(c->batch[i].outcome);
-                rd_kafka_message_destroy(c->batch[i].km);
+static void entries_free(batch_entry *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                codec_referral_free(v[i].referral);
+                codec_outcome_free(v[i].outcome);
+                rd_kafka_message_destroy(v[i].km);
         }
+}
+
+void consumer_batch_drop(consumer *c) {
+        entries_free(c->batch, c->n_batch);
         c->n_batch = 0;
         c->batch_bytes = 0;
 }
@@ -287,29 +291,76 @@ static int assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, unsigne
         return 0;
 }
 
-/* Store the messages of one topic of the batch: referrals are decided, outcomes
- * applied to their cases. The messages are grouped by lane (each partition
- * whole in one lane, the lanes balanced by messages: assign_lanes; as many
- * lanes as consumer_lanes_for gives) and each lane's part is one transaction,
- * all lanes at once; a part that committed advances its positions even when
- * another failed (the caller then re-reads every position from the database). */
-static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes, usec_t now) {
-        /* lanes_run reads args[] and writes rets[] for every lane it has; the
-         * lanes not used this time get no work (args[k] NULL). */
+/* One topic's part of a batch on its way through the lanes: what lanes_start
+ * was given, kept until lanes_wait (batch_run_finish). */
+struct batch_run {
+        bool outcomes;
+        unsigned n_lanes;               /* lanes used (consumer_lanes_for) */
+        batch_entry **part;             /* the topic's messages, in consumed order */
+        batch_entry **ordered;          /* the same grouped by lane */
+        store_message *msgs;
+        char (*ids)[CODEC_ID_MAX + 1];
+        store_offset *offs;
+        int64_t *ts;
+        lane_work *work;
+        void **args;                    /* lanes_count() of them; NULL: no work */
+        int *rets;
+        unsigned *lane;
+};
+
+static void batch_run_free(batch_run *run) {
+        if (!run)
+                return;
+        free(run->part);
+        free(run->ordered);
+        free(run->msgs);
+        free(run->ids);
+        free(run->offs);
+        free(run->ts);
+        free(run->work);
+        free(run->args);
+        free(run->rets);
+        free(run->lane);
+        free(run);
+}
+
+/* Start storing the messages of one topic of the batch (part, n of them, taken
+ * over): referrals are decided, outcomes applied to their cases. The messages
+ * are grouped by lane (each partition whole in one lane, the lanes balanced by
+ * messages: assign_lanes; as many lanes as consumer_lanes_for gives) and each
+ * lane's part is one transaction, all lanes at once. Returns when lane 0's
+ * part is done (lanes.h lanes_start); *ret the run for batch_run_finish. */
+static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outcomes, usec_t now, batch_run **ret) {
+        /* lanes_start reads args[] and lanes_wait writes rets[] for every lane
+         * there is; the lanes not used this time get no work (args[k] NULL). */
         unsigned all_lanes = lanes_count(c->lanes);
         unsigned n_lanes = consumer_lanes_for(all_lanes, n);
-        _cleanup_free_ batch_entry **ordered = calloc(n, sizeof *ordered);
-        _cleanup_free_ store_message *msgs = calloc(n, sizeof *msgs);
-        _cleanup_free_ char(*ids)[CODEC_ID_MAX + 1] = calloc(n, sizeof *ids);
-        _cleanup_free_ store_offset *offs = calloc(n, sizeof *offs);
-        _cleanup_free_ int64_t *ts = calloc(n, sizeof *ts);
-        _cleanup_free_ lane_work *work = calloc(n_lanes, sizeof *work);
-        _cleanup_free_ void **args = calloc(all_lanes, sizeof *args);
-        _cleanup_free_ int *rets = calloc(all_lanes, sizeof *rets);
-        _cleanup_free_ unsigned *lane = calloc(n, sizeof *lane);
-        if (!ordered || !msgs || !ids || !offs || !ts || !work || !args || !rets || !lane ||
-            assign_lanes(batch, n, n_lanes, lane) < 0)
+        batch_run *run = calloc(1, sizeof *run);
+        if (!run) {
+                free(part);
                 return -ENOMEM;
+        }
+        *run = (batch_run){.outcomes = outcomes, .n_lanes = n_lanes, .part = part};
+        run->ordered = calloc(n, sizeof *run->ordered);
+        run->msgs = calloc(n, sizeof *run->msgs);
+        run->ids = calloc(n, sizeof *run->ids);
+        run->offs = calloc(n, sizeof *run->offs);
+        run->ts = calloc(n, sizeof *run->ts);
+        run->work = calloc(n_lanes, sizeof *run->work);
+        run->args = calloc(all_lanes, sizeof *run->args);
+        run->rets = calloc(all_lanes, sizeof *run->rets);
+        run->lane = calloc(n, sizeof *run->lane);
+        if (!run->ordered || !run->msgs || !run->ids || !run->offs || !run->ts || !run->work || !run->args ||
+            !run->rets || !run->lane || assign_lanes(part, n, n_lanes, run->lane) < 0) {
+                batch_run_free(run);
+                return -ENOMEM;
+        }
+        batch_entry **ordered = run->ordered;
+        store_message *msgs = run->msgs;
+        char(*ids)[CODEC_ID_MAX + 1] = run->ids;
+        store_offset *offs = run->offs;
+        int64_t *ts = run->ts;
+        lane_work *work = run->work;
 
         /* Each lane's messages contiguous, in consumed order; a partition is in
          * one lane only, so each lane's offsets come out contiguous too. */
@@ -317,8 +368,8 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
         for (unsigned k = 0; k < n_lanes; k++) {
                 size_t first = g, first_off = n_offs;
                 for (size_t i = 0; i < n; i++)
-                        if (lane[i] == k)
-                                ordered[g++] = batch[i];
+                        if (run->lane[i] == k)
+                                ordered[g++] = part[i];
                 for (size_t i = first; i < g; i++) {
                         rd_kafka_message_t *km = ordered[i]->km;
                         store_message *m = &msgs[i];
@@ -353,55 +404,108 @@ static int flush_topic(consumer *c, batch_entry **batch, size_t n, bool outcomes
                 work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
                                       .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off,
                                       .ts_ms = ts + first, .turn = {.l = c->lanes, .k = k}};
-                args[k] = g > first ? &work[k] : NULL;
+                run->args[k] = g > first ? &work[k] : NULL;
         }
 
-        lanes_run(c->lanes, lane_store, args, rets);
+        lanes_start(c->lanes, lane_store, run->args, run->rets);
+        *ret = run;
+        return 0;
+}
 
+/* Wait for the run's other lanes and take what it did: a part that committed
+ * advances its positions even when another failed (the caller then re-reads
+ * every position from the database). Frees the run. */
+static int batch_run_finish(consumer *c, batch_run *run) {
+        lanes_wait(c->lanes, run->args, run->rets);
         int r = 0;
-        for (unsigned k = 0; k < n_lanes; k++) {
-                if (!args[k])
+        for (unsigned k = 0; k < run->n_lanes; k++) {
+                if (!run->args[k])
                         continue;
-                if (rets[k] == 0) {
-                        lane_committed(c, &work[k]);
+                if (run->rets[k] == 0) {
+                        lane_committed(c, &run->work[k]);
                         continue;
                 }
-                if (rets[k] == -ESTALE)
-                        c->fenced_messages += work[k].n;
-                if (r == 0 || rets[k] != -ESTALE) {
-                        r = rets[k];    /* a lost connection outweighs a fenced part */
+                if (run->rets[k] == -ESTALE)
+                        c->fenced_messages += run->work[k].n;
+                if (r == 0 || run->rets[k] != -ESTALE) {
+                        r = run->rets[k];       /* a lost connection outweighs a fenced part */
                         lanes_error(c->lanes, k, c->lane_error, sizeof c->lane_error);
                 }
         }
         if (r == 0)
                 c->backoff = 0;
+        batch_run_free(run);
+        return r;
+}
+
+bool consumer_batch_flying(const consumer *c) {
+        return c->flight != NULL;
+}
+
+int consumer_batch_land(consumer *c) {
+        if (!c->flight)
+                return 0;
+        int r = batch_run_finish(c, c->flight);
+        c->flight = NULL;
+        entries_free(c->flight_batch, c->n_flight);
+        c->n_flight = 0;
         return r;
 }
 
 /* Store the batch, referrals before outcomes (an outcome may concern a case
- * opened by a referral of the same batch), and drop it; what a failure means
- * for the positions is the caller's (consumer.c: flush). */
-int consumer_batch_flush(consumer *c) {
+ * opened by a referral of the same batch). The last of the two runs is left
+ * in flight when it has lanes besides lane 0 (consumer_batch_land waits for
+ * it): the consumer gathers the next batch meanwhile. Its messages move to
+ * flight_batch, and the batch starts empty. What a failure means for the
+ * positions is the caller's (consumer.c: flush). */
+int consumer_batch_send(consumer *c) {
         size_t n = c->n_batch;
         if (n == 0)
                 return 0;
+        int r = consumer_batch_land(c);
+        if (r < 0)
+                return r;
         usec_t now = clock_now(c->clk);
         c->fenced_messages = 0;
-        batch_entry **part = calloc(n, sizeof *part);
-        int r = part ? 0 : -ENOMEM;
+        batch_entry *b = c->batch;
+        c->batch = c->flight_batch;
+        c->flight_batch = b;
+        c->n_flight = n;
+        c->n_batch = 0;
+        c->batch_bytes = 0;
+        size_t n_outcomes = 0;
+        for (size_t i = 0; i < n; i++)
+                n_outcomes += strcmp(rd_kafka_topic_name(b[i].km->rkt), c->cfg->topic_outcomes) == 0;
         for (int pass = 0; pass < 2 && r == 0; pass++) {
-                size_t k = 0;
-                for (size_t i = 0; i < n; i++) {
-                        bool is_outcome = strcmp(rd_kafka_topic_name(c->batch[i].km->rkt), c->cfg->topic_outcomes) == 0;
-                        if (is_outcome == (pass == 1))
-                                part[k++] = &c->batch[i];
+                size_t k = pass == 0 ? n - n_outcomes : n_outcomes;
+                if (k == 0)
+                        continue;
+                batch_entry **part = calloc(k, sizeof *part);
+                if (!part) {
+                        r = -ENOMEM;
+                        break;
                 }
-                if (k)
-                        r = flush_topic(c, part, k, pass == 1, now);
+                k = 0;
+                for (size_t i = 0; i < n; i++) {
+                        bool is_outcome = strcmp(rd_kafka_topic_name(b[i].km->rkt), c->cfg->topic_outcomes) == 0;
+                        if (is_outcome == (pass == 1))
+                                part[k++] = &b[i];
+                }
+                batch_run *run;
+                r = batch_run_start(c, part, k, pass == 1, now, &run);
+                if (r < 0)
+                        break;
+                /* The outcomes wait for the referrals' run (an outcome may need
+                 * its case); a run on lane 0 alone is done already. */
+                if ((pass == 0 && n_outcomes > 0) || run->n_lanes == 1)
+                        r = batch_run_finish(c, run);
+                else
+                        c->flight = run;
         }
-        free(part);
-
-        consumer_batch_drop(c);
+        if (!c->flight) {
+                entries_free(c->flight_batch, c->n_flight);
+                c->n_flight = 0;
+        }
         return r;
 }
 

@@ -148,6 +148,9 @@ int parts_reseek(consumer *c) {
 }
 
 void consumer_database_lost(consumer *c, int r) {
+        /* What is in flight first: its lanes' parts that committed are
+         * acknowledged; one that failed adds nothing to this. */
+        (void)consumer_batch_land(c);
         /* The failing connection's reason: a batch lane's, or the consumer's own. */
         const char *why = c->lane_error[0] ? c->lane_error : store_last_error(c->st);
         if (r == -EACCES) {
@@ -219,6 +222,11 @@ static void log_partitions(consumer *c, log_msgid id, const rd_kafka_topic_parti
 void consumer_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque) {
         consumer *c = opaque;
 
+        /* The batch in flight is stored before its partitions change hands.
+         * Fenced, it needs no re-read here: the partitions are re-read below. */
+        int lr = consumer_batch_land(c);
+        if (lr < 0 && lr != -ESTALE)
+                consumer_database_lost(c, lr);
         metrics_partitions_clear();
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 parts_clear(c);

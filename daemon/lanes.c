@@ -148,7 +148,7 @@ unsigned lanes_count(const lanes *l) {
         return l ? l->n : 1;
 }
 
-void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
+void lanes_start(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
         for (unsigned k = 0; k < l->n; k++) {
                 lane *ln = &l->v[k];
@@ -175,6 +175,11 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
         l->v[0].finished = true;
         pthread_cond_broadcast(&l->done);
+        pthread_mutex_unlock(&l->lock);
+}
+
+void lanes_wait(lanes *l, void *const *args, int *rets) {
+        pthread_mutex_lock(&l->lock);
         for (unsigned k = 1; k < l->n; k++) {
                 while (l->v[k].busy)
                         pthread_cond_wait(&l->done, &l->lock);
@@ -184,8 +189,13 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_unlock(&l->lock);
 }
 
+void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
+        lanes_start(l, fn, args, rets);
+        lanes_wait(l, args, rets);
+}
+
 void lanes_error(const lanes *l, unsigned k, char *buf, size_t size) {
-        /* Called after lanes_run returned: the lanes are idle, err is stable. */
+        /* Called after lanes_wait returned: the lanes are idle, err is stable. */
         snprintf(buf, size, "%s", l && k < l->n ? l->v[k].err : "");
 }
 

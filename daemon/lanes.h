@@ -32,7 +32,16 @@ unsigned lanes_count(const lanes *l);
  * is not NULL, all at once; wait for all; rets[k] gets each result (0 for a
  * lane without work). A lane that cannot connect returns that error. */
 void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets);
-/* Why lane k's last run failed (its connection's or its store's last error), one line. */
+/* lanes_run in two halves, so that the caller may do other work while the
+ * other lanes finish: lanes_start hands each lane k >= 1 its work, runs lane
+ * 0's on the caller's thread and returns when that is done (rets[0] set);
+ * lanes_wait waits for the others (rets[k] set). args must stay valid, and
+ * no other run may start, until lanes_wait returned. Lane 0's store is the
+ * caller's again as soon as lanes_start returned. */
+void lanes_start(lanes *l, lane_fn fn, void *const *args, int *rets);
+void lanes_wait(lanes *l, void *const *args, int *rets);
+/* Why lane k's last run failed (its connection's or its store's last error),
+ * one line; after lanes_wait. */
 void lanes_error(const lanes *l, unsigned k, char *buf, size_t size);
 
 /* ---- turns: rows that two lanes of one run would both lock ----

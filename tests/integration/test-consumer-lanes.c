@@ -182,6 +182,66 @@ static void test_backlog_batches_take_every_partition(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
 }
 
+static bool flying(fixture *fx, long unused) {
+        (void)unused;
+        return consumer_batch_flying(fx->c);
+}
+
+static bool fenced_and_quiet(fixture *fx, long others) {
+        return figures(fx).fenced >= 1 && !consumer_batch_flying(fx->c) && fx->c->n_batch == 0 &&
+               harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.referrals WHERE source_partition > 0") >= others;
+}
+
+/* The next batch is gathered while the lanes besides lane 0 still store the
+ * last (consumer_batch_send leaves their run in flight; lane 0 is the
+ * consumer's own thread). When such a part turns out fenced (another
+ * instance stored its partition meanwhile), what was gathered meanwhile is
+ * dropped, not stored from the positions read again: a position another
+ * instance stored never goes back. Partition 0 has the largest part of every
+ * batch, so lane 1 (assign_lanes: ties to the highest lane); a session of the
+ * test's holds its offset row, already moved to the partition's end but not
+ * committed, so lane 1's compare-and-set waits for it, and fails once it
+ * commits. Batches of 200: partition 0's first 140 in flight, then 200 more
+ * gathered. */
+static void test_fenced_flight_drops_gathered(void **state) {
+        fixture *fx = *state;
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO allvarsd.consumer_offsets (consumer_group, topic, partition, next_offset)"
+                 " VALUES ('%s', '%s', 0, 0)",
+                 fx->h.cfg->group_id, TOPIC);
+        assert_int_equal(harness_exec(fx->h.pg, sql), 0);
+        PGconn *other = NULL;
+        assert_int_equal(harness_pg_connect(fx->h.db.name, &other), 0);
+        snprintf(sql, sizeof sql,
+                 "BEGIN; UPDATE allvarsd.consumer_offsets SET next_offset = 600"
+                 " WHERE consumer_group = '%s' AND topic = '%s' AND partition = 0",
+                 fx->h.cfg->group_id, TOPIC);
+        assert_int_equal(harness_exec(other, sql), 0);
+
+        produce_then_start(fx, (const int[PARTITIONS]){ 600, 20, 20, 20 });
+        assert_true(run_until(fx, flying, 0, 60));
+        assert_int_equal(figures(fx).fenced, 0);
+        assert_int_equal(harness_exec(other, "COMMIT"), 0);
+        PQfinish(other);
+
+        assert_true(run_until(fx, fenced_and_quiet, 60, 60));
+        /* Time for whatever else would be stored. */
+        usec_t end = clock_monotonic() + USEC_PER_SEC;
+        while (clock_monotonic() < end) {
+                consumer_step(fx->c);
+                usleep(5000);
+        }
+        assert_int_equal(harness_count(fx->h.pg,
+                                       "SELECT next_offset FROM allvarsd.consumer_offsets"
+                                       " WHERE consumer_group = '%s' AND topic = '%s' AND partition = 0",
+                                       fx->h.cfg->group_id, TOPIC),
+                         600);
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.referrals WHERE source_partition = 0"),
+                         0);
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.referrals"), 60);
+}
+
 int main(void) {
         log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
         const struct CMUnitTest tests[] = {
@@ -191,6 +251,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_skewed_partitions_balanced, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_backlog_batches_take_every_partition, setup_small_batches,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_fenced_flight_drops_gathered, setup_small_batches, teardown),
         };
         return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }
