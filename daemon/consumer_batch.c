@@ -294,7 +294,6 @@ static int assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, unsigne
 /* One topic's part of a batch on its way through the lanes: what lanes_start
  * was given, kept until lanes_wait (batch_run_finish). */
 struct batch_run {
-        bool outcomes;
         unsigned n_lanes;               /* lanes used (consumer_lanes_for) */
         batch_entry **part;             /* the topic's messages, in consumed order */
         batch_entry **ordered;          /* the same grouped by lane */
@@ -340,7 +339,7 @@ static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outco
                 free(part);
                 return -ENOMEM;
         }
-        *run = (batch_run){.outcomes = outcomes, .n_lanes = n_lanes, .part = part};
+        *run = (batch_run){.n_lanes = n_lanes, .part = part};
         run->ordered = calloc(n, sizeof *run->ordered);
         run->msgs = calloc(n, sizeof *run->msgs);
         run->ids = calloc(n, sizeof *run->ids);
