@@ -336,12 +336,14 @@ void consumer_free(consumer *c) {
 int consumer_reconfigure(consumer *c, const config *cfg) {
         if (!c)         /* a SIGHUP while waiting for PostgreSQL at start */
                 return 0;
+        /* The batch in flight is landed first: its lanes read the old
+         * configuration, which the caller frees once this returns, and its
+         * entries must not move. */
+        land(c);
         c->cfg = cfg;
         size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         if (want > c->cap_batch) {
-                /* Called between batches, on the thread that fills the arrays;
-                 * the one in flight is landed before it moves. */
-                land(c);
+                /* Called between batches, on the thread that fills the arrays. */
                 batch_entry *b = realloc(c->batch, want * sizeof *b);
                 if (!b)
                         return -ENOMEM;

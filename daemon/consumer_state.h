@@ -29,10 +29,10 @@
 #define CONSUMER_BATCH_MAX_BYTES (4u << 20)
 #define WATERMARK_TIMEOUT_MS 2000       /* telling a gap's cause: one ListOffsets round trip */
 
-/* A consumed message, decoded when it joins the batch, so that the batch is
- * bounded by the memory it takes and not only by its count. */
 typedef struct batch_run batch_run;
 
+/* A consumed message, decoded when it joins the batch, so that the batch is
+ * bounded by the memory it takes and not only by its count. */
 typedef struct batch_entry {
         rd_kafka_message_t *km;
         codec_referral *referral;       /* decoded and valid, or NULL */
@@ -70,7 +70,7 @@ struct consumer {
         size_t n_batch, cap_batch;      /* in the batch; the array's size */
         batch_entry *flight_batch;      /* the batch before, being stored (cap_batch too) */
         size_t n_flight;
-        struct batch_run *flight;       /* its last run, when lanes besides lane 0 still store it */
+        batch_run *flight;              /* its last run, when lanes besides lane 0 still store it */
         size_t max_batch;               /* batch.max_messages (<= cap_batch) */
         size_t batch_bytes;             /* payloads and their decoded forms */
         usec_t batch_started;           /* monotonic */
@@ -133,15 +133,14 @@ void consumer_batch_drop(consumer *c);
 bool consumer_batch_full(const consumer *c);
 /* Decode km and add it to the batch (which takes it over). */
 void consumer_batch_add(consumer *c, rd_kafka_message_t *km);
-/* Store the batch, referrals before outcomes, and drop it. 0, -ESTALE when a
- * part was fenced by the stored offsets (c->fenced_messages say how many), or
- * the store's error; the caller re-reads positions or declares the database lost. */
-/* The batch to the lanes (consumer_batch.c): consumer_batch_send starts
- * storing it and returns once lane 0's part is done, leaving the other lanes'
- * in flight, so that the next batch is gathered while they finish;
+/* The batch to the lanes, referrals before outcomes: consumer_batch_send
+ * starts storing it and returns once lane 0's part is done, leaving the other
+ * lanes' in flight, so that the next batch is gathered while they finish;
  * consumer_batch_land waits for them and takes what they did (0 when
- * nothing was in flight). Each returns 0, -ESTALE (fenced) or the error of a
- * failed lane; send lands what was in flight first. Whatever uses the
+ * nothing was in flight). Each returns 0, -ESTALE when a part was fenced by
+ * the stored offsets (c->fenced_messages say how many), or the store's error
+ * (the caller re-reads positions or declares the database lost); send lands
+ * what was in flight first. Whatever uses the
  * positions the database holds, or the lanes, lands first. */
 int consumer_batch_send(consumer *c);
 int consumer_batch_land(consumer *c);

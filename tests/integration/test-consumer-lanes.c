@@ -40,10 +40,9 @@ static int setup(void **state) {
 }
 
 /* Batches of 200: a backlog of 300 per partition takes six or more. */
+#define SMALL_BATCHES "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 200\n"
 static int setup_small_batches(void **state) {
-        return consumer_fixture_setup(state, "test-consumer-lanes",
-                                      "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 200\n",
-                                      PARTITIONS);
+        return consumer_fixture_setup(state, "test-consumer-lanes", SMALL_BATCHES, PARTITIONS);
 }
 
 static int teardown(void **state) {
@@ -203,8 +202,11 @@ static bool fenced_and_quiet(fixture *fx, long others) {
  * committed, so lane 1's compare-and-set waits for it, and fails once it
  * commits. Batches of 200: partition 0's first 140 in flight, then 200 more
  * gathered. */
-static void test_fenced_flight_drops_gathered(void **state) {
-        fixture *fx = *state;
+/* Partition 0's offset row, set to `next` in a transaction of another
+ * session that is left open (returned): lane 1's compare-and-set on it waits
+ * until that session commits. Then 600, 20, 20 and 20 referrals, and the
+ * consumer run until a batch is in flight. */
+static PGconn *flight_held_on_partition_0(fixture *fx, int next) {
         char sql[512];
         snprintf(sql, sizeof sql,
                  "INSERT INTO allvarsd.consumer_offsets (consumer_group, topic, partition, next_offset)"
@@ -214,13 +216,18 @@ static void test_fenced_flight_drops_gathered(void **state) {
         PGconn *other = NULL;
         assert_int_equal(harness_pg_connect(fx->h.db.name, &other), 0);
         snprintf(sql, sizeof sql,
-                 "BEGIN; UPDATE allvarsd.consumer_offsets SET next_offset = 600"
+                 "BEGIN; UPDATE allvarsd.consumer_offsets SET next_offset = %d"
                  " WHERE consumer_group = '%s' AND topic = '%s' AND partition = 0",
-                 fx->h.cfg->group_id, TOPIC);
+                 next, fx->h.cfg->group_id, TOPIC);
         assert_int_equal(harness_exec(other, sql), 0);
-
         produce_then_start(fx, (const int[PARTITIONS]){ 600, 20, 20, 20 });
         assert_true(run_until(fx, flying, 0, 60));
+        return other;
+}
+
+static void test_fenced_flight_drops_gathered(void **state) {
+        fixture *fx = *state;
+        PGconn *other = flight_held_on_partition_0(fx, 600);
         assert_int_equal(figures(fx).fenced, 0);
         assert_int_equal(harness_exec(other, "COMMIT"), 0);
         PQfinish(other);
@@ -242,6 +249,27 @@ static void test_fenced_flight_drops_gathered(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.referrals"), 60);
 }
 
+/* A reload (SIGHUP) while a batch is in flight: consumer_reconfigure lands it
+ * before it returns, since its lanes read the configuration the caller frees
+ * once the new one is in place (main.c). Under the sanitizers a lane still
+ * deciding with the freed one is a use after free. */
+static void test_reconfigure_lands_flight(void **state) {
+        fixture *fx = *state;
+        PGconn *other = flight_held_on_partition_0(fx, 0);
+        config *n = NULL;
+        assert_int_equal(harness_config_new("test-consumer-lanes", fx->h.db.conninfo, fx->h.pepper_path,
+                                            SMALL_BATCHES, &n),
+                         0);
+        assert_int_equal(harness_exec(other, "COMMIT"), 0);
+        PQfinish(other);
+        assert_int_equal(consumer_reconfigure(fx->c, n), 0);
+        assert_false(consumer_batch_flying(fx->c));
+        config_free(fx->h.cfg);
+        fx->h.cfg = n;
+        assert_true(run_until(fx, decided_at_least, 660, 60));
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), 660);
+}
+
 int main(void) {
         log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
         const struct CMUnitTest tests[] = {
@@ -252,6 +280,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_backlog_batches_take_every_partition, setup_small_batches,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_fenced_flight_drops_gathered, setup_small_batches, teardown),
+                cmocka_unit_test_setup_teardown(test_reconfigure_lands_flight, setup_small_batches, teardown),
         };
         return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }
