@@ -365,10 +365,11 @@ decided_now() { sql "select count(*) from allvarsd.decisions" 2>/dev/null || ech
 
 # decisions_flowing SECONDS: let the stream run SECONDS, then until a decision
 # is stored while we watch. A fault meant to strike a daemon at work must not
-# strike one still waiting for its partitions: on a loaded machine the group's
-# assignment has come 8 s after READY=1, and a PostgreSQL partition that began
-# before it was noticed only by the assignment's first statement, 6 s late
-# (CI of 2026-12-05, faults/06 pg-partition-long).
+# strike an idle one: a link cut while no statement waits is noticed by the
+# next statement's reply timeout, counted from that statement (README.md
+# "Silent failures"). In CI on 2026-12-05 (faults/06 pg-partition-long) the
+# statement that noticed began about 6 s into the partition, and the notice
+# came after 18.2 s against a bound of 15.
 decisions_flowing() {
         local before
         sleep "$1"
