@@ -486,7 +486,7 @@ int consumer_batch_send(consumer *c) {
                 int k = referral_batch_register_profiles(c->st, c->cfg);
                 if (k >= 0)
                         c->params_registered = true;
-                else
+                else if (k != -ENOTCONN)        /* without a session the batch reports the outage */
                         log_warning("Cannot store the profiles' parameters ahead of the batch (tried again with the "
                                     "next): %s", store_last_error(c->st));
         }
