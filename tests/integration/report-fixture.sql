@@ -43,10 +43,10 @@ SELECT g.*,
   FROM g;
 
 INSERT INTO decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind, protective_assessment_due,
-        profile_name, profile_version, params_key, prior_referrals, prior_qualifying, decided_at)
+        profile_name, profile_version, profile_params, prior_referrals, prior_qualifying, decided_at)
 SELECT 'R-' || i, outcome, reasons, flags, CASE WHEN j = 9 THEN NULL ELSE 14 END,
        CASE WHEN outcome = 'ELIGIBLE' THEN reported_at + interval '48 hours' END,
-       CASE WHEN outcome = 'ELIGIBLE' THEN 'CONVERSATION' END, pad, profile_name, 1, md5('limit_hours=48')::uuid, 0, 0,
+       CASE WHEN outcome = 'ELIGIBLE' THEN 'CONVERSATION' END, pad, profile_name, 1, 'limit_hours=48', 0, 0,
        reported_at + interval '2 seconds'
   FROM dd;
 
