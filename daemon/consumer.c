@@ -341,6 +341,7 @@ int consumer_reconfigure(consumer *c, const config *cfg) {
          * entries must not move. */
         land(c);
         c->cfg = cfg;
+        c->params_registered = false;   /* its profiles may be new */
         size_t want = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         if (want > c->cap_batch) {
                 /* Called between batches, on the thread that fills the arrays. */

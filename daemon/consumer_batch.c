@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reasons.h"
+#include "referral_batch.h"
 
 static void entries_free(batch_entry *v, size_t n) {
         for (size_t i = 0; i < n; i++) {
@@ -475,6 +476,20 @@ int consumer_batch_send(consumer *c) {
         size_t n_outcomes = 0;
         for (size_t i = 0; i < n; i++)
                 n_outcomes += strcmp(rd_kafka_topic_name(b[i].km->rkt), c->cfg->topic_outcomes) == 0;
+        /* The configuration's profile texts, once per configuration, in
+         * autocommit on lane 0 while every lane is idle (landed above): then
+         * no lane's transaction is the first to insert one, which the other
+         * lanes' would wait for (schemas/016_profile_params.sql). When it
+         * fails, the batch goes on (its decisions insert stores a missing
+         * text itself) and the next batch tries again. */
+        if (n_outcomes < n && !c->params_registered) {
+                int k = referral_batch_register_profiles(c->st, c->cfg);
+                if (k >= 0)
+                        c->params_registered = true;
+                else if (k != -ENOTCONN)        /* without a session the batch reports the outage */
+                        log_warning("Cannot store the profiles' parameters ahead of the batch (tried again with the "
+                                    "next): %s", store_last_error(c->st));
+        }
         for (int pass = 0; pass < 2 && r == 0; pass++) {
                 size_t k = pass == 0 ? n - n_outcomes : n_outcomes;
                 if (k == 0)

@@ -85,6 +85,7 @@ struct consumer {
         usec_t seek_retry_at;           /* monotonic: when to retry the partitions whose seek failed */
 
         lanes *lanes;                   /* the batch's connections (lane 0 is st) */
+        bool params_registered;         /* cfg's profile texts are stored (referral_batch_register_profiles) */
         char lane_error[256];           /* why the last failed lane failed, for database_lost */
         size_t fenced_messages;         /* of the last flush: messages of parts fenced */
 

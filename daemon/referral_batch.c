@@ -351,7 +351,7 @@ static int write_decided(batch *b, const item *it) {
                                                  .payload = it->m->payload,
                                                  .len = it->m->len,
                                          });
-        referral_rows_decision(&b->rows, &(decision_row){
+        int k = referral_rows_decision(&b->rows, &(decision_row){
                                                  .referral_id = rid,
                                                  .outcome = decision_outcome_code(d->outcome),
                                                  .reasons = reasons,
@@ -366,9 +366,11 @@ static int write_decided(batch *b, const item *it) {
                                                  .prior_referrals = it->h.prior_referrals,
                                                  .prior_qualifying = it->h.prior_qualifying,
                                          });
+        if (k < 0)
+                return k;
 
         /* Its audit entry is the decisions row (audit_trail, schemas/015_decided_from_decisions.sql). */
-        int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
+        k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
         if (k < 0)
                 return k;
 
@@ -612,4 +614,26 @@ int referral_batch_store(store *s, const config *cfg, const char *group, usec_t 
 
 int referral_batch_try(store *s, const config *cfg, const char *group, usec_t now, store_message *m) {
         return run(s, cfg, group, now, m, 1, NULL, 0, NULL, false, NULL);
+}
+
+int referral_batch_register_profiles(store *st, const config *cfg) {
+        size_t n = 1 + cfg->n_districts;
+        char(*texts)[PARAMS_TEXT_MAX] = calloc(n, sizeof *texts);
+        const char **v = calloc(n, sizeof *v);
+        referral_rows w = { 0 };
+        referral_rows_reset(&w);
+        int r = texts && v ? 0 : -ENOMEM;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                /* as profile_params() above describes them for the decisions */
+                profile_describe(i == 0 ? &cfg->profile : &cfg->districts[i - 1].profile, texts[i], sizeof texts[i]);
+                v[i] = texts[i];
+        }
+        if (r >= 0)
+                r = store_rows_ready(st, store_referral_statements, false);
+        if (r >= 0)
+                r = store_referrals_register_params(store_session(st), &w, v, n);
+        referral_rows_free(&w);
+        free(v);
+        free(texts);
+        return r;
 }

@@ -36,6 +36,13 @@ int referral_batch_store(store *s, const config *cfg, const char *group, usec_t 
                          const store_offset *offsets, size_t n_offsets,
                          const lane_turn *turn, store_batch_result *ret);
 
+/* Store the parameters of cfg's profiles (the default and each district's,
+ * as the decisions name them: profile_params) that are not stored yet, in
+ * autocommit, so that no batch transaction is the first to insert one
+ * (schemas/016_profile_params.sql). Call it outside a transaction, before
+ * the first batch of a configuration. 0, -ENOTCONN, or the mapped error. */
+int referral_batch_register_profiles(store *st, const config *cfg);
+
 /* The same for one message alone, without offsets, rolled back: 0, or the
  * error storing it would cause (batch_store: which message PostgreSQL refused). */
 int referral_batch_try(store *s, const config *cfg, const char *group, usec_t now, store_message *m);

@@ -52,14 +52,39 @@ const pg_statement store_referral_statements[] = {
           "                                        family_name, narrative, payload)"
           " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
           "                      $7::bytea[])" },
+        /* The decisions, each naming its profile's parameters by key: $15 the
+         * batch's distinct profile_params texts, $11 each row's position in
+         * it (from 1). The key is md5 of the text (schemas/016_profile_params.sql),
+         * so nothing is looked up; the texts the daemon registered at start
+         * or reload (store_profile_params_register) are there, committed,
+         * and the CTE's insert finds them in the index and writes nothing.
+         * It stays so that a decision never names a text that is not stored:
+         * one it has not seen yet is inserted with the decision. */
         { "ref_decisions_insert",
-          "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind,"
+          "WITH pp AS (SELECT md5(x.t)::uuid AS key, x.t, x.i"
+          "              FROM unnest($15::text[]) WITH ORDINALITY AS x(t, i)),"
+          " ins AS (INSERT INTO allvarsd.profile_params (params_key, params)"
+          "         SELECT pp.key, pp.t FROM pp ORDER BY pp.key"
+          "         ON CONFLICT (params_key) DO NOTHING)"
+          " INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind,"
           "                                protective_assessment_due, profile_name, profile_version,"
-          "                                profile_params, prior_referrals, prior_qualifying, decided_at)"
-          " SELECT u.*, $14::timestamptz"
+          "                                params_key, prior_referrals, prior_qualifying, decided_at)"
+          " SELECT u.id, u.outcome, u.reasons, u.flags, u.age, u.deadline, u.dk, u.pad, u.profile, u.version,"
+          "        pp.key, u.prior, u.qualifying, $14::timestamptz"
           "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[],"
-          "               $7::text[], $8::timestamptz[], $9::text[], $10::int4[], $11::text[], $12::int4[],"
-          "               $13::int4[]) AS u" },
+          "               $7::text[], $8::timestamptz[], $9::text[], $10::int4[], $11::int4[], $12::int4[],"
+          "               $13::int4[])"
+          "        AS u(id, outcome, reasons, flags, age, deadline, dk, pad, profile, version, pi, prior, qualifying)"
+          "   JOIN pp ON pp.i = u.pi" },
+        /* The profiles' texts as the daemon knows them at start and after a
+         * reload (referral_batch_register_profiles), in autocommit: committed
+         * before a batch names them, so that the insert above meets them
+         * committed and never waits for a lane's transaction that has one
+         * uncommitted (schemas/016_profile_params.sql). */
+        { "ref_params_register",
+          "INSERT INTO allvarsd.profile_params (params_key, params)"
+          " SELECT md5(x.t)::uuid, x.t FROM unnest($1::text[]) AS x(t) ORDER BY 1"
+          " ON CONFLICT (params_key) DO NOTHING" },
         { "ref_cases_insert",
           "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
           "                            limit_seconds, deadline, deadline_kind, protective_assessment_due,"
@@ -109,7 +134,7 @@ const pg_statement store_referral_statements[] = {
 static const uint32_t cols[RT_N][RT_COLS_MAX] = {
         [RT_REFERRALS] = { T, T, PG_OID_BYTEA, PG_OID_INT4, T, TS, TS, B, T, T, T, PG_OID_INT4, PG_OID_INT8 },
         [RT_PERSONAL] = { T, T, T, T, T, T, PG_OID_BYTEA },
-        [RT_DECISIONS] = { T, T, T, T, PG_OID_INT4, TS, T, TS, T, PG_OID_INT4, T, PG_OID_INT4, PG_OID_INT4 },
+        [RT_DECISIONS] = { T, T, T, T, PG_OID_INT4, TS, T, TS, T, PG_OID_INT4, PG_OID_INT4, PG_OID_INT4, PG_OID_INT4 },
         [RT_CASES] = { T, T, T, T, T, T, PG_OID_INT8, TS, T, TS, B, B, B, B },
         [RT_CONTACTS] = { T, PG_OID_INT4, T, T, T, T },
         [RT_ALERTS] = { T, T, TS },
@@ -141,6 +166,10 @@ void referral_rows_reset(referral_rows *w) {
         pg_arr_reset(&w->keys, PG_OID_BYTEA);
         pg_arr_reset(&w->key_of, PG_OID_INT4);
         pg_arr_reset(&w->key_marks, PG_OID_INT4);
+        pg_arr_reset(&w->params, PG_OID_TEXT);
+        for (size_t i = 0; i < w->n_params; i++)
+                free(w->param_texts[i]);
+        w->n_params = 0;
         w->q_alerts = -1;
 }
 
@@ -151,6 +180,12 @@ void referral_rows_free(referral_rows *w) {
         pg_arr_free(&w->keys);
         pg_arr_free(&w->key_of);
         pg_arr_free(&w->key_marks);
+        pg_arr_free(&w->params);
+        for (size_t i = 0; i < w->n_params; i++)
+                free(w->param_texts[i]);
+        free(w->param_texts);
+        w->param_texts = NULL;
+        w->n_params = w->cap_params = 0;
 }
 
 void referral_rows_referral(referral_rows *w, const referral_row *r) {
@@ -186,7 +221,32 @@ void referral_rows_personal(referral_rows *w, const personal_row *r) {
         w->rows[RT_PERSONAL]++;
 }
 
-void referral_rows_decision(referral_rows *w, const decision_row *r) {
+/* The position (from 1) of text among the batch's distinct profile_params,
+ * added when new; -ENOMEM. A handful per batch: a linear search. */
+static int32_t param_index(referral_rows *w, const char *text) {
+        for (size_t i = 0; i < w->n_params; i++)
+                if (strcmp(w->param_texts[i], text) == 0)
+                        return (int32_t)i + 1;
+        if (w->n_params == w->cap_params) {
+                size_t cap = w->cap_params ? w->cap_params * 2 : 4;
+                char **v = realloc(w->param_texts, cap * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                w->param_texts = v;
+                w->cap_params = cap;
+        }
+        char *copy = strdup(text);
+        if (!copy)
+                return -ENOMEM;
+        w->param_texts[w->n_params++] = copy;
+        pg_arr_text(&w->params, copy);
+        return (int32_t)w->n_params;
+}
+
+int referral_rows_decision(referral_rows *w, const decision_row *r) {
+        int32_t pi = param_index(w, r->profile_params ? r->profile_params : "");
+        if (pi < 0)
+                return pi;
         pg_arr *a = w->c[RT_DECISIONS];
         pg_arr_text(&a[0], r->referral_id);
         pg_arr_text(&a[1], r->outcome);
@@ -201,10 +261,11 @@ void referral_rows_decision(referral_rows *w, const decision_row *r) {
         pg_arr_ts(&a[7], r->protective_assessment_due);
         pg_arr_text(&a[8], r->profile_name);
         pg_arr_int4(&a[9], (int32_t)r->profile_version);
-        pg_arr_text(&a[10], r->profile_params);
+        pg_arr_int4(&a[10], pi);
         pg_arr_int4(&a[11], (int32_t)r->prior_referrals);
         pg_arr_int4(&a[12], (int32_t)r->prior_qualifying);
         w->rows[RT_DECISIONS]++;
+        return 0;
 }
 
 void referral_rows_case(referral_rows *w, const case_row *r) {
@@ -287,6 +348,9 @@ static int table_params(pg_session *s, referral_rows *w, int t, usec_t now, pg_p
         /* received_at, decided_at, created_at, supplied_at, raised_at, created_at */
         if (t != RT_PERSONAL && t != RT_STATS)
                 pg_params_ts(p, now);
+        /* the decisions' distinct profile_params texts */
+        if (t == RT_DECISIONS && pg_params_arr(p, &w->params) < 0)
+                return pg_fail(s, -ENOMEM, "batch: out of memory");
         return 0;
 }
 
@@ -379,5 +443,17 @@ int store_referrals_write(pg_session *s, referral_rows *w, store_rows *shared, u
                         *ret_alerts = pg_cmd_rows(p.res[w->q_alerts]);
         }
         pg_pipe_end(&p);
+        return r < 0 ? r : 0;
+}
+
+int store_referrals_register_params(pg_session *s, referral_rows *w, const char *const *texts, size_t n) {
+        pg_arr_reset(&w->params, PG_OID_TEXT);
+        for (size_t i = 0; i < n; i++)
+                pg_arr_text(&w->params, texts[i]);
+        pg_params p = { 0 };
+        if (pg_params_arr(&p, &w->params) < 0)
+                return pg_fail(s, -ENOMEM, "out of memory");
+        int r = pg_exec(s, "ref_params_register", &p, 0, NULL);
+        pg_arr_reset(&w->params, PG_OID_TEXT);
         return r < 0 ? r : 0;
 }

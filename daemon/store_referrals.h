@@ -41,6 +41,12 @@ typedef struct referral_rows {
         unsigned rows[RT_N];
         pg_arr keys;                    /* the persons of round trip 2 */
         pg_arr key_of, key_marks;       /* and their new referrals' marks */
+        /* The distinct profile_params texts of the decisions (the last
+         * parameter of their insert): each decision names its text by its
+         * position here, from 1 (schemas/016_profile_params.sql). */
+        pg_arr params;
+        char **param_texts;
+        size_t n_params, cap_params;
         int q_alerts;                   /* the alerts' statement in round trip 3, -1 */
 } referral_rows;
 
@@ -76,10 +82,11 @@ typedef struct decision_row {
         usec_t protective_assessment_due;
         const char *profile_name;
         uint32_t profile_version;
-        const char *profile_params;
+        const char *profile_params;     /* stored once per distinct text (profile_params) */
         uint32_t prior_referrals, prior_qualifying;
 } decision_row;
-void referral_rows_decision(referral_rows *w, const decision_row *r);
+/* 0, or -ENOMEM. */
+int referral_rows_decision(referral_rows *w, const decision_row *r);
 
 typedef struct case_row {
         const char *case_id, *referral_id, *district, *state, *outcome, *profile_name;
@@ -119,6 +126,11 @@ void referral_rows_stats(referral_rows *w, const stats_row *r);
 /* Round trip 1. For each referral the batch inserted (new: not seen before),
  * is_new(ctx, referral_id) is called; a negative return ends the batch.
  * -ESTALE when a partition's offset moved. */
+/* Store the profile_params texts (n of them) that are not stored yet, in a
+ * statement of its own (autocommit: call it outside a transaction). w's
+ * parameter buffers are used and left empty. */
+int store_referrals_register_params(pg_session *s, referral_rows *w, const char *const *texts, size_t n);
+
 int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, const char *group, usec_t now,
                           const store_offset *offsets, size_t n_offsets,
                           int (*is_new)(void *ctx, const char *referral_id), void *ctx);

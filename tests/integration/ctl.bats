@@ -198,8 +198,10 @@ INSERT INTO referrals (referral_id, case_id, marks, district, reported_at, feedb
         source_partition, source_offset, received_at)
 SELECT 'R-' || n, ('00000000-0000-4000-8000-00000000001' || n)::uuid, 1, 'angered', '2025-03-11T09:00:00Z', false,
        'police.referrals.v1', 0, 20 + n, '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
-INSERT INTO decisions SELECT 'R-' || n, 'ELIGIBLE', '', '', 15, '2025-03-12T09:00:00Z',
-       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END, NULL, 'ds-2024-30', 1, 'limit_hours=24', 0, 0,
+INSERT INTO decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind, protective_assessment_due,
+        profile_name, profile_version, params_key, prior_referrals, prior_qualifying, decided_at)
+SELECT 'R-' || n, 'ELIGIBLE', '', '', 15, '2025-03-12T09:00:00Z',
+       CASE WHEN n = 9 THEN 'CONVERSATION' ELSE 'SUMMONS' END, NULL, 'ds-2024-30', 1, md5('limit_hours=24')::uuid, 0, 0,
        '2025-03-11T09:00:01Z' FROM generate_series(7, 9) n;
 INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name, limit_seconds, deadline, deadline_kind,
         scheduled_at, feedback_requested, created_at, updated_at)

@@ -194,10 +194,10 @@ static inline void add_referral(fixture *fx, const ref_spec *rs, char ret[static
                                harness_usec_param(reported_s, T0)};
         harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, deadline,"
-                " deadline_kind, protective_assessment_due, profile_name, profile_version, profile_params,"
+                " deadline_kind, protective_assessment_due, profile_name, profile_version, params_key,"
                 " prior_referrals, prior_qualifying, decided_at)"
                 " VALUES ($1, $2, '', $3, $4::int, " TS("$5") ", $6, " TS("$7") ", 'goteborg-motion-2024', 1,"
-                " '', 0, 0, " TS("$8") ")",
+                " md5('')::uuid, 0, 0, " TS("$8") ")",
                 8, p_dec, NULL, NULL);
 
         const char *state = rs->state ? rs->state : (strcmp(dec, "NOT_ELIGIBLE") == 0 ? NULL : dec);

@@ -100,9 +100,9 @@ feedback() {
         wait_for 30 decided R-3
         [[ $(sql "select profile_name || ' ' || profile_version from allvarsd.decisions where referral_id = 'R-2'") == \
            "stockholm-2019 7" ]]
-        [[ $(sql "select profile_params from allvarsd.decisions where referral_id = 'R-2'") == *"limit_hours=72"* ]]
+        [[ $(sql "select params from allvarsd.decisions join allvarsd.profile_params using (params_key) where referral_id = 'R-2'") == *"limit_hours=72"* ]]
         [[ $(sql "select profile_name from allvarsd.decisions where referral_id = 'R-3'") == ds-2024-30 ]]
-        [[ $(sql "select profile_params from allvarsd.decisions where referral_id = 'R-3'") == *"limit_hours=12"* ]]
+        [[ $(sql "select params from allvarsd.decisions join allvarsd.profile_params using (params_key) where referral_id = 'R-3'") == *"limit_hours=12"* ]]
 }
 
 @test "reload: feedback.always and feedback.level decide what the police are told" {

@@ -115,10 +115,10 @@ static void add_case(fixture *fx, const case_spec *cs, char *ret) {
         const char *p_dec[] = {cs->referral_id, p_case[3], p_case[4], p_case[6], p_case[7], p_case[8], p_case[14]};
         harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, deadline, deadline_kind,"
-                " protective_assessment_due, profile_name, profile_version, profile_params, prior_referrals,"
+                " protective_assessment_due, profile_name, profile_version, params_key, prior_referrals,"
                 " prior_qualifying, decided_at)"
                 " VALUES ($1, CASE WHEN $2 = 'DEFERRED' THEN 'DEFERRED' ELSE 'ELIGIBLE' END, '', '', " TS("$4") ","
-                " $5, " TS("$6") ", $3, 1, '', 0, 0, " TS("$7") ")",
+                " $5, " TS("$6") ", $3, 1, md5('')::uuid, 0, 0, " TS("$7") ")",
                 7, p_dec, NULL, NULL);
         if (ret)
                 memcpy(ret, case_id, UUID_STR_LEN);
@@ -768,8 +768,9 @@ static void test_deadline_after_clearance(void **state) {
         const char *p[] = {"R-CLEARED"};
         harness_exec_params_ok(fx->h.pg,
                 "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, profile_name, profile_version,"
-                " profile_params, prior_referrals, prior_qualifying, decided_at)"
-                " VALUES ($1, 'DEFERRED', 'PENDING_INVESTIGATION', '', 'goteborg-motion-2024', 1, '', 0, 0, now())"
+                " params_key, prior_referrals, prior_qualifying, decided_at)"
+                " VALUES ($1, 'DEFERRED', 'PENDING_INVESTIGATION', '', 'goteborg-motion-2024', 1, md5('')::uuid, 0, 0,"
+                " now())"
                 " ON CONFLICT (referral_id) DO UPDATE SET reasons = excluded.reasons, deadline = NULL,"
                 " deadline_kind = NULL, decided_at = excluded.decided_at",
                 1, p, NULL, NULL);

@@ -357,13 +357,18 @@ static void test_decided_audit_entries(void **state) {
         migrate_rest(fx, 14);
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'cases_referral_id_key'"), 0);
         harness_exec_ok(fx->pg, REFS("R-FRACTION,R-WHOLE,R-NONE"));
-        harness_exec_ok(fx->pg, DECISIONS
-                        "('R-FRACTION', 'ELIGIBLE', '', 'UNDER_15', '2025-03-12T08:00:00.000123Z', 'p', 1, '', 0, 0,"
-                        "  '2025-03-10T08:00:00.5Z'),"
-                        "('R-WHOLE', 'DEFERRED', 'CLEARANCE_PENDING', '', '2025-12-31T23:59:59Z', 'p', 1, '', 0, 0,"
-                        "  '2025-03-10T09:00:00Z'),"
-                        "('R-NONE', 'NOT_ELIGIBLE', 'AGE_OVER_LIMIT,IDENTITY_INVALID', '', NULL, 'p', 1, '', 0, 0,"
-                        "  '2025-03-10T10:00:00Z')");
+        /* Version 16 on: the parameters by key (016_profile_params.sql). */
+        harness_exec_ok(fx->pg,
+                        "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, deadline, profile_name,"
+                        "                                profile_version, params_key, prior_referrals,"
+                        "                                prior_qualifying, decided_at)"
+                        " VALUES "
+                        "('R-FRACTION', 'ELIGIBLE', '', 'UNDER_15', '2025-03-12T08:00:00.000123Z', 'p', 1,"
+                        "  md5('')::uuid, 0, 0, '2025-03-10T08:00:00.5Z'),"
+                        "('R-WHOLE', 'DEFERRED', 'CLEARANCE_PENDING', '', '2025-12-31T23:59:59Z', 'p', 1,"
+                        "  md5('')::uuid, 0, 0, '2025-03-10T09:00:00Z'),"
+                        "('R-NONE', 'NOT_ELIGIBLE', 'AGE_OVER_LIMIT,IDENTITY_INVALID', '', NULL, 'p', 1,"
+                        "  md5('')::uuid, 0, 0, '2025-03-10T10:00:00Z')");
 
         /* The old row once, with its own id; the new ones from their decisions. */
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit_trail WHERE action = 'DECIDED'"), 4);
@@ -394,6 +399,44 @@ static void test_decided_audit_entries(void **state) {
                                        want[i].id, want[i].id, want[i].at, after),
                                  1);
         }
+}
+
+/* Version 16: the decisions of a version-15 database keep their parameters'
+ * texts, each distinct text stored once in profile_params; the column goes. */
+static void test_profile_params_migration(void **state) {
+        fixture *fx = *state;
+        migrate_up_to(fx, 15);
+        harness_exec_ok(fx->pg, REFS("R-A,R-B,R-C"));
+        harness_exec_ok(fx->pg, DECISIONS
+                        "('R-A', 'ELIGIBLE', '', '', NULL, 'p', 1, 'name=p;version=1;limit_hours=48', 0, 0,"
+                        "  '2025-03-10T08:00:00Z'),"
+                        "('R-B', 'ELIGIBLE', '', '', NULL, 'p', 1, 'name=p;version=1;limit_hours=48', 0, 0,"
+                        "  '2025-03-10T09:00:00Z'),"
+                        "('R-C', 'ELIGIBLE', '', '', NULL, 'p', 2, 'name=p;version=2;limit_hours=72', 0, 0,"
+                        "  '2025-03-10T10:00:00Z')");
+        migrate_rest(fx, 15);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), 2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"
+                                   " WHERE params_key = md5(params)::uuid"),
+                         2);
+        /* The first decision that used a text is when it was first seen. */
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"
+                                   " WHERE params = 'name=p;version=1;limit_hours=48'"
+                                   "   AND first_seen_at = '2025-03-10T08:00:00Z'"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions d JOIN allvarsd.profile_params pp"
+                                   " USING (params_key) WHERE (d.referral_id, pp.params) IN"
+                                   " (('R-A', 'name=p;version=1;limit_hours=48'),"
+                                   "  ('R-B', 'name=p;version=1;limit_hours=48'),"
+                                   "  ('R-C', 'name=p;version=2;limit_hours=72'))"),
+                         3);
+        assert_int_equal(count(fx, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'allvarsd'"
+                                   " AND table_name = 'decisions' AND column_name = 'profile_params'"),
+                         0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'allvarsd'"
+                                   " AND table_name = 'decisions' AND column_name = 'params_key'"
+                                   " AND is_nullable = 'NO'"),
+                         1);
 }
 
 /* Only NNN_name.sql files count; no directory or no files is an error. */
@@ -466,6 +509,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_outbox_sent_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_persons_history_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decided_audit_entries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_profile_params_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

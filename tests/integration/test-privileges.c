@@ -531,6 +531,10 @@ static const expectation expectations[] = {
         {ROLE_RUNTIME, "referrals.purged_at", "UPDATE", true},
         {ROLE_RUNTIME, "referrals.district", "UPDATE", false},
         {ROLE_RUNTIME, "decisions", "UPDATE", false},         /* a decision is never changed after the fact */
+        {ROLE_RUNTIME, "profile_params", "INSERT", true},     /* a decision's parameters, once per text */
+        {ROLE_RUNTIME, "profile_params", "SELECT", true},     /* ON CONFLICT (params_key) reads the key */
+        {ROLE_RUNTIME, "profile_params", "UPDATE", false},    /* nor are the parameters it names */
+        {ROLE_RUNTIME, "profile_params", "DELETE", false},
         {ROLE_RUNTIME, "audit", "DELETE", false},             /* append only */
         {ROLE_RUNTIME, "audit.action", "UPDATE", false},
         {ROLE_RUNTIME, "cases", "DELETE", false},
@@ -544,6 +548,7 @@ static const expectation expectations[] = {
         {ROLE_OPERATOR, "schema", "CREATE", false},
         {ROLE_OPERATOR, "cases", "SELECT", true},
         {ROLE_OPERATOR, "decisions", "SELECT", true},
+        {ROLE_OPERATOR, "profile_params", "SELECT", true},
         {ROLE_OPERATOR, "referrals", "SELECT", true},
         {ROLE_OPERATOR, "audit_trail", "SELECT", true},
         {ROLE_OPERATOR, "dead_letter_summary", "SELECT", true},

@@ -84,8 +84,8 @@ static void add_referral(fixture *fx, const referral_spec *rs) {
         const char *p2[] = {rs->referral_id, rs->outcome, decided};
         exec_params(fx,
                 "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, age, profile_name,"
-                " profile_version, profile_params, prior_referrals, prior_qualifying, decided_at)"
-                " VALUES ($1, $2, '', '', 13, 'goteborg-motion-2024', 1, 'name=goteborg-motion-2024', 0, 0,"
+                " profile_version, params_key, prior_referrals, prior_qualifying, decided_at)"
+                " VALUES ($1, $2, '', '', 13, 'goteborg-motion-2024', 1, md5('name=goteborg-motion-2024')::uuid, 0, 0,"
                 " " TS("$3") ")",
                 3, p2);
         const char *pa[] = {case_id, rs->referral_id, decided};

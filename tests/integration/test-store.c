@@ -110,11 +110,27 @@ static void test_batch_decided_once(void **state) {
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.cases WHERE case_id = '%s' AND awaiting_contact",
                                case_id),
                          1);
-        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-ELIGIBLE'"
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions d JOIN allvarsd.profile_params pp"
+                                   " USING (params_key) WHERE d.referral_id = 'R-ELIGIBLE'"
                                    " AND age = 12 AND reasons = '' AND prior_referrals = 0"
-                                   " AND profile_params LIKE 'name=goteborg-motion-2024;version=%%'"
+                                   " AND pp.params LIKE 'name=goteborg-motion-2024;version=%%'"
                                    " AND decided_at = '2025-03-10T09:00:00Z'"),
                          1);
+        /* One profile: its parameters stored once, under the md5 of the text,
+         * and each decision's text recoverable as profile_describe wrote it
+         * (schemas/016_profile_params.sql). */
+        char params[1024];
+        profile_describe(config_profile_for(fx->h.cfg, "hisingen"), params, sizeof params);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params WHERE params_key = md5(params)::uuid"),
+                         1);
+        assert_string_equal(value(fx, buf, sizeof buf,
+                                  "SELECT string_agg(DISTINCT pp.params, '|') FROM allvarsd.decisions d"
+                                  " JOIN allvarsd.profile_params pp USING (params_key)"),
+                            params);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions d"
+                                   " JOIN allvarsd.profile_params pp USING (params_key)"),
+                         5);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions WHERE referral_id = 'R-BAD-PNR'"
                                    " AND reasons = 'IDENTITY_INVALID' AND age IS NULL AND deadline IS NULL"),
                          1);
@@ -657,6 +673,57 @@ static void test_failure_rolls_back(void **state) {
         batch_free(ok);
 }
 
+/* Many decisions of one profile: its parameters stored once, and each
+ * decision's text recoverable (schemas/016_profile_params.sql). A batch that
+ * rolls back takes the row it inserted with it; storing the configuration's
+ * texts ahead (referral_batch_register_profiles, as the consumer does at start
+ * and after a reload) adds nothing for a text stored already, and again
+ * nothing the second time. */
+static void test_profile_params_once(void **state) {
+        fixture *fx = *state;
+        char params[1024], buf[1100], id[32];
+        profile_describe(config_profile_for(fx->h.cfg, "hisingen"), params, sizeof params);
+
+        batch *bad = batch_new();
+        batch_add(fx, bad, &(refspec){ .id = "R-BAD-TEXT", .person = 1 }, 0);
+        snprintf(bad->refs[0]->narrative, sizeof bad->refs[0]->narrative, "Secret\xff\xfe name");
+        batch_offsets(fx, bad);
+        assert_int_equal(run_on(fx, fx->h.st, bad, T0), -EBADMSG);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), 0);
+
+        batch *b = batch_new();
+        for (int i = 0; i < 120; i++) {
+                snprintf(id, sizeof id, "R-MANY-%03d", i);
+                batch_add(fx, b, &(refspec){ .id = id, .person = 10 + i }, i % 4);
+        }
+        run_ok(fx, b, T0 + H(1));
+        assert_int_equal(b->res.decided, 120);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), 1);
+        assert_string_equal(value(fx, buf, sizeof buf, "SELECT params FROM allvarsd.profile_params"
+                                                       " WHERE params_key = md5(params)::uuid"),
+                            params);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.decisions d JOIN allvarsd.profile_params pp"
+                                   " USING (params_key) WHERE d.referral_id LIKE 'R-MANY-%%'"),
+                         120);
+
+        /* A second batch of the same profile: no second row. */
+        batch *c = batch_new();
+        batch_add(fx, c, &(refspec){ .id = "R-LATER", .person = 300 }, 1);
+        run_ok(fx, c, T0 + H(2));
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), 1);
+
+        assert_int_equal(referral_batch_register_profiles(fx->h.st, fx->h.cfg), 0);
+        long long n = count(fx, "SELECT count(*) FROM allvarsd.profile_params");
+        assert_true(n >= 1 && (size_t)n <= 1 + fx->h.cfg->n_districts);
+        assert_int_equal(referral_batch_register_profiles(fx->h.st, fx->h.cfg), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params"), n);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.profile_params WHERE params_key = md5(params)::uuid"),
+                         n);
+        batch_free(c);
+        batch_free(b);
+        batch_free(bad);
+}
+
 int main(void) {
         if (tz_init() < 0) {
                 fprintf(stderr, "tz_init failed\n");
@@ -672,6 +739,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_case_figures, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_connection_lost, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_failure_rolls_back, setup, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_profile_params_once, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_once_lookup_after_outbox_sent_grew, setup, harness_store_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

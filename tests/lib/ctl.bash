@@ -67,19 +67,22 @@ INSERT INTO referrals (referral_id, case_id, person_key, marks, district, report
   'police.referrals.v1', 1, 15, '2025-03-12T10:00:01Z');
 INSERT INTO referral_personal VALUES
  ('R-1', '201001012384', '2010-01-01', 'Testina', 'Exempelsson', 'A secret narrative about Testina', '\xdeadbeef');
-INSERT INTO decisions VALUES
+INSERT INTO profile_params (params_key, params) VALUES
+ (md5('min_age=10;max_age=17;limit_hours=48')::uuid, 'min_age=10;max_age=17;limit_hours=48');
+INSERT INTO decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind, protective_assessment_due,
+        profile_name, profile_version, params_key, prior_referrals, prior_qualifying, decided_at) VALUES
  ('R-1', 'ELIGIBLE', '', 'CONTACT_MISSING', 15, '2025-03-13T10:00:00Z', 'CONVERSATION', NULL, 'goteborg-motion-2024', 1,
-  'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-11T10:00:02Z'),
+  md5('min_age=10;max_age=17;limit_hours=48')::uuid, 0, 0, '2025-03-11T10:00:02Z'),
  ('R-2', 'ELIGIBLE', '', '', 12, '2025-03-12T08:00:00Z', 'CONVERSATION', NULL, 'goteborg-motion-2024', 1,
-  'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-10T08:00:01Z'),
+  md5('min_age=10;max_age=17;limit_hours=48')::uuid, 0, 0, '2025-03-10T08:00:01Z'),
  ('R-3', 'DEFERRED', 'PROTECTIVE_ASSESSMENT_FIRST,PRELIMINARY_INVESTIGATION', '', 14, NULL, NULL, '2025-03-13T06:00:00Z',
-  'goteborg-motion-2024', 1, 'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-12T06:00:01Z'),
+  'goteborg-motion-2024', 1, md5('min_age=10;max_age=17;limit_hours=48')::uuid, 0, 0, '2025-03-12T06:00:01Z'),
  ('R-4', 'ELIGIBLE', '', '', 16, '2025-03-10T10:00:00Z', 'CONVERSATION', NULL, 'goteborg-motion-2024', 1,
-  'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-08T10:00:01Z'),
+  md5('min_age=10;max_age=17;limit_hours=48')::uuid, 0, 0, '2025-03-08T10:00:01Z'),
  ('R-5', 'NOT_ELIGIBLE', 'ABOVE_MAX_AGE', '', 19, NULL, NULL, NULL, 'goteborg-motion-2024', 1,
-  'min_age=10;max_age=17;limit_hours=48', 0, 0, '2025-03-12T07:00:01Z'),
+  md5('min_age=10;max_age=17;limit_hours=48')::uuid, 0, 0, '2025-03-12T07:00:01Z'),
  ('R-6', 'ELIGIBLE', '', 'UNDER_15,REPEAT_REFERRAL', 13, '2025-03-14T10:00:00Z', 'CONVERSATION', NULL,
-  'goteborg-motion-2024', 1, 'min_age=10;max_age=17;limit_hours=48', 2, 0, '2025-03-12T10:00:01Z');
+  'goteborg-motion-2024', 1, md5('min_age=10;max_age=17;limit_hours=48')::uuid, 2, 0, '2025-03-12T10:00:01Z');
 INSERT INTO cases (case_id, referral_id, district, state, outcome, profile_name, limit_seconds, deadline, deadline_kind,
         protective_assessment_due, awaiting_assessment, awaiting_clearance, awaiting_contact, scheduled_at,
         police_attending, held_at, closed_at, feedback_requested, created_at, updated_at, revision) VALUES
