@@ -123,14 +123,14 @@ typedef struct stats_row {
 } stats_row;
 void referral_rows_stats(referral_rows *w, const stats_row *r);
 
-/* Round trip 1. For each referral the batch inserted (new: not seen before),
- * is_new(ctx, referral_id) is called; a negative return ends the batch.
- * -ESTALE when a partition's offset moved. */
 /* Store the profile_params texts (n of them) that are not stored yet, in a
  * statement of its own (autocommit: call it outside a transaction). w's
  * parameter buffers are used and left empty. */
 int store_referrals_register_params(pg_session *s, referral_rows *w, const char *const *texts, size_t n);
 
+/* Round trip 1. For each referral the batch inserted (new: not seen before),
+ * is_new(ctx, referral_id) is called; a negative return ends the batch.
+ * -ESTALE when a partition's offset moved. */
 int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, const char *group, usec_t now,
                           const store_offset *offsets, size_t n_offsets,
                           int (*is_new)(void *ctx, const char *referral_id), void *ctx);
