@@ -106,7 +106,8 @@ static int load_personal(batch *b, outcome_ctx *c) {
         if (r < 0 || !c->personal.payload)
                 return r;
         codec_error err;
-        /* Accepted once; if today's validation refuses it, the case goes on without its guardians. */
+        /* Accepted once; if today's validation refuses it, the case goes on
+         * without its guardians and the child's names. */
         c->referral = codec_referral_decode(c->personal.payload, c->personal.len, SIZE_MAX, &err);
         return 0;
 }
@@ -206,13 +207,15 @@ static int add_scheduling(batch *b, outcome_ctx *c, const case_state *a, schedul
                 return r;
         char name[NAME_MAX_LEN];
         snprintf(name, sizeof name, "scheduling/%s", c->ev->event_id);
+        const PoliceReferral *ref = codec_referral_msg(c->referral);
+        const Allvarssamtal__V1__Person *child = ref ? ref->subject : NULL;
         const scheduling_info info = {
                 .case_id = c->case_id,
                 .district = c->ref.district,
                 .deadline = a->deadline,
                 .deadline_kind = a->deadline_kind,
-                .child_given_name = c->personal.given_name ? c->personal.given_name : "",
-                .child_family_name = c->personal.family_name ? c->personal.family_name : "",
+                .child_given_name = child && child->given_name ? child->given_name : "",
+                .child_family_name = child && child->family_name ? child->family_name : "",
                 /* rules.c: summon_guardians = age known and below adult_age (DS 2024:30). */
                 .summon_guardians = c->ref.age >= 0 && c->ref.age < c->prof.adult_age,
                 .guardians = c->contacts.gp,

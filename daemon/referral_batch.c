@@ -51,9 +51,11 @@ typedef struct history_row {
         uint32_t count;
 } history_row;
 
+/* A profile of the batch's decisions, and the position of its parameters'
+ * text among the rows' distinct texts (referral_rows_params). */
 typedef struct profile_text {
         const profile *p;
-        char params[PARAMS_TEXT_MAX];
+        int32_t index;
 } profile_text;
 
 /* One batch's work: freed at its end. */
@@ -118,23 +120,26 @@ static const char *str(const char *s) {
         return s ? s : "";
 }
 
-/* The profile's parameters as stored with each decision, described once per batch. */
-static const char *profile_params(batch *b, const profile *p) {
+/* The profile's parameters as stored with each decision: described once per
+ * rows written, and named by their position there; -ENOMEM. */
+static int32_t profile_params(batch *b, const profile *p) {
         for (size_t i = 0; i < b->n_profiles; i++)
                 if (b->profiles[i].p == p)
-                        return b->profiles[i].params;
+                        return b->profiles[i].index;
         if (b->n_profiles == b->cap_profiles) {
                 size_t cap = b->cap_profiles ? b->cap_profiles * 2 : 8;
                 profile_text *v = realloc(b->profiles, cap * sizeof *v);
                 if (!v)
-                        return NULL;
+                        return -ENOMEM;
                 b->profiles = v;
                 b->cap_profiles = cap;
         }
-        profile_text *t = &b->profiles[b->n_profiles++];
-        t->p = p;
-        profile_describe(p, t->params, sizeof t->params);       /* truncated at worst */
-        return t->params;
+        char text[PARAMS_TEXT_MAX];
+        profile_describe(p, text, sizeof text);     /* truncated at worst */
+        int32_t k = referral_rows_params(&b->rows, text);
+        if (k >= 0)
+                b->profiles[b->n_profiles++] = (profile_text){ .p = p, .index = k };
+        return k;
 }
 
 static int item_by_id(const void *a, const void *b) {
@@ -332,26 +337,20 @@ static int write_decided(batch *b, const item *it) {
         const PoliceReferral *r = it->r;
         const decision *d = &it->d;
         const char *rid = r->referral_id;
-        const Allvarssamtal__V1__Person *subj = r->subject;
         char reasons[512], flags[512];
         reasons_format(reason_texts, d->reasons, reasons, sizeof reasons);
         reasons_format(flag_texts, d->flags, flags, sizeof flags);
-        const char *params = profile_params(b, it->p);
-        if (!params)
-                return -ENOMEM;
+        int32_t params = profile_params(b, it->p);
+        if (params < 0)
+                return params;
         const char *dk = d->deadline_kind != DEADLINE_NONE ? deadline_kind_code(d->deadline_kind) : NULL;
 
         referral_rows_personal(&b->rows, &(personal_row){
                                                  .referral_id = rid,
-                                                 .identity_number = subj ? str(subj->identity_number) : "",
-                                                 .birth_date = subj ? str(subj->birth_date) : "",
-                                                 .given_name = subj ? str(subj->given_name) : "",
-                                                 .family_name = subj ? str(subj->family_name) : "",
-                                                 .narrative = str(r->narrative),
                                                  .payload = it->m->payload,
                                                  .len = it->m->len,
                                          });
-        int k = referral_rows_decision(&b->rows, &(decision_row){
+        referral_rows_decision(&b->rows, &(decision_row){
                                                  .referral_id = rid,
                                                  .outcome = decision_outcome_code(d->outcome),
                                                  .reasons = reasons,
@@ -362,15 +361,13 @@ static int write_decided(batch *b, const item *it) {
                                                  .protective_assessment_due = d->protective_assessment_due,
                                                  .profile_name = it->p->name,
                                                  .profile_version = it->p->version,
-                                                 .profile_params = params,
+                                                 .params_index = params,
                                                  .prior_referrals = it->h.prior_referrals,
                                                  .prior_qualifying = it->h.prior_qualifying,
                                          });
-        if (k < 0)
-                return k;
 
         /* Its audit entry is the decisions row (audit_trail, schemas/015_decided_from_decisions.sql). */
-        k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
+        int k = events_for_decision(cfg, r, d, it->case_id, b->now, &b->events);
         if (k < 0)
                 return k;
 
@@ -481,6 +478,7 @@ static int write_part(pg_session *s, batch *b, store_message *msgs, size_t n, bo
         b->res.events += events;
         b->res.alerts += alerts;
         referral_rows_reset(&b->rows);
+        b->n_profiles = 0;              /* their texts went with the rows */
         store_rows_reset(&b->shared);
         return r;
 }

@@ -62,7 +62,7 @@ const pg_statement store_outcome_statements[] = {
           "UPDATE allvarsd.assessment_duties SET recorded_at = $2::timestamptz"
           " WHERE case_id = $1::text::uuid AND recorded_at IS NULL" },
         { "out_personal",
-          "SELECT payload, given_name, family_name FROM allvarsd.referral_personal WHERE referral_id = $1::text" },
+          "SELECT payload FROM allvarsd.referral_personal WHERE referral_id = $1::text" },
         { "out_contacts",
           "SELECT ordinal, name, phone, email, postal_address FROM allvarsd.case_contacts"
           " WHERE case_id = $1::text::uuid ORDER BY ordinal" },
@@ -229,17 +229,10 @@ int store_referral_personal(pg_session *s, const char *referral_id, stored_perso
         if (r < 0)
                 return r;
         const PGresult *x = ret->res;
-        ret->given_name = ret->family_name = "";
-        if (PQntuples(x) != 1)
-                return 0;
-        if (!PQgetisnull(x, 0, 0) && PQgetlength(x, 0, 0) > 0) {
+        if (PQntuples(x) == 1 && !PQgetisnull(x, 0, 0) && PQgetlength(x, 0, 0) > 0) {
                 ret->payload = PQgetvalue(x, 0, 0);
                 ret->len = (size_t)PQgetlength(x, 0, 0);
         }
-        if (!PQgetisnull(x, 0, 1))
-                ret->given_name = PQgetvalue(x, 0, 1);
-        if (!PQgetisnull(x, 0, 2))
-                ret->family_name = PQgetvalue(x, 0, 2);
         return 0;
 }
 

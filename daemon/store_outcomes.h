@@ -69,12 +69,12 @@ typedef struct case_insert {
 int store_case_write(pg_session *s, const char *case_id, const case_state *a, const case_insert *insert,
                      usec_t now);
 
-/* The referral's personal row: the raw payload and the child's names. */
+/* The referral's personal row: the PoliceReferral as consumed, which holds
+ * the child's names (schemas/017_personal_payload.sql). */
 typedef struct stored_personal {
         PGresult *res;
-        const void *payload;            /* NULL when none */
+        const void *payload;            /* NULL when none (purged) */
         size_t len;
-        const char *given_name, *family_name;
 } stored_personal;
 int store_referral_personal(pg_session *s, const char *referral_id, stored_personal *ret);
 void stored_personal_free(stored_personal *p);

@@ -48,10 +48,8 @@ const pg_statement store_referral_statements[] = {
           "  CROSS JOIN LATERAL unnest(p.marks) AS h(m)"
           "  GROUP BY k.i, h.m" },
         { "ref_personal_insert",
-          "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date, given_name,"
-          "                                        family_name, narrative, payload)"
-          " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-          "                      $7::bytea[])" },
+          "INSERT INTO allvarsd.referral_personal (referral_id, payload)"
+          " SELECT * FROM unnest($1::text[], $2::bytea[])" },
         /* The decisions, each naming its profile's parameters by key: $15 the
          * batch's distinct profile_params texts, $11 each row's position in
          * it (from 1). The key is md5 of the text (schemas/016_profile_params.sql),
@@ -133,7 +131,7 @@ const pg_statement store_referral_statements[] = {
 #define B PG_OID_BOOL
 static const uint32_t cols[RT_N][RT_COLS_MAX] = {
         [RT_REFERRALS] = { T, T, PG_OID_BYTEA, PG_OID_INT4, T, TS, TS, B, T, T, T, PG_OID_INT4, PG_OID_INT8 },
-        [RT_PERSONAL] = { T, T, T, T, T, T, PG_OID_BYTEA },
+        [RT_PERSONAL] = { T, PG_OID_BYTEA },
         [RT_DECISIONS] = { T, T, T, T, PG_OID_INT4, TS, T, TS, T, PG_OID_INT4, PG_OID_INT4, PG_OID_INT4, PG_OID_INT4 },
         [RT_CASES] = { T, T, T, T, T, T, PG_OID_INT8, TS, T, TS, B, B, B, B },
         [RT_CONTACTS] = { T, PG_OID_INT4, T, T, T, T },
@@ -212,18 +210,12 @@ void referral_rows_referral(referral_rows *w, const referral_row *r) {
 void referral_rows_personal(referral_rows *w, const personal_row *r) {
         pg_arr *a = w->c[RT_PERSONAL];
         pg_arr_text(&a[0], r->referral_id);
-        pg_arr_text(&a[1], r->identity_number);
-        pg_arr_text(&a[2], r->birth_date);
-        pg_arr_text(&a[3], r->given_name);
-        pg_arr_text(&a[4], r->family_name);
-        pg_arr_text(&a[5], r->narrative);
-        pg_arr_bytes(&a[6], r->payload, r->payload ? r->len : 0);
+        pg_arr_bytes(&a[1], r->payload, r->payload ? r->len : 0);
         w->rows[RT_PERSONAL]++;
 }
 
-/* The position (from 1) of text among the batch's distinct profile_params,
- * added when new; -ENOMEM. A handful per batch: a linear search. */
-static int32_t param_index(referral_rows *w, const char *text) {
+/* A handful per batch: a linear search. */
+int32_t referral_rows_params(referral_rows *w, const char *text) {
         for (size_t i = 0; i < w->n_params; i++)
                 if (strcmp(w->param_texts[i], text) == 0)
                         return (int32_t)i + 1;
@@ -243,10 +235,7 @@ static int32_t param_index(referral_rows *w, const char *text) {
         return (int32_t)w->n_params;
 }
 
-int referral_rows_decision(referral_rows *w, const decision_row *r) {
-        int32_t pi = param_index(w, r->profile_params ? r->profile_params : "");
-        if (pi < 0)
-                return pi;
+void referral_rows_decision(referral_rows *w, const decision_row *r) {
         pg_arr *a = w->c[RT_DECISIONS];
         pg_arr_text(&a[0], r->referral_id);
         pg_arr_text(&a[1], r->outcome);
@@ -261,11 +250,10 @@ int referral_rows_decision(referral_rows *w, const decision_row *r) {
         pg_arr_ts(&a[7], r->protective_assessment_due);
         pg_arr_text(&a[8], r->profile_name);
         pg_arr_int4(&a[9], (int32_t)r->profile_version);
-        pg_arr_int4(&a[10], pi);
+        pg_arr_int4(&a[10], r->params_index);
         pg_arr_int4(&a[11], (int32_t)r->prior_referrals);
         pg_arr_int4(&a[12], (int32_t)r->prior_qualifying);
         w->rows[RT_DECISIONS]++;
-        return 0;
 }
 
 void referral_rows_case(referral_rows *w, const case_row *r) {

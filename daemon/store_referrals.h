@@ -67,8 +67,10 @@ typedef struct referral_row {
 } referral_row;
 void referral_rows_referral(referral_rows *w, const referral_row *r);
 
+/* The PoliceReferral as consumed: the only copy of the child's identity,
+ * names and the narrative (schemas/017_personal_payload.sql). */
 typedef struct personal_row {
-        const char *referral_id, *identity_number, *birth_date, *given_name, *family_name, *narrative;
+        const char *referral_id;
         const void *payload;
         size_t len;
 } personal_row;
@@ -82,11 +84,14 @@ typedef struct decision_row {
         usec_t protective_assessment_due;
         const char *profile_name;
         uint32_t profile_version;
-        const char *profile_params;     /* stored once per distinct text (profile_params) */
+        int32_t params_index;           /* its profile's parameters: referral_rows_params */
         uint32_t prior_referrals, prior_qualifying;
 } decision_row;
-/* 0, or -ENOMEM. */
-int referral_rows_decision(referral_rows *w, const decision_row *r);
+/* The position (from 1) of a text of a profile's parameters among the
+ * rows' distinct texts, copied in when new; -ENOMEM. The texts are stored
+ * once each (profile_params) with the decisions that name them. */
+int32_t referral_rows_params(referral_rows *w, const char *text);
+void referral_rows_decision(referral_rows *w, const decision_row *r);
 
 typedef struct case_row {
         const char *case_id, *referral_id, *district, *state, *outcome, *profile_name;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "common.h"
 #include "lifecycle.h"
 #include "print.h"
@@ -119,33 +120,110 @@ static int param_texts(ctl_params *p, const reason_text *table) {
         return r;
 }
 
+/* The personal data as shown: one row per person, the child's fields read
+ * from the referral as consumed. */
+enum { PD_PERSON, PD_ORDINAL, PD_IDENTITY, PD_BIRTH, PD_NAME, PD_PHONE, PD_EMAIL, PD_ADDRESS, PD_NARRATIVE, PD_N };
+
+/* The child's identity, birth date, name and narrative, decoded from the
+ * stored PoliceReferral (schemas/017_personal_payload.sql stores no other
+ * copy); col[k][i] point into the decoded message, name into name_buf. */
+static int child_fields(ctl *c, const char *hex, codec_referral **ret, const char **col[PD_N], size_t i,
+                        char *name_buf, size_t name_size) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)hex, &len);
+        if (!raw)
+                return -ENOMEM;
+        codec_error err;
+        *ret = codec_referral_decode(raw, len, SIZE_MAX, &err);
+        PQfreemem(raw);
+        if (!*ret)
+                return ctl_fail(c, "the stored referral does not decode (%s: %s)", dead_letter_reason_code(err.reason),
+                                err.detail),
+                       -EBADMSG;
+        const PoliceReferral *m = codec_referral_msg(*ret);
+        const Allvarssamtal__V1__Person *child = m->subject;
+        const char *given = child && child->given_name ? child->given_name : "";
+        const char *family = child && child->family_name ? child->family_name : "";
+        snprintf(name_buf, name_size, "%s%s%s", given, *given && *family ? " " : "", family);
+        col[PD_IDENTITY][i] = child && child->identity_number ? child->identity_number : "";
+        col[PD_BIRTH][i] = child && child->birth_date ? child->birth_date : "";
+        col[PD_NAME][i] = name_buf;
+        col[PD_NARRATIVE][i] = m->narrative ? m->narrative : "";
+        return 0;
+}
+
 /* The child's and the guardians' personal data, read through the function
  * that records who read them, and when, in the case's audit trail
  * (schemas/006_operator_role.sql): the operator's role cannot read those
- * tables itself. */
+ * tables itself. The child's fields are decoded here; PostgreSQL then makes
+ * the output from the rows as it does every other view (print.h), so the
+ * JSON form is its json_agg. */
 static int show_personal(ctl *c, const char *referral_id, const char *by) {
         ctl_params p = {0};
         ctl_param(&p, CTL_OID_TEXT, referral_id);
         ctl_param(&p, CTL_OID_TEXT, by);
         PGresult *res = ctl_exec(c,
-                                 c->json ? "SELECT coalesce(json_agg(q), '[]'::json) FROM (SELECT * FROM"
-                                           " allvarsd.read_personal_data($1::text, $2::text)) q"
-                                         : "SELECT * FROM allvarsd.read_personal_data($1::text, $2::text)",
+                                 "SELECT person, ordinal::text, name, phone, email, postal_address, referral"
+                                 " FROM allvarsd.read_personal_data($1::text, $2::text)",
                                  &p);
         if (!res)
                 return -EIO;
-        if (c->json)
-                printf("%s\n", PQgetvalue(res, 0, 0));
-        else if (PQntuples(res) == 0)
+        int n = PQntuples(res);
+        if (n == 0 && !c->json) {
                 printf("No personal data (purged); this read is recorded in the audit trail.\n");
-        else
-                for (int i = 0; i < PQntuples(res); i++) {
+                PQclear(res);
+                return 0;
+        }
+        const char **cells = calloc((size_t)PD_N * (size_t)(n + 1), sizeof *cells), **col[PD_N];
+        for (int k = 0; k < PD_N; k++)
+                col[k] = cells ? cells + (size_t)k * (size_t)(n + 1) : NULL;
+        codec_referral *child = NULL;
+        char child_name[2 * 256 + 2];
+        int r = cells ? 0 : -ENOMEM;
+        for (int i = 0; i < n && r >= 0; i++) {
+                const char *v[7];
+                for (int j = 0; j < 7; j++)
+                        v[j] = PQgetisnull(res, i, j) ? NULL : PQgetvalue(res, i, j);
+                col[PD_PERSON][i] = v[0];
+                col[PD_ORDINAL][i] = v[1];
+                col[PD_NAME][i] = v[2];
+                col[PD_PHONE][i] = v[3];
+                col[PD_EMAIL][i] = v[4];
+                col[PD_ADDRESS][i] = v[5];
+                if (v[6] && !child)
+                        r = child_fields(c, v[6], &child, col, (size_t)i, child_name, sizeof child_name);
+        }
+        ctl_params q = {0};
+        for (int k = 0; k < PD_N && r >= 0; k++)
+                r = ctl_param_array(&q, k == PD_ORDINAL ? CTL_OID_INT4_ARRAY : CTL_OID_TEXT_ARRAY, col[k], (size_t)n);
+        PGresult *out = NULL;
+        if (r >= 0) {
+#define PD_ROWS                                                                                                      \
+        " FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"        \
+        " $8::text[], $9::text[]) AS q(person, ordinal, identity_number, birth_date, name, phone, email,"           \
+        " postal_address, narrative)"
+                out = ctl_exec(c,
+                               c->json ? "SELECT coalesce(json_agg(q), '[]'::json) FROM (SELECT *" PD_ROWS ") q"
+                                       : "SELECT *" PD_ROWS,
+                               &q);
+#undef PD_ROWS
+                if (!out)
+                        r = -EIO;
+        }
+        if (out && c->json)
+                printf("%s\n", PQgetvalue(out, 0, 0));
+        else if (out)
+                for (int i = 0; i < PQntuples(out); i++) {
                         if (i > 0)
                                 putchar('\n');
-                        ctl_print_record(stdout, res, i, NULL, "");
+                        ctl_print_record(stdout, out, i, NULL, "");
                 }
+        PQclear(out);
+        ctl_params_done(&q);
+        codec_referral_free(child);
+        free(cells);
         PQclear(res);
-        return 0;
+        return r == -ENOMEM ? ctl_fail(c, "out of memory"), r : r;
 }
 
 int ctl_case_main(int argc, char **argv) {

@@ -60,17 +60,14 @@ text_values() {
 # Every personal value of the inputs, "KIND<TAB>VALUE", into $T/personal.
 collect_personal() {
         {
-                sql "select 'identity_number', identity_number from allvarsd.referral_personal
-                     union select 'birth_date', birth_date from allvarsd.referral_personal
-                     union select 'given_name', given_name from allvarsd.referral_personal
-                     union select 'family_name', family_name from allvarsd.referral_personal
-                     union select 'narrative', narrative from allvarsd.referral_personal
-                     union select 'name', name from allvarsd.case_contacts
+                sql "select 'name', name from allvarsd.case_contacts
                      union select 'phone', phone from allvarsd.case_contacts
                      union select 'email', email from allvarsd.case_contacts
                      union select 'postal_address', postal_address from allvarsd.case_contacts" |
                         sed 's/|/\t/'
-                # The payloads as consumed: also the guardians of referrals that opened no case.
+                # The payloads as consumed: the child's identity, names and the narrative (their
+                # only copy, schemas/017_personal_payload.sql), and the guardians of referrals
+                # that opened no case too.
                 # Concatenated protobuf messages parse as one, their repeated fields appended
                 # (the wire format's merge rule): one protoc run lists every guardian.
                 sql "select encode(string_agg(payload, ''::bytea order by referral_id), 'base64')

@@ -311,13 +311,23 @@ EOF
         [[ $(sql "select replayed_at is not null from allvarsd.dead_letters where id = 1") == t ]]
         # Personal data: only with --personal, and the read is in the case's audit trail.
         run --separate-stderr ctl case R-1 --database "$db" --personal --by anna.s
-        [[ $status -eq 0 && $output == *"identity number"* ]]
+        [[ $status -eq 0 && -z $stderr ]] || { echo "$status $stderr"; false; }
+        # The child's fields, decoded from the stored message (schemas/017_personal_payload.sql).
+        grep -Eq '^identity number +201001012384$' <<<"$output"
+        grep -Eq '^birth date +2010-01-01$' <<<"$output"
+        grep -Eq '^name +Testina Exempelsson$' <<<"$output"
+        grep -Eq '^narrative +A secret narrative about Testina$' <<<"$output"
         [[ $(sql "select string_agg(actor_kind || ':' || actor_name || ' ' || action || ' ' || after, ',' order by id)
                   from allvarsd.audit where actor_kind = 'OPERATOR'") == \
            "OPERATOR:anna.s DEAD_LETTER_READ db_user=$user;dead_letter=1,OPERATOR:anna.s DEAD_LETTER_REPLAYED db_user=$user;dead_letter=1,OPERATOR:anna.s PERSONAL_DATA_READ db_user=$user" ]]
         ctl case R-1 --database "$db" --now "$NOW" --json | jq -e '.audit | map(select(.action == "PERSONAL_DATA_READ")) | length == 1'
+        # The JSON form: the same fields, made by PostgreSQL; the read audited again.
+        ctl case R-1 --database "$db" --personal --json | jq -e '.[0] | .person == "child" and .ordinal == 0
+                and .identity_number == "201001012384" and .name == "Testina Exempelsson"
+                and .narrative == "A secret narrative about Testina" and (has("referral") | not)'
+        [[ $(sql "select count(*) from allvarsd.audit where action = 'PERSONAL_DATA_READ'") -eq 2 ]]
         # It cannot read personal tables, nor write anything, itself.
-        run psql -Xq -d "$db" -c "select identity_number from allvarsd.referral_personal"
+        run psql -Xq -d "$db" -c "select payload from allvarsd.referral_personal"
         [[ $status -ne 0 && $output == *"permission denied"* ]]
         run psql -Xq -d "$db" -c "update allvarsd.cases set state = 'HELD'"
         [[ $status -ne 0 && $output == *"permission denied"* ]]

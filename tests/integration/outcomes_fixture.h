@@ -179,9 +179,7 @@ static inline void add_referral(fixture *fx, const ref_spec *rs, char ret[static
         const int l_pers[] = {0, (int)plen};
         const int f_pers[] = {0, 1};
         harness_exec_params_ok(fx->h.pg,
-                "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date,"
-                " given_name, family_name, narrative, payload)"
-                " VALUES ($1, '', '2011-01-01', 'Kim', 'Testsson', 'berättelse', $2)",
+                "INSERT INTO allvarsd.referral_personal (referral_id, payload) VALUES ($1, $2)",
                 2, p_pers, l_pers, f_pers);
         free(payload);
 

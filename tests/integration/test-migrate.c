@@ -439,6 +439,34 @@ static void test_profile_params_migration(void **state) {
                          1);
 }
 
+/* Version 17: a version-16 database's personal rows keep their messages,
+ * byte for byte, and lose the columns that copied the messages' fields;
+ * read_personal_data returns the message as the child's row. */
+static void test_personal_payload_migration(void **state) {
+        fixture *fx = *state;
+        migrate_up_to(fx, 16);
+        harness_exec_ok(fx->pg, REFS("R-A,R-B"));
+        harness_exec_ok(fx->pg,
+                        "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date, given_name,"
+                        "                                        family_name, narrative, payload)"
+                        " VALUES ('R-A', '20120315-4321', '2012-03-15', 'Kalle', 'Karlsson', 'berättelse',"
+                        "         '\\x0a03522d41'),"
+                        "        ('R-B', '', '', '', '', '', '\\x0a03522d42')");
+        migrate_rest(fx, 16);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_personal"
+                                   " WHERE (referral_id, payload) IN (('R-A', '\\x0a03522d41'), ('R-B', '\\x0a03522d42'))"),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'allvarsd'"
+                                   " AND table_name = 'referral_personal'"),
+                         2);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.read_personal_data('R-A', 'test')"
+                                   " WHERE person = 'child' AND referral = '\\x0a03522d41' AND name IS NULL"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.audit WHERE referral_id = 'R-A'"
+                                   " AND action = 'PERSONAL_DATA_READ'"),
+                         1);
+}
+
 /* Only NNN_name.sql files count; no directory or no files is an error. */
 static void test_bad_directories(void **state) {
         fixture *fx = *state;
@@ -510,6 +538,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_persons_history_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decided_audit_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_profile_params_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_personal_payload_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

@@ -622,7 +622,7 @@ static void denied_in_a_session(void **state) {
                 role role;
                 const char *sql;
         } denied[] = {
-                {ROLE_OPERATOR, "SELECT identity_number FROM allvarsd.referral_personal"},
+                {ROLE_OPERATOR, "SELECT payload FROM allvarsd.referral_personal"},
                 {ROLE_OPERATOR, "SELECT payload FROM allvarsd.dead_letters"},
                 {ROLE_OPERATOR, "SELECT detail FROM allvarsd.audit"},
                 {ROLE_OPERATOR, "DELETE FROM allvarsd.cases"},
@@ -652,8 +652,7 @@ static void personal_data_reads_are_audited(void **state) {
              "INSERT INTO allvarsd.referrals (referral_id, case_id, marks, district, reported_at, feedback_requested,"
              " source_topic, source_partition, source_offset, received_at) VALUES"
              " ('PRIV-1', '11111111-2222-4333-8444-555555555555', 1, 'x', now(), true, 't', 0, 1, now());"
-             "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, given_name, family_name, payload)"
-             " VALUES ('PRIV-1', '201203142385', 'Test', 'Barn', '\\x00');"
+             "INSERT INTO allvarsd.referral_personal (referral_id, payload) VALUES ('PRIV-1', '\\x0a06505249562d31');"
              "INSERT INTO allvarsd.cases (case_id, referral_id, district, state, outcome, profile_name,"
              " limit_seconds, feedback_requested, created_at, updated_at) VALUES"
              " ('11111111-2222-4333-8444-555555555555', 'PRIV-1', 'x', 'ELIGIBLE', 'ELIGIBLE', 'p', 1, true,"
@@ -665,12 +664,16 @@ static void personal_data_reads_are_audited(void **state) {
              " ('11111111-2222-4333-8444-666666666666', 't', 0, 2, 'UNDECODABLE', 'd', '\\x0102', now())");
         PGconn *op = fx->as[ROLE_OPERATOR];
         /* By the case id, as a named person. */
-        PGresult *r = PQexec(op, "SELECT person, identity_number, name, phone FROM allvarsd.read_personal_data("
-                                 "'11111111-2222-4333-8444-555555555555', 'anna.s') ORDER BY ordinal");
+        /* The child: the referral as consumed (schemas/017_personal_payload.sql). */
+        PGresult *r = PQexec(op, "SELECT person, encode(referral, 'hex'), name, phone"
+                                 " FROM allvarsd.read_personal_data('11111111-2222-4333-8444-555555555555', 'anna.s')"
+                                 " ORDER BY ordinal");
         assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
         assert_int_equal(PQntuples(r), 2);
-        assert_string_equal(PQgetvalue(r, 0, 1), "201203142385");
-        assert_string_equal(PQgetvalue(r, 0, 2), "Test Barn");
+        assert_string_equal(PQgetvalue(r, 0, 0), "child");
+        assert_string_equal(PQgetvalue(r, 0, 1), "0a06505249562d31");
+        assert_string_equal(PQgetvalue(r, 1, 0), "guardian");
+        assert_string_equal(PQgetvalue(r, 1, 2), "Förälder");
         assert_string_equal(PQgetvalue(r, 1, 3), "0701234567");
         PQclear(r);
         /* By the referral id, without a name: the login is the reader. */

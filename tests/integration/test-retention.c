@@ -76,10 +76,7 @@ static void add_referral(fixture *fx, const referral_spec *rs) {
                 4, p3);
         const char *p1[] = {rs->referral_id};
         exec_params(fx,
-                "INSERT INTO allvarsd.referral_personal (referral_id, identity_number, birth_date, given_name,"
-                " family_name, narrative, payload)"
-                " VALUES ($1, '201203154321', '2012-03-15', 'Kalle', 'Karlsson', 'narrative of the incident',"
-                " '\\x0a0b0c')",
+                "INSERT INTO allvarsd.referral_personal (referral_id, payload) VALUES ($1, '\\x0a0b0c')",
                 1, p1);
         const char *p2[] = {rs->referral_id, rs->outcome, decided};
         exec_params(fx,

@@ -109,7 +109,7 @@ static void test_refused_value_dead_lettered(void **state) {
         batch_add(fx, b, &(refspec){ .id = "R-FIRST", .person = 1 }, 0);
         batch_add(fx, b, &(refspec){ .id = "R-CONSTRAINT", .person = 2, .district = "Forbidden-district" }, 0);
         batch_add(fx, b, &(refspec){ .id = "R-NOT-UTF8", .person = 3 }, 1);
-        snprintf(b->refs[2]->narrative, sizeof b->refs[2]->narrative, "Secret\xff\xfe name");
+        b->refs[2]->g[0].name = (char *)"Secret\xff\xfe name"; /* a guardian: case_contacts */
         batch_add(fx, b, &(refspec){ .id = "R-LAST", .person = 4 }, 1);
         assert_int_equal(store_batch(fx, fx->h.st, b, T0), 0);
         assert_int_equal(b->res.decided, 2);
@@ -119,7 +119,7 @@ static void test_refused_value_dead_lettered(void **state) {
         assert_int_equal(b->m[1].status, STORE_DEAD_LETTERED);
         assert_int_equal(b->m[2].status, STORE_DEAD_LETTERED);
         assert_non_null(strstr(b->m[1].error->detail, "SQLSTATE 23514 in ref_referrals_insert"));
-        assert_non_null(strstr(b->m[2].error->detail, "SQLSTATE 22021 in ref_personal_insert"));
+        assert_non_null(strstr(b->m[2].error->detail, "SQLSTATE 22021 in ref_contacts_insert"));
         assert_null(strstr(b->m[1].error->detail, "Forbidden"));
         assert_null(strstr(b->m[2].error->detail, "Secret"));
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.dead_letters WHERE reason = 'INVALID_FIELD'"

@@ -66,7 +66,12 @@ INSERT INTO referrals (referral_id, case_id, person_key, marks, district, report
  ('R-6', '00000000-0000-4000-8000-00000000000f', NULL, 1, 'centrum', '2025-03-12T10:00:00Z', NULL, false, '', '',
   'police.referrals.v1', 1, 15, '2025-03-12T10:00:01Z');
 INSERT INTO referral_personal VALUES
- ('R-1', '201001012384', '2010-01-01', 'Testina', 'Exempelsson', 'A secret narrative about Testina', '\xdeadbeef');
+ -- The PoliceReferral (protoc --encode) of: referral_id "R-1", police_case_number "5000-K123-25",
+ -- reported 2025-03-11T10:00:00Z, incident 2025-03-10T20:00:00Z, district "hisingen", subject
+ -- {identity_number "201001012384", birth_date "2010-01-01", given_name "Testina", family_name
+ -- "Exempelsson"}, CONCERN_SUSPECTED_CRIME, feedback_requested, reporting_unit "PO Hisingen",
+ -- narrative "A secret narrative about Testina".
+ ('R-1', '\x0a03522d31120c353030302d4b3132332d32351a0608a093c0be06220608c089bdbe062a08686973696e67656e32300a0c323031303031303132333834120a323031302d30312d30311a0754657374696e61220b4578656d70656c73736f6e42010360016a0b504f20486973696e67656e72204120736563726574206e61727261746976652061626f75742054657374696e61');
 INSERT INTO profile_params (params_key, params) VALUES
  (md5('min_age=10;max_age=17;limit_hours=48')::uuid, 'min_age=10;max_age=17;limit_hours=48');
 INSERT INTO decisions (referral_id, outcome, reasons, flags, age, deadline, deadline_kind, protective_assessment_due,
@@ -148,7 +153,7 @@ EOF
 
 # No output of any command may carry R-1's personal data or payload bytes.
 no_personal_data() {
-        ! grep -Eiq 'testina|exempelsson|201001012384|2010-01-01|narrative|provmamma|46701234567|example\.se|storgatan|deadbeef|talked to' "$@"
+        ! grep -Eiq 'testina|exempelsson|201001012384|2010-01-01|narrative|provmamma|46701234567|example\.se|storgatan|deadbeef|0a03522d31|talked to' "$@"
 }
 
 # ---------------------------------------------------------------------------- status
