@@ -16,6 +16,7 @@
 # files) and must occur in none of the captures.
 
 load ../lib/daemon.bash
+load ../lib/stored.bash
 
 PROTO=(protoc --proto_path="$ROOT/proto" --proto_path=/usr/include)
 
@@ -41,22 +42,6 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
 count_at_least() { [[ $(sql "$1") -ge $2 ]]; }
 log_has() { grep -qE "$1" "$T/a.log"; }
 
-# The string fields that carry personal data in a PoliceReferral or CaseOutcome,
-# from protobuf text format (the example files, or protoc --decode, which escapes
-# non-ASCII bytes as octal): "FIELD<TAB>VALUE" lines, unescaped.
-PERSONAL_FIELDS='identity_number|birth_date|given_name|family_name|name|phone|email|postal_address|narrative|reason'
-text_values() {
-        local field value
-        sed -nE "s/^[[:space:]]*($PERSONAL_FIELDS): \"((\\\\.|[^\"\\\\])*)\".*/\\1\\t\\2/p" "$@" |
-                while IFS=$'\t' read -r field value; do
-                        # \ooo -> \0ooo for printf %b; then the quote escapes %b leaves alone.
-                        value=$(printf '%b' "$(sed -E 's/\\([0-7]{3})/\\0\1/g' <<<"$value")")
-                        value=${value//\\\"/\"}
-                        value=${value//\\\'/\'}
-                        printf '%s\t%s\n' "$field" "$value"
-                done
-}
-
 # Every personal value of the inputs, "KIND<TAB>VALUE", into $T/personal.
 collect_personal() {
         {
@@ -68,12 +53,7 @@ collect_personal() {
                 # The payloads as consumed: the child's identity, names and the narrative (their
                 # only copy, schemas/017_personal_payload.sql), and the guardians of referrals
                 # that opened no case too.
-                # Concatenated protobuf messages parse as one, their repeated fields appended
-                # (the wire format's merge rule): one protoc run lists every guardian.
-                sql "select encode(string_agg(payload, ''::bytea order by referral_id), 'base64')
-                     from allvarsd.referral_personal" | base64 -d >"$T/payloads.bin"
-                "${PROTO[@]}" --decode=allvarssamtal.v1.PoliceReferral allvarssamtal/v1/referral.proto \
-                        <"$T/payloads.bin" >"$T/payloads.txt"
+                stored_referrals_text "$T" >"$T/payloads.txt"
                 text_values "$T/payloads.txt"
                 text_values "$ROOT"/examples/referrals/*.txtpb
                 # Outcomes: the guardians the police supplied, the override's free-text reason.
@@ -238,11 +218,13 @@ ctl_every_subcommand() {
 
         # Read the inputs' personal data now: the retention purge below deletes some of it.
         collect_personal
-        # The payloads decode to what the database holds (the collection itself is right).
-        local ident
-        ident=$(sql "select identity_number from allvarsd.referral_personal
-                     where identity_number <> '' order by referral_id desc limit 1")
-        grep -qF "identity_number: \"$ident\"" "$T/payloads.txt"
+        # The collection itself is right: every stored message decoded on its own, and the
+        # children's identity numbers among what it found
+        [[ $(grep -c '^r {' "$T/payloads.txt") -eq $(sql "select count(*) from allvarsd.referral_personal") ]]
+        # (a person's number may come in two spellings, 10 and 12 digits: at least as many
+        # numbers as persons)
+        [[ $(awk -F '\t' '$1 == "identity_number"' "$T/personal" | wc -l) -ge \
+           $(sql "select count(distinct person_key) from allvarsd.referrals") ]]
 
         # Five days on: the deadline watch raises alerts (and feedback NOT_HELD_IN_TIME).
         echo 2025-03-15T12:00:00Z >"$T/clock"

@@ -5,6 +5,7 @@
 bats_require_minimum_version 1.5.0
 
 load ../lib/daemon.bash
+load ../lib/stored.bash
 
 setup() {
         [[ -n ${ALLVARS_KAFKA_BOOTSTRAP:-} ]] || skip "no real Kafka broker (tests/run e2e starts one)"
@@ -52,9 +53,12 @@ decided_at_least() { [[ $(decided_count) -ge $1 ]]; }
         events police.feedback.v1 > "$T/feedback"
         [[ $(wc -l < "$T/feedback") -gt 0 ]]
         # Names, identity numbers, phone numbers, addresses and narrative words of the inputs.
-        sql "select given_name from allvarsd.referral_personal union select family_name
-             from allvarsd.referral_personal union select identity_number from allvarsd.referral_personal
-             where identity_number <> ''" > "$T/personal"
+        # From the stored messages (tests/lib/stored.bash): one set per referral.
+        stored_referrals_text "$T" > "$T/stored.txt"
+        [[ $(grep -c '^r {' "$T/stored.txt") -eq $(sql "select count(*) from allvarsd.referral_personal") ]]
+        text_values "$T/stored.txt" | awk -F '\t' '$1 ~ /^(given_name|family_name|identity_number)$/ { print $2 }' |
+                sort -u > "$T/personal"
+        [[ $(wc -l < "$T/personal") -gt 100 ]]
         while read -r word; do
                 [[ -z $word ]] && continue
                 if grep -qF -- "$word" "$T/feedback"; then echo "personal data in feedback: [redacted]"; false; fi

@@ -7,6 +7,7 @@
 # operator's day, in order; each needs the ones before it.
 
 load ../lib/unit.bash
+load ../lib/stored.bash
 
 VERSION=$(dpkg-parsechangelog -l "$ROOT/deploy/debian/changelog" -S Version)
 DEB=$ROOT/build/deb/allvarsd_${VERSION}_$(dpkg --print-architecture).deb
@@ -179,10 +180,14 @@ pid1_saw_ready_after_reloading() {
 # Personal values of every input: read back from the database (as the superuser)
 # and from the example files.
 personal_values() {
-        sql "select identity_number from allvarsd.referral_personal where identity_number <> ''
-             union select given_name || ' ' || family_name from allvarsd.referral_personal where family_name <> ''
-             union select family_name from allvarsd.referral_personal where length(family_name) >= 6
-             union select phone from allvarsd.case_contacts where phone <> ''
+        # The children's, from the stored messages (tests/lib/stored.bash): the identity
+        # numbers, "given family", and family names of 6 or more characters.
+        stored_referrals_text "$S" > "$S/stored.txt"
+        text_values "$S/stored.txt" | awk -F '\t' '
+                $1 == "identity_number" && $2 != "" { print $2 }
+                $1 == "given_name" { given = $2 }
+                $1 == "family_name" && $2 != "" { print given " " $2; if (length($2) >= 6) print $2; given = "" }'
+        sql "select phone from allvarsd.case_contacts where phone <> ''
              union select email from allvarsd.case_contacts where email <> ''
              union select postal_address from allvarsd.case_contacts where postal_address <> ''"
         sed -nE 's/^[[:space:]]*(identity_number|phone|email|postal_address|family_name): "([^"\\]{5,})".*/\2/p' \
