@@ -159,9 +159,14 @@ ctl_every_subcommand() {
         id=$(sql "select min(id) from allvarsd.dead_letters where source_topic like '%referrals%' and payload is not null")
         ctl_as_operator a dead-letters replay "$id" >>"$T/ctl.dead-letters.txt" 2>&1
         # An override whose reason names the child: stored for the audit, never shown.
-        c=$(sql "select c.case_id || ' ' || p.given_name from allvarsd.cases c
-                 join allvarsd.referral_personal p using (referral_id) where c.closed_at is null
-                 and p.given_name <> '' order by c.case_id limit 1")
+        local rid given=
+        for rid in $(sql "select referral_id from allvarsd.cases where closed_at is null order by case_id"); do
+                given=$(stored_referral_text "$rid" | text_values /dev/stdin |
+                        awk -F '\t' '$1 == "given_name" { print $2; exit }')
+                [[ -z $given ]] || break
+        done
+        [[ -n $given ]]
+        c="$(sql "select case_id from allvarsd.cases where referral_id = '$rid' limit 1") $given"
         printf 'reason\tSamtal med %s behövs enligt handläggaren\n' "${c#* }" >>"$T/personal"
         ctl_as_operator a override "${c%% *}" --outcome ELIGIBLE --by sw.test --wait 60 \
                 >"$T/ctl.override.txt" 2>&1 < <(echo "Samtal med ${c#* } behövs enligt handläggaren")

@@ -36,6 +36,14 @@ EOF
                 "$dir/stored.proto" <"$dir/stored.bin"
 }
 
+# stored_referral_text REFERRAL_ID: one stored PoliceReferral in protobuf text format.
+stored_referral_text() {
+        sql "select encode(payload, 'base64') from allvarsd.referral_personal where referral_id = '$1'" |
+                base64 -d |
+                protoc --proto_path="$ROOT/proto" --proto_path=/usr/include \
+                        --decode=allvarssamtal.v1.PoliceReferral allvarssamtal/v1/referral.proto
+}
+
 # text_values FILE...: from protobuf text format (the example files, or
 # protoc --decode, which escapes non-ASCII bytes as octal), the personal
 # string fields as "FIELD<TAB>VALUE" lines, unescaped.
