@@ -126,9 +126,10 @@ enum { PD_PERSON, PD_ORDINAL, PD_IDENTITY, PD_BIRTH, PD_NAME, PD_PHONE, PD_EMAIL
 
 /* The child's identity, birth date, name and narrative, decoded from the
  * stored PoliceReferral (schemas/017_personal_payload.sql stores no other
- * copy); col[k][i] point into the decoded message, name into name_buf. */
+ * copy); col[k][i] point into the decoded message, the name into *name
+ * (the caller frees it). */
 static int child_fields(ctl *c, const char *hex, codec_referral **ret, const char **col[PD_N], size_t i,
-                        char *name_buf, size_t name_size) {
+                        char **name) {
         size_t len = 0;
         unsigned char *raw = PQunescapeBytea((const unsigned char *)hex, &len);
         if (!raw)
@@ -144,10 +145,13 @@ static int child_fields(ctl *c, const char *hex, codec_referral **ret, const cha
         const Allvarssamtal__V1__Person *child = m->subject;
         const char *given = child && child->given_name ? child->given_name : "";
         const char *family = child && child->family_name ? child->family_name : "";
-        snprintf(name_buf, name_size, "%s%s%s", given, *given && *family ? " " : "", family);
+        if (asprintf(name, "%s%s%s", given, *given && *family ? " " : "", family) < 0) {
+                *name = NULL;
+                return -ENOMEM;
+        }
         col[PD_IDENTITY][i] = child && child->identity_number ? child->identity_number : "";
         col[PD_BIRTH][i] = child && child->birth_date ? child->birth_date : "";
-        col[PD_NAME][i] = name_buf;
+        col[PD_NAME][i] = *name;
         col[PD_NARRATIVE][i] = m->narrative ? m->narrative : "";
         return 0;
 }
@@ -178,7 +182,7 @@ static int show_personal(ctl *c, const char *referral_id, const char *by) {
         for (int k = 0; k < PD_N; k++)
                 col[k] = cells ? cells + (size_t)k * (size_t)(n + 1) : NULL;
         codec_referral *child = NULL;
-        char child_name[2 * 256 + 2];
+        char *child_name = NULL;
         int r = cells ? 0 : -ENOMEM;
         for (int i = 0; i < n && r >= 0; i++) {
                 const char *v[7];
@@ -191,7 +195,7 @@ static int show_personal(ctl *c, const char *referral_id, const char *by) {
                 col[PD_EMAIL][i] = v[4];
                 col[PD_ADDRESS][i] = v[5];
                 if (v[6] && !child)
-                        r = child_fields(c, v[6], &child, col, (size_t)i, child_name, sizeof child_name);
+                        r = child_fields(c, v[6], &child, col, (size_t)i, &child_name);
         }
         ctl_params q = {0};
         for (int k = 0; k < PD_N && r >= 0; k++)
@@ -221,6 +225,7 @@ static int show_personal(ctl *c, const char *referral_id, const char *by) {
         PQclear(out);
         ctl_params_done(&q);
         codec_referral_free(child);
+        free(child_name);
         free(cells);
         PQclear(res);
         return r == -ENOMEM ? ctl_fail(c, "out of memory"), r : r;
