@@ -136,7 +136,10 @@ faults_begin() {
         T=$FAULTS_BASE/$SCENARIO
         mkdir -p "$T"
         KAFKA= TOPIC_PREFIX= MOCK_PID= MOCK_FD=
-        db_create
+        if ! db_create; then
+                say "faults: cannot create the scenario's database" >&2
+                exit 2
+        fi
         FAULTS_DBS+=("$DB")
         say "==== scenario $SCENARIO, $FAULTS_SIZE size (database $DB, files in $T)"
 }

@@ -34,10 +34,17 @@ sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 
 # db_create: a fresh database for this test as a DBA makes it (createdb and
 # deploy/roles.sql, as the superuser); the schema comes from daemon_migrate.
+# The name is unique on the cluster: the process ($BASHPID, not $$, which a
+# bats test's subshell shares with its siblings), a count of this process's
+# databases and 32 random bits. With $$ and $RANDOM alone two scenarios of one
+# fault script once drew the same name, and the second, its createdb refused,
+# ran on the first one's database (2026-12-05).
+DB_CREATED=0
 db_create() {
-        DB=t_$(printf '%s' "${BATS_TEST_NAME:-x}" | md5sum | cut -c1-12)_$$_$RANDOM
+        DB_CREATED=$((DB_CREATED + 1))
+        DB=t_$(printf '%s' "${BATS_TEST_NAME:-x}" | md5sum | cut -c1-12)_${BASHPID}_${DB_CREATED}_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
         DEPLOYED_SECRETS=$T/secrets
-        deployed_db "$DB"
+        deployed_db "$DB" || { echo "db_create: cannot create database $DB" >&2; return 1; }
         cp "$DEPLOYED_SECRETS/pepper" "$T/pepper"
 }
 

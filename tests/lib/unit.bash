@@ -22,9 +22,9 @@ sql() { psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
 # unit_db: a database set up as README says: createdb, roles.sql in it (as the
 # superuser, the DBA's part), then the migrations as allvarsd_owner.
 unit_db() {
-        DB=sd_$$_$RANDOM
+        DB=sd_${BASHPID}_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
         echo "DB=$DB" >> "$S/env"
-        createdb "$DB"
+        createdb "$DB" || return 1
         psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" \
                 -v owner_password=owner-secret -v runtime_password=runtime-secret >/dev/null
         head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$S/pepper"
