@@ -118,6 +118,8 @@ static int lane_store(store *st, void *arg) {
         int r = batch_store(st, w->cfg, w->cfg->group_id, w->now, w->outcomes, w->msgs, w->n, w->offs, w->n_offs,
                             &w->turn, &w->res);
         w->duration = clock_monotonic() - start;
+        if (w->outcomes)
+                metrics_lane_time(LS_OUTCOMES, &start);
         return r;
 }
 

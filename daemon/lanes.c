@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "lanes.h"
+#include "metrics.h"
 
 typedef struct lane {
         struct lanes *owner;
@@ -23,6 +25,7 @@ typedef struct lane {
         bool in_run;                    /* given work in this run */
         bool published;                 /* its keys are in keys[] */
         bool finished;                  /* its work of this run has returned */
+        usec_t finished_at;             /* when (monotonic), for the run's wait (lane_step LS_RUN_WAIT) */
         uint8_t (*keys)[LANE_KEY_LEN];  /* sorted, distinct */
         size_t n_keys, cap_keys;
         char err[256];                  /* why the last run failed */
@@ -36,6 +39,7 @@ struct lanes {
         bool stop;
         unsigned n;
         lane *v;
+        usec_t run_started;             /* lanes_start's time (monotonic), guarded by lock */
 };
 
 static int lane_connect(lane *ln) {
@@ -77,6 +81,7 @@ static void *lane_main(void *arg) {
                 ln->fn = NULL;
                 ln->busy = false;
                 ln->finished = true;
+                ln->finished_at = clock_monotonic();
                 pthread_cond_broadcast(&l->done);
         }
         pthread_mutex_unlock(&l->lock);
@@ -150,11 +155,13 @@ unsigned lanes_count(const lanes *l) {
 
 void lanes_start(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
+        l->run_started = clock_monotonic();
         for (unsigned k = 0; k < l->n; k++) {
                 lane *ln = &l->v[k];
                 ln->in_run = args[k] != NULL;
                 ln->published = false;
                 ln->finished = !ln->in_run;
+                ln->finished_at = 0;
                 ln->n_keys = 0;
         }
         for (unsigned k = 1; k < l->n; k++) {
@@ -174,8 +181,24 @@ void lanes_start(lanes *l, lane_fn fn, void *const *args, int *rets) {
 
         pthread_mutex_lock(&l->lock);
         l->v[0].finished = true;
+        l->v[0].finished_at = clock_monotonic();
         pthread_cond_broadcast(&l->done);
         pthread_mutex_unlock(&l->lock);
+}
+
+/* The time each lane's connection waited in the run for the run's last lane
+ * to finish: from its own finish, or for a lane without work from the run's
+ * start (metrics.h LS_RUN_WAIT). Called with l->lock held, every lane done. */
+static void count_run_wait(lanes *l) {
+        usec_t last = l->run_started;
+        for (unsigned k = 0; k < l->n; k++)
+                if (l->v[k].in_run && l->v[k].finished_at > last)
+                        last = l->v[k].finished_at;
+        for (unsigned k = 0; k < l->n; k++) {
+                usec_t since = l->v[k].in_run ? l->v[k].finished_at : l->run_started;
+                if (since > 0 && since < last)
+                        metrics_add(M_LANE_SECONDS, LS_RUN_WAIT, (uint64_t)(last - since));
+        }
 }
 
 void lanes_wait(lanes *l, void *const *args, int *rets) {
@@ -186,6 +209,8 @@ void lanes_wait(lanes *l, void *const *args, int *rets) {
                 if (args[k])
                         rets[k] = l->v[k].ret;
         }
+        if (l->n > 1)
+                count_run_wait(l);
         pthread_mutex_unlock(&l->lock);
 }
 

@@ -32,6 +32,7 @@ typedef struct metric_def {
         unsigned first, last;           /* label values, as enum values */
         label_fn value;
         const char *help;
+        double scale;                   /* a counter's unit in the text (0: 1, an integer) */
 } metric_def;
 
 static char topic_names[_MT_MAX][METRICS_LABEL_MAX];
@@ -50,6 +51,14 @@ static const char *class_label(unsigned i) {
 }
 static const char *kind_label(unsigned i) {
         return i == MK_REFERRAL ? "referral" : "outcome";
+}
+static const char *step_label(unsigned i) {
+        static const char *const names[_LS_MAX] = {
+                [LS_PREPARE] = "prepare", [LS_DEDUP] = "dedup",       [LS_HISTORY] = "history",
+                [LS_RULES] = "rules",     [LS_ROWS] = "rows",         [LS_WRITE] = "write",
+                [LS_TURN] = "turn",       [LS_OUTCOMES] = "outcomes", [LS_RUN_WAIT] = "run_wait",
+        };
+        return i < _LS_MAX ? names[i] : NULL;
 }
 static const char *topic_label(unsigned i) {
         return topic_names[i][0] ? topic_names[i] : NULL;
@@ -84,6 +93,10 @@ static const metric_def defs[_M_MAX] = {
                                "PostgreSQL errors, by the class of their SQLSTATE (deployment: an operator must act)."},
         [M_PARTITION_GAPS] = {"allvarsd_partition_gaps_total", T_COUNTER, "topic", MT_REFERRALS, MT_OUTCOMES,
                               topic_label, "Offsets missing in an input partition (data lost before allvarsd)."},
+        [M_LANE_SECONDS] = {"allvarsd_lane_seconds_total", T_COUNTER, "step", LS_PREPARE, LS_RUN_WAIT, step_label,
+                            "Time the batch lanes spent, summed over the lanes, by step of their transactions"
+                            " (run_wait: a lane's connection idle while the run's other lanes store).",
+                            1e-6},
         [M_RELAY_LOCK_HELD] = {"allvarsd_relay_lock_held", T_GAUGE, NULL, 0, 0, NULL,
                                "1 when this instance's outbox relay holds the advisory lock (is the active relay)."},
         [M_RELAY_IN_FLIGHT] = {"allvarsd_relay_in_flight_events", T_GAUGE, NULL, 0, 0, NULL,
@@ -218,6 +231,12 @@ double metrics_gauge_value(metric m, unsigned label) {
         if (!slot_ok(m, label) || defs[m].type != T_GAUGE)
                 return 0;
         return bitsd(atomic_load_explicit(&values[m][slot_of(m, label)], memory_order_relaxed));
+}
+
+void metrics_lane_time(lane_step step, usec_t *since) {
+        usec_t now = clock_monotonic();
+        metrics_add(M_LANE_SECONDS, step, now > *since ? (uint64_t)(now - *since) : 0);
+        *since = now;
 }
 
 void metrics_observe(metric_histogram h, double v) {
@@ -433,7 +452,10 @@ static void render_metric(out *o, metric m) {
                 if (!lv)
                         continue;
                 escape(lv, e);
-                if (d->type == T_COUNTER)
+                if (d->type == T_COUNTER && d->scale > 0)
+                        outf(o, "%s{%s=\"%s\"} %s\n", d->name, d->label, e,
+                             fmt_value((double)metrics_counter_value(m, i) * d->scale, v));
+                else if (d->type == T_COUNTER)
                         outf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", d->name, d->label, e, metrics_counter_value(m, i));
                 else
                         outf(o, "%s{%s=\"%s\"} %s\n", d->name, d->label, e, fmt_value(metrics_gauge_value(m, i), v));

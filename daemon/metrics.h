@@ -37,6 +37,7 @@ typedef enum metric {
         M_ALERTS_RAISED,                /* label: kind (alert_kind) */
         M_DATABASE_ERRORS,              /* label: class (sqlstate_class) */
         M_PARTITION_GAPS,               /* label: topic (metrics_topic) */
+        M_LANE_SECONDS,                 /* label: step (lane_step); added in microseconds */
         /* gauges */
         M_RELAY_LOCK_HELD,              /* this instance: 0 or 1 */
         M_RELAY_IN_FLIGHT,
@@ -74,6 +75,23 @@ typedef enum metrics_topic {
         _MT_MAX,
 } metrics_topic;
 
+/* Where a lane's time goes (allvarsd_lane_seconds_total): the steps of a
+ * referral batch's transaction, an outcome batch's whole transaction, and a
+ * lane's connection waiting for the other lanes. metrics_lane_time adds to
+ * one. */
+typedef enum lane_step {
+        LS_PREPARE,                     /* before the transaction: ids, person keys, sorting */
+        LS_DEDUP,                       /* round trip 1: the referrals' insert (which finds the duplicates), the offsets */
+        LS_HISTORY,                     /* round trip 2: the persons' histories */
+        LS_RULES,                       /* the rules (rules_decide) */
+        LS_ROWS,                        /* the rows and events of the decided referrals, built */
+        LS_WRITE,                       /* round trip 3: the rows sent and stored, the COMMIT */
+        LS_TURN,                        /* waiting for another lane's persons (lanes.h "turns") */
+        LS_OUTCOMES,                    /* an outcome batch's transaction, whole */
+        LS_RUN_WAIT,                    /* done (or without work), while the run's other lanes store */
+        _LS_MAX,
+} lane_step;
+
 typedef enum metrics_kind {
         MK_REFERRAL,
         MK_OUTCOME,
@@ -99,6 +117,8 @@ void metrics_observe(metric_histogram h, double v);
 static inline void metrics_inc(metric m, unsigned label) {
         metrics_add(m, label, 1);
 }
+/* Add the time since *since (monotonic µs) to step, and move *since to now. */
+void metrics_lane_time(lane_step step, usec_t *since);
 uint64_t metrics_counter_value(metric m, unsigned label);
 double metrics_gauge_value(metric m, unsigned label);
 /* Count and sum of a histogram, and the count of observations <= le (a bucket bound). */

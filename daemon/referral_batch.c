@@ -11,6 +11,7 @@
 #include "identity.h"
 #include "lanes.h"
 #include "lifecycle.h"
+#include "metrics.h"
 #include "reasons.h"
 #include "referral_batch.h"
 #include "referral_stats.h"
@@ -81,6 +82,7 @@ typedef struct batch {
         referral_rows rows;
         store_rows shared;
         store_batch_result res;
+        usec_t mark;                    /* the end of the last step timed (metrics_lane_time) */
 } batch;
 
 static void batch_free(batch *b) {
@@ -474,7 +476,9 @@ static int write_part(pg_session *s, batch *b, store_message *msgs, size_t n, bo
         if (last)
                 store_rows_events(&b->shared, &b->events, first_dead, true);
         unsigned events, alerts;
+        metrics_lane_time(LS_ROWS, &b->mark);
         r = store_referrals_write(s, &b->rows, &b->shared, b->now, last && commit, &events, &alerts);
+        metrics_lane_time(LS_WRITE, &b->mark);
         b->res.events += events;
         b->res.alerts += alerts;
         referral_rows_reset(&b->rows);
@@ -508,18 +512,24 @@ static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, stor
         int r = 0;
         if (b->n_own_keys > 0)
                 r = read_history(s, b, 0, b->n_own_keys, false);
+        metrics_lane_time(LS_HISTORY, &b->mark);
         if (r >= 0 && (r = decide_all(b, false)) < 0)
                 r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
+        metrics_lane_time(LS_RULES, &b->mark);
         bool deferred = b->n_keys > b->n_own_keys;
         if (r >= 0)
                 r = write_part(s, b, msgs, n, false, !deferred, commit);
         if (r < 0 || !deferred)
                 return r;
-        if ((r = lanes_wait_below(turn->l, turn->k, LANE_TURN_TIMEOUT)) < 0)
+        r = lanes_wait_below(turn->l, turn->k, LANE_TURN_TIMEOUT);
+        metrics_lane_time(LS_TURN, &b->mark);
+        if (r < 0)
                 return pg_fail(s, r, "batch: a lower lane did not finish in time; retrying");
         r = read_history(s, b, b->n_own_keys, b->n_keys - b->n_own_keys, true);
+        metrics_lane_time(LS_HISTORY, &b->mark);
         if (r >= 0 && (r = decide_all(b, true)) < 0)
                 r = pg_fail(s, r, "batch: the history read missed this batch's referrals");
+        metrics_lane_time(LS_RULES, &b->mark);
         if (r >= 0)
                 r = write_part(s, b, msgs, n, true, true, commit);
         return r;
@@ -536,6 +546,7 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 msgs[i].outcome = 0;
                 msgs[i].reasons = msgs[i].flags = 0;
         }
+        usec_t started = clock_monotonic();
         int r = store_rows_ready(st, store_referral_statements, false);
         if (r < 0)
                 return r == -ENOTCONN ? pg_fail(store_session(st), -ECONNRESET, "not connected to PostgreSQL") : r;
@@ -545,6 +556,7 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 batch_free(&b);
                 return pg_fail(s, r, "batch: out of memory");
         }
+        b.mark = started;
         for (size_t i = 0; i < n && r >= 0; i++) {
                 if (!msgs[i].referral)
                         continue;
@@ -563,11 +575,17 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 if (it->first)
                         b.sorted[b.n_sorted++] = it;
         }
-        if (r >= 0 && turn && lanes_count(turn->l) > 1 && (r = take_turn(&b, turn)) < 0)
-                r = pg_fail(s, r, "batch: the other lanes did not show their persons in time; retrying");
+        metrics_lane_time(LS_PREPARE, &b.mark);
+        if (r >= 0 && turn && lanes_count(turn->l) > 1) {
+                r = take_turn(&b, turn);
+                metrics_lane_time(LS_TURN, &b.mark);
+                if (r < 0)
+                        r = pg_fail(s, r, "batch: the other lanes did not show their persons in time; retrying");
+        }
         if (r >= 0) {
                 claim_rows(&b);
                 r = store_referrals_claim(s, &b.rows, &b.shared, group, now, offsets, n_offsets, mark_new, &b);
+                metrics_lane_time(LS_DEDUP, &b.mark);
         }
         if (r >= 0)
                 r = decide_and_write(s, &b, turn, msgs, n, commit);

@@ -92,12 +92,33 @@ static void test_small_batch_one_transaction(void **state) {
         assert_int_equal(figures(fx).decided, 8);
 }
 
+/* The lanes' steps so far (allvarsd_lane_seconds_total), in microseconds. */
+static void lane_steps(uint64_t v[_LS_MAX]) {
+        for (unsigned i = 0; i < _LS_MAX; i++)
+                v[i] = metrics_counter_value(M_LANE_SECONDS, i);
+}
+
 static void test_large_batch_split(void **state) {
         fixture *fx = *state;
         int n = 4 * LANE_MIN_MESSAGES;
         produce_round_robin(fx, n);
+        uint64_t before[_LS_MAX], after[_LS_MAX];
+        lane_steps(before);
+        usec_t started = clock_monotonic();
         consumer_start(fx);
         assert_true(run_until(fx, decided_at_least, n, 60));
+        usec_t elapsed = clock_monotonic() - started;
+        /* Where the two lanes' time went: every step of a referral transaction
+         * took some, no outcome batch ran, and the steps add up to no more
+         * than the two lanes' time since the consumer started. */
+        lane_steps(after);
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < _LS_MAX; i++)
+                sum += after[i] - before[i];
+        for (unsigned i = LS_PREPARE; i <= LS_WRITE; i++)
+                assert_true(after[i] > before[i]);
+        assert_int_equal(after[LS_OUTCOMES], before[LS_OUTCOMES]);
+        assert_true(sum <= 2 * (uint64_t)elapsed);
         /* Two transactions, each with the partitions of its lane only. */
         assert_int_equal(transactions(fx), 2);
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM (SELECT xmin::text FROM allvarsd.referrals"

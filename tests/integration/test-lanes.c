@@ -31,6 +31,7 @@
 #include "config.h"
 #include "harness.h"
 #include "lanes.h"
+#include "metrics.h"
 #include "store.h"
 
 #define MAX_LANES 3
@@ -707,6 +708,46 @@ static void test_turns(void **state) {
         assert_int_equal(t[1].wait_r, 0);
 }
 
+/* 9. The run's wait (allvarsd_lane_seconds_total{step="run_wait"}): a lane
+ * that is done waits for the run's last lane, and a lane without work waits
+ * for the whole run; the last lane does not wait. One lane alone never does. */
+static int sleep_fn(store *st, void *arg) {
+        (void)st;
+        usleep(*(const unsigned *)arg * 1000);
+        return 0;
+}
+
+static void test_run_wait(void **state) {
+        fixture *fx = *state;
+        lanes *l = lanes_make(fx, fx->h.cfg, 3);
+        unsigned slow = 400, fast = 0;
+        void *args[3] = { &slow, &fast, NULL };
+        int rets[3];
+        uint64_t before = metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT);
+        lanes_run(l, sleep_fn, args, rets);
+        uint64_t waited = metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT) - before;
+        /* lane 1 and lane 2 about 400 ms each */
+        assert_true(waited >= 2 * 390 * 1000);
+        assert_true(waited < 2 * 400 * 1000 + 2 * USEC_PER_SEC);
+
+        /* The slow lane is the last one: it adds nothing, the other two the same. */
+        args[0] = &fast;
+        args[1] = &slow;
+        before = metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT);
+        lanes_run(l, sleep_fn, args, rets);
+        waited = metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT) - before;
+        assert_true(waited >= 2 * 390 * 1000);
+        assert_true(waited < 2 * 400 * 1000 + 2 * USEC_PER_SEC);
+
+        lanes_free(l);
+        fx->l = NULL;
+        lanes *one = lanes_make(fx, fx->h.cfg, 1);
+        void *arg1[1] = { &slow };
+        before = metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT);
+        lanes_run(one, sleep_fn, arg1, rets);
+        assert_int_equal(metrics_counter_value(M_LANE_SECONDS, LS_RUN_WAIT), before);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_two_lanes_at_once, setup, teardown),
@@ -718,6 +759,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_one_lane, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_config_copied, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_turns, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_run_wait, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,34 @@ static void test_label_values_are_the_codes(void **state) {
         free(s);
 }
 
+/* The lanes' time is counted in microseconds and shown in seconds, every
+ * step named; metrics_lane_time adds the time since its mark and moves it. */
+static void test_lane_seconds(void **state) {
+        (void)state;
+        metrics_add(M_LANE_SECONDS, LS_DEDUP, 1500000);
+        metrics_add(M_LANE_SECONDS, LS_RUN_WAIT, 250);
+        metrics_add(M_LANE_SECONDS, _LS_MAX, 7);        /* not a step: ignored */
+        usec_t mark = clock_monotonic() - 2 * USEC_PER_SEC;
+        usec_t before = mark;
+        metrics_lane_time(LS_HISTORY, &mark);
+        assert_true(mark >= before + 2 * USEC_PER_SEC);
+        uint64_t history = metrics_counter_value(M_LANE_SECONDS, LS_HISTORY);
+        assert_true(history >= 2 * USEC_PER_SEC && history < 60 * USEC_PER_SEC);
+        char *s = render();
+        assert_line(s, "# TYPE allvarsd_lane_seconds_total counter");
+        assert_line(s, "allvarsd_lane_seconds_total{step=\"dedup\"} 1.5");
+        assert_line(s, "allvarsd_lane_seconds_total{step=\"run_wait\"} 0.00025");
+        assert_line(s, "allvarsd_lane_seconds_total{step=\"rules\"} 0");
+        static const char *const steps[] = { "prepare", "dedup", "history", "rules", "rows",
+                                             "write", "turn", "outcomes", "run_wait" };
+        for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+                char line[96];
+                snprintf(line, sizeof line, "allvarsd_lane_seconds_total{step=\"%s\"}", steps[i]);
+                assert_non_null(strstr(s, line));
+        }
+        free(s);
+}
+
 static void test_gauges(void **state) {
         (void)state;
         metrics_set(M_DB_OUTBOX_DEPTH, 0, 42);
@@ -274,6 +302,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_counters_by_label, setup),
                 cmocka_unit_test_setup(test_label_values_are_the_codes, setup),
                 cmocka_unit_test_setup(test_gauges, setup),
+                cmocka_unit_test_setup(test_lane_seconds, setup),
                 cmocka_unit_test_setup(test_histogram_buckets_are_cumulative, setup),
                 cmocka_unit_test_setup(test_concurrent_counting, setup),
                 cmocka_unit_test_setup(test_partitions, setup),
