@@ -119,7 +119,7 @@ static int lane_store(store *st, void *arg) {
                             &w->turn, &w->res);
         w->duration = clock_monotonic() - start;
         if (w->outcomes)
-                metrics_lane_time(LS_OUTCOMES, &start);
+                metrics_add(M_LANE_SECONDS, LS_OUTCOMES, (uint64_t)w->duration);
         return r;
 }
 
