@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +103,11 @@ int consumer_new(const config *cfg, const char *bootstrap, store *st, clock_sour
         }
         c->cap_batch = c->max_batch = cfg->batch_max_messages ? cfg->batch_max_messages : 500;
         c->batch = calloc(c->cap_batch, sizeof *c->batch);
-        c->flight_batch = calloc(c->cap_batch, sizeof *c->flight_batch);
-        int r = c->batch && c->flight_batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
+        int r = c->batch ? lanes_new(cfg, st, cfg->batch_connections, &c->lanes) : -ENOMEM;
+        if (r >= 0)
+                r = consumer_flights_alloc(c);
+        if (r >= 0)     /* a lane that is done wakes the loop like a message does */
+                lanes_notify(c->lanes, c->pipe[1]);
         if (r < 0) {
                 snprintf(err, err_size, "batch connections: %s", strerror(-r));
                 consumer_free(c);
@@ -141,6 +145,7 @@ static void stored(consumer *c, int r, size_t n) {
                 log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
                            "MESSAGE=%zu message(s) of a batch of %zu fenced by the stored offsets; re-reading positions",
                            c->fenced_messages, n, NULL);
+                c->fenced_messages = 0;
                 /* What was gathered meanwhile follows positions no longer ours. */
                 consumer_batch_drop(c);
                 int rr = parts_reseek(c);
@@ -153,19 +158,18 @@ static void stored(consumer *c, int r, size_t n) {
         }
 }
 
-/* Wait for the batch in flight, if any, and take what it did. */
+/* Wait for the lanes, if any stores, and take what they did. */
 static void land(consumer *c) {
-        size_t n = c->n_flight;
+        size_t n = consumer_batch_in_flight(c);
         if (consumer_batch_flying(c))
                 stored(c, consumer_batch_land(c), n);
 }
 
-/* Store the batch: the one in flight is landed first, this one is left in
- * flight (consumer_batch_send) while the next is gathered. */
+/* Give the batch to the lanes (consumer_batch_send): what they store is
+ * taken when they are done, while the next is gathered. */
 static void flush(consumer *c) {
-        land(c);
-        size_t n = c->n_batch;
-        if (n > 0)
+        size_t n = c->n_batch + consumer_batch_in_flight(c);
+        if (c->n_batch > 0)
                 stored(c, consumer_batch_send(c), n);
 }
 
@@ -185,15 +189,31 @@ static void take(consumer *c, rd_kafka_message_t *km, usec_t mono) {
                 rd_kafka_message_destroy(km);     /* not ours (yet): the stored position rules */
                 return;
         }
-        if (km->offset > p->pos && part_has_position(p) && !consumer_gap_seen(c, p, km->offset)) {
-                rd_kafka_message_destroy(km);
-                return;
+        if (km->offset > p->pos && part_has_position(p)) {
+                /* A gap: what it is may be written on the consumer's own
+                 * store (consumer_gap_seen), which is lane 0's: the lanes
+                 * land first, and the message is looked at again. */
+                if (consumer_batch_flying(c)) {
+                        const char *topic = rd_kafka_topic_name(km->rkt);
+                        land(c);
+                        p = part_find(c, topic, km->partition);
+                        if (!p || !p->valid || p->seek_pending || km->offset < p->pos || c->database_down) {
+                                rd_kafka_message_destroy(km);
+                                return;
+                        }
+                }
+                if (km->offset > p->pos && !consumer_gap_seen(c, p, km->offset)) {
+                        rd_kafka_message_destroy(km);
+                        return;
+                }
         }
         p->fresh = false;
         p->pos = km->offset + 1;
-        if (c->n_batch == 0)
+        if (c->n_batch == 0) {
                 c->batch_started = mono;
-        consumer_batch_add(c, km);
+                c->batch_behind = consumer_batch_flying(c);
+        }
+        consumer_batch_add(c, p, km);
 }
 
 /* One message from each partition's own queue that has one, in turn, until
@@ -201,16 +221,24 @@ static void take(consumer *c, rd_kafka_message_t *km, usec_t mono) {
  * quarter from each, where the consumer's queue would hand over one
  * partition's fetched messages (up to max.partition.fetch.bytes) before the
  * next's, and one lane would store most of the batch while the other waited
- * (bench/README.md). Returns how many messages were taken. */
+ * (bench/README.md). The partitions a lane holds (an earlier part of them
+ * still storing) are taken from only within their room
+ * (consumer_batch_held_room): a batch full of them would leave a free lane
+ * nothing to take. Returns how many messages were taken. */
 static size_t take_round(consumer *c, usec_t mono) {
-        size_t taken = 0;
+        size_t taken = 0, held_room = consumer_batch_held_room(c);
         for (size_t i = 0; i < c->n_parts && !consumer_batch_full(c); i++) {
                 if (!c->parts[i].queue)
+                        continue;
+                bool held = held_room != SIZE_MAX && consumer_batch_holds(c, &c->parts[i]);
+                if (held && held_room == 0)
                         continue;
                 rd_kafka_message_t *km = rd_kafka_consume_queue(c->parts[i].queue, 0);
                 if (!km)
                         continue;
                 taken++;
+                if (held)
+                        held_room--;
                 take(c, km, mono);
         }
         return taken;
@@ -242,6 +270,10 @@ usec_t consumer_step(consumer *c) {
         }
 
         drain_pipe(c);
+        /* What the lanes that are done did (one that finishes writes to the
+         * pipe, like a message that arrives). */
+        if (consumer_batch_flying(c))
+                stored(c, consumer_batch_reap(c), consumer_batch_in_flight(c));
         /* The consumer's queue first: rebalances, errors, and the messages of
          * partitions without a queue of their own. */
         while (!consumer_batch_full(c)) {
@@ -258,17 +290,21 @@ usec_t consumer_step(consumer *c) {
          * rather than after batch.max_wait_ms more (adaptive batching, as in
          * group commit: the batch grows with the rate times the store time). */
         usec_t wait = (usec_t)c->cfg->batch_max_wait_ms * 1000;
-        bool behind = c->batch_started <= c->last_flush_end + LATE_SLACK;
+        bool behind = c->batch_behind || c->batch_started <= c->last_flush_end + LATE_SLACK;
         if (c->n_batch > 0 &&
             (behind || consumer_batch_full(c) || clock_monotonic() - c->batch_started >= wait)) {
+                size_t before = c->n_batch;
                 flush(c);
                 c->last_flush_end = clock_monotonic();
                 /* More may be waiting: come back at once. */
-                return clock_monotonic();
+                if (c->n_batch < before)
+                        return clock_monotonic();
+                /* Nothing could be given: the lanes hold every partition of
+                 * what is left. A lane that is done wakes the loop. */
+                return clock_monotonic() + USEC_PER_SEC;
         }
-        /* Nothing to store yet: what is in flight is waited for now, so that
-         * its decisions are acknowledged without waiting for the next batch. */
-        land(c);
+        /* Nothing to store yet. What the lanes store is taken when they are
+         * done (above): a lane that is done wakes the loop. */
         if (c->n_batch > 0)
                 return c->batch_started + wait;
         return clock_monotonic() + USEC_PER_SEC;
@@ -299,10 +335,14 @@ int consumer_drain(consumer *c) {
                                 continue;
                         }
                         p->pos = km->offset + 1;
-                        consumer_batch_add(c, km);
+                        consumer_batch_add(c, p, km);
                 }
-                flush(c);
-                land(c);
+                /* A lane gets no partition another holds: once every lane
+                 * is done, what is left goes. */
+                for (int round = 0; round < 2 && c->n_batch > 0 && !c->database_down; round++) {
+                        flush(c);
+                        land(c);
+                }
         }
         consumer_batch_drop(c);
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->rk);
@@ -316,6 +356,7 @@ void consumer_free(consumer *c) {
                 return;
         (void)consumer_batch_land(c);   /* its lanes must be idle before they are freed */
         consumer_batch_drop(c);
+        consumer_flights_free(c);
         parts_clear(c);                 /* its partition queues, before the handle they belong to */
         if (c->queue) {
                 rd_kafka_queue_io_event_enable(c->queue, -1, NULL, 0);
@@ -325,7 +366,6 @@ void consumer_free(consumer *c) {
                 rd_kafka_destroy(c->rk);
         lanes_free(c->lanes);
         free(c->batch);
-        free(c->flight_batch);
         if (c->pipe[0] >= 0)
                 close(c->pipe[0]);
         if (c->pipe[1] >= 0)
@@ -349,11 +389,9 @@ int consumer_reconfigure(consumer *c, const config *cfg) {
                 if (!b)
                         return -ENOMEM;
                 c->batch = b;
-                b = realloc(c->flight_batch, want * sizeof *b);
-                if (!b)
-                        return -ENOMEM;
-                c->flight_batch = b;
                 c->cap_batch = want;
+                if (consumer_flights_alloc(c) < 0)
+                        return -ENOMEM;
         }
         /* A smaller size applies as it is: a batch already larger is stored at once. */
         c->max_batch = want;

@@ -4,6 +4,7 @@
  * (batch.h), and what committed counted, logged and acknowledged to Kafka. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,14 +29,22 @@ void consumer_batch_drop(consumer *c) {
         entries_free(c->batch, c->n_batch);
         c->n_batch = 0;
         c->batch_bytes = 0;
+        for (size_t i = 0; i < c->n_parts; i++)
+                c->parts[i].pending = 0;
 }
 
+/* Full at batch.max_messages or CONSUMER_BATCH_MAX_BYTES, and when the batch
+ * and what the lanes store reach twice that: the messages alive are bounded
+ * as when one batch was gathered while the last was stored. */
 bool consumer_batch_full(const consumer *c) {
-        return c->n_batch >= c->max_batch || c->batch_bytes >= CONSUMER_BATCH_MAX_BYTES;
+        return c->n_batch >= c->max_batch || c->batch_bytes >= CONSUMER_BATCH_MAX_BYTES ||
+               c->n_batch + c->flight_msgs >= 2 * c->max_batch ||
+               c->batch_bytes + c->flight_bytes >= 2 * (size_t)CONSUMER_BATCH_MAX_BYTES;
 }
 
-/* Decode km and add it to the batch (which takes it over). */
-void consumer_batch_add(consumer *c, rd_kafka_message_t *km) {
+void consumer_batch_add(consumer *c, partition_state *p, rd_kafka_message_t *km) {
+        if (p)
+                p->pending++;
         batch_entry *e = &c->batch[c->n_batch++];
         *e = (batch_entry){.km = km};
         size_t decoded = 0;
@@ -46,7 +55,8 @@ void consumer_batch_add(consumer *c, rd_kafka_message_t *km) {
                 e->referral = codec_referral_decode(km->payload, km->len, c->cfg->max_message_bytes, &e->error);
                 decoded = codec_referral_mem(e->referral);
         }
-        c->batch_bytes += km->len + decoded;
+        e->bytes = km->len + decoded;
+        c->batch_bytes += e->bytes;
 }
 
 static void log_message_outcome(const store_message *m) {
@@ -294,10 +304,11 @@ static int assign_lanes(batch_entry **batch, size_t n, unsigned n_lanes, unsigne
         return 0;
 }
 
-/* One topic's part of a batch on its way through the lanes: what lanes_start
- * was given, kept until lanes_wait (batch_run_finish). */
+/* Messages of one topic on their way through the lanes: what lanes_start or
+ * lanes_give was given, kept until the lanes return (batch_run_finish). */
 struct batch_run {
-        unsigned n_lanes;               /* lanes used (consumer_lanes_for) */
+        unsigned n_lanes;               /* lanes used: work[0..n_lanes) */
+        int given;                      /* the one lane given the run (lanes_give), or -1: lanes_start */
         batch_entry **part;             /* the topic's messages, in consumed order */
         batch_entry **ordered;          /* the same grouped by lane */
         store_message *msgs;
@@ -326,23 +337,31 @@ static void batch_run_free(batch_run *run) {
         free(run);
 }
 
-/* Start storing the messages of one topic of the batch (part, n of them, taken
- * over): referrals are decided, outcomes applied to their cases. The messages
- * are grouped by lane (each partition whole in one lane, the lanes balanced by
- * messages: assign_lanes; as many lanes as consumer_lanes_for gives) and each
- * lane's part is one transaction, all lanes at once. Returns when lane 0's
- * part is done (lanes.h lanes_start); *ret the run for batch_run_finish. */
-static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outcomes, usec_t now, batch_run **ret) {
+/* The lane that stores work[k]. */
+static unsigned run_lane(const batch_run *run, unsigned k) {
+        return run->given >= 0 ? (unsigned)run->given : k;
+}
+
+/* Start storing the messages of one topic (part, n of them, taken over):
+ * referrals are decided, outcomes applied to their cases. With only_lane
+ * -1, the messages are grouped by lane (each partition whole in one lane,
+ * the lanes balanced by messages: assign_lanes; as many lanes as
+ * consumer_lanes_for gives), each lane's part is one transaction, all lanes
+ * at once (lanes_start); else they are one transaction on lane only_lane
+ * (lanes_give). Returns at once (a single lane without a thread has stored
+ * them already); *ret the run for batch_run_finish. */
+static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outcomes, usec_t now, int only_lane,
+                           batch_run **ret) {
         /* lanes_start reads args[] and lanes_wait writes rets[] for every lane
          * there is; the lanes not used this time get no work (args[k] NULL). */
         unsigned all_lanes = lanes_count(c->lanes);
-        unsigned n_lanes = consumer_lanes_for(all_lanes, n);
+        unsigned n_lanes = only_lane >= 0 ? 1 : consumer_lanes_for(all_lanes, n);
         batch_run *run = calloc(1, sizeof *run);
         if (!run) {
                 free(part);
                 return -ENOMEM;
         }
-        *run = (batch_run){.n_lanes = n_lanes, .part = part};
+        *run = (batch_run){.n_lanes = n_lanes, .given = only_lane, .part = part};
         run->ordered = calloc(n, sizeof *run->ordered);
         run->msgs = calloc(n, sizeof *run->msgs);
         run->ids = calloc(n, sizeof *run->ids);
@@ -403,35 +422,44 @@ static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outco
                         }
                         o->new_next = m->offset + 1;
                 }
+                unsigned lane = run_lane(run, k);
                 work[k] = (lane_work){.cfg = c->cfg, .now = now, .outcomes = outcomes, .msgs = msgs + first,
                                       .n = g - first, .offs = offs + first_off, .n_offs = n_offs - first_off,
-                                      .ts_ms = ts + first, .turn = {.l = c->lanes, .k = k}};
-                run->args[k] = g > first ? &work[k] : NULL;
+                                      .ts_ms = ts + first, .turn = {.l = c->lanes, .k = lane}};
+                run->args[lane] = g > first ? &work[k] : NULL;
         }
 
-        lanes_start(c->lanes, lane_store, run->args, run->rets);
+        if (only_lane >= 0)
+                lanes_give(c->lanes, (unsigned)only_lane, lane_store, &work[0]);
+        else
+                lanes_start(c->lanes, lane_store, run->args, run->rets);
         *ret = run;
         return 0;
 }
 
-/* Wait for the run's other lanes and take what it did: a part that committed
+/* Wait for the run's lanes and take what they did: a part that committed
  * advances its positions even when another failed (the caller then re-reads
  * every position from the database). Frees the run. */
 static int batch_run_finish(consumer *c, batch_run *run) {
-        lanes_wait(c->lanes, run->args, run->rets);
+        if (run->given >= 0)
+                run->rets[run->given] = lanes_take(c->lanes, (unsigned)run->given);
+        else
+                lanes_wait(c->lanes, run->args, run->rets);
         int r = 0;
         for (unsigned k = 0; k < run->n_lanes; k++) {
-                if (!run->args[k])
+                unsigned lane = run_lane(run, k);
+                if (!run->args[lane])
                         continue;
-                if (run->rets[k] == 0) {
+                int rk = run->rets[lane];
+                if (rk == 0) {
                         lane_committed(c, &run->work[k]);
                         continue;
                 }
-                if (run->rets[k] == -ESTALE)
+                if (rk == -ESTALE)
                         c->fenced_messages += run->work[k].n;
-                if (r == 0 || run->rets[k] != -ESTALE) {
-                        r = run->rets[k];       /* a lost connection outweighs a fenced part */
-                        lanes_error(c->lanes, k, c->lane_error, sizeof c->lane_error);
+                if (r == 0 || rk != -ESTALE) {
+                        r = rk;         /* a lost connection outweighs a fenced part */
+                        lanes_error(c->lanes, lane, c->lane_error, sizeof c->lane_error);
                 }
         }
         if (r == 0)
@@ -440,58 +468,124 @@ static int batch_run_finish(consumer *c, batch_run *run) {
         return r;
 }
 
-bool consumer_batch_flying(const consumer *c) {
-        return c->flight != NULL;
+int consumer_flights_alloc(consumer *c) {
+        unsigned n = lanes_count(c->lanes);
+        if (!c->flights) {
+                c->flights = calloc(n, sizeof *c->flights);
+                if (!c->flights)
+                        return -ENOMEM;
+        }
+        for (unsigned k = 0; k < n; k++) {
+                batch_entry *v = realloc(c->flights[k].entries, c->cap_batch * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                c->flights[k].entries = v;
+        }
+        return 0;
 }
 
-int consumer_batch_land(consumer *c) {
-        if (!c->flight)
-                return 0;
-        int r = batch_run_finish(c, c->flight);
-        c->flight = NULL;
-        entries_free(c->flight_batch, c->n_flight);
-        c->n_flight = 0;
+void consumer_flights_free(consumer *c) {
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
+                free(c->flights[k].entries);
+        free(c->flights);
+        c->flights = NULL;
+}
+
+bool consumer_batch_flying(const consumer *c) {
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
+                if (c->flights[k].run)
+                        return true;
+        return false;
+}
+
+size_t consumer_batch_in_flight(const consumer *c) {
+        size_t n = 0;
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
+                if (c->flights[k].run)
+                        n += c->flights[k].n;
+        return n;
+}
+
+/* Take what lane k's part did (waiting for it), and free its messages. */
+static int flight_land(consumer *c, unsigned k) {
+        lane_flight *f = &c->flights[k];
+        int r = batch_run_finish(c, f->run);
+        f->run = NULL;
+        for (size_t i = 0; i < f->n; i++) {
+                c->flight_msgs--;
+                c->flight_bytes -= f->entries[i].bytes;
+        }
+        entries_free(f->entries, f->n);
+        f->n = 0;
         return r;
 }
 
-/* Store the batch, referrals before outcomes (an outcome may concern a case
- * opened by a referral of the same batch). The last of the two runs is left
- * in flight when it has lanes besides lane 0 (consumer_batch_land waits for
- * it): the consumer gathers the next batch meanwhile. Its messages move to
- * flight_batch, and the batch starts empty. What a failure means for the
- * positions is the caller's (consumer.c: flush). */
-int consumer_batch_send(consumer *c) {
-        size_t n = c->n_batch;
-        if (n == 0)
-                return 0;
-        int r = consumer_batch_land(c);
-        if (r < 0)
+/* The worse of two results: a lost connection outweighs a fenced part. */
+static int worse(int r, int rk) {
+        if (rk == 0)
                 return r;
-        usec_t now = clock_now(c->clk);
-        c->fenced_messages = 0;
+        if (r == 0)
+                return rk;
+        return rk != -ESTALE ? rk : r;
+}
+
+/* Take what every lane that is done did, without waiting for the others. */
+int consumer_batch_reap(consumer *c) {
+        int r = 0;
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
+                if (c->flights[k].run && lanes_done(c->lanes, k))
+                        r = worse(r, flight_land(c, k));
+        return r;
+}
+
+int consumer_batch_land(consumer *c) {
+        int r = 0;
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
+                if (c->flights[k].run)
+                        r = worse(r, flight_land(c, k));
+        return r;
+}
+
+/* Whether a lane holds partition p of topic (a part of it in flight). */
+static bool partition_held(const consumer *c, const char *topic, int32_t partition) {
+        for (unsigned k = 0; k < lanes_count(c->lanes); k++) {
+                const batch_run *run = c->flights[k].run;
+                if (!run)
+                        continue;
+                for (size_t j = 0; j < run->work[0].n_offs; j++)
+                        if (run->work[0].offs[j].partition == partition &&
+                            strcmp(run->work[0].offs[j].topic, topic) == 0)
+                                return true;
+        }
+        return false;
+}
+
+bool consumer_batch_holds(const consumer *c, const partition_state *p) {
+        return c->flights && partition_held(c, p->topic, p->partition);
+}
+
+size_t consumer_batch_held_room(const consumer *c) {
+        unsigned all = lanes_count(c->lanes), busy = 0;
+        for (unsigned k = 0; c->flights && k < all; k++)
+                busy += c->flights[k].run != NULL;
+        if (busy == 0)
+                return SIZE_MAX;
+        size_t budget = c->max_batch * busy / all, held = 0;
+        for (size_t i = 0; i < c->n_parts; i++)
+                if (c->parts[i].pending > 0 && consumer_batch_holds(c, &c->parts[i]))
+                        held += c->parts[i].pending;
+        return budget > held ? budget - held : 0;
+}
+
+/* The whole batch, referrals before outcomes, on as many lanes as it needs,
+ * waited for (every lane landed before). */
+static int send_all(consumer *c, usec_t now) {
+        size_t n = c->n_batch;
         batch_entry *b = c->batch;
-        c->batch = c->flight_batch;
-        c->flight_batch = b;
-        c->n_flight = n;
-        c->n_batch = 0;
-        c->batch_bytes = 0;
         size_t n_outcomes = 0;
+        int r = 0;
         for (size_t i = 0; i < n; i++)
                 n_outcomes += strcmp(rd_kafka_topic_name(b[i].km->rkt), c->cfg->topic_outcomes) == 0;
-        /* The configuration's profile texts, once per configuration, in
-         * autocommit on lane 0 while every lane is idle (landed above): then
-         * no lane's transaction is the first to insert one, which the other
-         * lanes' would wait for (schemas/016_profile_params.sql). When it
-         * fails, the batch goes on (its decisions insert stores a missing
-         * text itself) and the next batch tries again. */
-        if (n_outcomes < n && !c->params_registered) {
-                int k = referral_batch_register_profiles(c->st, c->cfg);
-                if (k >= 0)
-                        c->params_registered = true;
-                else if (k != -ENOTCONN)        /* without a session the batch reports the outage */
-                        log_warning("Cannot store the profiles' parameters ahead of the batch (tried again with the "
-                                    "next): %s", store_last_error(c->st));
-        }
         for (int pass = 0; pass < 2 && r == 0; pass++) {
                 size_t k = pass == 0 ? n - n_outcomes : n_outcomes;
                 if (k == 0)
@@ -508,20 +602,126 @@ int consumer_batch_send(consumer *c) {
                                 part[k++] = &b[i];
                 }
                 batch_run *run;
-                r = batch_run_start(c, part, k, pass == 1, now, &run);
+                r = batch_run_start(c, part, k, pass == 1, now, -1, &run);
                 if (r < 0)
                         break;
-                /* The outcomes wait for the referrals' run (an outcome may need
-                 * its case); a run on lane 0 alone is done already. */
-                if ((pass == 0 && n_outcomes > 0) || run->n_lanes == 1)
-                        r = batch_run_finish(c, run);
-                else
-                        c->flight = run;
+                r = batch_run_finish(c, run);
         }
-        if (!c->flight) {
-                entries_free(c->flight_batch, c->n_flight);
-                c->n_flight = 0;
-        }
+        consumer_batch_drop(c);
         return r;
 }
 
+/* Each lane without a part takes the batch's messages of the partitions no
+ * other lane holds (all referrals), the largest partitions first to the
+ * emptiest lane (assign_lanes over the free lanes, as many as
+ * consumer_lanes_for gives). The messages given leave the batch for the
+ * lanes' flights; the others stay, in order. A part on one lane while no
+ * other lane stores is waited for. */
+static int send_free(consumer *c, usec_t now) {
+        unsigned all = lanes_count(c->lanes);
+        unsigned free_lanes[all];
+        unsigned n_free = 0;
+        for (unsigned k = 0; k < all; k++)
+                if (!c->flights[k].run)
+                        free_lanes[n_free++] = k;
+        if (n_free == 0)
+                return 0;
+        size_t n = c->n_batch;
+        _cleanup_free_ batch_entry **cand = calloc(n, sizeof *cand);
+        _cleanup_free_ unsigned *lane = calloc(n, sizeof *lane);
+        _cleanup_free_ bool *given = calloc(n, sizeof *given);
+        if (!cand || !lane || !given)
+                return -ENOMEM;
+        size_t n_cand = 0;
+        for (size_t i = 0; i < n; i++) {
+                const rd_kafka_message_t *km = c->batch[i].km;
+                if (!partition_held(c, rd_kafka_topic_name(km->rkt), km->partition)) {
+                        cand[n_cand++] = &c->batch[i];
+                        given[i] = true;
+                }
+        }
+        if (n_cand == 0)
+                return 0;
+        unsigned use = consumer_lanes_for(n_free, n_cand);
+        if (assign_lanes(cand, n_cand, use, lane) < 0)
+                return -ENOMEM;
+        bool alone = use == 1 && n_free == all;
+        int r = 0;
+        for (unsigned u = 0; u < use; u++) {
+                unsigned k = free_lanes[u];
+                lane_flight *f = &c->flights[k];
+                f->n = 0;
+                for (size_t j = 0; j < n_cand; j++)
+                        if (lane[j] == u)
+                                f->entries[f->n++] = *cand[j];
+                if (f->n == 0)
+                        continue;
+                batch_entry **part = calloc(f->n, sizeof *part);
+                if (part)
+                        for (size_t j = 0; j < f->n; j++)
+                                part[j] = &f->entries[j];
+                int rk = part ? batch_run_start(c, part, f->n, false, now, (int)k, &f->run) : -ENOMEM;
+                if (rk < 0) {
+                        /* Not stored, not acknowledged: read again after the caller re-reads positions. */
+                        entries_free(f->entries, f->n);
+                        f->n = 0;
+                        r = worse(r, rk);
+                        continue;
+                }
+                for (size_t j = 0; j < f->n; j++) {
+                        c->flight_msgs++;
+                        c->flight_bytes += f->entries[j].bytes;
+                }
+        }
+        /* The batch keeps what no lane took, in order. */
+        size_t kept = 0;
+        c->batch_bytes = 0;
+        for (size_t i = 0; i < n; i++)
+                if (!given[i]) {
+                        c->batch[kept] = c->batch[i];
+                        c->batch_bytes += c->batch[kept++].bytes;
+                }
+        c->n_batch = kept;
+        for (size_t i = 0; i < c->n_parts; i++)
+                c->parts[i].pending = 0;
+        for (size_t i = 0; i < kept; i++) {
+                partition_state *p = part_find(c, rd_kafka_topic_name(c->batch[i].km->rkt), c->batch[i].km->partition);
+                if (p)
+                        p->pending++;
+        }
+        if (r == 0 && alone)
+                r = flight_land(c, free_lanes[0]);
+        return r;
+}
+
+int consumer_batch_send(consumer *c) {
+        int r = consumer_batch_reap(c);
+        if (r < 0 || c->n_batch == 0)
+                return r;
+        usec_t now = clock_now(c->clk);
+        size_t n_outcomes = 0;
+        for (size_t i = 0; i < c->n_batch; i++)
+                n_outcomes += strcmp(rd_kafka_topic_name(c->batch[i].km->rkt), c->cfg->topic_outcomes) == 0;
+        /* The configuration's profile texts, once per configuration, in
+         * autocommit on lane 0 while every lane is idle (landed here): then
+         * no lane's transaction is the first to insert one, which the other
+         * lanes' would wait for (schemas/016_profile_params.sql). When it
+         * fails, the batch goes on (its decisions insert stores a missing
+         * text itself) and the next batch tries again. */
+        if (n_outcomes < c->n_batch && !c->params_registered) {
+                if ((r = consumer_batch_land(c)) < 0)
+                        return r;
+                int k = referral_batch_register_profiles(c->st, c->cfg);
+                if (k >= 0)
+                        c->params_registered = true;
+                else if (k != -ENOTCONN)        /* without a session the batch reports the outage */
+                        log_warning("Cannot store the profiles' parameters ahead of the batch (tried again with the "
+                                    "next): %s", store_last_error(c->st));
+        }
+        if (lanes_count(c->lanes) < 2 || n_outcomes > 0) {
+                if ((r = consumer_batch_land(c)) < 0)
+                        return r;
+                return send_all(c, now);
+        }
+        return send_free(c, now);
+}

@@ -137,7 +137,12 @@ size_t parts_seek(consumer *c, bool only_pending, partition_state *only) {
 
 /* Move every partition back to the position the database holds and resume. */
 int parts_reseek(consumer *c) {
-        int r = parts_load(c, false);
+        /* The positions are read on the consumer's own store, lane 0's: every
+         * lane lands first (a fenced part needs nothing more: this is the re-read). */
+        int r = consumer_batch_land(c);
+        if (r < 0 && r != -ESTALE)
+                return r;
+        r = parts_load(c, false);
         if (r < 0)
                 return r;
         if (c->n_parts == 0)

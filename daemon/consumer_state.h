@@ -38,7 +38,16 @@ typedef struct batch_entry {
         codec_referral *referral;       /* decoded and valid, or NULL */
         codec_outcome *outcome;         /* decoded and valid, or NULL */
         codec_error error;              /* when neither: why it is dead-lettered */
+        size_t bytes;                   /* its share of batch_bytes */
 } batch_entry;
+
+/* A lane's part of the batch while the lane stores it: its messages, moved
+ * out of the batch, and the run that stores them (consumer_batch.c). */
+typedef struct lane_flight {
+        batch_entry *entries;           /* cap_batch of them */
+        size_t n;
+        batch_run *run;                 /* NULL: the lane holds nothing of ours */
+} lane_flight;
 
 typedef struct partition_state {
         char *topic;
@@ -48,6 +57,7 @@ typedef struct partition_state {
         bool valid;                     /* stored_next was read from the database */
         bool seek_pending;              /* paused: its seek to pos failed; nothing accepted until it succeeds */
         bool fresh;                     /* the next message is the first since an assignment or a seek */
+        size_t pending;                 /* its messages in the batch (gathered, not yet given to a lane) */
         /* Its own librdkafka queue, not forwarded to the consumer's: the batch
          * takes from every partition in turn (consumer.c take_round), so that
          * its parts, and the lanes they go to, are alike in size. NULL: its
@@ -66,14 +76,14 @@ struct consumer {
         partition_state *parts;
         size_t n_parts;
 
-        batch_entry *batch;
+        batch_entry *batch;             /* gathered, not yet given to a lane */
         size_t n_batch, cap_batch;      /* in the batch; the array's size */
-        batch_entry *flight_batch;      /* the batch before, being stored (cap_batch too) */
-        size_t n_flight;
-        batch_run *flight;              /* its last run, when lanes besides lane 0 still store it */
+        lane_flight *flights;           /* one per lane */
         size_t max_batch;               /* batch.max_messages (<= cap_batch) */
         size_t batch_bytes;             /* payloads and their decoded forms */
+        size_t flight_msgs, flight_bytes;       /* the same of what the lanes store */
         usec_t batch_started;           /* monotonic */
+        bool batch_behind;              /* begun while a lane stored: stored as soon as a lane is free */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
 
         bool database_down;
@@ -132,17 +142,38 @@ bool consumer_gap_seen(consumer *c, partition_state *p, int64_t offset);
 unsigned consumer_lanes_for(unsigned n_lanes, size_t n);
 void consumer_batch_drop(consumer *c);
 bool consumer_batch_full(const consumer *c);
-/* Decode km and add it to the batch (which takes it over). */
-void consumer_batch_add(consumer *c, rd_kafka_message_t *km);
-/* The batch to the lanes, referrals before outcomes: consumer_batch_send
- * starts storing it and returns once lane 0's part is done, leaving the other
- * lanes' in flight, so that the next batch is gathered while they finish;
- * consumer_batch_land waits for them and takes what they did (0 when
- * nothing was in flight). Each returns 0, -ESTALE when a part was fenced by
- * the stored offsets (c->fenced_messages say how many), or the store's error
- * (the caller re-reads positions or declares the database lost); send lands
- * what was in flight first. Whatever uses the
- * positions the database holds, or the lanes, lands first. */
+/* Decode km, a message of partition p, and add it to the batch (which takes it over). */
+void consumer_batch_add(consumer *c, partition_state *p, rd_kafka_message_t *km);
+/* Whether a lane stores an earlier part of partition p. */
+bool consumer_batch_holds(const consumer *c, const partition_state *p);
+/* How many more messages of the partitions the lanes hold the batch may
+ * take: the busy lanes' share of batch.max_messages, less what it has of
+ * them already (no bound while no lane is busy). Past it, they wait in
+ * librdkafka's queues, so that the batch keeps room for the partitions a
+ * free lane could store. */
+size_t consumer_batch_held_room(const consumer *c);
+/* The batch to the lanes. With two lanes or more, consumer_batch_send first
+ * takes what the lanes that are done did, then gives each lane without a part
+ * the batch's messages of the partitions no other lane holds, and returns
+ * without waiting: the messages of partitions still held stay in the batch
+ * for their lane's next part. A part small enough for one transaction while
+ * no lane stores is stored at once (the latency at a low rate). A batch with
+ * outcomes waits for every lane, then its referrals and then its outcomes are
+ * stored, all at once, before it returns (an outcome may concern a case a
+ * referral of the same batch opened). consumer_batch_land waits for every
+ * lane and takes what they did (0 when nothing was in flight). Each returns
+ * 0, -ESTALE when a part was fenced by the stored offsets
+ * (c->fenced_messages say how many), or the store's error (the caller
+ * re-reads positions or declares the database lost). Whatever uses the
+ * positions the database holds, the consumer's own store (lane 0's), or the
+ * lanes, lands first. */
 int consumer_batch_send(consumer *c);
 int consumer_batch_land(consumer *c);
+/* consumer_batch_land for the lanes that are done only: never waits. */
+int consumer_batch_reap(consumer *c);
 bool consumer_batch_flying(const consumer *c);
+/* Messages the lanes are storing. */
+size_t consumer_batch_in_flight(const consumer *c);
+/* The lanes' parts: allocated for cap_batch messages each (or grown to it). */
+int consumer_flights_alloc(consumer *c);
+void consumer_flights_free(consumer *c);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "lanes.h"
@@ -14,17 +15,19 @@
 typedef struct lane {
         struct lanes *owner;
         pthread_t thread;
-        bool started;
+        bool started;                   /* has a thread (every lane when there are two or more) */
         store *st;                      /* lane 0: the caller's; else owned, NULL until connected */
         /* work, guarded by owner->lock */
         lane_fn fn;
         void *arg;
-        bool busy;
+        bool busy;                      /* given work that has not returned yet */
+        bool given;                     /* given work (lanes_give) whose result is not taken yet */
         int ret;
-        /* turns (lanes_publish), guarded by owner->lock; reset by lanes_run */
+        /* turns (lanes_publish), guarded by owner->lock; reset with each piece of work */
         bool in_run;                    /* given work in this run */
         bool published;                 /* its keys are in keys[] */
-        bool finished;                  /* its work of this run has returned */
+        uint64_t seq;                   /* when it published: an older transaction's is lower */
+        bool finished;                  /* its work has returned */
         usec_t finished_at;             /* when (monotonic), for the run's wait (lane_step LS_RUN_WAIT) */
         uint8_t (*keys)[LANE_KEY_LEN];  /* sorted, distinct */
         size_t n_keys, cap_keys;
@@ -35,11 +38,13 @@ struct lanes {
         char *conninfo, *password;
         pthread_mutex_t lock;
         pthread_cond_t work;            /* a lane got work, or stop */
-        pthread_cond_t done;            /* a lane finished its work */
+        pthread_cond_t done;            /* a lane finished its work, or published */
         bool stop;
         unsigned n;
         lane *v;
         usec_t run_started;             /* lanes_start's time (monotonic), guarded by lock */
+        uint64_t last_seq;              /* the last publication's seq, guarded by lock */
+        int notify_fd;                  /* written to when a lane finishes; -1: none */
 };
 
 static int lane_connect(lane *ln) {
@@ -56,6 +61,21 @@ static void lane_note_error(lane *ln, int r) {
                 snprintf(ln->err, sizeof ln->err, "%s", store_last_error(ln->st));
 }
 
+/* A lane's work has returned r (l->lock held). */
+static void lane_finish(lanes *l, lane *ln, int r) {
+        ln->ret = r;
+        ln->fn = NULL;
+        ln->busy = false;
+        ln->finished = true;
+        ln->finished_at = clock_monotonic();
+        pthread_cond_broadcast(&l->done);
+        if (l->notify_fd >= 0) {
+                /* A full pipe has a wake-up in it already. */
+                ssize_t w = write(l->notify_fd, "L", 1);
+                (void)w;
+        }
+}
+
 static void *lane_main(void *arg) {
         lane *ln = arg;
         lanes *l = ln->owner;
@@ -70,19 +90,16 @@ static void *lane_main(void *arg) {
                 pthread_mutex_unlock(&l->lock);
 
                 ln->err[0] = 0;
-                int r = lane_connect(ln);
+                /* Lane 0's store is the caller's, which connects it itself (with
+                 * its backoff): a lost session fails the work instead. */
+                int r = ln == &l->v[0] ? 0 : lane_connect(ln);
                 if (r >= 0) {
                         r = fn(ln->st, a);
                         lane_note_error(ln, r);
                 }
 
                 pthread_mutex_lock(&l->lock);
-                ln->ret = r;
-                ln->fn = NULL;
-                ln->busy = false;
-                ln->finished = true;
-                ln->finished_at = clock_monotonic();
-                pthread_cond_broadcast(&l->done);
+                lane_finish(l, ln, r);
         }
         pthread_mutex_unlock(&l->lock);
         return NULL;
@@ -98,6 +115,7 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
         pthread_mutex_init(&l->lock, NULL);
         pthread_cond_init(&l->work, NULL);
         pthread_cond_init(&l->done, NULL);
+        l->notify_fd = -1;
         l->v = calloc(n, sizeof *l->v);
         l->conninfo = strdup(cfg->db_conninfo ? cfg->db_conninfo : "");
         l->password = cfg->db_password ? strdup(cfg->db_password) : NULL;
@@ -109,7 +127,10 @@ int lanes_new(const config *cfg, store *first, unsigned n, lanes **ret) {
         for (unsigned k = 0; k < n; k++)
                 l->v[k].owner = l;
         l->v[0].st = first;
-        for (unsigned k = 1; k < n; k++) {
+        /* A thread for every lane when there are two or more, lane 0 too: the
+         * caller hands out work and goes on gathering the next. One lane
+         * alone runs on the caller's thread. */
+        for (unsigned k = n > 1 ? 0 : 1; k < n; k++) {
                 int r = pthread_create(&l->v[k].thread, NULL, lane_main, &l->v[k]);
                 if (r != 0) {
                         lanes_free(l);
@@ -131,10 +152,11 @@ void lanes_free(lanes *l) {
         l->stop = true;
         pthread_cond_broadcast(&l->work);
         pthread_mutex_unlock(&l->lock);
-        for (unsigned k = 1; l->v && k < l->n; k++) {
+        for (unsigned k = 0; l->v && k < l->n; k++) {
                 if (l->v[k].started)
                         pthread_join(l->v[k].thread, NULL);
-                store_free(l->v[k].st);
+                if (k > 0)
+                        store_free(l->v[k].st);
         }
         for (unsigned k = 0; l->v && k < l->n; k++)
                 free(l->v[k].keys);
@@ -153,36 +175,46 @@ unsigned lanes_count(const lanes *l) {
         return l ? l->n : 1;
 }
 
+void lanes_notify(lanes *l, int fd) {
+        pthread_mutex_lock(&l->lock);
+        l->notify_fd = fd;
+        pthread_mutex_unlock(&l->lock);
+}
+
+/* A new piece of work for lane k (l->lock held): its turn state reset. */
+static void lane_reset(lane *ln, bool in_run) {
+        ln->in_run = in_run;
+        ln->published = false;
+        ln->seq = 0;
+        ln->finished = !in_run;
+        ln->finished_at = 0;
+        ln->n_keys = 0;
+}
+
 void lanes_start(lanes *l, lane_fn fn, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
         l->run_started = clock_monotonic();
         for (unsigned k = 0; k < l->n; k++) {
                 lane *ln = &l->v[k];
-                ln->in_run = args[k] != NULL;
-                ln->published = false;
-                ln->finished = !ln->in_run;
-                ln->finished_at = 0;
-                ln->n_keys = 0;
-        }
-        for (unsigned k = 1; k < l->n; k++) {
+                lane_reset(ln, args[k] != NULL);
                 rets[k] = 0;
-                if (args[k]) {
-                        l->v[k].fn = fn;
-                        l->v[k].arg = args[k];
-                        l->v[k].busy = true;
+                if (args[k] && ln->started) {
+                        ln->fn = fn;
+                        ln->arg = args[k];
+                        ln->busy = true;
                 }
         }
         pthread_cond_broadcast(&l->work);
         pthread_mutex_unlock(&l->lock);
+        if (l->v[0].started || !args[0])
+                return;
 
+        /* One lane alone: here, now. */
         l->v[0].err[0] = 0;
-        rets[0] = args[0] ? fn(l->v[0].st, args[0]) : 0;
+        rets[0] = fn(l->v[0].st, args[0]);
         lane_note_error(&l->v[0], rets[0]);
-
         pthread_mutex_lock(&l->lock);
-        l->v[0].finished = true;
-        l->v[0].finished_at = clock_monotonic();
-        pthread_cond_broadcast(&l->done);
+        lane_finish(l, &l->v[0], rets[0]);
         pthread_mutex_unlock(&l->lock);
 }
 
@@ -203,7 +235,9 @@ static void count_run_wait(lanes *l) {
 
 void lanes_wait(lanes *l, void *const *args, int *rets) {
         pthread_mutex_lock(&l->lock);
-        for (unsigned k = 1; k < l->n; k++) {
+        for (unsigned k = 0; k < l->n; k++) {
+                if (!l->v[k].started)
+                        continue;
                 while (l->v[k].busy)
                         pthread_cond_wait(&l->done, &l->lock);
                 if (args[k])
@@ -219,8 +253,56 @@ void lanes_run(lanes *l, lane_fn fn, void *const *args, int *rets) {
         lanes_wait(l, args, rets);
 }
 
+void lanes_give(lanes *l, unsigned k, lane_fn fn, void *arg) {
+        lane *ln = &l->v[k];
+        pthread_mutex_lock(&l->lock);
+        lane_reset(ln, true);
+        ln->given = true;
+        if (ln->started) {
+                ln->fn = fn;
+                ln->arg = arg;
+                ln->busy = true;
+                pthread_cond_broadcast(&l->work);
+                pthread_mutex_unlock(&l->lock);
+                return;
+        }
+        pthread_mutex_unlock(&l->lock);
+        /* One lane alone: here, now. */
+        ln->err[0] = 0;
+        int r = fn(ln->st, arg);
+        lane_note_error(ln, r);
+        pthread_mutex_lock(&l->lock);
+        lane_finish(l, ln, r);
+        pthread_mutex_unlock(&l->lock);
+}
+
+bool lanes_given(lanes *l, unsigned k) {
+        pthread_mutex_lock(&l->lock);
+        bool given = l->v[k].given;
+        pthread_mutex_unlock(&l->lock);
+        return given;
+}
+
+bool lanes_done(lanes *l, unsigned k) {
+        pthread_mutex_lock(&l->lock);
+        bool done = !l->v[k].busy;
+        pthread_mutex_unlock(&l->lock);
+        return done;
+}
+
+int lanes_take(lanes *l, unsigned k) {
+        lane *ln = &l->v[k];
+        pthread_mutex_lock(&l->lock);
+        while (ln->busy)
+                pthread_cond_wait(&l->done, &l->lock);
+        int r = ln->given ? ln->ret : 0;
+        ln->given = false;
+        pthread_mutex_unlock(&l->lock);
+        return r;
+}
+
 void lanes_error(const lanes *l, unsigned k, char *buf, size_t size) {
-        /* Called after lanes_wait returned: the lanes are idle, err is stable. */
+        /* Called once the lane's result was taken: the lane is idle, err is stable. */
         snprintf(buf, size, "%s", l && k < l->n ? l->v[k].err : "");
 }
 
@@ -253,62 +335,67 @@ static int wait_done(lanes *l, const struct timespec *deadline) {
         return pthread_cond_clockwait(&l->done, &l->lock, CLOCK_MONOTONIC, deadline) == ETIMEDOUT ? -EAGAIN : 0;
 }
 
-int lanes_publish(lanes *l, unsigned k, const uint8_t (*keys)[LANE_KEY_LEN], size_t n, usec_t timeout) {
+int lanes_publish(lanes *l, unsigned k, const uint8_t (*keys)[LANE_KEY_LEN], size_t n) {
         if (!l || l->n < 2)
                 return 0;
         lane *ln = &l->v[k];
         pthread_mutex_lock(&l->lock);
-        if (!ln->published) {
-                if (n > ln->cap_keys) {
-                        void *v = realloc(ln->keys, n * LANE_KEY_LEN);
-                        if (!v) {
-                                pthread_mutex_unlock(&l->lock);
-                                return -ENOMEM;
-                        }
-                        ln->keys = v;
-                        ln->cap_keys = n;
-                }
-                if (n > 0) {
-                        memcpy(ln->keys, keys, n * LANE_KEY_LEN);
-                        qsort(ln->keys, n, LANE_KEY_LEN, key_cmp);
-                }
-                size_t u = 0;
-                for (size_t i = 0; i < n; i++)
-                        if (u == 0 || memcmp(ln->keys[u - 1], ln->keys[i], LANE_KEY_LEN) != 0)
-                                memmove(ln->keys[u++], ln->keys[i], LANE_KEY_LEN);
-                ln->n_keys = u;
-                ln->published = true;
-                pthread_cond_broadcast(&l->done);
+        if (ln->published) {
+                /* A retry of the same transaction keeps its place. */
+                pthread_mutex_unlock(&l->lock);
+                return 0;
         }
-        struct timespec until = deadline_in(timeout);
-        int r = 0;
-        for (unsigned j = 0; j < l->n && r == 0; j++)
-                while (r == 0 && l->v[j].in_run && !l->v[j].published && !l->v[j].finished)
-                        r = wait_done(l, &until);
+        if (n > ln->cap_keys) {
+                void *v = realloc(ln->keys, n * LANE_KEY_LEN);
+                if (!v) {
+                        pthread_mutex_unlock(&l->lock);
+                        return -ENOMEM;
+                }
+                ln->keys = v;
+                ln->cap_keys = n;
+        }
+        if (n > 0) {
+                memcpy(ln->keys, keys, n * LANE_KEY_LEN);
+                qsort(ln->keys, n, LANE_KEY_LEN, key_cmp);
+        }
+        size_t u = 0;
+        for (size_t i = 0; i < n; i++)
+                if (u == 0 || memcmp(ln->keys[u - 1], ln->keys[i], LANE_KEY_LEN) != 0)
+                        memmove(ln->keys[u++], ln->keys[i], LANE_KEY_LEN);
+        ln->n_keys = u;
+        ln->published = true;
+        ln->seq = ++l->last_seq;
         pthread_mutex_unlock(&l->lock);
-        return r;
+        return 0;
 }
 
-bool lanes_taken_below(lanes *l, unsigned k, const uint8_t key[LANE_KEY_LEN]) {
+/* Whether lane j holds a transaction older than lane k's that is still
+ * running (l->lock held). */
+static bool older_running(const lanes *l, unsigned j, unsigned k) {
+        const lane *a = &l->v[j], *b = &l->v[k];
+        return j != k && a->published && !a->finished && b->published && a->seq < b->seq;
+}
+
+bool lanes_taken_before(lanes *l, unsigned k, const uint8_t key[LANE_KEY_LEN]) {
         if (!l || l->n < 2)
                 return false;
         bool taken = false;
         pthread_mutex_lock(&l->lock);
-        for (unsigned j = 0; j < k && !taken; j++)
-                taken = l->v[j].published && l->v[j].n_keys > 0 &&
+        for (unsigned j = 0; j < l->n && !taken; j++)
+                taken = older_running(l, j, k) && l->v[j].n_keys > 0 &&
                         bsearch(key, l->v[j].keys, l->v[j].n_keys, LANE_KEY_LEN, key_cmp) != NULL;
         pthread_mutex_unlock(&l->lock);
         return taken;
 }
 
-int lanes_wait_below(lanes *l, unsigned k, usec_t timeout) {
+int lanes_wait_before(lanes *l, unsigned k, usec_t timeout) {
         if (!l || l->n < 2)
                 return 0;
         struct timespec until = deadline_in(timeout);
         int r = 0;
         pthread_mutex_lock(&l->lock);
-        for (unsigned j = 0; j < k && r == 0; j++)
-                while (r == 0 && !l->v[j].finished)
+        for (unsigned j = 0; j < l->n && r == 0; j++)
+                while (r == 0 && older_running(l, j, k))
                         r = wait_done(l, &until);
         pthread_mutex_unlock(&l->lock);
         return r;

@@ -19,7 +19,7 @@
 #include "store_rows.h"
 
 #define PARAMS_TEXT_MAX 1024
-/* How long a lane waits for its turn on the persons a lower lane also has
+/* How long a lane waits for its turn on the persons an older transaction has
  * (lanes.h "turns"): past it, the batch is rolled back and tried again. As
  * long as the lock_timeout the daemon gives its sessions under the unit's
  * watchdog (main.c session_timeouts: 5 s of WatchdogSec=30), so that a turn
@@ -34,7 +34,7 @@ typedef struct item {
         bool first;                     /* the first copy of its referral id in the batch */
         bool is_new;                    /* inserted by this batch */
         bool has_key;
-        bool deferred;                  /* a lower lane of the run has its person: decided last */
+        bool deferred;                  /* an older lane transaction has its person: decided last */
         int key;                        /* index into the batch's person keys, -1 */
         int next_same_person;           /* the next new item of the same person (message order), -1 */
         uint32_t marks;
@@ -264,20 +264,20 @@ static void collect_keys(batch *b) {
         b->n_keys = b->n_own_keys + collect_keys_of(b, b->n_own_keys, true);
 }
 
-/* Tell the other lanes of the run which persons this batch has, and mark the
- * referrals whose person a lower lane also has: they wait for its commit
- * (lanes.h "turns"). */
+/* Tell the other lanes which persons this batch has, and mark the referrals
+ * whose person an older transaction of another lane also has: they wait for
+ * its commit (lanes.h "turns"). */
 static int take_turn(batch *b, const lane_turn *turn) {
         size_t n = 0;
         for (size_t i = 0; i < b->n_items; i++)
                 if (b->items[i].has_key)
                         memcpy(b->keys[n++], b->items[i].person_key, PERSON_KEY_LEN);
-        int r = lanes_publish(turn->l, turn->k, (const uint8_t(*)[LANE_KEY_LEN])b->keys, n, LANE_TURN_TIMEOUT);
+        int r = lanes_publish(turn->l, turn->k, (const uint8_t(*)[LANE_KEY_LEN])b->keys, n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < b->n_items; i++) {
                 item *it = &b->items[i];
-                it->deferred = it->has_key && lanes_taken_below(turn->l, turn->k, it->person_key);
+                it->deferred = it->has_key && lanes_taken_before(turn->l, turn->k, it->person_key);
         }
         return 0;
 }
@@ -504,8 +504,8 @@ static int read_history(pg_session *s, batch *b, size_t from, size_t n, bool def
                                        b->new_marks, n_new, add_history, b);
 }
 
-/* Round trips 2 and 3 for the batch's own persons; when a lower lane of the
- * run has some of them, 4 and 5 for those once it has finished. */
+/* Round trips 2 and 3 for the batch's own persons; when an older transaction
+ * of another lane has some of them, 4 and 5 for those once it has finished. */
 static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, store_message *msgs, size_t n,
                             bool commit) {
         collect_keys(b);
@@ -521,10 +521,10 @@ static int decide_and_write(pg_session *s, batch *b, const lane_turn *turn, stor
                 r = write_part(s, b, msgs, n, false, !deferred, commit);
         if (r < 0 || !deferred)
                 return r;
-        r = lanes_wait_below(turn->l, turn->k, LANE_TURN_TIMEOUT);
+        r = lanes_wait_before(turn->l, turn->k, LANE_TURN_TIMEOUT);
         metrics_lane_time(LS_TURN, &b->mark);
         if (r < 0)
-                return pg_fail(s, r, "batch: a lower lane did not finish in time; retrying");
+                return pg_fail(s, r, "batch: an older lane transaction did not finish in time; retrying");
         r = read_history(s, b, b->n_own_keys, b->n_keys - b->n_own_keys, true);
         metrics_lane_time(LS_HISTORY, &b->mark);
         if (r >= 0 && (r = decide_all(b, true)) < 0)
@@ -580,7 +580,7 @@ static int run(store *st, const config *cfg, const char *group, usec_t now, stor
                 r = take_turn(&b, turn);
                 metrics_lane_time(LS_TURN, &b.mark);
                 if (r < 0)
-                        r = pg_fail(s, r, "batch: the other lanes did not show their persons in time; retrying");
+                        r = pg_fail(s, r, "batch: out of memory for the turns");
         }
         if (r >= 0) {
                 claim_rows(&b);

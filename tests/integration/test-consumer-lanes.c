@@ -291,6 +291,67 @@ static void test_reconfigure_lands_flight(void **state) {
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), 660);
 }
 
+static bool partitions_full(fixture *fx, long per_partition) {
+        /* How many of partitions 1-3 have all their referrals stored. */
+        return harness_count(fx->h.pg, "SELECT count(*) FROM (SELECT source_partition FROM allvarsd.referrals"
+                                       " WHERE source_partition > 0 GROUP BY 1 HAVING count(*) >= %ld) t",
+                             per_partition) >= 2;
+}
+
+/* A lane takes its next part as soon as it is done with the last, while the
+ * other still stores (consumer_batch.c send_free): partition 0's offset row is
+ * held by a session of the test's, so the lane given partition 0 waits on its
+ * compare-and-set; the other lane goes on through the backlog of the
+ * partitions it holds, batch after batch (200 a batch, 300 on each of
+ * partitions 1-3), and no lane takes a partition the waiting lane holds. The
+ * batch takes no more of the held partitions than the waiting lane's share of
+ * it (consumer.c take_round), or it would fill with them and leave the other
+ * lane nothing.
+ * When every lane had to finish before the next batch, the other lane
+ * stopped after the first batch (at most 60 of each partition). */
+static void test_lane_goes_on_while_other_waits(void **state) {
+        fixture *fx = *state;
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO allvarsd.consumer_offsets (consumer_group, topic, partition, next_offset)"
+                 " VALUES ('%s', '%s', 0, 0)",
+                 fx->h.cfg->group_id, TOPIC);
+        assert_int_equal(harness_exec(fx->h.pg, sql), 0);
+        PGconn *other = NULL;
+        assert_int_equal(harness_pg_connect(fx->h.db.name, &other), 0);
+        snprintf(sql, sizeof sql,
+                 "BEGIN; UPDATE allvarsd.consumer_offsets SET next_offset = 0"
+                 " WHERE consumer_group = '%s' AND topic = '%s' AND partition = 0",
+                 fx->h.cfg->group_id, TOPIC);
+        assert_int_equal(harness_exec(other, sql), 0);
+        int k = produce_then_start(fx, (const int[PARTITIONS]){ 20, 300, 300, 300 });
+        /* Meanwhile the messages alive (gathered, and stored by the lanes)
+         * stay within two batches (consumer_batch_full). */
+        size_t most = 0;
+        usec_t end = clock_monotonic() + 60 * USEC_PER_SEC;
+        while (!partitions_full(fx, 300) && clock_monotonic() < end) {
+                consumer_step(fx->c);
+                if (fx->c->n_batch + fx->c->flight_msgs > most)
+                        most = fx->c->n_batch + fx->c->flight_msgs;
+                usleep(1000);
+        }
+        assert_true(partitions_full(fx, 300));
+        assert_true(most <= 2 * 200);
+        assert_true(most > 200);
+        assert_true(consumer_batch_flying(fx->c));
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.referrals WHERE source_partition = 0"),
+                         0);
+        /* Never taken for an outage: the waiting lane did not wait out its
+         * reply timeout (12 s) while the batch was full of the partitions it holds. */
+        assert_false(figures(fx).database_down);
+        assert_int_not_equal(strncmp(figures(fx).last_error, "database", 8), 0);
+        assert_int_equal(harness_exec(other, "COMMIT"), 0);
+        PQfinish(other);
+        assert_true(run_until(fx, decided_at_least, k, 60));
+        assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM allvarsd.decisions"), k);
+        assert_int_equal(figures(fx).fenced, 0);
+}
+
 int main(void) {
         log_setup(LOG_TARGET_STDERR, LOG_NOTICE);
         const struct CMUnitTest tests[] = {
@@ -302,6 +363,7 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_fenced_flight_drops_gathered, setup_small_batches, teardown),
                 cmocka_unit_test_setup_teardown(test_reconfigure_lands_flight, setup_small_batches, teardown),
+                cmocka_unit_test_setup_teardown(test_lane_goes_on_while_other_waits, setup_small_batches, teardown),
         };
         return cmocka_run_group_tests(tests, harness_tz_setup, NULL);
 }

@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -73,12 +74,14 @@ typedef enum probe_mode {
         PROBE_UNLOCK,                   /* PROBE_PID, then release the lock of PROBE_MEET */
         PROBE_FAIL_STORE,               /* PROBE_PID, then a store call that fails (-EIO) */
         PROBE_FAIL_ERRNO,               /* PROBE_PID, then return -ENOSPC without any failed statement */
+        PROBE_GATE,                     /* PROBE_PID, then wait until the caller opens the gate */
 } probe_mode;
 
 typedef struct probe_ctx {
         pthread_t caller;
         unsigned n;                     /* PROBE_MEET: locks to wait for */
         atomic_int calls;               /* probe calls in all lanes */
+        atomic_bool gate;               /* PROBE_GATE: opened by the caller */
 } probe_ctx;
 
 typedef struct probe {
@@ -212,6 +215,13 @@ static int probe_fn(store *st, void *arg) {
                 case PROBE_FAIL_ERRNO:
                         r = -ENOSPC;
                         break;
+                case PROBE_GATE: {
+                        double give_up = mono_sec() + MEET_WAIT_SEC;
+                        while (!atomic_load(&p->ctx->gate) && mono_sec() < give_up)
+                                usleep(1000);
+                        r = atomic_load(&p->ctx->gate) ? 0 : -ETIMEDOUT;
+                        break;
+                }
                 }
         }
         if (r < 0)
@@ -232,6 +242,7 @@ static lanes *lanes_make(fixture *fx, const config *cfg, unsigned n) {
 static void probes_init(probe *p, probe_ctx *ctx, unsigned n) {
         *ctx = (probe_ctx){.caller = pthread_self(), .n = n};
         atomic_init(&ctx->calls, 0);
+        atomic_init(&ctx->gate, false);
         for (unsigned k = 0; k < n; k++) {
                 p[k] = (probe){.ctx = ctx, .k = k};
                 probe_reset(&p[k], PROBE_PID);
@@ -309,14 +320,15 @@ static void meet(fixture *fx, unsigned n) {
                 }
         }
         assert_int_equal(atomic_load(&ctx.calls), (int)n);
-        /* Lane 0 is the caller's store on the caller's thread; the others are neither. */
+        /* Lane 0 is the caller's store, on a thread of its own as every
+         * other lane is (lanes_start returns at once: test_start_returns);
+         * the others have stores of their own. */
         assert_ptr_equal(p[0].st, fx->h.st);
-        assert_true(p[0].on_caller);
         assert_int_equal(p[0].pid, store_pid(fx->h.st));
-        for (unsigned k = 1; k < n; k++) {
+        for (unsigned k = 0; k < n; k++)
                 assert_false(p[k].on_caller);
+        for (unsigned k = 1; k < n; k++)
                 assert_ptr_not_equal(p[k].st, fx->h.st);
-        }
         assert_int_equal(lane_backends(fx), n - 1);
 
         /* Seen from outside: the n locks are held, each by its lane's backend. */
@@ -388,7 +400,8 @@ static void test_lane_without_work(void **state) {
         assert_int_equal(p[0].calls, 1);
         assert_int_equal(p[1].calls, 0);
         assert_int_equal(p[2].calls, 1);
-        assert_true(p[0].on_caller);
+        assert_false(p[0].on_caller);
+        assert_ptr_equal(p[0].st, fx->h.st);
         assert_int_equal(lane_backends(fx), 2);
 
         /* No work at all: nothing runs, every ret is 0. */
@@ -593,6 +606,34 @@ static void test_one_lane(void **state) {
         assert_int_equal(lane_backends(fx), 0);
 }
 
+/* 5b. lanes_start returns while the lanes work, lane 0 included: each lane
+ * waits for a gate that the caller opens only once lanes_start has returned,
+ * so a lane run on the caller's thread would time out (-ETIMEDOUT) inside
+ * lanes_start and never see the gate open. lanes_wait then has every result.
+ * What lets the consumer gather the next batch while a whole run stores the
+ * last (consumer_batch.c, consumer_batch_send). */
+static void test_start_returns(void **state) {
+        fixture *fx = *state;
+        lanes *l = lanes_make(fx, fx->h.cfg, 2);
+        probe p[MAX_LANES];
+        probe_ctx ctx;
+        probes_init(p, &ctx, 2);
+        p[0].mode = p[1].mode = PROBE_GATE;
+        void *args[MAX_LANES] = {&p[0], &p[1]};
+        int rets[MAX_LANES] = {4242, 4242};
+        lanes_start(l, probe_fn, args, rets);
+        atomic_store(&ctx.gate, true);
+        lanes_wait(l, args, rets);
+        for (unsigned k = 0; k < 2; k++) {
+                if (rets[k] != 0)
+                        fail_msg("lane %u returned %d (%s)", k, rets[k], p[k].err);
+                assert_int_equal(p[k].calls, 1);
+                assert_false(p[k].on_caller);
+        }
+        assert_ptr_equal(p[0].st, fx->h.st);
+        assert_false(pthread_equal(p[0].thread, p[1].thread));
+}
+
 /* 6. lanes_new reads the configuration once: the conninfo and the password
  * are the lanes' own copies, so the configuration may be overwritten and
  * freed at once (a use after free would also show under ASan in `san`). */
@@ -625,48 +666,65 @@ static void test_config_copied(void **state) {
         assert_int_equal(lane_backends(fx), 2);
 }
 
-/* 7. Turns (lanes.h): lane 1 shares key B with lane 0. After both published,
- * B is taken below lane 1 and C is not; nothing is below lane 0. Lane 1's
- * wait for its turn returns once lane 0 has finished, and -EAGAIN when lane 0
- * does not finish within the bound. A lane that finishes without publishing
- * (a lost connection before it read its batch) does not hold the others. */
+/* 7. Turns (lanes.h): the transaction that published first goes first,
+ * whatever its lane. The older publishes {A, B}, the younger {B, C}, once the
+ * older has: A and B are taken before the younger and C is not, nothing
+ * before the older. The younger's wait for its turn returns once the older has
+ * finished, and -EAGAIN when it does not finish within the bound. A lane that
+ * finished (published or not) holds nobody. */
 typedef struct turner {
         lanes *l;
         unsigned k;
         bool publish;
-        unsigned sleep_ms;              /* lane 0: how long its work takes after publishing */
-        atomic_bool *hold;              /* lane 0: also until this is set (by lane 1, after its wait) */
-        usec_t timeout;                 /* lane 1: the bound of its wait */
+        bool second;                    /* publishes once the other has (*first_done), and waits its turn */
+        atomic_bool *first_done;        /* set by the first once it has published */
+        unsigned sleep_ms;              /* the first: how long its work takes after publishing */
+        atomic_bool *hold;              /* the first: also until this is set (by the second, after its wait) */
+        usec_t timeout;                 /* the second: the bound of its wait */
         int pub_r, wait_r;
-        bool taken_b, taken_c, taken_any0;
+        bool taken_a, taken_b, taken_c;
         usec_t finished_at, waited_at;  /* monotonic */
 } turner;
+
+static const uint8_t turn_keys[3][LANE_KEY_LEN] = { { 'A' }, { 'B' }, { 'C' } };
 
 static int turn_fn(store *st, void *arg) {
         (void)st;
         turner *t = arg;
-        static const uint8_t keys[3][LANE_KEY_LEN] = { { 'A' }, { 'B' }, { 'C' } };
+        if (t->second)
+                for (int i = 0; !atomic_load(t->first_done) && i < MEET_WAIT_SEC * 100; i++)
+                        usleep(10 * 1000);
         if (t->publish)
-                t->pub_r = lanes_publish(t->l, t->k, t->k == 0 ? keys : keys + 1, 2, 10 * USEC_PER_SEC);
-        if (t->k == 0) {
-                t->taken_any0 = lanes_taken_below(t->l, 0, keys[0]) || lanes_taken_below(t->l, 0, keys[1]);
+                t->pub_r = lanes_publish(t->l, t->k, t->second ? turn_keys + 1 : turn_keys, 2);
+        t->taken_a = lanes_taken_before(t->l, t->k, turn_keys[0]);
+        t->taken_b = lanes_taken_before(t->l, t->k, turn_keys[1]);
+        t->taken_c = lanes_taken_before(t->l, t->k, turn_keys[2]);
+        if (!t->second) {
+                atomic_store(t->first_done, true);
                 usleep(t->sleep_ms * 1000);
                 for (int i = 0; t->hold && !atomic_load(t->hold) && i < MEET_WAIT_SEC * 100; i++)
                         usleep(10 * 1000);
                 t->finished_at = clock_monotonic();
                 return 0;
         }
-        t->taken_b = lanes_taken_below(t->l, 1, keys[1]);
-        t->taken_c = lanes_taken_below(t->l, 1, keys[2]);
-        t->wait_r = lanes_wait_below(t->l, 1, t->timeout);
+        t->wait_r = lanes_wait_before(t->l, t->k, t->timeout);
         t->waited_at = clock_monotonic();
         if (t->hold)
                 atomic_store(t->hold, true);
         return 0;
 }
 
-static void turns_run(lanes *l, turner t[2]) {
-        void *args[2] = { &t[0], &t[1] };
+/* t[0] on lane first, t[1] on the other lane, both at once. */
+static void turns_run(lanes *l, turner t[2], unsigned first) {
+        atomic_bool done = false;
+        t[0].first_done = t[1].first_done = &done;
+        t[0].k = first;
+        t[1].k = 1 - first;
+        t[0].second = false;
+        t[1].second = true;
+        void *args[2];
+        args[first] = &t[0];
+        args[1 - first] = &t[1];
         int rets[2];
         lanes_run(l, turn_fn, args, rets);
         assert_int_equal(rets[0], 0);
@@ -676,36 +734,123 @@ static void turns_run(lanes *l, turner t[2]) {
 static void test_turns(void **state) {
         fixture *fx = *state;
         lanes *l = lanes_make(fx, fx->h.cfg, 2);
-        turner t[2] = {
-                { .l = l, .k = 0, .publish = true, .sleep_ms = 300 },
-                { .l = l, .k = 1, .publish = true, .timeout = 20 * USEC_PER_SEC },
-        };
-        turns_run(l, t);
-        assert_int_equal(t[0].pub_r, 0);
-        assert_int_equal(t[1].pub_r, 0);
-        assert_true(t[1].taken_b);
-        assert_false(t[1].taken_c);
-        assert_false(t[0].taken_any0);
-        assert_int_equal(t[1].wait_r, 0);
-        assert_true(t[1].waited_at >= t[0].finished_at);
+        /* Lane 0 first, then lane 1 first: the order is the publication's. */
+        for (unsigned first = 0; first < 2; first++) {
+                turner t[2] = {
+                        { .l = l, .publish = true, .sleep_ms = 300 },
+                        { .l = l, .publish = true, .timeout = 20 * USEC_PER_SEC },
+                };
+                turns_run(l, t, first);
+                assert_int_equal(t[0].pub_r, 0);
+                assert_int_equal(t[1].pub_r, 0);
+                assert_false(t[0].taken_a || t[0].taken_b || t[0].taken_c);
+                assert_true(t[1].taken_a);
+                assert_true(t[1].taken_b);
+                assert_false(t[1].taken_c);
+                assert_int_equal(t[1].wait_r, 0);
+                assert_true(t[1].waited_at >= t[0].finished_at);
+        }
 
-        /* Lane 0 finishes only after lane 1's wait returned: that wait runs out. */
+        /* The older finishes only after the younger's wait returned: that wait runs out. */
         atomic_bool hold = false;
-        t[0].sleep_ms = 0;
-        t[0].hold = t[1].hold = &hold;
-        t[1].timeout = 200 * 1000;
-        turns_run(l, t);
+        turner t[2] = {
+                { .l = l, .publish = true, .hold = &hold },
+                { .l = l, .publish = true, .hold = &hold, .timeout = 200 * 1000 },
+        };
+        turns_run(l, t, 0);
         assert_int_equal(t[1].wait_r, -EAGAIN);
         assert_true(t[1].waited_at < t[0].finished_at);
 
-        /* Lane 0 never publishes: lane 1's publish returns once lane 0 finished. */
-        t[0] = (turner){ .l = l, .k = 0, .publish = false, .sleep_ms = 100 };
-        t[1].timeout = 20 * USEC_PER_SEC;
-        t[1].hold = NULL;
-        turns_run(l, t);
+        /* The first never publishes: the second takes nothing before it, waits for nobody. */
+        t[0] = (turner){ .l = l, .publish = false, .sleep_ms = 100 };
+        t[1] = (turner){ .l = l, .publish = true, .timeout = 20 * USEC_PER_SEC };
+        turns_run(l, t, 0);
         assert_int_equal(t[1].pub_r, 0);
         assert_false(t[1].taken_b);
         assert_int_equal(t[1].wait_r, 0);
+        assert_true(t[1].waited_at < t[0].finished_at);
+}
+
+/* 8. One lane at a time (lanes_give): lane 0 is given a piece of work that
+ * holds until the caller opens the gate, and lane 1 three pieces one after
+ * another meanwhile, each taken when done (lanes_done, lanes_take), each
+ * writing a byte to the notify pipe. A piece given to lane 1 after lane 0's
+ * published is the younger: its keys that lane 0 has are taken before it. */
+typedef struct giver {
+        lanes *l;
+        unsigned k;
+        atomic_bool *gate;              /* lane 0: returns once it is open */
+        atomic_bool *published;         /* lane 0: set once it has published */
+        bool taken_b, taken_c;
+        int calls;
+} giver;
+
+static int give_fn(store *st, void *arg) {
+        (void)st;
+        giver *g = arg;
+        g->calls++;
+        if (g->k == 0) {
+                int r = lanes_publish(g->l, 0, turn_keys, 2);
+                atomic_store(g->published, true);
+                for (int i = 0; !atomic_load(g->gate) && i < MEET_WAIT_SEC * 100; i++)
+                        usleep(10 * 1000);
+                return r < 0 ? r : atomic_load(g->gate) ? 0 : -ETIMEDOUT;
+        }
+        int r = lanes_publish(g->l, g->k, turn_keys + 1, 2);
+        g->taken_b = lanes_taken_before(g->l, g->k, turn_keys[1]);
+        g->taken_c = lanes_taken_before(g->l, g->k, turn_keys[2]);
+        return r < 0 ? r : 7;
+}
+
+static size_t pipe_bytes(int fd) {
+        char buf[64];
+        size_t n = 0;
+        ssize_t r;
+        while ((r = read(fd, buf, sizeof buf)) > 0)
+                n += (size_t)r;
+        return n;
+}
+
+static void test_give(void **state) {
+        fixture *fx = *state;
+        lanes *l = lanes_make(fx, fx->h.cfg, 2);
+        int fds[2];
+        assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+        lanes_notify(l, fds[1]);
+        atomic_bool gate = false, published = false;
+        giver g0 = { .l = l, .k = 0, .gate = &gate, .published = &published };
+        lanes_give(l, 0, give_fn, &g0);
+        for (int i = 0; !atomic_load(&published) && i < MEET_WAIT_SEC * 100; i++)
+                usleep(10 * 1000);
+        assert_true(atomic_load(&published));
+        assert_true(lanes_given(l, 0));
+        assert_false(lanes_done(l, 0));
+        for (int i = 0; i < 3; i++) {
+                giver g1 = { .l = l, .k = 1 };
+                lanes_give(l, 1, give_fn, &g1);
+                assert_int_equal(lanes_take(l, 1), 7);
+                assert_false(lanes_given(l, 1));
+                assert_int_equal(g1.calls, 1);
+                assert_true(g1.taken_b);
+                assert_false(g1.taken_c);
+        }
+        assert_false(lanes_done(l, 0));
+        assert_int_equal(pipe_bytes(fds[0]), 3);
+        atomic_store(&gate, true);
+        assert_int_equal(lanes_take(l, 0), 0);
+        assert_true(lanes_done(l, 0));
+        assert_int_equal(g0.calls, 1);
+        assert_int_equal(pipe_bytes(fds[0]), 1);
+
+        /* Lane 0 finished: a new piece on lane 1 finds nothing taken. */
+        giver g1 = { .l = l, .k = 1 };
+        lanes_give(l, 1, give_fn, &g1);
+        assert_int_equal(lanes_take(l, 1), 7);
+        assert_false(g1.taken_b);
+        lanes_free(l);
+        fx->l = NULL;
+        close(fds[0]);
+        close(fds[1]);
 }
 
 /* 9. The run's wait (allvarsd_lane_seconds_total{step="run_wait"}): a lane
@@ -757,8 +902,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_connect_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_one_lane, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_start_returns, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_config_copied, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_turns, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_give, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_run_wait, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
