@@ -222,23 +222,28 @@ static void take(consumer *c, rd_kafka_message_t *km, usec_t mono) {
  * partition's fetched messages (up to max.partition.fetch.bytes) before the
  * next's, and one lane would store most of the batch while the other waited
  * (bench/README.md). The partitions a lane holds (an earlier part of them
- * still storing) are taken from only within their room
- * (consumer_batch_held_room): a batch full of them would leave a free lane
- * nothing to take. Returns how many messages were taken. */
+ * still storing) are taken from only within that lane's room
+ * (consumer_batch_held_room): a batch full of one lane's partitions would
+ * leave the others nothing to take when they are done. Returns how many
+ * messages were taken. */
 static size_t take_round(consumer *c, usec_t mono) {
-        size_t taken = 0, held_room = consumer_batch_held_room(c);
+        unsigned n_lanes = lanes_count(c->lanes);
+        size_t taken = 0, room[n_lanes];
+        bool flying = consumer_batch_flying(c);
+        if (flying)
+                consumer_batch_held_room(c, room);
         for (size_t i = 0; i < c->n_parts && !consumer_batch_full(c); i++) {
                 if (!c->parts[i].queue)
                         continue;
-                bool held = held_room != SIZE_MAX && consumer_batch_holds(c, &c->parts[i]);
-                if (held && held_room == 0)
+                int holder = flying ? consumer_batch_holder(c, &c->parts[i]) : -1;
+                if (holder >= 0 && room[holder] == 0)
                         continue;
                 rd_kafka_message_t *km = rd_kafka_consume_queue(c->parts[i].queue, 0);
                 if (!km)
                         continue;
                 taken++;
-                if (held)
-                        held_room--;
+                if (holder >= 0)
+                        room[holder]--;
                 take(c, km, mono);
         }
         return taken;

@@ -546,35 +546,40 @@ int consumer_batch_land(consumer *c) {
         return r;
 }
 
-/* Whether a lane holds partition p of topic (a part of it in flight). */
-static bool partition_held(const consumer *c, const char *topic, int32_t partition) {
-        for (unsigned k = 0; k < lanes_count(c->lanes); k++) {
+/* The lane that holds partition p of topic (a part of it in flight), or -1. */
+static int partition_holder(const consumer *c, const char *topic, int32_t partition) {
+        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++) {
                 const batch_run *run = c->flights[k].run;
                 if (!run)
                         continue;
                 for (size_t j = 0; j < run->work[0].n_offs; j++)
                         if (run->work[0].offs[j].partition == partition &&
                             strcmp(run->work[0].offs[j].topic, topic) == 0)
-                                return true;
+                                return (int)k;
         }
-        return false;
+        return -1;
 }
 
-bool consumer_batch_holds(const consumer *c, const partition_state *p) {
-        return c->flights && partition_held(c, p->topic, p->partition);
+static bool partition_held(const consumer *c, const char *topic, int32_t partition) {
+        return partition_holder(c, topic, partition) >= 0;
 }
 
-size_t consumer_batch_held_room(const consumer *c) {
-        unsigned all = lanes_count(c->lanes), busy = 0;
-        for (unsigned k = 0; c->flights && k < all; k++)
-                busy += c->flights[k].run != NULL;
-        if (busy == 0)
-                return SIZE_MAX;
-        size_t budget = c->max_batch * busy / all, held = 0;
-        for (size_t i = 0; i < c->n_parts; i++)
-                if (c->parts[i].pending > 0 && consumer_batch_holds(c, &c->parts[i]))
-                        held += c->parts[i].pending;
-        return budget > held ? budget - held : 0;
+int consumer_batch_holder(const consumer *c, const partition_state *p) {
+        return partition_holder(c, p->topic, p->partition);
+}
+
+void consumer_batch_held_room(const consumer *c, size_t *room) {
+        unsigned all = lanes_count(c->lanes);
+        size_t share = c->max_batch / all > 0 ? c->max_batch / all : 1;
+        for (unsigned k = 0; k < all; k++)
+                room[k] = share;
+        for (size_t i = 0; i < c->n_parts; i++) {
+                if (c->parts[i].pending == 0)
+                        continue;
+                int k = consumer_batch_holder(c, &c->parts[i]);
+                if (k >= 0)
+                        room[k] = room[k] > c->parts[i].pending ? room[k] - c->parts[i].pending : 0;
+        }
 }
 
 /* The whole batch, referrals before outcomes, on as many lanes as it needs,

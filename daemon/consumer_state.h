@@ -144,14 +144,14 @@ void consumer_batch_drop(consumer *c);
 bool consumer_batch_full(const consumer *c);
 /* Decode km, a message of partition p, and add it to the batch (which takes it over). */
 void consumer_batch_add(consumer *c, partition_state *p, rd_kafka_message_t *km);
-/* Whether a lane stores an earlier part of partition p. */
-bool consumer_batch_holds(const consumer *c, const partition_state *p);
-/* How many more messages of the partitions the lanes hold the batch may
- * take: the busy lanes' share of batch.max_messages, less what it has of
- * them already (no bound while no lane is busy). Past it, they wait in
- * librdkafka's queues, so that the batch keeps room for the partitions a
- * free lane could store. */
-size_t consumer_batch_held_room(const consumer *c);
+/* The lane that stores an earlier part of partition p, or -1. */
+int consumer_batch_holder(const consumer *c, const partition_state *p);
+/* room[k], for each lane k: how many more messages of the partitions lane k
+ * holds the batch may take, its share of batch.max_messages (a lanes_count()
+ * part) less what the batch has of them already. Past it they wait in
+ * librdkafka's queues, so that the batch keeps room for the partitions the
+ * other lanes could store when they are done. */
+void consumer_batch_held_room(const consumer *c, size_t *room);
 /* The batch to the lanes. With two lanes or more, consumer_batch_send first
  * takes what the lanes that are done did, then gives each lane without a part
  * the batch's messages of the partitions no other lane holds, and returns
