@@ -145,7 +145,6 @@ static void stored(consumer *c, int r, size_t n) {
                 log_struct(LOG_NOTICE, MSGID_BATCH_FENCED,
                            "MESSAGE=%zu message(s) of a batch of %zu fenced by the stored offsets; re-reading positions",
                            c->fenced_messages, n, NULL);
-                c->fenced_messages = 0;
                 /* What was gathered meanwhile follows positions no longer ours. */
                 consumer_batch_drop(c);
                 int rr = parts_reseek(c);
@@ -156,6 +155,7 @@ static void stored(consumer *c, int r, size_t n) {
                  * error: nothing is acknowledged; pause, reconnect, re-read. */
                 consumer_database_lost(c, r);
         }
+        c->fenced_messages = 0;         /* counted by the lanes' parts of this result only */
 }
 
 /* Wait for the lanes, if any stores, and take what they did. */

@@ -437,6 +437,15 @@ static int batch_run_start(consumer *c, batch_entry **part, size_t n, bool outco
         return 0;
 }
 
+/* The worse of two results: a lost connection outweighs a fenced part. */
+static int worse(int r, int rk) {
+        if (rk == 0)
+                return r;
+        if (r == 0)
+                return rk;
+        return rk != -ESTALE ? rk : r;
+}
+
 /* Wait for the run's lanes and take what they did: a part that committed
  * advances its positions even when another failed (the caller then re-reads
  * every position from the database). Frees the run. */
@@ -458,7 +467,7 @@ static int batch_run_finish(consumer *c, batch_run *run) {
                 if (rk == -ESTALE)
                         c->fenced_messages += run->work[k].n;
                 if (r == 0 || rk != -ESTALE) {
-                        r = rk;         /* a lost connection outweighs a fenced part */
+                        r = rk;         /* a lost connection outweighs a fenced part (worse) */
                         lanes_error(c->lanes, lane, c->lane_error, sizeof c->lane_error);
                 }
         }
@@ -499,11 +508,7 @@ bool consumer_batch_flying(const consumer *c) {
 }
 
 size_t consumer_batch_in_flight(const consumer *c) {
-        size_t n = 0;
-        for (unsigned k = 0; c->flights && k < lanes_count(c->lanes); k++)
-                if (c->flights[k].run)
-                        n += c->flights[k].n;
-        return n;
+        return c->flight_msgs;
 }
 
 /* Take what lane k's part did (waiting for it), and free its messages. */
@@ -518,15 +523,6 @@ static int flight_land(consumer *c, unsigned k) {
         entries_free(f->entries, f->n);
         f->n = 0;
         return r;
-}
-
-/* The worse of two results: a lost connection outweighs a fenced part. */
-static int worse(int r, int rk) {
-        if (rk == 0)
-                return r;
-        if (r == 0)
-                return rk;
-        return rk != -ESTALE ? rk : r;
 }
 
 /* Take what every lane that is done did, without waiting for the others. */
@@ -560,10 +556,6 @@ static int partition_holder(const consumer *c, const char *topic, int32_t partit
         return -1;
 }
 
-static bool partition_held(const consumer *c, const char *topic, int32_t partition) {
-        return partition_holder(c, topic, partition) >= 0;
-}
-
 int consumer_batch_holder(const consumer *c, const partition_state *p) {
         return partition_holder(c, p->topic, p->partition);
 }
@@ -582,15 +574,12 @@ void consumer_batch_held_room(const consumer *c, size_t *room) {
         }
 }
 
-/* The whole batch, referrals before outcomes, on as many lanes as it needs,
- * waited for (every lane landed before). */
-static int send_all(consumer *c, usec_t now) {
+/* The whole batch (n_outcomes of it outcomes), referrals before outcomes, on
+ * as many lanes as it needs, waited for (every lane landed before). */
+static int send_all(consumer *c, usec_t now, size_t n_outcomes) {
         size_t n = c->n_batch;
         batch_entry *b = c->batch;
-        size_t n_outcomes = 0;
         int r = 0;
-        for (size_t i = 0; i < n; i++)
-                n_outcomes += strcmp(rd_kafka_topic_name(b[i].km->rkt), c->cfg->topic_outcomes) == 0;
         for (int pass = 0; pass < 2 && r == 0; pass++) {
                 size_t k = pass == 0 ? n - n_outcomes : n_outcomes;
                 if (k == 0)
@@ -640,7 +629,7 @@ static int send_free(consumer *c, usec_t now) {
         size_t n_cand = 0;
         for (size_t i = 0; i < n; i++) {
                 const rd_kafka_message_t *km = c->batch[i].km;
-                if (!partition_held(c, rd_kafka_topic_name(km->rkt), km->partition)) {
+                if (partition_holder(c, rd_kafka_topic_name(km->rkt), km->partition) < 0) {
                         cand[n_cand++] = &c->batch[i];
                         given[i] = true;
                 }
@@ -726,7 +715,7 @@ int consumer_batch_send(consumer *c) {
         if (lanes_count(c->lanes) < 2 || n_outcomes > 0) {
                 if ((r = consumer_batch_land(c)) < 0)
                         return r;
-                return send_all(c, now);
+                return send_all(c, now, n_outcomes);
         }
         return send_free(c, now);
 }

@@ -276,13 +276,6 @@ void lanes_give(lanes *l, unsigned k, lane_fn fn, void *arg) {
         pthread_mutex_unlock(&l->lock);
 }
 
-bool lanes_given(lanes *l, unsigned k) {
-        pthread_mutex_lock(&l->lock);
-        bool given = l->v[k].given;
-        pthread_mutex_unlock(&l->lock);
-        return given;
-}
-
 bool lanes_done(lanes *l, unsigned k) {
         pthread_mutex_lock(&l->lock);
         bool done = !l->v[k].busy;

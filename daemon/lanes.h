@@ -56,7 +56,6 @@ void lanes_error(const lanes *l, unsigned k, char *buf, size_t size);
  * non-blocking pipe the caller polls), so that the caller need not wait. */
 void lanes_notify(lanes *l, int fd);
 void lanes_give(lanes *l, unsigned k, lane_fn fn, void *arg);
-bool lanes_given(lanes *l, unsigned k);
 bool lanes_done(lanes *l, unsigned k);
 int lanes_take(lanes *l, unsigned k);
 
