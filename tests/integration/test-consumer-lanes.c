@@ -33,14 +33,15 @@
 
 static int setup(void **state) {
         /* One batch for everything produced before the consumer starts: it
-         * waits up to 5 s for more, and holds 2,000. */
+         * waits up to 2 s for more (the messages are all produced
+         * before it starts, and fetched at once), and holds 2,000. */
         return consumer_fixture_setup(state, "test-consumer-lanes",
-                                      "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 2000\n",
+                                      "batch.connections = 2\nbatch.max_wait_ms = 2000\nbatch.max_messages = 2000\n",
                                       PARTITIONS);
 }
 
 /* Batches of 200: a backlog of 300 per partition takes six or more. */
-#define SMALL_BATCHES "batch.connections = 2\nbatch.max_wait_ms = 5000\nbatch.max_messages = 200\n"
+#define SMALL_BATCHES "batch.connections = 2\nbatch.max_wait_ms = 2000\nbatch.max_messages = 200\n"
 static int setup_small_batches(void **state) {
         return consumer_fixture_setup(state, "test-consumer-lanes", SMALL_BATCHES, PARTITIONS);
 }
