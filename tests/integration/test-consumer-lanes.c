@@ -52,9 +52,10 @@ static int teardown(void **state) {
 
 /* A lane that waits on a row lock the test holds for as long as the other
  * lane needs for its backlog: with the daemon's reply timeout (12 s) a loaded
- * machine under the sanitizers took that wait for a silent link (a
- * rehearsal of CI's run, 2026-12-06). The waits here are the test's own, so they get the test's
- * limit (90 s); what the reply timeout does is tests/faults/06-pg-partition.sh's. */
+ * machine under the sanitizers took that wait for a silent link (a rehearsal
+ * of CI's run, 2026-12-06). The wait is the test's own, so the reply timeout
+ * is set above the test's own limits (60 s); what the reply timeout does is
+ * tests/faults/06-pg-partition.sh's to test. */
 static int setup_small_batches_patient(void **state) {
         pg_set_reply_timeout(90 * USEC_PER_SEC);
         return setup_small_batches(state);
