@@ -77,3 +77,26 @@ peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$(daemon_pid a)/status"; }
         wait_for 10 decided_at_least $((before + 1))
         kill -0 "$(daemon_pid a)"
 }
+
+# The daemon asks librdkafka for 256 KiB per partition and fetch
+# (daemon/consumer.c): a message larger than that must still be fetched whole,
+# and the partition go on after it. Two of 700,000 random bytes and a short one,
+# all on partition 0: each dead-lettered with all of its bytes, the partition's
+# position past the three, and a valid referral after them decided.
+@test "messages larger than a fetch are consumed whole, and the partition goes on after them" {
+        daemon_start a
+        daemon_ready a
+        head -c 700000 /dev/urandom >"$T/big1"
+        head -c 700000 /dev/urandom >"$T/big2"
+        printf 'not a referral' >"$T/small"
+        for f in big1 big2 small; do
+                kcat -P -b "$KAFKA" -t police.referrals.v1 -p 0 -k "k-$f" "$T/$f"
+        done
+        wait_for 60 next_offsets_are police.referrals.v1 3
+        [[ $(sql "select string_agg(source_offset || ':' || coalesce(octet_length(payload), -1), ' ' order by source_offset)
+                  from allvarsd.dead_letters where source_topic = 'police.referrals.v1' and source_partition = 0") == \
+           "0:700000 1:700000 2:14" ]]
+        gen --count 1 --seed 7 --ids-out "$T/ids"
+        wait_for 20 decided_at_least 1
+        kill -0 "$(daemon_pid a)"
+}
