@@ -306,6 +306,35 @@ static void put_be64(uint8_t *p, uint64_t v) {
         put_be32(p + 4, (uint32_t)v);
 }
 
+static uint32_t get_be32(const uint8_t *p) {
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int pg_arr_int4_read(const void *data, size_t len, int32_t *out, size_t max, size_t *n) {
+        const uint8_t *p = data;
+        *n = 0;
+        if (len < 12)
+                return -EBADMSG;
+        uint32_t ndim = get_be32(p), elem = get_be32(p + 8);
+        if (ndim == 0)          /* an empty array has no dimensions */
+                return len == 12 ? 0 : -EBADMSG;
+        if (ndim != 1 || elem != PG_OID_INT4 || len < ARR_HEADER)
+                return -EBADMSG;
+        uint32_t count = get_be32(p + 12);
+        if ((len - ARR_HEADER) / 8 != count || (len - ARR_HEADER) % 8 != 0)
+                return -EBADMSG;
+        *n = count;
+        if (count > max)
+                return -E2BIG;
+        for (size_t i = 0; i < count; i++) {
+                const uint8_t *e = p + ARR_HEADER + 8 * i;
+                if (get_be32(e) != 4)   /* a NULL (-1) or not an int4 */
+                        return -EBADMSG;
+                out[i] = (int32_t)get_be32(e + 4);
+        }
+        return 0;
+}
+
 static uint8_t *arr_append(pg_arr *a, size_t more) {
         return (uint8_t *)strbuf_extend(&a->b, more);
 }

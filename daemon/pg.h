@@ -119,6 +119,12 @@ void pg_arr_ts(pg_arr *a, usec_t t);                    /* 0: SQL NULL */
 /* Write the header; 0, or -ENOMEM when an append failed. */
 int pg_arr_finish(pg_arr *a);
 
+/* A one-dimensional int4 array without NULLs in PostgreSQL's binary format (a
+ * result field of result format 1), len bytes at data: its elements into
+ * out[0..*n), at most max of them. 0; -EBADMSG when it is not such an array;
+ * -E2BIG when it has more than max elements (*n then says how many). */
+int pg_arr_int4_read(const void *data, size_t len, int32_t *out, size_t max, size_t *n);
+
 /* The parameters of one statement, all in binary format. Scalars are copied
  * into the struct; arrays and strings are referenced and must outlive the send. */
 #define PG_PARAMS_MAX 24

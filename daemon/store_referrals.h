@@ -40,7 +40,10 @@ typedef struct referral_rows {
         pg_arr c[RT_N][RT_COLS_MAX];
         unsigned rows[RT_N];
         pg_arr keys;                    /* the persons of round trip 2 */
-        pg_arr key_of, key_marks;       /* and their new referrals' marks */
+        pg_arr key_marks;               /* their new referrals' marks, by person */
+        pg_arr key_lo, key_hi;          /* each person's in key_marks, from 1 */
+        int32_t *hist;                  /* a person's history as read back */
+        size_t cap_hist;
         /* The distinct profile_params texts of the decisions (the last
          * parameter of their insert): each decision names its text by its
          * position here, from 1 (schemas/016_profile_params.sql). */
