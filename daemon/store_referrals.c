@@ -34,9 +34,9 @@ const pg_statement store_referral_statements[] = {
          * again); the daemon counts it by marks. $1 the sorted distinct keys;
          * $2 the new referrals' marks, person by person in key order; $3 and
          * $4 each person's first and last element of $2 (from 1). Measured
-         * alone (bench/README.md "The persons' history"), slicing $2 and
-         * counting in the daemon cost the server 12.5 µs a person, where
-         * grouping the marks by person and counting them in SQL cost 16.8. */
+         * alone (bench/persons-history), slicing $2 and counting in the
+         * daemon cost the server 13.1 µs a person, where grouping the marks
+         * by person and counting them in SQL cost 17.7. */
         { "ref_persons_history",
           "INSERT INTO allvarsd.persons AS p (person_key, marks)"
           " SELECT k.key, ($2::int4[])[k.lo:k.hi]"
