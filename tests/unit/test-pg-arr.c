@@ -18,15 +18,20 @@ static void build_int4(pg_arr *a, const int32_t *v, size_t n) {
         assert_int_equal(pg_arr_finish(a), 0);
 }
 
+/* The elements read back from a, which must read. */
+static size_t read_back(const pg_arr *a, int32_t *out, size_t max) {
+        size_t n = 99;
+        assert_int_equal(pg_arr_int4_read(a->b.s, a->b.len, out, max, &n), 0);
+        return n;
+}
+
 static void test_round_trip(void **state) {
         (void)state;
         static const int32_t v[] = {5, -1, 0, 2147483647, 5, 64};
         pg_arr a = { 0 };
         build_int4(&a, v, 6);
         int32_t out[8];
-        size_t n = 99;
-        assert_int_equal(pg_arr_int4_read(a.b.s, a.b.len, out, 8, &n), 0);
-        assert_int_equal(n, 6);
+        assert_int_equal(read_back(&a, out, 8), 6);
         assert_memory_equal(out, v, sizeof v);
         pg_arr_free(&a);
 }
@@ -36,9 +41,7 @@ static void test_empty(void **state) {
         pg_arr a = { 0 };
         build_int4(&a, NULL, 0);
         int32_t out[1];
-        size_t n = 99;
-        assert_int_equal(pg_arr_int4_read(a.b.s, a.b.len, out, 1, &n), 0);
-        assert_int_equal(n, 0);
+        assert_int_equal(read_back(&a, out, 1), 0);
         pg_arr_free(&a);
 }
 
