@@ -126,3 +126,7 @@ int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normali
         EVP_MAC_CTX_free(ctx);
         return ok ? 0 : -EIO;
 }
+
+int ids_person_key_cmp(const void *a, const void *b) {
+        return memcmp(a, b, PERSON_KEY_LEN);
+}

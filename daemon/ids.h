@@ -23,6 +23,9 @@ int ids_outcome_key_check(const char *case_id, const char *referral_id, const vo
 void ids_event_id(const char *case_id, const char *name, char ret[static UUID_STR_LEN]);
 /* uuid5 over arbitrary bytes, in the given namespace (16 bytes). */
 void ids_uuid5(const uint8_t ns[static 16], const void *name, size_t len, char ret[static UUID_STR_LEN]);
+/* The order of person keys (memcmp), for qsort and bsearch over arrays of
+ * PERSON_KEY_LEN-byte keys; PostgreSQL orders bytea the same way. */
+int ids_person_key_cmp(const void *a, const void *b);
 /* HMAC-SHA-256(pepper, normalised identity number). Returns 0 or -EIO. */
 int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normalised,
                    uint8_t ret[static PERSON_KEY_LEN]);

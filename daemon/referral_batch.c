@@ -156,10 +156,6 @@ static int id_to_item(const void *key, const void *elem) {
         return strcmp(key, (*(item *const *)elem)->r->referral_id);
 }
 
-static int key_cmp(const void *a, const void *b) {
-        return memcmp(a, b, PERSON_KEY_LEN);
-}
-
 static int hist_cmp(const void *a, const void *b) {
         const history_row *x = a, *y = b;
         return (x->key > y->key) - (x->key < y->key);
@@ -241,7 +237,7 @@ static size_t collect_keys_of(batch *b, size_t from, bool deferred) {
                         memcpy(keys[n++], it->person_key, PERSON_KEY_LEN);
         }
         if (n > 1)
-                qsort(keys, n, PERSON_KEY_LEN, key_cmp);
+                qsort(keys, n, PERSON_KEY_LEN, ids_person_key_cmp);
         size_t u = 0;
         for (size_t i = 0; i < n; i++)
                 if (u == 0 || memcmp(keys[u - 1], keys[i], PERSON_KEY_LEN) != 0)
@@ -250,7 +246,7 @@ static size_t collect_keys_of(batch *b, size_t from, bool deferred) {
                 item *it = &b->items[i];
                 if (!it->is_new || !it->has_key || it->deferred != deferred)
                         continue;
-                uint8_t(*k)[PERSON_KEY_LEN] = bsearch(it->person_key, keys, u, PERSON_KEY_LEN, key_cmp);
+                uint8_t(*k)[PERSON_KEY_LEN] = bsearch(it->person_key, keys, u, PERSON_KEY_LEN, ids_person_key_cmp);
                 assert(k);
                 it->key = (int)(from + (size_t)(k - keys));
         }

@@ -369,10 +369,6 @@ int store_referrals_claim(pg_session *s, referral_rows *w, store_rows *shared, c
         return r < 0 ? r : 0;
 }
 
-static int key_cmp(const void *a, const void *b) {
-        return memcmp(a, b, PERSON_KEY_LEN);
-}
-
 static int int32_cmp(const void *a, const void *b) {
         int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
         return (x > y) - (x < y);
@@ -449,7 +445,7 @@ int store_referrals_history(pg_session *s, referral_rows *w, const uint8_t (*key
         for (int i = 0; r >= 0 && i < PQntuples(res); i++) {
                 const uint8_t(*k)[PERSON_KEY_LEN] = NULL;
                 if (PQgetlength(res, i, 0) == PERSON_KEY_LEN)
-                        k = bsearch(PQgetvalue(res, i, 0), keys, n, PERSON_KEY_LEN, key_cmp);
+                        k = bsearch(PQgetvalue(res, i, 0), keys, n, PERSON_KEY_LEN, ids_person_key_cmp);
                 if (!k) {
                         r = pg_fail(s, -EIO, "batch: history row for an unknown person");
                         break;

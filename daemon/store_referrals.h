@@ -41,7 +41,7 @@ typedef struct referral_rows {
         unsigned rows[RT_N];
         pg_arr keys;                    /* the persons of round trip 2 */
         pg_arr key_marks;               /* their new referrals' marks, by person */
-        pg_arr key_lo, key_hi;          /* each person's in key_marks, from 1 */
+        pg_arr key_lo, key_hi;          /* each person's first and last in key_marks, from 1 */
         int32_t *hist;                  /* a person's history as read back */
         size_t cap_hist;
         /* The distinct profile_params texts of the decisions (the last
