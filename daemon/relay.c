@@ -3,8 +3,9 @@
  * Why it is shaped this way (docs/design.md "The outbox relay", "The producer"):
  *  - Every outbox row is unsent (schemas/004_outbox_sent.sql). A pass reads
  *    the rows above the highest id it has handled and the ids below it not
- *    seen yet; a sweep from the oldest row every relay.poll_ms finds any row
- *    whose transaction committed late (relay_read.c).
+ *    seen yet; a sweep from the oldest row, at least every 20 relay.poll_ms,
+ *    finds any row whose transaction committed later than those look
+ *    (relay_read.c).
  *  - A row is marked sent only on a delivery report without error, in bulk
  *    (one statement per pass): deleted from the outbox, and its record, with
  *    the payload's size but not the payload, inserted into outbox_sent. A
@@ -198,7 +199,8 @@ void relay_free(relay *r, usec_t flush_timeout) {
         key_blocks_free(&r->blocks);
         free(r->dead);
         free(r->delivered);
-        free(r->gaps);
+        free(r->gaps.v);
+        free(r->late.v);
         free(r->retry);
         free(r->bootstrap);
         if (r->pipe[0] >= 0)

@@ -5,22 +5,28 @@
  *  - the fast pass (relay_read_new) reads the rows above the highest id this
  *    relay has handled (`hi`: every row it produced or dead-lettered has an id
  *    at or below it) and looks up by id the few ids below hi it has not seen
- *    (the gaps). An index range scan from hi and point lookups: it never walks
- *    the rows in flight, nor the index entries of delivered rows that
- *    autovacuum has not yet removed, which the head of the primary key holds.
+ *    (the gaps; once every relay.poll_ms also the late ids, below). An index
+ *    range scan from hi and point lookups: it never walks the rows in flight,
+ *    nor the index entries of delivered rows that autovacuum has not yet
+ *    removed, which the head of the primary key holds.
  *  - the sweep (relay_read) reads the oldest unsent rows from the head,
  *    leaving out those in flight or delivered and not yet marked sent. It runs
- *    at activation, every relay.poll_ms, and at the next pass after a failure;
- *    it is what guarantees that no committed row is left behind, whatever
- *    became of the gap list.
+ *    at activation, every SWEEP_POLLS relay.poll_ms, at the next pass after a
+ *    failure, and within one relay.poll_ms of a pass that could not note all
+ *    its gaps; it is what guarantees that no committed row is left behind,
+ *    whatever became of the gap lists. It costs what the fast pass avoids: over
+ *    a replay the head holds up to a million dead entries, and a sweep took
+ *    7-35 ms of the server's time (bench/README.md "The relay's sweep").
  *
  * Why gaps: the ids come from one sequence but commit in any order. A batch
  * transaction can take ids below another's and commit after it; when a pass
  * has read past them, they are gaps until they appear (looked up in every
  * fast pass) or expire (gap_ttl: an id that a rolled-back transaction or an
- * ON CONFLICT skip consumed never appears); a row that commits after its gap
- * expired is the sweep's. A row the pass read but did not produce (its key
- * held back after a failure) and a row whose delivery failed become gaps too.
+ * ON CONFLICT skip consumed never appears). An expired gap is a late id for
+ * late_ttl more, looked up once every relay.poll_ms; a row that commits after
+ * that is the sweep's, which runs at least once every late_ttl. A row the pass
+ * read but did not produce (its key held back after a failure) and a row
+ * whose delivery failed become gaps too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,21 +38,38 @@
 #include "relay_state.h"
 
 /* Ids below hi not yet seen, at most this many, and this many more per pass
- * (more than two lanes' interleaved ids: old ids of rows delivered long ago,
- * which the sweep covers). */
+ * (more than two lanes' interleaved ids, a transaction's outbox rows each:
+ * 1,134 in a replay's; not the old ids of rows delivered long ago below a
+ * sweep's first row, which the sweep covers). A pass that cannot note all the
+ * ids it passed over brings the sweep forward (sweep_soon). Late ids: as many. */
 #define GAPS_MAX 4096
-#define GAPS_PER_PASS 1024
+#define GAPS_PER_PASS 4096
+#define LATE_MAX 4096
+/* The sweep runs at least once every this many relay.poll_ms. */
+#define SWEEP_POLLS 20
 
 static usec_t gap_ttl(const relay *r) {
         return 2 * relay_poll_interval(r);
 }
 
-/* The position of id in the sorted gap list, or where it would go. */
-static size_t gap_find(const relay *r, int64_t id) {
-        size_t lo = 0, hi = r->n_gaps;
+static usec_t late_ttl(const relay *r) {
+        return SWEEP_POLLS * relay_poll_interval(r);
+}
+
+/* Ids may have been passed over without a note: the sweep within one
+ * relay.poll_ms, as when every poll was one. */
+static void sweep_soon(relay *r, usec_t mono) {
+        usec_t at = mono + relay_poll_interval(r);
+        if (r->next_sweep > at)
+                r->next_sweep = at;
+}
+
+/* The position of id in a sorted gap list, or where it would go. */
+static size_t gap_find(const relay_gaps *g, int64_t id) {
+        size_t lo = 0, hi = g->n;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                if (r->gaps[mid].id < id)
+                if (g->v[mid].id < id)
                         lo = mid + 1;
                 else
                         hi = mid;
@@ -54,47 +77,58 @@ static size_t gap_find(const relay *r, int64_t id) {
         return lo;
 }
 
-static void gap_add(relay *r, int64_t id, usec_t mono) {
-        size_t at = gap_find(r, id);
-        if (at < r->n_gaps && r->gaps[at].id == id) {
-                r->gaps[at].since = mono;
-                return;
+/* Note id (since mono); false when it could not be noted (the list is full,
+ * or out of memory). */
+static bool gap_add(relay_gaps *g, int64_t id, usec_t mono, size_t max) {
+        size_t at = gap_find(g, id);
+        if (at < g->n && g->v[at].id == id) {
+                g->v[at].since = mono;
+                return true;
         }
-        if (r->n_gaps == GAPS_MAX)
-                return; /* the sweep finds it */
-        if (r->n_gaps == r->cap_gaps) {
-                size_t cap = r->cap_gaps ? r->cap_gaps * 2 : 64;
-                relay_gap *v = realloc(r->gaps, cap * sizeof *v);
-                if (!v) {
-                        r->sweep_due = true;
-                        return;
-                }
-                r->gaps = v;
-                r->cap_gaps = cap;
+        if (g->n == max)
+                return false;
+        if (g->n == g->cap) {
+                size_t cap = g->cap ? g->cap * 2 : 64;
+                relay_gap *v = realloc(g->v, cap * sizeof *v);
+                if (!v)
+                        return false;
+                g->v = v;
+                g->cap = cap;
         }
-        memmove(r->gaps + at + 1, r->gaps + at, (r->n_gaps - at) * sizeof *r->gaps);
-        r->gaps[at] = (relay_gap){.id = id, .since = mono};
-        r->n_gaps++;
+        memmove(g->v + at + 1, g->v + at, (g->n - at) * sizeof *g->v);
+        g->v[at] = (relay_gap){.id = id, .since = mono};
+        g->n++;
+        return true;
 }
 
-static void gap_remove(relay *r, int64_t id) {
-        size_t at = gap_find(r, id);
-        if (at == r->n_gaps || r->gaps[at].id != id)
+static void gap_remove(relay_gaps *g, int64_t id) {
+        size_t at = gap_find(g, id);
+        if (at == g->n || g->v[at].id != id)
                 return;
-        memmove(r->gaps + at, r->gaps + at + 1, (r->n_gaps - at - 1) * sizeof *r->gaps);
-        r->n_gaps--;
+        memmove(g->v + at, g->v + at + 1, (g->n - at - 1) * sizeof *g->v);
+        g->n--;
 }
 
-/* Drop the gaps past their time (the sweep takes over), and take in the rows
- * whose delivery failed since the last pass (relay_producer.c). */
+/* Gaps past their time become late ids, late ids past theirs are dropped (the
+ * sweep takes over), and the rows whose delivery failed since the last pass
+ * (relay_producer.c) become gaps. */
 static void gaps_update(relay *r, usec_t mono) {
         size_t kept = 0;
-        for (size_t i = 0; i < r->n_gaps; i++)
-                if (mono - r->gaps[i].since < gap_ttl(r))
-                        r->gaps[kept++] = r->gaps[i];
-        r->n_gaps = kept;
+        for (size_t i = 0; i < r->late.n; i++)
+                if (mono - r->late.v[i].since < late_ttl(r))
+                        r->late.v[kept++] = r->late.v[i];
+        r->late.n = kept;
+        kept = 0;
+        for (size_t i = 0; i < r->gaps.n; i++) {
+                if (mono - r->gaps.v[i].since < gap_ttl(r))
+                        r->gaps.v[kept++] = r->gaps.v[i];
+                else if (!gap_add(&r->late, r->gaps.v[i].id, mono, LATE_MAX))
+                        sweep_soon(r, mono);
+        }
+        r->gaps.n = kept;
         for (size_t i = 0; i < r->n_retry; i++)
-                gap_add(r, r->retry[i], mono);
+                if (!gap_add(&r->gaps, r->retry[i], mono, GAPS_MAX))
+                        sweep_soon(r, mono);
         r->n_retry = 0;
 }
 
@@ -116,7 +150,7 @@ static void held_keys(relay *r, usec_t mono, pg_arr *keys) {
 }
 
 /* Read a pass's rows: the sweep or the fast pass (see above). */
-static PGresult *read_rows(relay *r, bool sweep, unsigned limit, usec_t mono) {
+static PGresult *read_rows(relay *r, bool sweep, bool late, unsigned limit, usec_t mono) {
         _cleanup_(pg_arr_free) pg_arr ids = { 0 };
         _cleanup_(pg_arr_free) pg_arr keys = { 0 };
         pg_arr_reset(&ids, PG_OID_INT8);
@@ -130,8 +164,10 @@ static PGresult *read_rows(relay *r, bool sweep, unsigned limit, usec_t mono) {
                 pg_params_int4(&p, (int32_t)limit);
                 return exec_prepared(r, "relay_read", &p, 1);
         }
-        for (size_t i = 0; i < r->n_gaps; i++)
-                pg_arr_int8(&ids, r->gaps[i].id);
+        for (size_t i = 0; i < r->gaps.n; i++)
+                pg_arr_int8(&ids, r->gaps.v[i].id);
+        for (size_t i = 0; late && i < r->late.n; i++)
+                pg_arr_int8(&ids, r->late.v[i].id);
         pg_params_int8(&p, r->hi);
         if (pg_params_arr(&p, &ids) < 0 || pg_params_arr(&p, &keys) < 0)
                 return NULL;
@@ -146,16 +182,19 @@ int relay_publish(relay *r, usec_t mono) {
                 limit = (unsigned)room;
         gaps_update(r, mono);
         bool sweep = r->sweep_due || mono >= r->next_sweep;
-        PGresult *res = read_rows(r, sweep, limit, mono);
+        bool late = !sweep && r->late.n > 0 && mono >= r->next_late;
+        PGresult *res = read_rows(r, sweep, late, limit, mono);
         if (!res && r->pg_state == PG_READY)
                 return -ENOMEM;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
                 return pg_failed(r, res, "reading the outbox");
         if (sweep) {
                 r->sweep_due = false;
-                r->next_sweep = mono + relay_poll_interval(r);
+                r->next_sweep = mono + late_ttl(r);
                 r->fig.sweeps++;
         }
+        if (sweep || late)
+                r->next_late = mono + relay_poll_interval(r);
 
         /* Produce in id order; then every id in (hi, top] not produced is a gap. */
         int rows = PQntuples(res), ret = 0, fresh = 0;
@@ -179,8 +218,10 @@ int relay_publish(relay *r, usec_t mono) {
                                 ret = k;
                         continue;
                 }
-                if (id <= hi)
-                        gap_remove(r, id);
+                if (id <= hi) {
+                        gap_remove(&r->gaps, id);
+                        gap_remove(&r->late, id);
+                }
                 else {
                         if (done)
                                 done[n_done++] = id;
@@ -188,21 +229,31 @@ int relay_publish(relay *r, usec_t mono) {
                 }
         }
         PQclear(res);
-        /* Ids passed over: not committed yet, never to be, or not produced. A
-         * sweep's rows start at the oldest unsent one: nothing below it is
-         * looked for (the next sweep is). */
+        /* Ids passed over: not committed yet, never to be, or not produced;
+         * below a sweep's first row too (a transaction still open may hold
+         * it). */
         if (!done && top > hi)
                 r->sweep_due = true; /* out of memory: no gaps noted, the sweep looks */
         else if (top > hi) {
-                int64_t from = sweep && n_done > 0 && done[0] > hi ? done[0] : hi + 1;
+                int64_t from = hi + 1;
+                /* The ids nearest below top when there are more (the first
+                 * pass after activation starts at 0): a transaction still open
+                 * took them lately; older ones are the sweep's. */
+                if (top - from > GAPS_PER_PASS) {
+                        from = top - GAPS_PER_PASS;
+                        sweep_soon(r, mono);
+                }
                 unsigned added = 0;
                 size_t j = 0;
-                for (int64_t id = from; id < top && added < GAPS_PER_PASS && r->n_gaps < GAPS_MAX; id++) {
+                for (int64_t id = from; id < top; id++) {
                         while (j < n_done && done[j] < id)
                                 j++;
                         if (j < n_done && done[j] == id)
                                 continue;
-                        gap_add(r, id, mono);
+                        if (added == GAPS_PER_PASS || !gap_add(&r->gaps, id, mono, GAPS_MAX)) {
+                                sweep_soon(r, mono);
+                                break;
+                        }
                         added++;
                 }
         }

@@ -42,6 +42,12 @@ typedef struct relay_gap {
         usec_t since;                   /* monotonic: noted at */
 } relay_gap;
 
+/* Ids sorted, each with when it was noted. */
+typedef struct relay_gaps {
+        relay_gap *v;
+        size_t n, cap;
+} relay_gaps;
+
 typedef enum pg_state {
         PG_NONE,
         PG_CONNECTING,
@@ -66,8 +72,9 @@ struct relay {
 
         /* What the passes read (relay_read.c). */
         int64_t hi;                     /* every row this relay produced has an id <= hi */
-        relay_gap *gaps;                /* ids <= hi not seen yet, sorted */
-        size_t n_gaps, cap_gaps;
+        relay_gaps gaps;                /* ids <= hi not seen yet: looked up by every pass */
+        relay_gaps late;                /* gaps past their time: looked up every relay.poll_ms */
+        usec_t next_late;               /* monotonic */
         int64_t *retry;                 /* delivery failed since the last pass: read again */
         size_t n_retry, cap_retry;
         bool sweep_due;                 /* the next pass reads from the oldest row */

@@ -105,29 +105,71 @@ static void test_standby_takes_over(void **state) {
         check_published(e, false);
 }
 
-static void test_late_commit_of_lower_id(void **state) {
-        env *e = *state;
-        PGconn *t1 = PQconnectdb(e->conninfo), *t2 = PQconnectdb(e->conninfo);
-        assert_int_equal(PQstatus(t1), CONNECTION_OK);
-        assert_int_equal(PQstatus(t2), CONNECTION_OK);
-        relay *r = relay_start(e);
-
-        /* t1 takes the lower id and commits last. */
+/* t1 takes the lower id and commits last, after the relay published the
+ * higher one and went on past it. Returns the ids. */
+static void lower_id_pending(env *e, relay *r, PGconn *t1, PGconn *t2, int64_t *low_id, int64_t *high_id) {
         harness_exec_ok(t1, "BEGIN");
         row *low = insert_row_on(e, t1, TOPIC_A, "77777777-7777-5777-8777-777777777777");
         harness_exec_ok(t2, "BEGIN");
         row *high = insert_row_on(e, t2, TOPIC_B, "88888888-8888-5888-8888-888888888888");
         harness_exec_ok(t2, "COMMIT");
         assert_true(low->id < high->id);
-        int64_t low_id = low->id, high_id = high->id;
-
+        *low_id = low->id;
+        *high_id = high->id;
         usec_t until = clock_monotonic() + 10 * USEC_PER_SEC;
-        while (!row_sent(e, high_id) && clock_monotonic() < until)
+        while (!row_sent(e, *high_id) && clock_monotonic() < until)
                 relay_step(r, STEP);
-        assert_true(row_sent(e, high_id));
-        /* More passes past the higher id, longer than a gap is kept (twice
-         * relay.poll_ms, 50 ms here), then the lower one commits: a sweep finds it. */
-        run_for(&r, 1, 300 * 1000);
+        assert_true(row_sent(e, *high_id));
+}
+
+static uint64_t sweeps_of(relay *r) {
+        relay_figures f;
+        relay_figures_read(r, &f);
+        return f.sweeps;
+}
+
+/* The lower id commits after its gap expired (twice relay.poll_ms, 200 ms
+ * here) but while it is a late id (20 relay.poll_ms): the look-up of the late
+ * ids, once every relay.poll_ms, finds it, and no sweep runs meanwhile
+ * (daemon/relay_read.c). */
+static void test_late_commit_of_lower_id(void **state) {
+        env *e = *state;
+        e->cfg.relay_poll_ms = 100;
+        PGconn *t1 = PQconnectdb(e->conninfo), *t2 = PQconnectdb(e->conninfo);
+        assert_int_equal(PQstatus(t1), CONNECTION_OK);
+        assert_int_equal(PQstatus(t2), CONNECTION_OK);
+        relay *r = relay_start(e);
+        int64_t low_id, high_id;
+        lower_id_pending(e, r, t1, t2, &low_id, &high_id);
+        run_for(&r, 1, 500 * 1000);
+        uint64_t before = sweeps_of(r);
+        harness_exec_ok(t1, "COMMIT");
+        run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
+        assert_true(row_sent(e, low_id));
+        assert_int_equal(sweeps_of(r), before);
+        relay_free(r, USEC_PER_SEC);
+        PQfinish(t1);
+        PQfinish(t2);
+        consume_all(e, 2, 500 * 1000, 20 * USEC_PER_SEC);
+        assert_int_equal(e->n_msgs, 2);
+        check_published(e, false);
+}
+
+/* The lower id commits after it stopped being a late id (20 relay.poll_ms,
+ * 1 s here): a sweep finds it. Sweeps run once every 20 relay.poll_ms, not
+ * at every one: the head of the outbox they walk is what the fast pass avoids. */
+static void test_late_commit_found_by_sweep(void **state) {
+        env *e = *state;
+        PGconn *t1 = PQconnectdb(e->conninfo), *t2 = PQconnectdb(e->conninfo);
+        assert_int_equal(PQstatus(t1), CONNECTION_OK);
+        assert_int_equal(PQstatus(t2), CONNECTION_OK);
+        relay *r = relay_start(e);
+        int64_t low_id, high_id;
+        lower_id_pending(e, r, t1, t2, &low_id, &high_id);
+        uint64_t before = sweeps_of(r);
+        run_for(&r, 1, 1500 * 1000);
+        uint64_t during = sweeps_of(r) - before;
+        assert_true(during >= 1 && during <= 3);        /* 30 polls of 50 ms */
         harness_exec_ok(t1, "COMMIT");
         run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
         assert_true(row_sent(e, low_id));
@@ -355,6 +397,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_standby_takes_over, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_commit_of_lower_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_commit_found_as_gap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_commit_found_by_sweep, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retriable_produce_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_delivery_stays_unsent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_broker_outage, setup, teardown),
