@@ -95,7 +95,9 @@ const config_key config_keys[] = {
         {"relay.batch", CT_UINT, OFF(relay_batch), 0, "1000", CF_RELOADABLE, 1, 100000, NULL,
          "The most outbox rows the relay reads at once."},
         {"relay.poll_ms", CT_UINT, OFF(relay_poll_ms), 0, "500", CF_RELOADABLE, 1, 3600000, NULL,
-         "How often the relay looks for unsent rows when not woken by a notification."},
+         "How often the relay looks for unsent rows when not woken by a notification. Every 20th look at the "
+         "latest is a sweep from the oldest unsent row, which finds a row whose transaction committed long after "
+         "later ones."},
         {"deadline_watch.interval_s", CT_UINT, OFF(deadline_watch_interval_s), 0, "30", CF_RELOADABLE, 1, 86400,
          NULL, "How often the deadline watch looks for cases at risk, missed deadlines and overdue protective "
          "assessments."},
