@@ -33,14 +33,59 @@ static const uint8_t ids_ns_event[16] = {
 static pthread_once_t ids_md_once = PTHREAD_ONCE_INIT;
 static EVP_MD *ids_md_sha1;
 static EVP_MAC *ids_mac_hmac;
+static pthread_key_t ids_ctx_key;
+static bool ids_ctx_key_made;
+
+/* Each thread's contexts, made at its first id and reused: a context made,
+ * keyed and freed for every id cost about half of what the ids cost the
+ * daemon (bench/README.md "The ids' contexts"). The HMAC context keeps the
+ * pepper it was keyed with, and a copy to see that the next call's is the
+ * same; freed, wiped, when the thread ends. */
+typedef struct ids_ctx {
+        EVP_MD_CTX *md;
+        EVP_MAC_CTX *mac;
+        uint8_t *pepper;
+        size_t pepper_len;
+} ids_ctx;
+
+static void ids_ctx_free(void *p) {
+        ids_ctx *c = p;
+        if (!c)
+                return;
+        EVP_MD_CTX_free(c->md);
+        EVP_MAC_CTX_free(c->mac);
+        if (c->pepper) {
+                explicit_bzero(c->pepper, c->pepper_len);
+                free(c->pepper);
+        }
+        free(c);
+}
 
 static void ids_md_fetch(void) {
         ids_md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
         ids_mac_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        ids_ctx_key_made = pthread_key_create(&ids_ctx_key, ids_ctx_free) == 0;
 }
 
 static bool ids_fetched(void) {
         return pthread_once(&ids_md_once, ids_md_fetch) == 0;
+}
+
+/* This thread's contexts, or NULL (out of memory). */
+static ids_ctx *ids_ctx_get(void) {
+        if (!ids_fetched() || !ids_ctx_key_made)
+                return NULL;
+        ids_ctx *c = pthread_getspecific(ids_ctx_key);
+        if (c)
+                return c;
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        if (pthread_setspecific(ids_ctx_key, c) != 0) {
+                free(c);
+                return NULL;
+        }
+        return c;
 }
 
 static void ids_format(const uint8_t u[static 16], char ret[static UUID_STR_LEN]) {
@@ -60,13 +105,14 @@ static void ids_uuid5_parts(const uint8_t ns[static 16], const void *const *part
                             char ret[static UUID_STR_LEN]) {
         uint8_t md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
-        const EVP_MD *sha1 = ids_fetched() ? ids_md_sha1 : NULL;
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        bool ok = sha1 && ctx && EVP_DigestInit_ex(ctx, sha1, NULL) && EVP_DigestUpdate(ctx, ns, 16);
+        ids_ctx *c = ids_ctx_get();
+        if (c && !c->md)
+                c->md = EVP_MD_CTX_new();
+        EVP_MD_CTX *ctx = c ? c->md : NULL;
+        bool ok = ids_md_sha1 && ctx && EVP_DigestInit_ex2(ctx, ids_md_sha1, NULL) && EVP_DigestUpdate(ctx, ns, 16);
         for (size_t i = 0; ok && i < n; i++)
                 ok = lens[i] == 0 || EVP_DigestUpdate(ctx, parts[i], lens[i]);
         ok = ok && EVP_DigestFinal_ex(ctx, md, &md_len) && md_len >= 16;
-        EVP_MD_CTX_free(ctx);
         /* Only an allocation failure inside libcrypto gets here; an id that is
          * not the right one would break de-duplication silently, so stop. */
         if (!ok)
@@ -107,23 +153,46 @@ void ids_event_id(const char *case_id, const char *name, char ret[static UUID_ST
 
 /* HMAC-SHA-256 (RFC 2104) by OpenSSL's EVP_MAC, fetched once; the digest is
  * handed over as the fetched EVP_MD's name, which the provider finds in its
- * method cache. OpenSSL 3.0's one-shot HMAC() fetched both on every call. */
-int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normalised,
-                   uint8_t ret[static PERSON_KEY_LEN]) {
-        if (!pepper || pepper_len == 0 || pepper_len > INT32_MAX || !normalised)
-                return -EIO;
-        if (!ids_fetched() || !ids_mac_hmac)
-                return -EIO;
+ * method cache. OpenSSL 3.0's one-shot HMAC() fetched both on every call. The
+ * thread's context is keyed again only when the pepper differs from the one it
+ * holds (a reload); otherwise EVP_MAC_init without a key starts a new MAC with
+ * the key it has. */
+static bool ids_mac_keyed(ids_ctx *c, const uint8_t *pepper, size_t pepper_len) {
+        if (c->mac && c->pepper_len == pepper_len && memcmp(c->pepper, pepper, pepper_len) == 0)
+                return EVP_MAC_init(c->mac, NULL, 0, NULL);
+        uint8_t *copy = malloc(pepper_len);
+        if (!copy)
+                return false;
+        memcpy(copy, pepper, pepper_len);
+        if (c->pepper) {
+                explicit_bzero(c->pepper, c->pepper_len);
+                free(c->pepper);
+        }
+        c->pepper = copy;
+        c->pepper_len = pepper_len;
+        EVP_MAC_CTX_free(c->mac);
+        c->mac = EVP_MAC_CTX_new(ids_mac_hmac);
         OSSL_PARAM params[] = {
                 OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
                 OSSL_PARAM_construct_end(),
         };
+        if (c->mac && EVP_MAC_init(c->mac, pepper, pepper_len, params))
+                return true;
+        c->pepper_len = 0; /* keyed with nothing: key again next time */
+        return false;
+}
+
+int ids_person_key(const uint8_t *pepper, size_t pepper_len, const char *normalised,
+                   uint8_t ret[static PERSON_KEY_LEN]) {
+        if (!pepper || pepper_len == 0 || pepper_len > INT32_MAX || !normalised)
+                return -EIO;
+        ids_ctx *c = ids_ctx_get();
+        if (!c || !ids_mac_hmac)
+                return -EIO;
         size_t len = 0;
-        EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(ids_mac_hmac);
-        bool ok = ctx && EVP_MAC_init(ctx, pepper, pepper_len, params) &&
-                  EVP_MAC_update(ctx, (const unsigned char *)normalised, strlen(normalised)) &&
-                  EVP_MAC_final(ctx, ret, &len, PERSON_KEY_LEN) && len == PERSON_KEY_LEN;
-        EVP_MAC_CTX_free(ctx);
+        bool ok = ids_mac_keyed(c, pepper, pepper_len) &&
+                  EVP_MAC_update(c->mac, (const unsigned char *)normalised, strlen(normalised)) &&
+                  EVP_MAC_final(c->mac, ret, &len, PERSON_KEY_LEN) && len == PERSON_KEY_LEN;
         return ok ? 0 : -EIO;
 }
 

@@ -233,6 +233,17 @@ static void test_person_key_depends_on_pepper(void **state) {
         hex(a, sizeof a, h);
         assert_string_equal(h, "942db1f7220287f967f91524576c36abf945e6a14006f3d13234af493645ef27");
         assert_int_equal(ids_person_key(NULL, 0, "200501012384", a), -EIO);
+        /* The thread keeps its keyed context: a pepper changed in place (same
+         * address and length, as a reload may leave it), then a shorter one,
+         * then the first again, each gives its own key. */
+        p1[0] ^= 1;
+        assert_int_equal(ids_person_key(p1, sizeof p1, "200501012384", b), 0);
+        assert_memory_not_equal(a, b, sizeof a);
+        p1[0] ^= 1;
+        assert_int_equal(ids_person_key(p1, 16, "200501012384", c), 0);
+        assert_memory_not_equal(a, c, sizeof a);
+        assert_int_equal(ids_person_key(p1, sizeof p1, "200501012384", b), 0);
+        assert_memory_equal(a, b, sizeof a);
 }
 
 int main(void) {
