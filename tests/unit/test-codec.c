@@ -303,6 +303,13 @@ static void test_invalid_utf8(void **state) {
                 "\xed\xa0\x80",         /* a surrogate */
                 "\xf4\x90\x80\x80",     /* above U+10FFFF */
                 "\xf8\x88\x80\x80\x80", /* five bytes */
+                /* after whole words of ASCII (read eight bytes at a time) */
+                "0123456789abcdef\xff",
+                "0123456789abcde\xff" "0123456789",
+                "01234567\x80" "1234567" "89",
+                "01234567\xc3",
+                "0123456789abcdef\xc3\xa5" "01234567\xed\xa0\x80",
+                "0123456\xc3\xa5" "0123456789abcdef\x80",
         };
         fixture f;
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -322,7 +329,8 @@ static void test_invalid_utf8(void **state) {
                 f.r.district = (char *)bad[i];
                 expect_fixture_reject(&f, DLR_INVALID_TEXT, "district");
         }
-        static const char *const good[] = {"åäö ÅÄÖ", "Ĳ", "€", "𝄞", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "日本"};
+        static const char *const good[] = {"åäö ÅÄÖ", "Ĳ", "€", "𝄞", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "日本",
+                                            "0123456789abcdefåäö01234567€0123456789abcdef𝄞"};
         for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
                 init(&f);
                 f.r.narrative = (char *)good[i];
