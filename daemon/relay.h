@@ -26,7 +26,6 @@ typedef struct relay_figures {
         uint64_t failed;                /* delivery reports with an error (retried later) */
         uint64_t in_flight;
         uint64_t sweeps;                /* passes that read from the oldest unsent row (relay_read.c) */
-        uint64_t gap_passes;            /* fast passes that looked up the ids passed over (relay_read.c) */
         char last_error[200];
         char refusing[120];             /* "" or what deliveries keep failing with (for STATUS=) */
 } relay_figures;

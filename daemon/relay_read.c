@@ -5,9 +5,8 @@
  *  - the fast pass (relay_read_new) reads the rows above the highest id this
  *    relay has handled (`hi`: every row it produced or dead-lettered has an id
  *    at or below it) and looks up by id the few ids below hi it has not seen
- *    (the gaps), when a commit may have made them visible (a NOTIFY, a retry)
- *    and once every relay.poll_ms, with the late ids (below). An index range
- *    scan from hi and point lookups: it never walks the rows in flight,
+ *    (the gaps; once every relay.poll_ms also the late ids, below). An index
+ *    range scan from hi and point lookups: it never walks the rows in flight,
  *    nor the index entries of delivered rows that autovacuum has not yet
  *    removed, which the head of the primary key holds.
  *  - the sweep (relay_read) reads the oldest unsent rows from the head,
@@ -21,10 +20,8 @@
  *
  * Why gaps: the ids come from one sequence but commit in any order. A batch
  * transaction can take ids below another's and commit after it; when a pass
- * has read past them, they are gaps until they appear (looked up in the
- * fast passes after a NOTIFY: not in those for the rest of a full batch, which
- * cost a replay 0.7 ms of the server's time for the 1,134 ids of the other
- * lane's open transaction, each time; bench/README.md "The gaps' look-ups") or expire (gap_ttl: an id that a rolled-back transaction or an
+ * has read past them, they are gaps until they appear (looked up in every
+ * fast pass) or expire (gap_ttl: an id that a rolled-back transaction or an
  * ON CONFLICT skip consumed never appears). An expired gap is a late id for
  * late_ttl more, looked up once every relay.poll_ms; a row that commits after
  * that is the sweep's, which runs at least once every late_ttl. A row the pass
@@ -132,8 +129,6 @@ static void gaps_update(relay *r, usec_t mono) {
         for (size_t i = 0; i < r->n_retry; i++)
                 if (!gap_add(&r->gaps, r->retry[i], mono, GAPS_MAX))
                         sweep_soon(r, mono);
-        if (r->n_retry > 0)
-                r->gaps_due = true;
         r->n_retry = 0;
 }
 
@@ -155,7 +150,7 @@ static void held_keys(relay *r, usec_t mono, pg_arr *keys) {
 }
 
 /* Read a pass's rows: the sweep or the fast pass (see above). */
-static PGresult *read_rows(relay *r, bool sweep, bool gaps, bool late, unsigned limit, usec_t mono) {
+static PGresult *read_rows(relay *r, bool sweep, bool late, unsigned limit, usec_t mono) {
         _cleanup_(pg_arr_free) pg_arr ids = { 0 };
         _cleanup_(pg_arr_free) pg_arr keys = { 0 };
         pg_arr_reset(&ids, PG_OID_INT8);
@@ -169,7 +164,7 @@ static PGresult *read_rows(relay *r, bool sweep, bool gaps, bool late, unsigned 
                 pg_params_int4(&p, (int32_t)limit);
                 return exec_prepared(r, "relay_read", &p, 1);
         }
-        for (size_t i = 0; gaps && i < r->gaps.n; i++)
+        for (size_t i = 0; i < r->gaps.n; i++)
                 pg_arr_int8(&ids, r->gaps.v[i].id);
         for (size_t i = 0; late && i < r->late.n; i++)
                 pg_arr_int8(&ids, r->late.v[i].id);
@@ -187,16 +182,8 @@ int relay_publish(relay *r, usec_t mono) {
                 limit = (unsigned)room;
         gaps_update(r, mono);
         bool sweep = r->sweep_due || mono >= r->next_sweep;
-        bool polled = mono >= r->next_late; /* once every relay.poll_ms */
-        bool late = !sweep && r->late.n > 0 && polled;
-        /* A gap is found only after a commit, and every transaction that
-         * writes the outbox sends a NOTIFY: a pass for a full batch alone
-         * need not look again. */
-        bool gaps = r->gaps_due || polled;
-        r->gaps_due = false;
-        if (gaps && !sweep && r->gaps.n > 0)
-                r->fig.gap_passes++;
-        PGresult *res = read_rows(r, sweep, gaps, late, limit, mono);
+        bool late = !sweep && r->late.n > 0 && mono >= r->next_late;
+        PGresult *res = read_rows(r, sweep, late, limit, mono);
         if (!res && r->pg_state == PG_READY)
                 return -ENOMEM;
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -206,9 +193,8 @@ int relay_publish(relay *r, usec_t mono) {
                 r->next_sweep = mono + late_ttl(r);
                 r->fig.sweeps++;
         }
-        if (sweep || polled)
+        if (sweep || late)
                 r->next_late = mono + relay_poll_interval(r);
-
 
         /* Produce in id order; then every id in (hi, top] not produced is a gap. */
         int rows = PQntuples(res), ret = 0, fresh = 0;

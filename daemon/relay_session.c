@@ -112,7 +112,6 @@ int pg_consume(relay *r) {
         PGnotify *n;
         while ((n = PQnotifies(r->pg))) {
                 r->query_due = true;
-                r->gaps_due = true;
                 PQfreemem(n);
         }
         return 0;

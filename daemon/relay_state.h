@@ -72,8 +72,7 @@ struct relay {
 
         /* What the passes read (relay_read.c). */
         int64_t hi;                     /* every row this relay produced has an id <= hi */
-        relay_gaps gaps;                /* ids <= hi not seen yet: looked up when gaps_due */
-        bool gaps_due;                  /* a commit may have made gaps visible: a NOTIFY, a retry */
+        relay_gaps gaps;                /* ids <= hi not seen yet: looked up by every pass */
         relay_gaps late;                /* gaps past their time: looked up every relay.poll_ms */
         usec_t next_late;               /* monotonic */
         int64_t *retry;                 /* delivery failed since the last pass: read again */

@@ -230,48 +230,6 @@ static void test_late_commit_found_as_gap(void **state) {
         check_published(e, false);
 }
 
-/* The ids passed over are looked up again after a NOTIFY, not in the passes
- * that read the rest of a full batch (relay.batch 7 here): only a commit makes
- * one visible, and every transaction that writes the outbox sends a NOTIFY. */
-static void test_gaps_looked_up_after_notify(void **state) {
-        env *e = *state;
-        e->cfg.relay_poll_ms = 60000;
-        PGconn *t1 = PQconnectdb(e->conninfo);
-        assert_int_equal(PQstatus(t1), CONNECTION_OK);
-        relay *r = relay_start(e);
-        usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
-        while (!relay_active(r) && clock_monotonic() < until)
-                relay_step(r, STEP);
-        assert_true(relay_active(r));
-        run_for(&r, 1, 200 * 1000); /* the sweep of the activation, over an empty outbox */
-
-        harness_exec_ok(t1, "BEGIN");
-        row *low = insert_row_on(e, t1, TOPIC_A, "77777777-7777-5777-8777-777777777777");
-        int64_t low_id = low->id;
-        insert_rows(e, 20); /* three passes: 7, 7 and 6 rows */
-        harness_exec_ok(e->pg, "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')");
-        until = clock_monotonic() + 10 * USEC_PER_SEC;
-        while (unsent(e) > 0 && clock_monotonic() < until)
-                relay_step(r, STEP);
-        assert_int_equal(unsent(e), 0); /* all but the open one, which is not visible */
-        relay_figures f;
-        relay_figures_read(r, &f);
-        assert_int_equal(f.gap_passes, 0); /* the gap was noted in the first pass */
-
-        harness_exec_ok(t1, "COMMIT");
-        harness_exec_ok(e->pg, "SELECT pg_notify('" RELAY_NOTIFY_CHANNEL "', '')");
-        run_until_sent(e, &r, 1, 10 * USEC_PER_SEC);
-        assert_true(row_sent(e, low_id));
-        relay_figures_read(r, &f);
-        assert_int_equal(f.gap_passes, 1);
-        assert_int_equal(f.published, 21);
-        relay_free(r, USEC_PER_SEC);
-        PQfinish(t1);
-        consume_all(e, 21, 500 * 1000, 20 * USEC_PER_SEC);
-        assert_int_equal(e->n_msgs, 21);
-        check_published(e, false);
-}
-
 static void test_retriable_produce_errors(void **state) {
         env *e = *state;
         relay *r = relay_start(e);
@@ -440,7 +398,6 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_late_commit_of_lower_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_commit_found_as_gap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_commit_found_by_sweep, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_gaps_looked_up_after_notify, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_retriable_produce_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_delivery_stays_unsent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_broker_outage, setup, teardown),
