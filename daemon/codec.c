@@ -308,16 +308,21 @@ static int check_enum(check *c, int v, limit_id id, const char *name) {
 }
 
 static int check_guardian(check *c, const Allvarssamtal__V1__Guardian *g, const char *prefix, size_t i) {
-        char name[64];
         if (!g)
                 return fail(c, DLR_UNDECODABLE, "%s[%zu] is missing", prefix, i);
-        snprintf(name, sizeof name, "%s[%zu].name", prefix, i);
+        /* "guardians[0]." once, each field's name after it: one snprintf per
+         * guardian, not four (a guardian or two in every referral). */
+        char name[80];
+        int n = snprintf(name, sizeof name, "%s[%zu].", prefix, i);
+        if (n < 0 || (size_t)n + sizeof "postal_address" > sizeof name)
+                n = 0;
+        memcpy(name + n, "name", sizeof "name");
         TRY(check_text_limit(c, g->name, LIM_GUARDIAN_NAME, name));
-        snprintf(name, sizeof name, "%s[%zu].phone", prefix, i);
+        memcpy(name + n, "phone", sizeof "phone");
         TRY(check_text_limit(c, g->phone, LIM_GUARDIAN_PHONE, name));
-        snprintf(name, sizeof name, "%s[%zu].email", prefix, i);
+        memcpy(name + n, "email", sizeof "email");
         TRY(check_text_limit(c, g->email, LIM_GUARDIAN_EMAIL, name));
-        snprintf(name, sizeof name, "%s[%zu].postal_address", prefix, i);
+        memcpy(name + n, "postal_address", sizeof "postal_address");
         TRY(check_text_limit(c, g->postal_address, LIM_GUARDIAN_POSTAL_ADDRESS, name));
         return 0;
 }
