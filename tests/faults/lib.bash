@@ -385,6 +385,17 @@ decided_past() { (($(decided_now) > $1)); }
 # advisory lock (relay.h: RELAY_LOCK_KEY), found through its backend's client
 # port (the daemons connect over TCP, faults_conf) and the socket inode in /proc.
 relay_holder() {
+        # A few tries: a single lookup found no holder once (the final rehearsal
+        # of 2026-12-06, 6 s after both instances were ready, with the relay
+        # active in one of them; which step came up empty is not known).
+        local try
+        for ((try = 0; try < 10; try++)); do
+                relay_holder_once && return 0
+                sleep 0.5
+        done
+        return 1
+}
+relay_holder_once() {
         local port hex inode n pid
         port=$(sql "select a.client_port from pg_locks l join pg_stat_activity a on a.pid = l.pid
                     where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database
