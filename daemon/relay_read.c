@@ -243,18 +243,16 @@ int relay_publish(relay *r, usec_t mono) {
                         from = top - GAPS_PER_PASS;
                         sweep_soon(r, mono);
                 }
-                unsigned added = 0;
                 size_t j = 0;
                 for (int64_t id = from; id < top; id++) {
                         while (j < n_done && done[j] < id)
                                 j++;
                         if (j < n_done && done[j] == id)
                                 continue;
-                        if (added == GAPS_PER_PASS || !gap_add(&r->gaps, id, mono, GAPS_MAX)) {
+                        if (!gap_add(&r->gaps, id, mono, GAPS_MAX)) {
                                 sweep_soon(r, mono);
                                 break;
                         }
-                        added++;
                 }
         }
         r->hi = top;
