@@ -139,6 +139,84 @@ static void test_concurrent_same_person(void **state) {
                 store_free(st[i]);
 }
 
+/* A new person that another transaction inserts while the batch's history
+ * statement runs (another instance's referral of the same new person): the
+ * statement's insert meets the other's row, waits for that transaction, and
+ * then gives the committed row the batch's marks (store_referrals.c
+ * "ref_persons_history", ON CONFLICT DO UPDATE), so the batch reads the
+ * other's referral as history. Deterministic: the test's own uncommitted
+ * insert is that transaction, committed once the batch waits for it. A
+ * statement that skipped the row (DO NOTHING, or an update that cannot see
+ * it) would decide the referral as the person's first. */
+static void commit_when_one_waits(fixture *fx) {
+        for (int i = 0; i < 200; i++) {
+                if (count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                              " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 1)
+                        break;
+                usleep(50 * 1000);
+        }
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                   " AND wait_event_type = 'Lock'"),
+                         1);
+        harness_exec_ok(fx->h.pg, "COMMIT");
+}
+
+static void test_person_inserted_meanwhile(void **state) {
+        fixture *fx = *state;
+        store *st;
+        assert_int_equal(harness_store_connect(&fx->h.db, &st), 0);
+        /* A first referral, for the marks such a referral has. */
+        batch *first = batch_new();
+        batch_add(fx, first, &(refspec){ .id = "M-0", .person = 800 }, 0);
+        batch_offsets(fx, first);
+        assert_int_equal(referral_batch_store(st, fx->h.cfg, GROUP, T0 + H(1), first->m, first->n, first->off,
+                                              first->n_off, NULL, &first->res),
+                         0);
+        for (size_t j = 0; j < first->n_off; j++)
+                fx->stored[first->off[j].partition] = first->off[j].new_next;
+        assert_int_equal(first->m[0].outcome, OUTCOME_ELIGIBLE);
+        batch_free(first);
+
+        char pnr[14];
+        make_pnr(pnr, 2011, 4, 5, 700);
+        identity id;
+        assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
+        uint8_t key[PERSON_KEY_LEN];
+        assert_int_equal(ids_person_key(fx->h.cfg->pepper, fx->h.cfg->pepper_len, id.normalised, key), 0);
+        const char *kv[1] = { (const char *)key };
+        int kl[1] = { PERSON_KEY_LEN }, kf[1] = { 1 };
+        harness_exec_ok(fx->h.pg, "BEGIN");
+        PGresult *res = PQexecParams(fx->h.pg,
+                                     "INSERT INTO allvarsd.persons (person_key, marks)"
+                                     " SELECT $1, ARRAY[marks] FROM allvarsd.referrals WHERE referral_id = 'M-0'",
+                                     1, NULL, kv, kl, kf, 0);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        assert_string_equal(PQcmdTuples(res), "1");
+        PQclear(res);
+
+        batch *b = batch_new();
+        batch_add(fx, b, &(refspec){ .id = "M-1", .pnr = pnr }, 1);
+        batch_offsets(fx, b);
+        racer rc = { .fx = fx, .st = st, .b = b };
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, race, &rc), 0);
+        commit_when_one_waits(fx);
+        pthread_join(th, NULL);
+        if (rc.r < 0)
+                fail_msg("batch: %s: %s", strerror(-rc.r), store_last_error(st));
+        assert_int_equal(b->res.decided, 1);
+        assert_int_equal(b->m[0].outcome, OUTCOME_NOT_ELIGIBLE);
+        assert_true(b->m[0].reasons & REASON_NOT_FIRST_SUSPICION);
+        /* The other's mark and the batch's own. */
+        res = PQexecParams(fx->h.pg, "SELECT cardinality(marks) FROM allvarsd.persons WHERE person_key = $1", 1, NULL,
+                           kv, kl, kf, 0);
+        assert_int_equal(PQntuples(res), 1);
+        assert_string_equal(PQgetvalue(res, 0, 0), "2");
+        PQclear(res);
+        batch_free(b);
+        store_free(st);
+}
+
 /* ---- two lanes of one run: turns on the persons they share ---- */
 
 typedef struct lane_batch {
@@ -403,6 +481,7 @@ int main(void) {
                 cmocka_set_test_filter(filter);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_concurrent_same_person, setup_stockholm, harness_store_teardown),
+                cmocka_unit_test_setup_teardown(test_person_inserted_meanwhile, setup_stockholm, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_lanes_take_turns, setup_stockholm, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_throughput, setup, harness_store_teardown),
                 cmocka_unit_test_setup_teardown(test_throughput_two_connections, setup, harness_store_teardown),
