@@ -70,18 +70,32 @@ static void check_one_first(batch *b[2]) {
         assert_int_equal(not_first, 1);
 }
 
-/* Wait until both racers wait for a lock, then let them go. */
-static void release_when_both_wait(fixture *fx) {
+/* Wait until n batches wait for a lock, then commit the test's transaction. */
+static void commit_when_waiting(fixture *fx, int n) {
         for (int i = 0; i < 200; i++) {
                 if (count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                              " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 2)
+                              " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == n)
                         break;
                 usleep(50 * 1000);
         }
         assert_int_equal(count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                    " AND wait_event_type = 'Lock'"),
-                         2);
+                         n);
         harness_exec_ok(fx->h.pg, "COMMIT");
+}
+
+/* Both racers wait for the person's lock, then go. */
+static void release_when_both_wait(fixture *fx) {
+        commit_when_waiting(fx, 2);
+}
+
+/* A Stockholm identity number born on the date, and its person key. */
+static void person_of(fixture *fx, int year, int month, int day, int serial, char pnr[14],
+                      uint8_t key[PERSON_KEY_LEN]) {
+        make_pnr(pnr, year, month, day, serial);
+        identity id;
+        assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
+        assert_int_equal(ids_person_key(fx->h.cfg->pepper, fx->h.cfg->pepper_len, id.normalised, key), 0);
 }
 
 static void test_concurrent_same_person(void **state) {
@@ -94,11 +108,8 @@ static void test_concurrent_same_person(void **state) {
          * reach the lock, so both have inserted their referral when the first
          * one reads the history. */
         char pnr[14];
-        make_pnr(pnr, 2011, 2, 3, 500);
-        identity id;
-        assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
         uint8_t key[PERSON_KEY_LEN];
-        assert_int_equal(ids_person_key(fx->h.cfg->pepper, fx->h.cfg->pepper_len, id.normalised, key), 0);
+        person_of(fx, 2011, 2, 3, 500, pnr, key);
         const char *kv[1] = { (const char *)key };
         int kl[1] = { PERSON_KEY_LEN }, kf[1] = { 1 };
         PGresult *res = PQexecParams(fx->h.pg, "INSERT INTO allvarsd.persons (person_key) VALUES ($1)", 1, NULL, kv, kl,
@@ -148,19 +159,6 @@ static void test_concurrent_same_person(void **state) {
  * insert is that transaction, committed once the batch waits for it. A
  * statement that skipped the row (DO NOTHING, or an update that cannot see
  * it) would decide the referral as the person's first. */
-static void commit_when_one_waits(fixture *fx) {
-        for (int i = 0; i < 200; i++) {
-                if (count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                              " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 1)
-                        break;
-                usleep(50 * 1000);
-        }
-        assert_int_equal(count(fx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                   " AND wait_event_type = 'Lock'"),
-                         1);
-        harness_exec_ok(fx->h.pg, "COMMIT");
-}
-
 static void test_person_inserted_meanwhile(void **state) {
         fixture *fx = *state;
         store *st;
@@ -178,11 +176,8 @@ static void test_person_inserted_meanwhile(void **state) {
         batch_free(first);
 
         char pnr[14];
-        make_pnr(pnr, 2011, 4, 5, 700);
-        identity id;
-        assert_int_equal(identity_parse(pnr, stockholm_date(T0), &id), IDENTITY_VALID);
         uint8_t key[PERSON_KEY_LEN];
-        assert_int_equal(ids_person_key(fx->h.cfg->pepper, fx->h.cfg->pepper_len, id.normalised, key), 0);
+        person_of(fx, 2011, 4, 5, 700, pnr, key);
         const char *kv[1] = { (const char *)key };
         int kl[1] = { PERSON_KEY_LEN }, kf[1] = { 1 };
         harness_exec_ok(fx->h.pg, "BEGIN");
@@ -200,7 +195,7 @@ static void test_person_inserted_meanwhile(void **state) {
         racer rc = { .fx = fx, .st = st, .b = b };
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, race, &rc), 0);
-        commit_when_one_waits(fx);
+        commit_when_waiting(fx, 1);
         pthread_join(th, NULL);
         if (rc.r < 0)
                 fail_msg("batch: %s: %s", strerror(-rc.r), store_last_error(st));
