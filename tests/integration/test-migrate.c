@@ -33,16 +33,27 @@ typedef struct fixture {
 
 #define count(fx, ...) harness_count((fx)->pg, __VA_ARGS__)
 
-static int setup(void **state) {
+static int setup_in(void **state, const char *locale) {
         fixture *fx = calloc(1, sizeof *fx);
         assert_non_null(fx);
         *state = fx;
         harness_schemas_dir(fx->schemas, sizeof fx->schemas);
         assert_true(harness_pg_available());
-        assert_int_equal(harness_db_create(NULL, &fx->db), 0);
+        assert_int_equal(harness_db_create_locale(NULL, locale, &fx->db), 0);
         assert_int_equal(harness_pg_connect(fx->db.name, &fx->pg), 0);
         assert_int_equal(harness_store_connect(&fx->db, &fx->st), 0);
         return 0;
+}
+
+static int setup(void **state) {
+        return setup_in(state, NULL);
+}
+
+/* A database in the locale a production one is made in when the system's is
+ * not C (createdb takes the cluster's); C.UTF-8 is always there. The tests'
+ * own cluster is made with --locale=C. */
+static int setup_utf8(void **state) {
+        return setup_in(state, "C.UTF-8");
 }
 
 static int teardown(void **state) {
@@ -467,6 +478,59 @@ static void test_personal_payload_migration(void **state) {
                          1);
 }
 
+/* Version 18: in a database whose collation is not C, every referral_id
+ * column compares byte by byte (COLLATE "C"); the two views that read them
+ * are the same after (definition, comment, grants), and the rows are found by
+ * their ids, in joins and through read_personal_data's text parameter. */
+#define VIEWS_STATE                                                                                  \
+        "SELECT string_agg(c.relname || ':' || pg_get_viewdef(c.oid) || ':' || coalesce(obj_description(c.oid, 'pg_class'), '')" \
+        "                  || ':' || coalesce(c.relacl::text, ''), '|' ORDER BY c.relname)"           \
+        "  FROM pg_class c WHERE c.relnamespace = 'allvarsd'::regnamespace AND c.relkind = 'v'"
+#define ID_COLUMNS(collation)                                                                         \
+        "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"                   \
+        " WHERE c.relnamespace = 'allvarsd'::regnamespace AND c.relkind = 'r'"                        \
+        "   AND a.attname = 'referral_id' AND a.attcollation " collation " 'pg_catalog.\"C\"'::regcollation"
+static void test_ids_collate_c_migration(void **state) {
+        fixture *fx = *state;
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_database WHERE datname = current_database()"
+                                   " AND datcollate = 'C.UTF-8'"),
+                         1);
+        /* The roles, so that the views have grants to keep. */
+        const char *root = getenv("ALLVARS_ROOT");
+        char cmd[1536];
+        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -d '%s' -f '%s/deploy/roles.sql' >/dev/null",
+                 fx->db.name, root && *root ? root : ".");
+        assert_int_equal(system(cmd), 0);
+        migrate_up_to(fx, 17);
+        assert_int_equal(count(fx, ID_COLUMNS("<>")), 6);
+        harness_exec_ok(fx->pg, REFS("R-A,R-B"));
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.referral_personal (referral_id, payload)"
+                                " VALUES ('R-A', '\\x0a03522d41'), ('R-B', '\\x0a03522d42')");
+        PGresult *before = PQexec(fx->pg, VIEWS_STATE);
+        assert_int_equal(PQntuples(before), 1);
+        assert_non_null(strstr(PQgetvalue(before, 0, 0), "allvarsd_operator"));
+        migrate_rest(fx, 17);
+        assert_int_equal(count(fx, ID_COLUMNS("=")), 6);
+        assert_int_equal(count(fx, ID_COLUMNS("<>")), 0);
+        PGresult *after = PQexec(fx->pg, VIEWS_STATE);
+        assert_int_equal(PQntuples(after), 1);
+        assert_string_equal(PQgetvalue(after, 0, 0), PQgetvalue(before, 0, 0));
+        assert_non_null(strstr(PQgetvalue(after, 0, 0), "audit_trail:"));
+        assert_non_null(strstr(PQgetvalue(after, 0, 0), "referral_stats_source:"));
+        PQclear(before);
+        PQclear(after);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referrals r"
+                                   " JOIN allvarsd.referral_personal p USING (referral_id) WHERE r.referral_id = 'R-B'"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.read_personal_data('R-A', 'test')"
+                                   " WHERE person = 'child' AND referral = '\\x0a03522d41'"),
+                         1);
+        /* Again: nothing left to change, and the views as they were. */
+        char err[512];
+        assert_int_equal(migrate(fx, fx->schemas, err, sizeof err), 0);
+        assert_int_equal(count(fx, ID_COLUMNS("=")), 6);
+}
+
 /* Only NNN_name.sql files count; no directory or no files is an error. */
 static void test_bad_directories(void **state) {
         fixture *fx = *state;
@@ -539,6 +603,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_decided_audit_entries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_profile_params_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_personal_payload_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ids_collate_c_migration, setup_utf8, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

@@ -198,6 +198,10 @@ static int exec_admin(const char *verb, const char *ident, const char *rest) {
 }
 
 int harness_db_create(const char *template_name, harness_db *ret) {
+        return harness_db_create_locale(template_name, NULL, ret);
+}
+
+int harness_db_create_locale(const char *template_name, const char *locale, harness_db *ret) {
         harness_db db = {0};
         uint64_t rnd;
         if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
@@ -210,12 +214,20 @@ int harness_db_create(const char *template_name, harness_db *ret) {
                 return r;
         const char *tmpl = template_name ? template_name : "template0";
         char *q = PQescapeIdentifier(c, tmpl, strlen(tmpl));
-        PQfinish(c);
-        if (!q)
+        if (!q) {
+                PQfinish(c);
                 return -EINVAL;
+        }
+        char *l = locale ? PQescapeLiteral(c, locale, strlen(locale)) : NULL;
+        PQfinish(c);
+        if (locale && !l) {
+                PQfreemem(q);
+                return -EINVAL;
+        }
         char rest[200];
-        int w = snprintf(rest, sizeof rest, " TEMPLATE %s", q);
+        int w = snprintf(rest, sizeof rest, " TEMPLATE %s%s%s", q, l ? " LOCALE " : "", l ? l : "");
         PQfreemem(q);
+        PQfreemem(l);
         if (w < 0 || (size_t)w >= sizeof rest)
                 return -ENAMETOOLONG;
         r = exec_admin("CREATE DATABASE", db.name, rest);

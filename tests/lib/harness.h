@@ -61,6 +61,9 @@ typedef struct harness_db {
  * never has other sessions, so CREATE DATABASE cannot fail on them). Make a
  * template with the schema once and copy it per test to save migrations. */
 int harness_db_create(const char *template_name, harness_db *ret);
+/* The same, with the database's locale (LOCALE, from template0), or the
+ * cluster's when locale is NULL. */
+int harness_db_create_locale(const char *template_name, const char *locale, harness_db *ret);
 /* A new database with the schema: harness_db_create, then every
  * schemas/NNN_name.sql in order by store_migrate, as `allvarsd --migrate` does. */
 int harness_schema_db_create(harness_db *ret);
