@@ -36,8 +36,16 @@ DO $$
 DECLARE
         v record;
         t text;
+        tables text[] := ARRAY['referrals', 'referral_personal', 'decisions', 'cases', 'assessment_duties', 'audit'];
         kept jsonb := '[]';
 BEGIN
+        -- Run again: nothing to change, the views stay as they are.
+        IF NOT EXISTS (SELECT FROM pg_attribute
+                        WHERE attrelid IN (SELECT format('allvarsd.%I', x)::regclass FROM unnest(tables) x)
+                          AND attname = 'referral_id' AND attcollation <> 'pg_catalog."C"'::regcollation) THEN
+                RETURN;
+        END IF;
+
         -- The views that read a referral_id column of these tables.
         FOR v IN SELECT DISTINCT c.oid, c.relname
                    FROM pg_depend d
@@ -56,13 +64,8 @@ BEGIN
                 EXECUTE format('DROP VIEW allvarsd.%I', v.relname);
         END LOOP;
 
-        FOREACH t IN ARRAY ARRAY['referrals', 'referral_personal', 'decisions', 'cases', 'assessment_duties', 'audit']
-        LOOP
-                IF EXISTS (SELECT FROM pg_attribute
-                            WHERE attrelid = format('allvarsd.%I', t)::regclass AND attname = 'referral_id'
-                              AND attcollation <> 'pg_catalog."C"'::regcollation) THEN
-                        EXECUTE format('ALTER TABLE allvarsd.%I ALTER COLUMN referral_id TYPE text COLLATE "C"', t);
-                END IF;
+        FOREACH t IN ARRAY tables LOOP
+                EXECUTE format('ALTER TABLE allvarsd.%I ALTER COLUMN referral_id TYPE text COLLATE "C"', t);
         END LOOP;
 
         FOR v IN SELECT x->>'name' AS name, x->>'def' AS def, x->>'comment' AS comment, x->>'options' AS options
