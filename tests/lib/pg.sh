@@ -157,6 +157,16 @@ pg_restart() {
         pg_stop_only "$mode" && pg_start_again
 }
 
+# The huge pages (2 MiB) the stopped server's shared memory needs with its
+# configuration as it is (PostgreSQL 15's shared_memory_size_in_huge_pages, which
+# postgres -C computes only for a server that is not running).
+pg_huge_pages_needed() {
+        local bin
+        bin=$(_pg_bin) || return 1
+        _pg_running && { allvars_log "pg_huge_pages_needed: stop the server first"; return 1; }
+        _pg_as "$bin/postgres" -D "$ALLVARS_PG_DIR/data" -C shared_memory_size_in_huge_pages
+}
+
 pg_stop_only() {
         local mode=${1:-fast}
         [[ $mode == fast || $mode == immediate || $mode == smart ]] || { allvars_log "pg_stop_only [fast|immediate]"; return 2; }
