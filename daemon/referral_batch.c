@@ -380,6 +380,7 @@ static int write_decided(batch *b, const item *it) {
          * (referral_stats.h: what the view would select for it). */
         referral_rows_stats(&b->rows, &(stats_row){
                                               .case_id = it->case_id,
+                                              .referral_id = r->referral_id,
                                               .district = str(r->district),
                                               .reported_at = codec_timestamp_usec(r->reported_at),
                                               .person_key = it->has_key ? it->person_key : NULL,

@@ -14,7 +14,7 @@
 #include "clock.h"
 #include "pg.h"
 
-#define STORE_SCHEMA_VERSION 18         /* the newest migration this build knows */
+#define STORE_SCHEMA_VERSION 19         /* the newest migration this build knows */
 
 typedef struct store store;
 

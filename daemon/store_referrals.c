@@ -114,12 +114,12 @@ const pg_statement store_referral_statements[] = {
          * index search per row before the insert's own. */
         { "ref_stats_insert",
           "INSERT INTO allvarsd.referral_stats (case_id, district, reported_at, person_key, outcome, profile_name,"
-          "                                     profile_version, state, facts, assessment_due, deadline)"
+          "                                     profile_version, state, facts, assessment_due, deadline, referral_id)"
           " SELECT u.case_id::uuid, u.district, u.reported, u.pk, u.outcome, u.profile, u.version, u.state,"
-          "        u.facts, u.due, u.deadline"
+          "        u.facts, u.due, u.deadline, u.rid"
           "   FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[], $5::text[], $6::text[],"
-          "               $7::int4[], $8::text[], $9::int4[], $10::timestamptz[], $11::timestamptz[])"
-          "        AS u(case_id, district, reported, pk, outcome, profile, version, state, facts, due, deadline)" },
+          "               $7::int4[], $8::text[], $9::int4[], $10::timestamptz[], $11::timestamptz[], $12::text[])"
+          "        AS u(case_id, district, reported, pk, outcome, profile, version, state, facts, due, deadline, rid)" },
         { NULL, NULL },
 };
 
@@ -134,7 +134,7 @@ static const uint32_t cols[RT_N][RT_COLS_MAX] = {
         [RT_CONTACTS] = { T, PG_OID_INT4, T, T, T, T },
         [RT_ALERTS] = { T, T, TS },
         [RT_DUTIES] = { T, T, T, TS },
-        [RT_STATS] = { T, T, TS, PG_OID_BYTEA, T, T, PG_OID_INT4, T, PG_OID_INT4, TS, TS },
+        [RT_STATS] = { T, T, TS, PG_OID_BYTEA, T, T, PG_OID_INT4, T, PG_OID_INT4, TS, TS, T },
 };
 #undef T
 #undef TS
@@ -323,6 +323,7 @@ void referral_rows_stats(referral_rows *w, const stats_row *r) {
         pg_arr_int4(&a[8], (int32_t)r->facts);
         pg_arr_ts(&a[9], r->assessment_due);
         pg_arr_ts(&a[10], r->deadline);
+        pg_arr_text(&a[11], r->referral_id);
         w->rows[RT_STATS]++;
 }
 

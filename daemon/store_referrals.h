@@ -116,10 +116,11 @@ void referral_rows_duty(referral_rows *w, const char *case_id, const char *refer
 
 /* A new referral's referral_stats row, made by the batch (referral_stats.h):
  * the columns it can have at its decision; assessed_at, cleared_at,
- * contact_at, held_at and closed_at are NULL. Written as the view's rows are
- * (store_rows.h "rows_stats": in case id order, updated when it differs). */
+ * contact_at, held_at and closed_at are NULL. A plain insert, in the
+ * batch's referral id order, the table's key since version 19
+ * (store_referrals.c "ref_stats_insert"). */
 typedef struct stats_row {
-        const char *case_id, *district;
+        const char *case_id, *referral_id, *district;
         usec_t reported_at;
         const uint8_t *person_key;      /* PERSON_KEY_LEN bytes, NULL: unknown identity */
         const char *outcome, *profile_name;

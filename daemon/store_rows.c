@@ -68,13 +68,15 @@ const pg_statement store_rows_statements[] = {
           " ON CONFLICT DO NOTHING" },
         /* The referrals' statistics rows as the tables now say they are
          * (schemas/011_referral_stats.sql: the view defines them, in the
-         * table's column order): inserted, or updated when they differ. In
-         * case id order, so that two transactions lock them alike. */
+         * table's column order): inserted, or updated when they differ.
+         * Selected by case id (referrals' unique index), keyed by referral id
+         * (schemas/019_referral_stats_by_referral.sql), in its order, so
+         * that two transactions lock them alike. */
         { "rows_stats",
           "INSERT INTO allvarsd.referral_stats AS s"
           " SELECT v.* FROM allvarsd.referral_stats_source v WHERE v.case_id = ANY ($1::text[]::uuid[])"
-          "  ORDER BY v.case_id"
-          " ON CONFLICT (case_id) DO UPDATE"
+          "  ORDER BY v.referral_id"
+          " ON CONFLICT (referral_id) DO UPDATE"
           " SET (" STATS_COLUMNS ") = ROW(excluded.*)"
           " WHERE (s.*) IS DISTINCT FROM (excluded.*)" },
         /* Wakes the relay; delivered at COMMIT, and only then (docs/design.md

@@ -21,7 +21,7 @@ extern const pg_statement store_rows_statements[];
  * all (ROW(excluded.*)), whoever made the row. */
 #define STATS_COLUMNS                                                                                  \
         "case_id, district, reported_at, person_key, outcome, profile_name, profile_version, state, facts," \
-        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at"
+        " assessment_due, assessed_at, cleared_at, contact_at, deadline, held_at, closed_at, referral_id"
 
 enum { ROWS_AUDIT_COLS = 9, ROWS_OUTBOX_COLS = 6, ROWS_DEAD_COLS = 11, ROWS_OFFSET_COLS = 4 };
 

@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "clock.h"
 #include "store.h"
+#include "store_rows.h"
 
 typedef struct fixture {
         harness_db db;                  /* empty: each test migrates it */
@@ -97,15 +98,20 @@ static int migrate(fixture *fx, const char *dir, char *err, size_t size) {
 
 /* The database migrated to version `version` only, with a private copy of
  * schemas/ that holds the migrations up to it. */
-static void migrate_up_to(fixture *fx, int version) {
+/* From version `from` (what the database has) to version `to`. */
+static void migrate_from_to(fixture *fx, int from, int to) {
         copy_schemas(fx);
         char cmd[256];
         snprintf(cmd, sizeof cmd,
                  "for f in '%s'/[0-9][0-9][0-9]_*.sql; do n=${f##*/}; n=${n%%%%_*}; [ $(expr $n + 0) -le %d ] || rm \"$f\"; done",
-                 fx->dir, version);
+                 fx->dir, to);
         assert_int_equal(system(cmd), 0);
         char err[512];
-        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), version);
+        assert_int_equal(migrate(fx, fx->dir, err, sizeof err), to - from);
+}
+
+static void migrate_up_to(fixture *fx, int version) {
+        migrate_from_to(fx, 0, version);
 }
 
 /* Then the rest of the project's migrations, from version `from` on. */
@@ -489,6 +495,7 @@ static void test_personal_payload_migration(void **state) {
 #define ID_COLUMNS(collation)                                                                         \
         "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"                   \
         " WHERE c.relnamespace = 'allvarsd'::regnamespace AND c.relkind = 'r'"                        \
+        "   AND c.relname <> 'referral_stats'" /* its referral_id came with version 19 */                 \
         "   AND a.attname = 'referral_id' AND a.attcollation " collation " 'pg_catalog.\"C\"'::regcollation"
 static void test_ids_collate_c_migration(void **state) {
         fixture *fx = *state;
@@ -509,7 +516,7 @@ static void test_ids_collate_c_migration(void **state) {
         PGresult *before = PQexec(fx->pg, VIEWS_STATE);
         assert_int_equal(PQntuples(before), 1);
         assert_non_null(strstr(PQgetvalue(before, 0, 0), "allvarsd_operator"));
-        migrate_rest(fx, 17);
+        migrate_from_to(fx, 17, 18);
         assert_int_equal(count(fx, ID_COLUMNS("=")), 6);
         assert_int_equal(count(fx, ID_COLUMNS("<>")), 0);
         PGresult *after = PQexec(fx->pg, VIEWS_STATE);
@@ -534,6 +541,74 @@ static void test_ids_collate_c_migration(void **state) {
         assert_string_equal(PQgetvalue(again, 0, 0), PQgetvalue(before, 0, 0));
         PQclear(before);
         PQclear(again);
+        migrate_rest(fx, 18);
+}
+
+/* Version 19: referral_stats keyed by referral id. The rows of a version-18
+ * database gain their referral's id and are still what the view says; a
+ * second row for one referral is refused; the daemon's upsert finds a row by
+ * it. Run again, the file changes nothing. */
+#define STATS_DIFFER                                                                                  \
+        "SELECT count(*) FROM ((SELECT * FROM allvarsd.referral_stats EXCEPT"                          \
+        "                       SELECT * FROM allvarsd.referral_stats_source)"                         \
+        "                      UNION ALL (SELECT * FROM allvarsd.referral_stats_source EXCEPT"         \
+        "                                 SELECT * FROM allvarsd.referral_stats)) d"
+#define STATS_KEY                                                                                     \
+        "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"              \
+        " AND a.attnum = ALL (i.indkey::int2[])"                                                        \
+        " WHERE i.indrelid = 'allvarsd.referral_stats'::regclass AND i.indisprimary AND a.attname = '%s'"
+static void test_referral_stats_key_migration(void **state) {
+        fixture *fx = *state;
+        migrate_up_to(fx, 18);
+        harness_exec_ok(fx->pg, REFS("R-A,R-B"));
+        harness_exec_ok(fx->pg,
+                        "INSERT INTO allvarsd.decisions (referral_id, outcome, reasons, flags, deadline, profile_name,"
+                        "                                profile_version, params_key, prior_referrals,"
+                        "                                prior_qualifying, decided_at)"
+                        " VALUES ('R-A', 'ELIGIBLE', '', 'UNDER_15', '2025-03-12T08:00:00Z', 'p', 1, md5('')::uuid,"
+                        "         0, 0, '2025-03-10T08:00:00Z'),"
+                        "        ('R-B', 'NOT_ELIGIBLE', 'AGE_OVER_LIMIT', '', NULL, 'p', 1, md5('')::uuid, 0, 0,"
+                        "         '2025-03-10T09:00:00Z')");
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.referral_stats SELECT * FROM allvarsd.referral_stats_source");
+        assert_int_equal(count(fx, STATS_KEY, "case_id"), 1);
+        assert_int_equal(count(fx, STATS_DIFFER), 0);
+
+        migrate_from_to(fx, 18, 19);
+        assert_int_equal(count(fx, STATS_KEY, "case_id"), 0);
+        assert_int_equal(count(fx, STATS_KEY, "referral_id"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"
+                                   " WHERE referral_id = 'R-A' AND case_id = md5('R-A')::uuid AND outcome = 'ELIGIBLE'"),
+                         1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"
+                                   " WHERE referral_id = 'R-B' AND case_id = md5('R-B')::uuid"
+                                   "   AND outcome = 'NOT_ELIGIBLE'"),
+                         1);
+        assert_int_equal(count(fx, STATS_DIFFER), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'allvarsd.referral_stats'::regclass"
+                                   " AND attname = 'referral_id' AND attnotnull"
+                                   " AND attcollation = 'pg_catalog.\"C\"'::regcollation"),
+                         1);
+        PGresult *r = PQexec(fx->pg, "INSERT INTO allvarsd.referral_stats SELECT * FROM allvarsd.referral_stats_source"
+                                     " WHERE referral_id = 'R-A'");
+        assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23505");
+        PQclear(r);
+        /* The daemon's statement (store_rows.c "rows_stats"), after the case's decision changed. */
+        harness_exec_ok(fx->pg, "UPDATE allvarsd.decisions SET outcome = 'DEFERRED' WHERE referral_id = 'R-A'");
+        assert_int_equal(count(fx, STATS_DIFFER), 2);
+        harness_exec_ok(fx->pg, "INSERT INTO allvarsd.referral_stats AS s"
+                                " SELECT v.* FROM allvarsd.referral_stats_source v WHERE v.case_id = md5('R-A')::uuid"
+                                " ON CONFLICT (referral_id) DO UPDATE SET (" STATS_COLUMNS ") = ROW(excluded.*)");
+        assert_int_equal(count(fx, STATS_DIFFER), 0);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats WHERE outcome = 'DEFERRED'"), 1);
+
+        char cmd[1536];
+        snprintf(cmd, sizeof cmd,
+                 "psql -X -q -v ON_ERROR_STOP=1 -1 -d '%s' -f '%s/019_referral_stats_by_referral.sql' >/dev/null",
+                 fx->db.name, fx->schemas);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(count(fx, STATS_KEY, "referral_id"), 1);
+        assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"), 2);
+        assert_int_equal(count(fx, STATS_DIFFER), 0);
 }
 
 /* Only NNN_name.sql files count; no directory or no files is an error. */
@@ -609,6 +684,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_profile_params_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_personal_payload_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ids_collate_c_migration, setup_utf8, teardown),
+                cmocka_unit_test_setup_teardown(test_referral_stats_key_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directories, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_migrators, setup, teardown),
         };

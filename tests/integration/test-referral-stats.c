@@ -251,7 +251,8 @@ static void test_outcome_before_its_referral(void **state) {
                          512 | 1024 | 8192 | 16384 | 524288);
 }
 
-/* A row already there for a new referral's case id can only have been written
+/* A row already there for a new referral (its key, the referral id, since
+ * schemas/019_referral_stats_by_referral.sql) can only have been written
  * by hand: the referral batch inserts its referrals' rows without ON CONFLICT
  * (no other transaction can have them), so the batch stops on that row with a
  * refused value, which batch.c makes the referral's dead letter, and writes
@@ -262,9 +263,9 @@ static void test_row_written_by_hand_refused(void **state) {
         char case_id[UUID_STR_LEN];
         ids_case_id("R-STALE", case_id);
         harness_exec_params_ok(fx->h.pg,
-                               "INSERT INTO allvarsd.referral_stats (case_id, district, reported_at, outcome,"
-                               " profile_name, profile_version, facts)"
-                               " VALUES ($1::uuid, 'nowhere', '2000-01-01Z', 'DEFERRED', 'none', 0, 4194304)",
+                               "INSERT INTO allvarsd.referral_stats (case_id, referral_id, district, reported_at,"
+                               " outcome, profile_name, profile_version, facts)"
+                               " VALUES ($1::uuid, 'R-STALE', 'nowhere', '2000-01-01Z', 'DEFERRED', 'none', 0, 4194304)",
                                1, (const char *[]){case_id}, NULL, NULL);
         snapshot before = snap(fx);
         batch *b = batch_new();
