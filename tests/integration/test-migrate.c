@@ -114,6 +114,15 @@ static void migrate_up_to(fixture *fx, int version) {
         migrate_from_to(fx, 0, version);
 }
 
+/* One of the project's migration files run again by hand, in one transaction,
+ * as an operator would (each says whether that is safe). */
+static void run_again(fixture *fx, const char *file) {
+        char cmd[1536];
+        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -1 -d '%s' -f '%s/%s' >/dev/null", fx->db.name,
+                 fx->schemas, file);
+        assert_int_equal(system(cmd), 0);
+}
+
 /* Then the rest of the project's migrations, from version `from` on. */
 static void migrate_rest(fixture *fx, int from) {
         char dir[1024], err[512];
@@ -532,9 +541,7 @@ static void test_ids_collate_c_migration(void **state) {
                                    " WHERE person = 'child' AND referral = '\\x0a03522d41'"),
                          1);
         /* The file run again ("Safe to run again"): nothing changes. */
-        snprintf(cmd, sizeof cmd, "psql -X -q -v ON_ERROR_STOP=1 -1 -d '%s' -f '%s/018_ids_collate_c.sql' >/dev/null",
-                 fx->db.name, fx->schemas);
-        assert_int_equal(system(cmd), 0);
+        run_again(fx, "018_ids_collate_c.sql");
         assert_int_equal(count(fx, ID_COLUMNS("=")), 6);
         PGresult *again = PQexec(fx->pg, VIEWS_STATE);
         assert_int_equal(PQntuples(again), 1);
@@ -601,11 +608,7 @@ static void test_referral_stats_key_migration(void **state) {
         assert_int_equal(count(fx, STATS_DIFFER), 0);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats WHERE outcome = 'DEFERRED'"), 1);
 
-        char cmd[1536];
-        snprintf(cmd, sizeof cmd,
-                 "psql -X -q -v ON_ERROR_STOP=1 -1 -d '%s' -f '%s/019_referral_stats_by_referral.sql' >/dev/null",
-                 fx->db.name, fx->schemas);
-        assert_int_equal(system(cmd), 0);
+        run_again(fx, "019_referral_stats_by_referral.sql");
         assert_int_equal(count(fx, STATS_KEY, "referral_id"), 1);
         assert_int_equal(count(fx, "SELECT count(*) FROM allvarsd.referral_stats"), 2);
         assert_int_equal(count(fx, STATS_DIFFER), 0);
