@@ -116,8 +116,8 @@ void referral_rows_duty(referral_rows *w, const char *case_id, const char *refer
 
 /* A new referral's referral_stats row, made by the batch (referral_stats.h):
  * the columns it can have at its decision; assessed_at, cleared_at,
- * contact_at, held_at and closed_at are NULL. A plain insert, in the
- * batch's referral id order, the table's key since version 19
+ * contact_at, held_at and closed_at are NULL. A plain insert in the batch's
+ * message order, keyed by the referral id since version 19
  * (store_referrals.c "ref_stats_insert"). */
 typedef struct stats_row {
         const char *case_id, *referral_id, *district;
