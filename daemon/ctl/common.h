@@ -37,6 +37,7 @@
 #define CTL_OID_INT8        20
 #define CTL_OID_INT4        23
 #define CTL_OID_TEXT        25
+#define CTL_OID_DATE        1082
 #define CTL_OID_TIMESTAMPTZ 1184
 #define CTL_OID_INT4_ARRAY  1007
 #define CTL_OID_TEXT_ARRAY  1009
