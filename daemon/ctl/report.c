@@ -147,7 +147,8 @@ int report_figure_index(const char *key) {
  * b: the periods from $1 to $2, the Stockholm midnight each begins at and
  * its local start (named by the output). A row's period is the number of
  * starts at or before its time (width_bucket, a binary search), what
- * date_trunc of its Stockholm time gave at a third of the cost: the clocks
+ * date_trunc of its Stockholm time gave with a time zone conversion per row
+ * (grouping a million rows: 576-621 ms against 843-1,067): the clocks
  * change at 02:00 and 03:00, so every midnight exists once. $1 and $2 are
  * sent as dates: as text, their cast to a date (an input function, not
  * immutable) kept the bounds from being folded into constants, and the
@@ -372,7 +373,7 @@ static int fetch(ctl *c, report *rep) {
         /* One analytic statement: no JIT (compiling its expressions costs more
          * than running them over a million rows), and memory for its hashes
          * and sorts instead of temporary files. The planner can estimate
-         * neither the groups of a date_trunc nor the rows of an unnest, and
+         * neither the groups of a period number nor the rows of an unnest, and
          * takes a million rows for each: it would sort them to group them, and
          * probe the period's block index once per child followed. Hashing is
          * what the statement is written for; the percentiles still sort their
