@@ -41,7 +41,7 @@ static const pg_statement instances_statements[] = {
          * (PostgreSQL's manual, "pg_locks"). */
         { "instances_figures",
           "SELECT count(*) FROM pg_catalog.pg_locks"
-          " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+          " WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND database = " THIS_DATABASE_OID
           "   AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)" },
         { NULL, NULL },
 };

@@ -16,6 +16,11 @@
 #include "config.h"
 
 #define RELAY_LOCK_KEY 0x616c6c7661727364LL     /* "allvarsd" */
+/* pg_locks lists the advisory locks of every database on the server, and an
+ * advisory lock belongs to the database it was taken in: two allvarsd databases
+ * on one server each have their own relay. A count of the relay's holders is
+ * made over the rows whose database is this one (SQL, for "database = ..."). */
+#define THIS_DATABASE_OID "(SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
 #define RELAY_NOTIFY_CHANNEL "allvarsd_outbox"
 
 typedef struct relay relay;

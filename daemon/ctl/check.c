@@ -43,6 +43,7 @@ static const char SQL[] =
         "SELECT (SELECT count(*) FROM allvarsd.instances i WHERE i.stopped_at IS NULL"
         "         AND i.heartbeat_at > now() - $2::bigint * interval '1 second'),"
         "       (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+        "         AND database = " THIS_DATABASE_OID
         "         AND objsubid = 1 AND classid::bigint = ($3::bigint >> 32)"
         "         AND objid::bigint = ($3::bigint & 4294967295)),"
         "       (SELECT coalesce(greatest(floor(extract(epoch FROM $1::timestamptz - min(created_at))), 0)::bigint, 0)"

@@ -62,6 +62,7 @@ static const ctl_section sections[] = {
         {"relay", "Outbox relay", CTL_RECORD,
          /* pg_locks shows a one-bigint advisory lock as classid (high) and objid (low 32 bits). */
          "SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+         "        AND database = " THIS_DATABASE_OID
          "        AND objsubid = 1 AND classid::bigint = ($5::bigint >> 32)"
          "        AND objid::bigint = ($5::bigint & 4294967295))"
          "        AS lock_holders,"

@@ -14,7 +14,10 @@ load ../lib/ctl.bash
 @test "status: positions, outbox, dead letters, cases by district and state, alerts of the last day" {
         sql "INSERT INTO allvarsd.partition_gaps VALUES ('allvarsd', 'police.referrals.v1', 1, 40, 44, 44,
              '2025-03-12T09:30:00Z')"
+        # The relay's lock held in another database is not this one's (0 holders).
+        relay_lock_elsewhere
         run --separate-stderr ctldb status
+        relay_lock_elsewhere_end
         [[ $status -eq 0 ]]
         diff -u - <(printf '%s\n' "$output") <<'EOF'
 at             2025-03-12T12:00:00Z
@@ -99,6 +102,9 @@ instances() {
 
 @test "check: monitoring-plugins exit codes, one line, performance data" {
         # The fixture: no instance, no relay, an unsent event 1h 30m old, one overdue case.
+        # Another database on the same server has its own relay: its lock is not
+        # this database's (an advisory lock belongs to the database it is taken in).
+        relay_lock_elsewhere
         run --separate-stderr ctldb check
         [[ $status -eq 2 && ${#lines[@]} -eq 1 ]]
         [[ $output == "ALLVARSD CRITICAL - no running instance (no heartbeat in 60 s); no instance holds the outbox relay; oldest unsent event 5400 s old; 1 open case(s) past their deadline | instances=0;;1:;0; relay_holders=0;;1:;0; outbox_age=5400s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
@@ -108,7 +114,8 @@ instances() {
         sql "DELETE FROM allvarsd.outbox"
         psql -XAtq -d "$DB" -c "SELECT pg_advisory_lock(x'616c6c7661727364'::bigint)" -c "SELECT pg_sleep(30)" >/dev/null &
         locker=$!
-        wait_for 10 bash -c "[[ \$(psql -XAtq -d $DB -c \"select count(*) from pg_locks where locktype = 'advisory' and granted\") -eq 1 ]]"
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d $DB -c \"select count(*) from pg_locks where locktype = 'advisory' and granted
+                and database = (select oid from pg_database where datname = current_database())\") -eq 1 ]]"
         run --separate-stderr ctldb check
         st=$status out=$output
         # Thresholds as options; "off" turns one off.
@@ -117,6 +124,7 @@ instances() {
         run --separate-stderr ctldb check --overdue-warning off --overdue-critical 0
         st3=$status
         kill "$locker"; wait "$locker" 2>/dev/null || true
+        relay_lock_elsewhere_end
         [[ $st -eq 1 && $out == "ALLVARSD WARNING - 1 open case(s) past their deadline | instances=1;;1:;0; relay_holders=1;;1:;0; outbox_age=0s;60;300;0; overdue_cases=1;0;;0; dead_letters_1h=0;0;;0;" ]]
         [[ $st2 -eq 0 && $out2 == "ALLVARSD OK - 1 instance(s) running, relay held, outbox oldest 0 s, 1 overdue, 0 dead letter(s) in the last hour, lag unknown | "* ]]
         [[ $st3 -eq 2 ]]

@@ -104,8 +104,16 @@ scrape_shows() { scrape > "$T/scrape" && [[ $(value "$1") == "$2" ]]; }
         wait_for 20 bash -c "[[ \$(psql -XAtq -d $DB -c \"select count(*) from allvarsd.instances where pid = $(daemon_pid a) and relay_active\") -eq 1 ]]"
         [[ $(sql "select host = '$(hostname)' and version <> '' and heartbeat_at > now() - interval '1 minute'
                   from allvarsd.instances where pid = $(daemon_pid a)") == t ]]
-        # The relay's lock holder, from pg_locks, in the metrics.
+        # The relay's lock holder, from pg_locks, in the metrics: this database's
+        # only, whatever another database's relay holds (read after the figures
+        # that follow the other lock, every 15 s).
         scrape > "$T/scrape"
+        before=$(awk '$1 == "allvarsd_database_figures_timestamp_seconds" { print $2 }' "$T/scrape")
+        relay_lock_elsewhere
+        wait_for 20 bash -c "curl -fsS http://127.0.0.1:$MPORT/metrics | awk -v b=$before \
+                '\$1 == \"allvarsd_database_figures_timestamp_seconds\" && \$2 > b { f = 1 } END { exit !f }'"
+        scrape > "$T/scrape"
+        relay_lock_elsewhere_end
         [[ $(value allvarsd_relay_lock_holders) -eq 1 ]]
         daemon_stop a
         [[ $(sql "select stopped_at is not null from allvarsd.instances") == t ]]
