@@ -96,7 +96,7 @@ teardown_file() {
 setup() {
         db_create
         # roles.sql (the DBA's script) makes allvarsd_owner and allvarsd_runtime with passwords.
-        psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" \
+        "$ROOT/tests/lib/roles-sql" "$DB" \
                 -v owner_password="$(cat "$TLS/owner-password")" \
                 -v runtime_password="$(cat "$TLS/runtime-password")" >/dev/null
         real_kafka_topics

@@ -221,7 +221,7 @@ committed_is() {
         locker=$!
         wait_for 10 bash -c "[[ \$(psql -XAtq -d '$DB' -c \"select count(*) from pg_locks l join pg_class c
                 on c.oid = l.relation where c.relname = 'consumer_offsets' and l.mode = 'AccessExclusiveLock'
-                and l.granted\") -eq 1 ]]"
+                and l.granted and l.database = (select oid from pg_database where datname = current_database())\") -eq 1 ]]"
         gen --count 5 --first 5 --seed 19 --ids-out "$T/ids2"
         wait_for 10 grep -q 'lock timeout' "$T/a.log"
         wait "$locker"

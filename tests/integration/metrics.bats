@@ -9,7 +9,7 @@ source "$ROOT/tests/lib/common.sh"
 
 setup() {
         db_create
-        psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" >/dev/null
+        "$ROOT/tests/lib/roles-sql" "$DB" >/dev/null
         mock_start
         allvars_free_port MPORT
         daemon_conf owner

@@ -335,6 +335,7 @@ static void meet(fixture *fx, unsigned n) {
         for (unsigned k = 0; k < n; k++)
                 assert_int_equal(harness_count(fx->h.pg,
                                                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                                               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                                                " AND classid = 0 AND objid = %d AND pid = %d",
                                                MEET_KEY + (int)k, p[k].pid),
                                  1);
@@ -352,6 +353,7 @@ static void meet(fixture *fx, unsigned n) {
                 assert_int_equal(p[k].pid, pids[k]);
         }
         assert_int_equal(harness_count(fx->h.pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                                 " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                                                  " AND classid = 0 AND objid BETWEEN %d AND %d",
                                        MEET_KEY, MEET_KEY + MAX_LANES),
                          0);

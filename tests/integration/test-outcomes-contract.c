@@ -203,7 +203,8 @@ static void test_concurrent_overrides_open_once(void **state) {
         for (size_t i = 0; i < 2; i++)
                 assert_int_equal(pthread_create(&t[i], NULL, race, &rc[i]), 0);
         for (int tries = 0; tries < 100; tries++) {
-                if (count(fx, "SELECT count(*) FROM pg_locks WHERE NOT granted") >= 2)
+                if (count(fx, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                                  " WHERE NOT l.granted AND a.datname = current_database()") >= 2)
                         break;
                 usleep(50 * 1000);
         }

@@ -83,7 +83,7 @@ static void test_standby_takes_over(void **state) {
         /* The lock is held by a's session, not b's. */
         assert_int_equal(harness_count(e->pg, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                                               "WHERE l.locktype = 'advisory' AND l.granted "
-                                              "AND a.application_name = 'allvarsd-relay'"),
+                                              "AND a.application_name = 'allvarsd-relay' AND a.datname = current_database()"),
                          1);
 
         /* More rows while a still holds the lock; b waits. */
@@ -332,7 +332,7 @@ static void test_database_connection_lost(void **state) {
         assert_true(relay_active(r));
         /* The server ends the relay's session: the lock goes with it. */
         assert_int_equal(harness_count(e->pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                              "WHERE application_name = 'allvarsd-relay'"),
+                                              "WHERE application_name = 'allvarsd-relay' AND datname = current_database()"),
                          1);
         usec_t until = clock_monotonic() + 5 * USEC_PER_SEC;
         while (relay_active(r) && clock_monotonic() < until)

@@ -37,7 +37,7 @@ deployed_db() {
         local db=$1
         deployed_secrets || return 1
         createdb "$db" || return 1
-        psql -X -q -v ON_ERROR_STOP=1 -d "$db" -f "$DEPLOYED_ROLES" \
+        "$DEPLOYED_ROOT/tests/lib/roles-sql" "$db" \
                 -v owner_password="$(cat "$DEPLOYED_SECRETS/allvarsd_owner-password")" \
                 -v runtime_password="$(cat "$DEPLOYED_SECRETS/allvarsd_runtime-password")" \
                 -v operator_password="$(cat "$DEPLOYED_SECRETS/allvarsd_operator-password")" >/dev/null

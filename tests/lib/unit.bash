@@ -25,7 +25,7 @@ unit_db() {
         DB=sd_${BASHPID}_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
         echo "DB=$DB" >> "$S/env"
         createdb "$DB" || return 1
-        psql -XAtq -v ON_ERROR_STOP=1 -d "$DB" -f "$ROOT/deploy/roles.sql" \
+        "$ROOT/tests/lib/roles-sql" "$DB" \
                 -v owner_password=owner-secret -v runtime_password=runtime-secret >/dev/null
         head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$S/pepper"
         printf '%s\n' runtime-secret > "$S/db-password"
