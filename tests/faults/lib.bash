@@ -36,7 +36,7 @@ source "$ALLVARS_ROOT/tests/lib/kafka.sh"
 source "$ALLVARS_ROOT/tests/lib/daemon.bash"
 
 # The size of the run: `full` (tests/run faults, make faults) or `small` (the
-# default tests/run, bounded to about 3 minutes): the same scenarios, faults and
+# default tests/run, 8 to 11 minutes on two cores): the same scenarios, faults and
 # checks, fewer repetitions of each fault and shorter referral-gen runs. Each
 # script's own knobs (ALLVARS_FAULTS_KILLS...) override what the size chooses.
 FAULTS_SIZE=${ALLVARS_FAULTS_SIZE:-full}
