@@ -175,6 +175,7 @@ typedef struct broker_slot {
         _Atomic int32_t nodeid;         /* -1: empty */
         _Atomic uint64_t rtt_avg, rtt_p99; /* doubles' bits */
         _Atomic int64_t outbuf, waitresp;
+        _Atomic int64_t tx, rx;
 } broker_slot;
 
 static broker_slot brokers[_MC_MAX][METRICS_MAX_BROKERS];
@@ -316,6 +317,8 @@ void metrics_broker_set(metrics_client c, unsigned slot, const metrics_broker *b
         atomic_store_explicit(&s->rtt_p99, dbits(b->rtt_p99), memory_order_relaxed);
         atomic_store_explicit(&s->outbuf, b->outbuf_requests, memory_order_relaxed);
         atomic_store_explicit(&s->waitresp, b->waitresp_requests, memory_order_relaxed);
+        atomic_store_explicit(&s->tx, b->requests_sent, memory_order_relaxed);
+        atomic_store_explicit(&s->rx, b->responses_received, memory_order_relaxed);
         atomic_store_explicit(&s->nodeid, b->nodeid, memory_order_release);
 }
 
@@ -519,11 +522,16 @@ static void render_kafka(out *o) {
                  2},
                 {"allvarsd_kafka_broker_waitresp_requests", "librdkafka: requests sent, awaiting the broker's answer.",
                  3},
+                /* Counters: how many requests a client makes of each broker (a
+                 * fetch or produce request per few messages costs the broker CPU). */
+                {"allvarsd_kafka_broker_requests_sent_total", "librdkafka: requests sent to the broker (tx).", 4},
+                {"allvarsd_kafka_broker_responses_received_total",
+                 "librdkafka: responses received from the broker (rx).", 5},
         };
         char v[40];
         brokers_setup();
         for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-                header(o, fams[f].name, "gauge", fams[f].help);
+                header(o, fams[f].name, fams[f].field >= 4 ? "counter" : "gauge", fams[f].help);
                 for (int c = 0; c < _MC_MAX; c++)
                         for (int s = 0; s < METRICS_MAX_BROKERS; s++) {
                                 broker_slot *b = &brokers[c][s];
@@ -535,7 +543,9 @@ static void render_kafka(out *o) {
                                 case 0: val = bitsd(atomic_load_explicit(&b->rtt_avg, memory_order_relaxed)); break;
                                 case 1: val = bitsd(atomic_load_explicit(&b->rtt_p99, memory_order_relaxed)); break;
                                 case 2: val = (double)atomic_load_explicit(&b->outbuf, memory_order_relaxed); break;
-                                default: val = (double)atomic_load_explicit(&b->waitresp, memory_order_relaxed);
+                                case 3: val = (double)atomic_load_explicit(&b->waitresp, memory_order_relaxed); break;
+                                case 4: val = (double)atomic_load_explicit(&b->tx, memory_order_relaxed); break;
+                                default: val = (double)atomic_load_explicit(&b->rx, memory_order_relaxed);
                                 }
                                 outf(o, "%s{client=\"%s\",broker=\"%d\"} %s\n", fams[f].name, client_name(c), (int)id,
                                      fmt_value(val, v));

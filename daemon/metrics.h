@@ -146,6 +146,7 @@ typedef struct metrics_broker {
         int32_t nodeid;
         double rtt_avg, rtt_p99;
         int64_t outbuf_requests, waitresp_requests;
+        int64_t requests_sent, responses_received; /* since the client began (tx, rx) */
 } metrics_broker;
 void metrics_broker_set(metrics_client c, unsigned slot, const metrics_broker *b);
 /* Client-wide figures: messages in the producer's queues (msg_cnt), the

@@ -57,6 +57,8 @@ int metrics_kafka_stats(metrics_client c, const char *json, size_t len) {
                         mb.rtt_p99 = get_usec(b, "rtt", "p99");
                         mb.outbuf_requests = get_int(b, "outbuf_cnt");
                         mb.waitresp_requests = get_int(b, "waitresp_cnt");
+                        mb.requests_sent = get_int(b, "tx");
+                        mb.responses_received = get_int(b, "rx");
                         metrics_broker_set(c, slot++, &mb);
                 }
         }

@@ -78,6 +78,12 @@ scrape_shows() { scrape > "$T/scrape" && [[ $(value "$1") == "$2" ]]; }
         grep -q '^allvarsd_build_info{version="[^"]*",schema_version="[0-9]*"} 1$' "$T/scrape"
         # librdkafka's statistics arrive every 5 s.
         wait_for 15 bash -c "curl -fsS http://127.0.0.1:$MPORT/metrics | grep -q '^allvarsd_kafka_broker_rtt_avg_seconds{client=\"producer\"'"
+        # The requests each client has sent: the consumer fetched, the relay produced.
+        curl -fsS "http://127.0.0.1:$MPORT/metrics" > "$T/scrape"
+        for c in consumer producer; do
+                awk -v c="$c" 'index($1, "allvarsd_kafka_broker_requests_sent_total{client=\"" c "\"") == 1 { s += $2 }
+                               END { exit !(s > 0) }' "$T/scrape"
+        done
         # Every family has its HELP and TYPE; no label holds a referral or case id.
         for f in $(grep -o '^allvarsd_[a-z_]*' "$T/scrape" | sed -E 's/_(bucket|sum|count)$//' | sort -u); do
                 grep -q "^# HELP $f " "$T/scrape" && grep -q "^# TYPE $f " "$T/scrape"

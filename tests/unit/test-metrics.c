@@ -240,7 +240,7 @@ static const char STATS[] =
         "\"127.0.0.1:9092/bootstrap\":{\"name\":\"127.0.0.1:9092/bootstrap\",\"nodeid\":-1,\"source\":\"configured\","
         "\"outbuf_cnt\":0,\"waitresp_cnt\":0,\"rtt\":{\"avg\":0,\"p99\":0}},"
         "\"127.0.0.1:9092/1\":{\"name\":\"127.0.0.1:9092/1\",\"nodeid\":1,\"source\":\"learned\",\"outbuf_cnt\":3,"
-        "\"waitresp_cnt\":1,\"rtt\":{\"min\":50,\"max\":9000,\"avg\":1250,\"p99\":8191}},"
+        "\"waitresp_cnt\":1,\"tx\":12345678,\"rx\":12345677,\"rtt\":{\"min\":50,\"max\":9000,\"avg\":1250,\"p99\":8191}},"
         "\"GroupCoordinator\":{\"name\":\"GroupCoordinator\",\"nodeid\":1,\"source\":\"logical\",\"outbuf_cnt\":0,"
         "\"waitresp_cnt\":1,\"rtt\":{\"avg\":500000,\"p99\":500000}}},"
         "\"topics\":{\"police.referrals.v1\":{\"partitions\":{\"0\":{\"fetchq_cnt\":7},\"1\":{\"fetchq_cnt\":5},"
@@ -253,6 +253,9 @@ static void test_kafka_statistics(void **state) {
         assert_line(s, "allvarsd_kafka_broker_rtt_avg_seconds{client=\"consumer\",broker=\"1\"} 0.00125");
         assert_line(s, "allvarsd_kafka_broker_rtt_p99_seconds{client=\"consumer\",broker=\"1\"} 0.008191");
         assert_line(s, "allvarsd_kafka_broker_outbuf_requests{client=\"consumer\",broker=\"1\"} 3");
+        assert_line(s, "# TYPE allvarsd_kafka_broker_requests_sent_total counter");
+        assert_line(s, "allvarsd_kafka_broker_requests_sent_total{client=\"consumer\",broker=\"1\"} 12345678");
+        assert_line(s, "allvarsd_kafka_broker_responses_received_total{client=\"consumer\",broker=\"1\"} 12345677");
         assert_line(s, "allvarsd_kafka_fetchq_messages{client=\"consumer\"} 12");
         assert_line(s, "allvarsd_kafka_replyq_ops{client=\"consumer\"} 2");
         assert_null(strstr(s, "client=\"producer\""));
