@@ -202,20 +202,23 @@ events_personal() {
 }
 
 # relay_lock_elsewhere / relay_lock_elsewhere_end: the relay's advisory lock key
-# held by a session of another database on the same server (postgres), as
-# another allvarsd database's relay would: it is not this database's lock.
+# held by a session of another database on the same server (${DB}_elsewhere,
+# made here and dropped after), as another allvarsd database's relay would: it is
+# not this database's lock. A database of the test's own, so that tests side by
+# side do not wait for each other's lock.
 relay_lock_elsewhere() {
-        PGAPPNAME=relay-elsewhere-$$ psql -XAtq -d postgres -c "SELECT pg_advisory_lock(x'616c6c7661727364'::bigint)" \
+        createdb "${DB}_elsewhere"
+        psql -XAtq -d "${DB}_elsewhere" -c "SELECT pg_advisory_lock(x'616c6c7661727364'::bigint)" \
                 -c "SELECT pg_sleep(60)" >/dev/null &
         RELAY_ELSEWHERE=$!
-        wait_for 10 bash -c "[[ \$(psql -XAtq -d postgres -c \"select count(*) from pg_locks l join pg_stat_activity a using (pid)
-                where l.locktype = 'advisory' and l.granted and a.application_name = 'relay-elsewhere-$$'\") -eq 1 ]]"
+        wait_for 10 bash -c "[[ \$(psql -XAtq -d '${DB}_elsewhere' -c \"select count(*) from pg_locks
+                where locktype = 'advisory' and granted
+                  and database = (select oid from pg_database where datname = current_database())\") -eq 1 ]]"
 }
 relay_lock_elsewhere_end() {
         kill "$RELAY_ELSEWHERE" 2>/dev/null || true
         wait "$RELAY_ELSEWHERE" 2>/dev/null || true
-        psql -XAtq -d postgres -c "select pg_terminate_backend(pid) from pg_stat_activity
-                where application_name = 'relay-elsewhere-$$'" >/dev/null
+        dropdb --force "${DB}_elsewhere"
 }
 
 # expected_ids FILE: the referral ids that must be decided (valid or duplicated), sorted, unique.
