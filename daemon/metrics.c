@@ -513,25 +513,27 @@ static const char *client_name(int c) {
 
 static void render_kafka(out *o) {
         static const struct {
-                const char *name, *help;
+                const char *name, *type, *help;
                 int field;
         } fams[] = {
-                {"allvarsd_kafka_broker_rtt_avg_seconds", "librdkafka: average broker round trip time.", 0},
-                {"allvarsd_kafka_broker_rtt_p99_seconds", "librdkafka: 99th percentile broker round trip time.", 1},
-                {"allvarsd_kafka_broker_outbuf_requests", "librdkafka: requests waiting to be sent to the broker.",
-                 2},
-                {"allvarsd_kafka_broker_waitresp_requests", "librdkafka: requests sent, awaiting the broker's answer.",
-                 3},
-                /* Counters: how many requests a client makes of each broker (a
-                 * fetch or produce request per few messages costs the broker CPU). */
-                {"allvarsd_kafka_broker_requests_sent_total", "librdkafka: requests sent to the broker (tx).", 4},
-                {"allvarsd_kafka_broker_responses_received_total",
+                {"allvarsd_kafka_broker_rtt_avg_seconds", "gauge", "librdkafka: average broker round trip time.", 0},
+                {"allvarsd_kafka_broker_rtt_p99_seconds", "gauge", "librdkafka: 99th percentile broker round trip time.",
+                 1},
+                {"allvarsd_kafka_broker_outbuf_requests", "gauge",
+                 "librdkafka: requests waiting to be sent to the broker.", 2},
+                {"allvarsd_kafka_broker_waitresp_requests", "gauge",
+                 "librdkafka: requests sent, awaiting the broker's answer.", 3},
+                /* How many requests a client makes of each broker (a fetch or
+                 * produce request per few messages costs the broker CPU). */
+                {"allvarsd_kafka_broker_requests_sent_total", "counter",
+                 "librdkafka: requests sent to the broker (tx).", 4},
+                {"allvarsd_kafka_broker_responses_received_total", "counter",
                  "librdkafka: responses received from the broker (rx).", 5},
         };
         char v[40];
         brokers_setup();
         for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-                header(o, fams[f].name, fams[f].field >= 4 ? "counter" : "gauge", fams[f].help);
+                header(o, fams[f].name, fams[f].type, fams[f].help);
                 for (int c = 0; c < _MC_MAX; c++)
                         for (int s = 0; s < METRICS_MAX_BROKERS; s++) {
                                 broker_slot *b = &brokers[c][s];
