@@ -104,6 +104,7 @@ fsync = on
 synchronous_commit = on
 max_connections = 200
 shared_buffers = 64MB
+shared_preload_libraries = 'pg_stat_statements'
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '
 EOF
