@@ -258,6 +258,30 @@ static size_t take_round(consumer *c, usec_t mono) {
         return taken;
 }
 
+/* Per batch, the commits were as many OffsetCommit requests as transactions
+ * (about 200 a second at 500 referrals/s), each an append to the broker's
+ * __consumer_offsets. */
+void consumer_tell_kafka(consumer *c, bool now) {
+        usec_t mono = clock_monotonic();
+        if (!now && mono < c->tell_kafka_at)
+                return;
+        c->tell_kafka_at = mono + CONSUMER_TELL_KAFKA_USEC;
+        rd_kafka_topic_partition_list_t *l = NULL;
+        for (size_t i = 0; i < c->n_parts; i++) {
+                partition_state *p = &c->parts[i];
+                if (p->stored_next < 0 || p->stored_next == p->told_next)
+                        continue;
+                if (!l)
+                        l = rd_kafka_topic_partition_list_new((int)c->n_parts);
+                rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->stored_next;
+                p->told_next = p->stored_next;
+        }
+        if (l) {
+                rd_kafka_commit(c->rk, l, 1);
+                rd_kafka_topic_partition_list_destroy(l);
+        }
+}
+
 usec_t consumer_step(consumer *c) {
         usec_t mono = clock_monotonic();
 
@@ -288,6 +312,7 @@ usec_t consumer_step(consumer *c) {
          * pipe, like a message that arrives). */
         if (consumer_batch_flying(c))
                 stored(c, consumer_batch_reap(c), consumer_batch_in_flight(c));
+        consumer_tell_kafka(c, false);
         /* The consumer's queue first: rebalances, errors, and the messages of
          * partitions without a queue of their own. */
         while (!consumer_batch_full(c)) {

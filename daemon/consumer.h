@@ -2,8 +2,8 @@
  * auto-commit off. Positions come from PostgreSQL (store_load_offsets) on every
  * assignment and after every doubt (fenced batch, lost connection); batches are
  * built here from rd_kafka_consumer_poll() and handed to the store in one
- * transaction; Kafka's own committed offsets are written afterwards only so
- * that ordinary lag tools see progress. */
+ * transaction; Kafka's own committed offsets are written afterwards, once a
+ * second (consumer_tell_kafka), only so that ordinary lag tools see progress. */
 #pragma once
 
 #include <stdbool.h>

@@ -160,7 +160,7 @@ static void count_committed(const lane_work *w) {
         }
 }
 
-/* A lane's transaction committed: count, advance its partitions, tell Kafka, log. */
+/* A lane's transaction committed: count, advance its partitions, log. */
 static void lane_committed(consumer *c, const lane_work *w) {
         count_committed(w);
         c->fig.batches++;
@@ -172,17 +172,11 @@ static void lane_committed(consumer *c, const lane_work *w) {
         c->fig.dead_lettered += w->res.dead_lettered;
         c->fig.events += w->res.events;
         c->fig.alerts += w->res.alerts;
-        rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new((int)w->n_offs);
         for (size_t j = 0; j < w->n_offs; j++) {
                 partition_state *p = part_find(c, w->offs[j].topic, w->offs[j].partition);
                 if (p)
                         p->stored_next = w->offs[j].new_next;
-                rd_kafka_topic_partition_list_add(commit, w->offs[j].topic, w->offs[j].partition)->offset =
-                        w->offs[j].new_next;
         }
-        /* Only for lag tools: PostgreSQL is the source of truth. */
-        rd_kafka_commit(c->rk, commit, 1);
-        rd_kafka_topic_partition_list_destroy(commit);
         for (size_t i = 0; i < w->n; i++)
                 if (log_get_max_priority() >= LOG_INFO || w->msgs[i].status != STORE_DECIDED)
                         log_message_outcome(&w->msgs[i]);

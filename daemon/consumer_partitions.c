@@ -233,6 +233,9 @@ void consumer_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
         if (lr < 0 && lr != -ESTALE)
                 consumer_database_lost(c, lr);
         metrics_partitions_clear();
+        /* What the partitions' next owner would tell late; on leaving the
+         * group (consumer_drain's close) too. */
+        consumer_tell_kafka(c, true);
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 parts_clear(c);
                 consumer_batch_drop(c);
@@ -245,6 +248,7 @@ void consumer_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_top
                                 abort();
                         c->parts[i].partition = l->elems[i].partition;
                         c->parts[i].stored_next = -1;
+                        c->parts[i].told_next = -1;
                         c->parts[i].fresh = true;
                 }
                 c->n_parts = (size_t)l->cnt;

@@ -53,6 +53,7 @@ typedef struct partition_state {
         char *topic;
         int32_t partition;
         int64_t stored_next;            /* next offset as the database holds it; -1: no row */
+        int64_t told_next;              /* stored_next as last committed to Kafka, for lag tools; -1: none */
         int64_t pos;                    /* next offset to accept from Kafka */
         bool valid;                     /* stored_next was read from the database */
         bool seek_pending;              /* paused: its seek to pos failed; nothing accepted until it succeeds */
@@ -85,6 +86,7 @@ struct consumer {
         usec_t batch_started;           /* monotonic */
         bool batch_behind;              /* begun while a lane stored: stored as soon as a lane is free */
         usec_t last_flush_end;          /* monotonic: when the last batch_flush returned */
+        usec_t tell_kafka_at;           /* monotonic: when the positions go to Kafka next (consumer_tell_kafka) */
 
         bool database_down;
         bool database_hinted;           /* the outage was logged with its fix (sqlstate_outage_hint) */
@@ -111,6 +113,12 @@ __attribute__((format(printf, 2, 3))) static inline void set_error(consumer *c, 
         vsnprintf(c->fig.last_error, sizeof c->fig.last_error, fmt, ap);
         va_end(ap);
 }
+
+/* Commit the stored positions that moved to Kafka, for lag tools only (the
+ * database is the source of truth): at most once a second (CONSUMER_TELL_KAFKA_USEC),
+ * or now when `now`. */
+#define CONSUMER_TELL_KAFKA_USEC USEC_PER_SEC
+void consumer_tell_kafka(consumer *c, bool now);
 
 static inline partition_state *part_find(consumer *c, const char *topic, int32_t partition) {
         for (size_t i = 0; i < c->n_parts; i++)
