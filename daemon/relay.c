@@ -7,7 +7,8 @@
  *    finds any row whose transaction committed later than those look
  *    (relay_read.c).
  *  - A row is marked sent only on a delivery report without error, in bulk
- *    (one statement per pass): deleted from the outbox, and its record, with
+ *    (one statement for what was delivered within MARK_DELAY, or a pass's
+ *    worth, relay_state.h): deleted from the outbox, and its record, with
  *    the payload's size but not the payload, inserted into outbox_sent. A
  *    delete, not an UPDATE of sent_at: the UPDATE rewrote the whole row,
  *    payload included, and left dead index entries for the next pass to walk.
@@ -48,6 +49,14 @@
 
 /* ---- the step ---- */
 
+/* Delivered rows to mark sent now (MARK_DELAY): a pass's worth, or the first
+ * of them delivered MARK_DELAY ago; at once while not active (a standby only
+ * finishes what it delivered). */
+static bool mark_due(const relay *r, usec_t mono) {
+        return r->n_delivered > 0 && (!r->active || r->n_delivered >= relay_batch(r) ||
+                                      mono >= r->delivered_since + MARK_DELAY);
+}
+
 static int work(relay *r, usec_t mono) {
         int ret = 0, k;
 
@@ -73,7 +82,7 @@ static int work(relay *r, usec_t mono) {
         if ((k = pg_consume(r)) < 0)
                 return k;
         /* Delivered rows are marked whether or not this relay is still active. */
-        if ((k = mark_sent(r)) < 0) {
+        if (mark_due(r, mono) && (k = mark_sent(r)) < 0) {
                 if (k == -ECONNRESET)
                         return k;
                 ret = k;
@@ -120,6 +129,8 @@ static usec_t next_due(const relay *r) {
                 return r->next_lock_try;
         if (r->query_due && r->n_flights < flights_max(r))
                 return 0;
+        if (r->n_delivered > 0 && r->delivered_since + MARK_DELAY < r->next_poll)
+                return r->delivered_since + MARK_DELAY;
         return r->next_poll;
 }
 

@@ -47,6 +47,8 @@ static bool ids_push(int64_t **v, size_t *n, size_t *cap, int64_t id) {
 }
 
 static void delivered_push(relay *r, int64_t id) {
+        if (r->n_delivered == 0)
+                r->delivered_since = clock_monotonic();
         /* Out of memory: the row stays unsent and is published again: a duplicate, not a loss. */
         (void)ids_push(&r->delivered, &r->n_delivered, &r->cap_delivered, id);
 }

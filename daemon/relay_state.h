@@ -22,6 +22,13 @@
 #define POLL_SERVE_MAX 10000            /* callbacks served per rd_kafka_poll round */
 #define FATAL_FLUSH_MS 100           /* what is not reported by then stays unsent */
 #define CONNECT_TIMEOUT (10 * USEC_PER_SEC)  /* libpq's connect_timeout does not apply to PQconnectPoll */
+/* Delivered rows wait this long for more before they are marked sent (unless a
+ * pass's worth already waits): at 500 referrals/s the relay marked after every
+ * delivery report, some 400 statements and transactions a second of a few rows
+ * each. Marking later only keeps the rows in the outbox (left out of the reads
+ * meanwhile, relay_read.c), and widens by as much the window in which a crash
+ * publishes a delivered row again, which consumers drop by its ce_id. */
+#define MARK_DELAY (20 * 1000)
 
 typedef struct flight_link {
         struct flight_link *prev, *next;
@@ -89,6 +96,7 @@ struct relay {
         uint64_t n_flights;
         int64_t *delivered;             /* delivered, not yet marked sent */
         size_t n_delivered, cap_delivered;
+        usec_t delivered_since;         /* monotonic: when the first of them was delivered */
         key_blocks blocks;              /* held back after a failed delivery */
         relay_dead *dead;               /* refused for good, not yet dead-lettered (relay_dead.h) */
         size_t n_dead, cap_dead;

@@ -153,15 +153,17 @@ static void lower_id_committed_after(env *e, usec_t wait, uint64_t *waiting, uin
         check_published(e, false);
 }
 
-/* The lower id commits after its gap expired (twice relay.poll_ms, 200 ms
- * here) but while it is a late id (20 relay.poll_ms): the look-up of the late
- * ids, once every relay.poll_ms, finds it, and no sweep runs meanwhile
- * (daemon/relay_read.c). */
+/* The lower id commits after its gap expired (twice relay.poll_ms, 400 ms
+ * here) but while it is a late id (20 relay.poll_ms, 4 s): the look-up of the
+ * late ids, once every relay.poll_ms, finds it, and no sweep runs meanwhile
+ * (daemon/relay_read.c). The next sweep is due 4 s after the activation's: the
+ * activation and the higher id's publication take about a second here, so the
+ * commit 1 s later and its publication leave it room. */
 static void test_late_commit_of_lower_id(void **state) {
         env *e = *state;
-        e->cfg.relay_poll_ms = 100;
+        e->cfg.relay_poll_ms = 200;
         uint64_t waiting, finding;
-        lower_id_committed_after(e, 500 * 1000, &waiting, &finding);
+        lower_id_committed_after(e, 1000 * 1000, &waiting, &finding);
         assert_int_equal(finding, 0);
 }
 
