@@ -259,7 +259,7 @@ static size_t take_round(consumer *c, usec_t mono) {
 }
 
 /* Per batch, the commits were as many OffsetCommit requests as transactions
- * (about 200 a second at 500 referrals/s), each an append to the broker's
+ * (some 300 a second at 500 referrals/s), each an append to the broker's
  * __consumer_offsets. */
 void consumer_tell_kafka(consumer *c, bool now) {
         usec_t mono = clock_monotonic();

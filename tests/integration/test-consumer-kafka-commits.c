@@ -2,7 +2,7 @@
  * consumer_tell_kafka), the consumer in this process against librdkafka's mock
  * cluster and a real PostgreSQL server. They are for lag tools only: the
  * positions live in the database. They follow the stored positions once a
- * second, not after every transaction (at 500 referrals/s that was some 200
+ * second, not after every transaction (at 500 referrals/s that was some 300
  * OffsetCommit requests a second for the broker), and reach the last stored
  * position when the stream stops and when the consumer leaves.
  *

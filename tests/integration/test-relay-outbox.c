@@ -309,6 +309,8 @@ static void test_marking_waits_for_more(void **state) {
         assert_int_equal(f.published, 2);
         usec_t delivered = clock_monotonic();
         relay_step(r, 1000);    /* where a marking per delivery report happened */
+        /* Only a step that returned well within the delay tells: a slower one
+         * (a loaded machine, valgrind) may mark the row rightly. */
         bool soon = clock_monotonic() - delivered < MARK_DELAY / 2;
         long long left = unsent(e);
         if (soon && left != 1)
